@@ -1,0 +1,118 @@
+"""The names every part of the pipeline agrees on: buckets, topics, services, triggers, objects.
+
+Terraform declares the same names (``terraform/``); ``tests/terraform`` checks that both agree.
+Cloud names carry a prefix (``Settings.prefix``); the logical names below do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Logical bucket names -> role. Physical name: f"{prefix}-{logical}".
+BUCKETS = ("raw", "anonymised", "prepped", "results")
+
+# Pub/Sub topics, one per event kind (Eventarc Pub/Sub triggers cannot filter on attributes).
+TOPIC_SUNRISE_ANONYMISED = "sunrise-anonymised"
+TOPIC_PSG_ANONYMISED = "psg-anonymised"
+TOPIC_SUNRISE_PREPPED = "sunrise-prepped"
+TOPIC_PSG_PREPPED = "psg-prepped"
+TOPIC_DEAD_LETTER = "dead-letter"
+TOPICS = (
+    TOPIC_SUNRISE_ANONYMISED,
+    TOPIC_PSG_ANONYMISED,
+    TOPIC_SUNRISE_PREPPED,
+    TOPIC_PSG_PREPPED,
+    TOPIC_DEAD_LETTER,
+)
+
+# Services (Cloud Run names: f"{prefix}-{name with _ as -}") and the stage each one runs.
+SERVICES = ("ingest", "sunrise_prep", "psg_prep", "sunalgo")
+STAGES = SERVICES
+
+# Upload kinds accepted in the raw bucket: {kind}/{site}/{subject}/{file}
+UPLOAD_KINDS = ("sunrise", "psg", "labels")
+
+STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
+PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One Eventarc trigger: an event source and the service it is delivered to."""
+
+    name: str
+    event_type: str
+    source: str  # logical bucket name for storage triggers, logical topic for Pub/Sub
+    service: str
+
+
+TRIGGERS = (
+    Trigger("ingest-raw-finalized", STORAGE_FINALIZED, "raw", "ingest"),
+    Trigger("sunrise-prep-anonymised", PUBSUB_PUBLISHED, TOPIC_SUNRISE_ANONYMISED, "sunrise_prep"),
+    Trigger("psg-prep-anonymised", PUBSUB_PUBLISHED, TOPIC_PSG_ANONYMISED, "psg_prep"),
+    Trigger("sunalgo-sunrise-prepped", PUBSUB_PUBLISHED, TOPIC_SUNRISE_PREPPED, "sunalgo"),
+    Trigger("sunalgo-psg-prepped", PUBSUB_PUBLISHED, TOPIC_PSG_PREPPED, "sunalgo"),
+)
+
+# Topics each service publishes to (least-privilege IAM in terraform follows this).
+PUBLISHES = {
+    "ingest": (TOPIC_SUNRISE_ANONYMISED, TOPIC_PSG_ANONYMISED),
+    "sunrise_prep": (TOPIC_SUNRISE_PREPPED,),
+    "psg_prep": (TOPIC_PSG_PREPPED,),
+    "sunalgo": (),
+}
+
+# Buckets each service reads and writes.
+READS = {
+    "ingest": ("raw",),
+    "sunrise_prep": ("anonymised",),
+    "psg_prep": ("anonymised",),
+    "sunalgo": ("prepped", "results"),
+}
+WRITES = {
+    "ingest": ("anonymised",),
+    "sunrise_prep": ("prepped",),
+    "psg_prep": ("prepped",),
+    "sunalgo": ("results",),
+}
+
+
+def bucket_name(prefix: str, logical: str) -> str:
+    """Physical bucket name for a logical one (``raw`` -> ``sunrise-dev-raw``)."""
+    if logical not in BUCKETS:
+        raise ValueError(f"unknown bucket {logical!r}; expected one of {BUCKETS}")
+    return f"{prefix}-{logical}"
+
+
+def topic_name(prefix: str, logical: str) -> str:
+    """Physical topic name for a logical one."""
+    if logical not in TOPICS:
+        raise ValueError(f"unknown topic {logical!r}; expected one of {TOPICS}")
+    return f"{prefix}-{logical}"
+
+
+def service_name(prefix: str, service: str) -> str:
+    """Cloud Run service name (underscores are not allowed there)."""
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; expected one of {SERVICES}")
+    return f"{prefix}-{service.replace('_', '-')}"
+
+
+# Object layout of the buckets the pipeline writes. Dates and original file names never appear.
+def anonymised_object(night_id: str, kind: str, ext: str, label_key: str | None = None) -> str:
+    """``nights/{night_id}/sunrise.edf``, ``.../psg.bdf`` or ``.../labels/{label_key}.{ext}``."""
+    if kind == "labels":
+        if not label_key:
+            raise ValueError("label objects need a label_key")
+        return f"nights/{night_id}/labels/{label_key}.{ext}"
+    return f"nights/{night_id}/{kind}.{ext}"
+
+
+def prepped_prefix(night_id: str, kind: str, input_key: str) -> str:
+    """Folder of one preparation: ``nights/{night_id}/{sunrise|psg}/{input_key}/``."""
+    return f"nights/{night_id}/{kind}/{input_key}/"
+
+
+def results_prefix(night_id: str, algo_version: str, input_key: str) -> str:
+    """Folder of one sunalgo run: ``nights/{night_id}/{algo_version}/{input_key}/``."""
+    return f"nights/{night_id}/{algo_version}/{input_key}/"
