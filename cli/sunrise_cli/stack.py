@@ -1,0 +1,138 @@
+"""Start and stop the local stack: the four services (uvicorn) and the router, on 127.0.0.1.
+
+Each process runs in its own process group so that stopping the stack stops everything it
+started. Used by ``sunrise run`` (``make run``), the end-to-end tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from sunrise_common.settings import Settings
+
+SERVICE_APPS = {
+    "ingest": "ingest.main:app",
+    "sunrise_prep": "sunrise_prep.main:app",
+    "psg_prep": "psg_prep.main:app",
+    "sunalgo": "sunalgo.main:app",
+}
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process the same settings."""
+    env = {
+        "SUNRISE_BACKEND": settings.backend,
+        "SUNRISE_PREFIX": settings.prefix,
+        "SUNRISE_PROJECT": settings.project,
+        "SUNRISE_DATA_DIR": str(Path(settings.data_dir).resolve()),
+        "SUNRISE_GCS_ENDPOINT": settings.gcs_endpoint,
+        "SUNRISE_FIRESTORE_EMULATOR_HOST": settings.firestore_emulator_host,
+        "SUNRISE_PUBSUB_EMULATOR_HOST": settings.pubsub_emulator_host,
+        "SUNRISE_ROUTER_POLL_S": str(settings.router_poll_s),
+        "SUNRISE_ROUTER_BACKOFF_INITIAL_S": str(settings.router_backoff_initial_s),
+        "SUNRISE_ROUTER_BACKOFF_MAX_S": str(settings.router_backoff_max_s),
+        "SUNRISE_ROUTER_MAX_ATTEMPTS": str(settings.router_max_attempts),
+        "SUNRISE_ROUTER_MAX_IN_FLIGHT": str(settings.router_max_in_flight),
+        "SUNRISE_LEASE_S": str(settings.lease_s),
+        "SUNRISE_LOG_LEVEL": settings.log_level,
+    }
+    for service in SERVICE_APPS:
+        env[f"SUNRISE_{service.upper()}_URL"] = settings.service_url(service)
+    if settings.pseudonym_key is not None:
+        env["SUNRISE_PSEUDONYM_KEY"] = settings.pseudonym_key.get_secret_value()
+    if settings.pseudonym_key_file is not None:
+        env["SUNRISE_PSEUDONYM_KEY_FILE"] = str(settings.pseudonym_key_file)
+    if settings.models_dir is not None:
+        env["SUNRISE_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
+    if settings.model_version:
+        env["SUNRISE_MODEL_VERSION"] = settings.model_version
+    return env
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    log_dir: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SUNRISE_")}
+        env.update(settings_env(self.settings))
+        return env
+
+    def start_service(self, service: str) -> None:
+        url = urlparse(self.settings.service_url(service))
+        if url.hostname not in ("127.0.0.1", "localhost"):
+            raise ValueError(f"local services bind to 127.0.0.1 only, not {url.hostname}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{service}.log", "ab")
+        self.procs[service] = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", SERVICE_APPS[service], "--host", "127.0.0.1",
+             "--port", str(url.port), "--log-level", "warning", "--no-access-log"],
+            env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def start_router(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / "router.log", "ab")
+        self.procs["router"] = subprocess.Popen(
+            [sys.executable, "-m", "sunrise_common.router.main"],
+            env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def start(self, timeout: float = 60.0) -> None:
+        for service in SERVICE_APPS:
+            self.start_service(service)
+        self.start_router()
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 60.0, services: list[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        for service in services or list(SERVICE_APPS):
+            url = self.settings.service_url(service).rstrip("/") + "/healthz"
+            while True:
+                proc = self.procs.get(service)
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{service} exited with {proc.returncode}; see {self.log_dir / (service + '.log')}")
+                try:
+                    if httpx.get(url, timeout=1.0).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service} did not answer {url} within {timeout:.0f} s")
+                time.sleep(0.1)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)
+
+    def __enter__(self) -> "Stack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,270 @@
+"""CloudEvents in and out: parsing what Eventarc sends, building what the router and CLI send.
+
+Eventarc delivers in binary mode (``ce-*`` headers, JSON body); people replaying with curl may use
+structured mode (``application/cloudevents+json``). Both parse here, once, for every service.
+Wire caveats encoded below (see shared/reference/cloudevents/README.md): int64 fields such as
+``size`` and ``generation`` arrive as strings; Pub/Sub ``message.data`` is base64 and may be
+absent; camelCase and snake_case copies of the same field may both be present.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from cloudevents.v1 import exceptions as ce_exceptions
+from cloudevents.v1.http import from_http
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sunrise_common.errors import BadEvent
+from sunrise_common.names import PUBSUB_PUBLISHED, STORAGE_FINALIZED
+
+MAX_BODY_BYTES = 1 << 20
+
+
+class StorageObjectData(BaseModel):
+    """The body of ``google.cloud.storage.object.v1.finalized`` (GCS JSON API object resource)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    bucket: str = Field(min_length=1, max_length=222)
+    name: str = Field(min_length=1, max_length=1024)
+    generation: int = Field(ge=0)
+    metageneration: int | None = None
+    size: int | None = Field(default=None, ge=0)
+    content_type: str | None = Field(default=None, alias="contentType")
+    md5_hash: str | None = Field(default=None, alias="md5Hash")
+    time_created: str | None = Field(default=None, alias="timeCreated")
+
+    @field_validator("generation", "metageneration", "size", mode="before")
+    @classmethod
+    def _int64_as_string(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip().lstrip("-").isdigit():
+                raise ValueError(f"expected an integer (or its string form), got {value!r}")
+            return int(value)
+        if isinstance(value, bool):
+            raise ValueError("expected an integer, got a boolean")
+        return value
+
+
+class PubsubMessage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    data: str | None = None
+    attributes: dict[str, str] = Field(default_factory=dict)
+    message_id: str | None = Field(default=None, validation_alias=AliasChoices("messageId", "message_id"))
+    publish_time: str | None = Field(default=None, validation_alias=AliasChoices("publishTime", "publish_time"))
+    delivery_attempt: int | None = Field(
+        default=None, validation_alias=AliasChoices("deliveryAttempt", "delivery_attempt")
+    )
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _none_attributes(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def decoded(self) -> bytes:
+        if not self.data:
+            return b""
+        try:
+            return base64.b64decode(self.data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise BadEvent("bad_pubsub_data", f"message.data is not valid base64: {exc}") from exc
+
+    def json(self) -> dict[str, Any]:
+        raw = self.decoded()
+        try:
+            value = json.loads(raw or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadEvent("bad_pubsub_data", f"message.data is not JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise BadEvent("bad_pubsub_data", f"message.data must be a JSON object, got {type(value).__name__}")
+        return value
+
+
+class MessagePublishedData(BaseModel):
+    """The body of ``google.cloud.pubsub.topic.v1.messagePublished``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    message: PubsubMessage
+    subscription: str | None = None
+
+
+class Event(BaseModel):
+    """A parsed CloudEvent with its typed data."""
+
+    id: str
+    source: str
+    type: str
+    subject: str | None = None
+    time: str | None = None
+    storage: StorageObjectData | None = None
+    pubsub: MessagePublishedData | None = None
+
+    @property
+    def topic(self) -> str | None:
+        """Topic name from ``ce-source`` (``//pubsub.googleapis.com/projects/P/topics/T``)."""
+        if "/topics/" in self.source:
+            return self.source.rsplit("/topics/", 1)[1]
+        return None
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON object a pipeline service published (Pub/Sub events only)."""
+        if self.pubsub is None:
+            raise BadEvent("wrong_event_type", f"expected {PUBSUB_PUBLISHED}, got {self.type}")
+        return self.pubsub.message.json()
+
+
+def parse_event(headers: Mapping[str, str], body: bytes) -> Event:
+    """Parse an HTTP request (binary or structured mode) into an :class:`Event`.
+
+    Raises
+    ------
+    BadEvent
+        With a message that says what is wrong; the service answers 400.
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise BadEvent("body_too_large", f"{len(body)} bytes > {MAX_BODY_BYTES}")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    content_type = lowered.get("content-type", "")
+    if "ce-specversion" not in lowered and "cloudevents" not in content_type:
+        raise BadEvent(
+            "not_a_cloudevent",
+            "expected binary mode (ce-specversion, ce-id, ce-source, ce-type headers) or structured "
+            "mode (Content-Type: application/cloudevents+json)",
+        )
+    try:
+        ce = from_http(dict(lowered), body)
+    except ce_exceptions.GenericException as exc:
+        raise BadEvent("invalid_cloudevent", str(exc)) from exc
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BadEvent("invalid_cloudevent", f"cannot read the request: {exc}") from exc
+    attrs = ce.get_attributes()
+    for required in ("id", "source", "type"):
+        if not isinstance(attrs.get(required), str) or not attrs.get(required):
+            raise BadEvent("invalid_cloudevent", f"missing or empty attribute {required!r}")
+    data = ce.data
+    if isinstance(data, (bytes, bytearray)):
+        try:
+            data = json.loads(data or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadEvent("invalid_json", f"the event data is not JSON: {exc}") from exc
+    elif isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise BadEvent("invalid_json", f"the event data is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadEvent("invalid_data", f"the event data must be a JSON object, got {type(data).__name__}")
+    event = Event(
+        id=attrs["id"],
+        source=attrs["source"],
+        type=attrs["type"],
+        subject=attrs.get("subject"),
+        time=attrs.get("time"),
+    )
+    try:
+        if event.type == STORAGE_FINALIZED:
+            event.storage = StorageObjectData.model_validate(data)
+        elif event.type == PUBSUB_PUBLISHED:
+            event.pubsub = MessagePublishedData.model_validate(data)
+        else:
+            raise BadEvent(
+                "unsupported_event_type",
+                f"type {event.type!r} is not one of {STORAGE_FINALIZED}, {PUBSUB_PUBLISHED}",
+            )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'data'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise BadEvent("invalid_data", f"{event.type} data: {problems}") from exc
+    return event
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def storage_event(
+    bucket: str, name: str, generation: int, size: int, *, content_type: str | None = None, event_id: str | None = None
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and body of the binary-mode request Eventarc sends for an object finalize."""
+    headers = {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-type": STORAGE_FINALIZED,
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+        "ce-subject": f"objects/{name}",
+        "ce-id": event_id or str(uuid.uuid4()),
+        "ce-time": _now(),
+        "ce-bucket": bucket,
+    }
+    body = {
+        "kind": "storage#object",
+        "id": f"{bucket}/{name}/{generation}",
+        "name": name,
+        "bucket": bucket,
+        "generation": str(generation),
+        "metageneration": "1",
+        "contentType": content_type or "application/octet-stream",
+        "size": str(size),
+        "timeCreated": headers["ce-time"],
+        "updated": headers["ce-time"],
+    }
+    return headers, body
+
+
+def pubsub_event(
+    project: str,
+    topic: str,
+    data: bytes,
+    *,
+    attributes: Mapping[str, str] | None = None,
+    message_id: str | None = None,
+    publish_time: str | None = None,
+    subscription: str | None = None,
+    delivery_attempt: int | None = None,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Headers and body of the binary-mode request Eventarc sends for a Pub/Sub message."""
+    message_id = message_id or str(uuid.uuid4().int)[:16]
+    publish_time = publish_time or _now()
+    headers = {
+        "Content-Type": "application/json",
+        "ce-specversion": "1.0",
+        "ce-type": PUBSUB_PUBLISHED,
+        "ce-source": f"//pubsub.googleapis.com/projects/{project}/topics/{topic}",
+        "ce-id": message_id,
+        "ce-time": publish_time,
+    }
+    message: dict[str, Any] = {
+        "data": base64.b64encode(data).decode(),
+        "messageId": message_id,
+        "message_id": message_id,
+        "publishTime": publish_time,
+        "publish_time": publish_time,
+    }
+    if attributes:
+        message["attributes"] = dict(attributes)
+    if delivery_attempt:
+        message["deliveryAttempt"] = delivery_attempt
+    body = {
+        "message": message,
+        "subscription": subscription or f"projects/{project}/subscriptions/eventarc-local-{topic}-sub-000",
+    }
+    return headers, body
+
+
+def to_structured(headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+    """The structured-mode envelope of a binary-mode request (for files and curl replays)."""
+    envelope: dict[str, Any] = {
+        k[3:]: v for k, v in headers.items() if k.lower().startswith("ce-")
+    }
+    envelope["datacontenttype"] = "application/json"
+    envelope["data"] = dict(body)
+    return envelope

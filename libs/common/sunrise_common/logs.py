@@ -1,0 +1,96 @@
+"""Cloud Logging JSON lines with trace, event id, night id, stage and object on every record.
+
+Modules use ``logging.getLogger(__name__)``; only entry points call :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+
+_SEVERITY = {
+    logging.DEBUG: "DEBUG",
+    logging.INFO: "INFO",
+    logging.WARNING: "WARNING",
+    logging.ERROR: "ERROR",
+    logging.CRITICAL: "CRITICAL",
+}
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add fields (event_id, night_id, stage, object, trace) to every record logged inside."""
+    merged = {**_context.get(), **{k: v for k, v in fields.items() if v is not None}}
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind(**fields: Any) -> None:
+    """Add fields to the current context (e.g. the night id once it is known)."""
+    _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def current() -> dict[str, Any]:
+    return dict(_context.get())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line in the shape Cloud Logging parses (``severity``, ``message``)."""
+
+    def __init__(self, project: str = "") -> None:
+        super().__init__()
+        self.project = project
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "severity": _SEVERITY.get(record.levelno, "DEFAULT"),
+            "message": record.getMessage(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "logger": record.name,
+        }
+        ctx = _context.get()
+        trace = ctx.get("trace")
+        for key, value in ctx.items():
+            if key != "trace":
+                entry[key] = value
+        if trace:
+            entry["logging.googleapis.com/trace"] = (
+                f"projects/{self.project}/traces/{trace}" if self.project else trace
+            )
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            entry.update(extra)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure(level: str = "INFO", project: str = "") -> None:
+    """Entry points only: send JSON lines to stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(project))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("uvicorn.access", "httpx", "httpcore", "urllib3", "google"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def trace_from_header(value: str | None) -> str | None:
+    """The trace id of ``X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=1`` or W3C ``traceparent``."""
+    if not value:
+        return None
+    if value.count("-") == 3 and len(value) >= 55:  # traceparent: 00-<32 hex>-<16 hex>-01
+        return value.split("-")[1]
+    return value.split("/")[0] or None

@@ -1,0 +1,37 @@
+"""Reading the night document from a per-night event (shared by the stages after ingest)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sunrise_common.errors import NotFound, PermanentError, TransientError
+from sunrise_common.events import Event
+
+_NIGHT_ID = re.compile(r"^s[a-z2-7]{12}-n\d{1,7}$")
+
+
+def night_event(event: Event) -> dict[str, Any]:
+    """The payload of a per-night Pub/Sub event, checked."""
+    payload = event.payload()
+    night = payload.get("night_id")
+    if not isinstance(night, str) or not _NIGHT_ID.match(night):
+        raise PermanentError("bad_payload", f"night_id must look like s<12 base32>-n<digits>, got {str(night)[:40]!r}")
+    return payload
+
+
+def load_night(ctx, night_id: str) -> dict[str, Any]:  # noqa: ANN001 - Context
+    """The night document; a night that ingest has not recorded yet is transient (retry)."""
+    doc = ctx.state.get("nights", night_id)
+    if doc is None:
+        raise TransientError("night_not_found", f"nights/{night_id} does not exist (yet)")
+    return doc
+
+
+def latest_done(doc: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """The stage's latest run if it finished, else None."""
+    st = doc.get("stages", {}).get(stage)
+    return st if st and st.get("state") == "done" else None
+
+
+__all__ = ["NotFound", "latest_done", "load_night", "night_event"]

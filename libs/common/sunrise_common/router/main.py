@@ -1,0 +1,156 @@
+"""The local router process: watch the raw folder, route messages, deliver CloudEvents.
+
+Run with ``python -m sunrise_common.router.main``. Embedded backend: watches
+``data/buckets/{prefix}-raw`` by polling. Emulators backend: pulls the Pub/Sub emulator
+(:mod:`.pubsub_source`). Either way every delivery goes through the durable :class:`Queue`:
+POST in binary mode, retry non-2xx with exponential backoff, dead-letter past the attempt limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from sunrise_common import logs
+from sunrise_common.router.queue import Delivery, Queue
+from sunrise_common.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class RawWatcher:
+    """Polls the raw bucket folder; a file is announced once its size and mtime are stable."""
+
+    def __init__(self, settings: Settings, queue: Queue) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.bucket = settings.bucket("raw")
+        self.root = settings.data_dir / "buckets" / self.bucket
+        self._pending: dict[str, tuple[int, int]] = {}
+
+    def poll_once(self) -> int:
+        self.root.mkdir(parents=True, exist_ok=True)
+        announced = 0
+        current: dict[str, tuple[int, int]] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for fn in filenames:
+                if fn.startswith("."):
+                    continue
+                path = Path(dirpath) / fn
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                name = path.relative_to(self.root).as_posix()
+                sig = (st.st_mtime_ns, st.st_size)
+                current[name] = sig
+                if self._pending.get(name) == sig:  # unchanged since the last poll: complete
+                    announced += self.queue.enqueue_storage(self.settings, self.bucket, name, st.st_mtime_ns, st.st_size)
+        self._pending = current
+        return announced
+
+
+class Deliverer:
+    def __init__(self, settings: Settings, queue: Queue) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.client = httpx.Client(timeout=httpx.Timeout(300.0, connect=2.0))
+        self.pool = ThreadPoolExecutor(max_workers=settings.router_max_in_flight, thread_name_prefix="deliver")
+        self.in_flight = 0
+        self._lock = threading.Lock()
+
+    def deliver_due(self) -> int:
+        with self._lock:
+            room = self.settings.router_max_in_flight - self.in_flight
+        if room <= 0:
+            return 0
+        due = self.queue.take_due(room)
+        for d in due:
+            with self._lock:
+                self.in_flight += 1
+            self.pool.submit(self._deliver, d)
+        return len(due)
+
+    def _deliver(self, d: Delivery) -> None:
+        import json
+
+        url = self.settings.service_url(d.service)
+        try:
+            with logs.log_context(event_id=d.headers.get("ce-id"), stage="router", trigger=d.trigger):
+                try:
+                    resp = self.client.post(url, headers=d.headers, content=json.dumps(d.body).encode())
+                except httpx.HTTPError as exc:
+                    state = self.queue.mark_failed(d, None, f"{type(exc).__name__}: {exc}", **self._policy())
+                    logger.warning("delivery %s to %s failed (%s): %s", d.id, d.service, state, exc)
+                    return
+                if 200 <= resp.status_code < 300:
+                    self.queue.mark_delivered(d.id, resp.status_code)
+                    logger.info("delivered %s to %s: %s", d.id, d.service, resp.text[:200])
+                else:
+                    state = self.queue.mark_failed(d, resp.status_code, resp.text[:500], **self._policy())
+                    level = logging.ERROR if state == "dead" else logging.WARNING
+                    logger.log(level, "delivery %s to %s got %s (%s)", d.id, d.service, resp.status_code, state)
+        except Exception:  # keep the loop alive whatever happens; the delivery stays in_flight -> reset on restart
+            logger.exception("delivery %s crashed", d.id)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _policy(self) -> dict:
+        s = self.settings
+        return {"max_attempts": s.router_max_attempts, "backoff_initial": s.router_backoff_initial_s, "backoff_max": s.router_backoff_max_s}
+
+
+def run(settings: Settings, stop: threading.Event | None = None) -> None:
+    """Run the router until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or threading.Event()
+    queue = Queue(settings.data_dir / "router.db")
+    queue.reset_in_flight()
+    deliverer = Deliverer(settings, queue)
+    sources = []
+    if settings.backend == "embedded":
+        sources.append(RawWatcher(settings, queue))
+    elif settings.backend == "emulators":
+        from sunrise_common.router.pubsub_source import PubsubSource
+
+        sources.append(PubsubSource(settings, queue))
+    else:
+        raise SystemExit("the local router is for the embedded and emulators backends; the cloud uses Eventarc")
+    logger.info("router up (%s backend), delivering to %s", settings.backend,
+                {s: settings.service_url(s) for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")})
+    while not stop.is_set():
+        busy = 0
+        for source in sources:
+            try:
+                busy += source.poll_once()
+            except Exception:
+                logger.exception("event source failed; retrying")
+        try:
+            busy += queue.route_messages(settings)
+            busy += deliverer.deliver_due()
+        except Exception:
+            logger.exception("router loop failed; retrying")
+        if not busy:
+            stop.wait(settings.router_poll_s)
+    deliverer.pool.shutdown(wait=True)
+
+
+def main() -> None:
+    settings = Settings()
+    logs.configure(settings.log_level, settings.project)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(settings, stop)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Durable queue of the local router (SQLite): published messages, deliveries, dead letters.
+
+Publishers (services, the CLI) append messages; the router fans each message out to one delivery
+per subscribed trigger, delivers it as an Eventarc-format CloudEvent, retries non-2xx answers with
+exponential backoff and, past the attempt limit, keeps it as a dead letter (``state = 'dead'``).
+Nothing is deleted except by an explicit purge.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from sunrise_common import names
+from sunrise_common.events import pubsub_event, storage_event
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    data BLOB NOT NULL,
+    attributes TEXT NOT NULL,
+    publish_time TEXT NOT NULL,
+    routed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    trigger TEXT NOT NULL,
+    service TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body TEXT NOT NULL,
+    subject TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    last_status INTEGER,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
+CREATE TABLE IF NOT EXISTS seen (
+    bucket TEXT NOT NULL,
+    name TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (bucket, name, generation)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    trigger: str
+    service: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    subject: str | None
+    attempts: int
+    state: str
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    updated_at: float
+
+
+class Queue:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    # -- publishing side
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
+        message_id = str(uuid.uuid4().int)[:16]
+        publish_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+        self._conn().execute(
+            "INSERT INTO messages(message_id, topic, data, attributes, publish_time) VALUES (?,?,?,?,?)",
+            (message_id, topic, data, json.dumps(dict(attributes or {})), publish_time),
+        )
+        return message_id
+
+    def route_messages(self, settings) -> int:  # noqa: ANN001 - Settings
+        """Fan new messages out to the triggers subscribed to their topic."""
+        conn = self._conn()
+        rows = conn.execute(
+            "SELECT id, message_id, topic, data, attributes, publish_time FROM messages WHERE routed=0 ORDER BY id LIMIT 500"
+        ).fetchall()
+        now = time.time()
+        for row_id, message_id, topic, data, attributes, publish_time in rows:
+            logical = settings.logical_topic(topic)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for trig in names.TRIGGERS:
+                    if trig.event_type == names.PUBSUB_PUBLISHED and trig.source == logical:
+                        headers, body = pubsub_event(
+                            settings.project,
+                            topic,
+                            bytes(data),
+                            attributes=json.loads(attributes),
+                            message_id=message_id,
+                            publish_time=publish_time,
+                            subscription=f"projects/{settings.project}/subscriptions/eventarc-local-{trig.name}-sub-000",
+                        )
+                        self._insert(conn, trig, headers, body, topic, now)
+                conn.execute("UPDATE messages SET routed=1 WHERE id=?", (row_id,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def enqueue_storage(self, settings, bucket: str, name: str, generation: int, size: int, *, force: bool = False) -> int:  # noqa: ANN001
+        """Deliveries for an object finalize on ``bucket``; once per generation unless forced."""
+        conn = self._conn()
+        logical = settings.logical_bucket(bucket)
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO seen(bucket, name, generation) VALUES (?,?,?)", (bucket, name, generation)
+            )
+            if cur.rowcount == 0 and not force:
+                conn.execute("COMMIT")
+                return 0
+            count = 0
+            for trig in names.TRIGGERS:
+                if trig.event_type == names.STORAGE_FINALIZED and trig.source == logical:
+                    headers, body = storage_event(bucket, name, generation, size)
+                    self._insert(conn, trig, headers, body, name, now)
+                    count += 1
+            conn.execute("COMMIT")
+            return count
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def enqueue_event(self, trigger: names.Trigger, headers: dict[str, str], body: dict[str, Any], subject: str | None) -> None:
+        """A delivery built elsewhere (the emulators' Pub/Sub source)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._insert(conn, trigger, headers, body, subject, time.time())
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, trig: names.Trigger, headers: dict, body: dict, subject: str | None, now: float) -> None:
+        conn.execute(
+            "INSERT INTO deliveries(trigger, service, headers, body, subject, next_at, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (trig.name, trig.service, json.dumps(headers), json.dumps(body), subject, now, now, now),
+        )
+
+    # -- delivering side
+    def reset_in_flight(self) -> None:
+        """After a router crash, deliveries that were in flight are due again."""
+        self._conn().execute("UPDATE deliveries SET state='pending' WHERE state='in_flight'")
+
+    def take_due(self, limit: int) -> list[Delivery]:
+        now = time.time()
+        rows = self._conn().execute(
+            "UPDATE deliveries SET state='in_flight', updated_at=? WHERE id IN ("
+            " SELECT id FROM deliveries WHERE state='pending' AND next_at<=? ORDER BY next_at, id LIMIT ?"
+            ") RETURNING *",
+            (now, now, limit),
+        ).fetchall()
+        return [self._row(r) for r in rows]
+
+    def mark_delivered(self, delivery_id: int, status: int) -> None:
+        self._conn().execute(
+            "UPDATE deliveries SET state='delivered', attempts=attempts+1, last_status=?, last_error=NULL, updated_at=? WHERE id=?",
+            (status, time.time(), delivery_id),
+        )
+
+    def mark_failed(self, delivery: Delivery, status: int | None, error: str, *, max_attempts: int, backoff_initial: float, backoff_max: float) -> str:
+        attempts = delivery.attempts + 1
+        now = time.time()
+        if attempts >= max_attempts:
+            state, next_at = "dead", now
+        else:
+            state, next_at = "pending", now + min(backoff_initial * 2 ** (attempts - 1), backoff_max)
+        self._conn().execute(
+            "UPDATE deliveries SET state=?, attempts=?, next_at=?, last_status=?, last_error=?, updated_at=? WHERE id=?",
+            (state, attempts, next_at, status, error[:2000], now, delivery.id),
+        )
+        return state
+
+    # -- inspection and dead letters
+    def counts(self) -> dict[str, int]:
+        rows = self._conn().execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+        unrouted = self._conn().execute("SELECT COUNT(*) FROM messages WHERE routed=0").fetchone()[0]
+        return {**{state: n for state, n in rows}, "unrouted_messages": unrouted}
+
+    def idle(self) -> bool:
+        c = self.counts()
+        return not c.get("pending") and not c.get("in_flight") and not c.get("unrouted_messages")
+
+    def deliveries(self, state: str | None = None, limit: int = 1000) -> Iterator[Delivery]:
+        if state:
+            rows = self._conn().execute(
+                "SELECT * FROM deliveries WHERE state=? ORDER BY id LIMIT ?", (state, limit)
+            ).fetchall()
+        else:
+            rows = self._conn().execute("SELECT * FROM deliveries ORDER BY id LIMIT ?", (limit,)).fetchall()
+        for r in rows:
+            yield self._row(r)
+
+    def get(self, delivery_id: int) -> Delivery | None:
+        row = self._conn().execute("SELECT * FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def replay_dead(self, ids: list[int] | None = None) -> int:
+        now = time.time()
+        if ids:
+            marks = ",".join("?" * len(ids))
+            cur = self._conn().execute(
+                f"UPDATE deliveries SET state='pending', attempts=0, next_at=?, updated_at=? WHERE state='dead' AND id IN ({marks})",
+                (now, now, *ids),
+            )
+        else:
+            cur = self._conn().execute(
+                "UPDATE deliveries SET state='pending', attempts=0, next_at=?, updated_at=? WHERE state='dead'", (now, now)
+            )
+        return cur.rowcount
+
+    def purge_dead(self, ids: list[int] | None = None) -> int:
+        if ids:
+            marks = ",".join("?" * len(ids))
+            cur = self._conn().execute(f"DELETE FROM deliveries WHERE state='dead' AND id IN ({marks})", ids)
+        else:
+            cur = self._conn().execute("DELETE FROM deliveries WHERE state='dead'")
+        return cur.rowcount
+
+    @staticmethod
+    def _row(r: tuple) -> Delivery:
+        (id_, trigger, service, headers, body, subject, attempts, _next_at, state, last_status, last_error, created, updated) = r
+        return Delivery(
+            id=id_, trigger=trigger, service=service, headers=json.loads(headers), body=json.loads(body),
+            subject=subject, attempts=attempts, state=state, last_status=last_status, last_error=last_error,
+            created_at=created, updated_at=updated,
+        )

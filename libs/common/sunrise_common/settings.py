@@ -1,0 +1,113 @@
+"""Settings: the only place that reads the environment (variables prefixed ``SUNRISE_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sunrise_common import names
+
+Backend = Literal["embedded", "emulators", "cloud"]
+
+DEFAULT_PORTS = {"ingest": 8081, "sunrise_prep": 8082, "psg_prep": 8083, "sunalgo": 8084}
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of a service, the router and the CLI.
+
+    ``backend`` picks the adapters: ``embedded`` (local folders, SQLite, local router),
+    ``emulators`` (fake-gcs-server, Firestore and Pub/Sub emulators) or ``cloud``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SUNRISE_", env_file=None, extra="ignore")
+
+    backend: Backend = "embedded"
+    prefix: str = Field("sunrise-local", pattern=r"^[a-z][a-z0-9-]{1,30}$")
+    project: str = "sunrise-local"
+    data_dir: Path = Path("data")
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_file: Path | None = None
+    # Emulator endpoints (host:port), used when backend == "emulators".
+    gcs_endpoint: str = "http://127.0.0.1:4443"
+    firestore_emulator_host: str = "127.0.0.1:8086"
+    pubsub_emulator_host: str = "127.0.0.1:8085"
+    # Where the router delivers each service's events.
+    ingest_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['ingest']}/"
+    sunrise_prep_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sunrise_prep']}/"
+    psg_prep_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['psg_prep']}/"
+    sunalgo_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sunalgo']}/"
+    # Delivery semantics of the local router (Eventarc: 10 s -> 600 s backoff for 24 h).
+    router_poll_s: float = 0.3
+    router_backoff_initial_s: float = 1.0
+    router_backoff_max_s: float = 30.0
+    router_max_attempts: int = 6
+    router_max_in_flight: int = 4
+    # Stage leases.
+    lease_s: float = 120.0
+    log_level: str = "INFO"
+    model_version: str | None = None
+    models_dir: Path | None = None
+
+    def bucket(self, logical: str) -> str:
+        return names.bucket_name(self.prefix, logical)
+
+    def topic(self, logical: str) -> str:
+        return names.topic_name(self.prefix, logical)
+
+    def logical_bucket(self, physical: str) -> str | None:
+        for logical in names.BUCKETS:
+            if self.bucket(logical) == physical:
+                return logical
+        return None
+
+    def logical_topic(self, physical: str) -> str | None:
+        for logical in names.TOPICS:
+            if self.topic(logical) == physical:
+                return logical
+        return None
+
+    def service_url(self, service: str) -> str:
+        return getattr(self, f"{service}_url")
+
+    def key_bytes(self) -> bytes:
+        """The pseudonym key (secret). Never logged."""
+        if self.pseudonym_key is not None:
+            key = self.pseudonym_key.get_secret_value().encode()
+        elif self.pseudonym_key_file is not None:
+            key = self.pseudonym_key_file.read_bytes().strip()
+        elif self.backend == "embedded":
+            key = _local_key(self.data_dir)
+        else:
+            raise RuntimeError(
+                "no pseudonym key: set SUNRISE_PSEUDONYM_KEY (from Secret Manager in the cloud) "
+                "or SUNRISE_PSEUDONYM_KEY_FILE"
+            )
+        if len(key) < 16:
+            raise RuntimeError("the pseudonym key must be at least 16 bytes long")
+        return key
+
+
+def _local_key(data_dir: Path) -> bytes:
+    """A random key kept beside the embedded stack's data (created on first use)."""
+    import secrets
+
+    path = data_dir / "secrets" / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        try:
+            tmp.rename(path) if not path.exists() else tmp.unlink()
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return path.read_bytes().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,166 @@
+"""ingest: raw object finalized -> anonymised copy, night document, per-night event.
+
+The privacy boundary. Whatever leaves here is free of personal data by construction: EDF headers
+and annotation text are rewritten by :mod:`sunrise_common.edf`, label files by
+:mod:`sunrise_common.labels`, object names derive from the night id, and the upload record is
+keyed by a keyed hash of the raw name (which holds the subject id).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from sunrise_common import identity, logs, names
+from sunrise_common.edf import EdfError, anonymise_edf
+from sunrise_common.errors import NotFound, PermanentError
+from sunrise_common.events import Event
+from sunrise_common.labels import HEAD_BYTES, LabelError, anonymise_label_file, detect_label_kind
+from sunrise_common.service import Context, run_stage, scratch_dir
+
+from ingest.layout import RawPath, parse_raw_name
+from ingest.pairing import pairing_status
+
+logger = logging.getLogger(__name__)
+
+EDF_MAGIC = (b"0       ", b"\xffBIOSEMI")
+
+
+def handle(event: Event, ctx: Context) -> dict[str, Any]:
+    """Handle one ``google.cloud.storage.object.v1.finalized`` event."""
+    if event.storage is None:
+        raise PermanentError("wrong_event_type", f"ingest takes {names.STORAGE_FINALIZED}, got {event.type}")
+    obj = event.storage
+    key = ctx.settings.key_bytes()
+    upload = identity.upload_id(key, obj.bucket, obj.name)
+    logs.bind(upload_id=upload)
+    if obj.bucket != ctx.settings.bucket("raw"):
+        raise PermanentError("wrong_bucket", f"ingest only reads {ctx.settings.bucket('raw')}, got {obj.bucket}")
+    base = {"bucket": obj.bucket, "generations": {}}
+    return run_stage(
+        ctx, "uploads", upload, "ingest", str(obj.generation),
+        lambda: _ingest(ctx, key, upload, obj.bucket, obj.name, obj.generation),
+        base=base,
+    )
+
+
+def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, generation: int) -> dict[str, Any]:
+    raw = parse_raw_name(name)
+    with scratch_dir() as tmp:
+        src = Path(tmp) / "raw"
+        try:
+            info = ctx.storage.download_to_file(bucket, name, src, generation=generation)
+        except NotFound as exc:
+            raise PermanentError("object_gone", "the raw object (this generation) no longer exists") from exc
+        if info.size == 0:
+            raise PermanentError("empty_file", "the object has zero bytes")
+        out = Path(tmp) / "anonymised"
+        try:
+            anon = _anonymise(raw, src, out, info.size)
+        except (EdfError, LabelError) as exc:
+            raise PermanentError(exc.reason, exc.detail) from exc
+        if anon["start"] is None:
+            raise PermanentError("invalid_start_date", anon.get("start_problem") or "no usable recording start date")
+        start = anon.pop("start")
+        night = identity.night_id(key, raw.site, raw.subject, start)
+        logs.bind(night_id=night)
+        label_key = identity.label_key(key, name, anon["label_kind"]) if raw.kind == "labels" else None
+        dest = names.anonymised_object(night, raw.kind, anon["ext"], label_key)
+        sha = _sha256(out)
+        recording = {
+            "object": dest,
+            "sha256": sha,
+            "size": out.stat().st_size,
+            "start_offset_s": identity.start_offset_s(start),
+            "duration_s": anon["duration_s"],
+            "year": start.year,
+            "upload_id": upload,
+            "format": anon["format"],
+            **({"label_kind": anon["label_kind"]} if label_key else {}),
+        }
+        anon_bucket = ctx.settings.bucket("anonymised")
+        current = ctx.storage.stat(anon_bucket, dest)
+        previous = _recording(ctx, night, raw.kind, label_key)
+        if current is not None and previous and previous.get("sha256") == sha and previous.get("generation") == current.generation:
+            written = current  # a redelivery after a crash: the same bytes are already there
+        else:
+            written = ctx.storage.upload_file(anon_bucket, dest, out, if_generation_match=None)
+        recording["generation"] = written.generation
+    doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording))
+    topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
+    message = {"night_id": night, "kind": raw.kind, "object": dest, "generation": str(written.generation)}
+    ctx.publisher.publish(ctx.settings.topic(topic), json.dumps(message).encode(), {"kind": raw.kind})
+    pairing = doc["pairing"] if doc else {}
+    return {
+        "outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind},
+        "metrics": {"bytes": recording["size"]},
+        "night_id": night,
+        "pairing": pairing,
+    }
+
+
+def _anonymise(raw: RawPath, src: Path, out: Path, size: int) -> dict[str, Any]:
+    with open(src, "rb") as f:
+        head = f.read(HEAD_BYTES)
+    is_edf = head[:8] in EDF_MAGIC
+    if raw.kind in ("sunrise", "psg"):
+        if not is_edf:
+            raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
+        report = _anonymise_edf(src, out, size)
+        if report.duration_s <= 0:
+            raise PermanentError("no_data", "the recording holds no data records")
+        return {
+            "start": report.start, "start_problem": report.start_problem, "duration_s": report.duration_s,
+            "ext": "bdf" if report.fmt == "BDF" else "edf", "format": report.fmt + (f"+{report.plus}" if report.plus else ""),
+            "label_kind": None,
+        }
+    kind = detect_label_kind(raw.file, head)
+    if kind == "edf_hypnogram":
+        report = _anonymise_edf(src, out, size)
+        return {
+            "start": report.start, "start_problem": report.start_problem, "duration_s": report.duration_s,
+            "ext": "bdf" if report.fmt == "BDF" else "edf", "format": "edf_hypnogram", "label_kind": kind,
+        }
+    label = anonymise_label_file(kind, src.read_bytes())
+    out.write_bytes(label.data)
+    return {
+        "start": label.start, "start_problem": "the label file has no start date", "duration_s": 0.0,
+        "ext": label.extension, "format": kind, "label_kind": kind,
+    }
+
+
+def _anonymise_edf(src: Path, out: Path, size: int):  # noqa: ANN202
+    with open(src, "rb") as f, open(out, "wb") as g:
+        return anonymise_edf(f, g, size)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _recording(ctx: Context, night: str, kind: str, label_key: str | None) -> dict[str, Any] | None:
+    doc = ctx.state.get("nights", night) or {}
+    recordings = doc.get("recordings", {})
+    return recordings.get("labels", {}).get(label_key) if label_key else recordings.get(kind)
+
+
+def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | None, recording: dict) -> dict:
+    doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
+    doc["subject"] = night.rsplit("-n", 1)[0]
+    recordings = doc.setdefault("recordings", {})
+    if label_key:
+        recordings.setdefault("labels", {})[label_key] = recording
+    else:
+        recordings[raw.kind] = recording
+    doc["pairing"] = pairing_status(recordings)
+    doc["updated_at"] = time.time()
+    return doc

@@ -1,0 +1,59 @@
+"""sunalgo: a ``*-prepped`` event -> features, predictions, scores (and, with PSG labels,
+training rows and agreement) under ``results/nights/{night_id}/{algo_version}/{input_key}/``.
+
+Whatever event arrives, the stage works from the night's latest finished preparations, so the
+order in which the two halves arrive does not matter; the input key names both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sunrise_common import identity, logs, names
+from sunrise_common.events import Event
+from sunrise_common.nights import latest_done, load_night, night_event
+from sunrise_common.service import Context, download_folder, run_stage, scratch_dir, upload_folder
+
+from sunalgo.model import resolve_version
+from sunalgo.run import run_sunalgo
+
+STAGE = "sunalgo"
+
+
+def handle(event: Event, ctx: Context) -> dict[str, Any]:
+    """Score the night an event names, if its Sunrise half is prepared."""
+    payload = night_event(event)
+    night = payload["night_id"]
+    logs.bind(night_id=night)
+    doc = load_night(ctx, night)
+    return score_night(ctx, night, doc, model_version=payload.get("model_version") or ctx.settings.model_version)
+
+
+def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version: str | None = None) -> dict[str, Any]:
+    """Run sunalgo on a night's latest preparations (also used by ``sunrise rerun``)."""
+    sunrise = latest_done(doc, "sunrise_prep")
+    if sunrise is None:
+        return {"status": "waiting", "detail": "the Sunrise half is not prepared yet"}
+    psg = latest_done(doc, "psg_prep")
+    version = resolve_version(model_version, ctx.settings.models_dir)
+    input_key = "k" + identity.digest(version, sunrise["input_key"], psg["input_key"] if psg else "-")
+    stage = STAGE if model_version is None else f"{STAGE}:{version}"
+    return run_stage(ctx, "nights", night, stage, input_key,
+                     lambda: _score(ctx, night, sunrise, psg, version, input_key))
+
+
+def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: str, input_key: str) -> dict[str, Any]:
+    prepped = ctx.settings.bucket("prepped")
+    with scratch_dir() as tmp:
+        tmp = Path(tmp)
+        sunrise_dir = download_folder(ctx, prepped, sunrise["outputs"]["prefix"], tmp / "sunrise")
+        psg_dir = download_folder(ctx, prepped, psg["outputs"]["prefix"], tmp / "psg") if psg else None
+        out = tmp / "out"
+        out.mkdir()
+        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, models_dir=ctx.settings.models_dir)
+        prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
+        written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
+    return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None},
+            "metrics": {"bytes": sum(written.values())},
+            "summary": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}}

@@ -1,0 +1,55 @@
+"""sunrise_prep: ``sunrise-anonymised`` event -> prepared jaw-movement signals in ``prepped``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sunrise_common import logs, names
+from sunrise_common.edf import EdfError
+from sunrise_common.errors import PermanentError
+from sunrise_common.events import Event
+from sunrise_common.nights import load_night, night_event
+from sunrise_common.service import Context, download, run_stage, scratch_dir, upload_folder
+
+from sunrise_prep.prepare import prepare_sunrise
+
+STAGE = "sunrise_prep"
+
+
+def handle(event: Event, ctx: Context) -> dict[str, Any]:
+    """Prepare the Sunrise recording a ``sunrise-anonymised`` event names."""
+    payload = night_event(event)
+    night = payload["night_id"]
+    logs.bind(night_id=night)
+    doc = load_night(ctx, night)
+    rec = doc.get("recordings", {}).get("sunrise")
+    if rec is None:
+        raise PermanentError("no_sunrise_recording", f"nights/{night} lists no Sunrise recording")
+    if str(rec["generation"]) != str(payload.get("generation")):
+        return {"status": "superseded", "detail": "a newer upload of this recording exists"}
+    input_key = f"g{rec['generation']}"
+    return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, rec, input_key))
+
+
+def _prepare(ctx: Context, night: str, rec: dict[str, Any], input_key: str) -> dict[str, Any]:
+    with scratch_dir() as tmp:
+        tmp = Path(tmp)
+        src = download(ctx, ctx.settings.bucket("anonymised"), rec["object"], tmp, "sunrise.edf", int(rec["generation"]))
+        out = tmp / "out"
+        out.mkdir()
+        try:
+            summary = prepare_sunrise(src, out)
+        except EdfError as exc:
+            raise PermanentError(exc.reason, exc.detail) from exc
+        prefix = names.prepped_prefix(night, "sunrise", input_key)
+        written = upload_folder(ctx, ctx.settings.bucket("prepped"), prefix, out)
+    message = {"night_id": night, "kind": "sunrise", "prefix": prefix, "input_key": input_key}
+    ctx.publisher.publish(ctx.settings.topic(names.TOPIC_SUNRISE_PREPPED), json.dumps(message).encode())
+    return {"outputs": {"prefix": prefix, "files": sorted(written)}, "metrics": {"bytes": sum(written.values())},
+            "summary": _small(summary)}
+
+
+def _small(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}
