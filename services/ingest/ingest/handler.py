@@ -162,5 +162,10 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
     else:
         recordings[raw.kind] = recording
     doc["pairing"] = pairing_status(recordings)
-    doc["updated_at"] = time.time()
+    now = time.time()
+    doc.setdefault("stages", {})["ingest"] = {
+        "state": "done", "input_key": recording["upload_id"], "finished_at": now, "error": None,
+        "outputs": {"object": recording["object"]},
+    }
+    doc["updated_at"] = now
     return doc

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from sunrise_common import identity, logs, names
+from sunrise_common.errors import PermanentError
 from sunrise_common.events import Event
 from sunrise_common.nights import latest_done, load_night, night_event
 from sunrise_common.service import Context, download_folder, run_stage, scratch_dir, upload_folder
 
-from sunalgo.model import resolve_version
+from sunalgo.model import ModelError, load_model
 from sunalgo.run import run_sunalgo
 
 STAGE = "sunalgo"
@@ -43,6 +44,17 @@ def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version:
                      lambda: _score(ctx, night, sunrise, psg, version, input_key))
 
 
+def resolve_version(version: str | None, models_dir: Path | None) -> str:
+    """The model version to score with: the one asked for, else the activated one
+    (``models_dir/ACTIVE``, written by ``sunrise train --activate``), else the packaged default."""
+    if version is None and models_dir is not None and (Path(models_dir) / "ACTIVE").is_file():
+        version = (Path(models_dir) / "ACTIVE").read_text().strip() or None
+    try:
+        return load_model(version, model_dir=models_dir).version
+    except ModelError as exc:
+        raise PermanentError("unknown_model", str(exc)) from exc
+
+
 def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: str, input_key: str) -> dict[str, Any]:
     prepped = ctx.settings.bucket("prepped")
     with scratch_dir() as tmp:
@@ -51,7 +63,7 @@ def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: s
         psg_dir = download_folder(ctx, prepped, psg["outputs"]["prefix"], tmp / "psg") if psg else None
         out = tmp / "out"
         out.mkdir()
-        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, models_dir=ctx.settings.models_dir)
+        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.models_dir)
         prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
     return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None},

@@ -1,0 +1,46 @@
+# Thin targets: each calls the CLI or pytest. uv is installed from PyPI when missing.
+UV := python3 -m uv
+PYTEST_ARGS ?=
+
+.PHONY: help install run run-emulators test test-fast bench bench-quick reliability checkov fmt clean
+
+help:
+	@echo "make run            the whole stack on the embedded default, with an example night"
+	@echo "make run-emulators  the same on fake-gcs-server + the Pub/Sub and Firestore emulators"
+	@echo "make test           install and run the whole test suite"
+	@echo "make bench          benchmarks of DESIGN.md's targets -> BENCHMARKS.md"
+	@echo "make reliability    fault-injection scenarios -> RELIABILITY.md"
+
+install:
+	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.9"
+	$(UV) sync --frozen --quiet
+
+run: install
+	$(UV) run sunrise run
+
+run-emulators: install
+	$(UV) run sunrise run --emulators
+
+test: install
+	$(UV) run pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(UV) run pytest -m "not slow and not emulators" $(PYTEST_ARGS)
+
+bench: install
+	$(UV) run python -m benchmarks.run
+
+bench-quick: install
+	$(UV) run python -m benchmarks.run --quick --output .bench/BENCHMARKS.quick.md
+
+reliability: install
+	$(UV) run python -m reliability.run
+
+checkov:
+	bash scripts/checkov.sh
+
+fmt:
+	terraform fmt -recursive terraform
+
+clean:
+	rm -rf data .bench .pytest_cache

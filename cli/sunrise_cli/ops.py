@@ -1,0 +1,266 @@
+"""Operations behind the CLI: upload, replay, backfill, rerun, dead letters.
+
+They work on every backend through the ports; the CLI (``main.py``) only parses options and
+prints. Events are POSTed in Eventarc's binary mode, exactly as the platform would.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import httpx
+
+from sunrise_common import identity, names
+from sunrise_common.events import pubsub_event, storage_event, to_structured
+from sunrise_common.service import Context
+from sunrise_common.settings import Settings
+from sunrise_common.storage import ObjectInfo
+
+
+def raw_name(kind: str, site: str, subject: str, file_name: str) -> str:
+    return f"{kind}/{site}/{subject}/{file_name}"
+
+
+def upload(ctx: Context, path: Path, *, kind: str, site: str, subject: str, name: str | None = None) -> ObjectInfo:
+    """Put a local file in the raw bucket at ``{kind}/{site}/{subject}/{file}`` (atomic write)."""
+    if kind not in names.UPLOAD_KINDS:
+        raise ValueError(f"--kind must be one of {', '.join(names.UPLOAD_KINDS)}, not {kind!r}")
+    bucket = ctx.settings.bucket("raw")
+    ctx.storage.ensure_bucket(bucket)
+    return ctx.storage.upload_file(bucket, raw_name(kind, site, subject, name or path.name), path, if_generation_match=None)
+
+
+# -- events as files and curl commands
+def load_event_file(path: Path) -> tuple[dict[str, str], bytes]:
+    """Read an event file: ``{method, path, headers, body}`` (as in shared/reference/cloudevents)
+    or a structured-mode envelope (``{"specversion": ..., "data": ...}``)."""
+    doc = json.loads(path.read_text())
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    if "headers" in doc and "body" in doc:
+        headers = {k: v for k, v in doc["headers"].items() if k.lower() != "authorization"}
+        return headers, json.dumps(doc["body"]).encode()
+    if "specversion" in doc:
+        return {"Content-Type": "application/cloudevents+json"}, json.dumps(doc).encode()
+    raise ValueError(f"{path}: neither a {{headers, body}} request nor a structured CloudEvent")
+
+
+def object_event(settings: Settings, name: str, info: ObjectInfo | None = None) -> tuple[dict[str, str], bytes]:
+    """The finalize event Eventarc would send for a raw object."""
+    bucket = settings.bucket("raw")
+    headers, body = storage_event(bucket, name, info.generation if info else 1, info.size if info else 0)
+    return headers, json.dumps(body).encode()
+
+
+def night_message_event(settings: Settings, topic_logical: str, message: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    headers, body = pubsub_event(settings.project, settings.topic(topic_logical), json.dumps(message).encode())
+    return headers, json.dumps(body).encode()
+
+
+def curl_command(url: str, headers: dict[str, str], body: bytes) -> str:
+    """A curl command that sends the same request (pastes into a POSIX shell)."""
+    parts = ["curl", "-sS", "-X", "POST", shlex.quote(url)]
+    for k, v in headers.items():
+        parts += ["-H", shlex.quote(f"{k}: {v}")]
+    parts += ["--data-binary", shlex.quote(body.decode())]
+    return " ".join(parts)
+
+
+def post(url: str, headers: dict[str, str], body: bytes, *, token: str | None = None, timeout: float = 300.0) -> httpx.Response:
+    if token:
+        headers = {**headers, "Authorization": f"Bearer {token}"}
+    return httpx.post(url, headers=headers, content=body, timeout=timeout)
+
+
+def service_for(headers: dict[str, str], body: bytes, settings: Settings) -> str:
+    """Which service a request belongs to, by its type and source (the trigger table)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "ce-type" in lowered:
+        ce_type, source = lowered["ce-type"], lowered.get("ce-source", "")
+    else:
+        doc = json.loads(body)
+        ce_type, source = doc.get("type", ""), doc.get("source", "")
+    for trig in names.TRIGGERS:
+        if trig.event_type != ce_type:
+            continue
+        if ce_type == names.STORAGE_FINALIZED:
+            return trig.service
+        if source.endswith("/topics/" + settings.topic(trig.source)):
+            return trig.service
+    raise ValueError(f"no trigger routes type={ce_type!r} source={source!r}; use --to SERVICE")
+
+
+# -- backfill
+@dataclass
+class Summary:
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sent": self.sent, "skipped": self.skipped, "failed": self.failed, "failures": self.failures[:20]}
+
+
+class Throttle:
+    """At most ``rate`` starts per second."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self.next_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            delay = self.next_at - now
+            self.next_at = max(now, self.next_at) + self.interval
+        if delay > 0:
+            time.sleep(delay)
+
+
+def upload_done(ctx: Context, name: str, generation: int) -> bool:
+    """Was this raw object generation ingested (or rejected for good) already?"""
+    key = ctx.settings.key_bytes()
+    doc = ctx.state.get("uploads", identity.upload_id(key, ctx.settings.bucket("raw"), name))
+    run = (doc or {}).get("runs", {}).get("ingest", {}).get(str(generation))
+    return bool(run) and (run["state"] == "done" or (run["state"] == "failed" and run.get("permanent")))
+
+
+def send_all(
+    jobs: Iterable[tuple[str, Callable[[], httpx.Response]]],
+    *,
+    rate: float | None,
+    max_in_flight: int,
+    on_progress: Callable[[str, str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Summary:
+    """Run send jobs with a rate limit and a cap on requests in flight. 2xx is success."""
+    summary = Summary()
+    throttle = Throttle(rate)
+    inflight: dict[Future, str] = {}
+    lock = threading.Lock()
+
+    def settle(fut: Future, label: str) -> None:
+        try:
+            resp = fut.result()
+            ok, detail = 200 <= resp.status_code < 300, f"{resp.status_code} {resp.text[:200]}"
+        except Exception as exc:  # network trouble counts as a failure of this item, the run goes on
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        with lock:
+            if ok:
+                summary.sent += 1
+            else:
+                summary.failed += 1
+                summary.failures.append(f"{label}: {detail}")
+        if on_progress:
+            on_progress(label, "sent" if ok else "failed")
+
+    with ThreadPoolExecutor(max_workers=max_in_flight) as pool:
+        for label, job in jobs:
+            if stop is not None and stop.is_set():
+                break
+            if job is None:
+                summary.skipped += 1
+                if on_progress:
+                    on_progress(label, "skipped")
+                continue
+            while len(inflight) >= max_in_flight:
+                done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    settle(fut, inflight.pop(fut))
+            throttle.wait()
+            inflight[pool.submit(job)] = label
+        for fut in list(inflight):
+            settle(fut, inflight.pop(fut))
+    return summary
+
+
+def backfill_jobs(ctx: Context, prefix: str, *, force: bool, url: str, token: str | None, checkpoint: Path | None):
+    """(label, job) pairs for every raw object under prefix; job None when skipped."""
+    done_names: set[str] = set()
+    if checkpoint and checkpoint.exists():
+        done_names = set(checkpoint.read_text().split("\n"))
+    lock = threading.Lock()
+    for info in ctx.storage.list(ctx.settings.bucket("raw"), prefix):
+        marker = f"{info.name}#{info.generation}"
+        if not force and (marker in done_names or upload_done(ctx, info.name, info.generation)):
+            yield info.name, None
+            continue
+        headers, body = object_event(ctx.settings, info.name, info)
+
+        def job(headers=headers, body=body, marker=marker) -> httpx.Response:
+            resp = post(url, headers, body, token=token)
+            if checkpoint and 200 <= resp.status_code < 300:
+                with lock, open(checkpoint, "a") as f:
+                    f.write(marker + "\n")
+            return resp
+
+        yield info.name, job
+
+
+# -- rerun
+RERUN_TOPIC = {
+    "sunrise_prep": names.TOPIC_SUNRISE_ANONYMISED,
+    "psg_prep": names.TOPIC_PSG_ANONYMISED,
+    "sunalgo": names.TOPIC_SUNRISE_PREPPED,
+}
+
+
+def select_nights(ctx: Context, stage: str, *, nights: list[str] | None, failed: bool, all_nights: bool) -> list[str]:
+    if nights:
+        return nights
+    chosen = []
+    for night_id, doc in ctx.state.list("nights"):
+        st = doc.get("stages", {}).get(stage, {})
+        if all_nights or (failed and st.get("state") in ("failed", "retrying")):
+            chosen.append(night_id)
+    return chosen
+
+
+def reset_stage(ctx: Context, night_id: str, stage: str) -> None:
+    """Forget the latest run of a stage so that its next event does the work again."""
+
+    def fn(doc: dict | None) -> dict | None:
+        if doc is None:
+            return None
+        doc = json.loads(json.dumps(doc))
+        st = doc.get("stages", {}).get(stage)
+        if st:
+            doc.get("runs", {}).get(stage, {}).pop(st.get("input_key"), None)
+            doc["stages"][stage] = {**st, "state": "pending", "error": None}
+        return doc
+
+    ctx.state.transact("nights", night_id, fn)
+
+
+def rerun_job(ctx: Context, night_id: str, stage: str, *, url: str, token: str | None, model_version: str | None):
+    doc = ctx.state.get("nights", night_id) or {}
+    message: dict[str, Any] = {"night_id": night_id}
+    if stage == "sunrise_prep":
+        rec = doc.get("recordings", {}).get("sunrise")
+        if not rec:
+            return None
+        message.update(kind="sunrise", object=rec["object"], generation=str(rec["generation"]))
+    elif stage == "psg_prep":
+        rec = doc.get("recordings", {}).get("psg")
+        if not rec:
+            return None
+        message.update(kind="psg", object=rec["object"], generation=str(rec["generation"]))
+    elif stage == "sunalgo":
+        message.update(kind="rerun")
+        if model_version:
+            message["model_version"] = model_version
+    else:
+        raise ValueError(f"rerun takes sunrise_prep, psg_prep or sunalgo, not {stage!r} (use backfill for ingest)")
+    headers, body = night_message_event(ctx.settings, RERUN_TOPIC[stage], message)
+    return lambda: post(url, headers, body, token=token)

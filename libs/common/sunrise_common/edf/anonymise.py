@@ -1,0 +1,301 @@
+"""Streaming anonymisation of EDF/EDF+/BDF/BDF+ files: the pipeline's privacy boundary.
+
+What leaves this module (HIPAA Safe Harbor, 45 CFR 164.514(b)(2): no date element more precise
+than the year, no names, codes or device identifiers):
+
+- patient field ``X X X X``; the sex subfield is kept only when the field follows EDF+ and the
+  subfield is exactly ``M`` or ``F``. Code, birthdate and name become ``X``; no age is derived
+  from a birthdate (ages > 89 would themselves be identifying).
+- recording field ``Startdate 01-JAN-yyyy X X X`` (year only; admin code, technician and
+  equipment dropped), or ``Startdate X X X X`` when the original date is invalid.
+- startdate ``01.01.yy`` (same year; ``01.01.85`` when invalid, ``01.01.yy`` literally after
+  2084 as EDF+ prescribes). The start *time* is kept: the pipeline needs the time of day.
+- every other header byte is kept, including labels, transducers, ranges, prefiltering,
+  samples per record and the reserved field (``EDF+C``/``EDF+D``). Transducer fields that look
+  like a serial number are *reported* (``suspect_transducers``), not altered: the brief is
+  byte-identical signal headers, and the caller decides whether to reject.
+- ordinary signal samples are copied bit for bit.
+- annotation signals are rewritten per record: the time-keeping TAL (onset of the record) and
+  the texts of :data:`~sunrise_common.edf.annotations.KEEP_VOCABULARY` are kept with their
+  original onset/duration bytes; every other text is dropped and counted. The signal keeps its
+  byte size (``\\x00`` padding), so the file size and layout do not change.
+
+The data are streamed in blocks of whole records (``chunk_bytes``); records larger than a block
+are streamed signal by signal. Memory is bounded by ``chunk_bytes`` plus the largest annotation
+signal of one record, whatever the file size. A failure can leave ``dst`` partly written: write
+to a temporary object and publish it only when this function returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from sunrise_common.edf.annotations import Tal, encode_tals, is_allowed, parse_tals
+from sunrise_common.edf.errors import EdfError
+from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header
+from sunrise_common.edf.reader import _readinto_exact, iter_record_blocks
+
+_SERIAL_WORD_RE = re.compile(r"(?i)\b(?:s/?n|serial)\b")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{6,}")
+
+_DIGITS_OR_DOT = np.zeros(256, dtype=bool)
+_DIGITS_OR_DOT[ord("0") : ord("9") + 1] = True
+_DIGITS_OR_DOT[ord(".")] = True
+
+
+@dataclass(frozen=True)
+class AnonymisationReport:
+    """What :func:`anonymise_edf` did.
+
+    Attributes
+    ----------
+    start : datetime.datetime or None
+        The ORIGINAL naive start date/time (needed to assign the night). Personal data: it is
+        never written to the output and is hidden from ``repr``.
+    start_problem : str or None
+        Why ``start`` is None (e.g. startdate ``00.00.00``).
+    year : int or None
+        Recording year, the only date element kept in the output.
+    duration_s : float
+        ``n_records * record_duration`` in seconds.
+    n_signals : int
+        Signals in the file, annotation signals included.
+    fmt : {"EDF", "BDF"}
+    plus : {None, "C", "D"}
+    annotations_kept, annotations_dropped : int
+        Annotation texts kept (vocabulary) and dropped (everything else).
+    bytes_written : int
+        Bytes written to ``dst`` (equal to the input size).
+    signal_labels : tuple of str
+    suspect_transducers : tuple of int
+        Indices of signals whose transducer field looks like it holds a serial number.
+    """
+
+    start: dt.datetime | None = field(repr=False)
+    start_problem: str | None
+    year: int | None
+    duration_s: float
+    n_signals: int
+    fmt: str
+    plus: str | None
+    annotations_kept: int
+    annotations_dropped: int
+    bytes_written: int
+    signal_labels: tuple[str, ...]
+    suspect_transducers: tuple[int, ...] = ()
+
+
+def _put(raw: bytearray, name: str, text: str) -> None:
+    offset, width = FIXED_FIELDS[name]
+    encoded = text.encode("ascii")
+    if len(encoded) > width:
+        raise ValueError(f"{name} field {text!r} is longer than {width} bytes")
+    raw[offset : offset + width] = encoded.ljust(width, b" ")
+
+
+def anonymised_header(header: EdfHeader) -> bytes:
+    """The header bytes with patient, recording and startdate replaced (see module docstring)."""
+    raw = bytearray(header.raw)
+    fields = header.patient_fields()
+    sex = fields.sex if fields is not None and fields.sex in ("M", "F") else "X"
+    _put(raw, "patient", f"X {sex} X X")
+    year = header.year
+    if year is None:
+        _put(raw, "recording", "Startdate X X X X")
+        _put(raw, "startdate", "01.01.85")
+    else:
+        _put(raw, "recording", f"Startdate 01-JAN-{year:04d} X X X")
+        _put(raw, "startdate", f"01.01.{year % 100:02d}" if 1985 <= year <= 2084 else "01.01.yy")
+    return bytes(raw)
+
+
+def _suspect_transducers(header: EdfHeader) -> tuple[int, ...]:
+    """Signals whose transducer says "S/N"/"serial" or holds a 6+ character token with 4+ digits."""
+
+    def suspect(text: str) -> bool:
+        if _SERIAL_WORD_RE.search(text):
+            return True
+        return any(sum(c.isdigit() for c in token) >= 4 for token in _TOKEN_RE.findall(text))
+
+    return tuple(i for i, s in enumerate(header.signals) if suspect(s.transducer))
+
+
+def _filter_tals(tals: list[Tal]) -> tuple[list[Tal], int, int, bool]:
+    """Keep time-keeping TALs and vocabulary texts; return (tals, kept, dropped, changed)."""
+    out, kept, dropped, changed = [], 0, 0, False
+    for tal in tals:
+        if tal.is_timekeeping:
+            texts = [b""]
+            rest = tal.texts[1:]
+        else:
+            texts = []
+            rest = tal.texts
+        for text in rest:
+            if text and is_allowed(text):
+                texts.append(text)
+                kept += 1
+            else:
+                dropped += bool(text)
+                changed = True
+        if texts:
+            out.append(Tal(tal.onset, tal.duration, tuple(texts)))
+        else:
+            changed = True
+    return out, kept, dropped, changed
+
+
+def _simple_rows(a: np.ndarray) -> np.ndarray:
+    """Rows that hold nothing but one time-keeping TAL ``[+-]digits\\x14\\x14\\x00`` (or nothing).
+
+    Such rows are already anonymous; finding them with array operations keeps the per-record
+    Python work to the rare records that carry annotation text.
+    """
+    k, n = a.shape
+    nonzero = a != 0
+    first_zero = np.where(nonzero.all(axis=1), n, nonzero.argmin(axis=1))
+    cols = np.arange(n)
+    tail = (nonzero & (cols >= first_zero[:, None])).any(axis=1)
+    empty = (first_zero == 0) & ~tail
+    rows = np.arange(k)
+    fz = np.clip(first_zero, 4, n)
+    sign_ok = (a[:, 0] == 0x2B) | (a[:, 0] == 0x2D)
+    ends_ok = (a[rows, fz - 1] == 0x14) & (a[rows, fz - 2] == 0x14)
+    body = (cols >= 1) & (cols < (first_zero - 2)[:, None])
+    body_ok = ~(body & ~_DIGITS_OR_DOT[a]).any(axis=1) & ((body & (a == 0x2E)).sum(axis=1) <= 1)
+    has_digit = ((a[:, 1] >= 0x30) & (a[:, 1] <= 0x39)) | ((a[:, 2] >= 0x30) & (a[:, 2] <= 0x39))
+    timekeeping = (first_zero >= 4) & (first_zero < n) & ~tail & sign_ok & ends_ok & body_ok & has_digit
+    return empty | timekeeping
+
+
+def _scrub_rows(a: np.ndarray, first_record: int, index: int) -> tuple[int, int]:
+    """Rewrite, in place, the annotation bytes of one signal for a block of records.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        Writable uint8 view, shape (records, bytes of the annotation signal per record).
+    """
+    kept = dropped = 0
+    simple = ~(a != 0).any(axis=1) if a.shape[1] < 4 else _simple_rows(a)
+    for r in np.flatnonzero(~simple):
+        row = a[r]
+        try:
+            tals = parse_tals(row.tobytes())
+        except EdfError as exc:
+            raise EdfError("bad_annotations", f"record {first_record + r}, signal {index}: {exc.detail}") from None
+        out, k, d, changed = _filter_tals(tals)
+        kept += k
+        dropped += d
+        if changed:
+            row[:] = np.frombuffer(encode_tals(out, row.shape[0]), dtype=np.uint8)
+    return kept, dropped
+
+
+def _segments(header: EdfHeader) -> list[tuple[bool, int, int]]:
+    """Contiguous byte ranges of a record: (is_annotation, start, stop), ordinary runs merged."""
+    segs: list[tuple[bool, int, int]] = []
+    for i, sig in enumerate(header.signals):
+        sl = header.signal_slice(i)
+        if segs and not sig.is_annotation and not segs[-1][0] and segs[-1][2] == sl.start:
+            segs[-1] = (False, segs[-1][1], sl.stop)
+        else:
+            segs.append((sig.is_annotation, sl.start, sl.stop))
+    return segs
+
+
+def _stream_large_records(src: BinaryIO, dst: BinaryIO, header: EdfHeader, chunk_bytes: int) -> tuple[int, int]:
+    kept = dropped = 0
+    buf = bytearray(chunk_bytes)
+    mem = memoryview(buf)
+    segs = _segments(header)
+    index_at = {header.signal_offsets[i]: i for i in header.annotation_indices}
+    for record in range(header.n_records):
+        for is_annotation, start, stop in segs:
+            remaining = stop - start
+            if is_annotation:
+                ann = bytearray(remaining)
+                if _readinto_exact(src, memoryview(ann)) < remaining:
+                    raise EdfError("truncated", f"stream ended inside record {record} of {header.n_records}")
+                row = np.frombuffer(ann, dtype=np.uint8).reshape(1, -1)
+                k, d = _scrub_rows(row, record, index_at[start])
+                kept, dropped = kept + k, dropped + d
+                dst.write(ann)
+                continue
+            while remaining:
+                n = min(remaining, chunk_bytes)
+                if _readinto_exact(src, mem[:n]) < n:
+                    raise EdfError("truncated", f"stream ended inside record {record} of {header.n_records}")
+                dst.write(mem[:n])
+                remaining -= n
+    return kept, dropped
+
+
+def anonymise_edf(src: BinaryIO, dst: BinaryIO, file_size: int, *, chunk_bytes: int = 8 << 20) -> AnonymisationReport:
+    """Copy an EDF/BDF file from ``src`` to ``dst`` without its personal data.
+
+    Parameters
+    ----------
+    src : BinaryIO
+        The original file, positioned at byte 0; read sequentially (need not be seekable).
+    dst : BinaryIO
+        Where the anonymised file is written, sequentially.
+    file_size : int
+        Size of the original in bytes.
+    chunk_bytes : int
+        Size of the copy buffer in bytes (default 8 MiB); whole records are processed per block.
+
+    Returns
+    -------
+    AnonymisationReport
+
+    Raises
+    ------
+    EdfError
+        Any header rejection of :func:`~sunrise_common.edf.header.parse_header`,
+        ``bad_annotations`` for malformed TALs, ``truncated``/``size_mismatch`` when the stream
+        holds fewer/more bytes than ``file_size``.
+    """
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+    header = parse_header(src, file_size)
+    new_header = anonymised_header(header)
+    dst.write(new_header)
+    written = len(new_header)
+    kept = dropped = 0
+    annotations = header.annotation_indices
+
+    if header.n_records and header.record_bytes > chunk_bytes:
+        kept, dropped = _stream_large_records(src, dst, header, chunk_bytes)
+        written += header.n_records * header.record_bytes
+    elif header.n_records:
+        per_block = chunk_bytes // header.record_bytes
+        for start, block in iter_record_blocks(src, header, per_block, seek=False):
+            for i in annotations:
+                k, d = _scrub_rows(block[:, header.signal_slice(i)], start, i)
+                kept, dropped = kept + k, dropped + d
+            dst.write(memoryview(block).cast("B"))
+            written += block.nbytes
+
+    extra = src.read(1)
+    if extra:
+        raise EdfError("size_mismatch", f"the stream holds more than the {file_size} bytes its header accounts for")
+
+    return AnonymisationReport(
+        start=header.start,
+        start_problem=header.start_problem,
+        year=header.year,
+        duration_s=header.duration,
+        n_signals=header.ns,
+        fmt=header.fmt,
+        plus=header.plus,
+        annotations_kept=kept,
+        annotations_dropped=dropped,
+        bytes_written=written,
+        signal_labels=tuple(s.label for s in header.signals),
+        suspect_transducers=_suspect_transducers(header),
+    )

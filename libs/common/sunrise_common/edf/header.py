@@ -1,0 +1,585 @@
+"""Strict parsing of the EDF / EDF+ / BDF / BDF+ header.
+
+Layout (EDF spec; BDF differs only in the version bytes and 3-byte samples): a fixed 256-byte
+header, then ``ns`` x 256 bytes of per-signal fields stored field by field (all labels, then all
+transducers, ...), then ``n_records`` data records. A record holds, signal after signal,
+``samples_per_record`` little-endian two's-complement samples of 2 bytes (EDF) or 3 bytes (BDF).
+
+The parser never trusts a count before it has checked it against the real file size, so a
+hostile header cannot make it allocate or read more than ``256 * (ns + 1) <= file_size`` bytes,
+with ``ns <= 4096`` (at most ~1 MB).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from sunrise_common.edf.errors import EdfError
+
+EDF_VERSION = b"0       "
+BDF_VERSION = b"\xffBIOSEMI"
+
+#: (offset, width) in bytes of the fields of the fixed 256-byte header.
+FIXED_FIELDS: dict[str, tuple[int, int]] = {
+    "version": (0, 8),
+    "patient": (8, 80),
+    "recording": (88, 80),
+    "startdate": (168, 8),
+    "starttime": (176, 8),
+    "header_bytes": (184, 8),
+    "reserved": (192, 44),
+    "n_records": (236, 8),
+    "record_duration": (244, 8),
+    "ns": (252, 4),
+}
+
+#: Width in bytes of each per-signal field, in file order.
+SIGNAL_FIELDS: tuple[tuple[str, int], ...] = (
+    ("label", 16),
+    ("transducer", 80),
+    ("physical_dimension", 8),
+    ("physical_min", 8),
+    ("physical_max", 8),
+    ("digital_min", 8),
+    ("digital_max", 8),
+    ("prefiltering", 80),
+    ("samples_per_record", 8),
+    ("reserved", 32),
+)
+
+MAX_SIGNALS = 4096
+MAX_SAMPLES_PER_RECORD = 10_000_000
+#: A record is read whole by the reader; 1 GiB is far beyond any real PSG record (30 s of
+#: 64 channels at 2 kHz in BDF is ~11 MB) and keeps memory bounded for hostile headers.
+MAX_RECORD_BYTES = 1 << 30
+#: No recording is longer than a few days; a record longer than a day is a corrupt field.
+MAX_RECORD_DURATION_S = 86_400.0
+
+ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
+
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_INT_RE = re.compile(rb"[+-]?\d+")
+_FLOAT_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_DATE_RE = re.compile(r"(\d\d)\.(\d\d)\.(\d\d|yy)")
+_TIME_RE = re.compile(r"(\d\d)\.(\d\d)\.(\d\d)")
+_EDFPLUS_DATE_RE = re.compile(r"(\d\d)-([A-Z]{3})-(\d{4})")
+
+
+def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
+    """Return the absolute (offset, width) in bytes of one signal's header field.
+
+    Parameters
+    ----------
+    name : str
+        One of the names in :data:`SIGNAL_FIELDS` (e.g. ``"transducer"``).
+    index : int
+        Signal index, ``0 <= index < ns``.
+    ns : int
+        Number of signals in the file.
+    """
+    offset = 256
+    for field_name, width in SIGNAL_FIELDS:
+        if field_name == name:
+            return offset + index * width, width
+        offset += ns * width
+    raise KeyError(f"unknown signal header field {name!r}")
+
+
+@dataclass(frozen=True)
+class SignalHeader:
+    """The header fields of one signal.
+
+    Attributes
+    ----------
+    label, transducer, physical_dimension, prefiltering, reserved : str
+        Text fields, right-stripped, decoded as Latin-1 (lossless for any byte).
+    physical_min, physical_max : float
+        Physical range, in ``physical_dimension`` units (e.g. uV). ``min > max`` is allowed
+        (an inverted signal); ``min == max`` is rejected.
+    digital_min, digital_max : int
+        Digital range (int16 for EDF, int24 for BDF), ``digital_min < digital_max``.
+    samples_per_record : int
+        Samples of this signal in each data record (> 0).
+    record_duration : float
+        Duration of a data record in seconds (copied from the file header for ``sample_rate``).
+    is_annotation : bool
+        True for an EDF+/BDF+ annotation signal ("EDF Annotations" / "BDF Annotations").
+    """
+
+    label: str
+    transducer: str
+    physical_dimension: str
+    physical_min: float
+    physical_max: float
+    digital_min: int
+    digital_max: int
+    prefiltering: str
+    samples_per_record: int
+    reserved: str
+    record_duration: float = field(repr=False)
+    is_annotation: bool
+
+    @property
+    def gain(self) -> float:
+        """Physical units per digital step: (pmax - pmin) / (dmax - dmin)."""
+        return (self.physical_max - self.physical_min) / (self.digital_max - self.digital_min)
+
+    @property
+    def offset(self) -> float:
+        """Physical value of digital 0, so that ``physical = gain * digital + offset``."""
+        return self.physical_max - self.gain * self.digital_max
+
+    @property
+    def sample_rate(self) -> float:
+        """Sampling rate in Hz; 0.0 when the record duration is 0 (annotation-only files)."""
+        if self.record_duration <= 0:
+            return 0.0
+        return self.samples_per_record / self.record_duration
+
+
+@dataclass(frozen=True)
+class PatientFields:
+    """EDF+ patient identification subfields: ``code sex birthdate name [additional...]``."""
+
+    code: str
+    sex: str  # "M", "F" or "X"
+    birthdate: dt.date | None  # None when "X"
+    name: str
+    additional: str
+
+
+@dataclass(frozen=True)
+class RecordingFields:
+    """EDF+ recording identification: ``Startdate dd-MMM-yyyy admin technician equipment ...``."""
+
+    startdate: dt.date | None  # None when "X"
+    admin_code: str
+    technician: str
+    equipment: str
+    additional: str
+
+
+@dataclass(frozen=True)
+class EdfHeader:
+    """A parsed, validated EDF/BDF header.
+
+    Attributes
+    ----------
+    fmt : {"EDF", "BDF"}
+    sample_bytes : {2, 3}
+        Bytes per sample (int16 for EDF, int24 for BDF), little-endian two's complement.
+    plus : {None, "C", "D"}
+        EDF+/BDF+ continuity from the reserved field (``EDF+C``/``EDF+D``/``BDF+C``/``BDF+D``);
+        None for plain EDF/BDF.
+    patient, recording : str
+        Raw 80-byte identification fields (right-stripped, Latin-1). Personal data.
+    startdate_raw, starttime_raw : str
+        The raw ``dd.mm.yy`` and ``hh.mm.ss`` fields.
+    start : datetime.datetime or None
+        Naive local start of the recording; None when the date or time is invalid (e.g. the
+        NSRR de-identified ``00.00.00``), in which case ``start_problem`` says why.
+    start_problem : str or None
+    year : int or None
+        Recording year (EDF+ window 85-99 -> 19xx, 00-84 -> 20xx, or the 4-digit year of the
+        recording field's ``Startdate`` when it agrees), None when the date is invalid.
+    header_bytes : int
+        Size of the header, ``256 * (ns + 1)``; data records start at this byte offset.
+    reserved : str
+        The 44-byte reserved field.
+    n_records : int
+        Number of data records (>= 0; a ``-1`` field is resolved from the file size).
+    n_records_field : int
+        The value written in the header (may be -1).
+    record_duration : float
+        Duration of one data record in seconds (0 only for annotation-only files).
+    signals : tuple of SignalHeader
+    record_bytes : int
+        Bytes per data record.
+    signal_offsets : tuple of int
+        Byte offset of each signal inside a data record.
+    file_size : int
+        Size of the file in bytes (``header_bytes + n_records * record_bytes``).
+    raw : bytes
+        The exact header bytes, for rewriting fields (see :data:`FIXED_FIELDS` and
+        :func:`signal_field_offset`).
+    """
+
+    fmt: str
+    sample_bytes: int
+    plus: str | None
+    patient: str
+    recording: str
+    startdate_raw: str
+    starttime_raw: str
+    start: dt.datetime | None
+    start_problem: str | None
+    year: int | None
+    header_bytes: int
+    reserved: str
+    n_records: int
+    n_records_field: int
+    record_duration: float
+    signals: tuple[SignalHeader, ...]
+    record_bytes: int
+    signal_offsets: tuple[int, ...]
+    file_size: int
+    raw: bytes = field(repr=False)
+
+    @property
+    def ns(self) -> int:
+        """Number of signals, annotation signals included."""
+        return len(self.signals)
+
+    @property
+    def duration(self) -> float:
+        """Recorded duration in seconds, ``n_records * record_duration``.
+
+        For EDF+D this excludes the gaps; see :func:`sunrise_common.edf.reader.read_record_onsets`.
+        """
+        return self.n_records * self.record_duration
+
+    @property
+    def annotation_indices(self) -> tuple[int, ...]:
+        """Indices of the annotation signals."""
+        return tuple(i for i, s in enumerate(self.signals) if s.is_annotation)
+
+    @property
+    def ordinary_indices(self) -> tuple[int, ...]:
+        """Indices of the ordinary (sampled) signals."""
+        return tuple(i for i, s in enumerate(self.signals) if not s.is_annotation)
+
+    def signal_slice(self, index: int) -> slice:
+        """Byte range of one signal inside a data record."""
+        start = self.signal_offsets[index]
+        return slice(start, start + self.signals[index].samples_per_record * self.sample_bytes)
+
+    def patient_fields(self) -> PatientFields | None:
+        """Split the patient field into EDF+ subfields, or None when it does not follow EDF+."""
+        return parse_patient_field(self.patient)
+
+    def recording_fields(self) -> RecordingFields | None:
+        """Split the recording field into EDF+ subfields, or None when it does not follow EDF+."""
+        return parse_recording_field(self.recording)
+
+
+def _edfplus_date(text: str) -> dt.date | None:
+    m = _EDFPLUS_DATE_RE.fullmatch(text)
+    if m is None or m.group(2) not in _MONTHS:
+        raise ValueError(text)
+    return dt.date(int(m.group(3)), _MONTHS.index(m.group(2)) + 1, int(m.group(1)))
+
+
+def parse_patient_field(text: str) -> PatientFields | None:
+    """Parse ``code sex dd-MMM-yyyy name [additional]``; None when the text is not EDF+."""
+    parts = text.split(" ")
+    if len(parts) < 4 or any(p == "" for p in parts[:4]) or parts[1] not in ("M", "F", "X"):
+        return None
+    birthdate = None
+    if parts[2] != "X":
+        try:
+            birthdate = _edfplus_date(parts[2])
+        except ValueError:
+            return None
+    return PatientFields(parts[0], parts[1], birthdate, parts[3], " ".join(parts[4:]))
+
+
+def parse_recording_field(text: str) -> RecordingFields | None:
+    """Parse ``Startdate dd-MMM-yyyy admin technician equipment [additional]``; None if not EDF+."""
+    parts = text.split(" ")
+    if len(parts) < 5 or parts[0] != "Startdate" or any(p == "" for p in parts[1:5]):
+        return None
+    startdate = None
+    if parts[1] != "X":
+        try:
+            startdate = _edfplus_date(parts[1])
+        except ValueError:
+            return None
+    return RecordingFields(startdate, parts[2], parts[3], parts[4], " ".join(parts[5:]))
+
+
+def _field(raw: bytes, name: str) -> bytes:
+    offset, width = FIXED_FIELDS[name]
+    return raw[offset : offset + width]
+
+
+def _text(value: bytes) -> str:
+    return value.decode("latin-1").rstrip(" \x00")
+
+
+def _parse_int(value: bytes, what: str) -> int:
+    stripped = value.strip(b" \x00")
+    if not _INT_RE.fullmatch(stripped):
+        raise EdfError("bad_header_field", f"{what} is not an integer: {value!r}")
+    return int(stripped)
+
+
+def _parse_float(value: bytes, what: str) -> float:
+    stripped = value.strip(b" \x00")
+    if not _FLOAT_RE.fullmatch(stripped):
+        raise EdfError("bad_header_field", f"{what} is not a decimal number: {value!r}")
+    number = float(stripped)
+    if not math.isfinite(number):
+        raise EdfError("absurd_value", f"{what} is not finite: {value!r}")
+    return number
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    chunks = []
+    remaining = n
+    while remaining > 0:
+        chunk = f.read(remaining)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.datetime | None, int | None, str | None]:
+    date_m = _DATE_RE.fullmatch(startdate)
+    rec = parse_recording_field(recording)
+    rec_year = rec.startdate.year if rec is not None and rec.startdate is not None else None
+    if date_m is None:
+        return None, None, f"startdate {startdate!r} is not dd.mm.yy"
+    day, month, yy = date_m.groups()
+    if yy == "yy":  # EDF+: years after 2084 are only in the recording field
+        if rec_year is None:
+            return None, None, f"startdate {startdate!r} needs a Startdate year in the recording field"
+        year = rec_year
+    else:
+        year = 1900 + int(yy) if int(yy) >= 85 else 2000 + int(yy)
+        if rec_year is not None and rec_year % 100 == int(yy):
+            year = rec_year
+    try:
+        date = dt.date(year, int(month), int(day))
+    except ValueError:
+        return None, None, f"startdate {startdate!r} is not a valid date"
+    time_m = _TIME_RE.fullmatch(starttime)
+    if time_m is None:
+        return None, year, f"starttime {starttime!r} is not hh.mm.ss"
+    try:
+        time = dt.time(*(int(g) for g in time_m.groups()))
+    except ValueError:
+        return None, year, f"starttime {starttime!r} is not a valid time"
+    return dt.datetime.combine(date, time), year, None
+
+
+def parse_header_bytes(fixed: bytes, file_size: int) -> int:
+    """Validate the fixed 256-byte header and return ``ns``, before the signal fields are read.
+
+    Raises
+    ------
+    EdfError
+        ``empty_file``, ``not_edf``, ``truncated``, ``bad_header_field`` or ``absurd_value``.
+    """
+    if file_size == 0:
+        raise EdfError("empty_file", "the file has 0 bytes")
+    version = fixed[:8]
+    if version not in (EDF_VERSION, BDF_VERSION):
+        raise EdfError("not_edf", f"version field is {version!r}, expected {EDF_VERSION!r} or {BDF_VERSION!r}")
+    if file_size < 256 or len(fixed) < 256:
+        raise EdfError("truncated", f"file has {min(file_size, len(fixed))} bytes, the fixed header alone needs 256")
+    ns = _parse_int(_field(fixed, "ns"), "number of signals")
+    if not 1 <= ns <= MAX_SIGNALS:
+        raise EdfError("absurd_value", f"number of signals is {ns}, expected 1..{MAX_SIGNALS}")
+    header_bytes = 256 * (ns + 1)
+    if header_bytes > file_size:
+        raise EdfError(
+            "truncated", f"{ns} signals need a {header_bytes}-byte header but the file has {file_size} bytes"
+        )
+    claimed = _parse_int(_field(fixed, "header_bytes"), "header byte count")
+    if claimed != header_bytes:
+        raise EdfError("bad_header_field", f"header byte count is {claimed}, but {ns} signals need {header_bytes}")
+    return ns
+
+
+def parse_header(f: BinaryIO, file_size: int) -> EdfHeader:
+    """Read and validate an EDF/BDF header from a binary stream.
+
+    Reads exactly ``256`` then ``256 * ns`` bytes from the stream's current position (which must
+    be the start of the file) and leaves the stream at the first data record. Nothing is
+    allocated from a claimed size before that size has been checked against ``file_size``.
+
+    Parameters
+    ----------
+    f : BinaryIO
+        Stream positioned at byte 0 of the file; need not be seekable.
+    file_size : int
+        Total size of the file in bytes (from the filesystem or the object metadata).
+
+    Returns
+    -------
+    EdfHeader
+
+    Raises
+    ------
+    EdfError
+        With ``reason`` one of ``empty_file``, ``not_edf``, ``truncated``, ``size_mismatch``,
+        ``bad_header_field``, ``absurd_value``.
+    """
+    if file_size < 0:
+        raise EdfError("bad_header_field", f"file size is negative: {file_size}")
+    if file_size == 0:
+        raise EdfError("empty_file", "the file has 0 bytes")
+    fixed = _read_exact(f, 256)
+    if not fixed:
+        raise EdfError("empty_file", "the stream has 0 bytes")
+    ns = parse_header_bytes(fixed, file_size)
+    rest = _read_exact(f, 256 * ns)
+    if len(rest) < 256 * ns:
+        raise EdfError("truncated", f"header needs {256 * (ns + 1)} bytes, the stream ended after {256 + len(rest)}")
+    return _parse_full(fixed + rest, ns, file_size)
+
+
+def read_header(path: str | Path) -> EdfHeader:
+    """Parse the header of the file at ``path`` (see :func:`parse_header`)."""
+    path = Path(path)
+    with path.open("rb") as f:
+        return parse_header(f, path.stat().st_size)
+
+
+def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
+    version = raw[:8]
+    fmt, sample_bytes = ("EDF", 2) if version == EDF_VERSION else ("BDF", 3)
+    dig_lo, dig_hi = (-32768, 32767) if sample_bytes == 2 else (-(1 << 23), (1 << 23) - 1)
+
+    columns: dict[str, list[bytes]] = {}
+    offset = 256
+    for name, width in SIGNAL_FIELDS:
+        columns[name] = [raw[offset + i * width : offset + (i + 1) * width] for i in range(ns)]
+        offset += ns * width
+
+    reserved = _text(_field(raw, "reserved"))
+    plus = None
+    for tag in ("EDF+", "BDF+"):
+        if reserved.startswith(tag + "C"):
+            plus = "C"
+        elif reserved.startswith(tag + "D"):
+            plus = "D"
+
+    record_duration = _parse_float(_field(raw, "record_duration"), "data record duration")
+    if not 0 <= record_duration <= MAX_RECORD_DURATION_S:
+        raise EdfError(
+            "absurd_value", f"data record duration is {record_duration} s, expected 0..{MAX_RECORD_DURATION_S}"
+        )
+
+    signals = []
+    for i in range(ns):
+        label = _text(columns["label"][i])
+        is_annotation = label in ANNOTATION_LABELS
+        spr = _parse_int(columns["samples_per_record"][i], f"samples per record of signal {i} ({label!r})")
+        if not 1 <= spr <= MAX_SAMPLES_PER_RECORD:
+            raise EdfError(
+                "absurd_value",
+                f"samples per record of signal {i} ({label!r}) is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD}",
+            )
+        pmin = _parse_float(columns["physical_min"][i], f"physical minimum of signal {i} ({label!r})")
+        pmax = _parse_float(columns["physical_max"][i], f"physical maximum of signal {i} ({label!r})")
+        dmin = _parse_int(columns["digital_min"][i], f"digital minimum of signal {i} ({label!r})")
+        dmax = _parse_int(columns["digital_max"][i], f"digital maximum of signal {i} ({label!r})")
+        if not is_annotation:
+            if dmin >= dmax:
+                raise EdfError(
+                    "absurd_value", f"signal {i} ({label!r}): digital minimum {dmin} >= digital maximum {dmax}"
+                )
+            if dmin < dig_lo or dmax > dig_hi:
+                raise EdfError(
+                    "absurd_value",
+                    f"signal {i} ({label!r}): digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}",
+                )
+            if pmin == pmax:
+                raise EdfError(
+                    "absurd_value", f"signal {i} ({label!r}): physical minimum == physical maximum == {pmin}"
+                )
+        signals.append(
+            SignalHeader(
+                label=label,
+                transducer=_text(columns["transducer"][i]),
+                physical_dimension=_text(columns["physical_dimension"][i]),
+                physical_min=pmin,
+                physical_max=pmax,
+                digital_min=dmin,
+                digital_max=dmax,
+                prefiltering=_text(columns["prefiltering"][i]),
+                samples_per_record=spr,
+                reserved=_text(columns["reserved"][i]),
+                record_duration=record_duration,
+                is_annotation=is_annotation,
+            )
+        )
+
+    if record_duration == 0 and not all(s.is_annotation for s in signals):
+        raise EdfError("absurd_value", "data record duration is 0 s but the file has ordinary signals")
+    if plus == "D" and not any(s.is_annotation for s in signals):
+        raise EdfError("bad_header_field", f"reserved field {reserved!r} says EDF+D but there is no annotation signal")
+
+    signal_offsets = []
+    record_bytes = 0
+    for s in signals:
+        signal_offsets.append(record_bytes)
+        record_bytes += s.samples_per_record * sample_bytes
+    if record_bytes > MAX_RECORD_BYTES:
+        raise EdfError("absurd_value", f"a data record would hold {record_bytes} bytes, limit {MAX_RECORD_BYTES}")
+
+    header_bytes = 256 * (ns + 1)
+    data_bytes = file_size - header_bytes
+    n_records_field = _parse_int(_field(raw, "n_records"), "number of data records")
+    if n_records_field == -1:
+        if data_bytes % record_bytes:
+            raise EdfError(
+                "truncated",
+                f"number of data records is -1 and the {data_bytes} data bytes are not a whole number "
+                f"of {record_bytes}-byte records",
+            )
+        n_records = data_bytes // record_bytes
+    elif n_records_field < 0:
+        raise EdfError("absurd_value", f"number of data records is {n_records_field}")
+    else:
+        n_records = n_records_field
+        expected = header_bytes + n_records * record_bytes
+        if expected > file_size:
+            raise EdfError(
+                "truncated",
+                f"{n_records} records of {record_bytes} bytes + {header_bytes} header bytes = {expected} bytes, "
+                f"but the file has {file_size}",
+            )
+        if expected < file_size:
+            raise EdfError(
+                "size_mismatch",
+                f"{n_records} records of {record_bytes} bytes + {header_bytes} header bytes = {expected} bytes, "
+                f"but the file has {file_size} ({file_size - expected} extra)",
+            )
+
+    patient = _text(_field(raw, "patient"))
+    recording = _text(_field(raw, "recording"))
+    startdate_raw = _field(raw, "startdate").decode("latin-1")
+    starttime_raw = _field(raw, "starttime").decode("latin-1")
+    start, year, start_problem = _resolve_start(startdate_raw, starttime_raw, recording)
+
+    return EdfHeader(
+        fmt=fmt,
+        sample_bytes=sample_bytes,
+        plus=plus,
+        patient=patient,
+        recording=recording,
+        startdate_raw=startdate_raw,
+        starttime_raw=starttime_raw,
+        start=start,
+        start_problem=start_problem,
+        year=year,
+        header_bytes=header_bytes,
+        reserved=reserved,
+        n_records=n_records,
+        n_records_field=n_records_field,
+        record_duration=record_duration,
+        signals=tuple(signals),
+        record_bytes=record_bytes,
+        signal_offsets=tuple(signal_offsets),
+        file_size=file_size,
+        raw=raw,
+    )

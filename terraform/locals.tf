@@ -1,0 +1,116 @@
+# The pipeline's wiring. These names are the ones libs/common/sunrise_common/names.py uses
+# (BUCKETS, TOPICS, SERVICES, TRIGGERS, PUBLISHES, READS, WRITES); tests/terraform checks that
+# both agree, and the local event router reads local.triggers to route events like Eventarc does.
+# Physical names are "${var.prefix}-<logical name>", with "_" -> "-" for Cloud Run services.
+
+locals {
+  labels = merge(var.labels, {
+    application = "sunrise"
+    environment = var.environment
+  })
+
+  # Logical bucket name -> lifecycle. raw holds personal data and is deleted after
+  # var.raw_retention_days; its noncurrent versions go after a day so deletion really deletes.
+  buckets = {
+    raw = {
+      delete_after_days     = var.raw_retention_days
+      noncurrent_after_days = 1
+    }
+    anonymised = {
+      delete_after_days     = null
+      noncurrent_after_days = var.noncurrent_version_retention_days
+    }
+    prepped = {
+      delete_after_days     = null
+      noncurrent_after_days = var.noncurrent_version_retention_days
+    }
+    results = {
+      delete_after_days     = null
+      noncurrent_after_days = var.noncurrent_version_retention_days
+    }
+  }
+
+  # One topic per event kind: Eventarc Pub/Sub triggers cannot filter on message attributes.
+  topics            = ["sunrise-anonymised", "psg-anonymised", "sunrise-prepped", "psg-prepped", "dead-letter"]
+  dead_letter_topic = "dead-letter"
+
+  # Service key (as in names.SERVICES) -> Cloud Run name suffix and runtime service account id
+  # suffix (account ids are limited to 30 characters, hence the short "r-" form).
+  services = {
+    ingest       = { name = "ingest", account = "r-ingest" }
+    sunrise_prep = { name = "sunrise-prep", account = "r-sunrise-prep" }
+    psg_prep     = { name = "psg-prep", account = "r-psg-prep" }
+    sunalgo      = { name = "sunalgo", account = "r-sunalgo" }
+  }
+
+  # Trigger name (names.TRIGGERS) -> event type, source (logical bucket for storage events,
+  # logical topic for Pub/Sub), destination service and the trigger's own service account.
+  triggers = {
+    "ingest-raw-finalized" = {
+      event_type = "google.cloud.storage.object.v1.finalized"
+      source     = "raw"
+      service    = "ingest"
+      account    = "t-ingest"
+    }
+    "sunrise-prep-anonymised" = {
+      event_type = "google.cloud.pubsub.topic.v1.messagePublished"
+      source     = "sunrise-anonymised"
+      service    = "sunrise_prep"
+      account    = "t-sunrise-prep"
+    }
+    "psg-prep-anonymised" = {
+      event_type = "google.cloud.pubsub.topic.v1.messagePublished"
+      source     = "psg-anonymised"
+      service    = "psg_prep"
+      account    = "t-psg-prep"
+    }
+    "sunalgo-sunrise-prepped" = {
+      event_type = "google.cloud.pubsub.topic.v1.messagePublished"
+      source     = "sunrise-prepped"
+      service    = "sunalgo"
+      account    = "t-sunalgo-sun"
+    }
+    "sunalgo-psg-prepped" = {
+      event_type = "google.cloud.pubsub.topic.v1.messagePublished"
+      source     = "psg-prepped"
+      service    = "sunalgo"
+      account    = "t-sunalgo-psg"
+    }
+  }
+  storage_triggers = { for k, t in local.triggers : k => t if t.event_type == "google.cloud.storage.object.v1.finalized" }
+  pubsub_triggers  = { for k, t in local.triggers : k => t if t.event_type == "google.cloud.pubsub.topic.v1.messagePublished" }
+
+  # Least privilege for the runtime accounts, one entry per grant (names.READS / WRITES /
+  # PUBLISHES). Readers get objectViewer; writers get objectCreator (outputs are written once,
+  # with if_generation_match=0) plus objectViewer to see whether a redelivered event's
+  # outputs already exist.
+  bucket_grants = {
+    "ingest/raw/viewer"              = { service = "ingest", bucket = "raw", role = "roles/storage.objectViewer" }
+    "ingest/anonymised/creator"      = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectCreator" }
+    "ingest/anonymised/viewer"       = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectViewer" }
+    "sunrise_prep/anonymised/viewer" = { service = "sunrise_prep", bucket = "anonymised", role = "roles/storage.objectViewer" }
+    "sunrise_prep/prepped/creator"   = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectCreator" }
+    "sunrise_prep/prepped/viewer"    = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectViewer" }
+    "psg_prep/anonymised/viewer"     = { service = "psg_prep", bucket = "anonymised", role = "roles/storage.objectViewer" }
+    "psg_prep/prepped/creator"       = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectCreator" }
+    "psg_prep/prepped/viewer"        = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectViewer" }
+    "sunalgo/prepped/viewer"         = { service = "sunalgo", bucket = "prepped", role = "roles/storage.objectViewer" }
+    "sunalgo/results/creator"        = { service = "sunalgo", bucket = "results", role = "roles/storage.objectCreator" }
+    "sunalgo/results/viewer"         = { service = "sunalgo", bucket = "results", role = "roles/storage.objectViewer" }
+  }
+  publisher_grants = {
+    "ingest/sunrise-anonymised"    = { service = "ingest", topic = "sunrise-anonymised" }
+    "ingest/psg-anonymised"        = { service = "ingest", topic = "psg-anonymised" }
+    "sunrise_prep/sunrise-prepped" = { service = "sunrise_prep", topic = "sunrise-prepped" }
+    "psg_prep/psg-prepped"         = { service = "psg_prep", topic = "psg-prepped" }
+  }
+  # Project-level roles every runtime account needs: Firestore state and structured logs.
+  runtime_project_roles = ["roles/datastore.user", "roles/logging.logWriter"]
+  runtime_project_grants = {
+    for pair in setproduct(keys(local.services), local.runtime_project_roles) :
+    "${pair[0]}/${pair[1]}" => { service = pair[0], role = pair[1] }
+  }
+
+  image_tag    = coalesce(var.image_tag, var.environment)
+  registry_url = "${google_artifact_registry_repository.images.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+}

@@ -1,0 +1,44 @@
+"""Shared fixtures: settings on the embedded backend in a temporary folder, a context, apps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sunrise_common.service import Context, create_app
+from sunrise_common.settings import Settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"  # shared/ lies beside the clone
+CORPUS = SHARED / "corpus"
+REFERENCE_EVENTS = SHARED / "reference" / "cloudevents"
+TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(backend="embedded", data_dir=tmp_path / "data", pseudonym_key=TEST_KEY, prefix="sunrise-test",
+                    project="sunrise-test", lease_s=30)
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Context:
+    ctx = Context.from_settings(settings)
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        ctx.storage.ensure_bucket(settings.bucket(logical))
+    return ctx
+
+
+def app_client(service: str, settings: Settings) -> TestClient:
+    from importlib import import_module
+
+    handler = import_module(f"{service}.handler").handle
+    return TestClient(create_app(service, handler, settings=settings))
+
+
+def load_reference(name: str) -> tuple[dict[str, str], bytes]:
+    doc = json.loads((REFERENCE_EVENTS / name).read_text())
+    headers = {k: v for k, v in doc["headers"].items() if k.lower() != "authorization"}
+    return headers, json.dumps(doc["body"]).encode()

@@ -1,0 +1,53 @@
+"""Real processes on loopback: the four services and the router, on free ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from sunrise_common.service import Context
+from sunrise_common.settings import Settings
+from sunrise_cli.stack import Stack
+from tests.conftest import TEST_KEY
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_settings(tmp_path: Path, **overrides) -> Settings:
+    urls = {f"{s}_url": f"http://127.0.0.1:{free_port()}/" for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")}
+    values = dict(backend="embedded", data_dir=tmp_path / "data", pseudonym_key=TEST_KEY, prefix="sunrise-e2e",
+                  project="sunrise-e2e", router_poll_s=0.1, router_backoff_initial_s=0.2, router_backoff_max_s=2.0,
+                  router_max_attempts=4, lease_s=30, **urls)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture
+def embedded_stack(tmp_path):
+    settings = stack_settings(tmp_path)
+    ctx = Context.from_settings(settings)
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        ctx.storage.ensure_bucket(settings.bucket(logical))
+    stack = Stack(settings, tmp_path / "logs")
+    stack.start()
+    try:
+        yield stack, ctx
+    finally:
+        stack.stop()

@@ -1,0 +1,126 @@
+"""ingest through its real FastAPI app on the embedded backend, with real EDF files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from sunrise_common import identity
+from sunrise_common.events import storage_event
+from sunrise_common.router.queue import Queue
+from tests.conftest import CORPUS, TEST_KEY, app_client
+
+PSG = CORPUS / "edf" / "edfio__short_psg.edf"
+HYPNOGRAM = CORPUS / "edf" / "edfio__SC4001EC-Hypnogram.edf"
+
+
+def put_raw(ctx, name, path_or_bytes):
+    bucket = ctx.settings.bucket("raw")
+    if isinstance(path_or_bytes, bytes):
+        return ctx.storage.write_bytes(bucket, name, path_or_bytes, if_generation_match=None)
+    return ctx.storage.upload_file(bucket, name, path_or_bytes, if_generation_match=None)
+
+
+def finalize(client, ctx, info):
+    headers, body = storage_event(info.bucket, info.name, info.generation, info.size)
+    return client.post("/", headers=headers, content=json.dumps(body))
+
+
+def upload_doc(ctx, name):
+    return ctx.state.get("uploads", identity.upload_id(TEST_KEY.encode(), ctx.settings.bucket("raw"), name))
+
+
+@pytest.fixture
+def client(settings, ctx):
+    with app_client("ingest", settings) as c:
+        yield c
+
+
+def test_ingest_anonymises_a_psg_records_the_night_and_publishes_once(client, ctx):
+    info = put_raw(ctx, "psg/namur/P001/night one.edf", PSG)
+    first = finalize(client, ctx, info)
+    assert first.status_code == 200, first.text
+    assert first.json()["status"] == "done"
+    night = first.json()["night_id"]
+    doc = ctx.state.get("nights", night)
+    assert doc["recordings"]["psg"]["object"] == f"nights/{night}/psg.edf"
+    assert doc["pairing"]["state"] == "psg_only"
+    out = ctx.storage.read_bytes(ctx.settings.bucket("anonymised"), f"nights/{night}/psg.edf")
+    assert b"Female_33yr" not in out and b"24-APR-1989" not in out and b"24.04.89" not in out
+    assert b"P001" not in out and b"namur" not in out
+    queue = Queue(ctx.settings.data_dir / "router.db")
+    queue.route_messages(ctx.settings)
+    assert [d.service for d in queue.deliveries()] == ["psg_prep"]
+
+    second = finalize(client, ctx, info)  # the same event again: acknowledged, nothing redone
+    assert second.status_code == 200
+    assert second.json()["status"] == "duplicate"
+    queue.route_messages(ctx.settings)
+    assert len(list(queue.deliveries())) == 1
+
+
+def test_ingest_pairs_the_hypnogram_with_the_psg_of_the_same_night(client, ctx):
+    psg = finalize(client, ctx, put_raw(ctx, "psg/namur/P001/psg.edf", PSG)).json()
+    hyp = finalize(client, ctx, put_raw(ctx, "labels/namur/P001/SC4001EC-Hypnogram.edf", HYPNOGRAM)).json()
+    assert hyp["status"] == "done", hyp
+    assert hyp["night_id"] == psg["night_id"]
+    doc = ctx.state.get("nights", psg["night_id"])
+    assert len(doc["recordings"]["labels"]) == 1
+    (label,) = doc["recordings"]["labels"].values()
+    assert label["object"].startswith(f"nights/{psg['night_id']}/labels/edf_hypnogram-")
+    assert "Hypnogram" not in label["object"]
+
+
+def test_ingest_records_a_bad_file_and_answers_2xx(client, ctx):
+    name = "psg/namur/P002/broken.edf"
+    resp = finalize(client, ctx, put_raw(ctx, name, PSG.read_bytes()[:5000]))
+    assert resp.status_code == 200
+    assert resp.json()["status"] == "rejected"
+    assert resp.json()["reason"] == "truncated"
+    run = upload_doc(ctx, name)["stages"]["ingest"]
+    assert run["state"] == "failed" and run["error"].startswith("truncated")
+    assert ctx.storage.stat(ctx.settings.bucket("raw"), name) is not None  # the raw object stays
+
+
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("psg/namur/onlythree.edf", "bad_layout"),
+        ("video/namur/P1/x.edf", "unknown_kind"),
+        ("psg/namur/P1/extra/x.edf", "bad_layout"),
+        ("psg/na mur/P1/x.edf", "bad_site"),
+        ("psg/namur/P1;rm -rf/x.edf", "bad_subject"),
+    ],
+)
+def test_ingest_rejects_names_outside_the_raw_contract(client, ctx, name, reason):
+    resp = finalize(client, ctx, put_raw(ctx, name, PSG))
+    assert resp.status_code == 200
+    assert resp.json()["reason"] == reason
+
+
+def test_ingest_rejects_events_from_another_bucket(client, ctx):
+    headers, body = storage_event("some-other-bucket", "psg/a/b/c.edf", 1, 10)
+    resp = client.post("/", headers=headers, content=json.dumps(body))
+    assert resp.status_code == 200
+    assert resp.json()["reason"] == "wrong_bucket"
+
+
+def test_a_malformed_request_gets_a_400_that_says_what_is_wrong(client):
+    resp = client.post("/", headers={"Content-Type": "application/json"}, content=b'{"hello": 1}')
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "not_a_cloudevent"
+    assert "ce-specversion" in resp.json()["detail"]
+
+
+def test_a_live_lease_makes_a_concurrent_duplicate_retry_later(client, ctx):
+    info = put_raw(ctx, "psg/namur/P003/psg.edf", PSG)
+    uid = identity.upload_id(TEST_KEY.encode(), info.bucket, info.name)
+    ctx.runs.claim("uploads", uid, "ingest", str(info.generation))  # another instance is working on it
+    resp = finalize(client, ctx, info)
+    assert resp.status_code == 429
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"status": "ok", "service": "ingest"}
