@@ -115,6 +115,10 @@ def _scores(ctx: Context, settings: Settings, prefix: str) -> dict | None:
         scores = json.loads(ctx.storage.read_bytes(settings.bucket("results"), prefix + "scores.json"))
     except Exception:
         return None
-    keep = ("algo_version", "TRT", "TIB", "TST", "SE", "SOL", "WASO", "RDI", "ORDI", "ODI")
-    flat = {k: v for k, v in scores.items() if k in keep}
-    return flat or scores
+    keep = ("TRT", "TST", "SE", "SOL", "WASO", "RDI", "ORDI", "ODI", "severity")
+
+    def pick(d: dict | None) -> dict | None:
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in d.items() if k in keep} if d else None
+
+    return {"algo_version": scores.get("algo_version"), "sunalgo": pick(scores.get("scores")),
+            "psg_reference": pick(scores.get("psg_scores"))}

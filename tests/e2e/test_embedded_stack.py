@@ -41,7 +41,7 @@ def test_a_night_pair_flows_through_every_stage_and_leaves_no_personal_data(embe
     for required in ("features.csv", "predictions.csv", "scores.json", "training_rows.csv", "agreement.json", "_MANIFEST.json"):
         assert prefix + required in results, required
     scores = json.loads(ctx.storage.read_bytes(ctx.settings.bucket("results"), prefix + "scores.json"))
-    assert scores["TST"] > 0
+    assert scores["scores"]["TST"] > 0 and scores["psg_scores"]["TST"] > 0
     for logical in ("anonymised", "prepped", "results"):
         for name, data in bucket_bytes(ctx, logical):
             for needle in PERSONAL:

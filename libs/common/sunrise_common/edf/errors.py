@@ -7,6 +7,8 @@ offending values.
 
 from __future__ import annotations
 
+from sunrise_common.errors import PermanentError
+
 #: The reasons this package raises, with what each means.
 REASONS = {
     "empty_file": "the file has zero bytes",
@@ -19,7 +21,7 @@ REASONS = {
 }
 
 
-class EdfError(ValueError):
+class EdfError(PermanentError, ValueError):
     """A file that is not a usable EDF/BDF file (a permanent failure: retrying cannot help).
 
     Parameters
@@ -31,7 +33,7 @@ class EdfError(ValueError):
     """
 
     def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
+        super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail
 

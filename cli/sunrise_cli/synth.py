@@ -1,0 +1,674 @@
+"""Synthetic paired nights (Sunrise chin IMU + PSG + DOMINO labels) with known, injected truth.
+
+The generator is a written physiological model, independent of the detector in ``sunalgo``
+(the model is documented in ``docs/science.md`` §1; the numbers below are its parameters).
+
+Time base
+---------
+All truth is relative to the **PSG start** (lights-off): the hypnogram is one stage per 30-s epoch
+from the PSG start, events are ``(type, onset_s, duration_s)`` from the PSG start. The Sunrise
+recording starts ``sunrise_offset_s`` seconds later (a few minutes: the sensor is put on after the
+PSG montage) and stops a few minutes after the PSG, so alignment is exercised.
+
+Physiological model (summary; see docs/science.md)
+--------------------------------------------------
+* Hypnogram: sleep-onset latency (log-normal, median 14 min), NREM/REM cycles of ~90 min with
+  N3 concentrated in the first cycles and REM lengthening in later ones, brief awakenings
+  (Poisson, ~1.2/h, 0.5-3 min), occasional longer WASO bouts, final wake before lights-on.
+* Jaw IMU at 25 Hz (``IMU_FS``). Head orientation = body-position roll + neck pitch; the mandible
+  adds a pitch angle made of a posture term (relaxation in sleep, jaw drop during events), the
+  breathing-band movement (per-stage breathing rate within 0.15-0.60 Hz; amplitude larger and
+  more stable in N3, variable in REM, irregular in wake) and movement. Accelerometer (g) = gravity
+  projected on the sensor axes + linear movement acceleration + noise; gyroscope (deg/s) = the
+  angular rates of the same angles + noise + bias.
+* Obstructive events (obstructive apnea, obstructive-type hypopnea, second half of mixed apnea):
+  breathing-band amplitude raised (effort against the closed airway) and a mandible drop of
+  1-5 degrees for 10-60 s. Central apnea: amplitude lowered to 0-15 % with a small passive drop.
+  Events end with an arousal that usually carries a brief movement; SpO2 falls 3.5-6 % with the
+  nadir ~20 s after the event end.
+* Wake: frequent irregular movement bursts (talking, swallowing, repositioning); ~30 % of wake
+  bouts are "quiet wake" with few bursts, which is what makes sleep/wake hard for any
+  movement-based method.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from scipy import signal as sps
+
+EPOCH_S = 30
+IMU_FS = 25  # Hz, Sunrise accelerometer and gyroscope
+SPO2_FS = 1  # Hz
+
+STAGE_CODES = ("W", "N1", "N2", "N3", "REM")
+_W, _N1, _N2, _N3, _REM = range(5)
+
+# Per-stage model parameters, indexed by stage code above.
+# Breathing rate multiplier of the night's base rate, and its slow variability (relative SD).
+_RATE_MULT = np.array([1.10, 1.03, 1.00, 0.95, 1.06])
+_RATE_SD = np.array([0.15, 0.06, 0.04, 0.02, 0.10])
+# Breathing-band mandible pitch amplitude (degrees) and its slow variability (log SD).
+_AMP_DEG = np.array([0.22, 0.28, 0.33, 0.45, 0.28])
+_AMP_SD = np.array([0.40, 0.20, 0.12, 0.05, 0.35])
+# Mandible posture offset (degrees of jaw opening) from muscle relaxation.
+_POSTURE_DEG = np.array([0.0, 0.4, 0.7, 0.9, 1.3])
+
+DOMINO_STAGE = {"W": "Wake", "N1": "N1", "N2": "N2", "N3": "N3", "REM": "REM"}
+DOMINO_EVENT = {
+    "obstructive_apnea": "Obstructive Apnea",
+    "central_apnea": "Central Apnea",
+    "mixed_apnea": "Mixed Apnea",
+    "hypopnea": "Hypopnea",
+}
+PATIENT_NAME = "Jane_Synthetic"
+BIRTHDATE = date(1961, 3, 12)
+
+
+@dataclass
+class SynthNight:
+    """Paths of one synthetic night and its injected truth.
+
+    Attributes
+    ----------
+    sunrise, psg : Path
+        Sunrise EDF+ (6 IMU channels at 25 Hz, optional SpO2/pulse at 1 Hz) and PSG EDF.
+    labels : list[Path]
+        DOMINO text exports: sleep profile, flow events, arousals, SpO2 desaturations.
+    hypnogram : list[str]
+        True stage per 30-s epoch from the PSG start (W, N1, N2, N3, REM).
+    events : list[tuple[str, float, float]]
+        True respiratory events ``(type, onset_s, duration_s)`` from the PSG start; types are
+        ``obstructive_apnea``, ``central_apnea``, ``mixed_apnea``, ``hypopnea``.
+    tst_min, rdi : float
+        True total sleep time (minutes) and events per hour of TST.
+    sunrise_offset_s : float
+        Sunrise start minus PSG start, seconds.
+    """
+
+    sunrise: Path
+    psg: Path
+    labels: list[Path]
+    truth: Path
+    hypnogram: list[str]
+    events: list[tuple[str, float, float]]
+    desaturations: list[tuple[float, float, float]]
+    tst_min: float
+    rdi: float
+    sunrise_offset_s: float
+    sunrise_duration_s: float
+    psg_duration_s: float
+    params: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Hypnogram
+# --------------------------------------------------------------------------------------------
+
+
+def generate_hypnogram(rng: np.random.Generator, n_epochs: int) -> np.ndarray:
+    """Stage codes (0=W, 1=N1, 2=N2, 3=N3, 4=REM) for ``n_epochs`` 30-s epochs."""
+    per_min = 60 // EPOCH_S
+    hyp = np.full(n_epochs, _W, dtype=np.int8)
+    sol = int(np.clip(rng.lognormal(math.log(14), 0.5), 4, 60) * per_min)
+    final_wake = int(rng.uniform(4, 20) * per_min)
+    end = max(sol + 2, n_epochs - final_wake)
+    i = sol
+    cycle = 0
+    while i < end:
+        length = int(np.clip(rng.normal(90, 10), 70, 115) * per_min)
+        n1 = int(rng.integers(1, 4)) if cycle == 0 else int(rng.integers(0, 2))
+        n3 = int(max(0.0, rng.normal(38 - 14 * cycle, 6)) * per_min)
+        rem = int(np.clip(rng.normal(6 + 9 * cycle, 4), 2, 45) * per_min)
+        n2a = int(max(8.0, rng.normal(22, 5)) * per_min)
+        n2b = max(0, length - n1 - n2a - n3 - rem)
+        for code, dur in ((_N1, n1), (_N2, n2a), (_N3, n3), (_N2, n2b), (_REM, rem)):
+            j = min(end, i + dur)
+            hyp[i:j] = code
+            i = j
+        cycle += 1
+    # Brief awakenings (0.5-3 min) and occasional long WASO bouts, each followed by N1.
+    sleep_min = (end - sol) / per_min
+    n_brief = rng.poisson(1.2 * sleep_min / 60)
+    n_long = rng.poisson(0.15 * sleep_min / 60)
+    for dur_range, count in (((1, 7), n_brief), ((10, 40), n_long)):
+        for _ in range(count):
+            at = int(rng.integers(sol + 4, max(sol + 5, end - 4)))
+            dur = int(rng.integers(*dur_range))
+            hyp[at : min(end, at + dur)] = _W
+            if at + dur < end:
+                hyp[at + dur] = _N1
+    return hyp
+
+
+# --------------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Event:
+    type: str
+    onset: float
+    duration: float
+    amp_mult: float  # breathing-band multiplier (jaw effort)
+    flow_mult: float  # airflow multiplier (PSG nasal pressure)
+    drop_deg: float  # mandible drop
+    desat: float  # SpO2 fall, percentage points
+    arousal: bool
+    arousal_move: float  # movement intensity at the arousal (0 = none)
+
+
+def _place_events(
+    rng: np.random.Generator,
+    hyp: np.ndarray,
+    ahi: float,
+    obstructive_fraction: float,
+) -> list[_Event]:
+    sleep_sec = np.repeat(hyp != _W, EPOCH_S)
+    tst_h = sleep_sec.sum() / 3600
+    n_target = int(rng.poisson(ahi * tst_h)) if ahi > 0 else 0
+    # REM and supine-ish light sleep carry more events; N3 fewer.
+    weight = np.repeat(np.array([0.0, 1.0, 1.0, 0.4, 1.6])[hyp], EPOCH_S).astype(float)
+    taken = np.zeros(sleep_sec.size, dtype=bool)
+    events: list[_Event] = []
+    cdf = np.cumsum(weight)
+    if n_target == 0 or cdf[-1] <= 0:
+        return events
+    attempts = 0
+    while len(events) < n_target and attempts < n_target * 40:
+        attempts += 1
+        obstructive = rng.random() < obstructive_fraction
+        if obstructive:
+            etype = "obstructive_apnea" if rng.random() < 0.4 else "hypopnea"
+        else:
+            etype = "central_apnea" if rng.random() < 0.85 else "mixed_apnea"
+        median = {"obstructive_apnea": 22, "hypopnea": 20, "central_apnea": 16, "mixed_apnea": 24}
+        dur = float(np.clip(rng.lognormal(math.log(median[etype]), 0.35), 10.5, 60))
+        onset = float(np.searchsorted(cdf, rng.uniform(0, cdf[-1]))) + rng.uniform(0, 1)
+        a, b = int(onset), int(math.ceil(onset + dur))
+        # Events live inside sleep with >= 15 s of recovery breathing around them.
+        lo, hi = max(0, a - 15), min(sleep_sec.size, b + 15)
+        if b + 1 >= sleep_sec.size or not sleep_sec[a:b].all() or taken[lo:hi].any():
+            continue
+        taken[a:b] = True
+        if etype == "obstructive_apnea":
+            ev = _Event(etype, onset, dur, rng.uniform(1.8, 3.0), rng.uniform(0.0, 0.08),
+                        rng.uniform(2.0, 5.0), rng.uniform(4.0, 6.0), rng.random() < 0.8, 0.0)
+        elif etype == "hypopnea":
+            ev = _Event(etype, onset, dur, rng.uniform(1.4, 2.0), rng.uniform(0.35, 0.6),
+                        rng.uniform(1.0, 3.0), rng.uniform(3.5, 5.0), rng.random() < 0.5, 0.0)
+        elif etype == "central_apnea":
+            ev = _Event(etype, onset, dur, rng.uniform(0.0, 0.15), rng.uniform(0.0, 0.08),
+                        rng.uniform(0.3, 1.2), rng.uniform(3.5, 5.5), rng.random() < 0.3, 0.0)
+        else:
+            ev = _Event(etype, onset, dur, 2.0, rng.uniform(0.0, 0.08),
+                        rng.uniform(2.0, 4.0), rng.uniform(4.0, 6.0), rng.random() < 0.7, 0.0)
+        ev.onset = round(ev.onset, 3)
+        ev.duration = round(ev.duration, 3)
+        if ev.arousal:
+            ev.arousal_move = float(rng.uniform(0.3, 1.5)) if rng.random() < 0.7 else 0.0
+        events.append(ev)
+    events.sort(key=lambda e: e.onset)
+    return events
+
+
+# --------------------------------------------------------------------------------------------
+# Signals
+# --------------------------------------------------------------------------------------------
+
+
+def _ar1(rng: np.random.Generator, n: int, tau_s: float) -> np.ndarray:
+    """Unit-variance AR(1) process at 1 Hz with time constant ``tau_s`` (vectorised via lfilter)."""
+    a = math.exp(-1.0 / tau_s)
+    x = sps.lfilter([math.sqrt(1 - a * a)], [1, -a], rng.standard_normal(n))
+    return x
+
+
+def _boxes(n: int, starts: np.ndarray, lengths: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """1-Hz array with ``values`` on [start, start+length) (maximum where boxes overlap)."""
+    out = np.zeros(n)
+    for s, ln, v in zip(starts.astype(int), lengths.astype(int), values):
+        if 0 <= s < n:
+            seg = out[s : min(n, s + max(1, ln))]
+            np.maximum(seg, v, out=seg)
+    return out
+
+
+def _smooth_steps(x: np.ndarray, ramp_s: int = 3) -> np.ndarray:
+    """Soften 1-Hz step changes into linear ramps of ``ramp_s`` seconds."""
+    k = np.ones(ramp_s) / ramp_s
+    return np.convolve(np.pad(x, (ramp_s // 2, ramp_s - 1 - ramp_s // 2), mode="edge"), k, "valid")
+
+
+@dataclass
+class _Physiology:
+    """1-Hz control signals of a night, over the union of both recordings (from the PSG start)."""
+
+    stage: np.ndarray
+    rate_hz: np.ndarray
+    amp_deg: np.ndarray
+    amp_mult: np.ndarray
+    flow_mult: np.ndarray
+    effort_mult: np.ndarray
+    posture_deg: np.ndarray
+    roll_deg: np.ndarray
+    move: np.ndarray
+    spo2: np.ndarray
+    pulse: np.ndarray
+
+
+def _physiology(
+    rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int
+) -> _Physiology:
+    stage = np.repeat(hyp, EPOCH_S)
+    stage = np.concatenate([stage, np.full(max(0, n_sec - stage.size), _W, dtype=np.int8)])[:n_sec]
+
+    base_rate = rng.uniform(0.22, 0.30)
+    rate = base_rate * _RATE_MULT[stage] * (1 + _RATE_SD[stage] * _ar1(rng, n_sec, 40))
+    rate = np.clip(rate, 0.16, 0.58)
+    amp_night = rng.lognormal(0.0, 0.2)
+    amp = amp_night * _AMP_DEG[stage] * np.exp(_AMP_SD[stage] * _ar1(rng, n_sec, 20))
+
+    amp_mult = np.ones(n_sec)
+    flow_mult = np.ones(n_sec)
+    effort_mult = np.ones(n_sec)
+    drop = np.zeros(n_sec)
+    spo2_drop = np.zeros(n_sec)
+    move_starts, move_len, move_val = [], [], []
+    for ev in events:
+        a, b = int(round(ev.onset)), int(round(ev.onset + ev.duration))
+        if ev.type == "mixed_apnea":
+            mid = a + int(0.4 * (b - a))
+            amp_mult[a:mid] = 0.1
+            amp_mult[mid:b] = ev.amp_mult
+            effort_mult[a:mid] = 0.05
+            effort_mult[mid:b] = 1.5
+            drop[mid:b] = ev.drop_deg
+        else:
+            amp_mult[a:b] = ev.amp_mult
+            effort_mult[a:b] = 0.05 if ev.type == "central_apnea" else 1.4
+            drop[a:b] = ev.drop_deg
+        flow_mult[a:b] = ev.flow_mult
+        # Recovery breaths after the event: a few larger breaths.
+        amp_mult[b : b + 8] = np.maximum(amp_mult[b : b + 8], 1.5)
+        flow_mult[b : b + 8] = 1.6
+        # Desaturation: fall from onset+20 s to the nadir at end+20 s, recover over ~15 s.
+        t = np.arange(a + 20, min(n_sec, b + 36))
+        shape = np.where(t <= b + 20, (t - a - 20) / max(1, b - a), 1 - (t - b - 20) / 15)
+        np.maximum.at(spo2_drop, t, ev.desat * np.clip(shape, 0, 1))
+        if ev.arousal and ev.arousal_move > 0:
+            move_starts.append(b)
+            move_len.append(rng.integers(3, 10))
+            move_val.append(ev.arousal_move)
+
+    # Movement bursts: frequent in wake (quiet-wake bouts have few), rare in sleep, REM twitches.
+    wake = stage == _W
+    bout_id = np.cumsum(np.diff(wake.astype(int), prepend=0) == 1)
+    quiet_bout = rng.random(bout_id.max() + 2) < 0.3
+    burst_rate = np.select(
+        [wake & quiet_bout[bout_id], wake, stage == _REM, stage == _N1],
+        [0.4 / 60, 3.5 / 60, 0.3 / 60, 0.5 / 60],
+        default=0.15 / 60,
+    )
+    starts = np.flatnonzero(rng.random(n_sec) < burst_rate)
+    lengths = rng.integers(1, 10, starts.size)
+    values = rng.lognormal(math.log(0.8), 0.6, starts.size) * np.where(wake[starts], 1.0, 0.5)
+    twitch = (stage == _REM) & (rng.random(n_sec) < 2.0 / 60)
+    move = _boxes(n_sec, np.concatenate([starts, move_starts]),
+                  np.concatenate([lengths, move_len]), np.concatenate([values, move_val]))
+    move = np.maximum(move, twitch * 0.08)
+    # Restless micro-movement (jaw tone, small swallows) while awake, absent in quiet wake.
+    move = np.maximum(move, np.where(wake, np.where(quiet_bout[bout_id], 0.004, 0.03), 0.0))
+
+    # Body position (head roll): changes happen during movement bursts, mostly awake.
+    roll = np.zeros(n_sec)
+    current = rng.choice([0.0, -65.0, 65.0])
+    big = np.flatnonzero(move > 0.8)
+    change_at = big[rng.random(big.size) < 0.04]
+    last = 0
+    for c in change_at:
+        roll[last:c] = current
+        current = rng.choice([0.0, -65.0, 65.0, 25.0, -25.0]) + rng.normal(0, 6)
+        last = c
+    roll[last:] = current
+
+    posture = _smooth_steps(_POSTURE_DEG[stage] + drop, 3) + 0.15 * _ar1(rng, n_sec, 120)
+    baseline_spo2 = rng.uniform(94.5, 97.5)
+    spo2 = baseline_spo2 + 0.4 * _ar1(rng, n_sec, 300) - spo2_drop - 0.5 * (stage == _REM)
+    pulse = rng.uniform(55, 70) + 6 * wake + 3 * (stage == _REM) + 2 * _ar1(rng, n_sec, 60)
+    pulse = pulse + 8 * np.convolve(spo2_drop > 0, np.ones(10) / 10, "same")
+    return _Physiology(stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
+                       _smooth_steps(effort_mult, 3), posture, _smooth_steps(roll, 4), move,
+                       spo2, pulse)
+
+
+def _upsample(x: np.ndarray, fs: int) -> np.ndarray:
+    """1-Hz control signal to ``fs`` Hz by linear interpolation (sample k at t = k/fs)."""
+    t = np.arange(x.size * fs) / fs
+    return np.interp(t, np.arange(x.size), x)
+
+
+def _band_noise(rng: np.random.Generator, n: int, fs: float, lo: float, hi: float) -> np.ndarray:
+    sos = sps.butter(2, [lo, hi], btype="band", fs=fs, output="sos")
+    x = sps.sosfilt(sos, rng.standard_normal(n))
+    return x / (x.std() + 1e-12)
+
+
+def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.ndarray:
+    f = _upsample(rate_hz_1hz, fs)
+    phase = 2 * np.pi * np.cumsum(f) / fs
+    return phase[start_s * fs : start_s * fs + n]
+
+
+def _imu(
+    rng: np.random.Generator, ph: _Physiology, start_s: int, dur_s: int
+) -> dict[str, np.ndarray]:
+    """Sunrise IMU (accelerometer in g, gyroscope in deg/s) at ``IMU_FS`` for [start, start+dur)."""
+    fs = IMU_FS
+    n = dur_s * fs
+    sl = slice(start_s, start_s + dur_s + 1)
+
+    def up(x: np.ndarray) -> np.ndarray:
+        return _upsample(np.append(x[sl], x[sl][-1:]), fs)[:n]
+
+    phase = _breath_phase(ph.rate_hz, fs, start_s, n)
+    breath = np.sin(phase) + 0.25 * np.sin(2 * phase + 0.5)
+    amp = up(ph.amp_deg * ph.amp_mult)
+    move = up(ph.move)
+    # Mandible pitch (deg): posture + breathing + slow non-respiratory micro-movement + movement.
+    theta = up(ph.posture_deg) + amp * breath
+    theta += 0.04 * _band_noise(rng, n, fs, 0.05, 1.0)
+    mv = [_band_noise(rng, n, fs, 0.4, 6.0) for _ in range(3)]
+    theta += 3.0 * move * mv[0]
+    roll = up(ph.roll_deg) + 3.0 * move * mv[1] + 0.1 * amp * breath
+    yaw = 3.0 * move * mv[2]
+    alpha0 = rng.uniform(20, 45)  # head pitch (neck flexion + sensor mounting), degrees
+    a = np.deg2rad(alpha0 + theta)
+    r = np.deg2rad(roll)
+    lin = [0.04 * move * _band_noise(rng, n, fs, 1.0, 10.0) for _ in range(3)]
+    acc = [
+        -np.sin(a) + lin[0],
+        np.cos(a) * np.sin(r) + lin[1],
+        np.cos(a) * np.cos(r) + lin[2],
+    ]
+    acc = [x + 0.0015 * rng.standard_normal(n) for x in acc]
+    gyro = [
+        np.gradient(roll) * fs,
+        np.gradient(theta) * fs,
+        np.gradient(yaw) * fs,
+    ]
+    bias = rng.normal(0, 0.3, 3)
+    gyro = [g + b + 0.08 * rng.standard_normal(n) for g, b in zip(gyro, bias)]
+    return {
+        "Accel X": acc[0], "Accel Y": acc[1], "Accel Z": acc[2],
+        "Gyro X": gyro[0], "Gyro Y": gyro[1], "Gyro Z": gyro[2],
+    }
+
+
+def _psg_signals(
+    rng: np.random.Generator, ph: _Physiology, dur_s: int
+) -> list[tuple[str, str, int, np.ndarray, tuple[float, float]]]:
+    """Plausible PSG channels for psg_prep (content is illustrative, not a staging model)."""
+    st = ph.stage[:dur_s]
+    out = []
+    # EEG C4-A1, 100 Hz (uV): alpha in wake, theta in N1/REM, spindles in N2, delta in N3.
+    fs = 100
+    n = dur_s * fs
+    t = np.arange(n) / fs
+    s100 = np.repeat(st, fs)
+    alpha = np.where(s100 == _W, 20.0, 3.0) * np.sin(2 * np.pi * 10 * t)
+    theta = np.where((s100 == _N1) | (s100 == _REM), 15.0, 4.0) * np.sin(2 * np.pi * 5.5 * t)
+    delta = np.select([s100 == _N3, s100 == _N2], [70.0, 20.0], 5.0) * np.sin(2 * np.pi * 1.1 * t)
+    spindle = np.where(s100 == _N2, 10.0, 0.0) * np.sin(2 * np.pi * 13 * t) * (
+        np.sin(2 * np.pi * 0.05 * t) > 0.9)
+    eeg = alpha + theta + delta + spindle + 8 * rng.standard_normal(n)
+    out.append(("EEG C4-A1", "uV", fs, eeg, (-500.0, 500.0)))
+    # EOG and chin EMG, 50 Hz (uV).
+    fs = 50
+    n = dur_s * fs
+    s50 = np.repeat(st, fs)
+    eog = np.where((s50 == _REM) | (s50 == _W), 60.0, 10.0) * _band_noise(rng, n, fs, 0.3, 3)
+    out.append(("EOG E1-M2", "uV", fs, eog, (-500.0, 500.0)))
+    emg_amp = np.select([s50 == _W, s50 == _REM], [20.0, 2.0], 8.0) + 40 * np.repeat(
+        ph.move[:dur_s], fs)
+    out.append(("EMG Chin", "uV", fs, emg_amp * rng.standard_normal(n), (-500.0, 500.0)))
+    # Nasal pressure flow and effort belts, 25 Hz (arbitrary units).
+    fs = 25
+    n = dur_s * fs
+    phase = _breath_phase(ph.rate_hz, fs, 0, n)
+    flow = _upsample(ph.flow_mult[: dur_s + 1], fs)[:n] * np.sin(phase)
+    out.append(("Flow", "a.u.", fs, flow + 0.03 * rng.standard_normal(n), (-5.0, 5.0)))
+    eff = _upsample(ph.effort_mult[: dur_s + 1], fs)[:n]
+    paradox = np.where(eff > 1.2, np.pi * 0.8, 0.0)
+    out.append(("Thorax", "a.u.", fs, eff * np.sin(phase), (-5.0, 5.0)))
+    out.append(("Abdomen", "a.u.", fs, eff * np.sin(phase + paradox), (-5.0, 5.0)))
+    spo2 = np.round(np.clip(ph.spo2[:dur_s] + 0.3 * rng.standard_normal(dur_s), 50, 100))
+    out.append(("SpO2", "%", 1, spo2, (0.0, 100.0)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Writers
+# --------------------------------------------------------------------------------------------
+
+
+def _write_edf(path: Path, channels, start: datetime, code: str, equipment: str,
+               annotations=()) -> None:
+    import edfio  # CLI dependency; the services never import it
+
+    signals = [
+        # Sensors saturate at their range: clip like the hardware does.
+        edfio.EdfSignal(np.clip(np.asarray(data, dtype=np.float64), *rng_), fs, label=label,
+                        physical_dimension=unit, physical_range=rng_)
+        for label, unit, fs, data, rng_ in channels
+    ]
+    edf = edfio.Edf(
+        signals,
+        patient=edfio.Patient(code=code, sex="F", birthdate=BIRTHDATE, name=PATIENT_NAME),
+        recording=edfio.Recording(startdate=start.date(), hospital_administration_code="LAB-7",
+                                  investigator_technician_code="Tech_Smith",
+                                  equipment_code=equipment),
+        starttime=start.time(),
+        data_record_duration=1.0,
+        annotations=[edfio.EdfAnnotation(*a) for a in annotations] or None,
+    )
+    edf.write(path)
+
+
+def _clock(t: datetime) -> str:
+    return t.strftime("%H:%M:%S,") + f"{t.microsecond // 1000:03d}"
+
+
+def _domino_header(signal_id: str, start: datetime, unit: str, kind: str,
+                   events_list: str | None = None, rate: str | None = None) -> list[str]:
+    lines = [f"Signal ID: {signal_id}", f"Start Time: {start.strftime('%d.%m.%Y %H:%M:%S')}",
+             f"Unit: {unit}", f"Signal Type: {kind}"]
+    if events_list:
+        lines.append(f"Events list: {events_list}")
+    if rate:
+        lines.append(f"Rate: {rate}")
+    return [*lines, ""]
+
+
+def _write_domino_events(path: Path, signal_id: str, start: datetime,
+                         rows: list[tuple[float, float, str]]) -> None:
+    lines = _domino_header(signal_id, start, "s", "Impuls")
+    for onset, dur, label in rows:
+        a = start + timedelta(seconds=onset)
+        b = start + timedelta(seconds=onset + dur)
+        lines.append(f"{_clock(a)}-{_clock(b)}; {int(round(dur))};{label}")
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="latin-1")
+
+
+def write_domino_labels(out_dir: Path, stem: str, start: datetime, hypnogram: list[str],
+                        events: list[tuple[str, float, float]],
+                        arousals: list[tuple[float, float]] = (),
+                        desaturations: list[tuple[float, float, float]] = ()) -> list[Path]:
+    """Write DOMINO text exports (sleep profile, flow events, arousals, SpO2 events).
+
+    The sleep profile uses the older time-only layout (``22:30:00,000; Wake``), rolling over
+    midnight, one row per 30-s epoch from ``start``.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = _domino_header("SchlafProfil\\profil", start, "", "Discret",
+                           "N4,N3,N2,N1,REM,Wake,Movement", "30 s")
+    for i, stage in enumerate(hypnogram):
+        lines.append(f"{_clock(start + timedelta(seconds=EPOCH_S * i))}; {DOMINO_STAGE[stage]}")
+    profile = out_dir / f"Sleep profile - {stem}.txt"
+    profile.write_text("\r\n".join(lines) + "\r\n", encoding="latin-1")
+    flow = out_dir / f"Flow Events - {stem}.txt"
+    _write_domino_events(flow, "FlowD\\flow", start,
+                         [(o, d, DOMINO_EVENT[t]) for t, o, d in events])
+    paths = [profile, flow]
+    if arousals:
+        p = out_dir / f"Classification Arousals - {stem}.txt"
+        _write_domino_events(p, "KorrelationMA\\MAK", start,
+                             [(o, d, "Respiratory Arousal (EEG)") for o, d in arousals])
+        paths.append(p)
+    if desaturations:
+        p = out_dir / f"SpO2 Events - {stem}.txt"
+        _write_domino_events(p, "SpO2\\desat", start,
+                             [(o, d, "Desaturation") for o, d, _ in desaturations])
+        paths.append(p)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def synth_night(
+    out_dir: Path,
+    *,
+    seed: int,
+    hours: float = 8.0,
+    ahi: float = 15.0,
+    obstructive_fraction: float = 0.8,
+    with_spo2: bool = True,
+    start: datetime = datetime(2024, 3, 5, 22, 30),
+) -> SynthNight:
+    """Generate one paired night into ``out_dir`` (created) and return its paths and truth.
+
+    Parameters
+    ----------
+    seed : int
+        Random seed; the same seed gives byte-identical files.
+    hours : float
+        PSG duration (lights-off to lights-on), hours.
+    ahi : float
+        Target event rate per hour of true TST (the realised count is Poisson around it).
+    obstructive_fraction : float
+        Probability that an event is obstructive-type (obstructive apnea or hypopnea) rather
+        than central-type (central or mixed apnea).
+    """
+    if hours <= 0.25:
+        raise ValueError(f"hours must be > 0.25, got {hours}")
+    if not 0.0 <= obstructive_fraction <= 1.0:
+        raise ValueError(f"obstructive_fraction must be in [0, 1], got {obstructive_fraction}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    psg_dur = int(round(hours * 3600 / EPOCH_S)) * EPOCH_S
+    n_epochs = psg_dur // EPOCH_S
+    hyp = generate_hypnogram(rng, n_epochs)
+    events = _place_events(rng, hyp, ahi, obstructive_fraction)
+    offset = int(rng.integers(60, 301))
+    sunrise_dur = psg_dur - offset + int(rng.integers(60, 301))
+    n_sec = max(psg_dur, offset + sunrise_dur) + 2
+    hyp_full = np.concatenate([hyp, np.full(n_sec // EPOCH_S + 1 - hyp.size, _W, np.int8)])
+    ph = _physiology(rng, hyp_full, events, n_sec)
+
+    code = f"SYN-{seed:04d}"
+    imu = _imu(rng, ph, offset, sunrise_dur)
+    channels = [(label, "g" if label.startswith("Accel") else "deg/s", IMU_FS, data,
+                 (-4.0, 4.0) if label.startswith("Accel") else (-500.0, 500.0))
+                for label, data in imu.items()]
+    if with_spo2:
+        sp = ph.spo2[offset : offset + sunrise_dur] + 0.3 * rng.standard_normal(sunrise_dur)
+        channels.append(("SpO2", "%", SPO2_FS, np.round(np.clip(sp, 50, 100)), (0.0, 100.0)))
+        channels.append(("Pulse", "bpm", SPO2_FS,
+                         np.round(ph.pulse[offset : offset + sunrise_dur]), (0.0, 250.0)))
+    sunrise_start = start + timedelta(seconds=offset)
+    sunrise_path = out_dir / "sunrise.edf"
+    _write_edf(sunrise_path, channels, sunrise_start, code, "SunriseSim",
+               annotations=[(0.0, None, "Sensor on - Tech_Smith, patient Jane_Synthetic")])
+    psg_path = out_dir / "psg.edf"
+    _write_edf(psg_path, _psg_signals(rng, ph, psg_dur), start, code, "SunriseSim")
+
+    stages = [STAGE_CODES[s] for s in hyp]
+    truth_events = [(e.type, e.onset, e.duration) for e in events]
+    arousals = [(round(e.onset + e.duration, 3), 5.0) for e in events if e.arousal]
+    desats = [(round(e.onset + 20, 3), round(e.duration, 3), round(e.desat, 2)) for e in events
+              if e.onset + e.duration + 20 < psg_dur]
+    labels = write_domino_labels(out_dir / "labels", code, start, stages, truth_events,
+                                 arousals, desats)
+    tst_min = float(np.sum(hyp != _W)) * EPOCH_S / 60
+    rdi = len(events) / (tst_min / 60) if tst_min > 0 else 0.0
+    params = {"seed": seed, "hours": hours, "ahi": ahi, "obstructive_fraction": obstructive_fraction,
+              "with_spo2": with_spo2, "start": start.isoformat(), "imu_fs": IMU_FS}
+    night = SynthNight(sunrise_path, psg_path, labels, out_dir / "truth.json", stages,
+                       truth_events, desats, tst_min, rdi, float(offset), float(sunrise_dur),
+                       float(psg_dur), params)
+    truth = {k: v for k, v in asdict(night).items() if k not in ("sunrise", "psg", "labels", "truth")}
+    truth["files"] = {"sunrise": sunrise_path.name, "psg": psg_path.name,
+                      "labels": [str(p.relative_to(out_dir)) for p in labels]}
+    night.truth.write_text(json.dumps(truth, indent=1))
+    return night
+
+
+def synth_batch(out_dir: Path, n: int, seed: int, *, hours: float = 8.0,
+                with_spo2: bool = True) -> list[SynthNight]:
+    """``n`` nights with varied severity (AHI spread over 0-60, mixed obstructive fractions).
+
+    Night ``i`` goes to ``out_dir/night-{i:03d}`` with seed ``seed * 1000 + i``.
+    """
+    rng = np.random.default_rng(seed)
+    ahis = np.linspace(0, 60, n) if n > 1 else np.array([15.0])
+    rng.shuffle(ahis)
+    nights = []
+    for i in range(n):
+        nights.append(synth_night(
+            Path(out_dir) / f"night-{i:03d}", seed=seed * 1000 + i, hours=hours,
+            ahi=float(ahis[i]), obstructive_fraction=float(rng.uniform(0.5, 1.0)),
+            with_spo2=with_spo2))
+    return nights
+
+
+def write_truth_labels(night: SynthNight, out_dir: Path) -> Path:
+    """Write the injected truth in psg_prep's output layout (a stand-in, named as such).
+
+    ``meta.json`` (``start_offset_s``, ``duration_s``, ``epoch_s``, ``n_epochs``, ``source``),
+    ``hypnogram.csv`` (``epoch,onset_s,stage``) and ``events.csv``
+    (``type,onset_s,duration_s,channel,nadir,label``), onsets from the PSG start. Lets sunalgo
+    be scored against the generator's truth without going through psg_prep.
+    """
+    import csv
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = datetime.fromisoformat(night.params["start"])
+    offset = ((start.hour * 3600 + start.minute * 60 + start.second) - 43200) % 86400
+    meta = {"kind": "psg", "source": "synth-truth", "start_offset_s": float(offset),
+            "duration_s": night.psg_duration_s, "epoch_s": EPOCH_S,
+            "n_epochs": len(night.hypnogram)}
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    with (out_dir / "hypnogram.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "onset_s", "stage"])
+        for i, s in enumerate(night.hypnogram):
+            w.writerow([i, i * EPOCH_S, s])
+    with (out_dir / "events.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["type", "onset_s", "duration_s", "channel", "nadir", "label"])
+        for t, o, d in night.events:
+            w.writerow([t, o, d, "Flow", "", DOMINO_EVENT[t]])
+        for o, d, drop in night.desaturations:
+            w.writerow(["desaturation", o, d, "SpO2", "", f"Desaturation {drop:.1f}%"])
+    return out_dir

@@ -1,0 +1,375 @@
+"""SOMNOmedics DOMINO text exports: sleep profile, flow events, arousals, generic events.
+
+A DOMINO export is a few ``Key: value`` header lines, a blank line, then one row per epoch or
+event. Two row layouts exist:
+
+- older, time only: ``01:00:00,000; N2`` (sleep profile), ``01:02:03,123-01:02:20,456; 17;Hypopnea``
+  (events with a duration column), ``01:18:00,197-01:18:29,872; ChinArtifact`` (generic events,
+  no duration column);
+- newer, a date on every row: ``30.05.2024 20:59:00,000; Wake`` and
+  ``30.05.2024 23:48:45,119-23:49:01,408; 16;Hypopnea; N1`` (the 4th field, the stage at the
+  event, is not kept).
+
+``Start Time`` comes as ``dd.mm.yyyy HH:MM:SS``, ``m/d/yyyy h:mm:ss AM/PM`` or
+``dd-mm-yyyy HH:MM:SS``. Files are read as UTF-8, falling back to cp1252; CRLF is accepted.
+
+Midnight rollover for time-only rows: a row whose time of day is more than 12 h earlier than
+the previous row's is on the next day (rows are sorted, so a smaller backward step is an
+out-of-order row, not a new day). The first row is compared with ``Start Time`` more strictly: a
+first row more than 5 min before the start is on the next day (DOMINO rows never precede the
+recording start). The event duration is computed from the start and end times (ms resolution);
+the rounded duration column is ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from .canonical import EPOCH_S, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
+from .errors import LabelError
+
+KNOWN_HEADER_KEYS = (
+    "Signal ID",
+    "Start Time",
+    "Unit",
+    "Signal Type",
+    "Events list",
+    "Rate",
+    "Sample Rate",
+    "Length",
+    "Data",
+)
+
+DATE_RE = r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}"
+TIME_RE = r"\d{1,2}:\d{2}(?::\d{2})?(?:[,.]\d+)?(?:\s*[AaPp][Mm])?"
+_ROW = re.compile(
+    rf"^\s*(?:(?P<d1>{DATE_RE})\s+)?(?P<t1>{TIME_RE})"
+    rf"(?:\s*-\s*(?:(?P<d2>{DATE_RE})\s+)?(?P<t2>{TIME_RE}))?\s*(?:;(?P<rest>.*))?$"
+)
+_HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _]*?)\s*:\s*(.*?)\s*$")
+_DATE_IN_TIMES = re.compile(rf"{DATE_RE}\s+")
+
+_ROLLOVER_S = 12 * 3600.0
+_FIRST_ROW_SLACK_S = 300.0
+
+
+def decode_text(data: bytes) -> str:
+    """Decode a text export: UTF-8 (BOM allowed), else cp1252, else Latin-1 (never fails)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for codec in ("utf-8", "cp1252"):
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def detect_encoding(data: bytes) -> str:
+    """The codec ``decode_text`` would use (so a rewrite can keep the file's own encoding)."""
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    for codec in ("utf-8", "cp1252"):
+        try:
+            body.decode(codec)
+            return codec
+        except UnicodeDecodeError:
+            continue
+    return "latin-1"
+
+
+def parse_date(text: str) -> date:
+    """``dd.mm.yyyy``, ``m/d/yyyy`` (US order with slashes) or ``dd-mm-yyyy``; 2-digit years ok."""
+    m = re.fullmatch(r"(\d{1,2})([./-])(\d{1,2})\2(\d{2,4})", text.strip())
+    if m is None:
+        raise LabelError("bad_start_time", f"unrecognised date {text!r}")
+    a, sep, b, y = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
+    if y < 100:
+        y += 2000 if y < 85 else 1900
+    day, month = (b, a) if sep == "/" else (a, b)
+    try:
+        return date(y, month, day)
+    except ValueError as exc:
+        raise LabelError("bad_start_time", f"impossible date {text!r}: {exc}") from None
+
+
+def parse_time(text: str) -> time:
+    """``HH:MM[:SS[,mmm]]`` with optional ``AM``/``PM``."""
+    m = re.fullmatch(
+        r"(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[,.](\d+))?(?:\s*([AaPp])[Mm])?", text.strip()
+    )
+    if m is None:
+        raise LabelError("bad_time", f"unrecognised time {text!r}")
+    h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
+    frac = m.group(4) or ""
+    us = int((frac + "000000")[:6]) if frac else 0
+    ampm = (m.group(5) or "").upper()
+    if ampm:
+        if not 1 <= h <= 12:
+            raise LabelError("bad_time", f"hour {h} with {ampm}M in {text!r}")
+        h = h % 12 + (12 if ampm == "P" else 0)
+    if h > 23 or mi > 59 or s > 59:
+        raise LabelError("bad_time", f"out-of-range time {text!r}")
+    return time(h, mi, s, us)
+
+
+def parse_start_time(text: str) -> datetime:
+    """Parse a DOMINO ``Start Time`` value (any of the three known forms)."""
+    m = re.fullmatch(rf"\s*({DATE_RE})\s+({TIME_RE})\s*", text)
+    if m is None:
+        raise LabelError("bad_start_time", f"unrecognised Start Time {text!r}")
+    try:
+        return datetime.combine(parse_date(m.group(1)), parse_time(m.group(2)))
+    except LabelError as exc:
+        raise LabelError("bad_start_time", f"Start Time {text!r}: {exc.detail}") from None
+
+
+@dataclass
+class DominoFile:
+    """The raw structure of a DOMINO export: header (ordered) and data lines."""
+
+    header: list[tuple[str, str]]
+    rows: list[str]
+    is_signal_export: bool
+
+    def get(self, key: str) -> str | None:
+        for k, v in self.header:
+            if k.lower() == key.lower():
+                return v
+        return None
+
+
+def split_file(text: str) -> DominoFile:
+    """Split a decoded export into header key/values and data rows (blank lines dropped)."""
+    header: list[tuple[str, str]] = []
+    rows: list[str] = []
+    in_header = True
+    signal_export = False
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if in_header and not _ROW.match(line):
+            m = _HEADER.match(line)
+            if m:
+                header.append((m.group(1), m.group(2)))
+                if m.group(1).lower() == "data":
+                    signal_export = True
+                continue
+        in_header = False
+        rows.append(line)
+    return DominoFile(header=header, rows=rows, is_signal_export=signal_export)
+
+
+def _rate_s(value: str | None) -> float:
+    if not value:
+        return EPOCH_S
+    m = re.match(r"\s*([0-9]+(?:[.,][0-9]+)?)", value)
+    if m is None:
+        raise LabelError("bad_rate", f"unrecognised Rate {value!r}")
+    rate = float(m.group(1).replace(",", "."))
+    if rate <= 0:
+        raise LabelError("bad_rate", f"non-positive Rate {value!r}")
+    return rate
+
+
+class _Clock:
+    """Turns row times into datetimes, applying the midnight-rollover rule."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+        self.prev: datetime | None = None
+
+    def resolve(self, d: str | None, t: str) -> datetime:
+        tod = parse_time(t)
+        if d is not None:
+            dt = datetime.combine(parse_date(d), tod)
+        else:
+            ref = self.prev or self.start
+            dt = datetime.combine(ref.date(), tod)
+            slack = _ROLLOVER_S if self.prev is not None else _FIRST_ROW_SLACK_S
+            if (ref - dt).total_seconds() > slack:
+                dt += timedelta(days=1)
+        self.prev = dt
+        return dt
+
+    @staticmethod
+    def end(start: datetime, d: str | None, t: str) -> datetime:
+        tod = parse_time(t)
+        if d is not None:
+            return datetime.combine(parse_date(d), tod)
+        dt = datetime.combine(start.date(), tod)
+        if dt < start:
+            dt += timedelta(days=1)
+        return dt
+
+
+def _start(df: DominoFile) -> datetime:
+    raw = df.get("Start Time")
+    if raw is None:
+        raise LabelError("bad_start_time", "DOMINO export without a 'Start Time:' header line")
+    return parse_start_time(raw)
+
+
+def parse_sleep_profile(data: bytes, kind: str = "domino_sleep_profile") -> LabelSet:
+    """Parse a DOMINO sleep profile into a hypnogram on ``Rate`` epochs (30 s).
+
+    Unknown stage labels (e.g. ``SNORE``) become ``UNS`` with one warning per label; epochs
+    missing between rows are filled with ``UNS`` and reported.
+    """
+    df = split_file(decode_text(data))
+    start = _start(df)
+    epoch_s = _rate_s(df.get("Rate"))
+    clock = _Clock(start)
+    warnings: list[str] = []
+    unknown: dict[str, int] = {}
+    t0: datetime | None = None
+    by_index: dict[int, str] = {}
+    bad_rows = 0
+    for line in df.rows:
+        m = _ROW.match(line)
+        if m is None or m.group("rest") is None:
+            bad_rows += 1
+            continue
+        label = m.group("rest").split(";")[0].strip()
+        dt = clock.resolve(m.group("d1"), m.group("t1"))
+        if t0 is None:
+            t0 = dt
+        offset = (dt - t0).total_seconds()
+        idx = round(offset / epoch_s)
+        if abs(idx * epoch_s - offset) > 1.0:
+            warnings.append(f"row {line.strip()!r} is {offset:.3f} s after the first, off the {epoch_s:g}-s grid")
+        stage, known = map_stage(label)
+        if not known:
+            unknown[label] = unknown.get(label, 0) + 1
+        if idx in by_index:
+            warnings.append(f"duplicate epoch {idx} at row {line.strip()!r}: first row kept")
+            continue
+        if idx < 0:
+            warnings.append(f"row {line.strip()!r} precedes the first row: dropped")
+            continue
+        by_index[idx] = stage
+    if bad_rows:
+        warnings.append(f"{bad_rows} unparseable row(s) skipped")
+    for label, n in sorted(unknown.items()):
+        warnings.append(f"unknown stage label {label!r} on {n} epoch(s): mapped to {UNSCORED}")
+    if t0 is None:
+        return LabelSet(start, Hypnogram(epoch_s, 0.0, []), [], kind, warnings + ["no epochs"])
+    n = max(by_index) + 1
+    missing = n - len(by_index)
+    if missing:
+        warnings.append(f"{missing} epoch(s) missing between rows: filled with {UNSCORED}")
+    stages = [by_index.get(i, UNSCORED) for i in range(n)]
+    hyp = Hypnogram(epoch_s=epoch_s, onset_s=(t0 - start).total_seconds(), stages=stages)
+    _warn_late_first_row(warnings, t0, start)
+    return LabelSet(start=start, hypnogram=hyp, events=[], source_kind=kind, warnings=warnings)
+
+
+def _warn_late_first_row(warnings: list[str], first: datetime, start: datetime) -> None:
+    gap = (first - start).total_seconds()
+    if gap > 6 * 3600:
+        warnings.append(
+            f"first row is {gap / 3600:.2f} h after Start Time {start:%H:%M:%S} "
+            "(check the Start Time's AM/PM or locale)"
+        )
+
+
+def parse_events(data: bytes, kind: str) -> LabelSet:
+    """Parse a DOMINO event export (flow events, arousals, generic, other).
+
+    Each ``start-end; [duration;] label[; stage]`` row becomes an ``Event`` whose type comes from
+    ``map_event`` (``Flow Limitation`` and ``Body event`` are ``other``; any label with
+    ``Arousal`` is ``arousal``). The channel is the export's ``Signal ID``. Signal exports
+    (``Data:`` section) and rows without an end time carry no events: they are reported.
+    """
+    df = split_file(decode_text(data))
+    start = _start(df)
+    channel = df.get("Signal ID") or ""
+    warnings: list[str] = []
+    if df.is_signal_export:
+        return LabelSet(start, None, [], kind, [f"DOMINO signal export ({channel}): no events"])
+    clock = _Clock(start)
+    events: list[Event] = []
+    bad_rows = 0
+    point_rows = 0
+    first: datetime | None = None
+    for line in df.rows:
+        m = _ROW.match(line)
+        if m is None:
+            bad_rows += 1
+            continue
+        if m.group("t2") is None:
+            point_rows += 1
+            continue
+        t_start = clock.resolve(m.group("d1"), m.group("t1"))
+        first = first or t_start
+        t_end = _Clock.end(t_start, m.group("d2"), m.group("t2"))
+        fields = [f.strip() for f in (m.group("rest") or "").split(";")]
+        if len(fields) >= 2 and re.fullmatch(r"\d+(?:[.,]\d+)?", fields[0]):
+            label = fields[1]
+        else:
+            label = fields[0]
+        events.append(
+            Event(
+                type=map_event(label),
+                onset_s=(t_start - start).total_seconds(),
+                duration_s=(t_end - t_start).total_seconds(),
+                channel=channel,
+                nadir=None,
+                label=label,
+            )
+        )
+    if bad_rows:
+        warnings.append(f"{bad_rows} unparseable row(s) skipped")
+    if point_rows:
+        warnings.append(f"{point_rows} row(s) without an end time: not events, skipped")
+    if first is not None:
+        _warn_late_first_row(warnings, first, start)
+    return LabelSet(start=start, hypnogram=None, events=events, source_kind=kind, warnings=warnings)
+
+
+def anonymise(data: bytes) -> tuple[bytes, datetime]:
+    """Anonymise a DOMINO export; return the new bytes and the ORIGINAL start (for pairing).
+
+    - ``Start Time`` keeps only the year (HIPAA Safe Harbor keeps no date element but the year)
+      and the time of day: ``Start Time: 01.01.<year> HH:MM:SS`` (24 h);
+    - dates are removed from every row (newer layout) so it becomes the older time-only layout
+      the parser reads with its midnight-rollover rule;
+    - header lines other than the known keys (``Patient:``, ``Name:`` ...) are dropped.
+
+    The file's encoding and line endings are kept.
+    """
+    codec = detect_encoding(data)
+    text = decode_text(data)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    df = split_file(text)
+    start = _start(df)
+    known = {k.lower() for k in KNOWN_HEADER_KEYS}
+    out: list[str] = []
+    in_header = True
+    for line in text.splitlines():
+        if in_header and line.strip() and not _ROW.match(line):
+            m = _HEADER.match(line)
+            if m:
+                key = m.group(1)
+                if key.lower() not in known:
+                    continue
+                if key.lower() == "start time":
+                    line = f"Start Time: 01.01.{start.year:04d} {start:%H:%M:%S}"
+                out.append(line)
+                continue
+        if line.strip() and _ROW.match(line):
+            in_header = False
+            head, sep, tail = line.partition(";")
+            line = _DATE_IN_TIMES.sub("", head) + sep + tail
+        elif line.strip() and not in_header:
+            # A non-row line after the data started: could be free text; keep only if it is
+            # not a header-like line with an unknown key.
+            m = _HEADER.match(line)
+            if m and m.group(1).lower() not in known:
+                continue
+        out.append(line)
+    body = newline.join(out)
+    if text.endswith(("\n", "\r")):
+        body += newline
+    return body.encode(codec), start

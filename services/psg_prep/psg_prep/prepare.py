@@ -1,0 +1,544 @@
+"""Prepare one PSG night: filtered, resampled signals, quality flags and aligned label tables.
+
+``prepare_psg(psg_path, label_paths, out_dir)`` writes into ``out_dir`` (the caller uploads the
+folder as a whole):
+
+- ``signals.npz``: one float32 array per kept channel at its target rate, keyed by canonical
+  name (``channels.map_channels``); sample 0 is the first sample of the first data record.
+  EDF+D gaps are NaN (segments are processed separately, never joined).
+- ``quality.npz``: ``channels`` (names), ``flat`` and ``saturated`` (bool, channels x epochs),
+  ``missing`` (bool, epochs: less than half of the epoch recorded, EDF+D gaps).
+- ``meta.json``: channels (original label, canonical name and type, unit, source and target
+  rates, filter), ``start_offset_s`` (seconds from the night's noon anchor to the recording
+  start, from the header's time of day: ``((h*3600 + m*60 + s) - 43200) % 86400`` plus the
+  EDF+ sub-second start), ``duration_s``, ``epoch_s`` (30), ``n_epochs``, ``discontinuous``,
+  labels (files, kinds, warnings) and ``labels_overlap``.
+- ``hypnogram.csv``: ``epoch,onset_s,stage,in_recording`` on 30-s epochs of the PSG grid
+  (epoch k starts ``30 k`` s after the recording start; k may be negative or beyond the
+  recording: label epochs outside the recording are kept and marked ``in_recording=0``).
+- ``events.csv``: ``type,onset_s,duration_s,channel,nadir,label``, onsets in seconds from the
+  recording start.
+
+Labels are placed by their start's time of day relative to the PSG's (both anonymised files
+keep only the year and the time of day).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, read_record_onsets
+from sunrise_common.edf.annotations import parse_tals
+from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label_kind, parse_labels
+from sunrise_common.labels.edf_hypnogram import header_time_of_day
+
+from .channels import load_table, map_channels
+from .errors import PrepError
+from .filters import EPOCH_S, QualityAccumulator, StreamProcessor, plan_channel
+
+log = logging.getLogger(__name__)
+
+NOON_S = 43200.0
+DAY_S = 86400.0
+MAX_SPAN_S = 48 * 3600.0
+SCHEMA_VERSION = 1
+
+
+def noon_anchor_offset(seconds_of_day: float) -> float:
+    """Seconds from the night's noon anchor: ``(seconds_of_day - 43200) % 86400``."""
+    return (seconds_of_day - NOON_S) % DAY_S
+
+
+# --------------------------------------------------------------------------------------------
+# labels
+
+
+def _load_labels(label_paths: list[Path]) -> list[tuple[Path, LabelSet]]:
+    out = []
+    for path in label_paths:
+        data = Path(path).read_bytes()
+        try:
+            kind = detect_label_kind(Path(path).name, data[:HEAD_BYTES])
+            out.append((Path(path), parse_labels(kind, data)))
+        except LabelError as exc:
+            raise PrepError(exc.reason, f"{Path(path).name}: {exc.detail}") from None
+    return out
+
+
+def _label_anchor(ls: LabelSet) -> float | None:
+    tod = ls.start_time_of_day_s
+    return None if tod is None else noon_anchor_offset(tod)
+
+
+def _wrap(offset: float) -> float:
+    """Wrap a time-of-day difference into [-12 h, 12 h)."""
+    return (offset + NOON_S) % DAY_S - NOON_S
+
+
+def _hypnogram_rows(ls: LabelSet, offset: float, epoch_s: float) -> list[tuple[int, float, str]]:
+    """Stages of the label hypnogram on the 30-s grid anchored at the reference start.
+
+    Grid epoch k takes the label stage whose epoch contains the grid epoch's midpoint.
+    """
+    hyp = ls.hypnogram
+    if hyp is None or not hyp.stages:
+        return []
+    t_first = offset + hyp.onset_s
+    t_end = t_first + len(hyp.stages) * hyp.epoch_s
+    k0 = math.floor(t_first / epoch_s + 1e-6)
+    k1 = math.ceil(t_end / epoch_s - 1e-6)
+    rows = []
+    for k in range(k0, k1):
+        mid = (k + 0.5) * epoch_s
+        i = math.floor((mid - t_first) / hyp.epoch_s)
+        if 0 <= i < len(hyp.stages):
+            rows.append((k, k * epoch_s, hyp.stages[i]))
+    return rows
+
+
+def _write_labels(
+    out_dir: Path,
+    label_sets: list[tuple[Path, LabelSet]],
+    ref_anchor: float | None,
+    duration_s: float | None,
+    missing: np.ndarray | None,
+) -> dict[str, Any]:
+    """Write hypnogram.csv and events.csv; return the labels part of meta.json."""
+    warnings: list[str] = []
+    files = []
+    hyp_rows: list[tuple[int, float, str]] = []
+    events: list[tuple[str, float, float, str, float | None, str]] = []
+    spans: list[tuple[float, float]] = []
+    hyp_taken = False
+    for path, ls in label_sets:
+        anchor = _label_anchor(ls)
+        if ref_anchor is None or anchor is None:
+            offset = 0.0
+            if ref_anchor is not None:
+                warnings.append(f"{path.name}: label start unknown, assumed to match the recording start")
+        else:
+            offset = _wrap(anchor - ref_anchor)
+        files.append(
+            {
+                "kind": ls.source_kind,
+                "start_offset_s": anchor,
+                "offset_to_recording_s": offset if ref_anchor is not None else None,
+                "n_epochs": len(ls.hypnogram.stages) if ls.hypnogram else 0,
+                "n_events": len(ls.events),
+                "warnings": list(ls.warnings),
+            }
+        )
+        if ls.hypnogram is not None and ls.hypnogram.stages:
+            if hyp_taken:
+                warnings.append(f"{path.name}: a second hypnogram was ignored (the first label file's is used)")
+            else:
+                hyp_taken = True
+                hyp_rows = _hypnogram_rows(ls, offset, EPOCH_S)
+                if abs((offset + ls.hypnogram.onset_s) / EPOCH_S - round((offset + ls.hypnogram.onset_s) / EPOCH_S)) > 1e-4:
+                    warnings.append(
+                        f"{path.name}: label epochs are not on the recording's 30-s grid "
+                        f"(offset {offset + ls.hypnogram.onset_s:.3f} s): stages taken at epoch midpoints"
+                    )
+                t0 = offset + ls.hypnogram.onset_s
+                spans.append((t0, t0 + len(ls.hypnogram.stages) * ls.hypnogram.epoch_s))
+        for ev in ls.events:
+            onset = offset + ev.onset_s
+            events.append((ev.type, onset, ev.duration_s, ev.channel, ev.nadir, ev.label))
+            spans.append((onset, onset + ev.duration_s))
+    events.sort(key=lambda e: e[1])
+
+    def in_rec(k: int) -> int:
+        if duration_s is None:
+            return 0
+        if not 0 <= k * EPOCH_S < duration_s:
+            return 0
+        if missing is not None and k < len(missing) and missing[k]:
+            return 0
+        return 1
+
+    with open(out_dir / "hypnogram.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["epoch", "onset_s", "stage", "in_recording"])
+        for k, onset, stage in hyp_rows:
+            w.writerow([k, f"{onset:.3f}", stage, in_rec(k)])
+    with open(out_dir / "events.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["type", "onset_s", "duration_s", "channel", "nadir", "label"])
+        for etype, onset, dur, chan, nadir, label in events:
+            w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label])
+
+    overlap: dict[str, Any] | None = None
+    if duration_s is not None and spans:
+        lo = min(s for s, _ in spans)
+        hi = max(e for _, e in spans)
+        ov = max(0.0, min(hi, duration_s) - max(lo, 0.0))
+        tol = 1.0
+        if ov <= 0:
+            status = "none"
+        elif lo >= -tol and hi <= duration_s + tol:
+            status = "full"
+        else:
+            status = "partial"
+        overlap = {
+            "status": status,
+            "overlap_s": round(ov, 3),
+            "label_start_s": round(lo, 3),
+            "label_end_s": round(hi, 3),
+            "before_recording_s": round(max(0.0, min(0.0, hi) - lo), 3),
+            "after_recording_s": round(max(0.0, hi - max(duration_s, lo)), 3),
+            "hypnogram_epochs_outside": sum(1 for k, _, _ in hyp_rows if not in_rec(k)),
+        }
+        if status != "full":
+            warnings.append(
+                f"labels overlap the recording {status}ly: {ov:.0f} s of {hi - lo:.0f} s "
+                "(tables kept whole; out-of-recording epochs marked in_recording=0)"
+            )
+    return {
+        "files": files,
+        "hypnogram_epochs": len(hyp_rows),
+        "n_events": len(events),
+        "warnings": warnings,
+        "overlap": overlap,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# signals
+
+
+def _first_onset(path: Path, header: EdfHeader) -> float:
+    """EDF+ start within the second (first record's time-keeping TAL); 0 for plain EDF."""
+    if header.plus is None or not header.annotation_indices or header.n_records == 0:
+        return 0.0
+    with open(path, "rb") as f:
+        f.seek(header.header_bytes)
+        record = f.read(header.record_bytes)
+    tals = parse_tals(record[header.signal_slice(header.annotation_indices[0])])
+    if tals and tals[0].is_timekeeping:
+        return float(tals[0].onset_s)
+    return 0.0
+
+
+def _segments(onsets: np.ndarray, record_duration: float) -> list[tuple[int, int, float]]:
+    """Contiguous runs of records: (first record, number of records, onset in s)."""
+    if len(onsets) == 0:
+        return []
+    breaks = np.nonzero(np.abs(np.diff(onsets) - record_duration) > 1e-3)[0] + 1
+    starts = np.r_[0, breaks]
+    ends = np.r_[breaks, len(onsets)]
+    return [(int(s), int(e - s), float(onsets[s])) for s, e in zip(starts, ends)]
+
+
+class _Spool:
+    """Per-channel float32 output spooled to disk, so memory does not grow with length."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.f = open(path, "wb")
+        self.n = 0
+
+    def write(self, y: np.ndarray) -> None:
+        if len(y):
+            self.f.write(np.ascontiguousarray(y, dtype="<f4").tobytes())
+            self.n += len(y)
+
+    def pad_to(self, n: int) -> None:
+        while self.n < n:
+            k = min(n - self.n, 1 << 20)
+            self.write(np.full(k, np.nan, dtype=np.float32))
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _write_npz_from_spools(target: Path, spools: dict[str, _Spool], block: int = 8 << 20) -> None:
+    """Assemble an uncompressed .npz (what ``np.load`` reads) from spool files, streaming."""
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, sp in spools.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array_header_1_0(
+                    entry, {"descr": "<f4", "fortran_order": False, "shape": (sp.n,)}
+                )
+                with open(sp.path, "rb") as src:
+                    shutil.copyfileobj(src, entry, block)
+
+
+def _prepare_signals(
+    psg_path: Path,
+    work: Path,
+    out_dir: Path,
+    *,
+    chunk_seconds: float,
+    notch_hz: float | None,
+    channel_map: Path | None,
+) -> dict[str, Any]:
+    try:
+        header = read_header(psg_path)
+    except EdfError as exc:
+        raise PrepError(exc.reason, exc.detail) from None
+    if header.n_records == 0:
+        raise PrepError("empty_recording", f"{psg_path.name}: 0 data records")
+    ordinary = list(header.ordinary_indices)
+    if not ordinary:
+        raise PrepError("no_signals", f"{psg_path.name}: only annotation signals (a label file?)")
+    warnings: list[str] = []
+    try:
+        if header.plus == "D":
+            onsets = read_record_onsets(psg_path, header)
+        else:
+            first = _first_onset(psg_path, header)
+            onsets = first + np.arange(header.n_records) * header.record_duration
+    except EdfError as exc:
+        raise PrepError(exc.reason, exc.detail) from None
+    segments = _segments(onsets, header.record_duration)
+    t_origin = float(onsets[0])
+    total_s = float(onsets[-1] + header.record_duration - t_origin)
+    if total_s > MAX_SPAN_S:
+        raise PrepError("absurd_gap", f"records span {total_s / 3600:.1f} h (limit {MAX_SPAN_S / 3600:.0f} h)")
+    n_epochs = int(math.ceil(total_s / EPOCH_S - 1e-9))
+
+    table = load_table(channel_map)
+    infos = map_channels([header.signals[i].label for i in ordinary], table)
+    plans = []
+    channels_meta = []
+    for idx, info in zip(ordinary, infos):
+        sig = header.signals[idx]
+        plan, unit = plan_channel(
+            info.type,
+            sig.sample_rate,
+            dimension=sig.physical_dimension,
+            physical_max=sig.physical_max,
+            notch_hz=notch_hz,
+            block_s=chunk_seconds,
+        )
+        plans.append(plan)
+        channels_meta.append(
+            {
+                "label": info.label,
+                "name": info.name,
+                "type": info.type,
+                "known": info.type != "UNKNOWN",
+                "unit": unit,
+                "source_unit": sig.physical_dimension,
+                "source_rate_hz": sig.sample_rate,
+                "target_rate_hz": plan.fs_out,
+                "filter": plan.description,
+                "notes": plan.notes,
+            }
+        )
+    spools = {info.name: _Spool(work / f"{info.name}.f32") for info in infos}
+    quality = [
+        QualityAccumulator(
+            fs=header.signals[i].sample_rate,
+            lsb=abs(header.signals[i].gain),
+            physical_min=min(header.signals[i].physical_min, header.signals[i].physical_max),
+            physical_max=max(header.signals[i].physical_min, header.signals[i].physical_max),
+            n_epochs=n_epochs,
+        )
+        for i in ordinary
+    ]
+    seg_of_record = np.zeros(header.n_records, dtype=np.int64)
+    for s_i, (r0, n, _) in enumerate(segments):
+        seg_of_record[r0 : r0 + n] = s_i
+    procs: list[StreamProcessor] | None = None
+    current_seg = -1
+
+    def finish_segment() -> None:
+        if procs is None:
+            return
+        for proc, sp in zip(procs, spools.values()):
+            sp.write(proc.finish())
+
+    def start_segment(s_i: int) -> list[StreamProcessor]:
+        t = segments[s_i][2] - t_origin
+        for plan, sp in zip(plans, spools.values()):
+            sp.pad_to(int(round(t * plan.fs_out)))
+        return [StreamProcessor(p) for p in plans]
+
+    try:
+        for chunk in iter_chunks(psg_path, header, chunk_seconds, ordinary):
+            r = chunk.start_record
+            r_end = r + chunk.n_records
+            while r < r_end:
+                s_i = int(seg_of_record[r])
+                seg_r0, seg_n, seg_onset = segments[s_i]
+                run_end = min(r_end, seg_r0 + seg_n)
+                if s_i != current_seg:
+                    finish_segment()
+                    procs = start_segment(s_i)
+                    current_seg = s_i
+                t_run = seg_onset + (r - seg_r0) * header.record_duration - t_origin
+                for j, idx in enumerate(ordinary):
+                    spr = header.signals[idx].samples_per_record
+                    x = chunk.data[idx][(r - chunk.start_record) * spr : (run_end - chunk.start_record) * spr]
+                    quality[j].add(x, t_run)
+                    assert procs is not None
+                    spools[infos[j].name].write(procs[j].push(x))
+                r = run_end
+        finish_segment()
+    except EdfError as exc:
+        raise PrepError(exc.reason, exc.detail) from None
+    for j, (plan, sp) in enumerate(zip(plans, spools.values())):
+        sp.pad_to(int(round(total_s * plan.fs_out)))
+        sp.close()
+        channels_meta[j]["n_samples"] = sp.n
+    _write_npz_from_spools(out_dir / "signals.npz", spools)
+
+    covered = np.zeros(n_epochs)
+    for _, n, onset in segments:
+        a = onset - t_origin
+        b = a + n * header.record_duration
+        k0, k1 = int(a // EPOCH_S), int(math.ceil(b / EPOCH_S))
+        for k in range(k0, min(k1, n_epochs)):
+            covered[k] += max(0.0, min(b, (k + 1) * EPOCH_S) - max(a, k * EPOCH_S))
+    missing = covered < 0.5 * EPOCH_S
+    flags = [q.flags() for q in quality]
+    np.savez(
+        out_dir / "quality.npz",
+        channels=np.array([i.name for i in infos]),
+        flat=np.array([f for f, _ in flags], dtype=bool).reshape(len(infos), n_epochs),
+        saturated=np.array([s for _, s in flags], dtype=bool).reshape(len(infos), n_epochs),
+        missing=missing,
+    )
+    for j, (f, s) in enumerate(flags):
+        channels_meta[j]["flat_epochs"] = int(f.sum())
+        channels_meta[j]["saturated_epochs"] = int(s.sum())
+
+    tod = header_time_of_day(header)
+    if tod is None:
+        start_offset = None
+        warnings.append(f"recording start time unusable ({header.starttime_raw!r}): start_offset_s unknown")
+    else:
+        start_offset = noon_anchor_offset(tod.hour * 3600 + tod.minute * 60 + tod.second + t_origin)
+    if header.start is None:
+        warnings.append(f"recording start date unusable: {header.start_problem}")
+    discontinuous: Any = False
+    if len(segments) > 1:
+        gaps = []
+        for (r0, n, onset), (_, _, nxt) in zip(segments, segments[1:]):
+            end = onset + n * header.record_duration
+            gaps.append({"onset_s": round(end - t_origin, 6), "duration_s": round(nxt - end, 6)})
+        discontinuous = {
+            "segments": [
+                {"onset_s": round(o - t_origin, 6), "duration_s": n * header.record_duration, "first_record": r0,
+                 "n_records": n}
+                for r0, n, o in segments
+            ],
+            "gaps": gaps,
+            "missing_epochs": int(missing.sum()),
+            "gap_fill": "NaN",
+        }
+    return {
+        "format": f"{header.fmt}{'+' + header.plus if header.plus else ''}",
+        "start_offset_s": start_offset,
+        "duration_s": total_s,
+        "recorded_s": header.duration,
+        "n_epochs": n_epochs,
+        "channels": channels_meta,
+        "discontinuous": discontinuous,
+        "warnings": warnings,
+        "_missing": missing,
+    }
+
+
+def prepare_psg(
+    psg_path: Path | None,
+    label_paths: list[Path],
+    out_dir: Path,
+    *,
+    chunk_seconds: float = 300.0,
+    notch_hz: float | None = 50.0,
+    channel_map: Path | None = None,
+) -> dict[str, Any]:
+    """Prepare a PSG recording and/or its label files into ``out_dir``.
+
+    Parameters
+    ----------
+    psg_path : Path or None
+        The (anonymised) EDF/EDF+/BDF recording; None when only labels have arrived.
+    label_paths : list of Path
+        Label files (DOMINO text, EDF+ hypnogram, NSRR XML); kinds are detected from content.
+    out_dir : Path
+        Existing or new folder; the files listed in the module docstring are written there.
+    chunk_seconds : float
+        Seconds of recording read and processed at a time (memory scales with this, not with
+        the recording length).
+    notch_hz : float or None
+        Mains frequency for the notch on EMG/snore (50 Hz; 60 in the Americas; None: off).
+    channel_map : Path or None
+        Extra channel rules (JSON or CSV, see ``channels``).
+
+    Returns
+    -------
+    dict
+        The content of ``meta.json``.
+
+    Raises
+    ------
+    PrepError
+        A permanent failure with a reason (unreadable EDF, empty recording, bad label file).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    label_sets = _load_labels([Path(p) for p in label_paths])
+    meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "epoch_s": EPOCH_S}
+    missing = None
+    if psg_path is not None:
+        with tempfile.TemporaryDirectory(prefix=".spool-", dir=out_dir) as work:
+            sig = _prepare_signals(
+                Path(psg_path), Path(work), out_dir,
+                chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
+            )
+        missing = sig.pop("_missing")
+        meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig["channels"])}
+        meta.update(sig)
+        ref_anchor = sig["start_offset_s"]
+        duration = sig["duration_s"]
+    else:
+        meta.update({"signals": None, "channels": [], "start_offset_s": None, "duration_s": None,
+                     "n_epochs": None, "discontinuous": False, "warnings": []})
+        ref_anchor = None
+        duration = None
+        if label_sets:
+            meta["start_offset_s"] = _label_anchor(label_sets[0][1])
+            ref_anchor = meta["start_offset_s"]
+    labels = _write_labels(out_dir, label_sets, ref_anchor, duration, missing)
+    if not label_sets:
+        meta["labels"] = "none"
+        meta["labels_overlap"] = None
+    else:
+        meta["labels"] = labels
+        meta["labels_overlap"] = labels.pop("overlap")
+        if psg_path is None:
+            meta["labels_reference"] = "first label file's start (no PSG yet)"
+    meta["warnings"] = meta.get("warnings", []) + labels["warnings"] if label_sets else meta.get("warnings", [])
+    with open(out_dir / "meta.json", "w") as f:
+        json.dump(meta, f, indent=2, default=_json_default)
+    log.info(
+        "psg prepared",
+        extra={"channels": len(meta["channels"]), "n_epochs": meta.get("n_epochs"), "labels": len(label_sets)},
+    )
+    return meta
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")

@@ -1,0 +1,105 @@
+"""Agreement between sunalgo and the PSG reference, and the aligned training rows.
+
+Alignment: both recordings carry ``start_offset_s`` (seconds from the night's noon anchor to
+their start). Sunrise epoch k (30 s from the Sunrise start) is matched to the PSG epoch that
+contains its midpoint, ``t = sunrise_offset - psg_offset + 30 k + 15`` seconds after the PSG
+start. Sunrise epochs outside the scored PSG hypnogram get ``UNS`` and are left out of every
+agreement figure (and of training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+SLEEP = ("N1", "N2", "N3", "REM", "S")
+
+
+def align_psg_stages(n_epochs: int, sunrise_offset_s: float, psg_offset_s: float,
+                     psg_onsets_s: Sequence[float], psg_stages: Sequence[str],
+                     epoch_s: float = 30.0) -> list[str]:
+    """PSG stage for each Sunrise epoch (``UNS`` where the PSG has no label)."""
+    onsets = np.asarray(psg_onsets_s, dtype=np.float64)
+    stages = list(psg_stages)
+    delta = (sunrise_offset_s - psg_offset_s + 43200) % 86400 - 43200
+    mid = delta + np.arange(n_epochs) * epoch_s + epoch_s / 2
+    j = np.searchsorted(onsets, mid, side="right") - 1
+    ok = (j >= 0) & (mid < onsets[np.clip(j, 0, None)] + epoch_s) if onsets.size else j < -1
+    return [stages[i] if good else "UNS" for i, good in zip(j, ok)]
+
+
+def to_sleep_wake(stages: Sequence[str]) -> np.ndarray:
+    """'W' -> 'W', any sleep stage -> 'S', anything else -> 'UNS' (object array)."""
+    st = np.asarray(stages, dtype=object)
+    return np.where(st == "W", "W", np.where(np.isin(st, SLEEP), "S", "UNS"))
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two label sequences (None when undefined: a single class)."""
+    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
+    if a.size == 0:
+        return None
+    labels = sorted(set(a.tolist()) | set(b.tolist()))
+    po = float(np.mean(a == b))
+    pe = sum(float(np.mean(a == lab)) * float(np.mean(b == lab)) for lab in labels)
+    return None if pe >= 1.0 else (po - pe) / (1.0 - pe)
+
+
+def confusion(truth: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
+    """Rows = truth, columns = prediction, in ``labels`` order."""
+    t, p = np.asarray(truth, dtype=object), np.asarray(pred, dtype=object)
+    return [[int(np.sum((t == a) & (p == b))) for b in labels] for a in labels]
+
+
+def _diff(a, b):
+    return None if a is None or b is None else a - b
+
+
+def agreement(pred_stages: Sequence[str], psg_aligned: Sequence[str], pred_scores: dict,
+              psg_scores: dict) -> dict:
+    """Epoch agreement (sleep/wake; stages if both sides have them) and score differences.
+
+    Score differences are prediction minus PSG (minutes for TST, events/h for indices).
+    """
+    truth_sw = to_sleep_wake(psg_aligned)
+    pred_sw = to_sleep_wake(pred_stages)
+    keep = (truth_sw != "UNS") & (pred_sw != "UNS")
+    t, p = truth_sw[keep], pred_sw[keep]
+    out: dict = {"n_epochs_compared": int(keep.sum()),
+                 "n_epochs_unscored": int((~keep).sum())}
+    if t.size:
+        out["accuracy_sw"] = float(np.mean(t == p))
+        out["kappa_sw"] = cohen_kappa(t, p)
+        out["confusion_sw"] = {"labels": ["W", "S"], "matrix": confusion(t, p, ["W", "S"])}
+        n_s, n_w = int(np.sum(t == "S")), int(np.sum(t == "W"))
+        out["sensitivity_sleep"] = float(np.sum((t == "S") & (p == "S")) / n_s) if n_s else None
+        out["specificity_wake"] = float(np.sum((t == "W") & (p == "W")) / n_w) if n_w else None
+    staged = set(pred_stages) & {"N1", "N2", "N3", "REM"}
+    if staged:
+        ts = np.asarray(psg_aligned, dtype=object)[keep]
+        ps = np.asarray(pred_stages, dtype=object)[keep]
+        out["accuracy_stage"] = float(np.mean(ts == ps))
+        out["kappa_stage"] = cohen_kappa(ts, ps)
+    for key in ("TST", "SOL", "WASO", "SE", "AHI", "RDI", "ORDI", "ODI"):
+        out[f"{key}_diff"] = _diff(pred_scores.get(key), psg_scores.get(key))
+        out[f"{key}_pred"] = pred_scores.get(key)
+        out[f"{key}_psg"] = psg_scores.get(key)
+    return out
+
+
+def training_rows(features: dict[str, np.ndarray], feature_names: Sequence[str],
+                  psg_aligned: Sequence[str]) -> list[dict]:
+    """One row per Sunrise epoch: epoch, onset_s, features, ``psg_stage`` and ``psg_sleep``.
+
+    ``psg_sleep`` is 1 for sleep, 0 for wake, empty for unscored epochs (kept, marked UNS).
+    """
+    sw = to_sleep_wake(psg_aligned)
+    rows = []
+    for i, stage in enumerate(psg_aligned):
+        row = {"epoch": int(features["epoch"][i]), "onset_s": float(features["onset_s"][i])}
+        row.update({n: float(features[n][i]) for n in feature_names})
+        row["psg_stage"] = stage
+        row["psg_sleep"] = "" if sw[i] == "UNS" else int(sw[i] == "S")
+        rows.append(row)
+    return rows

@@ -1,0 +1,141 @@
+"""Per-epoch features of a prepared Sunrise night (30-s epochs from the Sunrise start).
+
+Input: the ``prepped.npz`` arrays and ``meta.json`` of ``sunrise_prep`` (10-Hz derived signals,
+1-Hz quality/SpO2/pulse, per-epoch breathing rate). Every feature is listed in ``FEATURES`` with
+its unit and source; ``docs/science.md`` §3 repeats the table.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+EPOCH_S = 30.0
+# A second counts as "active" when its mean 1-10 Hz gyroscope envelope exceeds this: about 8x
+# the sensor noise floor of a still chin (~0.12 deg/s) and above breathing-related rotation,
+# whose energy lies below 1 Hz.
+ACTIVE_DPS = 1.0
+BASELINE_EPOCHS = 4  # 2 min of 30-s epochs
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    unit: str
+    description: str
+    source: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("act_mean_g", "g", "mean accelerometer activity (1-10 Hz magnitude envelope)",
+            "activity_g"),
+    Feature("act_mean_dps", "deg/s", "mean gyroscope activity (1-10 Hz magnitude envelope)",
+            "activity_dps"),
+    Feature("act_count", "s", f"activity count: seconds with gyroscope activity > {ACTIVE_DPS} "
+            "deg/s (0-30)", "activity_dps"),
+    Feature("act_max_dps", "deg/s", "largest 1-s mean gyroscope activity", "activity_dps"),
+    Feature("br_amp_dps", "deg/s", "breathing-band jaw rotation amplitude: sqrt(2) x RMS of the "
+            "3-axis 0.15-0.60 Hz gyroscope magnitude", "breath_gyro"),
+    Feature("br_amp_mg", "mg", "breathing-band accelerometer amplitude (sqrt(2) x RMS)",
+            "breath_acc"),
+    Feature("br_amp_cv", "1", "breathing amplitude variability: coefficient of variation of "
+            "the six 5-s RMS amplitudes of the epoch", "breath_gyro"),
+    Feature("br_amp_rel", "1", "breathing amplitude / median of the previous 2 min",
+            "breath_gyro"),
+    Feature("br_rate_bpm", "1/min", "breathing rate, Welch peak of PC1 over a centred 60-s window",
+            "breathing_rate_bpm"),
+    Feature("br_regularity", "1", "spectral peak power / 0.1-0.7 Hz power (1 = regular)",
+            "breathing_regularity"),
+    Feature("br_rate_dev_bpm", "1/min", "|rate - median rate of the 5 epochs centred here|",
+            "breathing_rate_bpm"),
+    Feature("mandible_deg", "deg", "mean mandible angle (pitch of gravity)",
+            "mandible_angle_deg"),
+    Feature("mandible_delta_deg", "deg", "mandible angle minus the median of the previous 2 min "
+            "(positive = jaw drop)", "mandible_angle_deg"),
+    Feature("head_roll_deg", "deg", "mean head roll (body position)", "head_roll_deg"),
+    Feature("quality_frac", "1", "fraction of seconds without clipping/flat/off flags", "quality"),
+    Feature("spo2_mean", "%", "mean SpO2 (NaN without oximetry)", "spo2"),
+    Feature("spo2_min", "%", "minimum SpO2 (NaN without oximetry)", "spo2"),
+    Feature("pulse_mean", "1/min", "mean pulse rate (NaN without oximetry)", "pulse"),
+)
+FEATURE_NAMES = tuple(f.name for f in FEATURES)
+
+
+def _epochs(x: np.ndarray, n_epochs: int, per_epoch: int) -> np.ndarray:
+    """Reshape the last axis into (n_epochs, per_epoch), padding the tail with NaN."""
+    need = n_epochs * per_epoch
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[-1] < need:
+        pad = [(0, 0)] * (x.ndim - 1) + [(0, need - x.shape[-1])]
+        x = np.pad(x, pad, constant_values=np.nan)
+    return x[..., :need].reshape(*x.shape[:-1], n_epochs, per_epoch)
+
+
+def _trailing_median(x: np.ndarray, n: int) -> np.ndarray:
+    """Median of the ``n`` values before each index (the first values use what exists)."""
+    out = np.empty_like(x)
+    for i in range(x.size):  # n_epochs ~ 1000: a loop over epochs is cheap and clear
+        w = x[max(0, i - n) : i]
+        w = w[np.isfinite(w)]
+        out[i] = np.median(w) if w.size else x[i]
+    return out
+
+
+def compute_features(arrays: dict[str, np.ndarray], meta: dict) -> dict[str, np.ndarray]:
+    """Feature columns (each shape ``(n_epochs,)``), plus ``epoch`` and ``onset_s``.
+
+    ``onset_s`` is the epoch start in seconds from the Sunrise recording start.
+    """
+    n = int(meta["n_epochs"])
+    fs = float(meta["fs_derived"])
+    per = int(round(EPOCH_S * fs))
+    per_s = int(round(fs))
+    out: dict[str, np.ndarray] = {
+        "epoch": np.arange(n), "onset_s": np.arange(n) * EPOCH_S,
+    }
+    act_g = _epochs(arrays["activity_g"], n, per)
+    act_d = _epochs(arrays["activity_dps"], n, per)
+    out["act_mean_g"] = np.nanmean(act_g, axis=1)
+    out["act_mean_dps"] = np.nanmean(act_d, axis=1)
+    act_sec = np.nanmean(act_d.reshape(n, -1, per_s), axis=2)
+    out["act_count"] = (act_sec > ACTIVE_DPS).sum(axis=1).astype(float)
+    out["act_max_dps"] = np.nanmax(act_sec, axis=1)
+
+    bg = _epochs(arrays["breath_gyro"], n, per)  # (3, n, per)
+    pow_g = (bg**2).sum(axis=0)  # (n, per)
+    out["br_amp_dps"] = np.sqrt(2 * np.nanmean(pow_g, axis=1))
+    ba = _epochs(arrays["breath_acc"], n, per)
+    out["br_amp_mg"] = 1000 * np.sqrt(2 * np.nanmean((ba**2).sum(axis=0), axis=1))
+    sub = np.sqrt(np.nanmean(pow_g.reshape(n, 6, -1), axis=2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["br_amp_cv"] = sub.std(axis=1) / sub.mean(axis=1)
+        base_amp = _trailing_median(out["br_amp_dps"], BASELINE_EPOCHS)
+        out["br_amp_rel"] = out["br_amp_dps"] / base_amp
+    rate = np.asarray(arrays["breathing_rate_bpm"], dtype=np.float64)[:n]
+    rate = np.pad(rate, (0, n - rate.size), constant_values=np.nan)
+    out["br_rate_bpm"] = rate
+    reg = np.asarray(arrays["breathing_regularity"], dtype=np.float64)[:n]
+    out["br_regularity"] = np.pad(reg, (0, n - reg.size), constant_values=np.nan)
+    med = ndimage.median_filter(np.nan_to_num(rate, nan=np.nanmedian(rate) if n else 0.0), 5,
+                                mode="nearest")
+    out["br_rate_dev_bpm"] = np.abs(rate - med)
+
+    ang = np.nanmean(_epochs(arrays["mandible_angle_deg"], n, per), axis=1)
+    out["mandible_deg"] = ang
+    out["mandible_delta_deg"] = ang - _trailing_median(ang, BASELINE_EPOCHS)
+    out["head_roll_deg"] = np.nanmean(_epochs(arrays["head_roll_deg"], n, per), axis=1)
+    q = _epochs(arrays["quality"], n, int(EPOCH_S))
+    out["quality_frac"] = np.nanmean(q == 0, axis=1)
+    for name, key, fn in (("spo2_mean", "spo2", np.nanmean), ("spo2_min", "spo2", np.nanmin),
+                          ("pulse_mean", "pulse", np.nanmean)):
+        if key in arrays and arrays[key].size:
+            x = _epochs(arrays[key], n, int(EPOCH_S))
+            with warnings.catch_warnings():  # all-NaN epochs (oximeter off) give NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[name] = fn(x, axis=1)
+        else:
+            out[name] = np.full(n, np.nan)
+    return out

@@ -1,0 +1,157 @@
+"""Versioned sunalgo models: JSON artifacts (coefficients and thresholds, never pickles).
+
+An artifact has a ``version``, a ``sleep_wake`` section and a ``respiratory`` section (the
+thresholds of ``sunalgo.respiration``). Two sleep/wake kinds exist:
+
+* ``oakley``: the Oakley/Actiware weighted-sum rule (science.md §2.1; for 30-s epochs weights
+  1/25 at +-3..4 epochs, 1/5 at +-1..2, 2 at the centre) applied to a per-epoch activity feature,
+  **sleep when the score <= threshold**, followed by optional Webster-style rescoring of short
+  sleep runs after long wake. The rule was designed for wrist counts; on the chin its threshold
+  is re-fitted (``fitted_on`` records on what).
+* ``logistic``: logistic regression on standardised features (``mean``/``scale``/``coef``/
+  ``intercept``), ``P(wake) >= threshold`` -> wake, as exported by ``sunrise_cli.train``.
+
+Feature names may carry a context suffix computed here with numpy only: ``name@meanK`` (centred
+rolling mean over K epochs), ``name@oakley`` (the Oakley weighted sum), ``name@log`` (log1p).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+ALGO_VERSION = "sunalgo-1.0"
+DEFAULT_MODEL = "baseline-1"
+#: Versions shipped inside the package (``sunalgo/models/{version}.json``).
+MODEL_VERSIONS = ("baseline-1",)
+OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
+
+
+class ModelError(ValueError):
+    """An unknown model version or a malformed artifact."""
+
+
+def weighted_window(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``sum_i w_i x[t + i - c]`` with the window centred (c = len(w)//2); edges padded with 0.
+
+    Correlation, not convolution: ``weights[0]`` applies to the earliest epoch (convolution
+    would mirror the kernel, the Cole-Kripke pitfall noted in science.md §2.1).
+    """
+    c = len(weights) // 2
+    xp = np.pad(np.nan_to_num(np.asarray(x, np.float64)), (c, len(weights) - 1 - c))
+    return np.correlate(xp, weights, mode="valid")
+
+
+def context_column(features: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """One design-matrix column: a feature, optionally with a context suffix."""
+    base, _, ctx = name.partition("@")
+    if base not in features:
+        raise ModelError(f"model needs feature {base!r}; have {sorted(features)}")
+    x = np.asarray(features[base], dtype=np.float64)
+    if not ctx:
+        return x
+    if ctx == "oakley":
+        return weighted_window(x, OAKLEY_30S)
+    if ctx == "log":
+        return np.log1p(np.maximum(x, 0))
+    if ctx.startswith("mean"):
+        k = int(ctx[4:])
+        filled = np.where(np.isfinite(x), x, np.nanmean(x) if np.isfinite(x).any() else 0.0)
+        return weighted_window(filled, np.ones(k) / k)
+    raise ModelError(f"unknown context {ctx!r} in feature {name!r}")
+
+
+def design_matrix(features: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """Columns for ``names`` (shape (n_epochs, len(names))), NaN where a feature is missing."""
+    return np.column_stack([context_column(features, n) for n in names])
+
+
+def _rescore(wake: np.ndarray, rules: list[list[int]]) -> np.ndarray:
+    """Webster-style: after >= a wake epochs, the next b sleep epochs become wake."""
+    out = wake.copy()
+    for min_wake, n_after in rules:
+        run = 0
+        pending = 0
+        for i, w in enumerate(wake):
+            if w:
+                run += 1
+                pending = 0
+                continue
+            if run >= min_wake:
+                pending = n_after
+            run = 0
+            if pending > 0:
+                out[i] = True
+                pending -= 1
+    return out
+
+
+@dataclass
+class Model:
+    """A loaded artifact."""
+
+    spec: dict
+
+    @property
+    def version(self) -> str:
+        return self.spec["version"]
+
+    @property
+    def algo_version(self) -> str:
+        return f"{ALGO_VERSION}+{self.version}"
+
+    @property
+    def respiratory(self) -> dict:
+        return self.spec["respiratory"]
+
+    def wake_probability(self, features: dict[str, np.ndarray]) -> np.ndarray | None:
+        sw = self.spec["sleep_wake"]
+        if sw["kind"] != "logistic":
+            return None
+        x = design_matrix(features, sw["features"])
+        mean, scale = np.asarray(sw["mean"]), np.asarray(sw["scale"])
+        x = np.where(np.isfinite(x), x, mean)
+        z = (x - mean) / scale @ np.asarray(sw["coef"]) + sw["intercept"]
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def predict_wake(self, features: dict[str, np.ndarray]) -> np.ndarray:
+        """Boolean per epoch: True = wake."""
+        sw = self.spec["sleep_wake"]
+        if sw["kind"] == "oakley":
+            score = weighted_window(features[sw["feature"]], np.asarray(sw["weights"]))
+            wake = score > sw["threshold"]
+        elif sw["kind"] == "logistic":
+            wake = self.wake_probability(features) >= sw["threshold"]
+        else:
+            raise ModelError(f"unknown sleep_wake kind {sw['kind']!r}")
+        if sw.get("rescore"):
+            wake = _rescore(wake, sw["rescore"])
+        return wake
+
+
+def load_model(version: str | None = None, *, model_dir: Path | None = None) -> Model:
+    """Load a model artifact by version.
+
+    ``model_dir/{version}.json`` is looked up first (trained models), then the packaged
+    ``MODEL_VERSIONS``. ``version=None`` means ``DEFAULT_MODEL``.
+    """
+    version = version or DEFAULT_MODEL
+    text = None
+    if model_dir is not None and (Path(model_dir) / f"{version}.json").is_file():
+        text = (Path(model_dir) / f"{version}.json").read_text()
+    elif version in MODEL_VERSIONS:
+        text = resources.files("sunalgo").joinpath("models", f"{version}.json").read_text()
+    if text is None:
+        raise ModelError(f"unknown model version {version!r}; packaged: {MODEL_VERSIONS}, "
+                         f"model_dir: {model_dir}")
+    spec = json.loads(text)
+    for key in ("version", "sleep_wake", "respiratory"):
+        if key not in spec:
+            raise ModelError(f"model {version!r} lacks {key!r}")
+    if spec["version"] != version:
+        raise ModelError(f"artifact says version {spec['version']!r}, asked for {version!r}")
+    return Model(spec)
