@@ -42,6 +42,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SUNRISE_ROUTER_BACKOFF_MAX_S": str(settings.router_backoff_max_s),
         "SUNRISE_ROUTER_MAX_ATTEMPTS": str(settings.router_max_attempts),
         "SUNRISE_ROUTER_MAX_IN_FLIGHT": str(settings.router_max_in_flight),
+        "SUNRISE_ROUTER_WATCH_RAW": str(settings.router_watch_raw).lower(),
         "SUNRISE_LEASE_S": str(settings.lease_s),
         "SUNRISE_LOG_LEVEL": settings.log_level,
     }

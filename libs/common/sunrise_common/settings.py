@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     router_backoff_max_s: float = 30.0
     router_max_attempts: int = 6
     router_max_in_flight: int = 4
+    # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
+    router_watch_raw: bool = True
     # Stage leases.
     lease_s: float = 120.0
     log_level: str = "INFO"

@@ -29,9 +29,11 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -282,6 +284,7 @@ def _prepare_signals(
     chunk_seconds: float,
     notch_hz: float | None,
     channel_map: Path | None,
+    workers: int,
 ) -> dict[str, Any]:
     try:
         header = read_header(psg_path)
@@ -366,6 +369,14 @@ def _prepare_signals(
             sp.pad_to(int(round(t * plan.fs_out)))
         return [StreamProcessor(p) for p in plans]
 
+    names = [info.name for info in infos]
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def run_channel(j: int, x: np.ndarray, t_run: float) -> np.ndarray:
+        quality[j].add(x, t_run)
+        assert procs is not None
+        return procs[j].push(x)
+
     try:
         for chunk in iter_chunks(psg_path, header, chunk_seconds, ordinary):
             r = chunk.start_record
@@ -379,16 +390,23 @@ def _prepare_signals(
                     procs = start_segment(s_i)
                     current_seg = s_i
                 t_run = seg_onset + (r - seg_r0) * header.record_duration - t_origin
-                for j, idx in enumerate(ordinary):
+                xs = []
+                for idx in ordinary:
                     spr = header.signals[idx].samples_per_record
-                    x = chunk.data[idx][(r - chunk.start_record) * spr : (run_end - chunk.start_record) * spr]
-                    quality[j].add(x, t_run)
-                    assert procs is not None
-                    spools[infos[j].name].write(procs[j].push(x))
+                    xs.append(chunk.data[idx][(r - chunk.start_record) * spr : (run_end - chunk.start_record) * spr])
+                if pool is not None:
+                    outs = list(pool.map(run_channel, range(len(xs)), xs, [t_run] * len(xs)))
+                else:
+                    outs = [run_channel(j, x, t_run) for j, x in enumerate(xs)]
+                for name, y in zip(names, outs):
+                    spools[name].write(y)
                 r = run_end
         finish_segment()
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
+    finally:
+        if pool is not None:
+            pool.shutdown()
     for j, (plan, sp) in enumerate(zip(plans, spools.values())):
         sp.pad_to(int(round(total_s * plan.fs_out)))
         sp.close()
@@ -460,6 +478,7 @@ def prepare_psg(
     chunk_seconds: float = 300.0,
     notch_hz: float | None = 50.0,
     channel_map: Path | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Prepare a PSG recording and/or its label files into ``out_dir``.
 
@@ -478,6 +497,9 @@ def prepare_psg(
         Mains frequency for the notch on EMG/snore (50 Hz; 60 in the Americas; None: off).
     channel_map : Path or None
         Extra channel rules (JSON or CSV, see ``channels``).
+    workers : int or None
+        Threads processing channels in parallel (scipy's filters release the GIL); default:
+        the CPUs this process may run on, at most 4. Results do not depend on it.
 
     Returns
     -------
@@ -499,6 +521,7 @@ def prepare_psg(
             sig = _prepare_signals(
                 Path(psg_path), Path(work), out_dir,
                 chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
+                workers=workers if workers is not None else min(4, len(os.sched_getaffinity(0))),
             )
         missing = sig.pop("_missing")
         meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig["channels"])}

@@ -117,7 +117,8 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     deliverer = Deliverer(settings, queue)
     sources = []
     if settings.backend == "embedded":
-        sources.append(RawWatcher(settings, queue))
+        if settings.router_watch_raw:
+            sources.append(RawWatcher(settings, queue))
     elif settings.backend == "emulators":
         from sunrise_common.router.pubsub_source import PubsubSource
 
