@@ -240,6 +240,16 @@ def rerun(
     raise typer.Exit(1 if summary.failed else 0)
 
 
+@app.command()
+def activate(version: Annotated[str, typer.Argument(help="Model version to score new nights with.")]) -> None:
+    """Make a trained model the one sunalgo uses from now on (nothing changes without this)."""
+    from sunrise_cli.train import activate_model
+
+    store = Settings().model_store()
+    pointer = activate_model(version, store / "ACTIVE.json", model_dir=store)
+    console.print(f"active model: {version} ({pointer})")
+
+
 def _queue():
     from sunrise_common.router.queue import Queue
 

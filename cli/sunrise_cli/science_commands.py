@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -39,15 +39,24 @@ def synth(
 
 @science_app.command()
 def train(
-    rows: Annotated[list[Path], typer.Argument(help="training_rows.csv files, one per night.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the model artifact.")],
     version: Annotated[str, typer.Option("--version", help="Version name of the new model.")],
+    rows: Annotated[Optional[list[Path]], typer.Argument(
+        help="training_rows.csv files (default: every night's latest rows in the results bucket).")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the model artifact (default: the model store).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out night split.")] = 0,
 ) -> None:
-    """Train a sleep/wake model from training rows (does not activate it)."""
-    from sunrise_cli.train import train_model
+    """Train a sleep/wake model from training rows (does not activate it: see `sunrise activate`)."""
+    import tempfile
 
-    with console.status("Training"):
+    from sunrise_common.settings import Settings
+    from sunrise_cli.train import collect_training_rows, train_model
+
+    settings = Settings()
+    out = out or settings.model_store()
+    with tempfile.TemporaryDirectory() as tmp, console.status("Training"):
+        rows = rows or collect_training_rows(settings, Path(tmp))
+        if not rows:
+            raise typer.BadParameter("no training rows: process nights with PSG labels first, or pass CSV files")
         result = train_model(rows, out, version=version, seed=seed)
     m = result["metrics"]
     console.print(f"{result['artifact']}: held-out accuracy {m['model']['accuracy']:.3f} "

@@ -158,3 +158,22 @@ def activate_model(version: str, pointer_path: Path, *, model_dir: Path | None =
                                    timespec="seconds")}, indent=1))
     tmp.replace(pointer_path)
     return pointer_path
+
+
+def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
+    """Download each night's latest ``training_rows.csv`` from the results bucket into ``folder``."""
+    from sunrise_common.service import Context
+
+    ctx = Context.from_settings(settings)
+    bucket = settings.bucket("results")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for night_id, doc in ctx.state.list("nights"):
+        st = doc.get("stages", {}).get("sunalgo", {})
+        prefix = st.get("outputs", {}).get("prefix")
+        if st.get("state") != "done" or not prefix or not st["outputs"].get("with_psg"):
+            continue
+        dest = Path(folder) / f"{night_id}.csv"
+        ctx.storage.download_to_file(bucket, prefix + "training_rows.csv", dest)
+        paths.append(dest)
+    return paths

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     def service_url(self, service: str) -> str:
         return getattr(self, f"{service}_url")
 
+    def model_store(self) -> Path:
+        """Where trained sunalgo models and the ACTIVE.json pointer live."""
+        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
+
     def key_bytes(self) -> bytes:
         """The pseudonym key (secret). Never logged."""
         if self.pseudonym_key is not None:

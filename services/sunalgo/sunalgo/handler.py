@@ -7,6 +7,7 @@ order in which the two halves arrive does not matter; the input key names both.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +38,19 @@ def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version:
     if sunrise is None:
         return {"status": "waiting", "detail": "the Sunrise half is not prepared yet"}
     psg = latest_done(doc, "psg_prep")
-    version = resolve_version(model_version, ctx.settings.models_dir)
+    version = resolve_version(model_version, ctx.settings.model_store())
     input_key = "k" + identity.digest(version, sunrise["input_key"], psg["input_key"] if psg else "-")
     stage = STAGE if model_version is None else f"{STAGE}:{version}"
     return run_stage(ctx, "nights", night, stage, input_key,
                      lambda: _score(ctx, night, sunrise, psg, version, input_key))
 
 
-def resolve_version(version: str | None, models_dir: Path | None) -> str:
+def resolve_version(version: str | None, models_dir: Path) -> str:
     """The model version to score with: the one asked for, else the activated one
-    (``models_dir/ACTIVE``, written by ``sunrise train --activate``), else the packaged default."""
-    if version is None and models_dir is not None and (Path(models_dir) / "ACTIVE").is_file():
-        version = (Path(models_dir) / "ACTIVE").read_text().strip() or None
+    (``models_dir/ACTIVE.json``, written by ``sunrise activate``), else the packaged default."""
+    pointer = Path(models_dir) / "ACTIVE.json"
+    if version is None and pointer.is_file():
+        version = json.loads(pointer.read_text()).get("active")
     try:
         return load_model(version, model_dir=models_dir).version
     except ModelError as exc:
@@ -63,7 +65,7 @@ def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: s
         psg_dir = download_folder(ctx, prepped, psg["outputs"]["prefix"], tmp / "psg") if psg else None
         out = tmp / "out"
         out.mkdir()
-        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.models_dir)
+        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store())
         prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
     return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None},

@@ -57,17 +57,20 @@ class LocalStorage:
     def download_to_file(self, bucket: str, name: str, path: Path, *, generation: int | None = None) -> ObjectInfo:
         src = self._path(bucket, name)
         try:
-            with open(src, "rb") as f:
-                info = ObjectInfo(bucket, name, os.fstat(f.fileno()).st_mtime_ns, os.fstat(f.fileno()).st_size)
-                if generation is not None and info.generation != generation:
-                    raise NotFound("generation_gone", f"{bucket}/{name} is at generation {info.generation}, not {generation}")
-                with open(path, "wb") as out:
-                    shutil.copyfileobj(f, out, 1 << 20)
-            return info
+            f = open(src, "rb")
         except FileNotFoundError as exc:
             raise NotFound("object_not_found", f"{bucket}/{name}") from exc
-        except OSError as exc:
-            raise TransientError("storage_io", f"reading {bucket}/{name}: {exc}") from exc
+        with f:
+            st = os.fstat(f.fileno())
+            info = ObjectInfo(bucket, name, st.st_mtime_ns, st.st_size)
+            if generation is not None and info.generation != generation:
+                raise NotFound("generation_gone", f"{bucket}/{name} is at generation {info.generation}, not {generation}")
+            try:
+                with open(path, "wb") as out:
+                    shutil.copyfileobj(f, out, 1 << 20)
+            except OSError as exc:
+                raise TransientError("storage_io", f"reading {bucket}/{name} into {path}: {exc}") from exc
+        return info
 
     def read_bytes(self, bucket: str, name: str) -> bytes:
         try:

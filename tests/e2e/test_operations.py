@@ -1,0 +1,127 @@
+"""Operating at scale on the embedded stack: backfill with interruption, dead letters, rerun."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from sunrise_common import status
+from sunrise_common.router.queue import Queue
+from sunrise_common.service import Context
+from sunrise_cli import ops
+from sunrise_cli.stack import Stack
+from sunrise_cli.synth import synth_night
+from tests.e2e.conftest import stack_settings, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def upload_nights(ctx: Context, folder: Path, n: int, *, hours: float = 0.5, labels: int = 1) -> None:
+    for i in range(n):
+        night = synth_night(folder / str(i), seed=1000 + i, hours=hours)
+        subject = f"S{i:03d}"
+        ops.upload(ctx, Path(night.sunrise), kind="sunrise", site="ops", subject=subject)
+        ops.upload(ctx, Path(night.psg), kind="psg", site="ops", subject=subject)
+        for label in night.labels[:labels]:
+            ops.upload(ctx, Path(label), kind="labels", site="ops", subject=subject)
+
+
+def start(tmp_path: Path, **overrides):
+    settings = stack_settings(tmp_path, router_watch_raw=False, **overrides)
+    ctx = Context.from_settings(settings)
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        ctx.storage.ensure_bucket(settings.bucket(logical))
+    return settings, ctx, Stack(settings, tmp_path / "logs")
+
+
+def settled(ctx: Context, n: int) -> bool:
+    """Every event delivered and n nights fully done (a stable state, not a passing one)."""
+    queue = Queue(ctx.settings.data_dir / "router.db")
+    return queue.idle() and len(list(ctx.state.list("nights"))) == n and status.all_done(ctx.state) and queue.idle()
+
+
+def every_run_once(ctx: Context) -> list[str]:
+    """Stage runs that were attempted more than once for the same input."""
+    twice = []
+    for collection in ("nights", "uploads"):
+        for doc_id, doc in ctx.state.list(collection):
+            for stage, runs in doc.get("runs", {}).items():
+                for key, run in runs.items():
+                    if run.get("attempts") != 1 or run.get("state") != "done":
+                        twice.append(f"{collection}/{doc_id} {stage} {key}: {run.get('state')} x{run.get('attempts')}")
+    return twice
+
+
+def test_backfill_of_100_nights_survives_an_interruption_and_runs_each_stage_once(tmp_path):
+    settings, ctx, stack = start(tmp_path)
+    upload_nights(ctx, tmp_path / "nights", 100)
+    checkpoint = tmp_path / "backfill.checkpoint"
+    with stack:
+        stop = threading.Event()
+        sent = []
+
+        def progress(label, outcome):
+            sent.append(outcome)
+            if len(sent) >= 150:
+                stop.set()  # the operator presses Ctrl-C halfway
+
+        first = ops.send_all(ops.backfill_jobs(ctx, "", force=False, url=settings.ingest_url, token=None, checkpoint=checkpoint),
+                             rate=200, max_in_flight=4, stop=stop, on_progress=progress)
+        assert 150 <= first.sent < 300 and first.failed == 0
+        second = ops.send_all(ops.backfill_jobs(ctx, "", force=False, url=settings.ingest_url, token=None, checkpoint=checkpoint),
+                              rate=200, max_in_flight=4)
+        assert second.failed == 0
+        assert second.skipped == first.sent  # nothing sent twice
+        assert first.sent + second.sent == 300
+        wait_until(lambda: settled(ctx, 100), 600, "100 nights done", interval=1.0)
+    assert every_run_once(ctx) == []
+    summary = status.summarize(ctx.state)
+    assert summary["stages"]["sunalgo"] == {"done": 100}
+    assert summary["stage_times"]["sunalgo"]["p50_s"] is not None
+
+
+def test_a_killed_service_dead_letters_and_replaying_loses_nothing(tmp_path):
+    settings, ctx, stack = start(tmp_path, router_max_attempts=3, router_backoff_initial_s=0.1, router_backoff_max_s=0.5)
+    upload_nights(ctx, tmp_path / "nights", 8)
+    queue = Queue(settings.data_dir / "router.db")
+    with stack:
+        stack.kill("sunrise_prep")
+        summary = ops.send_all(ops.backfill_jobs(ctx, "", force=False, url=settings.ingest_url, token=None, checkpoint=None),
+                               rate=None, max_in_flight=4)
+        assert summary.sent == 24
+        dead = wait_until(lambda: [d for d in queue.deliveries("dead") if d.service == "sunrise_prep"]
+                          if len([d for d in queue.deliveries("dead") if d.service == "sunrise_prep"]) == 8 else None,
+                          120, "8 sunrise_prep events to dead-letter")
+        assert all(d.last_status is None and "ConnectError" in d.last_error for d in dead)
+        stack.start_service("sunrise_prep")
+        stack.wait_healthy(services=["sunrise_prep"])
+        assert queue.replay_dead() == 8
+        wait_until(lambda: settled(ctx, 8), 300, "8 nights done")
+    assert list(queue.deliveries("dead")) == []
+    assert every_run_once(ctx) == []
+
+
+def test_rerun_with_another_model_version_writes_beside_the_old_results(tmp_path):
+    settings, ctx, stack = start(tmp_path)
+    upload_nights(ctx, tmp_path / "nights", 2, hours=1.0)
+    with stack:
+        ops.send_all(ops.backfill_jobs(ctx, "", force=False, url=settings.ingest_url, token=None, checkpoint=None),
+                     rate=None, max_in_flight=4)
+        wait_until(lambda: settled(ctx, 2), 120, "2 nights")
+        from sunrise_cli.train import collect_training_rows, train_model
+
+        rows = collect_training_rows(settings, tmp_path / "rows")
+        assert len(rows) == 2
+        model = train_model(rows, settings.model_store(), version="trained-t1", seed=0)
+        assert Path(model["artifact"]).exists()
+        before = {i.name for i in ctx.storage.list(settings.bucket("results"))}
+        jobs = [(n, ops.rerun_job(ctx, n, "sunalgo", url=settings.sunalgo_url, token=None, model_version="trained-t1"))
+                for n in ops.select_nights(ctx, "sunalgo", nights=None, failed=False, all_nights=True)]
+        assert ops.send_all(jobs, rate=None, max_in_flight=2).sent == 2
+        after = {i.name for i in ctx.storage.list(settings.bucket("results"))}
+    assert before < after  # nothing overwritten or removed
+    new = after - before
+    assert any("/sunalgo-1.0+trained-t1/" in name and name.endswith("scores.json") for name in new)
+    assert not any("+baseline-1/" in name for name in new)
