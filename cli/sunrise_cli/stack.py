@@ -44,6 +44,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SUNRISE_ROUTER_MAX_IN_FLIGHT": str(settings.router_max_in_flight),
         "SUNRISE_ROUTER_WATCH_RAW": str(settings.router_watch_raw).lower(),
         "SUNRISE_LEASE_S": str(settings.lease_s),
+        "SUNRISE_FAULT_RATE": str(settings.fault_rate),
+        "SUNRISE_FAULT_SEED": str(settings.fault_seed),
+        "SUNRISE_FAULT_PORTS": settings.fault_ports,
+        "SUNRISE_ROUTER_DUPLICATES": str(settings.router_duplicates),
+        "SUNRISE_ROUTER_SHUFFLE": str(settings.router_shuffle).lower(),
         "SUNRISE_LOG_LEVEL": settings.log_level,
     }
     for service in SERVICE_APPS:

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     router_max_in_flight: int = 4
     # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
     router_watch_raw: bool = True
+    # Fault injection (reliability suite only): probability that a port call fails transiently,
+    # and delivery chaos in the local router (every event N times, in shuffled order).
+    fault_rate: float = Field(0.0, ge=0.0, le=1.0)
+    fault_seed: int = 0
+    fault_ports: str = "storage,state,publisher"
+    router_duplicates: int = Field(1, ge=1, le=10)
+    router_shuffle: bool = False
     # Stage leases.
     lease_s: float = 120.0
     log_level: str = "INFO"

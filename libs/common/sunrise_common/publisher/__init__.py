@@ -15,6 +15,12 @@ class Publisher(Protocol):
 
 
 def make_publisher(settings) -> Publisher:  # noqa: ANN001
+    from sunrise_common.faults import wrap
+
+    return wrap(_make_publisher(settings), settings, "publisher")
+
+
+def _make_publisher(settings) -> Publisher:  # noqa: ANN001
     if settings.backend == "embedded":
         from sunrise_common.publisher.local import LocalPublisher
 

@@ -72,7 +72,7 @@ class Deliverer:
             room = self.settings.router_max_in_flight - self.in_flight
         if room <= 0:
             return 0
-        due = self.queue.take_due(room)
+        due = self.queue.take_due(room, shuffle=self.settings.router_shuffle)
         for d in due:
             with self._lock:
                 self.in_flight += 1

@@ -119,7 +119,8 @@ class Queue:
                             publish_time=publish_time,
                             subscription=f"projects/{settings.project}/subscriptions/eventarc-local-{trig.name}-sub-000",
                         )
-                        self._insert(conn, trig, headers, body, topic, now)
+                        for _ in range(settings.router_duplicates):
+                            self._insert(conn, trig, headers, body, topic, now)
                 conn.execute("UPDATE messages SET routed=1 WHERE id=?", (row_id,))
                 conn.execute("COMMIT")
             except BaseException:
@@ -144,7 +145,8 @@ class Queue:
             for trig in names.TRIGGERS:
                 if trig.event_type == names.STORAGE_FINALIZED and trig.source == logical:
                     headers, body = storage_event(bucket, name, generation, size)
-                    self._insert(conn, trig, headers, body, name, now)
+                    for _ in range(settings.router_duplicates):
+                        self._insert(conn, trig, headers, body, name, now)
                     count += 1
             conn.execute("COMMIT")
             return count
@@ -176,11 +178,13 @@ class Queue:
         """After a router crash, deliveries that were in flight are due again."""
         self._conn().execute("UPDATE deliveries SET state='pending' WHERE state='in_flight'")
 
-    def take_due(self, limit: int) -> list[Delivery]:
+    def take_due(self, limit: int, *, shuffle: bool = False) -> list[Delivery]:
+        """Mark up to ``limit`` due deliveries in flight (oldest first, or in random order)."""
         now = time.time()
+        order = "RANDOM()" if shuffle else "next_at, id"
         rows = self._conn().execute(
             "UPDATE deliveries SET state='in_flight', updated_at=? WHERE id IN ("
-            " SELECT id FROM deliveries WHERE state='pending' AND next_at<=? ORDER BY next_at, id LIMIT ?"
+            f" SELECT id FROM deliveries WHERE state='pending' AND next_at<=? ORDER BY {order} LIMIT ?"
             ") RETURNING *",
             (now, now, limit),
         ).fetchall()

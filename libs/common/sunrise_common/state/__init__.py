@@ -32,6 +32,12 @@ class StateStore(Protocol):
 
 
 def make_state(settings) -> StateStore:  # noqa: ANN001
+    from sunrise_common.faults import wrap
+
+    return wrap(_make_state(settings), settings, "state")
+
+
+def _make_state(settings) -> StateStore:  # noqa: ANN001
     if settings.backend == "embedded":
         from sunrise_common.state.sqlite import SqliteState
 

@@ -51,6 +51,12 @@ class Storage(Protocol):
 
 
 def make_storage(settings) -> Storage:  # noqa: ANN001 - Settings, avoided import cycle
+    from sunrise_common.faults import wrap
+
+    return wrap(_make_storage(settings), settings, "storage")
+
+
+def _make_storage(settings) -> Storage:  # noqa: ANN001
     if settings.backend == "embedded":
         from sunrise_common.storage.local import LocalStorage
 

@@ -1,0 +1,51 @@
+"""Fault injection at the adapter boundary, for the reliability suite (``make reliability``).
+
+Off unless ``SUNRISE_FAULT_RATE`` > 0. When on, each call to a port method (storage, state,
+publisher) fails with a :class:`TransientError` with that probability, exactly as an SDK timeout
+or a 503 would once translated at the boundary. The stages must then answer 5xx, be redelivered
+and finish; nothing may be lost or done twice.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from typing import Any
+
+from sunrise_common.errors import TransientError
+
+
+class Flaky:
+    """Wraps an adapter; public methods fail transiently with probability ``rate``."""
+
+    def __init__(self, inner: Any, port: str, rate: float, seed: int) -> None:
+        self._inner = inner
+        self._port = port
+        self._rate = rate
+        self._rng = random.Random(seed * 1_000_003 + os.getpid())
+        self._lock = threading.Lock()
+        self.injected = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attr) or name in ("ensure_bucket", "bucket_path"):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                fail = self._rng.random() < self._rate
+                if fail:
+                    self.injected += 1
+            if fail:
+                raise TransientError("injected_fault", f"{self._port}.{name} failed on purpose (fault injection)")
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def wrap(adapter: Any, settings: Any, port: str) -> Any:
+    rate = getattr(settings, "fault_rate", 0.0)
+    if rate <= 0 or port not in settings.fault_ports.split(","):
+        return adapter
+    return Flaky(adapter, port, rate, settings.fault_seed)
