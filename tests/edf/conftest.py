@@ -1,4 +1,4 @@
-"""Shared fixtures: the real EDF/BDF corpus in /work/shared/corpus (see its SOURCES.md)."""
+"""Shared fixtures: the real EDF/BDF corpus in shared/corpus beside the clone (see its SOURCES.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-CORPUS = Path("/work/shared/corpus")
+from tests.conftest import CORPUS
+
 CORPUS_FILES = sorted([*CORPUS.glob("edf/*"), *CORPUS.glob("bdf/*")])
 
 
@@ -21,5 +22,5 @@ def corpus_path(name: str) -> Path:
 @pytest.fixture(scope="session")
 def corpus_files() -> list[Path]:
     if not CORPUS_FILES:
-        pytest.skip(f"no corpus under {CORPUS}")
+        raise FileNotFoundError(f"no corpus under {CORPUS}: shared/ must lie beside the clone")
     return CORPUS_FILES

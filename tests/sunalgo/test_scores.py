@@ -9,7 +9,9 @@ import pytest
 
 from sunalgo.scores import severity, sleep_scores
 
-SLEEP_EDF_HYPNOGRAM = Path("/work/shared/corpus/edf/edfio__SC4001EC-Hypnogram.edf")
+from tests.conftest import CORPUS
+
+SLEEP_EDF_HYPNOGRAM = CORPUS / "edf" / "edfio__SC4001EC-Hypnogram.edf"
 
 
 def test_scores_of_a_small_hand_computed_hypnogram():
