@@ -58,10 +58,15 @@ def run_stack(settings: Settings, *, example: bool, hours: float, emulators: boo
     if emulators:
         from sunrise_common.emulators import Emulators
 
-        emu = Emulators(log_dir=run_dir / "emulators", project=settings.project)
+        emu = Emulators(run_dir / "emulators", project=settings.project, prefix=settings.prefix)
         emu.start()
-        settings = settings.model_copy(update={"backend": "emulators", **emu.settings_overrides()})
-        console.print(f"emulators up: {emu.settings_overrides()}")
+        emu.provision()
+        settings = settings.model_copy(update={
+            "backend": "emulators", "gcs_endpoint": emu.gcs_endpoint,
+            "pubsub_emulator_host": emu.pubsub_emulator_host, "firestore_emulator_host": emu.firestore_emulator_host,
+        })
+        console.print(f"emulators up: fake-gcs-server {emu.gcs_endpoint}, Pub/Sub {emu.pubsub_emulator_host}, "
+                      f"Firestore {emu.firestore_emulator_host}")
     stack = Stack(settings, run_dir / "logs")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -71,8 +76,6 @@ def run_stack(settings: Settings, *, example: bool, hours: float, emulators: boo
         ctx = Context.from_settings(settings)
         for logical in ("raw", "anonymised", "prepped", "results"):
             ctx.storage.ensure_bucket(settings.bucket(logical))
-        if emu is not None:
-            emu.prepare(settings)
         t0 = time.monotonic()
         stack.start()
         console.print(f"[green]stack up[/] in {time.monotonic() - t0:.1f} s on 127.0.0.1 ({settings.backend} backend); "

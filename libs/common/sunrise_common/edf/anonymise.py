@@ -10,10 +10,11 @@ than the year, no names, codes or device identifiers):
   equipment dropped), or ``Startdate X X X X`` when the original date is invalid.
 - startdate ``01.01.yy`` (same year; ``01.01.85`` when invalid, ``01.01.yy`` literally after
   2084 as EDF+ prescribes). The start *time* is kept: the pipeline needs the time of day.
-- every other header byte is kept, including labels, transducers, ranges, prefiltering,
-  samples per record and the reserved field (``EDF+C``/``EDF+D``). Transducer fields that look
-  like a serial number are *reported* (``suspect_transducers``), not altered: the brief is
-  byte-identical signal headers, and the caller decides whether to reject.
+- every other header byte is kept, including labels, ranges, prefiltering, samples per record
+  and the reserved field (``EDF+C``/``EDF+D``). Transducer fields are kept too, except those
+  that look like a device identifier (HIPAA: "device identifiers and serial numbers"): a
+  serial-number pattern or the recording's equipment code. Those are blanked and reported
+  (``suspect_transducers``); the pipeline reads labels and units, never transducers.
 - ordinary signal samples are copied bit for bit.
 - annotation signals are rewritten per record: the time-keeping TAL (onset of the record) and
   the texts of :data:`~sunrise_common.edf.annotations.KEEP_VOCABULARY` are kept with their
@@ -37,7 +38,7 @@ import numpy as np
 
 from sunrise_common.edf.annotations import Tal, encode_tals, is_allowed, parse_tals
 from sunrise_common.edf.errors import EdfError
-from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header
+from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header, signal_field_offset
 from sunrise_common.edf.reader import _readinto_exact, iter_record_blocks
 
 _SERIAL_WORD_RE = re.compile(r"(?i)\b(?:s/?n|serial)\b")
@@ -104,6 +105,10 @@ def anonymised_header(header: EdfHeader) -> bytes:
     fields = header.patient_fields()
     sex = fields.sex if fields is not None and fields.sex in ("M", "F") else "X"
     _put(raw, "patient", f"X {sex} X X")
+    ns = len(header.signals)
+    for i in _suspect_transducers(header):
+        offset, width = signal_field_offset("transducer", i, ns)
+        raw[offset : offset + width] = b" " * width
     year = header.year
     if year is None:
         _put(raw, "recording", "Startdate X X X X")
@@ -115,10 +120,13 @@ def anonymised_header(header: EdfHeader) -> bytes:
 
 
 def _suspect_transducers(header: EdfHeader) -> tuple[int, ...]:
-    """Signals whose transducer says "S/N"/"serial" or holds a 6+ character token with 4+ digits."""
+    """Signals whose transducer says "S/N"/"serial", holds a 6+ character token with 4+ digits,
+    or names the recording's equipment code."""
+    recording = header.recording_fields()
+    equipment = recording.equipment if recording is not None and len(recording.equipment) >= 4 else None
 
     def suspect(text: str) -> bool:
-        if _SERIAL_WORD_RE.search(text):
+        if _SERIAL_WORD_RE.search(text) or (equipment and equipment.lower() in text.lower()):
             return True
         return any(sum(c.isdigit() for c in token) >= 4 for token in _TOKEN_RE.findall(text))
 

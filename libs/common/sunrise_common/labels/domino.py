@@ -52,6 +52,7 @@ _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _]*?)\s*:\s*(.*?)\s*$")
 _DATE_IN_TIMES = re.compile(rf"{DATE_RE}\s+")
 
 _ROLLOVER_S = 12 * 3600.0
+MAX_PROFILE_S = 72 * 3600.0  # a longer profile is a corrupt date, not a night
 _FIRST_ROW_SLACK_S = 300.0
 
 
@@ -256,6 +257,8 @@ def parse_sleep_profile(data: bytes, kind: str = "domino_sleep_profile") -> Labe
     if t0 is None:
         return LabelSet(start, Hypnogram(epoch_s, 0.0, []), [], kind, warnings + ["no epochs"])
     n = max(by_index) + 1
+    if n * epoch_s > MAX_PROFILE_S:
+        raise LabelError("absurd_value", f"sleep profile rows span {n * epoch_s / 3600:.1f} h (limit {MAX_PROFILE_S / 3600:g} h)")
     missing = n - len(by_index)
     if missing:
         warnings.append(f"{missing} epoch(s) missing between rows: filled with {UNSCORED}")

@@ -29,12 +29,16 @@ then. Entity expansion is refused: any ``<!DOCTYPE`` or ``<!ENTITY`` is rejected
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
 from .canonical import EPOCH_S, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
 from .errors import LabelError
+
+# A label file longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
+MAX_SPAN_S = 72 * 3600.0
 
 _STAGE_CODES = {"0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", "5": "REM"}
 
@@ -156,6 +160,11 @@ def expand_spans(spans: list[tuple[float, float, str]], epoch_s: float, warnings
     """
     spans = sorted(spans, key=lambda s: s[0])
     t0 = spans[0][0]
+    end = max(onset + duration for onset, duration, _ in spans)
+    if not math.isfinite(end) or end - t0 > MAX_SPAN_S or any(d < 0 for _, d, _ in spans):
+        raise LabelError(
+            "absurd_value", f"stage spans cover {t0:g}..{end:g} s (limit {MAX_SPAN_S / 3600:g} h, durations >= 0)"
+        )
     grid: dict[int, str] = {}
     off_grid = 0
     overlaps = 0

@@ -56,7 +56,10 @@ def subscriptions_for(settings: Any) -> list[Subscription]:  # Settings
     """The subscriptions Eventarc would create for :data:`names.TRIGGERS`."""
     subs = []
     for trig in names.TRIGGERS:
-        topic = notifications_topic(settings.prefix) if trig.event_type == names.STORAGE_FINALIZED else settings.topic(trig.source)
+        if trig.event_type == names.STORAGE_FINALIZED:
+            topic = notifications_topic(settings.prefix)
+        else:
+            topic = settings.topic(trig.source)
         subs.append(Subscription(trig, topic, f"eventarc-local-{trig.name}-sub-000"))
     return subs
 

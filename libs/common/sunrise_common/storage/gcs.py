@@ -1,0 +1,175 @@
+"""Storage adapter on Cloud Storage (or fake-gcs-server, for the emulators backend).
+
+SDK exceptions are translated here: missing object -> ``NotFound``, lost precondition (412) ->
+``PreconditionFailed``, throttling, 5xx and connection trouble -> ``TransientError``.
+Uploads and downloads stream between the object and a local file; files above 8 MiB go up as a
+chunked resumable upload (16 MiB in memory at a time), so a 300 MB EDF never sits in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import requests
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from sunrise_common.errors import NotFound, PreconditionFailed, TransientError
+from sunrise_common.storage import ObjectInfo
+
+TIMEOUT_S = 120.0
+# How long the SDK keeps retrying 429/5xx/connection errors before we report a TransientError.
+RETRY_TIMEOUT_S = 60.0
+# Chunk of a resumable upload (a multiple of 256 KiB).
+CHUNK_SIZE = 16 * 1024 * 1024
+# Above this the SDK switches from one multipart request to a resumable session.
+SDK_MULTIPART_MAX = 8 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Translate SDK and transport errors into the pipeline's error tree."""
+    try:
+        yield
+    except gexc.NotFound as exc:
+        raise NotFound("object_not_found", f"{what}: {exc.message}") from exc
+    except gexc.PreconditionFailed as exc:
+        raise PreconditionFailed("precondition_failed", f"{what}: {exc.message}") from exc
+    except (gexc.TooManyRequests, gexc.ServerError, gexc.RetryError) as exc:
+        raise TransientError("storage_unavailable", f"{what}: {exc}") from exc
+    except (requests.ConnectionError, requests.Timeout, auth_exc.TransportError, ConnectionError, TimeoutError) as exc:
+        raise TransientError("storage_unreachable", f"{what}: {exc}") from exc
+
+
+class GcsStorage:
+    """The Storage port on a ``google.cloud.storage.Client``.
+
+    Build it with :meth:`for_emulator` or :meth:`for_cloud` rather than by hand.
+    """
+
+    def __init__(
+        self,
+        client: storage.Client,
+        *,
+        can_create_buckets: bool = False,
+        emulated_preconditions: bool = False,
+        retry_timeout_s: float = RETRY_TIMEOUT_S,
+    ) -> None:
+        self.client = client
+        # Every call, uploads included, is safe to retry: writes are conditional or overwrite
+        # with the same bytes.
+        self.retry = DEFAULT_RETRY.with_timeout(retry_timeout_s)
+        self.can_create_buckets = can_create_buckets
+        self.emulated_preconditions = emulated_preconditions
+
+    @classmethod
+    def for_emulator(cls, endpoint: str, project: str, *, retry_timeout_s: float = RETRY_TIMEOUT_S) -> GcsStorage:
+        """fake-gcs-server at ``endpoint`` (``http://127.0.0.1:4443``), no credentials."""
+        client = storage.Client(
+            project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+        )
+        # fake-gcs-server (up to fsouza/fake-gcs-server#2260) drops ifGenerationMatch on resumable
+        # uploads, so there the adapter checks the generation itself before a large upload.
+        return cls(client, can_create_buckets=True, emulated_preconditions=True, retry_timeout_s=retry_timeout_s)
+
+    @classmethod
+    def for_cloud(cls, project: str, *, retry_timeout_s: float = RETRY_TIMEOUT_S) -> GcsStorage:
+        """Cloud Storage with the runtime's default credentials (the Cloud Run service account)."""
+        return cls(storage.Client(project=project), retry_timeout_s=retry_timeout_s)
+
+    @staticmethod
+    def _info(blob: storage.Blob) -> ObjectInfo:
+        return ObjectInfo(
+            bucket=blob.bucket.name, name=blob.name, generation=int(blob.generation), size=int(blob.size or 0)
+        )
+
+    # -- reads
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        with _translated(f"stat {bucket}/{name}"):
+            try:
+                blob = self.client.bucket(bucket).get_blob(name, timeout=TIMEOUT_S, retry=self.retry)
+            except gexc.NotFound:  # the bucket itself is missing
+                return None
+        return self._info(blob) if blob is not None else None
+
+    def download_to_file(self, bucket: str, name: str, path: Path, *, generation: int | None = None) -> ObjectInfo:
+        what = f"{bucket}/{name}" + (f"#{generation}" if generation is not None else "")
+        with _translated(f"download {what}"):
+            # Fetch the metadata first and download exactly that generation, so the returned
+            # info always describes the bytes written (an overwrite in between -> NotFound).
+            blob = self.client.bucket(bucket).get_blob(
+                name, generation=generation, timeout=TIMEOUT_S, retry=self.retry
+            )
+            if blob is None:
+                reason = "generation_gone" if generation is not None else "object_not_found"
+                raise NotFound(reason, what)
+            with open(path, "wb") as out:
+                blob.download_to_file(out, timeout=TIMEOUT_S, retry=self.retry, checksum="auto")
+        return self._info(blob)
+
+    def read_bytes(self, bucket: str, name: str) -> bytes:
+        with _translated(f"read {bucket}/{name}"):
+            return self.client.bucket(bucket).blob(name).download_as_bytes(timeout=TIMEOUT_S, retry=self.retry)
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        # GCS lists in lexicographic (UTF-8 byte) order, page by page.
+        with _translated(f"list {bucket}/{prefix}*"):
+            for blob in self.client.list_blobs(bucket, prefix=prefix or None, timeout=TIMEOUT_S, retry=self.retry):
+                yield self._info(blob)
+
+    # -- writes
+    def upload_file(self, bucket: str, name: str, path: Path, *, if_generation_match: int | None = 0) -> ObjectInfo:
+        blob = self.client.bucket(bucket).blob(name, chunk_size=CHUNK_SIZE)
+        with _translated(f"upload {bucket}/{name}"):
+            with open(path, "rb") as src:
+                size = Path(path).stat().st_size
+                if size <= SDK_MULTIPART_MAX:
+                    # Small files go in one multipart request rather than a resumable session.
+                    blob.chunk_size = None
+                elif self.emulated_preconditions and if_generation_match is not None:
+                    self._check_generation(bucket, name, if_generation_match)
+                blob.upload_from_file(
+                    src, size=size, if_generation_match=if_generation_match, timeout=TIMEOUT_S, retry=self.retry
+                )
+        return self._info(blob)
+
+    def _check_generation(self, bucket: str, name: str, expected: int) -> None:
+        """Emulator only (racy by nature): refuse a write whose precondition already fails."""
+        current = self.stat(bucket, name)
+        if (current.generation if current else 0) != expected:
+            raise PreconditionFailed(
+                "precondition_failed",
+                f"{bucket}/{name}: expected generation {expected}, found {current and current.generation}",
+            )
+
+    def write_bytes(self, bucket: str, name: str, data: bytes, *, if_generation_match: int | None = 0) -> ObjectInfo:
+        blob = self.client.bucket(bucket).blob(name)
+        with _translated(f"write {bucket}/{name}"):
+            if self.emulated_preconditions and if_generation_match is not None and len(data) > SDK_MULTIPART_MAX:
+                self._check_generation(bucket, name, if_generation_match)
+            blob.upload_from_string(
+                data, if_generation_match=if_generation_match, timeout=TIMEOUT_S, retry=self.retry
+            )
+        return self._info(blob)
+
+    def delete(self, bucket: str, name: str) -> None:
+        with _translated(f"delete {bucket}/{name}"):
+            try:
+                self.client.bucket(bucket).blob(name).delete(timeout=TIMEOUT_S, retry=self.retry)
+            except gexc.NotFound:
+                pass
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket on fake-gcs-server; in the cloud Terraform owns buckets (no-op)."""
+        if not self.can_create_buckets:
+            return
+        with _translated(f"create bucket {bucket}"):
+            try:
+                self.client.create_bucket(bucket, timeout=TIMEOUT_S, retry=self.retry)
+            except gexc.Conflict:
+                pass

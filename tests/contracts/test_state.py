@@ -1,0 +1,141 @@
+"""The StateStore port's contract (and the stage leases built on it), run against SqliteState and
+FirestoreState (Firestore emulator)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sunrise_common.state.runs import Outcome, StageRuns
+
+
+def test_get_set_list_delete(state):
+    assert state.get("nights", "n1") is None
+    doc = {"recordings": {"psg": {"object": "raw/psg/a.edf", "generation": 12}}, "tags": ["a", "b"], "x": 1.5}
+    state.set("nights", "n2", doc)
+    state.set("nights", "n1", {"v": 1})
+    state.set("uploads", "u1", {"v": 2})
+    assert state.get("nights", "n2") == doc
+    assert list(state.list("nights")) == [("n1", {"v": 1}), ("n2", doc)]
+    state.set("nights", "n1", {"v": 3})
+    assert state.get("nights", "n1") == {"v": 3}
+    state.delete("nights", "n1")
+    state.delete("nights", "n1")
+    assert state.get("nights", "n1") is None
+    assert [doc_id for doc_id, _ in state.list("nights")] == ["n2"]
+
+
+def test_documents_keep_their_keys_as_given(state):
+    doc = {"runs": {"psg_prep": {"abc.123-def": {"state": "done", "none": None}}}, "empty": {}}
+    state.set("nights", "n1", doc)
+    assert state.get("nights", "n1") == doc
+
+
+def test_transact_creates_then_updates(state):
+    created = state.transact("nights", "n1", lambda doc: {"count": 1} if doc is None else None)
+    assert created == {"count": 1}
+    updated = state.transact("nights", "n1", lambda doc: {**doc, "count": doc["count"] + 1})
+    assert updated == {"count": 2}
+    assert state.get("nights", "n1") == {"count": 2}
+
+
+def test_transact_returning_none_leaves_the_document(state):
+    state.set("nights", "n1", {"v": 1})
+    assert state.transact("nights", "n1", lambda doc: None) == {"v": 1}
+    assert state.get("nights", "n1") == {"v": 1}
+    assert state.transact("nights", "missing", lambda doc: None) is None
+    assert state.get("nights", "missing") is None
+
+
+def _increment_concurrently(stores, increments: int) -> None:
+    errors: list[BaseException] = []
+
+    def work(store) -> None:  # noqa: ANN001
+        try:
+            for _ in range(increments):
+                store.transact("nights", "counter", lambda doc: {"n": (doc or {"n": 0})["n"] + 1})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(store,)) for store in stores]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert errors == []
+
+
+def test_concurrent_transactions_from_threads_lose_no_update(state):
+    _increment_concurrently([state] * 4, increments=10)
+    assert state.get("nights", "counter") == {"n": 40}
+
+
+def test_concurrent_transactions_from_separate_clients_lose_no_update(state, state_twin):
+    # Two adapter instances stand for two processes: only the backend's isolation protects them.
+    _increment_concurrently([state, state_twin], increments=2)
+    assert state.get("nights", "counter") == {"n": 4}
+
+
+class FakeClock:
+    """A settable clock (seconds) so lease expiry needs no sleeping."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def runs(state, clock) -> StageRuns:
+    return StageRuns(state, lease_s=60.0, clock=clock)
+
+
+def test_claim_is_busy_while_the_lease_lives_and_taken_over_after(runs, clock, state):
+    first = runs.claim("nights", "n1", "psg_prep", "k1", base={"night_id": "n1"})
+    assert first.outcome is Outcome.ACQUIRED
+    assert first.run["attempts"] == 1
+    clock.now += 59
+    assert runs.claim("nights", "n1", "psg_prep", "k1").outcome is Outcome.BUSY
+    clock.now += 2
+    again = runs.claim("nights", "n1", "psg_prep", "k1")
+    assert again.outcome is Outcome.ACQUIRED
+    assert again.run["attempts"] == 2
+    doc = state.get("nights", "n1")
+    assert doc["night_id"] == "n1"
+    assert doc["stages"]["psg_prep"]["state"] == "running"
+
+
+def test_claim_after_complete_is_done(runs, state):
+    runs.claim("nights", "n1", "sunalgo", "k1")
+    runs.complete("nights", "n1", "sunalgo", "k1", outputs={"scores": "gs://b/o.json"}, metrics={"cpu_s": 0.5})
+    claim = runs.claim("nights", "n1", "sunalgo", "k1")
+    assert claim.outcome is Outcome.DONE
+    assert claim.run["outputs"] == {"scores": "gs://b/o.json"}
+    doc = state.get("nights", "n1")
+    assert doc["stages"]["sunalgo"]["state"] == "done"
+    assert [h["state"] for h in doc["history"]] == ["done"]
+    # A different input is a different run.
+    assert runs.claim("nights", "n1", "sunalgo", "k2").outcome is Outcome.ACQUIRED
+
+
+def test_claim_after_permanent_failure_is_failed(runs):
+    runs.claim("nights", "n1", "ingest", "k1")
+    runs.fail("nights", "n1", "ingest", "k1", reason="truncated_edf", permanent=True)
+    claim = runs.claim("nights", "n1", "ingest", "k1")
+    assert claim.outcome is Outcome.FAILED
+    assert claim.run["error"] == "truncated_edf"
+
+
+def test_claim_after_transient_failure_is_acquired_again(runs):
+    runs.claim("nights", "n1", "ingest", "k1")
+    runs.fail("nights", "n1", "ingest", "k1", reason="storage_unavailable", permanent=False)
+    claim = runs.claim("nights", "n1", "ingest", "k1")
+    assert claim.outcome is Outcome.ACQUIRED
+    assert claim.run["attempts"] == 2
