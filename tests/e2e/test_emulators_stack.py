@@ -38,8 +38,12 @@ def emulator_stack(tmp_path):
 def test_a_night_pair_flows_through_every_stage_on_the_emulators(emulator_stack, tmp_path):
     stack, ctx = emulator_stack
     upload_example(ctx, tmp_path / "example", hours=1.0, seed=8)
-    nights = wait_until(lambda: (n := list(ctx.state.list("nights"))) and status.all_done(ctx.state) and n, 180,
-                        "the night to be scored on the emulators", interval=0.5)
+    def settled():
+        uploads = [d for _, d in ctx.state.list("uploads") if d.get("stages", {}).get("ingest", {}).get("state") == "done"]
+        nights = list(ctx.state.list("nights"))
+        return len(uploads) == 6 and status.all_done(ctx.state) and nights
+
+    nights = wait_until(settled, 180, "the night to be scored on the emulators", interval=0.5)
     ((night_id, doc),) = nights
     assert {s: doc["stages"][s]["state"] for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")} == {
         "ingest": "done", "sunrise_prep": "done", "psg_prep": "done", "sunalgo": "done"}

@@ -94,14 +94,26 @@ def night_detail(state: StateStore, night_id: str) -> dict[str, Any] | None:
     }
 
 
+def night_settled(doc: dict[str, Any], *, with_psg: bool = True) -> bool:
+    """True when the night's results are up to date: sunalgo is done on the latest finished
+    preparations (and psg_prep is done where a PSG exists)."""
+    stages = doc.get("stages", {})
+    sunalgo, sunrise, psg = stages.get("sunalgo", {}), stages.get("sunrise_prep", {}), stages.get("psg_prep", {})
+    if sunalgo.get("state") != "done" or sunrise.get("state") != "done":
+        return False
+    outputs = sunalgo.get("outputs", {})
+    if outputs.get("sunrise_input", sunrise.get("input_key")) != sunrise.get("input_key"):
+        return False
+    if with_psg and "psg" in doc.get("recordings", {}):
+        return psg.get("state") == "done" and outputs.get("psg_input", psg.get("input_key")) == psg.get("input_key")
+    return True
+
+
 def all_done(state: StateStore, *, with_psg: bool = True) -> bool:
-    """True when every night has sunalgo done (and psg_prep done where a PSG exists)."""
+    """True when every night is settled (see :func:`night_settled`) and there is at least one."""
     any_night = False
     for _, doc in state.list("nights"):
         any_night = True
-        stages = doc.get("stages", {})
-        if stages.get("sunalgo", {}).get("state") != "done":
-            return False
-        if with_psg and "psg" in doc.get("recordings", {}) and stages.get("psg_prep", {}).get("state") != "done":
+        if not night_settled(doc, with_psg=with_psg):
             return False
     return any_night

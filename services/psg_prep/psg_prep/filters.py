@@ -8,7 +8,7 @@ type                          band (Hz)       target (Hz)  notch    resampling
 EEG, EOG                      0.3 - 35        100          no       polyphase, then band-pass
 EMG_CHIN, EMG_LEG             10 - 90         200          yes      polyphase, then band-pass
 ECG                           0.3 - 40        100          no       polyphase, then band-pass
-SNORE                         10 - 45         100          yes      polyphase, then band-pass
+SNORE                         10 - 45         100          no       polyphase, then band-pass
 AIRFLOW_THERMISTOR,           0.05 - 10       25           no       polyphase, then band-pass
 NASAL_PRESSURE, EFFORT_*
 SPO2, PULSE                   none            1            no       mean over each output period
@@ -28,13 +28,15 @@ Choices and why:
   shape of nasal pressure needs harmonics to a few Hz; 0.05 Hz removes belt drift.
 - SpO2/pulse averaged per second: no ringing or overshoot (a polyphase filter would produce
   values above 100 % at dropouts).
-- Notch (default 50 Hz, ``notch_hz``) only where the pass band contains it (EMG, snore);
+- Notch (default 50 Hz, ``notch_hz``) only where the pass band contains it (EMG);
   elsewhere the low-pass already removes mains.
 
+Band edges up to 0.45 x the output rate are kept (EMG 90 Hz at 200 Hz, snore 45 Hz at 100 Hz).
 Filters are 4th-order Butterworth band-passes (second-order sections) applied forward and
 backward (``scipy.signal.sosfiltfilt``: zero phase, effective order 8, -6 dB at the band edges).
-Resampling is ``scipy.signal.resample_poly`` (anti-aliasing Kaiser FIR), done first so the IIR
-runs at the lower rate. Band edges that the rate cannot carry (>= 0.45 x rate) are dropped and
+Resampling is polyphase (``scipy.signal.resample_poly``'s definition and default Kaiser FIR,
+computed as one BLAS matrix product, see ``PolyphaseMatrix``), done first so the IIR runs at
+the lower rate. Band edges that the rate cannot carry (>= 0.45 x rate) are dropped and
 recorded; channels are never upsampled (a 1 Hz channel stays at 1 Hz).
 
 Chunking: each channel is processed in blocks of ``block_s`` seconds with ``margin`` seconds of
@@ -77,7 +79,7 @@ TYPE_SPECS: dict[str, TypeSpec] = {
     "EMG_CHIN": TypeSpec((10.0, 90.0), 200.0, True, "poly", "uV"),
     "EMG_LEG": TypeSpec((10.0, 90.0), 200.0, True, "poly", "uV"),
     "ECG": TypeSpec((0.3, 40.0), 100.0, False, "poly", "uV"),
-    "SNORE": TypeSpec((10.0, 45.0), 100.0, True, "poly", None),
+    "SNORE": TypeSpec((10.0, 45.0), 100.0, False, "poly", None),
     "AIRFLOW_THERMISTOR": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
     "NASAL_PRESSURE": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
     "EFFORT_THORAX": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
@@ -134,10 +136,12 @@ class ChannelPlan:
     fir: np.ndarray | None = None  # polyphase anti-aliasing FIR (resample_poly's default design)
     zi: np.ndarray | None = None  # sosfilt_zi(sos), computed once
     padlen: int = 0
+    poly: PolyphaseMatrix | None = None
 
     def __post_init__(self) -> None:
         if self.method == "poly" and self.up != self.down and self.fir is None:
             self.fir = anti_alias_fir(self.fs_in, self.up, self.down, self.band[1])
+        self.poly = PolyphaseMatrix(self.up, self.down, self.fir) if self.fir is not None else None
         if self.sos is not None and self.zi is None:
             self.zi = sps.sosfilt_zi(self.sos)
             n_taps = 2 * len(self.sos) + 1 - min((self.sos[:, 2] == 0).sum(), (self.sos[:, 5] == 0).sum())
@@ -152,7 +156,7 @@ AA_ATTENUATION_DB = 60.0
 
 
 def anti_alias_fir(fs_in: float, up: int, down: int, keep_hz: float | None) -> np.ndarray:
-    """The polyphase FIR for ``resample_poly`` (gain ``up``), designed once per channel.
+    """The polyphase FIR for ``resample_poly`` (unit DC gain; the resampler applies ``up``).
 
     Default: scipy's own design (Kaiser beta 5, half-length 10 x max(up, down), cut-off at the
     new Nyquist). When a low-pass at ``keep_hz`` follows, only content that would alias into
@@ -173,7 +177,52 @@ def anti_alias_fir(fs_in: float, up: int, down: int, keep_hz: float | None) -> n
             numtaps |= 1
             if numtaps < n_default:
                 h = sps.firwin(numtaps, (keep_hz + stop) / 2, window=("kaiser", beta), fs=fs_up)
-    return (h * up).astype(np.float32)
+    return h.astype(np.float32)
+
+
+class PolyphaseMatrix:
+    """``resample_poly`` as one matrix product (BLAS), identical output to float32 rounding.
+
+    Output sample ``m = g * up + p`` is ``sum_j x[j] * up * h[c + m * down - j * up]`` with
+    ``c = (len(h) - 1) // 2`` (the centred FIR, zero padding outside the signal): exactly what
+    ``scipy.signal.resample_poly(x, up, down, window=h)`` computes. Grouping the outputs by
+    phase ``p`` gives frames of ``L`` consecutive inputs hopping by ``down`` and a fixed
+    ``(L, up)`` weight matrix, so the whole block is ``frames @ W``: 3-6x faster than upfirdn's
+    scalar loop on one core.
+    """
+
+    def __init__(self, up: int, down: int, h: np.ndarray) -> None:
+        self.up, self.down = up, down
+        n = len(h)
+        c = (n - 1) // 2
+        p = np.arange(up)
+        j_lo = -((-(c + p * down - (n - 1))) // up)
+        j_hi = (c + p * down) // up
+        self.j0 = int(j_lo.min())
+        self.length = int(j_hi.max()) - self.j0 + 1
+        idx = c + p[None, :] * down - (self.j0 + np.arange(self.length)[:, None]) * up
+        inside = (idx >= 0) & (idx < n)
+        self.weights = (np.where(inside, np.asarray(h, dtype=np.float64)[np.clip(idx, 0, n - 1)], 0.0) * up).astype(
+            np.float32
+        )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        n_out = -(-n * self.up // self.down)
+        if n_out == 0:
+            return np.empty(0, dtype=np.float32)
+        groups = -(-n_out // self.up)
+        left = max(0, -self.j0)
+        right = max(0, (groups - 1) * self.down + self.j0 + self.length - n)
+        xp = np.empty(left + n + right, dtype=np.float32)
+        xp[:left] = 0
+        xp[left : left + n] = x
+        xp[left + n :] = 0
+        view = xp[self.j0 + left :]
+        frames = np.lib.stride_tricks.as_strided(
+            view, shape=(groups, self.length), strides=(self.down * 4, 4), writeable=False
+        )
+        return (np.ascontiguousarray(frames) @ self.weights).reshape(-1)[:n_out]
 
 
 def _band_sos(
@@ -221,15 +270,15 @@ def plan_channel(
         method = "poly"
     lo, hi = spec.band
     nyq_ok = 0.45 * fs_out
-    if lo is not None and lo >= nyq_ok:
+    if lo is not None and lo >= nyq_ok:  # a high-pass at or above 0.45 x rate leaves nothing
         notes.append(f"high-pass {lo:g} Hz dropped: rate {fs_out:g} Hz too low")
         lo = None
         hi = None
-    if hi is not None and hi >= nyq_ok:
+    if hi is not None and hi > nyq_ok + 1e-9:
         notes.append(f"low-pass {hi:g} Hz dropped: above 0.45 x {fs_out:g} Hz")
         hi = None
     notch = None
-    if spec.notch and notch_hz is not None and notch_hz < nyq_ok and (hi is None or notch_hz < hi) and (
+    if spec.notch and notch_hz is not None and notch_hz <= nyq_ok and (hi is None or notch_hz < hi) and (
         lo is None or notch_hz > lo
     ):
         notch = notch_hz
@@ -300,7 +349,9 @@ def _resample(plan: ChannelPlan, x: np.ndarray, final: bool) -> np.ndarray:
     if plan.up == plan.down:
         return x
     if plan.method == "poly":
-        return sps.resample_poly(x, plan.up, plan.down, window=plan.fir).astype(np.float32, copy=False)
+        if plan.poly is None:
+            raise ValueError(f"{plan.ctype}: polyphase plan without a filter")
+        return plan.poly(x)
     k = plan.down
     n_full = len(x) // k
     head = x[: n_full * k].reshape(n_full, k)
@@ -375,6 +426,12 @@ class StreamProcessor:
         return np.asarray(out, dtype=np.float32)
 
 
+QUALITY_TYPES = frozenset(
+    {"EEG", "EOG", "EMG_CHIN", "EMG_LEG", "ECG", "SNORE", "AIRFLOW_THERMISTOR", "NASAL_PRESSURE",
+     "EFFORT_THORAX", "EFFORT_ABDOMEN", "UNKNOWN"}
+)
+
+
 @dataclass
 class QualityAccumulator:
     """Per-30-s-epoch flat and saturated flags for one channel, from raw physical values.
@@ -383,6 +440,9 @@ class QualityAccumulator:
       clipped-to-constant channel);
     - saturated: >= 1 % of the epoch's samples within half a digital step of the physical
       minimum or maximum (the amplifier's rails).
+
+    Not computed for SPO2, PULSE, POSITION and MARKER (``QUALITY_TYPES``): steady values and
+    values at the range limits are normal there.
     """
 
     fs: float
@@ -391,6 +451,7 @@ class QualityAccumulator:
     physical_max: float
     n_epochs: int
     epoch_s: float = EPOCH_S
+    enabled: bool = True
 
     def __post_init__(self) -> None:
         self.vmax = np.full(self.n_epochs, -np.inf)
@@ -400,7 +461,7 @@ class QualityAccumulator:
 
     def add(self, x: np.ndarray, t0: float) -> None:
         """Add samples ``x`` whose first sample is at ``t0`` seconds from the recording start."""
-        if len(x) == 0:
+        if len(x) == 0 or not self.enabled:
             return
         e_first = int(math.floor(t0 / self.epoch_s + 1e-9))
         t_end = t0 + len(x) / self.fs

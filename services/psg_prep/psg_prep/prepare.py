@@ -42,12 +42,13 @@ import numpy as np
 
 from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, read_record_onsets
 from sunrise_common.edf.annotations import parse_tals
+from sunrise_common.identity import time_of_day_offset_s
 from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label_kind, parse_labels
 from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
 from .channels import load_table, map_channels
 from .errors import PrepError
-from .filters import EPOCH_S, QualityAccumulator, StreamProcessor, plan_channel
+from .filters import EPOCH_S, QUALITY_TYPES, QualityAccumulator, StreamProcessor, plan_channel
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ SCHEMA_VERSION = 1
 
 def noon_anchor_offset(seconds_of_day: float) -> float:
     """Seconds from the night's noon anchor: ``(seconds_of_day - 43200) % 86400``."""
-    return (seconds_of_day - NOON_S) % DAY_S
+    return time_of_day_offset_s(0, 0, seconds_of_day)
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,10 +262,11 @@ class _Spool:
             self.write(np.full(k, np.nan, dtype=np.float32))
 
     def close(self) -> None:
-        self.f.close()
+        if not self.f.closed:
+            self.f.close()
 
 
-def _write_npz_from_spools(target: Path, spools: dict[str, _Spool], block: int = 8 << 20) -> None:
+def _write_npz_from_spools(target: Path, spools: dict[str, _Spool], block: int = 1 << 20) -> None:
     """Assemble an uncompressed .npz (what ``np.load`` reads) from spool files, streaming."""
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, sp in spools.items():
@@ -304,6 +306,13 @@ def _prepare_signals(
             onsets = first + np.arange(header.n_records) * header.record_duration
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
+    if len(onsets) > 1 and np.any(np.diff(onsets) < header.record_duration - 1e-3):
+        bad = int(np.argmax(np.diff(onsets) < header.record_duration - 1e-3))
+        raise PrepError(
+            "overlapping_records",
+            f"record {bad + 1} starts at {onsets[bad + 1]:g} s, before record {bad} ends "
+            f"({onsets[bad]:g} + {header.record_duration:g} s)",
+        )
     segments = _segments(onsets, header.record_duration)
     t_origin = float(onsets[0])
     total_s = float(onsets[-1] + header.record_duration - t_origin)
@@ -348,8 +357,9 @@ def _prepare_signals(
             physical_min=min(header.signals[i].physical_min, header.signals[i].physical_max),
             physical_max=max(header.signals[i].physical_min, header.signals[i].physical_max),
             n_epochs=n_epochs,
+            enabled=info.type in QUALITY_TYPES,
         )
-        for i in ordinary
+        for i, info in zip(ordinary, infos)
     ]
     seg_of_record = np.zeros(header.n_records, dtype=np.int64)
     for s_i, (r0, n, _) in enumerate(segments):
@@ -374,8 +384,7 @@ def _prepare_signals(
 
     def run_channel(j: int, x: np.ndarray, t_run: float) -> np.ndarray:
         quality[j].add(x, t_run)
-        assert procs is not None
-        return procs[j].push(x)
+        return procs[j].push(x)  # type: ignore[index]  # set by start_segment before any run
 
     try:
         for chunk in iter_chunks(psg_path, header, chunk_seconds, ordinary):
@@ -402,14 +411,16 @@ def _prepare_signals(
                     spools[name].write(y)
                 r = run_end
         finish_segment()
+        for plan, sp in zip(plans, spools.values()):
+            sp.pad_to(int(round(total_s * plan.fs_out)))  # a trailing partial sample, if any
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
     finally:
         if pool is not None:
             pool.shutdown()
-    for j, (plan, sp) in enumerate(zip(plans, spools.values())):
-        sp.pad_to(int(round(total_s * plan.fs_out)))
-        sp.close()
+        for sp in spools.values():
+            sp.close()
+    for j, sp in enumerate(spools.values()):
         channels_meta[j]["n_samples"] = sp.n
     _write_npz_from_spools(out_dir / "signals.npz", spools)
 
@@ -498,8 +509,9 @@ def prepare_psg(
     channel_map : Path or None
         Extra channel rules (JSON or CSV, see ``channels``).
     workers : int or None
-        Threads processing channels in parallel (scipy's filters release the GIL); default:
-        the CPUs this process may run on, at most 4. Results do not depend on it.
+        Threads processing channels in parallel (scipy's filters and BLAS release the GIL).
+        Default 1: on the 2-core benchmark machine a second thread saved no wall time and cost
+        20-30 % more CPU seconds (what Cloud Run bills). Results do not depend on it.
 
     Returns
     -------
@@ -521,7 +533,7 @@ def prepare_psg(
             sig = _prepare_signals(
                 Path(psg_path), Path(work), out_dir,
                 chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
-                workers=workers if workers is not None else min(4, len(os.sched_getaffinity(0))),
+                workers=1 if workers is None else max(1, min(int(workers), os.cpu_count() or 1)),
             )
         missing = sig.pop("_missing")
         meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig["channels"])}
@@ -545,7 +557,8 @@ def prepare_psg(
         meta["labels_overlap"] = labels.pop("overlap")
         if psg_path is None:
             meta["labels_reference"] = "first label file's start (no PSG yet)"
-    meta["warnings"] = meta.get("warnings", []) + labels["warnings"] if label_sets else meta.get("warnings", [])
+    if label_sets:
+        meta["warnings"] = meta.get("warnings", []) + labels["warnings"]
     with open(out_dir / "meta.json", "w") as f:
         json.dump(meta, f, indent=2, default=_json_default)
     log.info(

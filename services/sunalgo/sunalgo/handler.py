@@ -68,6 +68,7 @@ def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: s
         summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store())
         prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
-    return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None},
+    return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None,
+                        "sunrise_input": sunrise["input_key"], "psg_input": psg["input_key"] if psg else None},
             "metrics": {"bytes": sum(written.values())},
             "summary": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}}

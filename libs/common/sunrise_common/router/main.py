@@ -127,13 +127,22 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         raise SystemExit("the local router is for the embedded and emulators backends; the cloud uses Eventarc")
     logger.info("router up (%s backend), delivering to %s", settings.backend,
                 {s: settings.service_url(s) for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")})
-    while not stop.is_set():
-        busy = 0
-        for source in sources:
+
+    def pump(source) -> None:  # noqa: ANN001 - RawWatcher or PubsubSource
+        # Each event source in its own thread: a long-polling pull never holds up deliveries.
+        while not stop.is_set():
             try:
-                busy += source.poll_once()
+                if not source.poll_once():
+                    stop.wait(settings.router_poll_s)
             except Exception:
                 logger.exception("event source failed; retrying")
+                stop.wait(1.0)
+
+    threads = [threading.Thread(target=pump, args=(s,), name=type(s).__name__, daemon=True) for s in sources]
+    for t in threads:
+        t.start()
+    while not stop.is_set():
+        busy = 0
         try:
             busy += queue.route_messages(settings)
             busy += deliverer.deliver_due()
@@ -141,6 +150,8 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             logger.exception("router loop failed; retrying")
         if not busy:
             stop.wait(settings.router_poll_s)
+    for t in threads:
+        t.join(timeout=10)
     deliverer.pool.shutdown(wait=True)
 
 

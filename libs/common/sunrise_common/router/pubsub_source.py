@@ -121,10 +121,13 @@ class PubsubSource:
         """Pull every subscription once; return how many messages went into the queue."""
         if not self._ready:
             self.ensure_subscriptions()
-        total = 0
-        for sub in self.subscriptions:
-            total += self._poll(sub)
-        return total
+        # Pulls long-poll until messages arrive or the timeout passes: pull every subscription at
+        # once so that one idle subscription never delays another.
+        if getattr(self, "_pool", None) is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.subscriptions)), thread_name_prefix="pull")
+        return sum(self._pool.map(self._poll, self.subscriptions))
 
     def _poll(self, sub: Subscription) -> int:
         path = self._sub_path(sub)

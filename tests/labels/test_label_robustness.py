@@ -1,0 +1,62 @@
+"""Garbage in never crashes the label parsers: it parses or raises LabelError with a reason."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sunrise_common.labels import LabelError, detect_label_kind, parse_labels
+
+HEADER = "Signal ID: FlowD\\flow\nStart Time: 23.09.2020 01:00:00\nUnit: s\nSignal Type: Impuls\n\n"
+ROW = st.one_of(
+    st.text(max_size=60),
+    st.from_regex(r"\d{1,2}:\d{2}:\d{2},\d{3}-\d{1,2}:\d{2}:\d{2},\d{3}; \d{1,3};[A-Za-z ]{0,20}", fullmatch=True),
+    st.from_regex(r"\d{1,2}:\d{2}:\d{2},\d{3}; [A-Za-z0-9]{0,8}", fullmatch=True),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(ROW, max_size=20), kind=st.sampled_from(["domino_flow_events", "domino_sleep_profile", "domino_generic"]))
+def test_domino_rows_never_crash(rows, kind):
+    data = (HEADER + "\n".join(rows)).encode("utf-8", "surrogatepass")
+    try:
+        ls = parse_labels(kind, data)
+    except LabelError as exc:
+        assert exc.reason
+        return
+    for ev in ls.events:
+        assert ev.duration_s >= 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(blob=st.binary(max_size=300))
+def test_detect_and_parse_arbitrary_bytes(blob):
+    try:
+        kind = detect_label_kind("x", blob)
+        parse_labels(kind, blob)
+    except LabelError as exc:
+        assert exc.reason
+
+
+@settings(max_examples=100, deadline=None)
+@given(body=st.text(max_size=200))
+def test_nsrr_xml_garbage(body):
+    data = f"<PSGAnnotation><EpochLength>30</EpochLength><ScoredEvents>{body}</ScoredEvents></PSGAnnotation>".encode()
+    try:
+        parse_labels("nsrr_xml", data)
+    except LabelError as exc:
+        assert exc.reason
+
+
+HYPNOGRAM = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "corpus" / "edf" / "edfio__SC4001EC-Hypnogram.edf"
+
+
+@settings(max_examples=100, deadline=None)
+@given(pos=st.integers(min_value=0, max_value=4619), value=st.integers(min_value=0, max_value=255))
+def test_corrupted_edf_hypnogram_parses_or_raises_label_error(pos, value):
+    if not HYPNOGRAM.exists():
+        return
+    data = bytearray(HYPNOGRAM.read_bytes())
+    data[pos] = value
+    try:
+        parse_labels("edf_hypnogram", bytes(data))
+    except LabelError as exc:
+        assert exc.reason
