@@ -23,8 +23,8 @@ def free_port() -> int:
 def stack_settings(tmp_path: Path, **overrides) -> Settings:
     urls = {f"{s}_url": f"http://127.0.0.1:{free_port()}/" for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")}
     values = dict(backend="embedded", data_dir=tmp_path / "data", pseudonym_key=TEST_KEY, prefix="sunrise-e2e",
-                  project="sunrise-e2e", router_poll_s=0.1, router_backoff_initial_s=0.2, router_backoff_max_s=2.0,
-                  router_max_attempts=4, lease_s=30, **urls)
+                  project="sunrise-e2e", router_poll_s=0.1, router_backoff_initial_s=0.2, router_backoff_max_s=1.0,
+                  router_max_attempts=60, lease_s=30, **urls)
     values.update(overrides)
     return Settings(**values)
 
