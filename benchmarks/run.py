@@ -174,17 +174,18 @@ def _stack_settings(data_dir: Path, **extra):
                     router_backoff_initial_s=0.5, router_backoff_max_s=5, log_level="WARNING", **urls, **extra)
 
 
-def _cpu_per_stage(state) -> dict:
+def _cpu_per_stage(state, metric: str = "cpu_s") -> dict:
+    """Per stage, the distribution of a run metric (``cpu_s`` or ``wall_s``) over done runs."""
     per: dict[str, list[float]] = {}
     for _, doc in state.list("nights"):
         for stage, runs in doc.get("runs", {}).items():
             for run in runs.values():
-                if run.get("state") == "done" and "cpu_s" in run.get("metrics", {}):
-                    per.setdefault(stage, []).append(run["metrics"]["cpu_s"])
+                if run.get("state") == "done" and metric in run.get("metrics", {}):
+                    per.setdefault(stage, []).append(run["metrics"][metric])
     for _, doc in state.list("uploads"):
         for run in doc.get("runs", {}).get("ingest", {}).values():
-            if run.get("state") == "done" and "cpu_s" in run.get("metrics", {}):
-                per.setdefault("ingest (per file)", []).append(run["metrics"]["cpu_s"])
+            if run.get("state") == "done" and metric in run.get("metrics", {}):
+                per.setdefault("ingest (per file)", []).append(run["metrics"][metric])
     return {k: stat(v) for k, v in per.items()}
 
 
@@ -238,7 +239,8 @@ def bench_stack(tmp: Path, hours: float, backfill_nights: int, backfill_hours: f
     return {"hours": hours, "upload_to_scores_s": upload_to_scores, "cpu_per_stage_8h": single_cpu,
             "backfill_nights": backfill_nights, "backfill_hours": backfill_hours, "backfill_wall_s": wall,
             "nights_per_minute": backfill_nights / wall * 60, "backfill_summary": summary.as_dict(),
-            "cpu_per_stage_backfill": _cpu_per_stage(ctx.state)}
+            "cpu_per_stage_backfill": _cpu_per_stage(ctx.state), "wall_per_stage_backfill": _cpu_per_stage(ctx.state, "wall_s"),
+            "files_per_night": len(list(ctx.storage.list(settings.bucket("raw")))) / backfill_nights}
 
 
 def profile_top(fn, *args, limit: int = 12) -> str:
@@ -394,6 +396,13 @@ def main(argv: list[str] | None = None) -> int:
 
             result["profiles"]["sunrise_prep + sunalgo"] = profile_top(both, Path(result["sunrise"]["sunrise_edf"]))
         missed = write_report(result, args.output, args.quick)
+        if not args.quick:
+            from benchmarks.scaling import write_scaling
+
+            stk = result["stack"]
+            write_scaling({k: v["median"] for k, v in stk["wall_per_stage_backfill"].items()},
+                          {k: v["median"] for k, v in stk["cpu_per_stage_backfill"].items()},
+                          stk["files_per_night"], stk["nights_per_minute"], ROOT / "docs" / "scaling.md", result["date"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, default=str))
     log(f"wrote {args.output}; targets not met: {missed or 'none'}")
