@@ -57,6 +57,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env["SUNRISE_PSEUDONYM_KEY"] = settings.pseudonym_key.get_secret_value()
     if settings.pseudonym_key_file is not None:
         env["SUNRISE_PSEUDONYM_KEY_FILE"] = str(settings.pseudonym_key_file)
+    if settings.psg_channel_map is not None:
+        env["SUNRISE_PSG_CHANNEL_MAP"] = str(Path(settings.psg_channel_map).resolve())
+    env["SUNRISE_MAINS_HZ"] = str(settings.mains_hz)
     if settings.models_dir is not None:
         env["SUNRISE_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
     if settings.model_version:

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Stage leases.
     lease_s: float = 120.0
     log_level: str = "INFO"
+    # psg_prep: extra channel-mapping rules (JSON or CSV, docs/psg_prep.md) and the mains frequency.
+    psg_channel_map: Path | None = None
+    mains_hz: float = Field(50.0, ge=0.0, le=60.0)
     model_version: str | None = None
     models_dir: Path | None = None
 

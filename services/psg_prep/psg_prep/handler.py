@@ -53,7 +53,8 @@ def _prepare(ctx: Context, night: str, psg: dict, labels: dict, input_key: str) 
         out = tmp / "out"
         out.mkdir()
         try:
-            summary = prepare_psg(psg_path, label_paths, out)
+            summary = prepare_psg(psg_path, label_paths, out, channel_map=ctx.settings.psg_channel_map,
+                                  notch_hz=ctx.settings.mains_hz or None)
         except (EdfError, LabelError) as exc:
             raise PermanentError(exc.reason, exc.detail) from exc
         prefix = names.prepped_prefix(night, "psg", input_key)

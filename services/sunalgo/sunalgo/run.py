@@ -136,7 +136,12 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     summary = {"algo_version": model.algo_version, "n_epochs": n, "TST": scores["TST"],
                "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(events)}
     psg = read_psg(psg_dir) if psg_dir is not None else None
-    if psg is not None:
+    if psg is not None and psg["meta"].get("start_offset_s") is None:
+        # psg_prep could not read the PSG's start time: its labels cannot be placed on the Sunrise
+        # timeline, so no training rows and no agreement (scores from the labels alone still hold).
+        result["psg_scores"] = psg_scores_from(psg)
+        result["warnings"] = ["PSG start time unknown: no training rows or agreement for this night"]
+    elif psg is not None:
         psg_sc = psg_scores_from(psg)
         result["psg_scores"] = psg_sc
         aligned = align_psg_stages(n, float(meta["start_offset_s"]),
