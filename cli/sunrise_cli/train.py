@@ -55,31 +55,60 @@ def _metrics(y_wake: np.ndarray, pred_wake: np.ndarray) -> dict:
     return {"accuracy": float(np.mean(t == p)), "kappa": cohen_kappa(t, p), "n_epochs": int(t.size)}
 
 
-def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,
-                holdout_fraction: float = 0.25, base_version: str = "baseline-1") -> dict:
-    """Fit logistic regression for wake vs sleep on per-night training rows.
+def fit_logistic(x: np.ndarray, y_wake: np.ndarray, *, c: float = 1.0) -> dict:
+    """Standardise ``x`` (NaN -> column mean) and fit logistic regression for wake.
 
-    Nights (files) are split into training and held-out sets (``holdout_fraction``, at least
-    one night each when there are >= 2). Returns a dict with the artifact path and the held-out
-    metrics of the new model and of the base model on the same epochs.
+    Returns the artifact fields ``mean``, ``scale``, ``coef``, ``intercept``.
     """
     from sklearn.linear_model import LogisticRegression
 
+    mean = np.nanmean(x, axis=0)
+    x = np.where(np.isfinite(x), x, mean)
+    scale = x.std(axis=0)
+    scale[scale == 0] = 1.0
+    clf = LogisticRegression(C=c, max_iter=2000)
+    clf.fit((x - mean) / scale, y_wake)
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": clf.coef_[0].tolist(),
+            "intercept": float(clf.intercept_[0])}
+
+
+def wake_probability(fit: dict, x: np.ndarray) -> np.ndarray:
+    """P(wake) of a :func:`fit_logistic` result on a design matrix (as ``sunalgo.model``)."""
+    mean, scale = np.asarray(fit["mean"]), np.asarray(fit["scale"])
+    z = (np.where(np.isfinite(x), x, mean) - mean) / scale @ np.asarray(fit["coef"])
+    return 1 / (1 + np.exp(-(z + fit["intercept"])))
+
+
+def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,
+                holdout_fraction: float = 0.25, base_version: str = "baseline-1",
+                features: list[str] | None = None, threshold: float = 0.5) -> dict:
+    """Fit logistic regression for wake vs sleep on per-night training rows.
+
+    Nights (files) are split into training and held-out sets (``holdout_fraction``, at least
+    one night each when there are >= 2; ``holdout_fraction=0`` fits on every night and reports
+    no held-out metrics). ``features`` defaults to ``TRAIN_FEATURES``; an epoch is wake when
+    ``P(wake) >= threshold``. Returns a dict with the artifact path and the held-out metrics of
+    the new model and of the base model on the same epochs.
+    """
     paths = [Path(p) for p in training_rows]
     if len(paths) < 2:
         raise ValueError(f"need >= 2 nights of training rows, got {len(paths)}")
     if not version or "/" in version:
         raise ValueError(f"bad model version {version!r}")
+    features = list(features or TRAIN_FEATURES)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(paths))
-    n_hold = min(len(paths) - 1, max(1, int(round(holdout_fraction * len(paths)))))
+    if holdout_fraction <= 0:
+        n_hold = 0
+    else:
+        n_hold = min(len(paths) - 1, max(1, int(round(holdout_fraction * len(paths)))))
     hold = set(order[:n_hold].tolist())
     base = load_model(base_version)
 
     xs, ys, hx, hy, hbase = [], [], [], [], []
     for i, p in enumerate(paths):
         cols, label = read_training_rows(p)
-        x = design_matrix(cols, TRAIN_FEATURES)
+        x = design_matrix(cols, features)
         keep = label >= 0
         if i in hold:
             hx.append(x[keep])
@@ -89,12 +118,7 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
             xs.append(x[keep])
             ys.append(label[keep] == 0)
     x, y = np.concatenate(xs), np.concatenate(ys)
-    mean = np.nanmean(x, axis=0)
-    x = np.where(np.isfinite(x), x, mean)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
-    clf = LogisticRegression(C=1.0, max_iter=2000)
-    clf.fit((x - mean) / scale, y)
+    fit = fit_logistic(x, y)
     spec = {
         "version": version,
         "description": "Logistic-regression sleep/wake trained by sunrise_cli.train on sunalgo "
@@ -105,12 +129,9 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
         "sleep_wake": {
             "kind": "logistic",
             "target": "wake",
-            "features": TRAIN_FEATURES,
-            "mean": mean.tolist(),
-            "scale": scale.tolist(),
-            "coef": clf.coef_[0].tolist(),
-            "intercept": float(clf.intercept_[0]),
-            "threshold": 0.5,
+            "features": features,
+            **fit,
+            "threshold": float(threshold),
             "rescore": [],
         },
         "stages": None,
@@ -122,14 +143,13 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
     # Validate through the loader the service uses before reporting success.
     artifact.write_text(json.dumps(spec, indent=1))
     model = load_model(version, model_dir=out_dir)
-    hxx = np.concatenate(hx)
-    hyy = np.concatenate(hy)
-    mean_arr = np.asarray(spec["sleep_wake"]["mean"])
-    z = (np.where(np.isfinite(hxx), hxx, mean_arr) - mean_arr) / scale
-    p_wake = 1 / (1 + np.exp(-(z @ clf.coef_[0] + clf.intercept_[0])))
-    metrics = {
-        "model": _metrics(hyy, p_wake >= 0.5),
-        "baseline": _metrics(hyy, np.concatenate(hbase)),
+    metrics = {"model": None, "baseline": None}
+    if hx:
+        hyy = np.concatenate(hy)
+        p_wake = wake_probability(fit, np.concatenate(hx))
+        metrics = {"model": _metrics(hyy, p_wake >= threshold),
+                   "baseline": _metrics(hyy, np.concatenate(hbase))}
+    metrics |= {
         "base_version": base_version,
         "n_train_nights": len(paths) - n_hold,
         "n_heldout_nights": n_hold,

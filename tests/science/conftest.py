@@ -1,5 +1,10 @@
 """Shared synthetic batch for the science tests: generated, prepared and scored once per session.
 
+``scored_batch`` is scored with the packaged default model (``sunalgo.model.DEFAULT_MODEL``),
+``baseline_batch`` with the rule baseline ``baseline-1`` on the same prepared nights. The batch
+(seed 2024) is the TEST batch: no model or threshold is fitted on it (the packaged models were
+fitted on the development batch, seed 7; see scripts/fit_default_model.py).
+
 The PSG side uses the generator's truth written in psg_prep's output layout
 (``write_truth_labels``, a stand-in named as such) so that accuracy is measured against the
 injected truth, not against another component's parsing.
@@ -32,6 +37,18 @@ def scored_batch(tmp_path_factory) -> list[dict]:
         summary = run_sunalgo(d / "prep", psg, d / "results")
         agr = json.loads((d / "results" / "agreement.json").read_text())
         out.append({"night": night, "dir": d, "summary": summary, "agreement": agr})
+    return out
+
+
+@pytest.fixture(scope="session")
+def baseline_batch(scored_batch) -> list[dict]:
+    out = []
+    for b in scored_batch:
+        d = b["dir"]
+        summary = run_sunalgo(d / "prep", d / "truth_psg", d / "results-baseline-1",
+                              model_version="baseline-1")
+        agr = json.loads((d / "results-baseline-1" / "agreement.json").read_text())
+        out.append({**b, "summary": summary, "agreement": agr})
     return out
 
 

@@ -1,4 +1,8 @@
-"""sunrise_prep + sunalgo (baseline-1) against the injected truth of 20 synthetic nights."""
+"""sunrise_prep + sunalgo against the injected truth of 20 synthetic nights (the TEST batch).
+
+The packaged default model (logistic-1) is held to the targets; baseline-1 (activity rule) is
+reported beside it and keeps its documented TST miss (quiet wake scored as sleep).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +12,65 @@ import time
 import numpy as np
 import pytest
 
+from sunalgo.model import DEFAULT_MODEL, load_model
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import synth_night, write_truth_labels
 from sunrise_prep.prepare import prepare_sunrise
 
 
-def test_baseline_meets_accuracy_targets_on_twenty_synthetic_nights(scored_batch):
-    acc = np.array([b["agreement"]["accuracy_sw"] for b in scored_batch])
-    tst_err = np.array([b["summary"]["TST"] - b["night"].tst_min for b in scored_batch])
-    rdi_err = np.array([b["summary"]["RDI"] - b["night"].rdi for b in scored_batch])
-    ahis = [b["night"].params["ahi"] for b in scored_batch]
-    print(f"\nAHI range {min(ahis):.0f}-{max(ahis):.0f}; accuracy median {np.median(acc):.3f} "
-          f"min {acc.min():.3f}; |TST err| median {np.median(abs(tst_err)):.1f} min; "
+def _errors(batch: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    acc = np.array([b["agreement"]["accuracy_sw"] for b in batch])
+    tst_err = np.array([b["summary"]["TST"] - b["night"].tst_min for b in batch])
+    rdi_err = np.array([b["summary"]["RDI"] - b["night"].rdi for b in batch])
+    return acc, tst_err, rdi_err
+
+
+def _report(name: str, batch: list[dict]) -> None:
+    acc, tst_err, rdi_err = _errors(batch)
+    ahis = [b["night"].params["ahi"] for b in batch]
+    print(f"\n{name}: AHI range {min(ahis):.0f}-{max(ahis):.0f}; accuracy median "
+          f"{np.median(acc):.3f} min {acc.min():.3f}; |TST err| median "
+          f"{np.median(abs(tst_err)):.1f} min (median bias {np.median(tst_err):+.1f}); "
           f"|RDI err| median {np.median(abs(rdi_err)):.2f} /h, mean RDI err {rdi_err.mean():+.2f}")
+
+
+def test_default_model_is_logistic_1_fitted_on_the_development_batch():
+    model = load_model()
+    assert DEFAULT_MODEL == model.version == "logistic-1"
+    assert model.spec["fitted_on"]["seeds"]["batch"] == 7  # not the test batch (2024)
+    assert model.spec["sleep_wake"]["kind"] == "logistic"
+    assert load_model("baseline-1").spec["sleep_wake"]["kind"] == "oakley"  # still shipped
+
+
+def test_default_model_meets_accuracy_targets_on_twenty_synthetic_nights(scored_batch):
+    assert all(b["summary"]["algo_version"].endswith("+" + DEFAULT_MODEL) for b in scored_batch)
+    _report(DEFAULT_MODEL, scored_batch)
+    acc, tst_err, rdi_err = _errors(scored_batch)
+    assert np.median(acc) >= 0.90
+    assert np.median(np.abs(tst_err)) <= 15.0
+    assert np.median(np.abs(rdi_err)) <= 3.0
+
+
+def test_baseline_1_accuracy_and_rdi_on_twenty_synthetic_nights(baseline_batch):
+    _report("baseline-1", baseline_batch)
+    acc, _, rdi_err = _errors(baseline_batch)
     assert np.median(acc) >= 0.90
     assert np.median(np.abs(rdi_err)) <= 3.0
 
 
 @pytest.mark.xfail(strict=False, reason="baseline-1 (activity only) scores quiet wake as sleep: "
-                   "median |TST error| is 16.5 min on this batch (5.8 min on the development "
-                   "batch it was fitted on); thresholds are not tuned on the test batch")
-def test_baseline_median_tst_error_within_15_minutes(scored_batch):
-    tst_err = np.array([b["summary"]["TST"] - b["night"].tst_min for b in scored_batch])
+                   "median |TST error| is 16.5 min on this batch (5.0 min on the development "
+                   "batch it was fitted on); thresholds are not tuned on the test batch. "
+                   "The default model logistic-1 meets the target (test above).")
+def test_baseline_1_median_tst_error_within_15_minutes(baseline_batch):
+    _, tst_err, _ = _errors(baseline_batch)
     assert np.median(np.abs(tst_err)) <= 15.0
+
+
+def test_default_model_beats_baseline_1_on_tst_error(scored_batch, baseline_batch):
+    _, new, _ = _errors(scored_batch)
+    _, old, _ = _errors(baseline_batch)
+    assert np.median(np.abs(new)) < np.median(np.abs(old))
 
 
 def test_truth_stand_in_scores_equal_generator_truth(scored_batch):

@@ -1,4 +1,4 @@
-"""A model trained on synthetic training rows beats the baseline on held-out synthetic nights."""
+"""A model trained on synthetic training rows beats baseline-1 on held-out synthetic nights."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sunalgo.model import load_model
+from sunalgo.model import DEFAULT_MODEL, load_model
 from sunalgo.run import run_sunalgo
 from sunrise_cli.train import activate_model, train_model
 
@@ -22,19 +22,30 @@ def trained(scored_batch, tmp_path_factory):
     return models, result
 
 
-def test_trained_model_beats_baseline_on_held_out_nights(scored_batch, trained, tmp_path):
+def test_trained_model_beats_baseline_1_on_held_out_nights(scored_batch, baseline_batch, trained,
+                                                           tmp_path):
+    """train_model's default recipe vs the rule it is meant to improve on (baseline-1, also
+    train_model's ``base_version``), on 8 nights it never saw. The packaged default
+    (logistic-1, fitted on the development batch) is printed beside them, not asserted: the
+    trained model here is fitted on 12 nights of this very batch, so that comparison would
+    favour it unfairly."""
     models, result = trained
-    base_acc, new_acc, base_k, new_k = [], [], [], []
-    for b in scored_batch[12:]:  # never seen by train_model
+    base_acc, new_acc, base_k, new_k, def_acc, def_k = [], [], [], [], [], []
+    for b, bb in zip(scored_batch[12:], baseline_batch[12:]):  # never seen by train_model
         s = run_sunalgo(b["dir"] / "prep", b["dir"] / "truth_psg", tmp_path / b["dir"].name,
                         model_version="synthetic-lr-1", model_dir=models)
         new_acc.append(s["accuracy_sw"])
         new_k.append(s["kappa_sw"])
-        base_acc.append(b["agreement"]["accuracy_sw"])
-        base_k.append(b["agreement"]["kappa_sw"])
-    print(f"\nheld-out nights: baseline accuracy {np.mean(base_acc):.4f} kappa "
+        assert bb["summary"]["algo_version"].endswith("+baseline-1")
+        base_acc.append(bb["agreement"]["accuracy_sw"])
+        base_k.append(bb["agreement"]["kappa_sw"])
+        def_acc.append(b["agreement"]["accuracy_sw"])
+        def_k.append(b["agreement"]["kappa_sw"])
+    print(f"\nheld-out nights: baseline-1 accuracy {np.mean(base_acc):.4f} kappa "
           f"{np.mean(base_k):.3f}; trained accuracy {np.mean(new_acc):.4f} kappa "
-          f"{np.mean(new_k):.3f}; train_model's own hold-out: {result['metrics']}")
+          f"{np.mean(new_k):.3f}; default ({DEFAULT_MODEL}) accuracy {np.mean(def_acc):.4f} "
+          f"kappa {np.mean(def_k):.3f}; train_model's own hold-out: {result['metrics']}")
+    assert result["metrics"]["base_version"] == "baseline-1"
     assert np.mean(new_acc) > np.mean(base_acc)
     assert np.mean(new_k) > np.mean(base_k)
 

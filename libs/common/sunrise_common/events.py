@@ -191,6 +191,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def percent_encode(value: str) -> str:
+    """A ``ce-*`` header value per the CloudEvents HTTP binding (§3.1.3.2): space, ``"``, ``%`` and
+    every character outside printable ASCII percent-encoded as UTF-8. Object names may hold any
+    of them (GCS allows unicode); unencoded they cannot travel in an HTTP header at all."""
+    return "".join(
+        ch if "!" <= ch <= "~" and ch not in '"%' else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+        for ch in value
+    )
+
+
 def storage_event(
     bucket: str, name: str, generation: int, size: int, *, content_type: str | None = None, event_id: str | None = None
 ) -> tuple[dict[str, str], dict[str, Any]]:
@@ -200,7 +210,7 @@ def storage_event(
         "ce-specversion": "1.0",
         "ce-type": STORAGE_FINALIZED,
         "ce-source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-        "ce-subject": f"objects/{name}",
+        "ce-subject": "objects/" + percent_encode(name),
         "ce-id": event_id or str(uuid.uuid4()),
         "ce-time": _now(),
         "ce-bucket": bucket,

@@ -8,7 +8,7 @@ from typing import Any
 from sunrise_common.errors import NotFound, PermanentError, TransientError
 from sunrise_common.events import Event
 
-_NIGHT_ID = re.compile(r"^s[a-z2-7]{12}-n\d{1,7}$")
+_NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[0-9]{1,7}\Z")  # ASCII digits, no trailing newline
 
 
 def night_event(event: Event) -> dict[str, Any]:

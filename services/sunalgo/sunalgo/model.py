@@ -12,7 +12,8 @@ thresholds of ``sunalgo.respiration``). Two sleep/wake kinds exist:
   ``intercept``), ``P(wake) >= threshold`` -> wake, as exported by ``sunrise_cli.train``.
 
 Feature names may carry a context suffix computed here with numpy only: ``name@meanK`` (centred
-rolling mean over K epochs), ``name@oakley`` (the Oakley weighted sum), ``name@log`` (log1p).
+rolling mean over K epochs), ``name@oakley`` (the Oakley weighted sum), ``name@log`` (log1p),
+``name@nightlog`` (log of the ratio to the night's median); suffixes chain left to right.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 ALGO_VERSION = "sunalgo-1.0"
-DEFAULT_MODEL = "baseline-1"
+DEFAULT_MODEL = "logistic-1"
 #: Versions shipped inside the package (``sunalgo/models/{version}.json``).
-MODEL_VERSIONS = ("baseline-1",)
+MODEL_VERSIONS = ("baseline-1", "logistic-1")
 OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
 
 
@@ -46,23 +47,36 @@ def weighted_window(x: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.correlate(xp, weights, mode="valid")
 
 
-def context_column(features: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """One design-matrix column: a feature, optionally with a context suffix."""
-    base, _, ctx = name.partition("@")
-    if base not in features:
-        raise ModelError(f"model needs feature {base!r}; have {sorted(features)}")
-    x = np.asarray(features[base], dtype=np.float64)
-    if not ctx:
-        return x
+def _apply_context(x: np.ndarray, ctx: str, name: str) -> np.ndarray:
     if ctx == "oakley":
         return weighted_window(x, OAKLEY_30S)
     if ctx == "log":
         return np.log1p(np.maximum(x, 0))
+    if ctx == "nightlog":
+        # log of the ratio to the night's median: removes the person/placement scale of an
+        # amplitude or rate (the night median is dominated by sleep, most of a night).
+        good = np.isfinite(x) & (x > 0)
+        if not good.any():
+            return np.full_like(x, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(good, np.log(np.where(good, x, 1.0) / np.median(x[good])), np.nan)
     if ctx.startswith("mean"):
         k = int(ctx[4:])
         filled = np.where(np.isfinite(x), x, np.nanmean(x) if np.isfinite(x).any() else 0.0)
         return weighted_window(filled, np.ones(k) / k)
     raise ModelError(f"unknown context {ctx!r} in feature {name!r}")
+
+
+def context_column(features: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """One design-matrix column: a feature, optionally with context suffixes applied left to
+    right (``br_amp_dps@nightlog@mean5`` = rolling mean of the night-normalised log amplitude)."""
+    base, *ctxs = name.split("@")
+    if base not in features:
+        raise ModelError(f"model needs feature {base!r}; have {sorted(features)}")
+    x = np.asarray(features[base], dtype=np.float64)
+    for ctx in ctxs:
+        x = _apply_context(x, ctx, name)
+    return x
 
 
 def design_matrix(features: dict[str, np.ndarray], names: list[str]) -> np.ndarray:

@@ -87,7 +87,7 @@ class Deliverer:
             with logs.log_context(event_id=d.headers.get("ce-id"), stage="router", trigger=d.trigger):
                 try:
                     resp = self.client.post(url, headers=d.headers, content=json.dumps(d.body).encode())
-                except httpx.HTTPError as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure to send is a failed attempt (retry, then dead letter)
                     state = self.queue.mark_failed(d, None, f"{type(exc).__name__}: {exc}", **self._policy())
                     logger.warning("delivery %s to %s failed (%s): %s", d.id, d.service, state, exc)
                     return
