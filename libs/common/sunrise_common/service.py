@@ -101,8 +101,14 @@ def scratch_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="sunrise-")
 
 
-def create_app(service: str, handler: Handler, *, settings: Settings | None = None) -> FastAPI:
-    """The FastAPI app of one service: ``POST /`` takes a CloudEvent, ``GET /healthz``."""
+def create_app(
+    service: str, handler: Handler, *, settings: Settings | None = None,
+    startup_check: Callable[[Settings], object] | None = None,
+) -> FastAPI:
+    """The FastAPI app of one service: ``POST /`` takes a CloudEvent, ``GET /healthz``.
+
+    ``startup_check`` runs once at boot (e.g. ingest reads its pseudonym key): a bad deploy fails
+    there, not on every event."""
     state: dict[str, Context] = {}
 
     def context() -> Context:
@@ -114,6 +120,8 @@ def create_app(service: str, handler: Handler, *, settings: Settings | None = No
     async def lifespan(app: FastAPI):  # noqa: ANN202
         s = settings or get_settings()
         logs.configure(s.log_level, s.project)
+        if startup_check is not None:
+            startup_check(s)
         context()
         yield
 

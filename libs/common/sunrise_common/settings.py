@@ -95,7 +95,7 @@ class Settings(BaseSettings):
             key = self.pseudonym_key.get_secret_value().encode()
         elif self.pseudonym_key_file is not None:
             key = self.pseudonym_key_file.read_bytes().strip()
-        elif self.backend == "embedded":
+        elif self.backend in ("embedded", "emulators"):
             key = _local_key(self.data_dir)
         else:
             raise RuntimeError(

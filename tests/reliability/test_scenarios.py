@@ -1,0 +1,98 @@
+"""The reliability scenarios (reliability/scenarios.py) at CI size: nothing lost, nothing done twice.
+
+``make reliability`` runs the same functions at full size and writes RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reliability import scenarios
+
+
+def assert_clean(row: dict) -> None:
+    assert row["lost"] == 0, row["details"]["lost"]
+    assert row["duplicated"] == 0, row["details"].get("duplicated_runs")
+
+
+@pytest.mark.slow
+def test_duplicated_shuffled_events_give_byte_identical_outputs_and_one_run_per_input(tmp_path):
+    row = scenarios.duplicates_and_shuffle(tmp_path, 3)
+    assert_clean(row)
+    assert row["details"]["diffs"] == []
+    assert row["details"]["compared_files"] > 0
+    assert row["details"]["not_once"] == []  # attempts == 1 for every run
+    assert row["details"]["non_busy_failures"] == {}  # duplicates answered 2xx or 429, nothing else
+    assert set(row["details"]["delivery_states"]) <= {"delivered", "unrouted_messages"}
+
+
+@pytest.mark.slow
+def test_a_service_killed_mid_stage_is_taken_over_and_no_partial_output_is_used(tmp_path):
+    row = scenarios.sigkill_mid_stage(tmp_path, 2, hours=8.0)
+    assert_clean(row)
+    killed = row["details"]["killed"]
+    assert row["details"]["killed_mid_work"], killed
+    assert killed["final_state"] == "done" and killed["final_attempts"] == 2, killed
+    assert row["details"]["manifest_problems"] == []
+    assert row["details"]["downstream_not_once"] == []
+
+
+@pytest.mark.slow
+def test_transient_faults_lose_nothing_and_dead_letters_replay_to_completion(tmp_path):
+    row = scenarios.transient_faults(tmp_path, 3)
+    assert_clean(row)
+    assert row["details"]["injected"] > 0
+    assert row["details"]["dead_letters"] > 0
+    assert row["details"]["unexplained"] == []  # every unfinished input sits in the dead-letter store
+    assert row["details"]["stuck"] == {}
+
+
+@pytest.mark.slow
+def test_a_burst_of_nights_is_processed_with_bounded_memory(tmp_path):
+    row = scenarios.burst(tmp_path, 60)
+    assert_clean(row)
+    assert row["details"]["not_once"] == []
+    assert set(row["details"]["peak_rss_mb"]) == {"ingest", "sunrise_prep", "psg_prep", "sunalgo", "router"}
+    assert max(row["details"]["peak_rss_mb"].values()) < row["details"]["rss_limit_mb"]
+
+
+@pytest.mark.slow
+def test_a_new_generation_is_reprocessed_beside_the_untouched_old_results(tmp_path):
+    row = scenarios.new_generation(tmp_path, 1)
+    assert_clean(row)
+    assert row["details"]["problems"] == []
+    assert row["details"]["changed_scores"] == 1
+
+
+def test_fuzzed_cloudevents_never_get_a_5xx_from_parsing(tmp_path):
+    row = scenarios.abuse_events(tmp_path, 60)
+    assert row["details"]["bad"] == []
+    assert row["events"] == 4 * 60
+
+
+@pytest.mark.slow
+def test_hostile_names_and_malformed_edf_are_rejected_fast_beside_a_good_night(tmp_path):
+    row = scenarios.abuse_files(tmp_path, 1)
+    assert_clean(row)
+    assert row["details"]["wrong"] == []
+    assert row["details"]["rejected_recorded"] == row["details"]["malformed"]
+    assert row["details"]["max_seconds_per_file"] < 2.0
+
+
+@pytest.mark.slow
+def test_the_stack_listens_on_loopback_only_and_the_cloud_services_are_internal(tmp_path):
+    row = scenarios.loopback_only(tmp_path)
+    assert row["details"]["problems"] == []
+    assert row["details"]["refused"] == 5
+    assert len(row["details"]["sockets"]) == 4
+    assert len(row["details"]["terraform_checks"]) == 4
+
+
+@pytest.mark.slow
+def test_no_personal_data_leaves_the_raw_bucket(tmp_path):
+    scenarios.duplicates_and_shuffle(tmp_path / "earlier", 1)  # outputs of another scenario are scanned too
+    row = scenarios.no_personal_data(tmp_path, 1)
+    assert_clean(row)
+    assert row["details"]["scanned"] > 0
+    assert row["details"]["hits"] == []
+    assert row["details"]["state_hits"] == []
