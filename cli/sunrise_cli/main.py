@@ -179,7 +179,8 @@ def _interruptible() -> threading.Event:
 
 @app.command()
 def backfill(
-    prefix: Annotated[str, typer.Argument(help="Raw object name prefix, e.g. sunrise/namur/ (default: everything).")] = "",
+    prefix: Annotated[str, typer.Argument(
+        help="What to replay: a raw object name prefix (sunrise/namur/), or BUCKET/PREFIX, or gs://BUCKET/PREFIX (default: everything).")] = "",
     rate: Annotated[Optional[float], typer.Option(help="At most this many events per second.")] = None,
     max_in_flight: Annotated[int, typer.Option(help="At most this many requests at once.")] = 4,
     force: Annotated[bool, typer.Option(help="Send objects that were already ingested too.")] = False,
@@ -190,6 +191,12 @@ def backfill(
 ) -> None:
     """Replay raw objects as finalize events to ingest: throttled, resumable, with a summary."""
     ctx = _ctx()
+    raw = ctx.settings.bucket("raw")
+    bare = prefix.removeprefix("gs://")
+    if bare == raw or bare.startswith(raw + "/"):
+        prefix = bare[len(raw) + 1:]
+    elif prefix.startswith("gs://"):
+        raise typer.BadParameter(f"backfill replays the raw bucket {raw}, not {bare.split('/')[0]}")
     checkpoint = checkpoint or ctx.settings.data_dir / "backfill.checkpoint"
     jobs = list(ops.backfill_jobs(ctx, prefix, force=force, url=url or ctx.settings.ingest_url, token=token,
                                   checkpoint=None if dry_run else checkpoint))

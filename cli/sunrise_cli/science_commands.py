@@ -65,13 +65,21 @@ def train(
 
 @science_app.command()
 def report(
-    results: Annotated[list[Path], typer.Argument(
-        help="sunalgo result folders (with scores.json and agreement.json).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for report.html and figures.")],
+    results: Annotated[Optional[list[Path]], typer.Argument(
+        help="sunalgo result folders (scores.json + agreement.json); default: every night's latest in the results bucket.")] = None,
 ) -> None:
-    """Build an HTML accuracy report (Bland-Altman of TST and RDI, confusion matrix)."""
-    from sunrise_cli.report import build_report
+    """Build an HTML accuracy report (Bland-Altman of TST and RDI, confusion matrix, per-night table)."""
+    import tempfile
 
+    from sunrise_common.settings import Settings
+    from sunrise_cli.report import build_report
+    from sunrise_cli.train import collect_result_folders
+
+    tmp = tempfile.TemporaryDirectory()
+    results = results or collect_result_folders(Settings(), Path(tmp.name))
+    if not results:
+        raise typer.BadParameter("no results with PSG labels yet: process nights first, or pass result folders")
     with console.status("Building report"):
         path = build_report(list(results), out)
     console.print(f"report: {path}")

@@ -180,20 +180,36 @@ def activate_model(version: str, pointer_path: Path, *, model_dir: Path | None =
     return pointer_path
 
 
-def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
-    """Download each night's latest ``training_rows.csv`` from the results bucket into ``folder``."""
+def _latest_results(settings):  # noqa: ANN001, ANN202 - Settings
+    """(context, night id, results prefix) of each night's latest sunalgo run with PSG labels."""
     from sunrise_common.service import Context
 
     ctx = Context.from_settings(settings)
-    bucket = settings.bucket("results")
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    paths = []
     for night_id, doc in ctx.state.list("nights"):
         st = doc.get("stages", {}).get("sunalgo", {})
         prefix = st.get("outputs", {}).get("prefix")
-        if st.get("state") != "done" or not prefix or not st["outputs"].get("with_psg"):
-            continue
+        if st.get("state") == "done" and prefix and st["outputs"].get("with_psg"):
+            yield ctx, night_id, prefix
+
+
+def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
+    """Download each night's latest ``training_rows.csv`` from the results bucket into ``folder``."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ctx, night_id, prefix in _latest_results(settings):
         dest = Path(folder) / f"{night_id}.csv"
-        ctx.storage.download_to_file(bucket, prefix + "training_rows.csv", dest)
+        ctx.storage.download_to_file(settings.bucket("results"), prefix + "training_rows.csv", dest)
         paths.append(dest)
     return paths
+
+
+def collect_result_folders(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
+    """Download each night's latest ``scores.json`` and ``agreement.json`` into ``folder/{night}/``."""
+    folders = []
+    for ctx, night_id, prefix in _latest_results(settings):
+        night_dir = Path(folder) / night_id
+        night_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("scores.json", "agreement.json"):
+            ctx.storage.download_to_file(settings.bucket("results"), prefix + name, night_dir / name)
+        folders.append(night_dir)
+    return folders

@@ -92,3 +92,11 @@ def test_rerun_needs_a_choice_of_nights():
     result = run("rerun", "sunalgo")
     assert result.exit_code != 0
     assert "--nights" in result.output
+
+
+def test_backfill_accepts_a_bucket_prefix_form():
+    run("upload", str(PSG), "--kind", "psg", "--site", "namur", "--subject", "P1")
+    result = run("backfill", "gs://sunrise-cli-raw/psg/namur/", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "1 to send" in result.output
+    assert run("backfill", "gs://elsewhere/psg/", "--dry-run").exit_code != 0

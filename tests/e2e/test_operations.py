@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sunalgo.model import DEFAULT_MODEL
 from sunrise_common import status
 from sunrise_common.router.queue import Queue
 from sunrise_common.service import Context
@@ -124,4 +125,13 @@ def test_rerun_with_another_model_version_writes_beside_the_old_results(tmp_path
     assert before < after  # nothing overwritten or removed
     new = after - before
     assert any("/sunalgo-1.0+trained-t1/" in name and name.endswith("scores.json") for name in new)
-    assert not any("+baseline-1/" in name for name in new)
+    assert not any(f"+{DEFAULT_MODEL}/" in name for name in new)
+
+    from sunrise_cli.report import build_report
+    from sunrise_cli.train import collect_result_folders
+
+    folders = collect_result_folders(settings, tmp_path / "results")
+    assert len(folders) == 2
+    html = build_report(folders, tmp_path / "report")
+    assert html.exists() and "Bland" in html.read_text()
+    assert len(list((tmp_path / "report").glob("*.png"))) >= 2
