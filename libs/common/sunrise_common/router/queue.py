@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from sunrise_common import names
+from sunrise_common.sqlite import ThreadConnections
 from sunrise_common.events import pubsub_event, storage_event
 
 _SCHEMA = """
@@ -74,18 +74,7 @@ class Delivery:
 class Queue:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._conn().executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        self._conn = ThreadConnections(self.path, _SCHEMA)
 
     # -- publishing side
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from sunrise_common.errors import TransientError
+from sunrise_common.sqlite import ThreadConnections
 from sunrise_common.state import Doc
 
 _SCHEMA = """
@@ -26,19 +26,7 @@ CREATE TABLE IF NOT EXISTS docs (
 class SqliteState:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self._conn() as conn:
-            conn.executescript(_SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        self._conn = ThreadConnections(self.path, _SCHEMA)
 
     def get(self, collection: str, doc_id: str) -> Doc | None:
         try:
