@@ -24,7 +24,7 @@ from sunrise_cli import ops
 
 app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data and clinical scores.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
-dlq_app = typer.Typer(help="Dead-lettered events of the local router (embedded and emulators backends).")
+dlq_app = typer.Typer(help="Dead-lettered events: the local router's (embedded, emulators) or the dead-letter subscription (cloud).")
 app.add_typer(dlq_app, name="dlq")
 console = Console()
 
@@ -257,55 +257,51 @@ def activate(version: Annotated[str, typer.Argument(help="Model version to score
     console.print(f"active model: {version} ({pointer})")
 
 
-def _queue():
-    from sunrise_common.router.queue import Queue
+def _dead_letters():
+    from sunrise_common.dead_letters import make_dead_letters
 
-    settings = Settings()
-    if settings.backend == "cloud":
-        console.print("[red]in the cloud, dead letters are in the dead-letter topic's subscription "
-                      f"({settings.topic(names.TOPIC_DEAD_LETTER)}); use gcloud pubsub subscriptions pull[/]")
-        raise typer.Exit(2)
-    return Queue(settings.data_dir / "router.db")
+    return make_dead_letters(Settings())
 
 
 @dlq_app.command("list")
 def dlq_list(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """Dead-lettered deliveries: id, service, attempts, last answer."""
-    rows = [{"id": d.id, "service": d.service, "trigger": d.trigger, "attempts": d.attempts, "status": d.last_status,
-             "error": d.last_error, "subject": d.subject} for d in _queue().deliveries("dead")]
+    """Dead-lettered events: id, service, attempts, last answer."""
+    rows = [{"id": d.id, "service": d.service, "trigger": d.trigger, "attempts": d.attempts, "status": d.status,
+             "error": d.error, "subject": d.subject} for d in _dead_letters().list()]
     if as_json:
         print(json.dumps(rows))
         return
     for r in rows:
-        console.print(f"{r['id']:>6} {r['service']:13} attempts={r['attempts']} status={r['status']} {r['error']}")
+        console.print(f"{r['id']:>6} {r['service'] or '?':13} attempts={r['attempts']} status={r['status']} {r['error']}")
     console.print(f"{len(rows)} dead letter(s)")
 
 
 @dlq_app.command("show")
-def dlq_show(delivery_id: Annotated[int, typer.Argument(help="Delivery id from `dlq list`.")]) -> None:
+def dlq_show(letter_id: Annotated[str, typer.Argument(help="Id from `dlq list`.")]) -> None:
     """One dead letter: the request and why it died."""
-    d = _queue().get(delivery_id)
-    if d is None:
-        raise typer.BadParameter(f"no delivery {delivery_id}")
-    console.print_json(data={"id": d.id, "service": d.service, "state": d.state, "attempts": d.attempts,
-                             "last_status": d.last_status, "last_error": d.last_error, "headers": d.headers, "body": d.body})
+    for d in _dead_letters().list(limit=1000):
+        if d.id == letter_id:
+            console.print_json(data={"id": d.id, "service": d.service, "trigger": d.trigger, "attempts": d.attempts,
+                                     "last_status": d.status, "last_error": d.error, "request": d.body}, default=str)
+            return
+    raise typer.BadParameter(f"no dead letter {letter_id}")
 
 
 @dlq_app.command("replay")
-def dlq_replay(ids: Annotated[Optional[list[int]], typer.Argument(help="Delivery ids (default: all).")] = None) -> None:
-    """Put dead letters back in the delivery queue (attempts reset)."""
-    console.print(f"replayed {_queue().replay_dead(ids)} dead letter(s)")
+def dlq_replay(ids: Annotated[Optional[list[str]], typer.Argument(help="Ids (default: all).")] = None) -> None:
+    """Put dead letters back: the local queue retries them; in the cloud they are republished."""
+    console.print(f"replayed {_dead_letters().replay(ids)} dead letter(s)")
 
 
 @dlq_app.command("purge")
 def dlq_purge(
-    ids: Annotated[Optional[list[int]], typer.Argument(help="Delivery ids (default: all).")] = None,
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Ids (default: all).")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
 ) -> None:
     """Delete dead letters for good."""
     if not yes and not typer.confirm("delete these dead letters for good?"):
         raise typer.Exit(1)
-    console.print(f"purged {_queue().purge_dead(ids)} dead letter(s)")
+    console.print(f"purged {_dead_letters().purge(ids)} dead letter(s)")
 
 
 if __name__ == "__main__":
