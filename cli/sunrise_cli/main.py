@@ -188,6 +188,9 @@ def backfill(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Resume file (default: DATA_DIR/backfill.checkpoint).")] = None,
     url: Annotated[Optional[str], typer.Option(help="ingest URL (default: the local one).")] = None,
     token: Annotated[Optional[str], typer.Option(help="Bearer token for a cloud ingest URL.")] = None,
+    via: Annotated[Optional[str], typer.Option(
+        help="post: send each finalize event to ingest; rewrite: write each object onto itself so the bucket "
+             "notifies again (default: rewrite in the cloud, post elsewhere).")] = None,
 ) -> None:
     """Replay raw objects as finalize events to ingest: throttled, resumable, with a summary."""
     ctx = _ctx()
@@ -198,8 +201,12 @@ def backfill(
     elif prefix.startswith("gs://"):
         raise typer.BadParameter(f"backfill replays the raw bucket {raw}, not {bare.split('/')[0]}")
     checkpoint = checkpoint or ctx.settings.data_dir / "backfill.checkpoint"
-    jobs = list(ops.backfill_jobs(ctx, prefix, force=force, url=url or ctx.settings.ingest_url, token=token,
-                                  checkpoint=None if dry_run else checkpoint))
+    via = via or ("rewrite" if ctx.settings.backend == "cloud" else "post")
+    try:
+        jobs = list(ops.backfill_jobs(ctx, prefix, force=force, url=url or ctx.settings.ingest_url, token=token,
+                                      checkpoint=None if dry_run else checkpoint, via=via))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     if dry_run:
         for label, job in jobs:
             console.print(f"{'send' if job else 'skip'} {label}")

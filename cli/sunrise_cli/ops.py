@@ -185,21 +185,38 @@ def send_all(
     return summary
 
 
-def backfill_jobs(ctx: Context, prefix: str, *, force: bool, url: str, token: str | None, checkpoint: Path | None):
-    """(label, job) pairs for every raw object under prefix; job None when skipped."""
+def backfill_jobs(ctx: Context, prefix: str, *, force: bool, url: str, token: str | None, checkpoint: Path | None,
+                  via: str = "post"):
+    """(label, job) pairs for every raw object under prefix; job None when skipped.
+
+    ``via="post"`` sends the finalize event Eventarc would send straight to ingest (``url``);
+    ``via="rewrite"`` writes the object onto itself so that the bucket's own notification fires
+    (the way to replay in the cloud, where ingest only accepts internal traffic).
+    """
+    if via not in ("post", "rewrite"):
+        raise ValueError(f"--via must be post or rewrite, not {via!r}")
     done_names: set[str] = set()
     if checkpoint and checkpoint.exists():
         done_names = set(checkpoint.read_text().split("\n"))
     lock = threading.Lock()
-    for info in ctx.storage.list(ctx.settings.bucket("raw"), prefix):
+    bucket = ctx.settings.bucket("raw")
+    for info in ctx.storage.list(bucket, prefix):
         marker = f"{info.name}#{info.generation}"
         if not force and (marker in done_names or upload_done(ctx, info.name, info.generation)):
             yield info.name, None
             continue
-        headers, body = object_event(ctx.settings, info.name, info)
+        if via == "rewrite":
+            def send(name=info.name) -> httpx.Response:
+                new = ctx.storage.rewrite(bucket, name)
+                return httpx.Response(200, text=f"rewrote {name} as generation {new.generation}")
+        else:
+            headers, body = object_event(ctx.settings, info.name, info)
 
-        def job(headers=headers, body=body, marker=marker) -> httpx.Response:
-            resp = post(url, headers, body, token=token)
+            def send(headers=headers, body=body) -> httpx.Response:
+                return post(url, headers, body, token=token)
+
+        def job(send=send, marker=marker) -> httpx.Response:
+            resp = send()
             if checkpoint and 200 <= resp.status_code < 300:
                 with lock, open(checkpoint, "a") as f:
                     f.write(marker + "\n")

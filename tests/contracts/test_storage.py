@@ -70,6 +70,15 @@ def test_list_by_prefix_in_name_order(storage, bucket):
     assert [o.size for o in storage.list(bucket, "a/")] == [3]
 
 
+def test_rewrite_keeps_the_bytes_under_a_new_generation(storage, bucket):
+    first = storage.write_bytes(bucket, "raw/a.edf", b"same bytes", if_generation_match=0)
+    again = storage.rewrite(bucket, "raw/a.edf")
+    assert again.generation != first.generation and again.size == first.size
+    assert storage.read_bytes(bucket, "raw/a.edf") == b"same bytes"
+    with pytest.raises(NotFound):
+        storage.rewrite(bucket, "raw/missing.edf")
+
+
 def test_delete_removes_and_ignores_missing(storage, bucket):
     storage.write_bytes(bucket, "gone", b"x")
     storage.delete(bucket, "gone")

@@ -43,6 +43,10 @@ class Storage(Protocol):
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose name starts with prefix, in name order."""
 
+    def rewrite(self, bucket: str, name: str) -> ObjectInfo:
+        """Write an object onto itself: same bytes, a new generation, so the bucket's finalize
+        event fires again (how ``sunrise backfill --via rewrite`` replays uploads in the cloud)."""
+
     def delete(self, bucket: str, name: str) -> None:
         """Remove an object (tests, purges). Missing objects are ignored."""
 

@@ -157,6 +157,24 @@ class GcsStorage:
             )
         return self._info(blob)
 
+    def rewrite(self, bucket: str, name: str) -> ObjectInfo:
+        """Write an object onto itself (same bytes, a new generation): the bucket's notification
+        fires again. GCS refuses a copy onto itself that changes nothing, so a metadata stamp
+        records the replay."""
+        import time
+
+        with _translated(f"rewrite {bucket}/{name}"):
+            b = self.client.bucket(bucket)
+            source = b.get_blob(name, timeout=TIMEOUT_S, retry=self.retry)
+            if source is None:
+                raise NotFound("object_not_found", f"{bucket}/{name}")
+            dest = b.blob(name)
+            dest.metadata = {**(source.metadata or {}), "sunrise-replayed-at": str(time.time())}
+            token, _, _ = dest.rewrite(source, if_generation_match=source.generation, timeout=TIMEOUT_S)
+            while token is not None:
+                token, _, _ = dest.rewrite(source, token=token, if_generation_match=source.generation, timeout=TIMEOUT_S)
+        return self._info(dest)
+
     def delete(self, bucket: str, name: str) -> None:
         with _translated(f"delete {bucket}/{name}"):
             try:

@@ -140,5 +140,13 @@ class LocalStorage:
     def write_bytes(self, bucket: str, name: str, data: bytes, *, if_generation_match: int | None = 0) -> ObjectInfo:
         return self._commit(bucket, name, self._stage(lambda f: f.write(data)), if_generation_match)
 
+    def rewrite(self, bucket: str, name: str) -> ObjectInfo:
+        """Write an object onto itself (same bytes, a new generation): the raw-folder watcher
+        announces it again, as the bucket notification does in GCS."""
+        current = self.stat(bucket, name)
+        if current is None:
+            raise NotFound("object_not_found", f"{bucket}/{name}")
+        return self.upload_file(bucket, name, self._path(bucket, name), if_generation_match=current.generation)
+
     def delete(self, bucket: str, name: str) -> None:
         self._path(bucket, name).unlink(missing_ok=True)
