@@ -10,7 +10,9 @@ What Eventarc does in the cloud, done here against the emulators:
 
 :meth:`PubsubSource.poll_once` turns each message into the binary-mode request Eventarc would
 send, stores it in the router's durable queue and only then acknowledges it; from there on
-retries, backoff and dead letters are the queue's, exactly as in the embedded backend.
+retries, backoff and dead letters are the queue's, exactly as in the embedded backend. The
+router's delivery chaos applies too: ``Settings.router_duplicates`` queues each event N times
+(``router_shuffle`` is the queue's delivery order, the same in both backends).
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class PubsubSource:
         self.max_messages = max_messages
         self.pull_timeout_s = pull_timeout_s
         self.subscriptions = subscriptions_for(settings)
+        self.duplicates = max(1, int(getattr(settings, "router_duplicates", 1)))
         self._ready = False
 
     def _sub_path(self, sub: Subscription) -> str:
@@ -150,8 +153,11 @@ class PubsubSource:
                 delivery = self._delivery(sub, received.message)
                 if delivery is not None:
                     headers, body, subject = delivery
-                    self.queue.enqueue_event(sub.trigger, headers, body, subject)
-                    enqueued += 1
+                    # Delivery chaos of the reliability suite (Settings.router_duplicates, 1 by
+                    # default), as Queue.route_messages and enqueue_storage apply it in embedded.
+                    for _ in range(self.duplicates):
+                        self.queue.enqueue_event(sub.trigger, headers, body, subject)
+                        enqueued += 1
                 acks.append(received.ack_id)
         finally:
             # Acknowledge exactly what is safely in the queue; the rest is redelivered.
