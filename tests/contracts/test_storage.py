@@ -79,6 +79,12 @@ def test_rewrite_keeps_the_bytes_under_a_new_generation(storage, bucket):
         storage.rewrite(bucket, "raw/missing.edf")
 
 
+def test_quick_overwrites_always_get_a_new_larger_generation(storage, bucket):
+    generations = [storage.write_bytes(bucket, "raw/b.edf", bytes([i]), if_generation_match=None).generation
+                   for i in range(20)]
+    assert generations == sorted(generations) and len(set(generations)) == 20
+
+
 def test_delete_removes_and_ignores_missing(storage, bucket):
     storage.write_bytes(bucket, "gone", b"x")
     storage.delete(bucket, "gone")

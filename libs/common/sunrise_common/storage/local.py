@@ -118,13 +118,16 @@ class LocalStorage:
                     raise PreconditionFailed("object_exists", f"{bucket}/{name}") from exc
             else:
                 with _lock:
-                    if if_generation_match is not None:
-                        current = self.stat(bucket, name)
-                        if current is None or current.generation != if_generation_match:
-                            raise PreconditionFailed(
-                                "generation_mismatch",
-                                f"{bucket}/{name}: expected {if_generation_match}, found {current and current.generation}",
-                            )
+                    current = self.stat(bucket, name)
+                    if if_generation_match is not None and (current is None or current.generation != if_generation_match):
+                        raise PreconditionFailed(
+                            "generation_mismatch",
+                            f"{bucket}/{name}: expected {if_generation_match}, found {current and current.generation}",
+                        )
+                    if current is not None and tmp.stat().st_mtime_ns <= current.generation:
+                        # File times can be coarser than two quick writes: a new version must still
+                        # get a new, larger generation (GCS guarantees that; the watcher relies on it).
+                        os.utime(tmp, ns=(current.generation + 1, current.generation + 1))
                     os.replace(tmp, dest)
             return self._info(bucket, name, dest)
         finally:
