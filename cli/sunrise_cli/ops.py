@@ -245,15 +245,16 @@ def select_nights(ctx: Context, stage: str, *, nights: list[str] | None, failed:
 
 
 def reset_stage(ctx: Context, night_id: str, stage: str) -> None:
-    """Forget the latest run of a stage so that its next event does the work again."""
+    """Ask for a stage again: its next event does the work anew (a new input key, new outputs)."""
 
     def fn(doc: dict | None) -> dict | None:
         if doc is None:
             return None
         doc = json.loads(json.dumps(doc))
+        # A new rerun count changes the stage's input key: new outputs beside the old ones, which stay.
+        doc.setdefault("reruns", {})[stage] = int(doc["reruns"].get(stage, 0)) + 1
         st = doc.get("stages", {}).get(stage)
         if st:
-            doc.get("runs", {}).get(stage, {}).pop(st.get("input_key"), None)
             doc["stages"][stage] = {**st, "state": "pending", "error": None}
         return doc
 

@@ -125,6 +125,30 @@ def test_claim_after_complete_is_done(runs, state):
     assert runs.claim("nights", "n1", "sunalgo", "k2").outcome is Outcome.ACQUIRED
 
 
+def test_a_late_finish_of_a_taken_over_attempt_changes_nothing(runs, clock, state):
+    first = runs.claim("nights", "n1", "psg_prep", "k1")
+    clock.now += 61  # the first worker's lease expires ...
+    second = runs.claim("nights", "n1", "psg_prep", "k1")  # ... and another delivery takes over
+    runs.complete("nights", "n1", "psg_prep", "k1", outputs={"by": "second"}, attempt=second.run["attempts"])
+    runs.fail("nights", "n1", "psg_prep", "k1", reason="late", permanent=True, attempt=first.run["attempts"])
+    runs.complete("nights", "n1", "psg_prep", "k1", outputs={"by": "first"}, attempt=first.run["attempts"])
+    doc = state.get("nights", "n1")
+    assert doc["runs"]["psg_prep"]["k1"]["state"] == "done"
+    assert doc["runs"]["psg_prep"]["k1"]["outputs"] == {"by": "second"}
+
+
+def test_the_stage_mirror_follows_the_newest_input_not_the_last_to_finish(runs, clock, state):
+    old = runs.claim("nights", "n1", "psg_prep", "k-old")
+    clock.now += 1
+    new = runs.claim("nights", "n1", "psg_prep", "k-new")
+    runs.complete("nights", "n1", "psg_prep", "k-new", outputs={"prefix": "new"}, attempt=new.run["attempts"])
+    runs.complete("nights", "n1", "psg_prep", "k-old", outputs={"prefix": "old"}, attempt=old.run["attempts"])
+    doc = state.get("nights", "n1")
+    assert doc["stages"]["psg_prep"]["input_key"] == "k-new"
+    assert doc["stages"]["psg_prep"]["outputs"] == {"prefix": "new"}
+    assert doc["runs"]["psg_prep"]["k-old"]["state"] == "done"  # still recorded
+
+
 def test_claim_after_permanent_failure_is_failed(runs):
     runs.claim("nights", "n1", "ingest", "k1")
     runs.fail("nights", "n1", "ingest", "k1", reason="truncated_edf", permanent=True)

@@ -8,7 +8,7 @@ from typing import Any
 from sunrise_common.errors import NotFound, PermanentError, TransientError
 from sunrise_common.events import Event
 
-_NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[0-9]{1,7}\Z")  # ASCII digits, no trailing newline
+_NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")  # \A...\Z: no trailing newline
 
 
 def night_event(event: Event) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def night_event(event: Event) -> dict[str, Any]:
     payload = event.payload()
     night = payload.get("night_id")
     if not isinstance(night, str) or not _NIGHT_ID.match(night):
-        raise PermanentError("bad_payload", f"night_id must look like s<12 base32>-n<digits>, got {str(night)[:40]!r}")
+        raise PermanentError("bad_payload", f"night_id must look like s<12 base32>-n<8 base32>, got {str(night)[:40]!r}")
     return payload
 
 
@@ -34,4 +34,15 @@ def latest_done(doc: dict[str, Any], stage: str) -> dict[str, Any] | None:
     return st if st and st.get("state") == "done" else None
 
 
-__all__ = ["NotFound", "latest_done", "load_night", "night_event"]
+def rerun_count(doc: dict[str, Any], stage: str) -> int:
+    """How many times ``sunrise rerun`` asked for this stage again; folded into the stage's input key
+    so that a rerun writes new outputs instead of finding the old ones done."""
+    return int(doc.get("reruns", {}).get(stage, 0))
+
+
+def in_progress(doc: dict[str, Any], stage: str) -> bool:
+    """The stage's latest run is working or waiting for a retry."""
+    return doc.get("stages", {}).get(stage, {}).get("state") in ("running", "retrying")
+
+
+__all__ = ["NotFound", "in_progress", "latest_done", "load_night", "night_event", "rerun_count"]

@@ -75,20 +75,23 @@ def run_stage(
         return {"status": "rejected", "reason": claim.run.get("error"), "input_key": input_key, "duplicate": True}
     if claim.outcome is Outcome.BUSY:
         raise Busy("lease_held", f"{stage} for {doc_id} is running (attempt {claim.run.get('attempts')})")
+    attempt = claim.run["attempts"]
     started = time.perf_counter()
     cpu0 = time.process_time()
     try:
         result = work()
     except PermanentError as exc:
-        ctx.runs.fail(collection, doc_id, stage, input_key, reason=str(exc), permanent=True)
+        ctx.runs.fail(collection, doc_id, stage, input_key, reason=str(exc), permanent=True, attempt=attempt)
         raise
     except Exception as exc:
-        ctx.runs.fail(collection, doc_id, stage, input_key, reason=f"transient: {exc}"[:500], permanent=False)
+        ctx.runs.fail(collection, doc_id, stage, input_key, reason=f"transient: {exc}"[:500], permanent=False,
+                      attempt=attempt)
         raise
     metrics = dict(result.get("metrics", {}))
     metrics.setdefault("wall_s", round(time.perf_counter() - started, 4))
     metrics.setdefault("cpu_s", round(time.process_time() - cpu0, 4))
-    ctx.runs.complete(collection, doc_id, stage, input_key, outputs=result.get("outputs", {}), metrics=metrics)
+    ctx.runs.complete(collection, doc_id, stage, input_key, outputs=result.get("outputs", {}), metrics=metrics,
+                      attempt=attempt)
     logger.info(
         "%s done in %.3f s", stage, metrics["wall_s"],
         extra={"fields": {"summary": True, "input_key": input_key, **metrics}},

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     router_poll_s: float = 0.3
     router_backoff_initial_s: float = 1.0
     router_backoff_max_s: float = 30.0
-    router_max_attempts: int = 6
+    # 12 attempts at 1, 2, 4 ... 30 s span about 210 s: longer than a lease (lease_s), so a run
+    # orphaned by a crash is taken over by a retry before its event is dead-lettered.
+    router_max_attempts: int = 12
     router_max_in_flight: int = 4
     # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
     router_watch_raw: bool = True
@@ -111,15 +113,21 @@ def _local_key(data_dir: Path) -> bytes:
     """A random key kept beside the embedded stack's data (created on first use)."""
     import secrets
 
+    import os
+    import uuid
+
     path = data_dir / "secrets" / "pseudonym.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
+        tmp = path.with_name(f".pseudonym.key.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
         try:
-            tmp.rename(path) if not path.exists() else tmp.unlink()
-        except OSError:
+            os.link(tmp, path)  # fails if another process created the key first: use theirs
+        except FileExistsError:
+            pass
+        finally:
             tmp.unlink(missing_ok=True)
     return path.read_bytes().strip()
 

@@ -16,7 +16,7 @@ from sunrise_common.edf import EdfError
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import Event
 from sunrise_common.labels import LabelError
-from sunrise_common.nights import load_night, night_event
+from sunrise_common.nights import load_night, night_event, rerun_count
 from sunrise_common.service import Context, download, run_stage, scratch_dir, upload_folder
 
 from psg_prep.prepare import prepare_psg
@@ -35,7 +35,8 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
     if psg is None:
         return {"status": "waiting", "detail": "labels recorded; the PSG recording has not arrived yet"}
     labels = recordings.get("labels", {})
-    input_key = "k" + identity.digest(psg["generation"], *sorted(f"{k}:{v['generation']}" for k, v in labels.items()))
+    input_key = "k" + identity.digest(psg["generation"], *sorted(f"{k}:{v['generation']}" for k, v in labels.items()),
+                                      f"rerun:{rerun_count(doc, STAGE)}")
     return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, psg, labels, input_key))
 
 

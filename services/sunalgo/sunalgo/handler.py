@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from sunrise_common import identity, logs, names
-from sunrise_common.errors import PermanentError
+from sunrise_common.errors import Busy, PermanentError, TransientError
 from sunrise_common.events import Event
-from sunrise_common.nights import latest_done, load_night, night_event
+from sunrise_common.nights import in_progress, latest_done, load_night, night_event, rerun_count
 from sunrise_common.service import Context, download_folder, run_stage, scratch_dir, upload_folder
 
 from sunalgo.model import ModelError, load_model
@@ -34,12 +34,18 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
 
 def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version: str | None = None) -> dict[str, Any]:
     """Run sunalgo on a night's latest preparations (also used by ``sunrise rerun``)."""
+    for stage in ("sunrise_prep", "psg_prep"):
+        if in_progress(doc, stage):
+            # Its "prepped" event may arrive before its run is marked done: retry rather than score
+            # without that half (or not at all) and never hear of it again.
+            raise Busy("preparation_running", f"{stage} is still running for {night}")
     sunrise = latest_done(doc, "sunrise_prep")
     if sunrise is None:
         return {"status": "waiting", "detail": "the Sunrise half is not prepared yet"}
     psg = latest_done(doc, "psg_prep")
     version = resolve_version(model_version, ctx.settings.model_store())
-    input_key = "k" + identity.digest(version, sunrise["input_key"], psg["input_key"] if psg else "-")
+    input_key = "k" + identity.digest(version, sunrise["input_key"], psg["input_key"] if psg else "-",
+                                      f"rerun:{rerun_count(doc, STAGE)}")
     stage = STAGE if model_version is None else f"{STAGE}:{version}"
     return run_stage(ctx, "nights", night, stage, input_key,
                      lambda: _score(ctx, night, sunrise, psg, version, input_key))
@@ -48,13 +54,17 @@ def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version:
 def resolve_version(version: str | None, models_dir: Path) -> str:
     """The model version to score with: the one asked for, else the activated one
     (``models_dir/ACTIVE.json``, written by ``sunrise activate``), else the packaged default."""
+    explicit = version is not None
     pointer = Path(models_dir) / "ACTIVE.json"
     if version is None and pointer.is_file():
         version = json.loads(pointer.read_text()).get("active")
     try:
         return load_model(version, model_dir=models_dir).version
     except ModelError as exc:
-        raise PermanentError("unknown_model", str(exc)) from exc
+        if explicit:
+            raise PermanentError("unknown_model", str(exc)) from exc
+        # The default or the activated model does not load: a deployment problem, not a bad night.
+        raise TransientError("model_unavailable", str(exc)) from exc
 
 
 def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: str, input_key: str) -> dict[str, Any]:

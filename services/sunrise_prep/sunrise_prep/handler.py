@@ -10,7 +10,7 @@ from sunrise_common import logs, names
 from sunrise_common.edf import EdfError
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import Event
-from sunrise_common.nights import load_night, night_event
+from sunrise_common.nights import load_night, night_event, rerun_count
 from sunrise_common.service import Context, download, run_stage, scratch_dir, upload_folder
 
 from sunrise_prep.prepare import prepare_sunrise
@@ -29,7 +29,8 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
         raise PermanentError("no_sunrise_recording", f"nights/{night} lists no Sunrise recording")
     if str(rec["generation"]) != str(payload.get("generation")):
         return {"status": "superseded", "detail": "a newer upload of this recording exists"}
-    input_key = f"g{rec['generation']}"
+    reruns = rerun_count(doc, STAGE)
+    input_key = f"g{rec['generation']}" + (f"r{reruns}" if reruns else "")
     return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, rec, input_key))
 
 

@@ -82,17 +82,26 @@ class StageRuns:
         self.store.transact(collection, doc_id, fn)
         return Claim(result["outcome"], result["run"])
 
-    def _finish(self, collection: str, doc_id: str, stage: str, input_key: str, **fields: Any) -> Doc | None:
+    def _finish(
+        self, collection: str, doc_id: str, stage: str, input_key: str, attempt: int | None, **fields: Any
+    ) -> Doc | None:
         now = self.clock()
 
         def fn(doc: Doc | None) -> Doc | None:
             doc = copy.deepcopy(doc) if doc is not None else {"created_at": now}
             runs = doc.setdefault("runs", {}).setdefault(stage, {})
             run = dict(runs.get(input_key) or {"attempts": 1, "created_at": now, "started_at": now})
+            if attempt is not None and (run.get("state") != "running" or run.get("attempts") != attempt):
+                # This worker's lease expired and another attempt took the run over (and may have
+                # finished it): the late finish of the old attempt must not overwrite it.
+                return None
             run.update(fields, finished_at=now, lease_expires=0)
             run["duration_s"] = round(now - run.get("started_at", now), 4)
             runs[input_key] = run
-            _mirror(doc, stage, input_key, run, now)
+            latest = doc.get("stages", {}).get(stage)
+            if latest is None or latest.get("input_key") == input_key or run.get("started_at", 0) >= (latest.get("started_at") or 0):
+                # The mirror follows the newest input: an older run finishing late does not replace it.
+                _mirror(doc, stage, input_key, run, now)
             history = doc.setdefault("history", [])
             history.append(
                 {
@@ -111,19 +120,22 @@ class StageRuns:
 
     def complete(
         self, collection: str, doc_id: str, stage: str, input_key: str, *, outputs: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None, attempt: int | None = None,
     ) -> Doc | None:
+        """Mark a run done. ``attempt`` (the claim's ``run["attempts"]``) ties the finish to that
+        claim: if the run was taken over meanwhile, nothing changes."""
         return self._finish(
-            collection, doc_id, stage, input_key, state="done", outputs=outputs or {}, metrics=metrics or {},
-            error=None, permanent=False,
+            collection, doc_id, stage, input_key, attempt, state="done", outputs=outputs or {},
+            metrics=metrics or {}, error=None, permanent=False,
         )
 
     def fail(
-        self, collection: str, doc_id: str, stage: str, input_key: str, *, reason: str, permanent: bool
+        self, collection: str, doc_id: str, stage: str, input_key: str, *, reason: str, permanent: bool,
+        attempt: int | None = None,
     ) -> Doc | None:
         return self._finish(
-            collection, doc_id, stage, input_key, state="failed" if permanent else "retrying", error=reason,
-            permanent=permanent,
+            collection, doc_id, stage, input_key, attempt, state="failed" if permanent else "retrying",
+            error=reason, permanent=permanent,
         )
 
 
