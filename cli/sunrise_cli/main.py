@@ -84,6 +84,8 @@ def replay(
         headers, body = ops.load_event_file(event_file)
     else:
         info = _ctx().storage.stat(settings.bucket("raw"), object_name)
+        if info is None:
+            raise typer.BadParameter(f"no object {object_name!r} in {settings.bucket('raw')}")
         headers, body = ops.object_event(settings, object_name, info)
     service = to or ops.service_for(headers, body, settings)
     if service not in names.SERVICES:

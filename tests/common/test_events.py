@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sunrise_common.errors import BadEvent
+from sunrise_common.errors import BadEvent, BadPayload
 from sunrise_common.events import parse_event, pubsub_event, storage_event, to_structured
 from sunrise_common.names import PUBSUB_PUBLISHED, STORAGE_FINALIZED
 from tests.conftest import load_reference
@@ -93,11 +93,11 @@ def test_malformed_requests_are_rejected_with_a_reason(headers, body, reason):
     assert info.value.detail or reason == "not_a_cloudevent"
 
 
-def test_pubsub_data_that_is_not_base64_json_is_a_bad_event():
+def test_pubsub_data_that_is_not_base64_json_is_a_permanent_bad_payload():
     headers, body = pubsub_event("p", "t", b"")
     body["message"]["data"] = "%%%not-base64%%%"
-    with pytest.raises(BadEvent):
+    with pytest.raises(BadPayload):  # a 2xx with the reason: redelivering it cannot help
         parse_event(headers, json.dumps(body).encode()).payload()
     body["message"]["data"] = base64.b64encode(b"[1]").decode()
-    with pytest.raises(BadEvent):
+    with pytest.raises(BadPayload):
         parse_event(headers, json.dumps(body).encode()).payload()

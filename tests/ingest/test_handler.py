@@ -124,3 +124,22 @@ def test_a_live_lease_makes_a_concurrent_duplicate_retry_later(client, ctx):
 
 def test_healthz(client):
     assert client.get("/healthz").json() == {"status": "ok", "service": "ingest"}
+
+
+def test_recorded_errors_carry_no_name_content_or_date_of_the_raw_file(client, ctx):
+    name = "labels/namur/Doe_John/Doe_John_2023-02-01.txt"
+    resp = finalize(client, ctx, put_raw(ctx, name, b"Patient: John Doe born 01.02.1960\nmore lines\n"))
+    assert resp.status_code == 200 and resp.json()["reason"] == "unknown_label_format"
+    doc = upload_doc(ctx, name)
+    stored = json.dumps(doc) + resp.text
+    for needle in ("Doe", "John", "namur", "2023-02-01", "01.02.1960", "Patient"):
+        assert needle not in stored, needle
+
+
+def test_redact_keeps_reasons_and_field_names():
+    from ingest.handler import redact
+
+    detail = "bad_header_field: startdate '24.04.89' of psg/site1/SUBJ7/night.edf, 24-APR-1989"
+    out = redact(detail, "psg/site1/SUBJ7/night.edf")
+    assert out.startswith("bad_header_field: startdate <value> of <name>")
+    assert "24" not in out and "SUBJ7" not in out and "site1" not in out

@@ -48,6 +48,11 @@ class Busy(PipelineError):
     status_code = 429
 
 
+class BadPayload(PermanentError):
+    """A well-formed CloudEvent whose data this service cannot use (not base64, not a JSON object,
+    the wrong event type): acknowledged with its reason, since redelivering it cannot help."""
+
+
 class NotFound(PermanentError):
     """An object or document that the event names does not exist."""
 

@@ -20,7 +20,7 @@ from cloudevents.v1 import exceptions as ce_exceptions
 from cloudevents.v1.http import from_http
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sunrise_common.errors import BadEvent
+from sunrise_common.errors import BadEvent, BadPayload
 from sunrise_common.names import PUBSUB_PUBLISHED, STORAGE_FINALIZED
 
 MAX_BODY_BYTES = 1 << 20
@@ -74,16 +74,16 @@ class PubsubMessage(BaseModel):
         try:
             return base64.b64decode(self.data, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise BadEvent("bad_pubsub_data", f"message.data is not valid base64: {exc}") from exc
+            raise BadPayload("bad_pubsub_data", f"message.data is not valid base64: {exc}") from exc
 
     def json(self) -> dict[str, Any]:
         raw = self.decoded()
         try:
             value = json.loads(raw or b"{}")
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadEvent("bad_pubsub_data", f"message.data is not JSON: {exc}") from exc
+            raise BadPayload("bad_pubsub_data", f"message.data is not JSON: {exc}") from exc
         if not isinstance(value, dict):
-            raise BadEvent("bad_pubsub_data", f"message.data must be a JSON object, got {type(value).__name__}")
+            raise BadPayload("bad_pubsub_data", f"message.data must be a JSON object, got {type(value).__name__}")
         return value
 
 
@@ -117,7 +117,7 @@ class Event(BaseModel):
     def payload(self) -> dict[str, Any]:
         """The JSON object a pipeline service published (Pub/Sub events only)."""
         if self.pubsub is None:
-            raise BadEvent("wrong_event_type", f"expected {PUBSUB_PUBLISHED}, got {self.type}")
+            raise BadPayload("wrong_event_type", f"expected {PUBSUB_PUBLISHED}, got {self.type}")
         return self.pubsub.message.json()
 
 

@@ -2,9 +2,11 @@
 
 - ``subject_pseudonym = base32(HMAC-SHA256(key, site + "/" + subject))[:12]`` (60 bits).
 - A night is the noon-to-noon window containing the recording start (local header time).
-- ``night_id = pseudonym + "-n" + night_index`` where the index counts days since 1970 plus a
-  per-subject offset derived from the key: nights of one subject keep their order and spacing,
-  but the calendar date cannot be read back without the key (DESIGN.md: the date is personal data).
+- ``night_id = pseudonym + "-n" + base32(HMAC-SHA256(key, "night/" + site/subject/night date))[:8]``:
+  the same night always gets the same id, and nothing of the date can be read back without the key
+  (DESIGN.md: the date is personal data). An earlier linear day index (days since 1970 plus a
+  per-subject shift) was dropped: with the recording year kept in the headers, two nights of one
+  subject in different years pinned the shift down, and with it every date of that subject.
 - ``start_offset_s``: seconds from the night's noon anchor to the recording start. It depends only
   on the time of day, which the anonymised headers keep.
 """
@@ -17,7 +19,6 @@ import hmac
 from datetime import date, datetime, timedelta
 
 NOON_S = 12 * 3600
-_SHIFT_RANGE_DAYS = 3650
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -48,13 +49,12 @@ def time_of_day_offset_s(hours: int, minutes: int, seconds: float) -> float:
     return ((hours * 3600 + minutes * 60 + seconds) - NOON_S) % 86400
 
 
-def night_index(key: bytes, site: str, subject: str, start: datetime) -> int:
-    shift = int.from_bytes(_hmac(key, f"shift/{site}/{subject}")[:4], "big") % _SHIFT_RANGE_DAYS
-    return (night_date(start) - date(1970, 1, 1)).days + shift
+def night_key(key: bytes, site: str, subject: str, start: datetime) -> str:
+    return _b32(_hmac(key, f"night/{site}/{subject}/{night_date(start).isoformat()}"), 8)
 
 
 def night_id(key: bytes, site: str, subject: str, start: datetime) -> str:
-    return f"{subject_pseudonym(key, site, subject)}-n{night_index(key, site, subject, start)}"
+    return f"{subject_pseudonym(key, site, subject)}-n{night_key(key, site, subject, start)}"
 
 
 def upload_id(key: bytes, bucket: str, name: str) -> str:

@@ -12,13 +12,14 @@ import copy
 import hashlib
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 from sunrise_common import identity, logs, names
 from sunrise_common.edf import EdfError, anonymise_edf
-from sunrise_common.errors import NotFound, PermanentError
+from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
 from sunrise_common.events import Event
 from sunrise_common.labels import HEAD_BYTES, LabelError, anonymise_label_file, detect_label_kind
 from sunrise_common.service import Context, run_stage, scratch_dir
@@ -44,9 +45,35 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
     base = {"bucket": obj.bucket, "generations": {}}
     return run_stage(
         ctx, "uploads", upload, "ingest", str(obj.generation),
-        lambda: _ingest(ctx, key, upload, obj.bucket, obj.name, obj.generation),
+        lambda: _private(obj.name, lambda: _ingest(ctx, key, upload, obj.bucket, obj.name, obj.generation)),
         base=base,
     )
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_DATE = re.compile(r"\b\d{1,4}[./-](\d{1,2}|[A-Za-z]{3})[./-]\d{2,4}\b")
+
+
+def redact(detail: str, raw_name: str) -> str:
+    """An error detail fit to leave the privacy boundary: no part of the raw object name (site,
+    subject, file name), no quoted value (readers quote what they found: names, annotation text,
+    first lines), no date. Reasons stay exact; the detail keeps the field names and counts."""
+    for part in sorted({raw_name, *raw_name.split("/"), *(p.rsplit(".", 1)[0] for p in raw_name.split("/"))},
+                       key=len, reverse=True):
+        if len(part) >= 2:
+            detail = detail.replace(part, "<name>")
+    return _DATE.sub("<date>", _QUOTED.sub("<value>", detail))
+
+
+def _private(raw_name: str, work):  # noqa: ANN001, ANN202
+    """Run ingest's work so that whatever error it raises (recorded in Firestore, logged, answered)
+    carries no personal data: ingest is the one stage that sees raw names and raw bytes."""
+    try:
+        return work()
+    except PipelineError as exc:
+        raise type(exc)(exc.reason, redact(exc.detail, raw_name)) from None
+    except Exception as exc:  # an unexpected failure: retried, and described without its message
+        raise TransientError("unexpected", f"{type(exc).__name__} in ingest (details withheld: raw data)") from None
 
 
 def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, generation: int) -> dict[str, Any]:
@@ -157,10 +184,13 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
     doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
     doc["subject"] = night.rsplit("-n", 1)[0]
     recordings = doc.setdefault("recordings", {})
-    if label_key:
-        recordings.setdefault("labels", {})[label_key] = recording
-    else:
-        recordings[raw.kind] = recording
+    slot = recordings.setdefault("labels", {}) if label_key else recordings
+    slot_key = label_key or raw.kind
+    previous = slot.get(slot_key)
+    # Two uploads racing for the same anonymised object: the object holds the last write (the
+    # larger generation), so that is the one the night must name.
+    if previous is None or int(previous.get("generation", 0)) <= int(recording["generation"]):
+        slot[slot_key] = recording
     doc["pairing"] = pairing_status(recordings)
     now = time.time()
     doc.setdefault("stages", {})["ingest"] = {
