@@ -14,6 +14,10 @@ Every scenario takes a work folder and a size and returns::
 
 The stack is the embedded one (real service processes, the local router, SQLite, local
 folders) on free loopback ports; events go through the router exactly as Eventarc would send them.
+The fault scenarios (duplicates and shuffle, SIGKILL, transient faults) also run with
+``backend="emulators"``: the same services and router against fake-gcs-server and the Pub/Sub and
+Firestore emulators (one set per harness, always stopped), where an upload's object-finalize
+notification comes from fake-gcs-server through the Pub/Sub emulator to the router.
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ import socket
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sunrise_common import identity, names, status
+from sunrise_common.emulators import Emulators
 from sunrise_common.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
@@ -46,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 KEY = "reliability-pseudonym-key-0123456789abcdef"
 BACKEND = "embedded"
+BACKENDS = ("embedded", "emulators")
 SITE = "SITE-RELIAB"
 SERVICES = tuple(SERVICE_APPS)
 
@@ -79,7 +86,14 @@ def stack_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 @dataclass
 class Harness:
-    """One embedded stack, its context (in this process) and the raw inputs given to it."""
+    """One stack, its context (in this process) and the raw inputs given to it.
+
+    ``backend="embedded"``: local folders, SQLite, the router watching nothing (inputs are
+    announced). ``backend="emulators"``: its own fake-gcs-server, Pub/Sub and Firestore emulators
+    (started here, provisioned as Terraform would, stopped by :meth:`close`); an upload's
+    notification reaches the router through the Pub/Sub emulator. Use inside :func:`harnesses`
+    so that every harness is closed whatever happens.
+    """
 
     work: Path
     settings: Settings
@@ -88,18 +102,59 @@ class Harness:
     queue: Queue
     inputs: list[tuple[str, int]] = field(default_factory=list)  # raw (name, generation)
     direct_posts: int = 0
+    emulators: Emulators | None = None
 
     @classmethod
-    def create(cls, work: Path, **overrides: Any) -> "Harness":
+    def create(cls, work: Path, *, backend: str = BACKEND, cleanup: ExitStack | None = None,
+               **overrides: Any) -> "Harness":
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         work = Path(work)
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
-        settings = stack_settings(work / "data", **overrides)
-        ctx = Context.from_settings(settings.model_copy(update={"fault_rate": 0.0}))
-        for logical in names.BUCKETS:
-            ctx.storage.ensure_bucket(settings.bucket(logical))
-        return cls(work, settings, ctx, Stack(settings, work / "logs"), Queue(settings.data_dir / "router.db"))
+        emulators = None
+        if backend == "emulators":
+            emulators = Emulators(work / "emulators", project="sunrise-rel", prefix="sunrise-rel")
+            emulators.start()  # stops what it started if it fails
+            if cleanup is not None:
+                cleanup.callback(emulators.stop)
+            try:
+                emulators.provision()
+            except BaseException:
+                emulators.stop()
+                raise
+            overrides = dict(backend="emulators", project=emulators.project, prefix=emulators.prefix,
+                             gcs_endpoint=emulators.gcs_endpoint, pubsub_emulator_host=emulators.pubsub_emulator_host,
+                             firestore_emulator_host=emulators.firestore_emulator_host, **overrides)
+        try:
+            settings = stack_settings(work / "data", **overrides)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            ctx = Context.from_settings(settings.model_copy(update={"fault_rate": 0.0}))
+            if backend == "embedded":
+                for logical in names.BUCKETS:
+                    ctx.storage.ensure_bucket(settings.bucket(logical))
+            h = cls(work, settings, ctx, Stack(settings, work / "logs"), Queue(settings.data_dir / "router.db"),
+                    emulators=emulators)
+        except BaseException:
+            if emulators is not None:
+                emulators.stop()
+            raise
+        if cleanup is not None:
+            cleanup.callback(h.close)
+        return h
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    def close(self) -> None:
+        """Stop the stack (if running) and the emulators (if any). Idempotent."""
+        try:
+            self.stack.stop()
+        finally:
+            if self.emulators is not None:
+                self.emulators.stop()
 
     # -- inputs
     def upload(self, path: Path, kind: str, subject: str, name: str | None = None) -> str:
@@ -115,9 +170,12 @@ class Harness:
 
     def announce(self, raw_names: Iterable[str] | None = None) -> int:
         """Object-finalize events for raw objects, queued in the router (as the watcher does), so
-        that the router's delivery chaos (duplicates, shuffled order) applies to them too."""
+        that the router's delivery chaos (duplicates, shuffled order) applies to them too.
+        On the emulators fake-gcs-server has sent them already (the router pulls them): no-op."""
         bucket = self.settings.bucket("raw")
         wanted = set(raw_names) if raw_names is not None else None
+        if self.backend == "emulators":
+            return sum(1 for name, _ in self.inputs if wanted is None or name in wanted)
         count = 0
         for name, generation in self.inputs:
             if wanted is not None and name not in wanted:
@@ -128,11 +186,43 @@ class Harness:
 
     # -- the stack
     def __enter__(self) -> "Harness":
-        self.stack.start()
+        if self.backend == "emulators":
+            # The uploads' notifications already wait in the Pub/Sub emulator: start the router
+            # only once the services answer, or its first deliveries meet closed ports.
+            try:
+                for service in SERVICES:
+                    self.stack.start_service(service)
+                self.stack.wait_healthy(services=list(SERVICES))
+                self.stack.start_router()
+            except BaseException:
+                self.stack.stop()
+                raise
+        else:
+            self.stack.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stack.stop()
+        try:
+            if self.backend == "emulators" and exc[0] is None:
+                self.drain()
+        finally:
+            self.stack.stop()
+
+    def drain(self, quiet_s: float = 2.0, timeout: float = 30.0) -> bool:
+        """Emulators: messages may still be on their way through the Pub/Sub emulator when the
+        state says done (a duplicate the services will answer 'duplicate'); let the router pull
+        and deliver them before the stack stops, so that the figures count them."""
+        deadline = time.monotonic() + timeout
+        since = None
+        while time.monotonic() < deadline:
+            if self.queue.idle():
+                since = since or time.monotonic()
+                if time.monotonic() - since >= quiet_s:
+                    return True
+            else:
+                since = None
+            time.sleep(0.1)
+        return False
 
     def restart_services(self, **overrides: Any) -> None:
         """Stop every service and start it again with changed settings (same ports)."""
@@ -155,7 +245,12 @@ class Harness:
         nights = self.nights()
         if n_nights is not None and len(nights) != n_nights:
             return False
-        return status.all_done(self.ctx.state) and self.queue.idle()
+        if not (status.all_done(self.ctx.state) and self.queue.idle()):
+            return False
+        # Emulators: an event may still sit in a Pub/Sub subscription while the local queue is
+        # idle (a label file not yet ingested, a psg_prep not yet rerun with it): every input must
+        # have gone all the way.
+        return self.backend != "emulators" or not census(self)["lost"]
 
     def quiet(self) -> bool:
         """Every event delivered (or dead) and no stage run left running or retrying."""
@@ -311,7 +406,7 @@ def make_row(scenario: str, h: Harness | None, *, events: int, files: int, lost:
     lost_list = lost if isinstance(lost, list) else []
     return {
         "scenario": scenario,
-        "backend": BACKEND,
+        "backend": h.backend if h is not None else BACKEND,
         "events": events,
         "files": files,
         "lost": len(lost) if isinstance(lost, list) else lost,
@@ -411,8 +506,9 @@ def manifest_problems(h: Harness) -> list[str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _process(work: Path, nights: list[SynthNight], timeout: float, **overrides: Any) -> tuple[Harness, float]:
-    h = Harness.create(work, **overrides)
+def _process(work: Path, nights: list[SynthNight], timeout: float, *, backend: str = BACKEND,
+             cleanup: ExitStack | None = None, **overrides: Any) -> tuple[Harness, float]:
+    h = Harness.create(work, backend=backend, cleanup=cleanup, **overrides)
     for i, night in enumerate(nights):
         h.upload_night(night, subject_code(i))
     with h:
@@ -423,33 +519,39 @@ def _process(work: Path, nights: list[SynthNight], timeout: float, **overrides: 
     return h, elapsed
 
 
-def duplicates_and_shuffle(work: Path, n: int = 3, *, hours: float = 0.5) -> dict[str, Any]:
+def duplicates_and_shuffle(work: Path, n: int = 3, *, hours: float = 0.5, backend: str = BACKEND) -> dict[str, Any]:
     """Every event delivered 3 times in shuffled order: the outputs are byte-identical to a clean
     run of the same nights, and every stage's work is done once per input."""
     work = Path(work)
     nights = make_nights(work / "inputs", n, hours=hours)
-    timeout = 120 + 20 * n
-    clean, _ = _process(work / "clean", nights, timeout)
-    chaos, elapsed = _process(work / "chaos", nights, timeout, router_duplicates=3, router_shuffle=True)
-    diffs = diff_outputs(final_outputs(clean), final_outputs(chaos))
-    c = completions(chaos)
-    lost = census(chaos)["lost"]
-    failures = chaos.router_failures()
-    statuses = Counter(d.last_status for d in chaos.queue.deliveries(limit=10**6))
-    answers = Counter()
-    for entry in chaos.service_logs():
-        msg = entry.get("message", "")
-        if msg.startswith("duplicate while running"):
-            answers["busy"] += 1
-    n_files = len(chaos.inputs)
-    notes = (f"{n} nights x 3 files, each event x3 in random order; {statuses.get(200, 0)} deliveries answered 2xx, "
-             f"{failures.get(429, 0)} 429 busy then retried; outputs vs clean run: "
-             f"{'byte-identical' if not diffs else f'{len(diffs)} differ'}; runs with attempts != 1: {len(c['not_once'])}")
-    return make_row("duplicates_and_shuffle", chaos, events=chaos.events(), files=n_files, lost=lost,
-                    duplicated=c["duplicated"], recover_s=elapsed, notes=notes, diffs=diffs, not_once=c["not_once"],
-                    non_busy_failures={str(k): v for k, v in failures.items() if k != 429},
-                    delivery_states=chaos.queue.counts(), duplicated_runs=c["duplicated_runs"],
-                    compared_files=sum(len(v) for v in final_outputs(chaos).values()))
+    timeout = 120 + 20 * n if backend == "embedded" else 180 + 40 * n
+    # The clean run is on the same backend (its generations differ: final_outputs normalises them).
+    with ExitStack() as cleanup:  # every stack and emulator stopped, whatever happens
+        clean, _ = _process(work / "clean", nights, timeout, backend=backend, cleanup=cleanup)
+        clean_outputs = final_outputs(clean)
+        clean.close()
+        chaos, elapsed = _process(work / "chaos", nights, timeout, backend=backend, cleanup=cleanup,
+                                  router_duplicates=3, router_shuffle=True)
+        chaos_outputs = final_outputs(chaos)
+        diffs = diff_outputs(clean_outputs, chaos_outputs)
+        c = completions(chaos)
+        lost = census(chaos)["lost"]
+        failures = chaos.router_failures()
+        statuses = Counter(d.last_status for d in chaos.queue.deliveries(limit=10**6))
+        answers = Counter()
+        for entry in chaos.service_logs():
+            msg = entry.get("message", "")
+            if msg.startswith("duplicate while running"):
+                answers["busy"] += 1
+        n_files = len(chaos.inputs)
+        notes = (f"{n} nights x 3 files, each event x3 in random order; {statuses.get(200, 0)} deliveries answered 2xx, "
+                 f"{failures.get(429, 0)} 429 busy then retried; outputs vs clean run: "
+                 f"{'byte-identical' if not diffs else f'{len(diffs)} differ'}; runs with attempts != 1: {len(c['not_once'])}")
+        return make_row("duplicates_and_shuffle", chaos, events=chaos.events(), files=n_files, lost=lost,
+                        duplicated=c["duplicated"], recover_s=elapsed, notes=notes, diffs=diffs, not_once=c["not_once"],
+                        non_busy_failures={str(k): v for k, v in failures.items() if k != 429},
+                        delivery_states=chaos.queue.counts(), duplicated_runs=c["duplicated_runs"],
+                        compared_files=sum(len(v) for v in chaos_outputs.values()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,91 +559,94 @@ def duplicates_and_shuffle(work: Path, n: int = 3, *, hours: float = 0.5) -> dic
 # --------------------------------------------------------------------------------------------
 
 
-def sigkill_mid_stage(work: Path, n: int = 1, *, hours: float = 8.0, service: str = "psg_prep") -> dict[str, Any]:
+def sigkill_mid_stage(work: Path, n: int = 1, *, hours: float = 8.0, service: str = "psg_prep",
+                      backend: str = BACKEND) -> dict[str, Any]:
     """SIGKILL a service while it works on a night, restart it: the night completes, the killed
     run is taken over once its lease expires, no partial output is ever used downstream."""
     work = Path(work)
     stage = service
     nights = make_nights(work / "inputs", n, hours=hours, seed0=2000)
     lease_s = 3.0
-    h = Harness.create(work / "run", lease_s=lease_s, router_max_attempts=15, router_backoff_initial_s=0.3,
-                       router_backoff_max_s=1.5)
-    for i, night in enumerate(nights):
-        h.upload_night(night, subject_code(100 + i), labels=4)
-    killed: dict[str, Any] = {}
-    with h:
-        h.announce()
+    with ExitStack() as cleanup:  # every stack and emulator stopped, whatever happens
+        slow = 1 if backend == "embedded" else 2  # the emulators answer slower: longer waits
+        h = Harness.create(work / "run", backend=backend, cleanup=cleanup, lease_s=lease_s, router_max_attempts=15,
+                           router_backoff_initial_s=0.3, router_backoff_max_s=1.5)
+        for i, night in enumerate(nights):
+            h.upload_night(night, subject_code(100 + i), labels=4)
+        killed: dict[str, Any] = {}
+        with h:
+            h.announce()
 
-        def running() -> tuple[str, str, dict] | None:
-            for night, doc in h.nights():
-                for key, run in doc.get("runs", {}).get(stage, {}).items():
-                    if run.get("state") == "running":
-                        return night, key, run
-            return None
+            def running() -> tuple[str, str, dict] | None:
+                for night, doc in h.nights():
+                    for key, run in doc.get("runs", {}).get(stage, {}).items():
+                        if run.get("state") == "running":
+                            return night, key, run
+                return None
 
-        # Aim for the worst moment: some output objects written, the manifest not yet. If the
-        # stage finishes before that is seen, kill the next running one as soon as it runs.
-        prepped = h.settings.bucket("prepped")
-        kind = "psg" if stage == "psg_prep" else "sunrise"
-        deadline = time.monotonic() + 120
-        target = None
-        seen: set[tuple[str, str]] = set()
-        while target is None and time.monotonic() < deadline:
-            found = running()
-            if found is None or (found[0], found[1]) in seen:
-                time.sleep(0.005)
-                continue
-            night, key, _ = found
-            seen.add((night, key))
-            prefix = names.prepped_prefix(night, kind, key)
-            if len(seen) >= 2:  # second chance: kill as soon as it runs
-                target = (night, key)
-                break
-            while time.monotonic() < deadline:
-                objs = [i.name for i in h.ctx.storage.list(prepped, prefix)]
-                if objs and not any(o.endswith("_MANIFEST.json") for o in objs):
+            # Aim for the worst moment: some output objects written, the manifest not yet. If the
+            # stage finishes before that is seen, kill the next running one as soon as it runs.
+            prepped = h.settings.bucket("prepped")
+            kind = "psg" if stage == "psg_prep" else "sunrise"
+            deadline = time.monotonic() + 120 * slow
+            target = None
+            seen: set[tuple[str, str]] = set()
+            while target is None and time.monotonic() < deadline:
+                found = running()
+                if found is None or (found[0], found[1]) in seen:
+                    time.sleep(0.005)
+                    continue
+                night, key, _ = found
+                seen.add((night, key))
+                prefix = names.prepped_prefix(night, kind, key)
+                if len(seen) >= 2:  # second chance: kill as soon as it runs
                     target = (night, key)
                     break
-                run = (h.ctx.state.get("nights", night) or {}).get("runs", {}).get(stage, {}).get(key, {})
-                if run.get("state") != "running" or objs:
-                    break
-                time.sleep(0.002)
-        if target is None:
-            raise TimeoutError(f"never caught {stage} running")
-        night, key = target
-        h.stack.kill(service)  # SIGKILL to the process group
-        t_kill = time.monotonic()
-        after = (h.ctx.state.get("nights", night) or {}).get("runs", {}).get(stage, {}).get(key, {})
-        killed = {"night": night, "input_key": key, "state_when_killed": after.get("state"),
-                  "attempts_when_killed": after.get("attempts")}
-        partial_prefix = names.prepped_prefix(night, "psg" if stage == "psg_prep" else "sunrise", key)
-        partial = [i.name for i in h.ctx.storage.list(h.settings.bucket("prepped"), partial_prefix)]
-        killed["objects_under_prefix_when_killed"] = len(partial)
-        killed["manifest_when_killed"] = any(p.endswith("_MANIFEST.json") for p in partial)
-        time.sleep(0.5)
-        h.stack.start_service(service)
-        h.stack.wait_healthy(services=[service])
-        t_back = time.monotonic()
-        wait_until(lambda: h.settled(n), 180 + 30 * n, f"{n} nights done after the restart", interval=0.2)
-        recover = time.monotonic() - t_back
-    doc = h.ctx.state.get("nights", killed["night"]) or {}
-    final = doc.get("runs", {}).get(stage, {}).get(killed["input_key"], {})
-    killed.update(final_state=final.get("state"), final_attempts=final.get("attempts"),
-                  downtime_s=round(t_back - t_kill, 2))
-    c = completions(h)
-    lost = census(h)["lost"]
-    problems = manifest_problems(h)
-    # the downstream stage ran once per input, on a complete prefix
-    downstream = [f"{k}: x{r.get('attempts')} {r.get('state')}" for _, d in h.nights()
-                  for k, r in d.get("runs", {}).get("sunalgo", {}).items() if r.get("attempts") != 1 or r.get("state") != "done"]
-    killed_mid_work = killed["state_when_killed"] == "running" and not killed["manifest_when_killed"]
-    notes = (f"SIGKILL {service} while running on a {hours:g}-h night (lease {lease_s:g} s; "
-             f"{killed['objects_under_prefix_when_killed']} of its objects written, no manifest), restarted after "
-             f"{killed['downtime_s']} s; the run was taken over (attempts {killed['final_attempts']}, {killed['final_state']}); "
-             f"manifest problems: {len(problems)}; sunalgo runs not once: {len(downstream)}")
-    return make_row("sigkill_mid_stage", h, events=h.events(), files=len(h.inputs), lost=lost, duplicated=c["duplicated"],
-                    recover_s=recover, notes=notes, killed=killed, killed_mid_work=killed_mid_work,
-                    manifest_problems=problems, downstream_not_once=downstream, duplicated_runs=c["duplicated_runs"])
+                while time.monotonic() < deadline:
+                    objs = [i.name for i in h.ctx.storage.list(prepped, prefix)]
+                    if objs and not any(o.endswith("_MANIFEST.json") for o in objs):
+                        target = (night, key)
+                        break
+                    run = (h.ctx.state.get("nights", night) or {}).get("runs", {}).get(stage, {}).get(key, {})
+                    if run.get("state") != "running" or objs:
+                        break
+                    time.sleep(0.002)
+            if target is None:
+                raise TimeoutError(f"never caught {stage} running")
+            night, key = target
+            h.stack.kill(service)  # SIGKILL to the process group
+            t_kill = time.monotonic()
+            after = (h.ctx.state.get("nights", night) or {}).get("runs", {}).get(stage, {}).get(key, {})
+            killed = {"night": night, "input_key": key, "state_when_killed": after.get("state"),
+                      "attempts_when_killed": after.get("attempts")}
+            partial_prefix = names.prepped_prefix(night, "psg" if stage == "psg_prep" else "sunrise", key)
+            partial = [i.name for i in h.ctx.storage.list(h.settings.bucket("prepped"), partial_prefix)]
+            killed["objects_under_prefix_when_killed"] = len(partial)
+            killed["manifest_when_killed"] = any(p.endswith("_MANIFEST.json") for p in partial)
+            time.sleep(0.5)
+            h.stack.start_service(service)
+            h.stack.wait_healthy(services=[service])
+            t_back = time.monotonic()
+            wait_until(lambda: h.settled(n), (180 + 30 * n) * slow, f"{n} nights done after the restart", interval=0.2)
+            recover = time.monotonic() - t_back
+        doc = h.ctx.state.get("nights", killed["night"]) or {}
+        final = doc.get("runs", {}).get(stage, {}).get(killed["input_key"], {})
+        killed.update(final_state=final.get("state"), final_attempts=final.get("attempts"),
+                      downtime_s=round(t_back - t_kill, 2))
+        c = completions(h)
+        lost = census(h)["lost"]
+        problems = manifest_problems(h)
+        # the downstream stage ran once per input, on a complete prefix
+        downstream = [f"{k}: x{r.get('attempts')} {r.get('state')}" for _, d in h.nights()
+                      for k, r in d.get("runs", {}).get("sunalgo", {}).items() if r.get("attempts") != 1 or r.get("state") != "done"]
+        killed_mid_work = killed["state_when_killed"] == "running" and not killed["manifest_when_killed"]
+        notes = (f"SIGKILL {service} while running on a {hours:g}-h night (lease {lease_s:g} s; "
+                 f"{killed['objects_under_prefix_when_killed']} of its objects written, no manifest), restarted after "
+                 f"{killed['downtime_s']} s; the run was taken over (attempts {killed['final_attempts']}, {killed['final_state']}); "
+                 f"manifest problems: {len(problems)}; sunalgo runs not once: {len(downstream)}")
+        return make_row("sigkill_mid_stage", h, events=h.events(), files=len(h.inputs), lost=lost, duplicated=c["duplicated"],
+                        recover_s=recover, notes=notes, killed=killed, killed_mid_work=killed_mid_work,
+                        manifest_problems=problems, downstream_not_once=downstream, duplicated_runs=c["duplicated_runs"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,7 +669,7 @@ def _dead_subjects(q: Queue) -> tuple[set[str], set[str]]:
 
 
 def transient_faults(work: Path, n: int = 4, *, hours: float = 0.5, rate: float = 0.1,
-                     high_rate: float = 0.3) -> dict[str, Any]:
+                     high_rate: float = 0.3, backend: str = BACKEND) -> dict[str, Any]:
     """Faults in 10 % of port calls: everything completes. Then with 2 attempts and a high fault
     rate, events dead-letter (none dropped) and replaying them with faults off completes them."""
     work = Path(work)
@@ -572,76 +677,80 @@ def transient_faults(work: Path, n: int = 4, *, hours: float = 0.5, rate: float 
     # Phase A: generous retries, every input must end done.
     # sunalgo makes ~30 storage calls per attempt: at 10 % per call one attempt in 20 or so gets
     # through, so "generous" means hundreds of attempts (Eventarc retries for 24 h)
-    a = Harness.create(work / "a", fault_rate=rate, fault_seed=1, router_max_attempts=500, router_backoff_initial_s=0.05,
-                       router_backoff_max_s=0.3, lease_s=4)
-    for i, night in enumerate(nights):
-        a.upload_night(night, subject_code(200 + i))
-    with a:
-        t0 = time.monotonic()
-        a.announce()
-        wait_until(lambda: a.settled(n), 240 + 30 * n, f"{n} nights done under faults", interval=0.3)
-        elapsed_a = time.monotonic() - t0
-    injected_a = sum(1 for e in a.service_logs() if "injected_fault" in json.dumps(e))
-    fail_a = a.router_failures()
-    max_attempts_a = max((d.attempts for d in a.queue.deliveries(limit=10**6)), default=0)
-    lost_a = census(a)["lost"]
-    c_a = completions(a)
+    with ExitStack() as cleanup:  # every stack and emulator stopped, whatever happens
+        slow = 1 if backend == "embedded" else 3  # the emulators answer slower: longer waits
+        settle_s = 1.0 if backend == "embedded" else 2.5  # no delivery for this long: nothing moves any more
+        a = Harness.create(work / "a", backend=backend, cleanup=cleanup, fault_rate=rate, fault_seed=1,
+                           router_max_attempts=500, router_backoff_initial_s=0.05, router_backoff_max_s=0.3, lease_s=4)
+        for i, night in enumerate(nights):
+            a.upload_night(night, subject_code(200 + i))
+        with a:
+            t0 = time.monotonic()
+            a.announce()
+            wait_until(lambda: a.settled(n), (240 + 30 * n) * slow, f"{n} nights done under faults", interval=0.3)
+            elapsed_a = time.monotonic() - t0
+        injected_a = sum(1 for e in a.service_logs() if "injected_fault" in json.dumps(e))
+        fail_a = a.router_failures()
+        max_attempts_a = max((d.attempts for d in a.queue.deliveries(limit=10**6)), default=0)
+        lost_a = census(a)["lost"]
+        c_a = completions(a)
+        a.close()
 
-    # Phase B: 2 attempts only: events dead-letter; nothing may vanish; replay completes them.
-    b = Harness.create(work / "b", fault_rate=high_rate, fault_seed=2, router_max_attempts=2,
-                       router_backoff_initial_s=0.1, router_backoff_max_s=0.5, lease_s=2)
-    for i, night in enumerate(nights):
-        b.upload_night(night, subject_code(200 + i))
-    replays = 0
-    with b:
-        b.announce()
-        wait_until(lambda: b.queue.idle() and (time.sleep(1.0) or b.queue.idle()), 120 + 30 * n,
-                   "the faulty run to stop moving", interval=0.3)
-        counts = b.queue.counts()
-        dead_before = counts.get("dead", 0)
-        unexplained = []
-        if True:  # every input that is not done is explained by a dead letter
-            dead_objects, dead_nights = _dead_subjects(b.queue)
-            key = b.settings.key_bytes()
-            for item in census(b)["lost"]:
-                name = item.split("@", 1)[0]
-                doc = b.ctx.state.get("uploads", identity.upload_id(key, b.settings.bucket("raw"), name)) or {}
-                run = next(iter(doc.get("runs", {}).get("ingest", {}).values()), {})
-                night = run.get("outputs", {}).get("night_id")
-                # a night waits for its missing half: a dead event of the same subject explains it
-                same_subject = {"/".join(o.split("/")[1:3]) for o in dead_objects if o}
-                if (name not in dead_objects and night not in dead_nights
-                        and "/".join(name.split("/")[1:3]) not in same_subject):
-                    unexplained.append(item)
-        stuck = {k: v for k, v in counts.items() if k not in ("delivered", "dead") and v}
-        dead_list = [f"{d.service} {d.subject} x{d.attempts} {d.last_status}" for d in b.queue.deliveries("dead")]
-        b.restart_services(fault_rate=0.0)
-        time.sleep(b.settings.lease_s + 0.5)  # leases left by runs whose failure could not be recorded
-        t_replay = time.monotonic()
-        for _ in range(6):
-            replays += 1
-            b.queue.replay_dead()
-            try:  # stale runs (superseded input keys) may stay "retrying": wait for the queue, not the runs
-                wait_until(lambda: b.settled(n) or (b.queue.idle() and (time.sleep(1.0) or b.queue.idle())),
-                           120 + 10 * n, "the replay to finish", interval=0.3)
-            except TimeoutError:
-                pass
-            if b.settled(n):
-                break
-            time.sleep(b.settings.lease_s)
-        recover_b = time.monotonic() - t_replay
-    lost_b = census(b)["lost"]
-    c_b = completions(b)
-    notes = (f"A: {n} nights, fault rate {rate:g} on storage/state/publisher calls, {injected_a} faults injected, "
-             f"{sum(v for k, v in fail_a.items() if k and k >= 500)} 5xx retried (at most {max_attempts_a} attempts for one "
-             f"delivery), all done in {elapsed_a:.1f} s. "
-             f"B: rate {high_rate:g} with 2 attempts: {dead_before} events dead-lettered, {len(unexplained)} unexplained, "
-             f"replay_dead with faults off ({replays} round(s)) completed them")
-    return make_row("transient_faults", b, events=a.events() + b.events(), files=len(a.inputs) + len(b.inputs),
-                    lost=lost_a + lost_b, duplicated=c_a["duplicated"] + c_b["duplicated"], recover_s=recover_b, notes=notes,
-                    injected=injected_a, dead_letters=dead_before, unexplained=unexplained, stuck=stuck,
-                    replay_rounds=replays, dead_list=dead_list[:30], duplicated_runs=c_a["duplicated_runs"] + c_b["duplicated_runs"],
-                    phase_a_s=round(elapsed_a, 2), lost_a=len(lost_a), lost_b=len(lost_b))
+        # Phase B: 2 attempts only: events dead-letter; nothing may vanish; replay completes them.
+        b = Harness.create(work / "b", backend=backend, cleanup=cleanup, fault_rate=high_rate, fault_seed=2,
+                           router_max_attempts=2, router_backoff_initial_s=0.1, router_backoff_max_s=0.5, lease_s=2)
+        for i, night in enumerate(nights):
+            b.upload_night(night, subject_code(200 + i))
+        replays = 0
+        with b:
+            b.announce()
+            wait_until(lambda: b.queue.idle() and (time.sleep(settle_s) or b.queue.idle()), (120 + 30 * n) * slow,
+                       "the faulty run to stop moving", interval=0.3)
+            counts = b.queue.counts()
+            dead_before = counts.get("dead", 0)
+            unexplained = []
+            if True:  # every input that is not done is explained by a dead letter
+                dead_objects, dead_nights = _dead_subjects(b.queue)
+                key = b.settings.key_bytes()
+                for item in census(b)["lost"]:
+                    name = item.split("@", 1)[0]
+                    doc = b.ctx.state.get("uploads", identity.upload_id(key, b.settings.bucket("raw"), name)) or {}
+                    run = next(iter(doc.get("runs", {}).get("ingest", {}).values()), {})
+                    night = run.get("outputs", {}).get("night_id")
+                    # a night waits for its missing half: a dead event of the same subject explains it
+                    same_subject = {"/".join(o.split("/")[1:3]) for o in dead_objects if o}
+                    if (name not in dead_objects and night not in dead_nights
+                            and "/".join(name.split("/")[1:3]) not in same_subject):
+                        unexplained.append(item)
+            stuck = {k: v for k, v in counts.items() if k not in ("delivered", "dead") and v}
+            dead_list = [f"{d.service} {d.subject} x{d.attempts} {d.last_status}" for d in b.queue.deliveries("dead")]
+            b.restart_services(fault_rate=0.0)
+            time.sleep(b.settings.lease_s + 0.5)  # leases left by runs whose failure could not be recorded
+            t_replay = time.monotonic()
+            for _ in range(6):
+                replays += 1
+                b.queue.replay_dead()
+                try:  # stale runs (superseded input keys) may stay "retrying": wait for the queue, not the runs
+                    wait_until(lambda: b.settled(n) or (b.queue.idle() and (time.sleep(settle_s) or b.queue.idle())),
+                               (120 + 10 * n) * slow, "the replay to finish", interval=0.3)
+                except TimeoutError:
+                    pass
+                if b.settled(n):
+                    break
+                time.sleep(b.settings.lease_s)
+            recover_b = time.monotonic() - t_replay
+        lost_b = census(b)["lost"]
+        c_b = completions(b)
+        notes = (f"A: {n} nights, fault rate {rate:g} on storage/state/publisher calls, {injected_a} faults injected, "
+                 f"{sum(v for k, v in fail_a.items() if k and k >= 500)} 5xx retried (at most {max_attempts_a} attempts for one "
+                 f"delivery), all done in {elapsed_a:.1f} s. "
+                 f"B: rate {high_rate:g} with 2 attempts: {dead_before} events dead-lettered, {len(unexplained)} unexplained, "
+                 f"replay_dead with faults off ({replays} round(s)) completed them")
+        return make_row("transient_faults", b, events=a.events() + b.events(), files=len(a.inputs) + len(b.inputs),
+                        lost=lost_a + lost_b, duplicated=c_a["duplicated"] + c_b["duplicated"], recover_s=recover_b, notes=notes,
+                        injected=injected_a, dead_letters=dead_before, unexplained=unexplained, stuck=stuck,
+                        replay_rounds=replays, dead_list=dead_list[:30], duplicated_runs=c_a["duplicated_runs"] + c_b["duplicated_runs"],
+                        phase_a_s=round(elapsed_a, 2), lost_a=len(lost_a), lost_b=len(lost_b))
 
 
 # --------------------------------------------------------------------------------------------
@@ -830,7 +939,7 @@ def abuse_events(work: Path, n: int = 100) -> dict[str, Any]:
         return st.sampled_from(range(10)).flatmap(lambda i: good if i < p else bad)
 
     night_like = mostly(
-        st.sampled_from([known_night]) | st.from_regex(r"\As[a-z2-7]{12}-n\d{1,7}\Z"),
+        st.sampled_from([known_night]) | st.from_regex(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z"),
         st.sampled_from(["s" + "a" * 12 + "-n1", "s" + "2" * 12 + "-n99999999", "../x", "", None, 7]) | json_value,
         p=6,
     )
@@ -1242,10 +1351,29 @@ def no_personal_data(work: Path, n: int = 2, *, hours: float = 0.5, scan_root: P
                     recover_s=elapsed, notes=notes, hits=hits[:50], state_hits=state_hits[:50], scanned=scanned)
 
 
+def on_emulators(scenario: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """The same scenario with ``backend="emulators"`` (its row says so in the backend column)."""
+
+    def variant(work: Path, n: int, **kwargs: Any) -> dict[str, Any]:
+        return scenario(work, n, backend="emulators", **kwargs)
+
+    variant.__name__ = variant.__qualname__ = f"{scenario.__name__}_on_emulators"
+    variant.__doc__ = (f"{scenario.__name__} on the emulators backend (fake-gcs-server, the Pub/Sub and Firestore "
+                       "emulators; uploads announced by fake-gcs-server's notifications through Pub/Sub; compared "
+                       "with a run on the same backend).")
+    return variant
+
+
+# The fault scenarios run on both local backends; ``NAME@emulators`` is the emulators variant.
+EMULATOR_VARIANTS = ("duplicates_and_shuffle", "sigkill_mid_stage", "transient_faults")
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "duplicates_and_shuffle": duplicates_and_shuffle,
+    "duplicates_and_shuffle@emulators": on_emulators(duplicates_and_shuffle),
     "sigkill_mid_stage": sigkill_mid_stage,
+    "sigkill_mid_stage@emulators": on_emulators(sigkill_mid_stage),
     "transient_faults": transient_faults,
+    "transient_faults@emulators": on_emulators(transient_faults),
     "burst": burst,
     "new_generation": new_generation,
     "abuse_events": abuse_events,

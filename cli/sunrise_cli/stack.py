@@ -99,10 +99,16 @@ class Stack:
         )
 
     def start(self, timeout: float = 60.0) -> None:
-        for service in SERVICE_APPS:
-            self.start_service(service)
-        self.start_router()
-        self.wait_healthy(timeout)
+        """Start the services, wait until they answer, then the router (so that its first
+        deliveries find them up). If anything fails, whatever was started is stopped again."""
+        try:
+            for service in SERVICE_APPS:
+                self.start_service(service)
+            self.wait_healthy(timeout)
+            self.start_router()
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_healthy(self, timeout: float = 60.0, services: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout

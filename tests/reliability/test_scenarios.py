@@ -47,6 +47,49 @@ def test_transient_faults_lose_nothing_and_dead_letters_replay_to_completion(tmp
     assert row["details"]["stuck"] == {}
 
 
+# -- the fault scenarios on the emulators (fake-gcs-server, the Pub/Sub and Firestore emulators)
+
+
+@pytest.mark.slow
+@pytest.mark.emulators
+def test_on_the_emulators_duplicated_shuffled_events_give_byte_identical_outputs(tmp_path):
+    row = scenarios.duplicates_and_shuffle(tmp_path, 3, backend="emulators")
+    assert row["backend"] == "emulators"
+    assert_clean(row)
+    assert row["details"]["diffs"] == []  # against a clean run on the emulators too
+    assert row["details"]["compared_files"] > 0
+    assert row["details"]["not_once"] == []
+    assert row["details"]["non_busy_failures"] == {}
+    assert set(row["details"]["delivery_states"]) <= {"delivered", "unrouted_messages"}
+    # every finalize notification from fake-gcs-server was queued 3 times
+    assert row["events"] >= 3 * row["files"]
+
+
+@pytest.mark.slow
+@pytest.mark.emulators
+def test_on_the_emulators_a_service_killed_mid_stage_is_taken_over(tmp_path):
+    row = scenarios.sigkill_mid_stage(tmp_path, 2, hours=8.0, backend="emulators")
+    assert row["backend"] == "emulators"
+    assert_clean(row)
+    killed = row["details"]["killed"]
+    assert row["details"]["killed_mid_work"], killed
+    assert killed["final_state"] == "done" and killed["final_attempts"] == 2, killed
+    assert row["details"]["manifest_problems"] == []
+    assert row["details"]["downstream_not_once"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.emulators
+def test_on_the_emulators_transient_faults_lose_nothing_and_dead_letters_replay(tmp_path):
+    row = scenarios.transient_faults(tmp_path, 3, backend="emulators")
+    assert row["backend"] == "emulators"
+    assert_clean(row)
+    assert row["details"]["injected"] > 0
+    assert row["details"]["dead_letters"] > 0
+    assert row["details"]["unexplained"] == []
+    assert row["details"]["stuck"] == {}
+
+
 @pytest.mark.slow
 def test_a_burst_of_nights_is_processed_with_bounded_memory(tmp_path):
     row = scenarios.burst(tmp_path, 60)
