@@ -231,22 +231,21 @@ def rerun(
     all_nights: Annotated[bool, typer.Option("--all", help="Every night.")] = False,
     algo_version: Annotated[Optional[str], typer.Option(help="sunalgo only: the model version to score with.")] = None,
     rate: Annotated[Optional[float], typer.Option(help="At most this many events per second.")] = None,
-    max_in_flight: Annotated[int, typer.Option(help="At most this many requests at once.")] = 4,
-    token: Annotated[Optional[str], typer.Option(help="Bearer token for cloud URLs.")] = None,
+    max_in_flight: Annotated[int, typer.Option(help="At most this many publishes at once.")] = 4,
 ) -> None:
-    """Run one stage again for chosen nights (after a fix, or with another model)."""
+    """Run one stage again for chosen nights (after a fix, or with another model): publishes the
+    stage's input event on its topic, so it works the same on every backend."""
     if stage not in ops.RERUN_TOPIC:
         raise typer.BadParameter(f"STAGE must be one of {', '.join(ops.RERUN_TOPIC)}")
     if not (nights or failed or all_nights):
         raise typer.BadParameter("choose nights: --nights ID, --failed or --all")
     ctx = _ctx()
     chosen = ops.select_nights(ctx, stage, nights=nights, failed=failed, all_nights=all_nights)
-    url = ctx.settings.service_url(stage)
     jobs = []
     for night in chosen:
         if algo_version is None:
             ops.reset_stage(ctx, night, stage)
-        jobs.append((night, ops.rerun_job(ctx, night, stage, url=url, token=token, model_version=algo_version)))
+        jobs.append((night, ops.rerun_job(ctx, night, stage, model_version=algo_version)))
     stop = _interruptible()
     with _progress() as progress:
         task = progress.add_task(f"rerun {stage}", total=len(jobs))

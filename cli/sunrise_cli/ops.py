@@ -261,7 +261,10 @@ def reset_stage(ctx: Context, night_id: str, stage: str) -> None:
     ctx.state.transact("nights", night_id, fn)
 
 
-def rerun_job(ctx: Context, night_id: str, stage: str, *, url: str, token: str | None, model_version: str | None):
+def rerun_job(ctx: Context, night_id: str, stage: str, *, model_version: str | None):
+    """A job that publishes the stage's input event for a night on the stage's topic (the same way
+    everywhere: the local router, the emulator, Pub/Sub in the cloud), or None if there is nothing
+    to rerun."""
     doc = ctx.state.get("nights", night_id) or {}
     message: dict[str, Any] = {"night_id": night_id}
     if stage == "sunrise_prep":
@@ -280,5 +283,10 @@ def rerun_job(ctx: Context, night_id: str, stage: str, *, url: str, token: str |
             message["model_version"] = model_version
     else:
         raise ValueError(f"rerun takes sunrise_prep, psg_prep or sunalgo, not {stage!r} (use backfill for ingest)")
-    headers, body = night_message_event(ctx.settings, RERUN_TOPIC[stage], message)
-    return lambda: post(url, headers, body, token=token)
+    topic = ctx.settings.topic(RERUN_TOPIC[stage])
+
+    def job() -> httpx.Response:
+        message_id = ctx.publisher.publish(topic, json.dumps(message).encode(), {"kind": "rerun"})
+        return httpx.Response(200, text=f"published {message_id} on {topic}")
+
+    return job

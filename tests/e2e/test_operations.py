@@ -118,9 +118,12 @@ def test_rerun_with_another_model_version_writes_beside_the_old_results(tmp_path
         model = train_model(rows, settings.model_store(), version="trained-t1", seed=0)
         assert Path(model["artifact"]).exists()
         before = {i.name for i in ctx.storage.list(settings.bucket("results"))}
-        jobs = [(n, ops.rerun_job(ctx, n, "sunalgo", url=settings.sunalgo_url, token=None, model_version="trained-t1"))
+        jobs = [(n, ops.rerun_job(ctx, n, "sunalgo", model_version="trained-t1"))
                 for n in ops.select_nights(ctx, "sunalgo", nights=None, failed=False, all_nights=True)]
         assert ops.send_all(jobs, rate=None, max_in_flight=2).sent == 2
+        wait_until(lambda: sum(1 for _, d in ctx.state.list("nights")
+                               if d.get("stages", {}).get("sunalgo:trained-t1", {}).get("state") == "done") == 2,
+                   60, "both nights rescored with trained-t1")
         after = {i.name for i in ctx.storage.list(settings.bucket("results"))}
     assert before < after  # nothing overwritten or removed
     new = after - before
