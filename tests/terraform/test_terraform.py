@@ -753,7 +753,7 @@ def test_services_are_internal_with_bounded_scaling_concurrency_and_timeouts() -
     sizes = tf_locals()["service_resources"]
     assert set(sizes) == set(names.SERVICES)
     for service, size in sizes.items():
-        assert 1 <= size["concurrency"] <= 80, (
+        assert size["concurrency"] in range(1, 81), (
             f"{service} concurrency {size['concurrency']}"
         )
         assert _seconds(size["timeout"]) <= CLOUD_RUN_MAX_ACK_SECONDS, (
