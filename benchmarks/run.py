@@ -15,7 +15,6 @@ import os
 import platform
 import pstats
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from sunrise_common.emulators import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
@@ -48,12 +49,6 @@ def stat(values: list[float]) -> dict:
 
 def fmt(s: dict, unit: str = "", digits: int = 3) -> str:
     return f"{s['median']:.{digits}f}{unit} (min {s['min']:.{digits}f}, max {s['max']:.{digits}f}, n={s['n']})"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- benchmarks -------------------------------------------------------------------------------

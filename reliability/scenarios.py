@@ -25,12 +25,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import random
 import re
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections import Counter
@@ -40,12 +38,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from sunrise_common import identity, names, status
-from sunrise_common.emulators import Emulators
+from sunrise_common.emulators import Emulators, free_port
 from sunrise_common.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from sunrise_cli import ops
-from sunrise_cli.stack import SERVICE_APPS, Stack
+from sunrise_cli.stack import SERVICE_APPS, Stack, wait_until
 from sunrise_cli.synth import SynthNight, synth_night
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,12 +63,6 @@ def subject_code(i: int) -> str:
 # --------------------------------------------------------------------------------------------
 # Harness: a stack on free ports, synthetic nights, waiting, counting
 # --------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stack_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -289,16 +281,6 @@ class Harness:
                 if m:
                     found[int(m.group(2)) if m.group(2) else None] += 1
         return found
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 _NIGHT_CACHE: dict[tuple[str, int, float], SynthNight] = {}

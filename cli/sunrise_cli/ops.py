@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import httpx
 
 from sunrise_common import identity, names
-from sunrise_common.events import pubsub_event, storage_event, to_structured
+from sunrise_common.events import storage_event
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from sunrise_common.storage import ObjectInfo
@@ -56,11 +56,6 @@ def object_event(settings: Settings, name: str, info: ObjectInfo | None = None) 
     """The finalize event Eventarc would send for a raw object."""
     bucket = settings.bucket("raw")
     headers, body = storage_event(bucket, name, info.generation if info else 1, info.size if info else 0)
-    return headers, json.dumps(body).encode()
-
-
-def night_message_event(settings: Settings, topic_logical: str, message: dict[str, Any]) -> tuple[dict[str, str], bytes]:
-    headers, body = pubsub_event(settings.project, settings.topic(topic_logical), json.dumps(message).encode())
     return headers, json.dumps(body).encode()
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sunrise_common import status as status_lib
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 

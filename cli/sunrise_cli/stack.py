@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 import httpx
@@ -25,6 +26,17 @@ SERVICE_APPS = {
     "psg_prep": "psg_prep.main:app",
     "sunalgo": "sunalgo.main:app",
 }
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

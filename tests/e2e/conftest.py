@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
-from sunrise_cli.stack import Stack
+from sunrise_cli.stack import Stack, wait_until  # noqa: F401 - wait_until is imported by the e2e tests
+from sunrise_common.emulators import free_port
 from tests.conftest import TEST_KEY
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stack_settings(tmp_path: Path, **overrides) -> Settings:
@@ -27,16 +20,6 @@ def stack_settings(tmp_path: Path, **overrides) -> Settings:
                   router_max_attempts=60, lease_s=30, **urls)
     values.update(overrides)
     return Settings(**values)
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture

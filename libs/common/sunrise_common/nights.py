@@ -28,6 +28,17 @@ def load_night(ctx, night_id: str) -> dict[str, Any]:  # noqa: ANN001 - Context
     return doc
 
 
+def open_night(ctx, event: Event) -> tuple[str, dict[str, Any], dict[str, Any]]:  # noqa: ANN001 - Context
+    """(night id, event payload, night document) of a per-night event; binds the night id to the
+    log context."""
+    from sunrise_common import logs
+
+    payload = night_event(event)
+    night = payload["night_id"]
+    logs.bind(night_id=night)
+    return night, payload, load_night(ctx, night)
+
+
 def latest_done(doc: dict[str, Any], stage: str) -> dict[str, Any] | None:
     """The stage's latest run if it finished, else None."""
     st = doc.get("stages", {}).get(stage)
@@ -45,4 +56,4 @@ def in_progress(doc: dict[str, Any], stage: str) -> bool:
     return doc.get("stages", {}).get(stage, {}).get("state") in ("running", "retrying")
 
 
-__all__ = ["NotFound", "in_progress", "latest_done", "load_night", "night_event", "rerun_count"]
+__all__ = ["NotFound", "in_progress", "latest_done", "load_night", "night_event", "open_night", "rerun_count"]

@@ -7,6 +7,7 @@ A handler is ``handle(event, ctx) -> dict``. The app maps the error tree to HTTP
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
@@ -20,7 +21,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from sunrise_common import logs
-from sunrise_common.errors import BadEvent, Busy, PermanentError, PipelineError, TransientError
+from sunrise_common.errors import (
+    BadEvent,
+    Busy,
+    NotFound,
+    PermanentError,
+    PipelineError,
+    PreconditionFailed,
+    TransientError,
+)
 from sunrise_common.events import Event, parse_event
 from sunrise_common.publisher import Publisher, make_publisher
 from sunrise_common.settings import Settings, get_settings
@@ -99,6 +108,11 @@ def run_stage(
     return {"status": "done", "input_key": input_key, **{k: v for k, v in result.items() if k != "metrics"}, "metrics": metrics}
 
 
+def scalars(summary: dict[str, Any] | None) -> dict[str, Any]:
+    """The flat part of a science function's summary, fit for the state document."""
+    return {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}
+
+
 def scratch_dir() -> tempfile.TemporaryDirectory:
     """A private temporary folder for one event's files."""
     return tempfile.TemporaryDirectory(prefix="sunrise-")
@@ -151,7 +165,7 @@ def create_app(
             return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=400)
         with logs.log_context(stage=service, event_id=event.id, trace=trace):
             try:
-                result = await run_in_threadpool(_call, handler, event, context())
+                result = await run_in_threadpool(handler, event, context())
                 return JSONResponse(result, status_code=200)
             except BadEvent as exc:
                 logger.warning("rejected an event: %s", exc)
@@ -175,10 +189,6 @@ def create_app(
     return app
 
 
-def _call(handler: Handler, event: Event, ctx: Context) -> dict[str, Any]:
-    return handler(event, ctx)
-
-
 def download(ctx: Context, bucket: str, name: str, folder: Path, filename: str, generation: int | None = None) -> Path:
     """Fetch one object into ``folder/filename``."""
     path = folder / filename
@@ -193,10 +203,6 @@ def upload_folder(ctx: Context, bucket: str, prefix: str, folder: Path) -> dict[
     already holds the same result (a crashed earlier attempt) and is kept. Readers trust a prefix
     only once its manifest exists, so a crash never exposes a partial result.
     """
-    import json
-
-    from sunrise_common.errors import PreconditionFailed
-
     written: dict[str, int] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
@@ -217,10 +223,6 @@ def upload_folder(ctx: Context, bucket: str, prefix: str, folder: Path) -> dict[
 
 def download_folder(ctx: Context, bucket: str, prefix: str, folder: Path) -> Path:
     """Fetch a finished prefix (its manifest must exist) into ``folder``."""
-    import json
-
-    from sunrise_common.errors import NotFound
-
     try:
         manifest = json.loads(ctx.storage.read_bytes(bucket, prefix + "_MANIFEST.json"))
     except NotFound as exc:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sunrise_common import identity, logs, names
-from sunrise_common.edf import EdfError, anonymise_edf
+from sunrise_common.edf import anonymise_edf
 from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
 from sunrise_common.events import Event
-from sunrise_common.labels import HEAD_BYTES, LabelError, anonymise_label_file, detect_label_kind
+from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind
 from sunrise_common.service import Context, run_stage, scratch_dir
 
 from ingest.layout import RawPath, parse_raw_name
@@ -87,10 +87,7 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
         if info.size == 0:
             raise PermanentError("empty_file", "the object has zero bytes")
         out = Path(tmp) / "anonymised"
-        try:
-            anon = _anonymise(raw, src, out, info.size)
-        except (EdfError, LabelError) as exc:
-            raise PermanentError(exc.reason, exc.detail) from exc
+        anon = _anonymise(raw, src, out, info.size)  # bad input: EdfError/LabelError (PermanentErrors)
         if anon["start"] is None:
             raise PermanentError("invalid_start_date", anon.get("start_problem") or "no usable recording start date")
         start = anon.pop("start")

@@ -11,13 +11,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sunrise_common import identity, logs, names
-from sunrise_common.edf import EdfError
-from sunrise_common.errors import PermanentError
+from sunrise_common import identity, names
 from sunrise_common.events import Event
-from sunrise_common.labels import LabelError
-from sunrise_common.nights import load_night, night_event, rerun_count
-from sunrise_common.service import Context, download, run_stage, scratch_dir, upload_folder
+from sunrise_common.nights import open_night, rerun_count
+from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
 
 from psg_prep.prepare import prepare_psg
 
@@ -26,10 +23,7 @@ STAGE = "psg_prep"
 
 def handle(event: Event, ctx: Context) -> dict[str, Any]:
     """Prepare the PSG (and its labels) of the night an event names."""
-    payload = night_event(event)
-    night = payload["night_id"]
-    logs.bind(night_id=night)
-    doc = load_night(ctx, night)
+    night, payload, doc = open_night(ctx, event)
     recordings = doc.get("recordings", {})
     psg = recordings.get("psg")
     if psg is None:
@@ -53,15 +47,13 @@ def _prepare(ctx: Context, night: str, psg: dict, labels: dict, input_key: str) 
         ]
         out = tmp / "out"
         out.mkdir()
-        try:
-            summary = prepare_psg(psg_path, label_paths, out, channel_map=ctx.settings.psg_channel_map,
-                                  notch_hz=ctx.settings.mains_hz or None)
-        except (EdfError, LabelError) as exc:
-            raise PermanentError(exc.reason, exc.detail) from exc
+        # Bad input raises a PermanentError (EdfError, LabelError and PrepError are ones).
+        summary = prepare_psg(psg_path, label_paths, out, channel_map=ctx.settings.psg_channel_map,
+                              notch_hz=ctx.settings.mains_hz or None)
         prefix = names.prepped_prefix(night, "psg", input_key)
         written = upload_folder(ctx, ctx.settings.bucket("prepped"), prefix, out)
     message = {"night_id": night, "kind": "psg", "prefix": prefix, "input_key": input_key}
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_PREPPED), json.dumps(message).encode())
     return {"outputs": {"prefix": prefix, "files": sorted(written), "labels": len(labels)},
             "metrics": {"bytes": sum(written.values())},
-            "summary": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}}
+            "summary": scalars(summary)}

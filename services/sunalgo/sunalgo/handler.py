@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sunrise_common import identity, logs, names
+from sunrise_common import identity, names
 from sunrise_common.errors import Busy, PermanentError, TransientError
 from sunrise_common.events import Event
-from sunrise_common.nights import in_progress, latest_done, load_night, night_event, rerun_count
-from sunrise_common.service import Context, download_folder, run_stage, scratch_dir, upload_folder
+from sunrise_common.nights import in_progress, latest_done, open_night, rerun_count
+from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
 from sunalgo.model import ModelError, load_model
 from sunalgo.run import run_sunalgo
@@ -25,10 +25,7 @@ STAGE = "sunalgo"
 
 def handle(event: Event, ctx: Context) -> dict[str, Any]:
     """Score the night an event names, if its Sunrise half is prepared."""
-    payload = night_event(event)
-    night = payload["night_id"]
-    logs.bind(night_id=night)
-    doc = load_night(ctx, night)
+    night, payload, doc = open_night(ctx, event)
     return score_night(ctx, night, doc, model_version=payload.get("model_version") or ctx.settings.model_version)
 
 
@@ -81,4 +78,4 @@ def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: s
     return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None,
                         "sunrise_input": sunrise["input_key"], "psg_input": psg["input_key"] if psg else None},
             "metrics": {"bytes": sum(written.values())},
-            "summary": {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}}
+            "summary": scalars(summary)}

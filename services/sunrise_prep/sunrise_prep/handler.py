@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sunrise_common import logs, names
-from sunrise_common.edf import EdfError
+from sunrise_common import names
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import Event
-from sunrise_common.nights import load_night, night_event, rerun_count
-from sunrise_common.service import Context, download, run_stage, scratch_dir, upload_folder
+from sunrise_common.nights import open_night, rerun_count
+from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
 
 from sunrise_prep.prepare import prepare_sunrise
 
@@ -20,10 +19,7 @@ STAGE = "sunrise_prep"
 
 def handle(event: Event, ctx: Context) -> dict[str, Any]:
     """Prepare the Sunrise recording a ``sunrise-anonymised`` event names."""
-    payload = night_event(event)
-    night = payload["night_id"]
-    logs.bind(night_id=night)
-    doc = load_night(ctx, night)
+    night, payload, doc = open_night(ctx, event)
     rec = doc.get("recordings", {}).get("sunrise")
     if rec is None:
         raise PermanentError("no_sunrise_recording", f"nights/{night} lists no Sunrise recording")
@@ -40,17 +36,11 @@ def _prepare(ctx: Context, night: str, rec: dict[str, Any], input_key: str) -> d
         src = download(ctx, ctx.settings.bucket("anonymised"), rec["object"], tmp, "sunrise.edf", int(rec["generation"]))
         out = tmp / "out"
         out.mkdir()
-        try:
-            summary = prepare_sunrise(src, out)
-        except EdfError as exc:
-            raise PermanentError(exc.reason, exc.detail) from exc
+        summary = prepare_sunrise(src, out)  # bad input raises a PermanentError (EdfError is one)
         prefix = names.prepped_prefix(night, "sunrise", input_key)
         written = upload_folder(ctx, ctx.settings.bucket("prepped"), prefix, out)
     message = {"night_id": night, "kind": "sunrise", "prefix": prefix, "input_key": input_key}
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_SUNRISE_PREPPED), json.dumps(message).encode())
     return {"outputs": {"prefix": prefix, "files": sorted(written)}, "metrics": {"bytes": sum(written.values())},
-            "summary": _small(summary)}
+            "summary": scalars(summary)}
 
-
-def _small(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}
