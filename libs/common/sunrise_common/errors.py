@@ -48,6 +48,10 @@ class Busy(PipelineError):
     status_code = 429
 
 
+class LeaseLost(Busy):
+    """This attempt's lease was taken over by another attempt, which owns the completion (429)."""
+
+
 class BadPayload(PermanentError):
     """A well-formed CloudEvent whose data this service cannot use (not base64, not a JSON object,
     the wrong event type): acknowledged with its reason, since redelivering it cannot help."""

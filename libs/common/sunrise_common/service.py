@@ -24,6 +24,7 @@ from sunrise_common import logs
 from sunrise_common.errors import (
     BadEvent,
     Busy,
+    LeaseLost,
     NotFound,
     PermanentError,
     PipelineError,
@@ -34,7 +35,7 @@ from sunrise_common.events import Event, parse_event
 from sunrise_common.publisher import Publisher, make_publisher
 from sunrise_common.settings import Settings, get_settings
 from sunrise_common.state import StateStore, make_state
-from sunrise_common.state.runs import Outcome, StageRuns
+from sunrise_common.state.runs import Heartbeat, Outcome, StageRuns
 from sunrise_common.storage import Storage, make_storage
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ def run_stage(
     ``work`` returns ``{"outputs": {...}, "metrics": {...}, ...}``. A permanent error is recorded
     and re-raised (the app answers 2xx); a transient one is recorded as ``retrying`` and re-raised
     (5xx). A duplicate delivery of finished work returns ``{"status": "duplicate"}``.
+    The lease is renewed while ``work`` runs (:class:`~sunrise_common.state.runs.Heartbeat`); the
+    completion is fenced on this claim's attempt, and an attempt that was taken over raises
+    :class:`LeaseLost` (429) instead of completing a second time.
     """
     claim = ctx.runs.claim(collection, doc_id, stage, input_key, base=base)
     if claim.outcome is Outcome.DONE:
@@ -87,8 +91,10 @@ def run_stage(
     attempt = claim.run["attempts"]
     started = time.perf_counter()
     cpu0 = time.process_time()
+    heartbeat = Heartbeat(ctx.runs, collection, doc_id, stage, input_key, attempt)
     try:
-        result = work()
+        with heartbeat:
+            result = work()
     except PermanentError as exc:
         ctx.runs.fail(collection, doc_id, stage, input_key, reason=str(exc), permanent=True, attempt=attempt)
         raise
@@ -99,8 +105,14 @@ def run_stage(
     metrics = dict(result.get("metrics", {}))
     metrics.setdefault("wall_s", round(time.perf_counter() - started, 4))
     metrics.setdefault("cpu_s", round(time.process_time() - cpu0, 4))
-    ctx.runs.complete(collection, doc_id, stage, input_key, outputs=result.get("outputs", {}), metrics=metrics,
-                      attempt=attempt)
+    if not ctx.runs.complete(collection, doc_id, stage, input_key, outputs=result.get("outputs", {}),
+                             metrics=metrics, attempt=attempt):
+        # Another attempt took the run over (this worker stalled past its lease despite the
+        # heartbeat): it owns the completion. 429 makes the platform ask again later, and the
+        # retry then finds the run done (a duplicate) or takes over a run that died.
+        logger.warning("%s attempt %d lost its lease to another attempt; its result is dropped", stage, attempt,
+                       extra={"fields": {"input_key": input_key, "heartbeats": heartbeat.beats}})
+        raise LeaseLost("lease_lost", f"{stage} for {doc_id}: attempt {attempt} was taken over")
     logger.info(
         "%s done in %.3f s", stage, metrics["wall_s"],
         extra={"fields": {"summary": True, "input_key": input_key, **metrics}},

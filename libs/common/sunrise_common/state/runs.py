@@ -8,6 +8,12 @@ the inputs and their generations. Claiming a run happens in one transaction:
 - the run is ``running`` with a live lease -> ``BUSY``  (answer 429: retry later)
 - otherwise (new, retrying, lease expired) -> ``ACQUIRED``: state ``running``, lease set, attempt+1
 
+The claim's attempt number is its fencing token. While the work runs, :class:`Heartbeat` renews the
+lease (every third of it), so a slow run on a loaded machine is never taken over; only a run whose
+worker died (no heartbeat) expires. ``renew``, ``complete`` and ``fail`` change the run only if it
+is still ``running`` under that same attempt: an attempt that was taken over cannot complete, so a
+stage run completing twice for one input is impossible, not just unlikely.
+
 Runs live in ``doc["runs"][stage][input_key]``; ``doc["stages"][stage]`` mirrors the latest run so
 status queries (and Firestore indexes) see flat fields.
 """
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import enum
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,6 +31,8 @@ from typing import Any, Callable
 from sunrise_common.state import Doc, StateStore
 
 HISTORY_LIMIT = 20
+
+logger = logging.getLogger(__name__)
 
 
 class Outcome(str, enum.Enum):
@@ -82,19 +92,48 @@ class StageRuns:
         self.store.transact(collection, doc_id, fn)
         return Claim(result["outcome"], result["run"])
 
-    def _finish(
-        self, collection: str, doc_id: str, stage: str, input_key: str, attempt: int | None, **fields: Any
-    ) -> Doc | None:
+    def renew(self, collection: str, doc_id: str, stage: str, input_key: str, *, attempt: int) -> bool:
+        """Extend the lease of ``attempt`` by ``lease_s`` from now.
+
+        Returns False (and changes nothing) if the run is no longer ``running`` under that attempt:
+        it was taken over (or finished) meanwhile."""
         now = self.clock()
+        held: list[bool] = []
 
         def fn(doc: Doc | None) -> Doc | None:
-            doc = copy.deepcopy(doc) if doc is not None else {"created_at": now}
-            runs = doc.setdefault("runs", {}).setdefault(stage, {})
-            run = dict(runs.get(input_key) or {"attempts": 1, "created_at": now, "started_at": now})
-            if attempt is not None and (run.get("state") != "running" or run.get("attempts") != attempt):
-                # This worker's lease expired and another attempt took the run over (and may have
-                # finished it): the late finish of the old attempt must not overwrite it.
+            held.clear()
+            run = ((doc or {}).get("runs", {}).get(stage, {}) or {}).get(input_key)
+            if not _holds(run, attempt):
+                held.append(False)
                 return None
+            doc = copy.deepcopy(doc)
+            doc["runs"][stage][input_key]["lease_expires"] = now + self.lease_s
+            mirror = doc.get("stages", {}).get(stage)
+            if mirror is not None and mirror.get("input_key") == input_key:
+                mirror["lease_expires"] = now + self.lease_s
+            held.append(True)
+            return doc
+
+        self.store.transact(collection, doc_id, fn)
+        return bool(held and held[0])
+
+    def _finish(
+        self, collection: str, doc_id: str, stage: str, input_key: str, attempt: int, **fields: Any
+    ) -> bool:
+        now = self.clock()
+        recorded: list[bool] = []
+
+        def fn(doc: Doc | None) -> Doc | None:
+            recorded.clear()
+            run = ((doc or {}).get("runs", {}).get(stage, {}) or {}).get(input_key)
+            if not _holds(run, attempt):
+                # This attempt's lease expired and another attempt took the run over (and may have
+                # finished it): the late finish of the old attempt must not overwrite it.
+                recorded.append(False)
+                return None
+            doc = copy.deepcopy(doc)
+            runs = doc["runs"][stage]
+            run = dict(run)
             run.update(fields, finished_at=now, lease_expires=0)
             run["duration_s"] = round(now - run.get("started_at", now), 4)
             runs[input_key] = run
@@ -114,29 +153,77 @@ class StageRuns:
                 }
             )
             del history[:-HISTORY_LIMIT]
+            recorded.append(True)
             return doc
 
-        return self.store.transact(collection, doc_id, fn)
+        self.store.transact(collection, doc_id, fn)
+        return bool(recorded and recorded[0])
 
     def complete(
-        self, collection: str, doc_id: str, stage: str, input_key: str, *, outputs: dict[str, Any] | None = None,
-        metrics: dict[str, Any] | None = None, attempt: int | None = None,
-    ) -> Doc | None:
-        """Mark a run done. ``attempt`` (the claim's ``run["attempts"]``) ties the finish to that
-        claim: if the run was taken over meanwhile, nothing changes."""
+        self, collection: str, doc_id: str, stage: str, input_key: str, *, attempt: int,
+        outputs: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+    ) -> bool:
+        """Mark the run done, fenced on ``attempt`` (the claim's ``run["attempts"]``).
+
+        Returns False, changing nothing, if that attempt no longer holds the run (taken over)."""
         return self._finish(
             collection, doc_id, stage, input_key, attempt, state="done", outputs=outputs or {},
             metrics=metrics or {}, error=None, permanent=False,
         )
 
     def fail(
-        self, collection: str, doc_id: str, stage: str, input_key: str, *, reason: str, permanent: bool,
-        attempt: int | None = None,
-    ) -> Doc | None:
+        self, collection: str, doc_id: str, stage: str, input_key: str, *, attempt: int, reason: str, permanent: bool,
+    ) -> bool:
+        """Mark the run failed (``permanent``) or retrying, fenced on ``attempt`` like :meth:`complete`."""
         return self._finish(
             collection, doc_id, stage, input_key, attempt, state="failed" if permanent else "retrying",
             error=reason, permanent=permanent,
         )
+
+
+class Heartbeat:
+    """Renews one attempt's lease every ``lease_s / 3`` seconds while the work runs (a thread).
+
+    Use as a context manager around the work. ``lost`` becomes True once a renewal finds the run
+    taken over; the completion is refused then anyway (fenced), this only lets the caller log it.
+    A renewal that fails transiently (state unavailable) is retried at the next beat: two missed
+    beats in a row still leave a third of the lease.
+    """
+
+    def __init__(self, runs: StageRuns, collection: str, doc_id: str, stage: str, input_key: str, attempt: int,
+                 *, interval_s: float | None = None) -> None:
+        self.runs = runs
+        self.key = (collection, doc_id, stage, input_key)
+        self.attempt = attempt
+        self.interval_s = interval_s if interval_s is not None else max(runs.lease_s / 3.0, 0.01)
+        self.beats = 0
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{stage}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if not self.runs.renew(*self.key, attempt=self.attempt):
+                    self.lost = True
+                    return
+                self.beats += 1
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the fence protects the rest
+                logger.warning("lease renewal of %s failed: %s", self.key[2], exc)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        # A renewal still in flight after this cannot extend a finished run (it is fenced too).
+        self._thread.join(timeout=self.interval_s)
+
+
+def _holds(run: dict[str, Any] | None, attempt: int) -> bool:
+    """The run is still working under ``attempt`` (nobody took it over, nobody finished it)."""
+    return run is not None and run.get("state") == "running" and run.get("attempts") == attempt
 
 
 def _mirror(doc: Doc, stage: str, input_key: str, run: dict[str, Any], now: float) -> None:
