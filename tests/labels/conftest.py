@@ -11,6 +11,14 @@ DOMINO = CORPUS / "labels" / "domino" / "rbdtector_test1"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def corpus_file(rel: str) -> Path:
+    """A file of the shared corpus; raises when it is missing (a test must not pass without it)."""
+    path = CORPUS / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus file {rel!r} not found under {CORPUS}: shared/ must lie beside the clone")
+    return path
+
+
 @pytest.fixture
 def domino_dir() -> Path:
     if not DOMINO.is_dir():

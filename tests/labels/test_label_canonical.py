@@ -1,5 +1,7 @@
+import pytest
+
 from sunrise_common.labels import EVENT_TYPES, STAGES, map_event, map_stage
-from sunrise_common.labels.canonical import Hypnogram, LabelSet
+from sunrise_common.labels.canonical import Event, Hypnogram, LabelSet
 
 
 def test_rk_stages_3_and_4_become_n3():
@@ -55,3 +57,10 @@ def test_labelset_takes_time_of_day_from_start():
 
     ls = LabelSet(datetime(2020, 1, 1, 23, 30, 15), None, [], "x")
     assert ls.start_time_of_day_s == 23 * 3600 + 30 * 60 + 15
+
+
+def test_an_event_stage_must_be_a_canonical_stage_or_none():
+    assert Event("hypopnea", 0.0, 10.0).stage is None
+    assert Event("hypopnea", 0.0, 10.0, stage="REM").stage == "REM"
+    with pytest.raises(ValueError, match="S2"):
+        Event("hypopnea", 0.0, 10.0, stage="S2")

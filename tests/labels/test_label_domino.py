@@ -166,6 +166,35 @@ def test_newer_layout_with_dates_on_every_row():
     assert ls.events[2].onset_s == pytest.approx(5 * 3600 + 11 * 60)
 
 
+def test_newer_layout_events_keep_the_stage_at_each_event():
+    ls = parse_labels("domino_flow_events", NEWER_FLOW.encode())
+    assert [e.stage for e in ls.events] == ["N1", "N2", "REM", "W"]
+    assert ls.warnings == []
+
+
+def test_events_without_a_stage_column_have_no_stage(domino_dir):
+    for name, kind in (("Flow Events - test1 Unbekannt.txt", "domino_flow_events"),
+                       ("Classification Arousals - test1 Unbekannt.txt", "domino_arousals"),
+                       ("Generic - test1 Unbekannt.txt", "domino_generic")):
+        ls = _parse(domino_dir, name, kind)
+        assert ls.events and {e.stage for e in ls.events} == {None}, name
+
+
+def test_stage_after_a_label_without_a_duration_column_and_unknown_stage_text():
+    text = (
+        "Signal ID: Generic\\generic\nStart Time: 23.09.2020 01:00:00\nUnit: \nSignal Type: Impuls\n\n"
+        "01:00:01,000-01:00:02,000; ChinPhasic; N4\n"
+        "01:00:03,000-01:00:04,000; ChinPhasic; Wake\n"
+        "01:00:05,000-01:00:06,000; ChinPhasic; Movement\n"
+        "01:00:07,000-01:00:08,000; ChinPhasic; lights\n"
+        "01:00:09,000-01:00:10,000; ChinPhasic;\n"
+    )
+    ls = parse_labels("domino_generic", text.encode())
+    assert [e.stage for e in ls.events] == ["N3", "W", "UNS", None, None]
+    assert [e.label for e in ls.events] == ["ChinPhasic"] * 5
+    assert any("'lights'" in w for w in ls.warnings)
+
+
 def test_newer_layout_profile_with_unknown_label():
     ls = parse_labels("domino_sleep_profile", NEWER_PROFILE.encode())
     assert ls.hypnogram.stages == ["W", "N1", "UNS", "N3"]

@@ -1,9 +1,12 @@
 """Garbage in never crashes the label parsers: it parses or raises LabelError with a reason."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sunrise_common.labels import LabelError, detect_label_kind, parse_labels
+
+from .conftest import corpus_file
 
 HEADER = "Signal ID: FlowD\\flow\nStart Time: 23.09.2020 01:00:00\nUnit: s\nSignal Type: Impuls\n\n"
 ROW = st.one_of(
@@ -46,15 +49,20 @@ def test_nsrr_xml_garbage(body):
         assert exc.reason
 
 
-HYPNOGRAM = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "corpus" / "edf" / "edfio__SC4001EC-Hypnogram.edf"
+HYPNOGRAM = "edf/edfio__SC4001EC-Hypnogram.edf"
+
+
+def test_a_missing_corpus_file_fails_the_test_instead_of_passing():
+    with pytest.raises(FileNotFoundError):
+        corpus_file("edf/not-in-the-corpus.edf")
 
 
 @settings(max_examples=100, deadline=None)
 @given(pos=st.integers(min_value=0, max_value=4619), value=st.integers(min_value=0, max_value=255))
 def test_corrupted_edf_hypnogram_parses_or_raises_label_error(pos, value):
-    if not HYPNOGRAM.exists():
-        return
-    data = bytearray(HYPNOGRAM.read_bytes())
+    data = bytearray(corpus_file(HYPNOGRAM).read_bytes())
+    if len(data) != 4620:
+        raise ValueError(f"{HYPNOGRAM} is {len(data)} bytes, the positions drawn assume 4620")
     data[pos] = value
     try:
         parse_labels("edf_hypnogram", bytes(data))

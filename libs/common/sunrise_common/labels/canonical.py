@@ -176,6 +176,11 @@ class Event:
         SpO2 nadir in % for desaturations when the file gives one.
     label : str
         The original label text.
+    stage : str | None
+        Canonical sleep stage at the event (one of ``STAGES``) as the scoring software exported
+        it (DOMINO event rows carry it after the label), or None when the file does not say
+        (older DOMINO exports, NSRR XML, EDF+ annotations): the caller then takes the stage
+        from the hypnogram. AASM AHI/RDI count only events during sleep.
     """
 
     type: str
@@ -184,6 +189,11 @@ class Event:
     channel: str = ""
     nadir: float | None = None
     label: str = ""
+    stage: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage is not None and self.stage not in STAGES:
+            raise ValueError(f"event stage {self.stage!r} is not one of {STAGES}")
 
 
 @dataclass

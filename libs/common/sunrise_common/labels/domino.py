@@ -7,8 +7,10 @@ event. Two row layouts exist:
   (events with a duration column), ``01:18:00,197-01:18:29,872; ChinArtifact`` (generic events,
   no duration column);
 - newer, a date on every row: ``30.05.2024 20:59:00,000; Wake`` and
-  ``30.05.2024 23:48:45,119-23:49:01,408; 16;Hypopnea; N1`` (the 4th field, the stage at the
-  event, is not kept).
+  ``30.05.2024 23:48:45,119-23:49:01,408; 16;Hypopnea; N1``; the field after the label is the
+  sleep stage at the event (DOMINO's sleep-profile names: ``Wake``, ``N1`` ... ``REM``), kept as
+  ``Event.stage`` (a canonical code, None when the row has no such field). Row dates come as
+  ``dd.mm.yyyy`` or ``m/d/yyyy``.
 
 ``Start Time`` comes as ``dd.mm.yyyy HH:MM:SS``, ``m/d/yyyy h:mm:ss AM/PM`` or
 ``dd-mm-yyyy HH:MM:SS``. Files are read as UTF-8, falling back to cp1252; CRLF is accepted.
@@ -16,8 +18,9 @@ event. Two row layouts exist:
 Midnight rollover for time-only rows: a row whose time of day is more than 12 h earlier than
 the previous row's is on the next day (rows are sorted, so a smaller backward step is an
 out-of-order row, not a new day). The first row is compared with ``Start Time`` more strictly: a
-first row more than 5 min before the start is on the next day (DOMINO rows never precede the
-recording start). The event duration is computed from the start and end times (ms resolution);
+first row more than 5 min before the start is on the next day (time-only rows cannot say that
+they precede the start; rows with dates can, and their dates are used as they are). The event
+duration is computed from the start and end times (ms resolution);
 the rounded duration column is ignored.
 """
 
@@ -49,7 +52,7 @@ _ROW = re.compile(
     rf"(?:\s*-\s*(?:(?P<d2>{DATE_RE})\s+)?(?P<t2>{TIME_RE}))?\s*(?:;(?P<rest>.*))?$"
 )
 _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _]*?)\s*:\s*(.*?)\s*$")
-_DATE_IN_TIMES = re.compile(rf"{DATE_RE}\s+")
+_DATE_IN_TIMES = re.compile(rf"({DATE_RE})(\s+)")
 
 _ROLLOVER_S = 12 * 3600.0
 MAX_PROFILE_S = 72 * 3600.0  # a longer profile is a corrupt date, not a night
@@ -277,12 +280,30 @@ def _warn_late_first_row(warnings: list[str], first: datetime, start: datetime) 
         )
 
 
+def _event_stage(text: str, unknown: dict[str, int]) -> str | None:
+    """The canonical stage of an event row's stage field; None when empty or not a stage.
+
+    An unrecognised value is counted in ``unknown`` (reported once per value) and left None
+    rather than ``UNS``: ``UNS`` says the scorer marked the epoch unscored, None says we do not
+    know, and only the latter lets a score fall back on the hypnogram.
+    """
+    if not text:
+        return None
+    stage, known = map_stage(text)
+    if not known:
+        unknown[text] = unknown.get(text, 0) + 1
+        return None
+    return stage
+
+
 def parse_events(data: bytes, kind: str) -> LabelSet:
     """Parse a DOMINO event export (flow events, arousals, generic, other).
 
     Each ``start-end; [duration;] label[; stage]`` row becomes an ``Event`` whose type comes from
     ``map_event`` (``Flow Limitation`` and ``Body event`` are ``other``; any label with
-    ``Arousal`` is ``arousal``). The channel is the export's ``Signal ID``. Signal exports
+    ``Arousal`` is ``arousal``) and whose ``stage`` is the canonical code of the stage field
+    (``Wake`` -> ``W``, ``N4`` -> ``N3``, ``Movement`` -> ``UNS``; None when the row has none or
+    it is not a stage name, the latter reported). The channel is the export's ``Signal ID``. Signal exports
     (``Data:`` section) and rows without an end time carry no events: they are reported.
     """
     df = split_file(decode_text(data))
@@ -293,6 +314,7 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
         return LabelSet(start, None, [], kind, [f"DOMINO signal export ({channel}): no events"])
     clock = _Clock(start)
     events: list[Event] = []
+    unknown_stages: dict[str, int] = {}
     bad_rows = 0
     point_rows = 0
     first: datetime | None = None
@@ -308,10 +330,11 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
         first = first or t_start
         t_end = _Clock.end(t_start, m.group("d2"), m.group("t2"))
         fields = [f.strip() for f in (m.group("rest") or "").split(";")]
-        if len(fields) >= 2 and re.fullmatch(r"\d+(?:[.,]\d+)?", fields[0]):
-            label = fields[1]
-        else:
-            label = fields[0]
+        # The duration column is optional (generic exports have none); the stage, when DOMINO
+        # exports it, is the field right after the label.
+        at = 1 if len(fields) >= 2 and re.fullmatch(r"\d+(?:[.,]\d+)?", fields[0]) else 0
+        label = fields[at]
+        stage = _event_stage(fields[at + 1] if len(fields) > at + 1 else "", unknown_stages)
         events.append(
             Event(
                 type=map_event(label),
@@ -320,10 +343,13 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
                 channel=channel,
                 nadir=None,
                 label=label,
+                stage=stage,
             )
         )
     if bad_rows:
         warnings.append(f"{bad_rows} unparseable row(s) skipped")
+    for text, n in sorted(unknown_stages.items()):
+        warnings.append(f"unknown stage {text!r} after the label on {n} event(s): stage left unknown")
     if point_rows:
         warnings.append(f"{point_rows} row(s) without an end time: not events, skipped")
     if first is not None:
@@ -331,22 +357,57 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
     return LabelSet(start=start, hypnogram=None, events=events, source_kind=kind, warnings=warnings)
 
 
+def _shifted_date(text: str, shift: timedelta, cache: dict[str, str]) -> str:
+    """``text`` (a row date) moved by ``shift``, written in the same form (``/`` -> ``m/d/yyyy``,
+    else ``dd<sep>mm<sep>yyyy`` with the original separator)."""
+    out = cache.get(text)
+    if out is None:
+        try:
+            moved = parse_date(text) + shift
+        except LabelError as exc:
+            raise LabelError("bad_time", f"row date {text!r}: {exc.detail}") from None
+        sep = re.search(r"[./-]", text).group(0)  # type: ignore[union-attr]  # DATE_RE matched
+        if sep == "/":
+            out = f"{moved.month}/{moved.day}/{moved.year:04d}"
+        else:
+            out = f"{moved.day:02d}{sep}{moved.month:02d}{sep}{moved.year:04d}"
+        cache[text] = out
+    return out
+
+
 def anonymise(data: bytes) -> tuple[bytes, datetime]:
     """Anonymise a DOMINO export; return the new bytes and the ORIGINAL start (for pairing).
 
     - ``Start Time`` keeps only the year (HIPAA Safe Harbor keeps no date element but the year)
       and the time of day: ``Start Time: 01.01.<year> HH:MM:SS`` (24 h);
-    - dates are removed from every row (newer layout) so it becomes the older time-only layout
-      the parser reads with its midnight-rollover rule;
+    - row dates (newer layout) are shifted by the same whole number of days, the one that moves
+      the start's date to 1 January of its year, and keep their form (``dd.mm.yyyy`` or
+      ``m/d/yyyy``): every row keeps its exact time relative to ``Start Time``, including rows
+      before it and across midnight, while no real date is left. (Removing the dates instead
+      would let the time-only rollover rule move a first row that precedes ``Start Time`` by
+      24 h.) Time-only rows are kept as they are;
     - header lines other than the known keys (``Patient:``, ``Name:`` ...) are dropped.
 
-    The file's encoding and line endings are kept.
+    The file's encoding and line endings are kept; ``parse_sleep_profile``/``parse_events``
+    give the same onsets, durations and stages on the output as on the input.
+
+    Raises
+    ------
+    LabelError
+        ``bad_start_time`` (no or unreadable ``Start Time``), ``bad_time`` (an impossible row
+        date: the parser would refuse the original too).
     """
     codec = detect_encoding(data)
     text = decode_text(data)
     newline = "\r\n" if "\r\n" in text else "\n"
     df = split_file(text)
     start = _start(df)
+    shift = date(start.year, 1, 1) - start.date()
+    dates: dict[str, str] = {}
+
+    def move(m: re.Match[str]) -> str:
+        return _shifted_date(m.group(1), shift, dates) + m.group(2)
+
     known = {k.lower() for k in KNOWN_HEADER_KEYS}
     out: list[str] = []
     in_header = True
@@ -358,13 +419,15 @@ def anonymise(data: bytes) -> tuple[bytes, datetime]:
                 if key.lower() not in known:
                     continue
                 if key.lower() == "start time":
-                    line = f"Start Time: 01.01.{start.year:04d} {start:%H:%M:%S}"
+                    # Sub-second starts keep their fraction: row onsets are relative to it.
+                    frac = f",{start.microsecond:06d}" if start.microsecond else ""
+                    line = f"Start Time: 01.01.{start.year:04d} {start:%H:%M:%S}{frac}"
                 out.append(line)
                 continue
         if line.strip() and _ROW.match(line):
             in_header = False
             head, sep, tail = line.partition(";")
-            line = _DATE_IN_TIMES.sub("", head) + sep + tail
+            line = _DATE_IN_TIMES.sub(move, head) + sep + tail
         elif line.strip() and not in_header:
             # A non-row line after the data started: could be free text; keep only if it is
             # not a header-like line with an unknown key.
