@@ -2,7 +2,7 @@
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help install run run-emulators test test-fast bench bench-quick reliability checkov fmt clean
+.PHONY: help install run run-emulators test test-fast bench bench-quick reliability science science-quick checkov fmt clean
 
 help:
 	@echo "make run            the whole stack on the embedded default, with an example night"
@@ -10,6 +10,7 @@ help:
 	@echo "make test           install and run the whole test suite"
 	@echo "make bench          benchmarks of DESIGN.md's targets -> BENCHMARKS.md"
 	@echo "make reliability    fault-injection scenarios -> RELIABILITY.md"
+	@echo "make science        robustness of detectors and models on shifted synthetic nights -> SCIENCE.md"
 
 install:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.9"
@@ -35,6 +36,12 @@ bench-quick: install
 
 reliability: install
 	$(UV) run python -m reliability.run
+
+science: install
+	$(UV) run python -m science.run --out SCIENCE.md
+
+science-quick: install
+	$(UV) run python -m science.run --quick --out .science/SCIENCE.quick.md
 
 checkov:
 	bash scripts/checkov.sh

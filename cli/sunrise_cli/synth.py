@@ -70,6 +70,68 @@ PATIENT_NAME = "Jane_Synthetic"
 BIRTHDATE = date(1961, 3, 12)
 
 
+@dataclass(frozen=True)
+class SynthSettings:
+    """The generator's physiological and sensor settings (defaults = the documented model).
+
+    The robustness suite (``science/``) shifts these to generate nights the detector was not
+    tuned on. They belong to the generator only: ``sunalgo`` and ``sunrise_prep`` never import
+    this module (``tests/science/test_generator_isolation.py``), so a detector cannot read the
+    injected ranges.
+
+    Attributes
+    ----------
+    gyro_noise_dps : float
+        White-noise SD of each gyroscope axis, deg/s (0.08).
+    breathing_rate_mult : float
+        Multiplies the night's base breathing rate (U(0.22, 0.30) Hz) and its clipping range
+        (0.16-0.58 Hz); 0.7 puts most sleep breathing below the 0.15 Hz edge of the MM band.
+    event_duration_s : tuple[float, float] or None
+        Uniform event durations (s) instead of the default log-normal (medians 16-24 s).
+    event_duration_mult : float
+        Multiplies the log-normal medians and the 60-s upper clip.
+    obstructive_effort : tuple[float, float]
+        Breathing-band MM multiplier of obstructive apneas (1.8-3.0).
+    hypopnea_effort : tuple[float, float]
+        Breathing-band MM multiplier of obstructive hypopneas (1.4-2.0).
+    obstructive_drop_deg, hypopnea_drop_deg : tuple[float, float]
+        Mandible drop during obstructive apneas (2-5 deg) and hypopneas (1-3 deg).
+    hypopnea_desat_pct : tuple[float, float]
+        SpO2 fall of hypopneas, percentage points (3.5-5.0).
+    hypopnea_arousal_p : float
+        Probability that a hypopnea ends with an arousal (0.5).
+    wake_block_min : float
+        Minutes of wake forced in the middle of the sleep period (0 = none).
+    """
+
+    gyro_noise_dps: float = 0.08
+    breathing_rate_mult: float = 1.0
+    event_duration_s: tuple[float, float] | None = None
+    event_duration_mult: float = 1.0
+    obstructive_effort: tuple[float, float] = (1.8, 3.0)
+    hypopnea_effort: tuple[float, float] = (1.4, 2.0)
+    obstructive_drop_deg: tuple[float, float] = (2.0, 5.0)
+    hypopnea_drop_deg: tuple[float, float] = (1.0, 3.0)
+    hypopnea_desat_pct: tuple[float, float] = (3.5, 5.0)
+    hypopnea_arousal_p: float = 0.5
+    wake_block_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.gyro_noise_dps < 0 or self.breathing_rate_mult <= 0:
+            raise ValueError(f"bad noise/rate settings: {self.gyro_noise_dps}, "
+                             f"{self.breathing_rate_mult}")
+        if self.event_duration_s is not None and not 0 < self.event_duration_s[0] <= \
+                self.event_duration_s[1]:
+            raise ValueError(f"event_duration_s must be (lo, hi) with 0 < lo <= hi, got "
+                             f"{self.event_duration_s}")
+        if not 0.0 <= self.hypopnea_arousal_p <= 1.0 or self.wake_block_min < 0:
+            raise ValueError(f"bad arousal/wake settings: {self.hypopnea_arousal_p}, "
+                             f"{self.wake_block_min}")
+
+
+DEFAULT_SETTINGS = SynthSettings()
+
+
 @dataclass
 class SynthNight:
     """Paths of one synthetic night and its injected truth.
@@ -146,6 +208,20 @@ def generate_hypnogram(rng: np.random.Generator, n_epochs: int) -> np.ndarray:
     return hyp
 
 
+def _insert_wake_block(hyp: np.ndarray, minutes: float) -> None:
+    """Force ``minutes`` of wake centred in the sleep period (in place), followed by N1."""
+    sleep = np.flatnonzero(hyp != _W)
+    if sleep.size == 0:
+        return
+    n = int(round(minutes * 60 / EPOCH_S))
+    mid = (int(sleep[0]) + int(sleep[-1])) // 2
+    a = max(int(sleep[0]) + 1, mid - n // 2)
+    b = min(hyp.size, a + n)
+    hyp[a:b] = _W
+    if b < sleep[-1]:
+        hyp[b] = _N1
+
+
 # --------------------------------------------------------------------------------------------
 # Events
 # --------------------------------------------------------------------------------------------
@@ -169,6 +245,7 @@ def _place_events(
     hyp: np.ndarray,
     ahi: float,
     obstructive_fraction: float,
+    cfg: SynthSettings = DEFAULT_SETTINGS,
 ) -> list[_Event]:
     sleep_sec = np.repeat(hyp != _W, EPOCH_S)
     tst_h = sleep_sec.sum() / 3600
@@ -189,7 +266,11 @@ def _place_events(
         else:
             etype = "central_apnea" if rng.random() < 0.85 else "mixed_apnea"
         median = {"obstructive_apnea": 22, "hypopnea": 20, "central_apnea": 16, "mixed_apnea": 24}
-        dur = float(np.clip(rng.lognormal(math.log(median[etype]), 0.35), 10.5, 60))
+        if cfg.event_duration_s is not None:
+            dur = float(rng.uniform(*cfg.event_duration_s))
+        else:
+            m = cfg.event_duration_mult
+            dur = float(np.clip(rng.lognormal(math.log(median[etype] * m), 0.35), 10.5, 60 * m))
         onset = float(np.searchsorted(cdf, rng.uniform(0, cdf[-1]))) + rng.uniform(0, 1)
         a, b = int(onset), int(math.ceil(onset + dur))
         # Events live inside sleep with >= 15 s of recovery breathing around them.
@@ -198,11 +279,14 @@ def _place_events(
             continue
         taken[a:b] = True
         if etype == "obstructive_apnea":
-            ev = _Event(etype, onset, dur, rng.uniform(1.8, 3.0), rng.uniform(0.0, 0.08),
-                        rng.uniform(2.0, 5.0), rng.uniform(4.0, 6.0), rng.random() < 0.8, 0.0)
+            ev = _Event(etype, onset, dur, rng.uniform(*cfg.obstructive_effort),
+                        rng.uniform(0.0, 0.08), rng.uniform(*cfg.obstructive_drop_deg),
+                        rng.uniform(4.0, 6.0), rng.random() < 0.8, 0.0)
         elif etype == "hypopnea":
-            ev = _Event(etype, onset, dur, rng.uniform(1.4, 2.0), rng.uniform(0.35, 0.6),
-                        rng.uniform(1.0, 3.0), rng.uniform(3.5, 5.0), rng.random() < 0.5, 0.0)
+            ev = _Event(etype, onset, dur, rng.uniform(*cfg.hypopnea_effort),
+                        rng.uniform(0.35, 0.6), rng.uniform(*cfg.hypopnea_drop_deg),
+                        rng.uniform(*cfg.hypopnea_desat_pct),
+                        rng.random() < cfg.hypopnea_arousal_p, 0.0)
         elif etype == "central_apnea":
             ev = _Event(etype, onset, dur, rng.uniform(0.0, 0.15), rng.uniform(0.0, 0.08),
                         rng.uniform(0.3, 1.2), rng.uniform(3.5, 5.5), rng.random() < 0.3, 0.0)
@@ -264,14 +348,16 @@ class _Physiology:
 
 
 def _physiology(
-    rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int
+    rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int,
+    cfg: SynthSettings = DEFAULT_SETTINGS,
 ) -> _Physiology:
     stage = np.repeat(hyp, EPOCH_S)
     stage = np.concatenate([stage, np.full(max(0, n_sec - stage.size), _W, dtype=np.int8)])[:n_sec]
 
-    base_rate = rng.uniform(0.22, 0.30)
+    m = cfg.breathing_rate_mult
+    base_rate = rng.uniform(0.22, 0.30) * m
     rate = base_rate * _RATE_MULT[stage] * (1 + _RATE_SD[stage] * _ar1(rng, n_sec, 40))
-    rate = np.clip(rate, 0.16, 0.58)
+    rate = np.clip(rate, 0.16 * m, 0.58 * m)
     amp_night = rng.lognormal(0.0, 0.2)
     amp = amp_night * _AMP_DEG[stage] * np.exp(_AMP_SD[stage] * _ar1(rng, n_sec, 20))
 
@@ -367,7 +453,8 @@ def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.
 
 
 def _imu(
-    rng: np.random.Generator, ph: _Physiology, start_s: int, dur_s: int
+    rng: np.random.Generator, ph: _Physiology, start_s: int, dur_s: int,
+    gyro_noise_dps: float = DEFAULT_SETTINGS.gyro_noise_dps,
 ) -> dict[str, np.ndarray]:
     """Sunrise IMU (accelerometer in g, gyroscope in deg/s) at ``IMU_FS`` for [start, start+dur)."""
     fs = IMU_FS
@@ -404,7 +491,7 @@ def _imu(
         np.gradient(yaw) * fs,
     ]
     bias = rng.normal(0, 0.3, 3)
-    gyro = [g + b + 0.08 * rng.standard_normal(n) for g, b in zip(gyro, bias)]
+    gyro = [g + b + gyro_noise_dps * rng.standard_normal(n) for g, b in zip(gyro, bias)]
     return {
         "Accel X": acc[0], "Accel Y": acc[1], "Accel Z": acc[2],
         "Gyro X": gyro[0], "Gyro Y": gyro[1], "Gyro Z": gyro[2],
@@ -553,6 +640,7 @@ def synth_night(
     obstructive_fraction: float = 0.8,
     with_spo2: bool = True,
     start: datetime = datetime(2024, 3, 5, 22, 30),
+    settings: SynthSettings = DEFAULT_SETTINGS,
 ) -> SynthNight:
     """Generate one paired night into ``out_dir`` (created) and return its paths and truth.
 
@@ -567,6 +655,11 @@ def synth_night(
     obstructive_fraction : float
         Probability that an event is obstructive-type (obstructive apnea or hypopnea) rather
         than central-type (central or mixed apnea).
+    with_spo2 : bool
+        Whether the Sunrise EDF+ carries SpO2 and pulse (1 Hz).
+    settings : SynthSettings
+        Physiological and sensor settings; the defaults are the model of docs/science.md §1.
+        With the defaults the output is identical to what it was before settings existed.
     """
     if hours <= 0.25:
         raise ValueError(f"hours must be > 0.25, got {hours}")
@@ -578,15 +671,17 @@ def synth_night(
     psg_dur = int(round(hours * 3600 / EPOCH_S)) * EPOCH_S
     n_epochs = psg_dur // EPOCH_S
     hyp = generate_hypnogram(rng, n_epochs)
-    events = _place_events(rng, hyp, ahi, obstructive_fraction)
+    if settings.wake_block_min > 0:
+        _insert_wake_block(hyp, settings.wake_block_min)
+    events = _place_events(rng, hyp, ahi, obstructive_fraction, settings)
     offset = int(rng.integers(60, 301))
     sunrise_dur = psg_dur - offset + int(rng.integers(60, 301))
     n_sec = max(psg_dur, offset + sunrise_dur) + 2
     hyp_full = np.concatenate([hyp, np.full(n_sec // EPOCH_S + 1 - hyp.size, _W, np.int8)])
-    ph = _physiology(rng, hyp_full, events, n_sec)
+    ph = _physiology(rng, hyp_full, events, n_sec, settings)
 
     code = f"SYN-{seed:04d}"
-    imu = _imu(rng, ph, offset, sunrise_dur)
+    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps)
     channels = [(label, "g" if label.startswith("Accel") else "deg/s", IMU_FS, data,
                  (-4.0, 4.0) if label.startswith("Accel") else (-500.0, 500.0))
                 for label, data in imu.items()]
@@ -612,7 +707,8 @@ def synth_night(
     tst_min = float(np.sum(hyp != _W)) * EPOCH_S / 60
     rdi = len(events) / (tst_min / 60) if tst_min > 0 else 0.0
     params = {"seed": seed, "hours": hours, "ahi": ahi, "obstructive_fraction": obstructive_fraction,
-              "with_spo2": with_spo2, "start": start.isoformat(), "imu_fs": IMU_FS}
+              "with_spo2": with_spo2, "start": start.isoformat(), "imu_fs": IMU_FS,
+              "settings": asdict(settings)}
     night = SynthNight(sunrise_path, psg_path, labels, out_dir / "truth.json", stages,
                        truth_events, desats, tst_min, rdi, float(offset), float(sunrise_dur),
                        float(psg_dur), params)
@@ -624,10 +720,12 @@ def synth_night(
 
 
 def synth_batch(out_dir: Path, n: int, seed: int, *, hours: float = 8.0,
-                with_spo2: bool = True) -> list[SynthNight]:
+                with_spo2: bool = True, settings: SynthSettings = DEFAULT_SETTINGS,
+                obstructive_fraction: float | None = None) -> list[SynthNight]:
     """``n`` nights with varied severity (AHI spread over 0-60, mixed obstructive fractions).
 
     Night ``i`` goes to ``out_dir/night-{i:03d}`` with seed ``seed * 1000 + i``.
+    ``obstructive_fraction`` fixes the fraction for every night (default: U(0.5, 1.0) each).
     """
     rng = np.random.default_rng(seed)
     ahis = np.linspace(0, 60, n) if n > 1 else np.array([15.0])
@@ -636,8 +734,9 @@ def synth_batch(out_dir: Path, n: int, seed: int, *, hours: float = 8.0,
     for i in range(n):
         nights.append(synth_night(
             Path(out_dir) / f"night-{i:03d}", seed=seed * 1000 + i, hours=hours,
-            ahi=float(ahis[i]), obstructive_fraction=float(rng.uniform(0.5, 1.0)),
-            with_spo2=with_spo2))
+            ahi=float(ahis[i]), obstructive_fraction=float(rng.uniform(0.5, 1.0))
+            if obstructive_fraction is None else obstructive_fraction,
+            with_spo2=with_spo2, settings=settings))
     return nights
 
 
