@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# terraform init / validate / plan / show -json of terraform/, offline, with the real Terraform
+# binary and a schema-faithful stand-in for the google provider (tools/tfcheck/google_standin.py,
+# serving the published schema of hashicorp/google 6.50.0); and the offline audit of the deploy
+# workflow (check-jsonschema, zizmor). Everything runs in its own virtualenv, .tfcheck-venv: the
+# `tf` package's protobuf/grpcio pins are not the workspace's.
+#
+# Usage:
+#   scripts/tfcheck.sh plan OUT_DIR        init + validate + plan dev and prod; writes
+#                                          OUT_DIR/plan-{dev,prod}.json (terraform show -json)
+#   scripts/tfcheck.sh validate MODULE_DIR init + validate of a module directory (copied first)
+#   scripts/tfcheck.sh workflow            check-jsonschema + zizmor --offline on deploy.yml
+#   scripts/tfcheck.sh env                 only install the tool environment and the mirror
+#
+# Environment: TFCHECK_SCHEMA (default ../shared/reference/terraform/google-6.50.0.schema.json.gz
+# beside the repository), TFCHECK_VENV (default .tfcheck-venv).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${TFCHECK_VENV:-${repo_root}/.tfcheck-venv}"
+requirements="${repo_root}/tools/tfcheck/requirements.txt"
+schema="${TFCHECK_SCHEMA:-${repo_root}/../shared/reference/terraform/google-6.50.0.schema.json.gz}"
+provider_version="6.50.0"
+state_dir="${repo_root}/.tfcheck"
+
+die() { echo "tfcheck: $*" >&2; exit 1; }
+
+command -v terraform >/dev/null || die "terraform is not on PATH (Terraform 1.11 is expected)"
+[[ -f "${schema}" ]] || die "provider schema not found: ${schema} (set TFCHECK_SCHEMA)"
+schema="$(cd "$(dirname "${schema}")" && pwd)/$(basename "${schema}")"
+
+install_env() {
+  # Reinstall only when the lock changes; the stamp holds the lock's hash.
+  local stamp="${venv}/.requirements.sha256" want
+  want="$(sha256sum "${requirements}" | cut -d' ' -f1)"
+  if [[ ! -x "${venv}/bin/python" || "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
+    python3 -m uv venv --quiet --allow-existing --python python3 "${venv}"
+    python3 -m uv pip sync --quiet --require-hashes --python "${venv}/bin/python" "${requirements}"
+    echo "${want}" >"${stamp}"
+  fi
+}
+
+# A filesystem mirror in the "unpacked" layout holding one executable per provider: a wrapper that
+# starts the stand-in from the tool environment. The CLI config makes `terraform init` use it and
+# never the registry.
+install_mirror() {
+  local platform mirror="${state_dir}/mirror" flavour dir
+  export TF_CLI_CONFIG_FILE="${state_dir}/terraformrc"
+  export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
+  platform="$(terraform version -json | "${venv}/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["platform"])')"
+  for flavour in google google-beta; do
+    dir="${mirror}/registry.terraform.io/hashicorp/${flavour}/${provider_version}/${platform}"
+    mkdir -p "${dir}"
+    cat >"${dir}/terraform-provider-${flavour}_v${provider_version}" <<EOF
+#!/bin/sh
+exec "${venv}/bin/python" "${repo_root}/tools/tfcheck/google_standin.py" --schema "${schema}" --flavour ${flavour} --cache-dir "${state_dir}/schema-cache" "\$@"
+EOF
+    chmod +x "${dir}/terraform-provider-${flavour}_v${provider_version}"
+  done
+  cat >"${state_dir}/terraformrc" <<EOF
+provider_installation {
+  filesystem_mirror {
+    path    = "${mirror}"
+    include = ["registry.terraform.io/hashicorp/google", "registry.terraform.io/hashicorp/google-beta"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/hashicorp/google", "registry.terraform.io/hashicorp/google-beta"]
+  }
+}
+EOF
+}
+
+# Copy a module (its .tf files and environments/, nothing Terraform generated) to a fresh folder,
+# so that nothing is written into the shared working tree, then init it from the mirror.
+init_copy() {
+  local source="$1" work="$2"
+  rm -rf "${work}"
+  mkdir -p "${work}"
+  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' \) -print |
+    while read -r file; do mkdir -p "${work}/$(dirname "${file}")" && cp "${file}" "${work}/${file}"; done)
+  terraform -chdir="${work}" init -input=false -no-color -backend=false >"${work}/init.log" 2>&1 ||
+    { cat "${work}/init.log" >&2; die "terraform init failed in ${work}"; }
+}
+
+cmd="${1:-}"
+case "${cmd}" in
+  env)
+    install_env
+    mkdir -p "${state_dir}"
+    install_mirror
+    ;;
+  validate)
+    [[ $# -eq 2 ]] || die "usage: $0 validate MODULE_DIR"
+    install_env
+    mkdir -p "${state_dir}"
+    install_mirror
+    work="$(mktemp -d "${state_dir}/validate.XXXXXX")"
+    trap 'rm -rf "${work}"' EXIT
+    init_copy "$2" "${work}/module"
+    terraform -chdir="${work}/module" validate -no-color
+    ;;
+  plan)
+    [[ $# -eq 2 ]] || die "usage: $0 plan OUT_DIR"
+    out="$(mkdir -p "$2" && cd "$2" && pwd)"
+    install_env
+    mkdir -p "${state_dir}"
+    install_mirror
+    work="$(mktemp -d "${state_dir}/plan.XXXXXX")"
+    trap 'rm -rf "${work}"' EXIT
+    init_copy "${repo_root}/terraform" "${work}/module"
+    terraform -chdir="${work}/module" validate -no-color
+    for environment in dev prod; do
+      # An empty state: a local state file in the scratch folder that does not exist yet.
+      terraform -chdir="${work}/module" plan -input=false -no-color -lock=false -refresh=false \
+        -var-file="environments/${environment}.tfvars" -var "project_id=sunrise-${environment}-project" \
+        -state="${work}/${environment}.tfstate" -out="${work}/${environment}.tfplan" >"${out}/plan-${environment}.txt"
+      terraform -chdir="${work}/module" show -json "${work}/${environment}.tfplan" >"${out}/plan-${environment}.json"
+      grep "^Plan:" "${out}/plan-${environment}.txt" | sed "s/^/${environment}: /"
+    done
+    ;;
+  workflow)
+    install_env
+    workflow="${repo_root}/.github/workflows/deploy.yml"
+    "${venv}/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${workflow}"
+    "${venv}/bin/zizmor" --offline --no-progress "${workflow}"
+    ;;
+  *)
+    die "usage: $0 {plan OUT_DIR|validate MODULE_DIR|workflow|env}"
+    ;;
+esac
