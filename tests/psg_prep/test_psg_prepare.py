@@ -74,7 +74,7 @@ def test_every_corpus_recording_is_prepared_or_rejected_with_a_reason(corpus, re
     assert q["flat"].shape == q["saturated"].shape == (n_channels, n_epochs)
     assert q["missing"].shape == (n_epochs,)
     assert (tmp_path / "hypnogram.csv").read_text().splitlines() == ["epoch,onset_s,stage,in_recording"]
-    assert (tmp_path / "events.csv").read_text().splitlines() == ["type,onset_s,duration_s,channel,nadir,label"]
+    assert (tmp_path / "events.csv").read_text().splitlines() == ["type,onset_s,duration_s,channel,nadir,label,stage"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".spool")]
 
 

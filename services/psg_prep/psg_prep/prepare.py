@@ -16,8 +16,10 @@ folder as a whole):
 - ``hypnogram.csv``: ``epoch,onset_s,stage,in_recording`` on 30-s epochs of the PSG grid
   (epoch k starts ``30 k`` s after the recording start; k may be negative or beyond the
   recording: label epochs outside the recording are kept and marked ``in_recording=0``).
-- ``events.csv``: ``type,onset_s,duration_s,channel,nadir,label``, onsets in seconds from the
-  recording start.
+- ``events.csv``: ``type,onset_s,duration_s,channel,nadir,label,stage``, onsets in seconds from
+  the recording start; ``stage`` is the canonical sleep stage at the event (``W N1 N2 N3 REM
+  UNS``) as the scoring software exported it (DOMINO event rows), empty when the label file
+  does not say (take it from the hypnogram then).
 
 Labels are placed by their start's time of day relative to the PSG's (both anonymised files
 keep only the year and the time of day).
@@ -121,7 +123,7 @@ def _write_labels(
     warnings: list[str] = []
     files = []
     hyp_rows: list[tuple[int, float, str]] = []
-    events: list[tuple[str, float, float, str, float | None, str]] = []
+    events: list[tuple[str, float, float, str, float | None, str, str | None]] = []
     spans: list[tuple[float, float]] = []
     hyp_taken = False
     for path, ls in label_sets:
@@ -157,7 +159,7 @@ def _write_labels(
                 spans.append((t0, t0 + len(ls.hypnogram.stages) * ls.hypnogram.epoch_s))
         for ev in ls.events:
             onset = offset + ev.onset_s
-            events.append((ev.type, onset, ev.duration_s, ev.channel, ev.nadir, ev.label))
+            events.append((ev.type, onset, ev.duration_s, ev.channel, ev.nadir, ev.label, ev.stage))
             spans.append((onset, onset + ev.duration_s))
     events.sort(key=lambda e: e[1])
 
@@ -177,9 +179,10 @@ def _write_labels(
             w.writerow([k, f"{onset:.3f}", stage, in_rec(k)])
     with open(out_dir / "events.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["type", "onset_s", "duration_s", "channel", "nadir", "label"])
-        for etype, onset, dur, chan, nadir, label in events:
-            w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label])
+        w.writerow(["type", "onset_s", "duration_s", "channel", "nadir", "label", "stage"])
+        for etype, onset, dur, chan, nadir, label, stage in events:
+            w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label,
+                        stage or ""])
 
     overlap: dict[str, Any] | None = None
     if duration_s is not None and spans:

@@ -42,8 +42,9 @@ class AnonymisedLabel:
 def anonymise_label_file(kind: str, data: bytes) -> AnonymisedLabel:
     """Anonymise one label file of a known kind (see ``detect_label_kind``).
 
-    DOMINO: ``Start Time`` reduced to ``01.01.<year> HH:MM:SS``, row dates removed, unknown header
-    lines dropped. NSRR XML: patient elements removed, ``ClockTime`` date dropped.
+    DOMINO: ``Start Time`` reduced to ``01.01.<year> HH:MM:SS``, row dates shifted by the same
+    number of days (so every row keeps its time relative to ``Start Time``), unknown header lines
+    dropped. NSRR XML: patient elements removed, ``ClockTime`` date dropped.
 
     Raises
     ------

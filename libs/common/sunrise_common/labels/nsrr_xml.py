@@ -24,7 +24,8 @@ Structure::
 ``Start``/``Duration`` are seconds from the recording start. Stage codes after ``|``: 0 W,
 1 N1, 2 N2, 3 and 4 N3 (R&K), 5 REM, anything else (``Unsure``, 6 movement, 9 unscored) UNS.
 The date in ``ClockTime`` is de-identified to ``00.00.00`` by NSRR; only the time of day is used
-then. Entity expansion is refused: any ``<!DOCTYPE`` or ``<!ENTITY`` is rejected (``unsafe_xml``).
+then. A ``ScoredEvent`` carries no sleep stage, so ``Event.stage`` is None (the stage at an event
+comes from the hypnogram). Entity expansion is refused: any ``<!DOCTYPE`` or ``<!ENTITY`` is rejected (``unsafe_xml``).
 """
 
 from __future__ import annotations
