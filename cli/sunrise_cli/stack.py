@@ -1,13 +1,19 @@
 """Start and stop the local stack: the four services (uvicorn) and the router, on 127.0.0.1.
 
 Each process runs in its own process group so that stopping the stack stops everything it
-started. Used by ``sunrise run`` (``make run``), the end-to-end tests and the benchmarks.
+started. Before a service starts, its port must be free (another stack already answering there
+is refused, not mistaken for ours), and a service counts as up only when ``/healthz`` answers with
+this launcher's per-run token (``SUNRISE_INSTANCE_TOKEN``). Services run under
+:mod:`sunrise_common.server` (uvicorn with timeouts for slow clients). Used by ``sunrise run`` (``make run``), the end-to-end tests and the benchmarks.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,26 +85,54 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+class PortBusy(RuntimeError):
+    """A service's port is already taken by another process (another stack, say)."""
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` can be bound now, as uvicorn binds it (``SO_REUSEADDR``: a port in
+    TIME_WAIT after our own stop counts as free, one with a listener does not)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
 @dataclass
 class Stack:
     settings: Settings
     log_dir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Echoed by every service's /healthz: proves the answer comes from a process started here.
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SUNRISE_")}
         env.update(settings_env(self.settings))
+        env["SUNRISE_INSTANCE_TOKEN"] = self.token
         return env
 
     def start_service(self, service: str) -> None:
         url = urlparse(self.settings.service_url(service))
         if url.hostname not in ("127.0.0.1", "localhost"):
             raise ValueError(f"local services bind to 127.0.0.1 only, not {url.hostname}")
+        if url.port is None:
+            raise ValueError(f"{service}'s URL {self.settings.service_url(service)} names no port")
+        if not port_is_free(url.port):
+            raise PortBusy(
+                f"port {url.port} ({service}) is already in use by another process: stop it, or set "
+                f"SUNRISE_{service.upper()}_URL to a free port"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{service}.log", "ab")
         self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", SERVICE_APPS[service], "--host", "127.0.0.1",
-             "--port", str(url.port), "--log-level", "warning", "--no-access-log"],
+            [sys.executable, "-m", "sunrise_common.server", SERVICE_APPS[service], "--host", "127.0.0.1",
+             "--port", str(url.port)],
             env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -131,13 +165,24 @@ class Stack:
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{service} exited with {proc.returncode}; see {self.log_dir / (service + '.log')}")
                 try:
-                    if httpx.get(url, timeout=1.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
+                    resp = httpx.get(url, timeout=1.0)
+                    if resp.status_code == 200:
+                        if self._is_ours(resp, service):
+                            break
+                        raise PortBusy(f"{url} is answered by a process this launcher did not start "
+                                       f"({resp.text[:100]!r}): another stack holds the port")
+                except (httpx.HTTPError, ValueError):
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service} did not answer {url} within {timeout:.0f} s")
                 time.sleep(0.1)
+
+    def _is_ours(self, resp: httpx.Response, service: str) -> bool:
+        try:
+            body = resp.json()
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("service") == service and body.get("instance") == self.token
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name, None)

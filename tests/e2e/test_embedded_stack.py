@@ -70,3 +70,88 @@ def test_a_service_that_is_down_gets_its_events_later(embedded_stack, tmp_path):
     stack.wait_healthy(services=["sunalgo"])
     ((night_id, doc),) = wait_until(lambda: night_done(ctx), 120, "the night to be scored after sunalgo came back")
     assert doc["stages"]["sunalgo"]["state"] == "done"
+
+
+# -- the launcher: busy ports, another process's /healthz, slow clients (issue 13)
+
+
+def test_a_busy_port_is_refused_before_any_process_starts(tmp_path):
+    import socket
+
+    from sunrise_cli.stack import PortBusy, Stack
+    from tests.e2e.conftest import stack_settings
+
+    settings = stack_settings(tmp_path)
+    port = int(settings.ingest_url.rsplit(":", 1)[1].strip("/"))
+    with socket.socket() as other:  # something else already listens on ingest's port
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        stack = Stack(settings, tmp_path / "logs")
+        with pytest.raises(PortBusy, match=f"port {port}"):
+            stack.start()
+        assert stack.procs == {}  # nothing half-started, nothing left running
+
+
+def test_a_healthz_answer_from_another_process_is_not_taken_for_ours(tmp_path):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from sunrise_cli.stack import PortBusy, Stack
+    from tests.e2e.conftest import stack_settings
+
+    class OtherStack(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body = json.dumps({"status": "ok", "service": "ingest", "instance": "someone-else"}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OtherStack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = stack_settings(tmp_path, ingest_url=f"http://127.0.0.1:{server.server_address[1]}/")
+        with pytest.raises(PortBusy, match="did not start"):
+            Stack(settings, tmp_path / "logs").wait_healthy(timeout=30, services=["ingest"])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_each_service_answers_healthz_with_the_launchers_token(embedded_stack):
+    import httpx
+
+    stack, ctx = embedded_stack
+    for service in ("ingest", "sunrise_prep", "psg_prep", "sunalgo"):
+        body = httpx.get(ctx.settings.service_url(service) + "healthz", timeout=30).json()
+        assert body == {"status": "ok", "service": service, "instance": stack.token}
+        for path in ("docs", "openapi.json", "redoc"):
+            assert httpx.get(ctx.settings.service_url(service) + path, timeout=30).status_code == 404
+
+
+def test_a_client_that_never_finishes_its_headers_is_dropped(embedded_stack):
+    """Slow-loris: the server closes the connection itself (recv returns b""), well before the
+    generous limit this test waits; an honest request on another connection is answered meanwhile."""
+    import socket
+    from urllib.parse import urlparse
+
+    import httpx
+
+    stack, ctx = embedded_stack
+    url = urlparse(ctx.settings.ingest_url)
+    slow_header = socket.create_connection((url.hostname, url.port), timeout=120)
+    slow_body = socket.create_connection((url.hostname, url.port), timeout=120)
+    try:
+        slow_header.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nce-specversion: 1.0\r\n")  # ... never the blank line
+        slow_body.sendall(b"POST / HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                          b"content-length: 1000\r\n\r\n{\"a\":")  # ... never the rest of the body
+        assert httpx.get(ctx.settings.ingest_url + "healthz", timeout=30).status_code == 200
+        assert slow_header.recv(1024) == b""  # closed by the server (our own 120 s timeout would raise)
+        assert slow_body.recv(1024) == b""
+    finally:
+        slow_header.close()
+        slow_body.close()

@@ -80,8 +80,10 @@ class PubsubMessage(BaseModel):
         raw = self.decoded()
         try:
             value = json.loads(raw or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadPayload("bad_pubsub_data", f"message.data is not JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            # ValueError covers bad JSON, bad UTF-8 and integers beyond int_max_str_digits (a
+            # 5,000-digit number); RecursionError JSON nested ~1,000 levels deep.
+            raise BadPayload("bad_pubsub_data", f"message.data is not usable JSON: {_short(exc)}") from exc
         if not isinstance(value, dict):
             raise BadPayload("bad_pubsub_data", f"message.data must be a JSON object, got {type(value).__name__}")
         return value
@@ -139,36 +141,57 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> Event:
             "expected binary mode (ce-specversion, ce-id, ce-source, ce-type headers) or structured "
             "mode (Content-Type: application/cloudevents+json)",
         )
+    structured = "cloudevents" in content_type
+    if not structured:
+        # The SDK reports any missing binary-mode header as "Failed to find specversion": name it.
+        missing = [h for h in ("ce-id", "ce-source", "ce-type") if not str(lowered.get(h) or "").strip()]
+        if missing:
+            raise BadEvent(
+                "invalid_cloudevent",
+                f"missing header {', '.join(missing)}: binary mode needs ce-specversion, ce-id, ce-source and "
+                "ce-type (or send Content-Type: application/cloudevents+json with those attributes in the body)",
+            )
     try:
         ce = from_http(dict(lowered), body)
+    except ce_exceptions.MissingRequiredFields as exc:
+        raise BadEvent(
+            "invalid_cloudevent",
+            f"{_short(exc)}: a structured event needs the attributes specversion, id, source and type",
+        ) from exc
     except ce_exceptions.GenericException as exc:
-        raise BadEvent("invalid_cloudevent", str(exc)) from exc
+        raise BadEvent("invalid_cloudevent", _short(exc)) from exc
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise BadEvent("invalid_cloudevent", f"cannot read the request: {exc}") from exc
+        raise BadEvent("invalid_cloudevent", f"cannot read the request: {_short(exc)}") from exc
+    except RecursionError as exc:
+        raise BadEvent("invalid_json", "the request's JSON is nested too deeply") from exc
     attrs = ce.get_attributes()
     for required in ("id", "source", "type"):
         if not isinstance(attrs.get(required), str) or not attrs.get(required):
             raise BadEvent("invalid_cloudevent", f"missing or empty attribute {required!r}")
+    for optional in ("subject", "time"):
+        # Structured mode lets a sender put any JSON value there ("time": 12345, "subject": ["x"]).
+        if attrs.get(optional) is not None and not isinstance(attrs[optional], str):
+            raise BadEvent("invalid_cloudevent",
+                           f"attribute {optional!r} must be a string, got {type(attrs[optional]).__name__}")
     data = ce.data
-    if isinstance(data, (bytes, bytearray)):
+    if isinstance(data, (bytes, bytearray, str)):
         try:
-            data = json.loads(data or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadEvent("invalid_json", f"the event data is not JSON: {exc}") from exc
-    elif isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise BadEvent("invalid_json", f"the event data is not JSON: {exc}") from exc
+            data = json.loads(data or "null")
+        except (ValueError, RecursionError) as exc:
+            # ValueError: not JSON, not UTF-8, or an integer beyond int_max_str_digits.
+            raise BadEvent("invalid_json", f"the event data is not usable JSON: {_short(exc)}") from exc
     if not isinstance(data, dict):
         raise BadEvent("invalid_data", f"the event data must be a JSON object, got {type(data).__name__}")
-    event = Event(
-        id=attrs["id"],
-        source=attrs["source"],
-        type=attrs["type"],
-        subject=attrs.get("subject"),
-        time=attrs.get("time"),
-    )
+    try:
+        event = Event(
+            id=attrs["id"],
+            source=attrs["source"],
+            type=attrs["type"],
+            subject=attrs.get("subject"),
+            time=attrs.get("time"),
+        )
+    except ValidationError as exc:
+        raise BadEvent("invalid_cloudevent", _problems(exc)) from exc
     try:
         if event.type == STORAGE_FINALIZED:
             event.storage = StorageObjectData.model_validate(data)
@@ -180,11 +203,23 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> Event:
                 f"type {event.type!r} is not one of {STORAGE_FINALIZED}, {PUBSUB_PUBLISHED}",
             )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'data'}: {err['msg']}" for err in exc.errors()[:5]
-        )
-        raise BadEvent("invalid_data", f"{event.type} data: {problems}") from exc
+        raise BadEvent("invalid_data", f"{event.type} data: {_problems(exc)}") from exc
+    except RecursionError as exc:
+        raise BadEvent("invalid_data", f"{event.type} data is nested too deeply") from exc
     return event
+
+
+def _problems(exc: ValidationError) -> str:
+    """What pydantic found wrong, without echoing the (possibly huge) input values."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'data'}: {err['msg']}"[:200] for err in exc.errors(include_input=False)[:5]
+    )
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message cut to ``limit`` characters: never echo a hostile body back whole."""
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _now() -> str:

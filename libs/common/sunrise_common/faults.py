@@ -29,7 +29,7 @@ class Flaky:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
-        if name.startswith("_") or not callable(attr) or name in ("ensure_bucket", "bucket_path"):
+        if name.startswith("_") or not callable(attr) or name in ("ensure_bucket", "bucket_path", "clean_stale_staging"):
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:

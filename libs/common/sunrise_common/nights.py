@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sunrise_common.errors import NotFound, PermanentError, TransientError
+from sunrise_common.errors import NotFound, PermanentError
 from sunrise_common.events import Event
 
 _NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")  # \A...\Z: no trailing newline
@@ -21,10 +21,15 @@ def night_event(event: Event) -> dict[str, Any]:
 
 
 def load_night(ctx, night_id: str) -> dict[str, Any]:  # noqa: ANN001 - Context
-    """The night document; a night that ingest has not recorded yet is transient (retry)."""
+    """The night document.
+
+    A night that does not exist is a permanent rejection (:class:`NotFound`, answered 2xx with
+    the reason and logged with the night id), not a retry: ingest writes ``nights/{night_id}``
+    before it publishes the night's event, so an event about an unknown night was forged or
+    belongs to a night that was purged, and retrying it for 24 h cannot help."""
     doc = ctx.state.get("nights", night_id)
     if doc is None:
-        raise TransientError("night_not_found", f"nights/{night_id} does not exist (yet)")
+        raise NotFound("night_not_found", f"nights/{night_id} does not exist")
     return doc
 
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import shutil
+import stat
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -19,6 +23,7 @@ from typing import Any, Callable
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from sunrise_common import logs
 from sunrise_common.errors import (
@@ -31,7 +36,7 @@ from sunrise_common.errors import (
     PreconditionFailed,
     TransientError,
 )
-from sunrise_common.events import Event, parse_event
+from sunrise_common.events import MAX_BODY_BYTES, Event, parse_event
 from sunrise_common.publisher import Publisher, make_publisher
 from sunrise_common.settings import Settings, get_settings
 from sunrise_common.state import StateStore, make_state
@@ -125,9 +130,67 @@ def scalars(summary: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (summary or {}).items() if isinstance(v, (int, float, str, bool))}
 
 
+# Scratch folders hold anonymised signals and spool files. A SIGKILL skips their clean-up, so
+# they are named after their process and swept: at service start, and from any scratch_dir()
+# call at most every SWEEP_EVERY_S. A folder goes once its process is gone, or in any case once
+# it is older than SCRATCH_MAX_AGE_S (no stage works that long on one event).
+SCRATCH_MAX_AGE_S = 3600.0
+SWEEP_EVERY_S = 600.0
+# tempfile's names: "sunrise-" + pid + "-" + 8 of [a-z0-9_]; the pid-less form is the old one.
+_SCRATCH_NAME = re.compile(r"\Asunrise-(?:(\d{1,10})-)?[a-z0-9_]{8}\Z")
+_last_sweep = {"at": float("-inf")}
+
+
 def scratch_dir() -> tempfile.TemporaryDirectory:
-    """A private temporary folder for one event's files."""
-    return tempfile.TemporaryDirectory(prefix="sunrise-")
+    """A private temporary folder (mode 0700) for one event's files, ``{tmp}/sunrise-{pid}-*``."""
+    if time.monotonic() - _last_sweep["at"] > SWEEP_EVERY_S:
+        _last_sweep["at"] = time.monotonic()
+        clean_stale_scratch()
+    return tempfile.TemporaryDirectory(prefix=f"sunrise-{os.getpid()}-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid <= 2**22  # another user's live process (or a number no process can have)
+    return True
+
+
+def clean_stale_scratch(root: Path | None = None, *, max_age_s: float = SCRATCH_MAX_AGE_S,
+                        now: float | None = None) -> list[Path]:
+    """Remove this user's scratch folders under ``root`` (default: the system temp folder) whose
+    process is dead, or that are older than ``max_age_s`` seconds (by modification time).
+
+    Returns the folders removed. Only names :func:`scratch_dir` makes are touched."""
+    root = Path(root) if root is not None else Path(tempfile.gettempdir())
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        candidates = list(root.iterdir())
+    except OSError:
+        return removed
+    for path in candidates:
+        m = _SCRATCH_NAME.match(path.name)
+        if m is None:
+            continue
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            continue
+        pid = int(m.group(1)) if m.group(1) else None
+        too_old = now - st.st_mtime > max_age_s
+        orphaned = pid is not None and pid != os.getpid() and not _pid_alive(pid)
+        if too_old or orphaned:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d stale scratch folder(s) under %s", len(removed), root)
+    return removed
 
 
 def create_app(
@@ -151,25 +214,34 @@ def create_app(
         logs.configure(s.log_level, s.project)
         if startup_check is not None:
             startup_check(s)
-        context()
+        clean_stale_scratch()
+        _last_sweep["at"] = time.monotonic()
+        ctx = context()
+        sweep = getattr(ctx.storage, "clean_stale_staging", None)
+        if sweep is not None:  # local folders: half-written objects of a killed writer
+            sweep()
         yield
 
-    app = FastAPI(title=f"sunrise {service}", version="0.1.0", lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: the services take events, not visitors, and a schema
+    # browser only tells an attacker what to send.
+    app = FastAPI(title=f"sunrise {service}", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.context = context
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        """Liveness: the process is up."""
-        return {"status": "ok", "service": service}
+        """Liveness: the process is up (with the launcher's per-run token, if it set one)."""
+        token = (settings or get_settings()).instance_token
+        return {"status": "ok", "service": service, **({"instance": token} if token else {})}
 
     @app.post("/")
     async def receive(request: Request) -> JSONResponse:
         """Take one CloudEvent (binary or structured mode)."""
-        body = await request.body()
         trace = logs.trace_from_header(
             request.headers.get("x-cloud-trace-context") or request.headers.get("traceparent")
         )
         try:
+            body = await read_body(request)
             event = parse_event(request.headers, body)
         except BadEvent as exc:
             with logs.log_context(stage=service, trace=trace):
@@ -199,6 +271,29 @@ def create_app(
                 return JSONResponse({"status": "error", "detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
     return app
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused as soon as it exceeds ``limit`` bytes (1 MiB): a declared
+    Content-Length over the limit is refused before reading, and a chunked or lying body is
+    counted while it streams in, so a 20 MB body never sits in memory."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit() or len(declared) > 12:
+            raise BadEvent("bad_content_length", f"Content-Length must be a byte count, got {declared[:20]!r}")
+        if int(declared) > limit:
+            raise BadEvent("body_too_large", f"Content-Length {declared} bytes > {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BadEvent("body_too_large", f"more than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise BadEvent("client_disconnected", "the client went away before sending its whole body") from exc
+    return b"".join(chunks)
 
 
 def download(ctx: Context, bucket: str, name: str, folder: Path, filename: str, generation: int | None = None) -> Path:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     mains_hz: float = Field(50.0, ge=0.0, le=60.0)
     model_version: str | None = None
     models_dir: Path | None = None
+    # Per-run token the local launcher gives its services; /healthz echoes it so the launcher
+    # knows the answer comes from the process it started, not from another stack on that port.
+    instance_token: str | None = Field(None, max_length=64)
 
     def bucket(self, logical: str) -> str:
         return names.bucket_name(self.prefix, logical)

@@ -17,7 +17,7 @@ from sunrise_common.events import Event
 from sunrise_common.nights import in_progress, latest_done, open_night, rerun_count
 from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
-from sunalgo.model import ModelError, load_model
+from sunalgo.model import ModelError, check_version, load_model
 from sunalgo.run import run_sunalgo
 
 STAGE = "sunalgo"
@@ -50,8 +50,18 @@ def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version:
 
 def resolve_version(version: str | None, models_dir: Path) -> str:
     """The model version to score with: the one asked for, else the activated one
-    (``models_dir/ACTIVE.json``, written by ``sunrise activate``), else the packaged default."""
+    (``models_dir/ACTIVE.json``, written by ``sunrise activate``), else the packaged default.
+
+    A version named by an event must match ``model.VERSION_PATTERN`` and be a model the store
+    lists (or a packaged one); anything else (a path, 5,000 characters, a number) is a permanent
+    rejection (``unknown_model``: answered 2xx, logged with the reason), checked before any file
+    is looked up."""
     explicit = version is not None
+    if explicit:
+        try:
+            check_version(version)
+        except ModelError as exc:
+            raise PermanentError("unknown_model", str(exc)) from exc
     pointer = Path(models_dir) / "ACTIVE.json"
     if version is None and pointer.is_file():
         version = json.loads(pointer.read_text()).get("active")

@@ -19,6 +19,7 @@ rolling mean over K epochs), ``name@oakley`` (the Oakley weighted sum), ``name@l
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -147,21 +148,44 @@ class Model:
         return wake
 
 
+#: What a model version may look like: a name, never a path (no "/", no leading "." or "-").
+VERSION_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+
+
+def check_version(version: object) -> str:
+    """``version`` if it matches :data:`VERSION_PATTERN`, else :class:`ModelError` (which quotes
+    at most 40 characters of it)."""
+    if not isinstance(version, str) or not VERSION_PATTERN.match(version):
+        raise ModelError(f"a model version is 1-64 characters of [A-Za-z0-9._-] starting with a letter or "
+                         f"digit, got {repr(version)[:40]}")
+    return version
+
+
+def stored_versions(model_dir: Path | None) -> set[str]:
+    """The trained models in the store: ``model_dir/{version}.json`` files with a valid name."""
+    if model_dir is None or not Path(model_dir).is_dir():
+        return set()
+    return {p.stem for p in Path(model_dir).glob("*.json")
+            if p.is_file() and p.stem != "ACTIVE" and VERSION_PATTERN.match(p.stem)}
+
+
 def load_model(version: str | None = None, *, model_dir: Path | None = None) -> Model:
     """Load a model artifact by version.
 
-    ``model_dir/{version}.json`` is looked up first (trained models), then the packaged
-    ``MODEL_VERSIONS``. ``version=None`` means ``DEFAULT_MODEL``.
+    ``version`` must match :data:`VERSION_PATTERN` and be one of the store's models
+    (``model_dir/{version}.json``, trained; looked up first) or the packaged ``MODEL_VERSIONS``:
+    the file opened is always one the store lists, never a path built from what was asked.
+    ``version=None`` means ``DEFAULT_MODEL``.
     """
-    version = version or DEFAULT_MODEL
+    version = check_version(version or DEFAULT_MODEL)
     text = None
-    if model_dir is not None and (Path(model_dir) / f"{version}.json").is_file():
+    if version in stored_versions(model_dir):
         text = (Path(model_dir) / f"{version}.json").read_text()
     elif version in MODEL_VERSIONS:
         text = resources.files("sunalgo").joinpath("models", f"{version}.json").read_text()
     if text is None:
         raise ModelError(f"unknown model version {version!r}; packaged: {MODEL_VERSIONS}, "
-                         f"model_dir: {model_dir}")
+                         f"in the model store: {sorted(stored_versions(model_dir))[:20]}")
     spec = json.loads(text)
     for key in ("version", "sleep_wake", "respiratory"):
         if key not in spec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Iterator
@@ -96,6 +97,25 @@ class LocalStorage:
                     except FileNotFoundError:
                         continue
         yield from sorted(found, key=lambda o: o.name)
+
+    def clean_stale_staging(self, max_age_s: float = 3600.0, now: float | None = None) -> int:
+        """Delete files left in ``root/.tmp`` by a writer killed mid-write (anonymised signals:
+        they must not outlive their use). A write lasts seconds; anything older than
+        ``max_age_s`` seconds is stale. Returns how many files were removed."""
+        now = time.time() if now is None else now
+        removed = 0
+        try:
+            entries = list(os.scandir(self.tmp))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and now - entry.stat(follow_symlinks=False).st_mtime > max_age_s:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     # -- writes
     def _stage(self, write) -> Path:  # noqa: ANN001 - callable writing into an open file
