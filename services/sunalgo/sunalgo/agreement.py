@@ -3,8 +3,9 @@
 Alignment: both recordings carry ``start_offset_s`` (seconds from the night's noon anchor to
 their start). Sunrise epoch k (30 s from the Sunrise start) is matched to the PSG epoch that
 contains its midpoint, ``t = sunrise_offset - psg_offset + 30 k + 15`` seconds after the PSG
-start. Sunrise epochs outside the scored PSG hypnogram get ``UNS`` and are left out of every
-agreement figure (and of training).
+start. Sunrise epochs outside the PSG scoring window (the hypnogram epochs inside the recording
+and lights-off..lights-on, ``sunalgo.run.psg_window``) get ``UNS`` and are left out of every
+agreement figure (and of training); the score differences compare both sides over that window.
 """
 
 from __future__ import annotations
@@ -16,14 +17,34 @@ import numpy as np
 SLEEP = ("N1", "N2", "N3", "REM", "S")
 
 
+def _midpoints_in_psg_time(n_epochs: int, sunrise_offset_s: float, psg_offset_s: float,
+                           epoch_s: float) -> np.ndarray:
+    """Midpoint of each Sunrise epoch in seconds from the PSG start (offsets wrapped to +-12 h)."""
+    delta = (sunrise_offset_s - psg_offset_s + 43200) % 86400 - 43200
+    return delta + np.arange(n_epochs) * epoch_s + epoch_s / 2
+
+
+def window_epochs(n_epochs: int, sunrise_offset_s: float, psg_offset_s: float,
+                  start_s: float | None, end_s: float | None, epoch_s: float = 30.0) -> np.ndarray:
+    """Boolean mask of the Sunrise epochs whose midpoint lies in the PSG scoring window
+    [``start_s``, ``end_s``) (seconds from the PSG start; None = an empty window)."""
+    if start_s is None or end_s is None:
+        return np.zeros(n_epochs, dtype=bool)
+    mid = _midpoints_in_psg_time(n_epochs, sunrise_offset_s, psg_offset_s, epoch_s)
+    return (mid >= start_s) & (mid < end_s)
+
+
 def align_psg_stages(n_epochs: int, sunrise_offset_s: float, psg_offset_s: float,
                      psg_onsets_s: Sequence[float], psg_stages: Sequence[str],
                      epoch_s: float = 30.0) -> list[str]:
-    """PSG stage for each Sunrise epoch (``UNS`` where the PSG has no label)."""
+    """PSG stage for each Sunrise epoch (``UNS`` where the PSG has no label).
+
+    Give it the PSG epochs of the scoring window only (``sunalgo.run.psg_window``): Sunrise
+    epochs outside that window then get ``UNS`` and drop out of agreement and training.
+    """
     onsets = np.asarray(psg_onsets_s, dtype=np.float64)
     stages = list(psg_stages)
-    delta = (sunrise_offset_s - psg_offset_s + 43200) % 86400 - 43200
-    mid = delta + np.arange(n_epochs) * epoch_s + epoch_s / 2
+    mid = _midpoints_in_psg_time(n_epochs, sunrise_offset_s, psg_offset_s, epoch_s)
     j = np.searchsorted(onsets, mid, side="right") - 1
     ok = (j >= 0) & (mid < onsets[np.clip(j, 0, None)] + epoch_s) if onsets.size else j < -1
     return [stages[i] if good else "UNS" for i, good in zip(j, ok)]
@@ -60,7 +81,9 @@ def agreement(pred_stages: Sequence[str], psg_aligned: Sequence[str], pred_score
               psg_scores: dict) -> dict:
     """Epoch agreement (sleep/wake; stages if both sides have them) and score differences.
 
-    Score differences are prediction minus PSG (minutes for TST, events/h for indices).
+    ``pred_scores`` and ``psg_scores`` must cover the same span (the PSG scoring window, see
+    ``sunalgo.run``). Score differences are prediction minus PSG (minutes for TST, SOL, WASO;
+    % for SE; events/h for indices).
     """
     truth_sw = to_sleep_wake(psg_aligned)
     pred_sw = to_sleep_wake(pred_stages)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
 
-from sunalgo.agreement import agreement, align_psg_stages, training_rows
+from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
 from sunalgo.features import FEATURE_NAMES, compute_features
 from sunalgo.model import load_model
 from sunalgo.respiration import desaturations, detect_events
@@ -50,8 +51,26 @@ def _write_csv(path: Path, header: list[str], rows) -> None:
             w.writerow([_fmt(v) for v in row])
 
 
+# Lights markers as scoring software and PSG systems write them (NSRR XML "Lights Off" /
+# "Lights On" events, EDF+ annotations, DOMINO markers such as "Licht aus"; the COsleep BDF in the
+# corpus spells it "Ligths-Off#1"). The parsers keep them as type ``other`` with the text in
+# ``label``, so they reach events.csv unchanged.
+_WORD = r"(?<![a-z]){}(?![a-z])"  # a whole word, "_" and "-" counting as separators
+LIGHTS_OFF = re.compile("|".join(_WORD.format(p) for p in (r"(?:lights?|ligths?)[\W_]*(?:off|out)",
+                                                           r"licht[\W_]*aus")), re.IGNORECASE)
+LIGHTS_ON = re.compile("|".join(_WORD.format(p) for p in (r"(?:lights?|ligths?)[\W_]*on",
+                                                          r"licht[\W_]*(?:an|ein)")), re.IGNORECASE)
+
+
 def read_psg(psg_dir: Path) -> dict | None:
-    """Read psg_prep outputs (``meta.json``, ``hypnogram.csv``, ``events.csv``); None if absent."""
+    """Read psg_prep outputs (``meta.json``, ``hypnogram.csv``, ``events.csv``); None if absent.
+
+    Returns a dict with ``meta``, ``onsets`` (s from the PSG start), ``stages``,
+    ``in_recording`` (one bool per epoch, None when the column is absent), ``events``
+    (``(type, onset_s, duration_s, stage)``; stage "" when events.csv has no ``stage`` column
+    or leaves it empty), ``markers`` (``(label, onset_s)`` of every event, for lights markers)
+    and ``epoch_s``.
+    """
     psg_dir = Path(psg_dir)
     meta_p, hyp_p = psg_dir / "meta.json", psg_dir / "hypnogram.csv"
     if not meta_p.is_file() or not hyp_p.is_file():
@@ -61,28 +80,97 @@ def read_psg(psg_dir: Path) -> dict | None:
         hyp = list(csv.DictReader(f))
     if not hyp:
         return None
-    events = []
+    events, markers = [], []
     ev_p = psg_dir / "events.csv"
     if ev_p.is_file():
         with ev_p.open(newline="") as f:
-            events = [(r["type"], float(r["onset_s"]), float(r.get("duration_s") or 0.0))
-                      for r in csv.DictReader(f)]
+            for r in csv.DictReader(f):
+                onset = float(r["onset_s"])
+                events.append((r["type"], onset, float(r.get("duration_s") or 0.0),
+                               (r.get("stage") or "").strip()))
+                markers.append((r.get("label") or "", onset))
+    in_rec = ([r["in_recording"].strip() == "1" for r in hyp]
+              if "in_recording" in hyp[0] and hyp[0]["in_recording"] is not None else None)
     return {
         "meta": meta,
         "onsets": [float(r["onset_s"]) for r in hyp],
         "stages": [r["stage"] for r in hyp],
+        "in_recording": in_rec,
         "events": events,
+        "markers": markers,
         "epoch_s": float(meta.get("epoch_s", EPOCH_S)),
     }
 
 
-def psg_scores_from(psg: dict) -> dict:
-    """Scores of the PSG labels with the same function as the predictions."""
-    t0 = psg["onsets"][0]
-    events = [(t, o - t0, d) for t, o, d in psg["events"]]
-    has_desat = any(t == "desaturation" for t, _, _ in events)
-    return sleep_scores(psg["stages"], psg["epoch_s"], events=events,
-                        desaturations=[] if has_desat else None)
+def _lights(markers: list[tuple[str, float]]) -> tuple[float | None, float | None]:
+    """(lights-off, lights-on) in s from the PSG start: the first lights-off marker and the last
+    lights-on marker after it (a lights-on mid-night, e.g. a bathroom visit, is followed by
+    another lights-off and does not end the night)."""
+    offs = sorted(t for label, t in markers if LIGHTS_OFF.search(label))
+    off = offs[0] if offs else None
+    ons = sorted(t for label, t in markers if LIGHTS_ON.search(label) and (off is None or t > off))
+    return off, (ons[-1] if ons else None)
+
+
+def psg_window(psg: dict) -> dict:
+    """The PSG labels cropped to the scoring window (science.md §3.1: TRT = lights-off..lights-on).
+
+    The window is the span of hypnogram epochs that lie in the recording (psg_prep's
+    ``in_recording``; recomputed from ``meta.duration_s`` when the column is absent) and,
+    when the labels carry lights markers, whose midpoint lies in [lights-off, lights-on).
+    Without a recording (labels prepared before their PSG: ``duration_s`` is null) the whole
+    label file is the window. Epochs inside the window that are not in the recording (EDF+D
+    gaps) become ``UNS``: no signal was recorded there.
+
+    Returns
+    -------
+    dict
+        ``onsets`` / ``stages`` (the window's epochs; onsets in s from the PSG start),
+        ``events`` (those starting in the window, onsets in s from the window start, with
+        their exported stage), and ``window``: ``basis`` (``recording``, ``recording+lights``,
+        ``labels``, ``labels+lights``), ``start_s`` / ``end_s`` (s from the PSG start),
+        ``n_epochs``, ``n_label_epochs``, ``gap_epochs``, ``lights_off_s``, ``lights_on_s``.
+    """
+    epoch_s = psg["epoch_s"]
+    onsets = np.asarray(psg["onsets"], dtype=np.float64)
+    stages = np.asarray(psg["stages"], dtype=object)
+    duration = psg["meta"].get("duration_s")
+    if duration is None:
+        basis, in_rec = "labels", np.ones(onsets.size, dtype=bool)
+    elif psg.get("in_recording") is not None:
+        basis, in_rec = "recording", np.asarray(psg["in_recording"], dtype=bool)
+    else:
+        basis, in_rec = "recording", (onsets >= 0) & (onsets < float(duration))
+    off, on = _lights(psg.get("markers", []))
+    keep = in_rec.copy()
+    if off is not None or on is not None:
+        basis += "+lights"
+        mid = onsets + epoch_s / 2
+        keep &= (mid >= (off if off is not None else -np.inf)) & (mid < (on if on is not None else np.inf))
+    idx = np.flatnonzero(keep)
+    window = {"basis": basis, "lights_off_s": off, "lights_on_s": on,
+              "n_label_epochs": int(onsets.size)}
+    if not idx.size:
+        window.update(start_s=None, end_s=None, n_epochs=0, gap_epochs=0)
+        return {"onsets": [], "stages": [], "events": [], "window": window}
+    a, b = int(idx[0]), int(idx[-1]) + 1
+    st = np.where(in_rec[a:b], stages[a:b], "UNS")
+    start, end = float(onsets[a]), float(onsets[b - 1] + epoch_s)
+    window.update(start_s=start, end_s=end, n_epochs=b - a, gap_epochs=int((~in_rec[a:b]).sum()))
+    events = [(t, o - start, d, s) for t, o, d, s in psg["events"] if start <= o < end]
+    return {"onsets": onsets[a:b].tolist(), "stages": st.tolist(), "events": events,
+            "window": window}
+
+
+def psg_scores_from(psg: dict, win: dict | None = None) -> dict:
+    """Scores of the PSG labels over :func:`psg_window` (``win``, computed when not given),
+    with the same function as the predictions; the window used is under ``window``."""
+    win = psg_window(psg) if win is None else win
+    has_desat = any(t == "desaturation" for t, *_ in psg["events"])
+    scores = sleep_scores(win["stages"], psg["epoch_s"], events=win["events"],
+                          desaturations=[] if has_desat else None)
+    scores["window"] = win["window"]
+    return scores
 
 
 def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
@@ -136,19 +224,32 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     summary = {"algo_version": model.algo_version, "n_epochs": n, "TST": scores["TST"],
                "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(events)}
     psg = read_psg(psg_dir) if psg_dir is not None else None
+    if psg is not None:
+        win = psg_window(psg)
+        psg_sc = psg_scores_from(psg, win)
+        result["psg_scores"] = psg_sc
+        result["psg_window"] = win["window"]
     if psg is not None and psg["meta"].get("start_offset_s") is None:
         # psg_prep could not read the PSG's start time: its labels cannot be placed on the Sunrise
         # timeline, so no training rows and no agreement (scores from the labels alone still hold).
-        result["psg_scores"] = psg_scores_from(psg)
         result["warnings"] = ["PSG start time unknown: no training rows or agreement for this night"]
     elif psg is not None:
-        psg_sc = psg_scores_from(psg)
-        result["psg_scores"] = psg_sc
-        aligned = align_psg_stages(n, float(meta["start_offset_s"]),
-                                   float(psg["meta"]["start_offset_s"]), psg["onsets"],
-                                   psg["stages"], psg["epoch_s"])
-        agr = agreement(stages, aligned, scores, psg_sc)
+        s_off, p_off = float(meta["start_offset_s"]), float(psg["meta"]["start_offset_s"])
+        # Only the PSG's scoring window is compared and trained on: Sunrise epochs outside it get
+        # UNS, and the predicted scores compared with the PSG's are those of the same span.
+        aligned = align_psg_stages(n, s_off, p_off, win["onsets"], win["stages"], psg["epoch_s"])
+        in_win = np.flatnonzero(window_epochs(n, s_off, p_off, win["window"]["start_s"],
+                                              win["window"]["end_s"], EPOCH_S))
+        a, b = (int(in_win[0]), int(in_win[-1]) + 1) if in_win.size else (0, 0)
+        t0, t1 = a * EPOCH_S, b * EPOCH_S
+        pred_win = sleep_scores(
+            stages[a:b], EPOCH_S,
+            events=[(t, o - t0, d) for t, o, d in ev_tuples if t0 <= o < t1],
+            desaturations=None if desats is None else
+            [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1])
+        agr = agreement(stages, aligned, pred_win, psg_sc)
         agr["algo_version"] = model.algo_version
+        agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
         (out_dir / "agreement.json").write_text(json.dumps(_clean(agr), indent=1))
         rows = training_rows(feats, FEATURE_NAMES, aligned)
         header = ["epoch", "onset_s", *FEATURE_NAMES, "psg_stage", "psg_sleep"]
