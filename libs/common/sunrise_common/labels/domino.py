@@ -52,7 +52,6 @@ _ROW = re.compile(
     rf"(?:\s*-\s*(?:(?P<d2>{DATE_RE})\s+)?(?P<t2>{TIME_RE}))?\s*(?:;(?P<rest>.*))?$"
 )
 _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _]*?)\s*:\s*(.*?)\s*$")
-_DATE_IN_TIMES = re.compile(rf"({DATE_RE})(\s+)")
 
 _ROLLOVER_S = 12 * 3600.0
 MAX_PROFILE_S = 72 * 3600.0  # a longer profile is a corrupt date, not a night
@@ -404,10 +403,6 @@ def anonymise(data: bytes) -> tuple[bytes, datetime]:
     start = _start(df)
     shift = date(start.year, 1, 1) - start.date()
     dates: dict[str, str] = {}
-
-    def move(m: re.Match[str]) -> str:
-        return _shifted_date(m.group(1), shift, dates) + m.group(2)
-
     known = {k.lower() for k in KNOWN_HEADER_KEYS}
     out: list[str] = []
     in_header = True
@@ -424,10 +419,14 @@ def anonymise(data: bytes) -> tuple[bytes, datetime]:
                     line = f"Start Time: 01.01.{start.year:04d} {start:%H:%M:%S}{frac}"
                 out.append(line)
                 continue
-        if line.strip() and _ROW.match(line):
+        row = _ROW.match(line) if line.strip() else None
+        if row is not None:
             in_header = False
-            head, sep, tail = line.partition(";")
-            line = _DATE_IN_TIMES.sub(move, head) + sep + tail
+            # Replace the matched date spans, last first so the earlier span stays valid.
+            for group in ("d2", "d1"):
+                a, b = row.span(group)
+                if a >= 0:
+                    line = line[:a] + _shifted_date(row.group(group), shift, dates) + line[b:]
         elif line.strip() and not in_header:
             # A non-row line after the data started: could be free text; keep only if it is
             # not a header-like line with an unknown key.
