@@ -120,7 +120,9 @@ def psg_window(psg: dict) -> dict:
     when the labels carry lights markers, whose midpoint lies in [lights-off, lights-on).
     Without a recording (labels prepared before their PSG: ``duration_s`` is null) the whole
     label file is the window. Epochs inside the window that are not in the recording (EDF+D
-    gaps) become ``UNS``: no signal was recorded there.
+    gaps) become ``UNS``: no signal was recorded there. Lights markers are read from the label
+    files' events only: psg_prep does not carry the PSG signal file's own EDF+ annotations
+    (reading them would take a second pass over the recording), so a marker there is not applied.
 
     Returns
     -------
