@@ -365,7 +365,7 @@ def _shifted_date(text: str, shift: timedelta, cache: dict[str, str]) -> str:
             moved = parse_date(text) + shift
         except LabelError as exc:
             raise LabelError("bad_time", f"row date {text!r}: {exc.detail}") from None
-        sep = re.search(r"[./-]", text).group(0)  # type: ignore[union-attr]  # DATE_RE matched
+        sep = next(c for c in "./-" if c in text)  # DATE_RE matched: one of them is there
         if sep == "/":
             out = f"{moved.month}/{moved.day}/{moved.year:04d}"
         else:
