@@ -61,6 +61,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "SUNRISE_ROUTER_MAX_ATTEMPTS": str(settings.router_max_attempts),
         "SUNRISE_ROUTER_MAX_IN_FLIGHT": str(settings.router_max_in_flight),
         "SUNRISE_ROUTER_WATCH_RAW": str(settings.router_watch_raw).lower(),
+        "SUNRISE_DEAD_LETTER_RETENTION_S": str(settings.dead_letter_retention_s),
         "SUNRISE_LEASE_S": str(settings.lease_s),
         "SUNRISE_FAULT_RATE": str(settings.fault_rate),
         "SUNRISE_FAULT_SEED": str(settings.fault_seed),

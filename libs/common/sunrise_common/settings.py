@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     fault_rate: float = Field(0.0, ge=0.0, le=1.0)
     fault_seed: int = 0
     fault_ports: str = "storage,state,publisher"
+    # How long the local router keeps a dead letter (with its request, raw object name included)
+    # for replay: 7 days, as the cloud dead-letter subscription (terraform/pubsub.tf).
+    dead_letter_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     router_duplicates: int = Field(1, ge=1, le=10)
     router_shuffle: bool = False
     # Stage leases.

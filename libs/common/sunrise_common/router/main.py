@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from sunrise_common.router.queue import Delivery, Queue
 from sunrise_common.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# Seconds between purges of expired dead letters and WAL truncations.
+HOUSEKEEPING_EVERY_S = 30.0
 
 
 class RawWatcher:
@@ -140,11 +144,15 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     threads = [threading.Thread(target=pump, args=(s,), name=type(s).__name__, daemon=True) for s in sources]
     for t in threads:
         t.start()
+    housekeeping_at = time.monotonic()
     while not stop.is_set():
         busy = 0
         try:
             busy += queue.route_messages(settings)
             busy += deliverer.deliver_due()
+            if time.monotonic() - housekeeping_at > HOUSEKEEPING_EVERY_S:
+                housekeeping_at = time.monotonic()
+                housekeeping(queue, settings)
         except Exception:
             logger.exception("router loop failed; retrying")
         if not busy:
@@ -152,6 +160,19 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     for t in threads:
         t.join(timeout=10)
     deliverer.pool.shutdown(wait=True)
+    housekeeping(queue, settings)
+
+
+def housekeeping(queue: Queue, settings: Settings) -> None:
+    """Bound what the queue keeps (docs/privacy.md): dead letters past their retention go, and
+    the write-ahead log is truncated so redacted requests do not linger in it."""
+    purged = queue.purge_expired(settings.dead_letter_retention_s)
+    if purged:
+        logger.info("deleted %d dead or delivered deliveries older than %.0f s", purged, settings.dead_letter_retention_s)
+    for _ in range(5):  # a reader (the CLI, a test) may hold the WAL for a moment
+        if queue.compact():
+            return
+        time.sleep(0.1)
 
 
 def main() -> None:

@@ -3,11 +3,25 @@
 Publishers (services, the CLI) append messages; the router fans each message out to one delivery
 per subscribed trigger, delivers it as an Eventarc-format CloudEvent, retries non-2xx answers with
 exponential backoff and, past the attempt limit, keeps it as a dead letter (``state = 'dead'``).
-Nothing is deleted except by an explicit purge.
+
+Raw object names are personal data (``psg/clinic/MRN4471902/Mueller Zofia PSG 2021-03-12.edf``),
+so this file keeps them only while it needs them (docs/privacy.md):
+
+- ``seen`` (the once-per-generation guard of object events) holds a keyed digest
+  (HMAC-SHA256 with a key derived from the pseudonym key) of bucket, name and generation, not the name;
+- a delivered delivery is redacted at once: its headers shrink to ``ce-id``/``ce-type``/
+  ``ce-source``, its body and subject are dropped; a routed message's data is dropped;
+- a pending delivery keeps its request (it must be sent again); a dead letter keeps it for
+  replay for at most ``dead_letter_retention_s`` (7 days, like the cloud dead-letter
+  subscription's ``message_retention_duration``), then :meth:`Queue.purge_expired` deletes it;
+- deleted and overwritten content is zeroed (``secure_delete``) and the write-ahead log is
+  truncated by :meth:`Queue.compact`, so redacted names do not linger in free pages or the WAL.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sqlite3
 import time
@@ -46,13 +60,32 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
-CREATE TABLE IF NOT EXISTS seen (
-    bucket TEXT NOT NULL,
-    name TEXT NOT NULL,
-    generation INTEGER NOT NULL,
-    PRIMARY KEY (bucket, name, generation)
+-- Object events already queued, by keyed digest of bucket/name/generation (never the name).
+CREATE TABLE IF NOT EXISTS seen_digests (
+    digest TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
 );
+-- The old guard kept raw object names: gone (its objects may be announced once more; ingest
+-- answers those as duplicates).
+DROP TABLE IF EXISTS seen;
 """
+
+# The header fields a redacted delivery keeps: enough to match it with a service's log line.
+_KEPT_HEADERS = ("ce-id", "ce-type", "ce-source")
+DEAD_LETTER_RETENTION_S = 7 * 24 * 3600.0
+
+
+def seen_digest(key: bytes, bucket: str, name: str, generation: int) -> str:
+    """Keyed digest of an object generation (hex HMAC-SHA256). ``key`` is the pseudonym key; a
+    derived key keeps these digests unrelated to the pseudonyms made with it."""
+    derived = hmac.new(key, b"sunrise/router-seen/v1", hashlib.sha256).digest()
+    return hmac.new(derived, f"{bucket}\n{name}\n{generation}".encode("utf-8", "surrogatepass"),
+                    hashlib.sha256).hexdigest()
+
+
+def _redacted_headers(headers: str) -> str:
+    kept = {k: v for k, v in json.loads(headers).items() if k.lower() in _KEPT_HEADERS}
+    return json.dumps(kept)
 
 
 @dataclass(frozen=True)
@@ -110,7 +143,8 @@ class Queue:
                         )
                         for _ in range(settings.router_duplicates):
                             self._insert(conn, trig, headers, body, topic, now)
-                conn.execute("UPDATE messages SET routed=1 WHERE id=?", (row_id,))
+                # The deliveries hold the message now: its data need not be kept twice.
+                conn.execute("UPDATE messages SET routed=1, data=X'', attributes='{}' WHERE id=?", (row_id,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -122,11 +156,10 @@ class Queue:
         conn = self._conn()
         logical = settings.logical_bucket(bucket)
         now = time.time()
+        digest = seen_digest(settings.key_bytes(), bucket, name, generation)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO seen(bucket, name, generation) VALUES (?,?,?)", (bucket, name, generation)
-            )
+            cur = conn.execute("INSERT OR IGNORE INTO seen_digests(digest, created_at) VALUES (?,?)", (digest, now))
             if cur.rowcount == 0 and not force:
                 conn.execute("COMMIT")
                 return 0
@@ -180,9 +213,14 @@ class Queue:
         return [self._row(r) for r in rows]
 
     def mark_delivered(self, delivery_id: int, status: int) -> None:
-        self._conn().execute(
-            "UPDATE deliveries SET state='delivered', attempts=attempts+1, last_status=?, last_error=NULL, updated_at=? WHERE id=?",
-            (status, time.time(), delivery_id),
+        """Done with: the request (object name, message data) is redacted in the same update."""
+        conn = self._conn()
+        row = conn.execute("SELECT headers FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        headers = _redacted_headers(row[0]) if row else "{}"
+        conn.execute(
+            "UPDATE deliveries SET state='delivered', attempts=attempts+1, last_status=?, last_error=NULL, updated_at=?, "
+            "headers=?, body='{}', subject=NULL WHERE id=?",
+            (status, time.time(), headers, delivery_id),
         )
 
     def mark_failed(self, delivery: Delivery, status: int | None, error: str, *, max_attempts: int, backoff_initial: float, backoff_max: float) -> str:
@@ -243,6 +281,21 @@ class Queue:
         else:
             cur = self._conn().execute("DELETE FROM deliveries WHERE state='dead'")
         return cur.rowcount
+
+    def purge_expired(self, retention_s: float = DEAD_LETTER_RETENTION_S, now: float | None = None) -> int:
+        """Delete dead letters (with their requests) and delivered rows last touched more than
+        ``retention_s`` seconds ago, and routed messages as old. Returns the deliveries deleted."""
+        cutoff = (time.time() if now is None else now) - retention_s
+        conn = self._conn()
+        cur = conn.execute("DELETE FROM deliveries WHERE state IN ('dead', 'delivered') AND updated_at < ?", (cutoff,))
+        conn.execute("DELETE FROM seen_digests WHERE created_at < ?", (cutoff - 365 * 24 * 3600.0,))
+        return cur.rowcount
+
+    def compact(self) -> bool:
+        """Fold the write-ahead log into the database and truncate it, so that rows redacted or
+        deleted since are gone from the WAL too. False if a reader kept it busy (try later)."""
+        busy, _, _ = self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
 
     @staticmethod
     def _row(r: tuple) -> Delivery:
