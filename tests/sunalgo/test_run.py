@@ -162,3 +162,26 @@ def test_agreement_and_training_rows_use_the_psg_window(one_hour_night, tmp_path
     run_sunalgo(root / "prep", root / "psg", tmp_path / "full")
     with (tmp_path / "full" / "training_rows.csv").open(newline="") as f:
         assert sum(r["psg_sleep"] != "" for r in csv.DictReader(f)) > len(labelled) + 40
+
+
+def test_labels_outside_the_recording_give_empty_reference_scores_and_a_warning(one_hour_night,
+                                                                                tmp_path):
+    root = one_hour_night
+    psg_dir = tmp_path / "psg"
+    psg_dir.mkdir()
+    for name in ("meta.json", "events.csv"):
+        (psg_dir / name).write_bytes((root / "psg" / name).read_bytes())
+    with (root / "psg" / "hypnogram.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    with (psg_dir / "hypnogram.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, [*rows[0].keys(), "in_recording"])
+        w.writeheader()
+        w.writerows({**r, "in_recording": 0} for r in rows)  # psg_prep: none in the recording
+    run_sunalgo(root / "prep", psg_dir, tmp_path / "out")
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    agr = json.loads((tmp_path / "out" / "agreement.json").read_text())
+    assert scores["psg_scores"]["TRT"] == 0.0 and scores["psg_scores"]["AHI"] is None
+    assert any("no PSG label epoch" in w for w in scores["warnings"])
+    assert agr["n_epochs_compared"] == 0 and agr["window"]["sunrise_epochs"] == [0, 0]
+    with (tmp_path / "out" / "training_rows.csv").open(newline="") as f:
+        assert all(r["psg_sleep"] == "" for r in csv.DictReader(f))

@@ -231,10 +231,15 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
         psg_sc = psg_scores_from(psg, win)
         result["psg_scores"] = psg_sc
         result["psg_window"] = win["window"]
+        if not win["window"]["n_epochs"]:
+            result.setdefault("warnings", []).append(
+                f"no PSG label epoch lies in the scoring window ({win['window']['basis']}): "
+                "the reference scores are empty")
     if psg is not None and psg["meta"].get("start_offset_s") is None:
         # psg_prep could not read the PSG's start time: its labels cannot be placed on the Sunrise
         # timeline, so no training rows and no agreement (scores from the labels alone still hold).
-        result["warnings"] = ["PSG start time unknown: no training rows or agreement for this night"]
+        result.setdefault("warnings", []).append(
+            "PSG start time unknown: no training rows or agreement for this night")
     elif psg is not None:
         s_off, p_off = float(meta["start_offset_s"]), float(psg["meta"]["start_offset_s"])
         # Only the PSG's scoring window is compared and trained on: Sunrise epochs outside it get
