@@ -1,5 +1,10 @@
 """The ``sunrise`` command: run the stack, upload, replay, status, backfill, rerun, dead letters,
-and the science commands (synth, train, report)."""
+and the science commands (synth, train, report).
+
+Imports are lazy on purpose: ``sunrise --help`` and ``sunrise status`` must answer in well under
+a second of CPU, so this module imports only typer and rich at the top, and each command imports
+what it needs (httpx, FastAPI, numpy and the science stack cost seconds together).
+"""
 
 from __future__ import annotations
 
@@ -9,32 +14,44 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from sunrise_common import names, status as status_lib
-from sunrise_common.service import Context
-from sunrise_common.settings import Settings
+from sunrise_cli.science_commands import science_app
 
-from sunrise_cli import ops
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from sunrise_common.service import Context
 
 app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data and clinical scores.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 dlq_app = typer.Typer(help="Dead-lettered events: the local router's (embedded, emulators) or the dead-letter subscription (cloud).")
 app.add_typer(dlq_app, name="dlq")
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
 
-from sunrise_cli.science_commands import science_app  # noqa: E402 - synth, train, report
-
-app.registered_commands.extend(science_app.registered_commands)
+app.registered_commands.extend(science_app.registered_commands)  # synth, train, report
 
 
-def _ctx() -> Context:
-    return Context.from_settings(Settings())
+def _settings():  # noqa: ANN202 - Settings (imported lazily)
+    from sunrise_common.settings import Settings
+
+    return Settings()
+
+
+def _ctx() -> "Context":
+    from sunrise_common.service import Context
+
+    return Context.from_settings(_settings())
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Stop with a one-line error on stderr (no traceback: the message says what to do)."""
+    err_console.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -47,7 +64,7 @@ def run(
     """Start the whole stack on 127.0.0.1, process an example night, keep watching the raw bucket."""
     from sunrise_cli.runner import run_stack
 
-    raise typer.Exit(run_stack(Settings(), example=example, hours=hours, emulators=emulators,
+    raise typer.Exit(run_stack(_settings(), example=example, hours=hours, emulators=emulators,
                                exit_when_done=exit_when_done, console=console))
 
 
@@ -60,6 +77,8 @@ def upload(
     name: Annotated[Optional[str], typer.Option(help="Object file name (default: the file's name).")] = None,
 ) -> None:
     """Upload a file to the raw bucket as {kind}/{site}/{subject}/{file}."""
+    from sunrise_cli import ops
+
     try:
         info = ops.upload(_ctx(), file, kind=kind, site=site, subject=subject, name=name)
     except ValueError as exc:
@@ -77,25 +96,38 @@ def replay(
     token: Annotated[Optional[str], typer.Option(help="Bearer token (cloud: `gcloud auth print-identity-token`).")] = None,
 ) -> None:
     """Send a CloudEvent to a service, as Eventarc would (or print it as curl)."""
-    settings = Settings()
+    from sunrise_common import names
+
+    from sunrise_cli import ops
+
+    settings = _settings()
     if (event_file is None) == (object_name is None):
-        raise typer.BadParameter("give an EVENT_FILE or --object NAME (one of them)")
+        fail("give an EVENT_FILE or --object NAME (one of them)")
     if event_file is not None:
-        headers, body = ops.load_event_file(event_file)
+        try:
+            headers, body = ops.load_event_file(event_file)
+        except (OSError, ValueError) as exc:
+            fail(str(exc))
     else:
         info = _ctx().storage.stat(settings.bucket("raw"), object_name)
         if info is None:
-            raise typer.BadParameter(f"no object {object_name!r} in {settings.bucket('raw')}")
+            fail(f"no object {object_name!r} in the raw bucket {settings.bucket('raw')}")
         headers, body = ops.object_event(settings, object_name, info)
-    service = to or ops.service_for(headers, body, settings)
-    if service not in names.SERVICES:
-        raise typer.BadParameter(f"--to must be one of {', '.join(names.SERVICES)}")
+    if to is not None and to not in names.SERVICES:
+        fail(f"--to {to!r}: the services are {', '.join(names.SERVICES)}")
+    try:
+        service = to or ops.service_for(headers, body, settings)
+    except ValueError as exc:
+        fail(str(exc))
     target = url or settings.service_url(service)
     if curl:
         print(ops.curl_command(target, headers, body))
         return
-    resp = ops.post(target, headers, body, token=token)
-    console.print(f"{service} answered {resp.status_code}: {resp.text}")
+    try:
+        resp = ops.post(target, headers, body, token=token)
+    except ops.httpx.HTTPError as exc:
+        fail(f"cannot reach {service} at {target}: {type(exc).__name__} {exc} (is the stack running? `make run`)", 1)
+    console.print(f"{service} answered {resp.status_code}: {resp.text}", soft_wrap=True)
     raise typer.Exit(0 if resp.status_code < 300 else 1)
 
 
@@ -107,69 +139,67 @@ def status(
     upload_name: Annotated[Optional[str], typer.Option("--upload", help="What happened to this raw object name?")] = None,
 ) -> None:
     """Nights by stage and state, failures with reasons, stage times; or one night in detail."""
-    ctx = _ctx()
-    if upload_name:
-        from sunrise_common import identity
+    from sunrise_common import status as status_lib
+    from sunrise_common.state import make_state
+    from sunrise_common.storage import make_storage
 
-        uid = identity.upload_id(ctx.settings.key_bytes(), ctx.settings.bucket("raw"), upload_name)
-        doc = ctx.state.get("uploads", uid)
-        out = {"upload_id": uid, "found": doc is not None, **({"runs": doc.get("runs", {}).get("ingest", {})} if doc else {})}
-        print(json.dumps(out, indent=2, default=str)) if as_json else console.print_json(data=out, default=str)
-        raise typer.Exit(0 if doc else 1)
-    if night:
-        detail = status_lib.night_detail(ctx.state, night)
-        if detail is None:
-            console.print(f"[red]no night {night}[/]")
-            raise typer.Exit(1)
-        print(json.dumps(detail, indent=2, default=str)) if as_json else _print_night(detail)
+    from sunrise_cli import views
+
+    settings = _settings()
+    state = make_state(settings)
+    if upload_name:
+        _print_upload(settings, state, make_storage(settings), upload_name, as_json)
         return
+    if night:
+        detail = status_lib.night_detail(state, night)
+        if detail is None:
+            fail(f"no night {night!r} (night ids look like s<12 letters/digits>-n<8>; `sunrise status` lists them)", 1)
+        print(json.dumps(detail, indent=2, default=str)) if as_json else views.print_night(console, detail)
+        return
+    storage = None
     while True:
-        summary = status_lib.summarize(ctx.state)
+        summary = status_lib.summarize(state)
         if as_json:
             print(json.dumps(summary, default=str))
         else:
+            failed_ids = [r["upload_id"] for r in summary["rejected_uploads"]]
+            if failed_ids and storage is None:
+                storage = make_storage(settings)
+            names = views.raw_names(settings, storage, failed_ids) if failed_ids else {}
             if watch:
                 console.clear()
-            _print_summary(summary)
+            views.print_summary(console, summary, names)
         if not watch:
             return
         time.sleep(2)
 
 
-def _print_summary(summary: dict) -> None:
-    table = Table(title=f"{summary['nights']} night(s); uploads {summary['uploads']}")
-    states = ["pending", "running", "retrying", "done", "failed"]
-    table.add_column("stage")
-    for s in states:
-        table.add_column(s, justify="right")
-    table.add_column("p50 s", justify="right")
-    table.add_column("p95 s", justify="right")
-    for stage, counts in summary["stages"].items():
-        t = summary["stage_times"].get(stage, {})
-        table.add_row(stage, *[str(counts.get(s, 0)) for s in states], str(t.get("p50_s", "")), str(t.get("p95_s", "")))
-    console.print(table)
-    if summary["nights_per_minute"]:
-        console.print(f"throughput: {summary['nights_per_minute']} nights/min")
-    for f in summary["failures"]:
-        console.print(f"[red]{f['night_id']} {f['stage']} {f['state']}[/]: {f['error']}")
-    for r in summary["rejected_uploads"]:
-        console.print(f"[yellow]upload {r['upload_id']} {r['state']}[/]: {r['error']}")
-    if summary["slowest"]:
-        console.print("slowest: " + ", ".join(f"{s['night_id']} ({s['total_s']} s)" for s in summary["slowest"]))
+def _print_upload(settings, state, storage, name: str, as_json: bool) -> None:  # noqa: ANN001 - ports
+    from sunrise_common import identity
+    from sunrise_common import status as status_lib
+
+    from sunrise_cli import views
+
+    uid = identity.upload_id(settings.key_bytes(), settings.bucket("raw"), name)
+    doc = state.get("uploads", uid)
+    info = storage.stat(settings.bucket("raw"), name)
+    current = info.generation if info is not None else None
+    if as_json:
+        generation, run = status_lib.latest_generation_run(doc) if doc else (None, {})
+        out = {"upload_id": uid, "found": doc is not None, "current_generation": current,
+               "latest_generation": generation, "state": run.get("state") if doc else None,
+               "error": run.get("error") if doc else None,
+               **({"runs": doc.get("runs", {}).get("ingest", {})} if doc else {})}
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        views.print_upload(console, name, doc, current)
+    if doc is None:
+        raise typer.Exit(1)
 
 
-def _print_night(detail: dict) -> None:
-    console.print(f"[bold]{detail['night_id']}[/] pairing: {detail['pairing']}")
-    for stage, st in (detail.get("stages") or {}).items():
-        console.print(f"  {stage:13} {st.get('state'):9} attempts={st.get('attempts', '-')} "
-                      f"duration={st.get('duration_s')} error={st.get('error')}")
-        if st.get("outputs"):
-            console.print(f"  {'':13} outputs: {st['outputs']}")
-    for h in detail.get("history", []):
-        console.print(f"  history: {h}")
+def _progress() -> "Progress":
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-
-def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
@@ -195,6 +225,8 @@ def backfill(
              "notifies again (default: rewrite in the cloud, post elsewhere).")] = None,
 ) -> None:
     """Replay raw objects as finalize events to ingest: throttled, resumable, with a summary."""
+    from sunrise_cli import ops
+
     ctx = _ctx()
     raw = ctx.settings.bucket("raw")
     bare = prefix.removeprefix("gs://")
@@ -235,6 +267,8 @@ def rerun(
 ) -> None:
     """Run one stage again for chosen nights (after a fix, or with another model): publishes the
     stage's input event on its topic, so it works the same on every backend."""
+    from sunrise_cli import ops
+
     if stage not in ops.RERUN_TOPIC:
         raise typer.BadParameter(f"STAGE must be one of {', '.join(ops.RERUN_TOPIC)}")
     if not (nights or failed or all_nights):
@@ -260,7 +294,7 @@ def activate(version: Annotated[str, typer.Argument(help="Model version to score
     """Make a trained model the one sunalgo uses from now on (nothing changes without this)."""
     from sunrise_cli.train import activate_model
 
-    store = Settings().model_store()
+    store = _settings().model_store()
     pointer = activate_model(version, store / "ACTIVE.json", model_dir=store)
     console.print(f"active model: {version} ({pointer})")
 
@@ -268,7 +302,7 @@ def activate(version: Annotated[str, typer.Argument(help="Model version to score
 def _dead_letters():
     from sunrise_common.dead_letters import make_dead_letters
 
-    return make_dead_letters(Settings())
+    return make_dead_letters(_settings())
 
 
 @dlq_app.command("list")

@@ -13,15 +13,17 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import httpx
 
 from sunrise_common import identity, names
 from sunrise_common.events import storage_event
-from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from sunrise_common.storage import ObjectInfo
+
+if TYPE_CHECKING:
+    from sunrise_common.service import Context
 
 
 def raw_name(kind: str, site: str, subject: str, file_name: str) -> str:
@@ -35,6 +37,16 @@ def upload(ctx: Context, path: Path, *, kind: str, site: str, subject: str, name
     bucket = ctx.settings.bucket("raw")
     ctx.storage.ensure_bucket(bucket)
     return ctx.storage.upload_file(bucket, raw_name(kind, site, subject, name or path.name), path, if_generation_match=None)
+
+
+def upload_night(ctx: Context, night, *, site: str, subject: str) -> list[str]:  # noqa: ANN001 - synth.SynthNight
+    """Upload a synthetic night (``synth_night``'s Sunrise EDF+, PSG EDF and label files) to the
+    raw bucket under one site and subject; returns the raw object names."""
+    uploaded = [upload(ctx, Path(night.sunrise), kind="sunrise", site=site, subject=subject).name,
+                upload(ctx, Path(night.psg), kind="psg", site=site, subject=subject).name]
+    for label in night.labels:
+        uploaded.append(upload(ctx, Path(label), kind="labels", site=site, subject=subject).name)
+    return uploaded
 
 
 # -- events as files and curl commands
@@ -75,21 +87,44 @@ def post(url: str, headers: dict[str, str], body: bytes, *, token: str | None = 
 
 
 def service_for(headers: dict[str, str], body: bytes, settings: Settings) -> str:
-    """Which service a request belongs to, by its type and source (the trigger table)."""
+    """Which service a request belongs to, by its type and source (the trigger table).
+
+    A Pub/Sub event is routed by the topic in its ``ce-source``
+    (``//pubsub.googleapis.com/projects/P/topics/T``): the prefixed topic of this deployment or
+    its logical name (``sunrise-prepped``), so events copied from another environment route too.
+
+    Raises
+    ------
+    ValueError
+        One line that names the type or topic and the choices (``--to SERVICE``).
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     if "ce-type" in lowered:
         ce_type, source = lowered["ce-type"], lowered.get("ce-source", "")
     else:
-        doc = json.loads(body)
-        ce_type, source = doc.get("type", ""), doc.get("source", "")
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"the event body is not JSON ({exc}); pass --to SERVICE") from exc
+        doc = doc if isinstance(doc, dict) else {}
+        ce_type, source = str(doc.get("type", "")), str(doc.get("source", ""))
+    if ce_type == names.STORAGE_FINALIZED:
+        return next(t.service for t in names.TRIGGERS if t.event_type == ce_type)
+    if ce_type != names.PUBSUB_PUBLISHED:
+        raise ValueError(f"event type {ce_type or '(none)'!r} is neither {names.STORAGE_FINALIZED} nor "
+                         f"{names.PUBSUB_PUBLISHED}; pass --to SERVICE")
+    topic = source.rsplit("/topics/", 1)[1] if "/topics/" in source else ""
+    routes = {}
     for trig in names.TRIGGERS:
-        if trig.event_type != ce_type:
-            continue
-        if ce_type == names.STORAGE_FINALIZED:
-            return trig.service
-        if source.endswith("/topics/" + settings.topic(trig.source)):
-            return trig.service
-    raise ValueError(f"no trigger routes type={ce_type!r} source={source!r}; use --to SERVICE")
+        if trig.event_type == ce_type:
+            routes[settings.topic(trig.source)] = trig.service
+            routes.setdefault(trig.source, trig.service)
+    if topic in routes:
+        return routes[topic]
+    listened = ", ".join(sorted({settings.topic(t.source) for t in names.TRIGGERS if t.event_type == ce_type}))
+    where = repr(topic) if topic else f"(none: ce-source is {source!r})"
+    raise ValueError(f"no trigger listens on topic {where}: the pipeline's topics are {listened}; "
+                     "pass --to SERVICE to send it anyway")
 
 
 # -- backfill

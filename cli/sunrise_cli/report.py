@@ -1,101 +1,377 @@
-"""HTML report over many nights: Bland-Altman of TST and RDI, sleep/wake confusion, table.
+"""HTML accuracy report over many nights, one column per model version, side by side.
 
-Input: sunalgo result folders (holding ``scores.json`` and ``agreement.json``) or per-night
-dicts with the keys ``night``, ``TST_pred``, ``TST_psg``, ``RDI_pred``, ``RDI_psg``,
-``accuracy_sw``, ``kappa_sw``, ``confusion_sw`` (2x2, rows truth W/S, columns prediction).
+For each sunalgo version (``sunalgo-1.0+MODEL``) against the PSG reference of the same nights:
+
+- Bland-Altman of TST (min) and RDI (events/h): bias (mean of sunalgo − PSG) and 95 % limits of
+  agreement (bias ± 1.96 SD of the differences, SD with ddof=1) — Bland & Altman, Lancet 1986;
+- pooled 30-s epoch sleep/wake confusion matrix (rows PSG W/S, columns sunalgo W/S), accuracy and
+  Cohen's κ, and the mean of the per-night κ;
+- severity-class agreement at the clinical RDI thresholds 5, 15 and 30 events/h (AASM severity:
+  < 5 normal, 5–15 mild, 15–30 moderate, ≥ 30 severe; reference/science.md): for each threshold a
+  2×2 table of nights (PSG ≥ t vs sunalgo ≥ t), sensitivity, specificity and accuracy, the way
+  the Sunrise validation studies report (Pépin et al., JAMA Netw Open 2020: accuracy 0.92 at
+  ≥ 5/h and 0.88 at ≥ 15/h; Kelly et al., Front Neurosci 2022: ORDI 5/15/30);
+- per-night values of every version and their difference to the first version.
+
+Input: sunalgo result folders holding ``scores.json`` and ``agreement.json`` (and optionally the
+``meta.json`` that :func:`sunrise_cli.train.collect_result_folders` writes: night id, stage,
+finish time), or per-night dicts with the keys ``night``, ``algo_version``, ``TST_pred``,
+``TST_psg``, ``RDI_pred``, ``RDI_psg``, ``accuracy_sw``, ``kappa_sw``, ``confusion_sw`` (2×2,
+rows truth W/S, columns prediction).
 """
 
 from __future__ import annotations
 
 import html
 import json
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+#: Clinical RDI thresholds (events/h) of the severity classes.
+THRESHOLDS = (5.0, 15.0, 30.0)
+
+#: Published accuracy of the Sunrise RDI at each PSG-RDI threshold (Pépin et al. 2020, Key Points).
+PUBLISHED_ACCURACY = {5.0: 0.92, 15.0: 0.88}
 
 
 def _night_from_folder(folder: Path) -> dict:
     agr = json.loads((folder / "agreement.json").read_text())
     scores = json.loads((folder / "scores.json").read_text())
-    return {"night": folder.name, "algo_version": scores.get("algo_version"),
+    meta = json.loads((folder / "meta.json").read_text()) if (folder / "meta.json").is_file() else {}
+    return {"night": meta.get("night_id", folder.name),
+            "algo_version": agr.get("algo_version") or scores.get("algo_version") or "unknown",
+            "finished_at": meta.get("finished_at"),
             "TST_pred": agr.get("TST_pred"), "TST_psg": agr.get("TST_psg"),
             "RDI_pred": agr.get("RDI_pred"), "RDI_psg": agr.get("RDI_psg"),
             "accuracy_sw": agr.get("accuracy_sw"), "kappa_sw": agr.get("kappa_sw"),
             "confusion_sw": (agr.get("confusion_sw") or {}).get("matrix")}
 
 
-def _bland_altman(ax, pred, ref, title: str, unit: str) -> dict:
+def model_of(algo_version: str) -> str:
+    """The model part of an algo version: ``sunalgo-1.0+mine-1`` -> ``mine-1``."""
+    return algo_version.rsplit("+", 1)[-1]
+
+
+def bland_altman(pred, ref) -> dict[str, float] | None:  # noqa: ANN001 - array-likes
+    """Bias and 95 % limits of agreement of ``pred − ref`` (same units as the inputs).
+
+    None without a pair; with one pair the SD (ddof=1) is undefined and the limits are NaN.
+    """
     pred, ref = np.asarray(pred, float), np.asarray(ref, float)
-    mean, diff = (pred + ref) / 2, pred - ref
-    bias, sd = float(np.mean(diff)), float(np.std(diff, ddof=1)) if diff.size > 1 else 0.0
-    ax.scatter(mean, diff, s=18)
-    for y, style in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
-        ax.axhline(y, linestyle=style, color="grey")
-    ax.set_title(f"{title}: bias {bias:+.1f}, LoA ±{1.96 * sd:.1f} {unit}")
-    ax.set_xlabel(f"mean of sunalgo and PSG ({unit})")
-    ax.set_ylabel(f"sunalgo − PSG ({unit})")
-    return {"bias": bias, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
+    keep = np.isfinite(pred) & np.isfinite(ref)
+    diff = pred[keep] - ref[keep]
+    if diff.size == 0:
+        return None
+    bias = float(np.mean(diff))
+    sd = float(np.std(diff, ddof=1)) if diff.size > 1 else float("nan")
+    return {"n": int(diff.size), "bias": bias, "sd": sd, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
 
 
-def build_report(results: list, out_dir: Path) -> Path:
-    """Write ``out_dir/report.html`` with PNG figures next to it; return the HTML path."""
+def kappa_from_confusion(cm: np.ndarray) -> float:
+    """Cohen's κ of a square confusion matrix (rows truth, columns prediction); NaN if empty."""
+    cm = np.asarray(cm, float)
+    n = cm.sum()
+    if n == 0:
+        return float("nan")
+    po = np.trace(cm) / n
+    pe = float(cm.sum(axis=0) @ cm.sum(axis=1)) / n**2
+    return float((po - pe) / (1 - pe)) if pe < 1 else float("nan")
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def severity_agreement(pred, ref, thresholds=THRESHOLDS) -> list[dict[str, Any]]:  # noqa: ANN001
+    """Per threshold t (events/h): nights with PSG RDI ≥ t (positives) against sunalgo RDI ≥ t.
+
+    Returns, per threshold, the counts ``tp``, ``fn``, ``fp``, ``tn`` (nights), ``sensitivity``
+    = tp / (tp + fn), ``specificity`` = tn / (tn + fp), ``accuracy`` (None where a denominator is
+    zero: e.g. no night at or above 30/h).
+    """
+    pred, ref = np.asarray(pred, float), np.asarray(ref, float)
+    keep = np.isfinite(pred) & np.isfinite(ref)
+    pred, ref = pred[keep], ref[keep]
+    out = []
+    for t in thresholds:
+        truth, said = ref >= t, pred >= t
+        tp, fn = int(np.sum(truth & said)), int(np.sum(truth & ~said))
+        fp, tn = int(np.sum(~truth & said)), int(np.sum(~truth & ~said))
+        out.append({"threshold": float(t), "n": int(truth.size), "tp": tp, "fn": fn, "fp": fp, "tn": tn,
+                    "sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
+                    "accuracy": _ratio(tp + tn, truth.size)})
+    return out
+
+
+def severity_class(rdi: float | None) -> str:
+    """AASM severity class of an index in events/h."""
+    if rdi is None or not np.isfinite(rdi):
+        return "-"
+    return "normal" if rdi < 5 else "mild" if rdi < 15 else "moderate" if rdi < 30 else "severe"
+
+
+def summarize_version(nights: list[dict]) -> dict[str, Any]:
+    """Every figure of one version over its nights (see the module docstring)."""
+    cm = np.zeros((2, 2), int)
+    for n in nights:
+        if n.get("confusion_sw"):
+            cm += np.asarray(n["confusion_sw"], int)
+    total = int(cm.sum())
+    kappas = [n["kappa_sw"] for n in nights if n.get("kappa_sw") is not None]
+    rdi = [n for n in nights if n.get("RDI_pred") is not None and n.get("RDI_psg") is not None]
+    times = [n["finished_at"] for n in nights if n.get("finished_at")]
+    return {
+        "n_nights": len(nights),
+        "nights": sorted(n["night"] for n in nights),
+        "first_at": min(times) if times else None,
+        "last_at": max(times) if times else None,
+        "tst": bland_altman([n["TST_pred"] for n in nights], [n["TST_psg"] for n in nights]),
+        "rdi": bland_altman([n["RDI_pred"] for n in rdi], [n["RDI_psg"] for n in rdi]),
+        "confusion_sw": cm.tolist(),
+        "n_epochs": total,
+        "accuracy_sw": float(np.trace(cm) / total) if total else None,
+        "kappa_sw": kappa_from_confusion(cm) if total else None,
+        "mean_night_kappa_sw": float(np.mean(kappas)) if kappas else None,
+        "sensitivity_sleep": _ratio(int(cm[1, 1]), int(cm[1].sum())),
+        "specificity_wake": _ratio(int(cm[0, 0]), int(cm[0].sum())),
+        "severity": severity_agreement([n["RDI_pred"] for n in rdi], [n["RDI_psg"] for n in rdi]),
+    }
+
+
+def _model_info(version: str, models_dir: Path | None) -> dict[str, Any]:
+    """Creation date and training nights of a trained model artifact, if it is in the store."""
+    path = Path(models_dir) / f"{model_of(version)}.json" if models_dir else None
+    if path is None or not path.is_file():
+        return {"source": "packaged with sunalgo"}
+    spec = json.loads(path.read_text())
+    return {"source": f"model store ({path.name})", "created": spec.get("created"),
+            "trained_on": len(spec.get("trained_on") or []), "held_out": len(spec.get("held_out") or [])}
+
+
+def _order(by_version: dict[str, list[dict]]) -> list[str]:
+    """Versions oldest results first, so the newest model is the rightmost column."""
+    def newest(v: str) -> tuple[float, str]:
+        times = [n["finished_at"] for n in by_version[v] if n.get("finished_at")]
+        return (max(times) if times else 0.0, v)
+
+    return sorted(by_version, key=newest)
+
+
+def _figures(out_dir: Path, versions: list[str], by_version: dict[str, list[dict]],
+             summaries: dict[str, dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    nights = [_night_from_folder(Path(r)) if isinstance(r, (str, Path)) else dict(r)
-              for r in results]
+    k = len(versions)
+    # One row per version, the same axes on every row: differences read as differences.
+    fig, axes = plt.subplots(k, 2, figsize=(11, 3.6 * k), squeeze=False, sharex="col", sharey="col")
+    for row, v in enumerate(versions):
+        nights = by_version[v]
+        for col, (key, unit) in enumerate((("TST", "min"), ("RDI", "events/h"))):
+            ax = axes[row][col]
+            pairs = [(n[f"{key}_pred"], n[f"{key}_psg"]) for n in nights
+                     if n.get(f"{key}_pred") is not None and n.get(f"{key}_psg") is not None]
+            ba = summaries[v][key.lower()]
+            if pairs:
+                p, r = np.asarray(pairs, float).T
+                ax.scatter((p + r) / 2, p - r, s=22, color="#1f77b4")
+            if ba:
+                for y, style in ((ba["bias"], "-"), (ba["loa_low"], "--"), (ba["loa_high"], "--")):
+                    if np.isfinite(y):
+                        ax.axhline(y, linestyle=style, color="grey")
+                loa = f", LoA {ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}" if np.isfinite(ba["sd"]) else ""
+                ax.set_title(f"{model_of(v)}: {key} bias {ba['bias']:+.1f}{loa} {unit}", fontsize=10)
+            ax.axhline(0, color="black", linewidth=0.5)
+            ax.set_xlabel(f"mean of sunalgo and PSG {key} ({unit})")
+            ax.set_ylabel(f"sunalgo − PSG ({unit})")
+    fig.tight_layout()
+    fig.savefig(out_dir / "bland_altman.png", dpi=90)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 3.8), squeeze=False)
+    for ax, v in zip(axes[0], versions):
+        cm = np.asarray(summaries[v]["confusion_sw"])
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(1, cm.max()))
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=13,
+                        color=text_color(cm[i, j], vmax=max(1, cm.max())), fontweight="bold")
+        ax.set_xticks([0, 1], ["W", "S"])
+        ax.set_yticks([0, 1], ["W", "S"])
+        ax.set_xlabel("sunalgo (30-s epochs)")
+        ax.set_ylabel("PSG")
+        ax.set_title(f"{model_of(v)}: sleep/wake epochs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_dir / "confusion.png", dpi=90)
+    plt.close(fig)
+
+
+DARK_TEXT = "#0b1f3a"
+
+
+def _luminance(rgb) -> float:  # noqa: ANN001 - three floats in 0..1
+    """Relative luminance (WCAG 2.x) of an sRGB colour."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def text_color(value: float, *, vmax: float, cmap: str = "Blues") -> str:
+    """Colour of a count drawn on a ``cmap`` cell (0..``vmax``): white or near-black, whichever
+    has the higher WCAG contrast ratio, (L1 + 0.05) / (L2 + 0.05), with the cell's colour."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_rgb
+
+    cell = _luminance(colormaps[cmap](min(max(value / vmax, 0.0), 1.0) if vmax else 0.0)[:3])
+    white = 1.05 / (cell + 0.05)
+    dark = (cell + 0.05) / (_luminance(to_rgb(DARK_TEXT)) + 0.05)
+    return "white" if white > dark else DARK_TEXT
+
+
+def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if ts else "–"
+
+
+def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None,
+                 generated_at: datetime | None = None) -> Path:
+    """Write ``out_dir/report.html`` (figures and ``report.json`` beside it); return its path.
+
+    Nights without PSG agreement are left out. Several versions are shown side by side, oldest
+    results first; per-night differences are each version minus the first.
+    """
+    nights = [_night_from_folder(Path(r)) if isinstance(r, (str, Path)) else dict(r) for r in results]
     nights = [n for n in nights if n.get("TST_psg") is not None]
     if not nights:
         raise ValueError("no night with PSG agreement to report")
+    by_version: dict[str, list[dict]] = {}
+    for n in nights:
+        by_version.setdefault(n.get("algo_version") or "unknown", []).append(n)
+    versions = _order(by_version)
+    summaries = {v: summarize_version(by_version[v]) for v in versions}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ba_tst = _bland_altman(axes[0], [n["TST_pred"] for n in nights],
-                           [n["TST_psg"] for n in nights], "TST", "min")
-    rdi = [n for n in nights if n.get("RDI_pred") is not None and n.get("RDI_psg") is not None]
-    ba_rdi = _bland_altman(axes[1], [n["RDI_pred"] for n in rdi], [n["RDI_psg"] for n in rdi],
-                           "RDI", "events/h") if rdi else None
-    fig.tight_layout()
-    fig.savefig(out_dir / "bland_altman.png", dpi=100)
-    plt.close(fig)
-    cm = np.zeros((2, 2), int)
-    for n in nights:
-        if n.get("confusion_sw"):
-            cm += np.asarray(n["confusion_sw"], int)
-    fig, ax = plt.subplots(figsize=(4, 3.6))
-    ax.imshow(cm, cmap="Blues")
-    for i in range(2):
-        for j in range(2):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center")
-    ax.set_xticks([0, 1], ["W", "S"])
-    ax.set_yticks([0, 1], ["W", "S"])
-    ax.set_xlabel("sunalgo")
-    ax.set_ylabel("PSG")
-    ax.set_title("Sleep/wake epochs")
-    fig.tight_layout()
-    fig.savefig(out_dir / "confusion.png", dpi=100)
-    plt.close(fig)
+    _figures(out_dir, versions, by_version, summaries)
+    generated = (generated_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
+    info = {v: _model_info(v, models_dir) for v in versions}
+    (out_dir / "report.json").write_text(json.dumps(
+        {"generated": generated, "versions": versions, "models": info, "summaries": summaries}, indent=1,
+        default=lambda x: None))
 
-    def cell(v):
-        return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else html.escape(str(v)))
+    head = "".join(f"<th>{html.escape(model_of(v))}<br><small>{html.escape(v)}</small></th>" for v in versions)
 
-    cols = ["night", "TST_pred", "TST_psg", "RDI_pred", "RDI_psg", "accuracy_sw", "kappa_sw"]
-    rows = "\n".join("<tr>" + "".join(f"<td>{cell(n.get(c))}</td>" for c in cols) + "</tr>"
-                     for n in nights)
-    total = cm.sum()
-    acc = (cm[0, 0] + cm[1, 1]) / total if total else float("nan")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>sunalgo report</title>
-<style>body{{font-family:sans-serif}} td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style>
-</head><body><h1>sunalgo vs PSG: {len(nights)} nights</h1>
-<p>Pooled sleep/wake epoch accuracy {acc:.3f}. TST bias {ba_tst['bias']:+.1f} min
-(LoA {ba_tst['loa_low']:.1f} to {ba_tst['loa_high']:.1f}).
-{'' if ba_rdi is None else f"RDI bias {ba_rdi['bias']:+.2f} events/h (LoA {ba_rdi['loa_low']:.1f} to {ba_rdi['loa_high']:.1f})."}</p>
-<img src="bland_altman.png" alt="Bland-Altman plots of TST and RDI">
-<img src="confusion.png" alt="Sleep/wake confusion matrix">
-<table><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr>
-{rows}</table></body></html>"""
+    def row(label: str, unit: str, values: list[str], cls: str = "") -> str:
+        return (f"<tr class='{cls}'><th class='rowhead'>{label}</th><td class='unit'>{unit}</td>"
+                + "".join(f"<td>{x}</td>" for x in values) + "</tr>")
+
+    def each(fn) -> list[str]:  # noqa: ANN001
+        return [fn(summaries[v]) for v in versions]
+
+    def loa(ba: dict | None) -> str:
+        return "–" if not ba or not np.isfinite(ba["sd"]) else f"{ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}"
+
+    rows = [
+        row("model", "", [html.escape(info[v]["source"]) + (f", created {html.escape(str(info[v]['created']))}"
+                                                              if info[v].get("created") else "")
+                          + (f", trained on {info[v]['trained_on']} nights" if info[v].get("trained_on") else "")
+                          for v in versions]),
+        row("nights", "n", each(lambda s: str(s["n_nights"]))),
+        row("scored", "UTC", each(lambda s: _when(s["first_at"]) + (" – " + _when(s["last_at"])
+                                                                    if s["last_at"] != s["first_at"] else ""))),
+        row("TST bias", "min", each(lambda s: _fmt(s["tst"]["bias"] if s["tst"] else None, 1, True)), "key"),
+        row("TST limits of agreement", "min", each(lambda s: loa(s["tst"]))),
+        row("RDI bias", "events/h", each(lambda s: _fmt(s["rdi"]["bias"] if s["rdi"] else None, 2, True)), "key"),
+        row("RDI limits of agreement", "events/h", each(lambda s: loa(s["rdi"]))),
+        row("sleep/wake accuracy", "30-s epochs", each(lambda s: _fmt(s["accuracy_sw"])), "key"),
+        row("Cohen's κ (pooled)", "", each(lambda s: _fmt(s["kappa_sw"])), "key"),
+        row("κ, mean of nights", "", each(lambda s: _fmt(s["mean_night_kappa_sw"]))),
+        row("sensitivity (sleep)", "", each(lambda s: _fmt(s["sensitivity_sleep"]))),
+        row("specificity (wake)", "", each(lambda s: _fmt(s["specificity_wake"]))),
+        row("epochs compared", "n", each(lambda s: str(s["n_epochs"]))),
+    ]
+    sev_rows = []
+    for i, t in enumerate(THRESHOLDS):
+        label = f"RDI ≥ {t:g}"
+        sev_rows.append(row(f"{label}: PSG+ sunalgo+ / PSG+ sunalgo− / PSG− sunalgo+ / PSG− sunalgo−", "nights",
+                            each(lambda s: "{tp} / {fn} / {fp} / {tn}".format(**s["severity"][i])), "counts"))
+        for metric in ("sensitivity", "specificity", "accuracy"):
+            published = PUBLISHED_ACCURACY.get(t) if metric == "accuracy" else None
+            note = f" <small>(published {published:.2f})</small>" if published else ""
+            sev_rows.append(row(f"{label}: {metric}{note}", "", each(lambda s: _fmt(s["severity"][i][metric]))))
+
+    first = versions[0]
+    base = {n["night"]: n for n in by_version[first]}
+    all_nights = sorted({n["night"] for n in nights})
+    per = {v: {n["night"]: n for n in by_version[v]} for v in versions}
+    night_head = "<th>night</th><th>PSG TST<br>min</th><th>PSG RDI<br>events/h</th>" + "".join(
+        f"<th>{html.escape(model_of(v))}<br>TST min</th><th>RDI events/h</th><th>accuracy</th><th>κ</th>"
+        + ("" if v == first else f"<th>Δ TST<br>min</th><th>Δ RDI</th><th>Δ accuracy</th>") for v in versions)
+    night_rows = []
+    for night in all_nights:
+        ref = next(per[v][night] for v in versions if night in per[v])
+        cells = [html.escape(night), _fmt(ref.get("TST_psg"), 1), _fmt(ref.get("RDI_psg"), 1)
+                 + f" <small>{severity_class(ref.get('RDI_psg'))}</small>"]
+        for v in versions:
+            n = per[v].get(night)
+            if n is None:
+                cells += ["–"] * (4 if v == first else 7)
+                continue
+            cells += [_fmt(n.get("TST_pred"), 1), _fmt(n.get("RDI_pred"), 1), _fmt(n.get("accuracy_sw")),
+                      _fmt(n.get("kappa_sw"))]
+            if v != first:
+                b = base.get(night)
+                cells += ["–"] * 3 if b is None else [
+                    _fmt(_diff(n, b, "TST_pred"), 1, True), _fmt(_diff(n, b, "RDI_pred"), 1, True),
+                    _fmt(_diff(n, b, "accuracy_sw"), 3, True)]
+        night_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+
+    names = ", ".join(html.escape(model_of(v)) for v in versions)
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>sunalgo vs PSG: {names}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1200px}}
+table{{border-collapse:collapse;margin:8px 0 20px}} td,th{{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}}
+th{{background:#f3f5f8}} th.rowhead{{text-align:left;font-weight:normal;background:none}} td.unit{{color:#555;text-align:left}}
+tr.key td{{font-weight:bold}} tr.key td.unit{{font-weight:normal}} tr.counts td{{font-family:ui-monospace,monospace}} small{{color:#555;font-weight:normal}}
+img{{max-width:100%}}
+</style></head><body>
+<h1>sunalgo vs PSG: {names}</h1>
+<p>Generated {generated}. {len(all_nights)} night(s) with PSG labels; model version(s):
+{", ".join(f"<b>{html.escape(v)}</b> ({summaries[v]['n_nights']} nights)" for v in versions)}.
+Differences are sunalgo − PSG; limits of agreement are bias ± 1.96 SD.</p>
+<h2>Side by side</h2>
+<table><tr><th></th><th>unit</th>{head}</tr>
+{"".join(rows)}</table>
+<h2>Severity classes at RDI 5, 15 and 30 events/h</h2>
+<p>Nights, PSG RDI as the reference. Counts are PSG+ sunalgo+ (true positives) / PSG+ sunalgo− / PSG− sunalgo+ /
+PSG− sunalgo− (true negatives). Published Sunrise accuracy: Pépin et al., JAMA Netw Open 2020.</p>
+<table><tr><th></th><th>unit</th>{head}</tr>
+{"".join(sev_rows)}</table>
+<h2>Bland-Altman</h2>
+<img src="bland_altman.png" alt="Bland-Altman plots of TST and RDI, one row per model version">
+<h2>Sleep/wake epochs</h2>
+<img src="confusion.png" alt="Sleep/wake confusion matrices, one per model version">
+<h2>Per night</h2>
+<p>Δ: the version minus {html.escape(model_of(first))}.</p>
+<table><tr>{night_head}</tr>
+{"".join(night_rows)}</table>
+</body></html>"""
     path = out_dir / "report.html"
     path.write_text(page)
     return path
+
+
+def _diff(a: dict, b: dict, key: str) -> float | None:
+    if a.get(key) is None or b.get(key) is None:
+        return None
+    return float(a[key]) - float(b[key])

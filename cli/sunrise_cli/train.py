@@ -36,6 +36,19 @@ TRAIN_FEATURES = [
 ]
 
 
+#: Nights a model needs: at least one to fit on and one held out to measure it.
+MIN_TRAINING_NIGHTS = 2
+
+
+class TooFewNights(ValueError):
+    """Fewer nights of training rows than :data:`MIN_TRAINING_NIGHTS`."""
+
+    def __init__(self, found: int, needed: int = MIN_TRAINING_NIGHTS) -> None:
+        self.found, self.needed = found, needed
+        super().__init__(f"training needs at least {needed} nights with PSG labels (one to fit on, one held out "
+                         f"to measure the model), found {found}")
+
+
 def read_training_rows(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Feature columns and the PSG sleep label (1 sleep, 0 wake, -1 unscored) of one night."""
     with Path(path).open(newline="") as f:
@@ -91,8 +104,8 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
     the new model and of the base model on the same epochs.
     """
     paths = [Path(p) for p in training_rows]
-    if len(paths) < 2:
-        raise ValueError(f"need >= 2 nights of training rows, got {len(paths)}")
+    if len(paths) < MIN_TRAINING_NIGHTS:
+        raise TooFewNights(len(paths))
     if not version or "/" in version:
         raise ValueError(f"bad model version {version!r}")
     features = list(features or TRAIN_FEATURES)
@@ -180,36 +193,66 @@ def activate_model(version: str, pointer_path: Path, *, model_dir: Path | None =
     return pointer_path
 
 
-def _latest_results(settings):  # noqa: ANN001, ANN202 - Settings
-    """(context, night id, results prefix) of each night's latest sunalgo run with PSG labels."""
+def _result_runs(settings):  # noqa: ANN001, ANN202 - Settings
+    """(context, night id, stage, algo version, results prefix, finish time) of every finished
+    sunalgo run with PSG labels: the plain ``sunalgo`` stage (the model active at the time) and
+    each ``sunalgo:VERSION`` rerun. The algo version is the folder of the results prefix
+    (``nights/{night}/{algo_version}/{input_key}/``)."""
     from sunrise_common.service import Context
 
     ctx = Context.from_settings(settings)
     for night_id, doc in ctx.state.list("nights"):
-        st = doc.get("stages", {}).get("sunalgo", {})
-        prefix = st.get("outputs", {}).get("prefix")
-        if st.get("state") == "done" and prefix and st["outputs"].get("with_psg"):
-            yield ctx, night_id, prefix
+        for stage, st in doc.get("stages", {}).items():
+            if stage != "sunalgo" and not stage.startswith("sunalgo:"):
+                continue
+            outputs = st.get("outputs") or {}
+            prefix = outputs.get("prefix")
+            if st.get("state") == "done" and prefix and outputs.get("with_psg"):
+                parts = prefix.strip("/").split("/")
+                version = parts[2] if len(parts) >= 4 else stage
+                yield ctx, night_id, stage, version, prefix, st.get("finished_at")
+
+
+def _matches(version: str, wanted: list[str] | None) -> bool:
+    """``sunalgo-1.0+mine-1`` matches ``mine-1`` and itself."""
+    return not wanted or version in wanted or version.rsplit("+", 1)[-1] in wanted
 
 
 def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
-    """Download each night's latest ``training_rows.csv`` from the results bucket into ``folder``."""
+    """Download one ``training_rows.csv`` per night (its latest sunalgo run with PSG labels) from
+    the results bucket into ``folder``. The rows' features and PSG labels do not depend on the
+    model that scored the night."""
     Path(folder).mkdir(parents=True, exist_ok=True)
+    latest: dict[str, tuple] = {}
+    for ctx, night_id, _stage, _version, prefix, finished in _result_runs(settings):
+        if night_id not in latest or (finished or 0) > (latest[night_id][2] or 0):
+            latest[night_id] = (ctx, prefix, finished)
     paths = []
-    for ctx, night_id, prefix in _latest_results(settings):
+    for night_id, (ctx, prefix, _) in sorted(latest.items()):
         dest = Path(folder) / f"{night_id}.csv"
         ctx.storage.download_to_file(settings.bucket("results"), prefix + "training_rows.csv", dest)
         paths.append(dest)
     return paths
 
 
-def collect_result_folders(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
-    """Download each night's latest ``scores.json`` and ``agreement.json`` into ``folder/{night}/``."""
+def collect_result_folders(settings, folder: Path, algo_versions: list[str] | None = None) -> list[Path]:  # noqa: ANN001
+    """Download each night's latest ``scores.json`` and ``agreement.json`` per algo version into
+    ``folder/{algo_version}/{night}/`` (with a ``meta.json``: night id, stage, finish time in Unix
+    seconds). ``algo_versions`` keeps only those versions (``mine-1`` or ``sunalgo-1.0+mine-1``)."""
+    latest: dict[tuple[str, str], tuple] = {}
+    for ctx, night_id, stage, version, prefix, finished in _result_runs(settings):
+        if not _matches(version, algo_versions):
+            continue
+        key = (version, night_id)
+        if key not in latest or (finished or 0) > (latest[key][3] or 0):
+            latest[key] = (ctx, stage, prefix, finished)
     folders = []
-    for ctx, night_id, prefix in _latest_results(settings):
-        night_dir = Path(folder) / night_id
+    for (version, night_id), (ctx, stage, prefix, finished) in sorted(latest.items()):
+        night_dir = Path(folder) / version / night_id
         night_dir.mkdir(parents=True, exist_ok=True)
         for name in ("scores.json", "agreement.json"):
             ctx.storage.download_to_file(settings.bucket("results"), prefix + name, night_dir / name)
+        (night_dir / "meta.json").write_text(json.dumps(
+            {"night_id": night_id, "stage": stage, "algo_version": version, "prefix": prefix, "finished_at": finished}))
         folders.append(night_dir)
     return folders

@@ -100,3 +100,75 @@ def test_backfill_accepts_a_bucket_prefix_form():
     assert result.exit_code == 0, result.output
     assert "1 to send" in result.output
     assert run("backfill", "gs://elsewhere/psg/", "--dry-run").exit_code != 0
+
+
+def _event_file(tmp_path, topic: str):
+    from tests.conftest import REFERENCE_EVENTS
+
+    doc = json.loads((REFERENCE_EVENTS / "pubsub-message-published.binary.json").read_text())
+    doc["headers"]["ce-source"] = f"//pubsub.googleapis.com/projects/sunrise-local/topics/{topic}"
+    path = tmp_path / f"{topic}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_replay_of_an_event_from_a_topic_no_trigger_listens_on_is_a_one_line_error():
+    from tests.conftest import REFERENCE_EVENTS
+
+    result = run("replay", str(REFERENCE_EVENTS / "pubsub-message-published.binary.json"), "--curl")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "no trigger listens on topic 'gcf-test'" in lines[0] and "--to SERVICE" in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("topic, port", [("sunrise-cli-sunrise-prepped", 8084), ("psg-anonymised", 8083)])
+def test_replay_routes_a_pubsub_event_by_its_topic(tmp_path, topic, port):
+    result = run("replay", str(_event_file(tmp_path, topic)), "--curl")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"curl -sS -X POST http://127.0.0.1:{port}/")
+
+
+def test_replay_of_a_file_that_is_not_an_event_is_a_one_line_error(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text("[1, 2]")
+    result = run("replay", str(path))
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "expected a JSON object" in result.output
+
+
+def test_train_with_too_few_nights_says_how_many_it_needs_and_how_to_make_more():
+    result = run("train", "--version", "mine-1")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "at least 2 nights with PSG labels" in result.output and "found 0" in result.output
+    assert "sunrise synth data/synth --nights" in result.output and "--upload" in result.output
+
+
+def test_synth_upload_puts_each_night_in_the_raw_bucket(tmp_path, embedded_env):
+    result = run("synth", str(tmp_path / "synth"), "--nights", "2", "--hours", "0.5", "--upload")
+    assert result.exit_code == 0, result.output
+    raw = embedded_env / "buckets" / "sunrise-cli-raw"
+    for i in range(2):
+        subject = raw / "sunrise" / "synth" / f"synth-0-{i:03d}"
+        assert len(list(subject.glob("*.edf"))) == 1
+        assert len(list((raw / "psg" / "synth" / f"synth-0-{i:03d}").glob("*.edf"))) == 1
+        assert list((raw / "labels" / "synth" / f"synth-0-{i:03d}").iterdir())
+
+
+HEAVY = ("fastapi", "numpy", "httpx", "matplotlib", "sklearn", "cloudevents", "scipy", "edfio")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["status"], ["status", "--json"]])
+def test_help_and_status_import_none_of_the_heavy_libraries(args, embedded_env):
+    """What makes `sunrise status` cost seconds of CPU: the science and web stacks. (The CPU
+    time itself is measured by benchmarks/run.py, not asserted here.)"""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from sunrise_cli.main import app; "
+            f"r = CliRunner().invoke(app, {args!r}); "
+            f"print(r.exit_code, sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []", out

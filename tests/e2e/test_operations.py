@@ -104,40 +104,66 @@ def test_a_killed_service_dead_letters_and_replaying_loses_nothing(tmp_path):
     assert every_run_once(ctx) == []
 
 
-def test_rerun_with_another_model_version_writes_beside_the_old_results(tmp_path):
+def test_train_activate_rerun_report_loop_names_the_new_model_and_shows_both(tmp_path, monkeypatch):
+    """The README's training loop, typed as a person would (the CLI through typer's runner)
+    against a real embedded stack: the report names the new model and puts both versions' figures
+    side by side; the old results stay beside the new ones."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from sunrise_cli.main import app
+    from sunrise_cli.stack import settings_env
+
     settings, ctx, stack = start(tmp_path)
-    upload_nights(ctx, tmp_path / "nights", 2, hours=1.0)
+    for key, value in settings_env(settings).items():
+        monkeypatch.setenv(key, value)  # the CLI reads the same settings as the stack
+    cli = CliRunner()
+
+    def sunrise(*args: str) -> str:
+        result = cli.invoke(app, list(args))
+        if result.exit_code != 0:
+            raise AssertionError(f"sunrise {' '.join(args)} exited {result.exit_code}: {result.output}")
+        return result.output
+
+    upload_nights(ctx, tmp_path / "nights", 3, hours=1.0)
     with stack:
         ops.send_all(ops.backfill_jobs(ctx, "", force=False, url=settings.ingest_url, token=None, checkpoint=None),
                      rate=None, max_in_flight=4)
-        wait_until(lambda: settled(ctx, 2), 120, "2 nights")
-        from sunrise_cli.train import collect_training_rows, train_model
-
-        rows = collect_training_rows(settings, tmp_path / "rows")
-        assert len(rows) == 2
-        model = train_model(rows, settings.model_store(), version="trained-t1", seed=0)
-        assert Path(model["artifact"]).exists()
+        wait_until(lambda: settled(ctx, 3), 180, "3 nights")
         before = {i.name for i in ctx.storage.list(settings.bucket("results"))}
-        jobs = [(n, ops.rerun_job(ctx, n, "sunalgo", model_version="trained-t1"))
-                for n in ops.select_nights(ctx, "sunalgo", nights=None, failed=False, all_nights=True)]
-        assert ops.send_all(jobs, rate=None, max_in_flight=2).sent == 2
+        trained = sunrise("train", "--version", "mine-1")
+        assert "held-out accuracy" in trained and "sunrise activate mine-1" in trained
+        sunrise("activate", "mine-1")
+        sunrise("rerun", "sunalgo", "--all", "--algo-version", "mine-1")
         wait_until(lambda: sum(1 for _, d in ctx.state.list("nights")
-                               if d.get("stages", {}).get("sunalgo:trained-t1", {}).get("state") == "done") == 2,
-                   60, "both nights rescored with trained-t1")
+                               if d.get("stages", {}).get("sunalgo:mine-1", {}).get("state") == "done") == 3,
+                   120, "the 3 nights rescored with mine-1")
         after = {i.name for i in ctx.storage.list(settings.bucket("results"))}
+        status_out = sunrise("status")
     assert before < after  # nothing overwritten or removed
-    new = after - before
-    assert any("/sunalgo-1.0+trained-t1/" in name and name.endswith("scores.json") for name in new)
-    assert not any(f"+{DEFAULT_MODEL}/" in name for name in new)
+    assert any("/sunalgo-1.0+mine-1/" in name and name.endswith("scores.json") for name in after - before)
+    assert not any(f"+{DEFAULT_MODEL}/" in name for name in after - before)
+    assert "sunalgo:mine-1" in status_out  # the rerun has its own row in the summary
 
-    from sunrise_cli.report import build_report
-    from sunrise_cli.train import collect_result_folders
+    out = tmp_path / "report"
+    printed = sunrise("report", "--out", str(out))
+    assert f"{DEFAULT_MODEL}: 3 nights" in printed and "mine-1: 3 nights" in printed
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "report.json").read_text())
+    assert summary["versions"] == [f"sunalgo-1.0+{DEFAULT_MODEL}", "sunalgo-1.0+mine-1"]
+    assert f"<title>sunalgo vs PSG: {DEFAULT_MODEL}, mine-1</title>" in page
+    assert "model store (mine-1.json)" in page and "trained on 2 nights" in page
+    for version in summary["versions"]:
+        figures = summary["summaries"][version]
+        assert figures["n_nights"] == 3 and figures["accuracy_sw"] is not None
+        assert [s["threshold"] for s in figures["severity"]] == [5.0, 15.0, 30.0]
+        # each version's TST bias is printed in the side-by-side row
+        assert f"<td>{figures['tst']['bias']:+.1f}</td>" in page.split("TST bias")[1].split("</tr>")[0]
+    assert "Δ accuracy" in page and len(list(out.glob("*.png"))) == 2
 
-    folders = collect_result_folders(settings, tmp_path / "results")
-    assert len(folders) == 2
-    html = build_report(folders, tmp_path / "report")
-    assert html.exists() and "Bland" in html.read_text()
-    assert len(list((tmp_path / "report").glob("*.png"))) >= 2
+    only = sunrise("report", "--out", str(tmp_path / "only"), "--algo-version", "mine-1")
+    assert "mine-1: 3 nights" in only and DEFAULT_MODEL not in only
 
 
 def test_backfill_by_rewriting_objects_replays_uploads_without_redoing_the_stages(tmp_path):

@@ -1,4 +1,14 @@
-"""What ``sunrise status`` shows: counts per stage and state, failures, stage times, uploads."""
+"""What ``sunrise status`` shows: counts per stage and state, failures, stage times, uploads.
+
+Everything here reads the state store only: no raw object names are stored there (they hold
+site and subject codes), so views that name a failed upload look its name up in the raw bucket at
+display time (see ``sunrise_cli.views``).
+
+States of a stage: ``pending`` (not started), ``running``, ``retrying`` (transient failure, the
+platform retries), ``done``, ``failed`` (permanent, with a reason) and ``waiting`` (the stage
+needs the night's other recording, which has not arrived: a PSG-only night has no Sunrise half to
+prepare or score, a Sunrise-only night no PSG half to prepare).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,10 @@ from typing import Any
 from sunrise_common.names import STAGES
 from sunrise_common.state import StateStore
 
+STATES = ("pending", "waiting", "running", "retrying", "done", "failed")
+
+#: Which recording each stage after ingest needs (``recordings`` keys of the night document).
+NEEDS = {"sunrise_prep": "sunrise", "psg_prep": "psg", "sunalgo": "sunrise"}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -20,26 +34,88 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(ordered[k], 4)
 
 
-def summarize(state: StateStore, *, last_n: int = 200) -> dict[str, Any]:
-    """Counts per stage and state, the failed and slowest nights, p50/p95 stage times."""
+def latest_generation_run(doc: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+    """(generation, ingest run) of an upload document's newest object generation.
+
+    Runs are keyed by generation; the ``stages.ingest`` mirror follows the run that *started*
+    last, so a stale redelivery for an older generation (e.g. ``object_gone`` after the object was
+    replaced) would otherwise hide the outcome of the current one.
+    """
+    runs = doc.get("runs", {}).get("ingest", {})
+    best: tuple[int, dict[str, Any]] | None = None
+    for key, run in runs.items():
+        try:
+            generation = int(key)
+        except ValueError:
+            continue
+        if best is None or generation > best[0]:
+            best = (generation, run)
+    if best is None:
+        return None, doc.get("stages", {}).get("ingest", {})
+    return best
+
+
+def stage_state(doc: dict[str, Any], stage: str) -> str:
+    """One night's state of ``stage`` (one of :data:`STATES`)."""
+    st = doc.get("stages", {}).get(stage)
+    if st:
+        return st.get("state", "pending")
+    need = NEEDS.get(stage)
+    if need and need not in doc.get("recordings", {}):
+        return "waiting"
+    return "pending"
+
+
+def _split_reason(error: str | None) -> tuple[str | None, str | None]:
+    """``"reason: detail"`` (how runs record errors) -> (reason, detail)."""
+    if not error:
+        return None, None
+    reason, sep, detail = error.partition(": ")
+    if sep and reason.replace("_", "").isalnum():
+        return reason, detail
+    return None, error
+
+
+def summarize(state: StateStore, *, last_n: int = 200, now: float | None = None) -> dict[str, Any]:
+    """Counts per stage and state, the failed, waiting and slowest nights, p50/p95 stage times.
+
+    The ``ingest`` row counts uploads (ingest works per raw object, and a rejected upload never
+    becomes a night), by the outcome of each upload's newest generation. Reruns with another
+    model (stage ``sunalgo:VERSION``) get their own row. Times are seconds; ``*_at`` fields are
+    Unix times (UTC).
+    """
+    now = time.time() if now is None else now
     counts: dict[str, Counter] = {s: Counter() for s in STAGES}
     failures: list[dict[str, Any]] = []
     durations: dict[str, list[tuple[float, float]]] = defaultdict(list)
     cpu: dict[str, list[float]] = defaultdict(list)
     night_totals: list[tuple[float, str]] = []
     finished_at: list[float] = []
+    waiting: list[dict[str, Any]] = []
     n_nights = 0
     pairing = Counter()
     for night_id, doc in state.list("nights"):
         n_nights += 1
-        pairing[doc.get("pairing", {}).get("state", "unknown")] += 1
+        pairing_state = doc.get("pairing", {}).get("state", "unknown")
+        pairing[pairing_state] += 1
+        recordings = doc.get("recordings", {})
+        if "sunrise" not in recordings:
+            since = doc.get("created_at")
+            waiting.append({"night_id": night_id, "has": sorted(k for k in recordings if recordings[k]),
+                            "waiting_for": "sunrise", "since": since,
+                            "age_s": round(now - since, 1) if since else None})
         total = 0.0
-        for stage in STAGES:
+        extra = sorted(s for s in doc.get("stages", {}) if s.startswith("sunalgo:"))
+        for stage in [*STAGES, *extra]:
             st = doc.get("stages", {}).get(stage)
-            counts[stage][st["state"] if st else "pending"] += 1
+            state_name = stage_state(doc, stage)
+            if stage != "ingest":
+                counts.setdefault(stage, Counter())[state_name] += 1
             if st and st.get("state") in ("failed", "retrying"):
+                reason, detail = _split_reason(st.get("error"))
                 failures.append({"night_id": night_id, "stage": stage, "state": st["state"], "error": st.get("error"),
-                                 "attempts": st.get("attempts")})
+                                 "reason": reason, "detail": detail, "attempts": st.get("attempts"),
+                                 "at": st.get("finished_at")})
             for run in doc.get("runs", {}).get(stage, {}).values():
                 if run.get("state") == "done" and run.get("duration_s") is not None:
                     durations[stage].append((run.get("finished_at", 0), run["duration_s"]))
@@ -52,11 +128,18 @@ def summarize(state: StateStore, *, last_n: int = 200) -> dict[str, Any]:
     uploads = Counter()
     rejected: list[dict[str, Any]] = []
     for upload, doc in state.list("uploads"):
-        st = doc.get("stages", {}).get("ingest", {})
-        outcome = st.get("state", "pending")
+        generation, run = latest_generation_run(doc)
+        outcome = run.get("state", "pending")
         uploads[outcome] += 1
+        for r in doc.get("runs", {}).get("ingest", {}).values():
+            if r.get("state") == "done" and r.get("duration_s") is not None:
+                durations["ingest"].append((r.get("finished_at", 0), r["duration_s"]))
         if outcome in ("failed", "retrying"):
-            rejected.append({"upload_id": upload, "state": outcome, "error": st.get("error")})
+            reason, detail = _split_reason(run.get("error"))
+            rejected.append({"upload_id": upload, "generation": generation, "state": outcome, "error": run.get("error"),
+                             "reason": reason, "detail": detail, "attempts": run.get("attempts"),
+                             "at": run.get("finished_at")})
+    counts["ingest"] = uploads
     times = {}
     for stage, pairs in durations.items():
         recent = [d for _, d in sorted(pairs)[-last_n:]]
@@ -66,6 +149,7 @@ def summarize(state: StateStore, *, last_n: int = 200) -> dict[str, Any]:
     if len(finished_at) >= 2:
         span = max(finished_at) - min(finished_at)
         throughput = round(60 * (len(finished_at) - 1) / span, 2) if span > 0 else None
+    waiting.sort(key=lambda w: w["since"] or now)
     return {
         "nights": n_nights,
         "pairing": dict(pairing),
@@ -73,10 +157,11 @@ def summarize(state: StateStore, *, last_n: int = 200) -> dict[str, Any]:
         "uploads": dict(uploads),
         "rejected_uploads": rejected[:50],
         "failures": failures[:50],
+        "waiting_for_partner": waiting[:50],
         "slowest": [{"night_id": n, "total_s": round(t, 3)} for t, n in sorted(night_totals, reverse=True)[:5]],
         "stage_times": times,
         "nights_per_minute": throughput,
-        "generated_at": time.time(),
+        "generated_at": now,
     }
 
 
@@ -85,11 +170,16 @@ def night_detail(state: StateStore, night_id: str) -> dict[str, Any] | None:
     doc = state.get("nights", night_id)
     if doc is None:
         return None
+    stages = dict(doc.get("stages") or {})
+    for stage in STAGES:
+        if stage not in stages and stage_state(doc, stage) == "waiting":
+            stages[stage] = {"state": "waiting", "waiting_for": NEEDS[stage]}
     return {
         "night_id": night_id,
+        "created_at": doc.get("created_at"),
         "pairing": doc.get("pairing"),
         "recordings": doc.get("recordings"),
-        "stages": doc.get("stages"),
+        "stages": stages,
         "history": doc.get("history", []),
     }
 
