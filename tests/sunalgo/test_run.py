@@ -185,3 +185,33 @@ def test_labels_outside_the_recording_give_empty_reference_scores_and_a_warning(
     assert agr["n_epochs_compared"] == 0 and agr["window"]["sunrise_epochs"] == [0, 0]
     with (tmp_path / "out" / "training_rows.csv").open(newline="") as f:
         assert all(r["psg_sleep"] == "" for r in csv.DictReader(f))
+
+
+def _domino(path: Path, header: list[str], rows: list[str]) -> Path:
+    path.write_text("\r\n".join([*header, "", *rows]) + "\r\n", encoding="utf-8")
+    return path
+
+
+def test_domino_stage_at_each_event_decides_through_psg_prep(tmp_path):
+    # Newer DOMINO layout: a date on every row and the stage after the event label.
+    start = "Start Time: 30.05.2024 23:00:00"
+    stages = ["Wake"] * 4 + ["N2"] * 16  # 2 min of wake, then 8 min of N2
+    profile = _domino(tmp_path / "Sleep profile - x.txt",
+                      ["Signal ID: SchlafProfil\\profil", start, "Unit: ", "Signal Type: Discret",
+                       "Events list: N4,N3,N2,N1,REM,Wake,Movement", "Rate: 30 s"],
+                      [f"30.05.2024 23:{30 * k // 60:02d}:{30 * k % 60:02d},000; {s}"
+                       for k, s in enumerate(stages)])
+    flow = _domino(tmp_path / "Flow Events - x.txt",
+                   ["Signal ID: FlowD\\flow", start, "Unit: s", "Signal Type: Impuls"],
+                   ["30.05.2024 23:00:40,000-23:00:56,000; 16;Hypopnea; Wake",      # W, W
+                    "30.05.2024 23:01:10,000-23:01:30,000; 20;Obstructive Apnea",    # -, W
+                    "30.05.2024 23:03:00,000-23:03:16,000; 16;Hypopnea; Wake",      # W, N2
+                    "30.05.2024 23:05:00,000-23:05:20,000; 20;Obstructive Apnea; N2"])  # N2
+    prepare_psg(None, [profile, flow], tmp_path / "psg")
+    psg = read_psg(tmp_path / "psg")
+    assert [e[3] for e in psg["events"]] == ["W", "", "W", "N2"]
+    s = psg_scores_from(psg)
+    assert s["TST"] == 8.0
+    assert s["event_counts"] == {"obstructive_apnea": 1}
+    assert s["event_counts_not_sleep"] == {"hypopnea": 2, "obstructive_apnea": 1}
+    assert s["AHI"] == pytest.approx(7.5)  # 1 event in 8 min of sleep, not 4 (30/h)
