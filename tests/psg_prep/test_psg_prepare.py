@@ -156,6 +156,17 @@ def test_labels_outside_the_recording_are_flagged_none(corpus, tmp_path):
     assert len(rows) == 121 and all(r["in_recording"] == "0" for r in rows)
 
 
+def test_overlap_warnings_read_as_english(corpus, tmp_path):
+    # issue 12 defect 7: the warning said "overlap the recording nonely".
+    psg = _small_psg(tmp_path / "psg.edf", datetime(2020, 9, 23, 22, 0, 0), 600)
+    none = prepare_psg(psg, [_domino(corpus, "Sleep profile - test1 Unbekannt.txt")], tmp_path / "o")
+    assert any(w.startswith("labels overlap the recording not at all: 0 s of") for w in none["warnings"])
+    partial = prepare_psg(corpus / "edf" / "edfio__short_psg.edf",
+                          [corpus / "edf" / "edfio__SC4001EC-Hypnogram.edf"], tmp_path / "p")
+    assert any(w.startswith("labels overlap the recording partially: 300 s of") for w in partial["warnings"])
+    assert not any("nonely" in w for w in none["warnings"] + partial["warnings"])
+
+
 def test_labels_first_writes_label_tables_and_null_signals(corpus, tmp_path):
     meta = prepare_psg(None, [_domino(corpus, "Sleep profile - test1 Unbekannt.txt")], tmp_path)
     assert meta["signals"] is None
@@ -273,3 +284,42 @@ def test_edf_plus_d_with_overlapping_records_is_rejected(tmp_path):
     with pytest.raises(PrepError) as info:
         prepare_psg(psg, [], tmp_path / "out")
     assert info.value.reason == "overlapping_records"
+
+
+# issue 12 defect 4 on the real file: the DC-coupled 125-Hz BDF (C3/C4 offsets of 3.8-4.5 mV)
+# had a spurious 25 Hz line (the DC image at 125 Hz folded by 125 -> 100 Hz): 2.5-5.6x the true
+# power in 24-26 Hz (now 1.0003). The true PSD here: the same band-pass applied to the signal
+# with its DC removed and high-passed at the input rate before a long, 100-dB resampler, i.e.
+# nothing to leak.
+def test_dc_coupled_125_hz_bdf_has_no_spurious_25_hz_line(corpus, tmp_path):
+    import edfio
+
+    path = corpus / "bdf" / "mne__multiple_annotation_chans.bdf"
+    meta = prepare_psg(path, [], tmp_path)
+    ours = np.load(tmp_path / "signals.npz")
+    bdf = edfio.read_bdf(path)
+    names = {c["label"]: c["name"] for c in meta["channels"]}
+    for label in ("C3", "C4", "A1", "EOG"):
+        x = next(s.data for s in bdf.signals if s.label == label).astype(np.float64)
+        x = sps.sosfiltfilt(sps.butter(4, 0.1, "highpass", fs=125.0, output="sos"), x - x.mean())
+        ref = sps.resample_poly(x, 4, 5, window=("kaiser", 14.0))
+        ref = sps.sosfiltfilt(sps.butter(4, (0.3, 35.0), "bandpass", fs=100.0, output="sos"), ref)
+        f, p_ref = sps.welch(ref[1000:-1000], 100.0, nperseg=400)
+        _, p_ours = sps.welch(ours[names[label]][1000:-1000].astype(np.float64), 100.0, nperseg=400)
+        line = (f >= 24.0) & (f <= 26.0)
+        ratio = p_ours[line].sum() / p_ref[line].sum()
+        assert 0.8 < ratio < 1.25, (label, ratio)
+
+
+def test_meta_records_the_band_applied_next_to_the_aasm_band(corpus, tmp_path):
+    # 125-Hz chin EMG: AASM 10-100 Hz cannot be carried (Nyquist 62.5 Hz, never upsampled).
+    meta = prepare_psg(corpus / "bdf" / "mne__multiple_annotation_chans.bdf", [], tmp_path)
+    emg = next(c for c in meta["channels"] if c["label"] == "EMG")
+    assert emg["type"] == "EMG_CHIN" and emg["target_rate_hz"] == 125.0
+    assert emg["band_hz"] == [10.0, None] and emg["aasm_band_hz"] == [10.0, 100.0]
+    assert emg["notch_hz"] == 50.0 and emg["nyquist_hz"] == 62.5
+    assert any("low-pass 100 Hz not applied" in n for n in emg["notes"])
+    eeg = next(c for c in meta["channels"] if c["label"] == "C3")
+    assert eeg["band_hz"] == eeg["aasm_band_hz"] == [0.3, 35.0] and eeg["target_rate_hz"] == 100.0
+    on_disk = json.loads((tmp_path / "meta.json").read_text())
+    assert next(c for c in on_disk["channels"] if c["label"] == "EMG")["band_hz"] == [10.0, None]

@@ -1,15 +1,18 @@
 """Per-type filtering, resampling, unit normalisation and signal quality, chunk by chunk.
 
-Processing per channel type (``TYPE_SPECS``):
+Processing per channel type (``TYPE_SPECS``); bands are the AASM recommended filter settings
+(``AASM_BANDS``: AASM Manual for the Scoring of Sleep and Associated Events, v2.x, technical
+specifications, "routinely recorded filter settings"), applied where the output rate can carry
+them:
 
 ============================  ==============  ===========  =======  ==========================
 type                          band (Hz)       target (Hz)  notch    resampling
 ============================  ==============  ===========  =======  ==========================
 EEG, EOG                      0.3 - 35        100          no       polyphase, then band-pass
-EMG_CHIN, EMG_LEG             10 - 90         200          yes      polyphase, then band-pass
-ECG                           0.3 - 40        100          no       polyphase, then band-pass
-SNORE                         10 - 45         100          no       polyphase, then band-pass
-AIRFLOW_THERMISTOR,           0.05 - 10       25           no       polyphase, then band-pass
+EMG_CHIN, EMG_LEG             10 - 100        250          yes      polyphase, then band-pass
+ECG                           0.3 - 70        200          no       polyphase, then band-pass
+SNORE                         10 - 100        250          yes      polyphase, then band-pass
+AIRFLOW_THERMISTOR,           0.1 - 15        50           no       polyphase, then band-pass
 NASAL_PRESSURE, EFFORT_*
 SPO2, PULSE                   none            1            no       mean over each output period
 POSITION                      none            1            no       sample pick (categorical)
@@ -19,31 +22,42 @@ UNKNOWN                       none            <= 100       no       polyphase wh
 
 Choices and why:
 
-- EEG/EOG at 100 Hz with 0.3-35 Hz: the AASM display filters, and what YASA expects (100 Hz).
-- EMG at 200 Hz with 10-90 Hz: most chin-EMG power is 20-100 Hz; 100 Hz would keep only
-  10-45 Hz. 90 Hz stays below the 200-Hz Nyquist with room for the filter roll-off.
-- ECG 0.3-40 Hz at 100 Hz: monitoring bandwidth, enough for R-peak detection (10 ms grid,
-  refine by interpolation when needed).
-- Respiratory channels at 25 Hz with 0.05-10 Hz: breathing is 0.1-1 Hz; the flow-limitation
-  shape of nasal pressure needs harmonics to a few Hz; 0.05 Hz removes belt drift.
+- Target rates are the lowest round rates that carry the AASM band with the low-pass edge at
+  <= 0.4 x the rate (room for the filter roll-off): EEG/EOG 100 Hz (35 Hz; what YASA expects),
+  ECG 200 Hz (70 Hz), EMG/snore 250 Hz (100 Hz; 200 Hz, the AASM minimum sampling rate, puts
+  100 Hz at Nyquist), respiratory 50 Hz (15 Hz; the AASM minimum of 25 Hz cannot carry 15 Hz).
+- Where the input rate is below the target, the channel is not resampled (never upsampled) and
+  a band edge at or above 0.45 x its rate is not applied; the band actually applied is recorded
+  per channel (``ChannelPlan.band``, ``band_hz`` in meta.json) next to the AASM band, with a
+  note (a 125-Hz chin EMG gets 10 Hz high-pass + notch: its data end at the 62.5 Hz Nyquist).
 - SpO2/pulse averaged per second: no ringing or overshoot (a polyphase filter would produce
   values above 100 % at dropouts).
-- Notch (default 50 Hz, ``notch_hz``) only where the pass band contains it (EMG);
-  elsewhere the low-pass already removes mains.
+- Notch (default 50 Hz, ``notch_hz``) only for EMG and snore, whose AASM band contains mains;
+  not on ECG (the AASM does not ask for one, and it would ring on R-peaks).
 
-Band edges up to 0.45 x the output rate are kept (EMG 90 Hz at 200 Hz, snore 45 Hz at 100 Hz).
 Filters are 4th-order Butterworth band-passes (second-order sections) applied forward and
 backward (``scipy.signal.sosfiltfilt``: zero phase, effective order 8, -6 dB at the band edges).
-Resampling is polyphase (``scipy.signal.resample_poly``'s definition and default Kaiser FIR,
-computed as one BLAS matrix product, see ``PolyphaseMatrix``), done first so the IIR runs at
-the lower rate. Band edges that the rate cannot carry (>= 0.45 x rate) are dropped and
-recorded; channels are never upsampled (a 1 Hz channel stays at 1 Hz).
+
+Resampling is polyphase (``scipy.signal.resample_poly``'s definition, computed as one BLAS
+matrix product, see ``PolyphaseMatrix``), done first so the IIR runs at the lower rate. Two
+things keep it from leaking the (often large, drifting) DC of DC-coupled recordings into
+spurious lines (a 125 -> 100 Hz resampling puts the DC image at 125 Hz onto 25 Hz):
+
+- the anti-aliasing FIR (``anti_alias_fir``) is a Kaiser design with a stated stopband:
+  >= ``AA_STOPBAND_DB`` (60 dB) of attenuation from ``min(fs_out - keep, fs_in / 2)`` up,
+  ``keep`` being the low-pass edge (0.4 x fs_out without one), so nothing aliases into
+  ``[0, keep]`` and no image of the input survives; and each of its ``up`` polyphase branches is
+  scaled to exactly unit DC gain, which puts exact zeros on the DC images (k x fs_in);
+- a per-segment offset (the median of the segment's first second) is subtracted before
+  resampling, so the resampler works on small numbers; it is added back only for channels
+  without a high-pass (with one, the high-pass removes it anyway).
 
 Chunking: each channel is processed in blocks of ``block_s`` seconds with ``margin`` seconds of
-real signal on each side (``margin_s = clip(4 / low_edge, 5, 120)``: 13.3 s for 0.3 Hz, 80 s for
-0.05 Hz), and only the middle is kept. The resampling grid is kept exact by making block and
+real signal on each side (``margin_s = clip(10 / low_edge, 5, 120)``: 33 s for 0.3 Hz, 100 s for
+0.1 Hz), and only the middle is kept. The resampling grid is kept exact by making block and
 margin lengths multiples of the polyphase ``down`` factor. The result equals whole-signal
-processing to within 1e-3 of the signal's standard deviation (tested); memory is bounded by the
+processing to within ``CHUNK_RTOL`` (1e-6) of the signal's standard deviation (tested, and
+tested against plain scipy in tests/psg_prep/test_psg_reference.py); memory is bounded by the
 block size, independent of the recording length.
 
 Units: EEG/EOG/EMG/ECG are converted to uV from V/mV/uV/nV (``physical_dimension``); SpO2 given as
@@ -62,28 +76,49 @@ from scipy import signal as sps
 EPOCH_S = 30.0
 
 
+# AASM recommended filter settings (low-frequency, high-frequency filter; Hz), AASM Manual for
+# the Scoring of Sleep and Associated Events v2.x, technical specifications. The respiratory
+# row is the manual's "respiration" setting (oronasal thermal flow, effort belts); it is also
+# applied to nasal pressure.
+AASM_BANDS: dict[str, tuple[float, float]] = {
+    "EEG": (0.3, 35.0),
+    "EOG": (0.3, 35.0),
+    "EMG": (10.0, 100.0),
+    "ECG": (0.3, 70.0),
+    "RESPIRATION": (0.1, 15.0),
+    "SNORE": (10.0, 100.0),
+}
+
+
 @dataclass(frozen=True)
 class TypeSpec:
-    """Processing of one channel type: band edges (Hz, None = open), target rate, method."""
+    """Processing of one channel type.
+
+    ``band``: filter edges in Hz (None = open), the AASM setting where one exists; ``aasm``:
+    the AASM key in ``AASM_BANDS`` (None: no AASM setting); ``target_hz``: output rate;
+    ``method``: "poly" | "mean" | "pick" | "absmax"; ``unit``: target unit, or None to keep
+    the file's.
+    """
 
     band: tuple[float | None, float | None]
     target_hz: float
     notch: bool
-    method: str  # "poly" | "mean" | "pick" | "absmax"
-    unit: str | None  # target unit, or None to keep the file's
+    method: str
+    unit: str | None
+    aasm: str | None = None
 
 
 TYPE_SPECS: dict[str, TypeSpec] = {
-    "EEG": TypeSpec((0.3, 35.0), 100.0, False, "poly", "uV"),
-    "EOG": TypeSpec((0.3, 35.0), 100.0, False, "poly", "uV"),
-    "EMG_CHIN": TypeSpec((10.0, 90.0), 200.0, True, "poly", "uV"),
-    "EMG_LEG": TypeSpec((10.0, 90.0), 200.0, True, "poly", "uV"),
-    "ECG": TypeSpec((0.3, 40.0), 100.0, False, "poly", "uV"),
-    "SNORE": TypeSpec((10.0, 45.0), 100.0, False, "poly", None),
-    "AIRFLOW_THERMISTOR": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
-    "NASAL_PRESSURE": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
-    "EFFORT_THORAX": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
-    "EFFORT_ABDOMEN": TypeSpec((0.05, 10.0), 25.0, False, "poly", None),
+    "EEG": TypeSpec(AASM_BANDS["EEG"], 100.0, False, "poly", "uV", "EEG"),
+    "EOG": TypeSpec(AASM_BANDS["EOG"], 100.0, False, "poly", "uV", "EOG"),
+    "EMG_CHIN": TypeSpec(AASM_BANDS["EMG"], 250.0, True, "poly", "uV", "EMG"),
+    "EMG_LEG": TypeSpec(AASM_BANDS["EMG"], 250.0, True, "poly", "uV", "EMG"),
+    "ECG": TypeSpec(AASM_BANDS["ECG"], 200.0, False, "poly", "uV", "ECG"),
+    "SNORE": TypeSpec(AASM_BANDS["SNORE"], 250.0, True, "poly", None, "SNORE"),
+    "AIRFLOW_THERMISTOR": TypeSpec(AASM_BANDS["RESPIRATION"], 50.0, False, "poly", None, "RESPIRATION"),
+    "NASAL_PRESSURE": TypeSpec(AASM_BANDS["RESPIRATION"], 50.0, False, "poly", None, "RESPIRATION"),
+    "EFFORT_THORAX": TypeSpec(AASM_BANDS["RESPIRATION"], 50.0, False, "poly", None, "RESPIRATION"),
+    "EFFORT_ABDOMEN": TypeSpec(AASM_BANDS["RESPIRATION"], 50.0, False, "poly", None, "RESPIRATION"),
     "SPO2": TypeSpec((None, None), 1.0, False, "mean", "%"),
     "PULSE": TypeSpec((None, None), 1.0, False, "mean", None),
     "POSITION": TypeSpec((None, None), 1.0, False, "pick", None),
@@ -117,7 +152,14 @@ def unit_scale(ctype: str, dimension: str, physical_max: float) -> tuple[float, 
 
 @dataclass
 class ChannelPlan:
-    """How one channel is processed (all rates in Hz, lengths in input samples)."""
+    """How one channel is processed (all rates in Hz, lengths in input samples).
+
+    ``band`` is the band actually applied (None = edge not applied), ``aasm_band`` the AASM
+    recommendation for the type (None: none exists); ``aa_pass_hz``/``aa_stop_hz`` the
+    anti-aliasing FIR's edges when the channel is resampled by polyphase; ``offset_len`` the
+    number of first samples whose median is subtracted before resampling; ``restore_offset``
+    whether it is added back (no high-pass follows).
+    """
 
     ctype: str
     fs_in: float
@@ -133,14 +175,23 @@ class ChannelPlan:
     band: tuple[float | None, float | None] = (None, None)
     notch_hz: float | None = None
     notes: list[str] = field(default_factory=list)
-    fir: np.ndarray | None = None  # polyphase anti-aliasing FIR (resample_poly's default design)
+    aasm_band: tuple[float, float] | None = None
+    fir: np.ndarray | None = None  # polyphase anti-aliasing FIR, float64, unit DC gain per branch
+    aa_pass_hz: float | None = None
+    aa_stop_hz: float | None = None
     zi: np.ndarray | None = None  # sosfilt_zi(sos), computed once
     padlen: int = 0
     poly: PolyphaseMatrix | None = None
+    offset_len: int = 0
+    restore_offset: bool = False
 
     def __post_init__(self) -> None:
-        if self.method == "poly" and self.up != self.down and self.fir is None:
-            self.fir = anti_alias_fir(self.fs_in, self.up, self.down, self.band[1])
+        if self.method == "poly" and self.up != self.down:
+            self.aa_pass_hz, self.aa_stop_hz = anti_alias_edges(self.fs_in, self.fs_out, self.band[1])
+            if self.fir is None:
+                self.fir = anti_alias_fir(self.fs_in, self.up, self.down, self.band[1])
+            self.offset_len = max(1, min(self.block, int(round(self.fs_in))))
+            self.restore_offset = self.band[0] is None
         self.poly = PolyphaseMatrix(self.up, self.down, self.fir) if self.fir is not None else None
         if self.sos is not None and self.zi is None:
             self.zi = sps.sosfilt_zi(self.sos)
@@ -152,43 +203,60 @@ class ChannelPlan:
         return Fraction(self.up, self.down)
 
 
-AA_ATTENUATION_DB = 60.0
+AA_STOPBAND_DB = 60.0  # stated (and tested) minimum attenuation of the anti-aliasing FIR
+AA_DESIGN_DB = 70.0  # what the Kaiser design aims at: margin for the per-branch DC scaling
+AA_KEEP_FRACTION = 0.4  # pass edge as a fraction of the output rate when no low-pass follows
+
+
+def anti_alias_edges(fs_in: float, fs_out: float, keep_hz: float | None) -> tuple[float, float]:
+    """Pass and stop edges (Hz) of the anti-aliasing FIR for ``fs_in -> fs_out``.
+
+    The pass edge ``keep`` is the low-pass that follows (or ``0.4 x fs_out``). The stop edge is
+    ``min(fs_out - keep, fs_in / 2)``: everything that would alias into ``[0, keep]`` at the
+    output rate, and every image of the input spectrum (which start at ``fs_in / 2``), is in
+    the stopband.
+    """
+    keep = AA_KEEP_FRACTION * fs_out if keep_hz is None else float(keep_hz)
+    stop = min(fs_out - keep, fs_in / 2.0)
+    if not 0 < keep < stop:
+        raise ValueError(f"no anti-aliasing design for {fs_in:g} -> {fs_out:g} Hz keeping {keep:g} Hz")
+    return keep, stop
 
 
 def anti_alias_fir(fs_in: float, up: int, down: int, keep_hz: float | None) -> np.ndarray:
-    """The polyphase FIR for ``resample_poly`` (unit DC gain; the resampler applies ``up``).
+    """The polyphase FIR for ``resample_poly(x, up, down, window=h)`` (float64).
 
-    Default: scipy's own design (Kaiser beta 5, half-length 10 x max(up, down), cut-off at the
-    new Nyquist). When a low-pass at ``keep_hz`` follows, only content that would alias into
-    ``[0, keep_hz]`` must be stopped, i.e. above ``fs_out - keep_hz``: a Kaiser design with pass
-    edge ``keep_hz``, stop edge ``fs_out - keep_hz`` and 60 dB attenuation is used when it is
-    shorter (EEG/EOG: 35 -> 65 Hz, ~40 % fewer taps). The band above ``keep_hz`` is removed by
-    the Butterworth that follows, so the output is unchanged in the pass band.
+    A Kaiser window design (``scipy.signal.kaiserord`` for ``AA_DESIGN_DB`` = 70 dB over the
+    transition ``anti_alias_edges``, ``firwin`` cut-off midway), at the upsampled rate
+    ``fs_in x up``; then each of the ``up`` polyphase branches ``h[p::up]`` is scaled to sum to
+    ``1 / up``, so every output sample has exactly unit DC gain (the resampler multiplies by
+    ``up``) and the DC images at ``k x fs_in`` are exact zeros. Measured stopband: >=
+    ``AA_STOPBAND_DB`` (60 dB) at every corpus rate (tests/psg_prep/test_psg_filters.py).
     """
-    max_rate = max(up, down)
-    n_default = 2 * 10 * max_rate + 1
-    h = sps.firwin(n_default, 1.0 / max_rate, window=("kaiser", 5.0))
-    if keep_hz is not None:
-        fs_up = fs_in * up
-        fs_out = fs_in * up / down
-        stop = fs_out - keep_hz
-        if stop > keep_hz:
-            numtaps, beta = sps.kaiserord(AA_ATTENUATION_DB, (stop - keep_hz) / (fs_up / 2))
-            numtaps |= 1
-            if numtaps < n_default:
-                h = sps.firwin(numtaps, (keep_hz + stop) / 2, window=("kaiser", beta), fs=fs_up)
-    return h.astype(np.float32)
+    fs_up = fs_in * up
+    fs_out = fs_in * up / down
+    keep, stop = anti_alias_edges(fs_in, fs_out, keep_hz)
+    numtaps, beta = sps.kaiserord(AA_DESIGN_DB, (stop - keep) / (fs_up / 2.0))
+    numtaps |= 1  # odd: a centred, linear-phase FIR (resample_poly's delay convention)
+    h = sps.firwin(numtaps, (keep + stop) / 2.0, window=("kaiser", beta), fs=fs_up)
+    for p in range(up):
+        branch = h[p::up].sum()
+        if branch <= 0:
+            raise ValueError(f"polyphase branch {p} of {up} has DC gain {branch:g}: design too short")
+        h[p::up] /= branch * up
+    return h
 
 
 class PolyphaseMatrix:
-    """``resample_poly`` as one matrix product (BLAS), identical output to float32 rounding.
+    """``resample_poly`` as one matrix product (BLAS, float64), equal to scipy to rounding.
 
     Output sample ``m = g * up + p`` is ``sum_j x[j] * up * h[c + m * down - j * up]`` with
     ``c = (len(h) - 1) // 2`` (the centred FIR, zero padding outside the signal): exactly what
     ``scipy.signal.resample_poly(x, up, down, window=h)`` computes. Grouping the outputs by
     phase ``p`` gives frames of ``L`` consecutive inputs hopping by ``down`` and a fixed
     ``(L, up)`` weight matrix, so the whole block is ``frames @ W``: 3-6x faster than upfirdn's
-    scalar loop on one core.
+    scalar loop on one core. Float64 throughout: DC-coupled channels carry offsets 100-1000x
+    their signal, and float32 sums of them would leave periodic rounding patterns (lines).
     """
 
     def __init__(self, up: int, down: int, h: np.ndarray) -> None:
@@ -202,25 +270,25 @@ class PolyphaseMatrix:
         self.length = int(j_hi.max()) - self.j0 + 1
         idx = c + p[None, :] * down - (self.j0 + np.arange(self.length)[:, None]) * up
         inside = (idx >= 0) & (idx < n)
-        self.weights = (np.where(inside, np.asarray(h, dtype=np.float64)[np.clip(idx, 0, n - 1)], 0.0) * up).astype(
-            np.float32
-        )
+        self.weights = np.where(inside, np.asarray(h, dtype=np.float64)[np.clip(idx, 0, n - 1)], 0.0) * up
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, offset: float = 0.0) -> np.ndarray:
+        """Resample ``x - offset`` (float64 result, ``ceil(len(x) * up / down)`` samples)."""
         n = len(x)
         n_out = -(-n * self.up // self.down)
         if n_out == 0:
-            return np.empty(0, dtype=np.float32)
+            return np.empty(0, dtype=np.float64)
         groups = -(-n_out // self.up)
         left = max(0, -self.j0)
         right = max(0, (groups - 1) * self.down + self.j0 + self.length - n)
-        xp = np.empty(left + n + right, dtype=np.float32)
+        xp = np.empty(left + n + right, dtype=np.float64)
         xp[:left] = 0
         xp[left : left + n] = x
+        xp[left : left + n] -= offset  # in float64 (x - offset in float32 would round)
         xp[left + n :] = 0
         view = xp[self.j0 + left :]
         frames = np.lib.stride_tricks.as_strided(
-            view, shape=(groups, self.length), strides=(self.down * 4, 4), writeable=False
+            view, shape=(groups, self.length), strides=(self.down * 8, 8), writeable=False
         )
         return (np.ascontiguousarray(frames) @ self.weights).reshape(-1)[:n_out]
 
@@ -248,6 +316,15 @@ def _band_sos(
     return np.vstack(parts), text
 
 
+# Chunk margin per slowest filter edge: the zero-phase IIR's start-up transient, whose slowest
+# pole decays with a time constant of ~0.42 / f s for a 4th-order Butterworth at f Hz, is
+# down by ~1e-10 after 10 / f s: chunked output equals whole-signal output to CHUNK_RTOL.
+MARGIN_CYCLES = 10.0
+MARGIN_MIN_S, MARGIN_MAX_S = 5.0, 120.0
+CHUNK_RTOL = 1e-6  # chunked vs whole-signal, as a fraction of the output's standard deviation
+BAND_EDGE_FRACTION = 0.45  # band edges at or above 0.45 x the output rate are not applied
+
+
 def plan_channel(
     ctype: str,
     fs_in: float,
@@ -257,7 +334,21 @@ def plan_channel(
     notch_hz: float | None = 50.0,
     block_s: float = 300.0,
 ) -> tuple[ChannelPlan, str]:
-    """Plan the processing of one channel; also return the output unit."""
+    """Plan the processing of one channel; also return the output unit.
+
+    Parameters
+    ----------
+    ctype : str
+        Channel type (a key of ``TYPE_SPECS``).
+    fs_in : float
+        Input sampling rate, Hz.
+    dimension, physical_max : str, float
+        The EDF header's physical dimension and maximum (unit conversion).
+    notch_hz : float or None
+        Mains frequency (Hz) notched where the type asks for it and the band contains it.
+    block_s : float
+        Processing block length, seconds.
+    """
     spec = TYPE_SPECS[ctype]
     notes: list[str] = []
     fs_out = min(spec.target_hz, fs_in)
@@ -268,14 +359,21 @@ def plan_channel(
         # Block reducers need an integer decimation factor; otherwise anti-aliased polyphase.
         notes.append(f"{fs_in:g} -> {fs_out:g} Hz is not an integer factor: polyphase instead of {method}")
         method = "poly"
+    fs_out = fs_in * up / down
     lo, hi = spec.band
-    nyq_ok = 0.45 * fs_out
+    nyq_ok = BAND_EDGE_FRACTION * fs_out
+    aasm = "AASM " if spec.aasm else ""
     if lo is not None and lo >= nyq_ok:  # a high-pass at or above 0.45 x rate leaves nothing
-        notes.append(f"high-pass {lo:g} Hz dropped: rate {fs_out:g} Hz too low")
+        notes.append(f"{aasm}band {lo:g}-{hi:g} Hz not applied: rate {fs_out:g} Hz too low")
         lo = None
         hi = None
     if hi is not None and hi > nyq_ok + 1e-9:
-        notes.append(f"low-pass {hi:g} Hz dropped: above 0.45 x {fs_out:g} Hz")
+        # Only when the input is below the target rate (never upsampled): its data end at
+        # its own Nyquist, which is then the band's upper limit.
+        notes.append(
+            f"{aasm}low-pass {hi:g} Hz not applied: above {BAND_EDGE_FRACTION:g} x {fs_out:g} Hz; "
+            f"the data end at the {fs_out / 2:g} Hz Nyquist"
+        )
         hi = None
     notch = None
     if spec.notch and notch_hz is not None and notch_hz <= nyq_ok and (hi is None or notch_hz < hi) and (
@@ -286,9 +384,7 @@ def plan_channel(
     margin_s = 0.0
     if sos is not None:
         slowest = min(f for f in (lo, hi, notch) if f is not None)
-        margin_s = float(np.clip(4.0 / slowest, 5.0, 120.0))
-        if notch is not None:
-            margin_s = max(margin_s, 5.0)
+        margin_s = float(np.clip(MARGIN_CYCLES / slowest, MARGIN_MIN_S, MARGIN_MAX_S))
     if method == "poly" and up != down:
         margin_s = max(margin_s, 2.0)  # polyphase FIR half-length is well under a second
     margin = int(math.ceil(margin_s * fs_in / down)) * down if margin_s else 0
@@ -296,17 +392,10 @@ def plan_channel(
     scale, unit, warn = unit_scale(ctype, dimension, physical_max)
     if warn:
         notes.append(warn)
-    desc_parts = []
-    if up != down:
-        desc_parts.append(
-            {"poly": "resample_poly", "mean": "mean", "pick": "pick", "absmax": "absmax"}[method]
-            + f" {fs_in:g}->{fs_out:g} Hz"
-        )
-    desc_parts.extend(text)
     plan = ChannelPlan(
         ctype=ctype,
         fs_in=fs_in,
-        fs_out=fs_in * up / down,
+        fs_out=fs_out,
         up=up,
         down=down,
         method=method,
@@ -314,24 +403,62 @@ def plan_channel(
         scale=scale,
         margin=margin,
         block=block,
-        description="; ".join(desc_parts) or "none",
+        description="",
         band=(lo, hi),
         notch_hz=notch,
         notes=notes,
+        aasm_band=AASM_BANDS[spec.aasm] if spec.aasm else None,
     )
+    desc_parts = []
+    if up != down:
+        if method == "poly":
+            desc_parts.append(
+                f"resample_poly {fs_in:g}->{fs_out:g} Hz (Kaiser FIR, pass {plan.aa_pass_hz:g} Hz, "
+                f">= {AA_STOPBAND_DB:g} dB from {plan.aa_stop_hz:g} Hz)"
+            )
+        else:
+            desc_parts.append(f"{method} {fs_in:g}->{fs_out:g} Hz")
+    desc_parts.extend(text)
+    plan.description = "; ".join(desc_parts) or "none"
     return plan, unit
 
 
 def _filtfilt(plan: ChannelPlan, y: np.ndarray) -> np.ndarray:
-    """``scipy.signal.sosfiltfilt`` (odd extension, same padlen) with the initial state cached."""
+    """``scipy.signal.sosfiltfilt`` (odd extension, same padlen) with the initial state cached.
+
+    Float64 in and out.
+    """
     sos, zi = plan.sos, plan.zi
     pad = min(plan.padlen, len(y) - 1)
     if pad < 1:
-        return y
+        return np.asarray(y, dtype=np.float64)
     ext = np.concatenate([2 * y[0] - y[pad:0:-1], y, 2 * y[-1] - y[-2 : -pad - 2 : -1]]).astype(np.float64)
     fwd, _ = sps.sosfilt(sos, ext, zi=zi * ext[0])
     bwd, _ = sps.sosfilt(sos, fwd[::-1], zi=zi * fwd[-1])
-    return bwd[::-1][pad:-pad].astype(np.float32)
+    return bwd[::-1][pad:-pad]
+
+
+def segment_offset(plan: ChannelPlan, x: np.ndarray) -> float:
+    """The offset subtracted before polyphase resampling: median of the first ``offset_len``
+    samples of a segment (0 when the plan does not resample by polyphase)."""
+    if plan.offset_len == 0 or len(x) == 0:
+        return 0.0
+    return float(np.median(x[: plan.offset_len]))
+
+
+def _apply(plan: ChannelPlan, seg: np.ndarray, final: bool, offset: float) -> np.ndarray:
+    """Resample/reduce then filter one run of scaled input; float32 out."""
+    if plan.method == "poly" and plan.up != plan.down:
+        if plan.poly is None:
+            raise ValueError(f"{plan.ctype}: polyphase plan without a filter")
+        y = plan.poly(seg, offset)
+    else:
+        y = _reduce(plan, seg, final)
+    if plan.sos is not None and len(y) > 1:
+        y = _filtfilt(plan, y)
+    if plan.restore_offset and offset != 0.0:
+        y = y + offset
+    return np.asarray(y, dtype=np.float32)
 
 
 def process_segment(plan: ChannelPlan, x: np.ndarray) -> np.ndarray:
@@ -339,19 +466,13 @@ def process_segment(plan: ChannelPlan, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if plan.scale != 1.0:
         x = x * np.float32(plan.scale)
-    y = _resample(plan, x, final=True)
-    if plan.sos is not None and len(y) > 1:
-        y = _filtfilt(plan, y)
-    return y.astype(np.float32, copy=False)
+    return _apply(plan, x, True, segment_offset(plan, x))
 
 
-def _resample(plan: ChannelPlan, x: np.ndarray, final: bool) -> np.ndarray:
+def _reduce(plan: ChannelPlan, x: np.ndarray, final: bool) -> np.ndarray:
+    """Block reducers (mean, pick, absmax) over integer decimation periods; identity at 1:1."""
     if plan.up == plan.down:
         return x
-    if plan.method == "poly":
-        if plan.poly is None:
-            raise ValueError(f"{plan.ctype}: polyphase plan without a filter")
-        return plan.poly(x)
     k = plan.down
     n_full = len(x) // k
     head = x[: n_full * k].reshape(n_full, k)
@@ -377,7 +498,7 @@ class StreamProcessor:
 
     Feed input blocks of any length with :meth:`push`; each call returns the output samples
     that are final. :meth:`finish` returns the rest. Concatenated outputs equal
-    ``process_segment(plan, whole_input)`` within the documented tolerance.
+    ``process_segment(plan, whole_input)`` within ``CHUNK_RTOL`` of the output's std.
     """
 
     def __init__(self, plan: ChannelPlan) -> None:
@@ -385,6 +506,7 @@ class StreamProcessor:
         self._buf = np.empty(0, dtype=np.float32)
         self._buf_start = 0  # global input index of _buf[0]
         self._pos = 0  # global input index of the next block to emit
+        self._offset: float | None = None  # set from the segment's first samples
 
     def push(self, x: np.ndarray) -> np.ndarray:
         p = self.plan
@@ -406,13 +528,14 @@ class StreamProcessor:
 
     def _run(self, block_end: int, final: bool) -> np.ndarray:
         p = self.plan
+        if self._offset is None:
+            # The first run always starts at the segment's first sample, whatever the pushes.
+            self._offset = segment_offset(p, self._buf)
         left = min(p.margin, self._pos - self._buf_start) if p.sos is not None or p.method == "poly" else 0
         seg_start = self._pos - left
         seg_end = len(self._buf) + self._buf_start if final else block_end + p.margin
         seg = self._buf[seg_start - self._buf_start : seg_end - self._buf_start]
-        y = _resample(p, seg, final=final)
-        if p.sos is not None and len(y) > 1:
-            y = _filtfilt(p, y)
+        y = _apply(p, seg, final, self._offset)
         o0 = left * p.up // p.down
         if final:
             out = y[o0:]
@@ -423,7 +546,7 @@ class StreamProcessor:
         keep_from = max(self._pos - p.margin, self._buf_start)
         self._buf = self._buf[keep_from - self._buf_start :].copy()
         self._buf_start = keep_from
-        return np.asarray(out, dtype=np.float32)
+        return out
 
 
 QUALITY_TYPES = frozenset(

@@ -207,7 +207,8 @@ def _write_labels(
         }
         if status != "full":
             warnings.append(
-                f"labels overlap the recording {status}ly: {ov:.0f} s of {hi - lo:.0f} s "
+                f"labels overlap the recording {'partially' if status == 'partial' else 'not at all'}: "
+                f"{ov:.0f} s of {hi - lo:.0f} s "
                 "(tables kept whole; out-of-recording epochs marked in_recording=0)"
             )
     return {
@@ -349,6 +350,11 @@ def _prepare_signals(
                 "source_rate_hz": sig.sample_rate,
                 "target_rate_hz": plan.fs_out,
                 "filter": plan.description,
+                # The band actually applied (null: edge not applied) next to the AASM one.
+                "band_hz": list(plan.band),
+                "aasm_band_hz": list(plan.aasm_band) if plan.aasm_band else None,
+                "notch_hz": plan.notch_hz,
+                "nyquist_hz": plan.fs_out / 2,
                 "notes": plan.notes,
             }
         )
