@@ -4,10 +4,15 @@ locals {
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    # Workload Identity Federation for the deploy workflow (deploy.tf).
+    "iamcredentials.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
+    "sts.googleapis.com",
   ]
 }
 
@@ -40,5 +45,8 @@ resource "google_project_iam_member" "eventarc_service_agent" {
   #checkov:skip=CKV_GCP_49:Google's own Eventarc service agent needs its predefined role (which can mint tokens for trigger accounts) to deliver events; Google grants the same binding itself, this only makes it exist before the triggers.
   project = var.project_id
   role    = "roles/eventarc.serviceAgent"
-  member  = "serviceAccount:${google_project_service_identity.eventarc.email}"
+  # The agent's documented address, so that the plan shows it; depends_on keeps the order.
+  member = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-eventarc.iam.gserviceaccount.com"
+
+  depends_on = [google_project_service_identity.eventarc]
 }

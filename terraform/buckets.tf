@@ -17,6 +17,10 @@ resource "google_storage_bucket" "buckets" {
     enabled = true
   }
 
+  soft_delete_policy {
+    retention_duration_seconds = each.value.soft_delete_seconds
+  }
+
   dynamic "lifecycle_rule" {
     for_each = each.value.delete_after_days == null ? [] : [each.value.delete_after_days]
     content {

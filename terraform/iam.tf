@@ -1,5 +1,11 @@
 locals {
   pubsub_service_agent = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+
+  # Account emails built from the account ids Terraform sets, so that every binding's member is
+  # known at plan time and a plan shows who gets what (the provider knows .email only after
+  # apply). Referencing the account keeps the dependency: a binding is made after its account.
+  runtime_emails = { for key, account in google_service_account.runtime : key => "${account.account_id}@${var.project_id}.iam.gserviceaccount.com" }
+  trigger_emails = { for key, account in google_service_account.trigger : key => "${account.account_id}@${var.project_id}.iam.gserviceaccount.com" }
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -21,7 +27,7 @@ resource "google_storage_bucket_iam_member" "runtime" {
 
   bucket = google_storage_bucket.buckets[each.value.bucket].name
   role   = each.value.role
-  member = "serviceAccount:${google_service_account.runtime[each.value.service].email}"
+  member = "serviceAccount:${local.runtime_emails[each.value.service]}"
 }
 
 resource "google_pubsub_topic_iam_member" "runtime_publisher" {
@@ -30,7 +36,7 @@ resource "google_pubsub_topic_iam_member" "runtime_publisher" {
   project = var.project_id
   topic   = google_pubsub_topic.topics[each.value.topic].name
   role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${google_service_account.runtime[each.value.service].email}"
+  member  = "serviceAccount:${local.runtime_emails[each.value.service]}"
 }
 
 # Firestore has no per-collection IAM: datastore.user on the project is the narrowest grant.
@@ -39,14 +45,14 @@ resource "google_project_iam_member" "runtime" {
 
   project = var.project_id
   role    = each.value.role
-  member  = "serviceAccount:${google_service_account.runtime[each.value.service].email}"
+  member  = "serviceAccount:${local.runtime_emails[each.value.service]}"
 }
 
 resource "google_secret_manager_secret_iam_member" "ingest_pseudonym_key" {
   project   = var.project_id
   secret_id = google_secret_manager_secret.pseudonym_key.secret_id
   role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${google_service_account.runtime["ingest"].email}"
+  member    = "serviceAccount:${local.runtime_emails["ingest"]}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +75,7 @@ resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
   location = google_cloud_run_v2_service.services[each.value.service].location
   name     = google_cloud_run_v2_service.services[each.value.service].name
   role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.trigger[each.key].email}"
+  member   = "serviceAccount:${local.trigger_emails[each.key]}"
 }
 
 resource "google_project_iam_member" "trigger_event_receiver" {
@@ -77,7 +83,7 @@ resource "google_project_iam_member" "trigger_event_receiver" {
 
   project = var.project_id
   role    = "roles/eventarc.eventReceiver"
-  member  = "serviceAccount:${google_service_account.trigger[each.key].email}"
+  member  = "serviceAccount:${local.trigger_emails[each.key]}"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -102,7 +108,7 @@ resource "google_project_iam_member" "storage_agent_publisher" {
 resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
   for_each = local.triggers
 
-  service_account_id = google_service_account.trigger[each.key].name
+  service_account_id = "projects/${var.project_id}/serviceAccounts/${local.trigger_emails[each.key]}"
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 

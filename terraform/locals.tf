@@ -10,29 +10,39 @@ locals {
   })
 
   # Logical bucket name -> lifecycle. raw holds personal data and is deleted after
-  # var.raw_retention_days; its noncurrent versions go after a day so deletion really deletes.
+  # var.raw_retention_days; its noncurrent versions go after a day and soft delete is off
+  # (0 s instead of Google's default 7 days) so that deletion really deletes. The other buckets
+  # keep Google's default 7-day soft delete: they hold no personal data, and it undoes mistakes.
   buckets = {
     raw = {
       delete_after_days     = var.raw_retention_days
       noncurrent_after_days = 1
+      soft_delete_seconds   = 0
     }
     anonymised = {
       delete_after_days     = null
       noncurrent_after_days = var.noncurrent_version_retention_days
+      soft_delete_seconds   = 604800
     }
     prepped = {
       delete_after_days     = null
       noncurrent_after_days = var.noncurrent_version_retention_days
+      soft_delete_seconds   = 604800
     }
     results = {
       delete_after_days     = null
       noncurrent_after_days = var.noncurrent_version_retention_days
+      soft_delete_seconds   = 604800
     }
   }
 
   # One topic per event kind: Eventarc Pub/Sub triggers cannot filter on message attributes.
   topics            = ["sunrise-anonymised", "psg-anonymised", "sunrise-prepped", "psg-prepped", "dead-letter"]
   dead_letter_topic = "dead-letter"
+  # How long a dead letter is kept, on the topic and its subscription: 7 days, the most a
+  # subscription keeps unacked messages, long enough to read and replay after a weekend
+  # (docs/deploy.md). Raw object names in dead letters are personal data: the bound is deliberate.
+  dead_letter_retention = "604800s"
 
   # Service key (as in names.SERVICES) -> Cloud Run name suffix and runtime service account id
   # suffix (account ids are limited to 30 characters, hence the short "r-" form).
@@ -81,13 +91,16 @@ locals {
   pubsub_triggers  = { for k, t in local.triggers : k => t if t.event_type == "google.cloud.pubsub.topic.v1.messagePublished" }
 
   # Least privilege for the runtime accounts, one entry per grant (names.READS / WRITES /
-  # PUBLISHES). Readers get objectViewer; writers get objectCreator (outputs are written once,
-  # with if_generation_match=0) plus objectViewer to see whether a redelivered event's
-  # outputs already exist.
+  # PUBLISHES). Readers get objectViewer. Writers that only create (if_generation_match=0: the
+  # stages' outputs) get objectCreator plus objectViewer to see whether a redelivered event's
+  # outputs already exist. ingest replaces nights/{id}/{kind}.edf when a recording is uploaded
+  # again with new content (if_generation_match=None), which needs storage.objects.delete:
+  # objectUser is the narrowest predefined role with it (objectCreator "does not give permission
+  # to view, delete or replace objects"). tests/terraform/test_plan.py ties each write mode in
+  # the code to these roles.
   bucket_grants = {
     "ingest/raw/viewer"              = { service = "ingest", bucket = "raw", role = "roles/storage.objectViewer" }
-    "ingest/anonymised/creator"      = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectCreator" }
-    "ingest/anonymised/viewer"       = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectViewer" }
+    "ingest/anonymised/user"         = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectUser" }
     "sunrise_prep/anonymised/viewer" = { service = "sunrise_prep", bucket = "anonymised", role = "roles/storage.objectViewer" }
     "sunrise_prep/prepped/creator"   = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectCreator" }
     "sunrise_prep/prepped/viewer"    = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectViewer" }

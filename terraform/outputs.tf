@@ -8,6 +8,11 @@ output "dead_letter_subscription" {
   value       = google_pubsub_subscription.dead_letter.name
 }
 
+output "deploy_service_account" {
+  description = "Email of the account CI deploys as: the deploy workflow's GCP_DEPLOY_SERVICE_ACCOUNT variable."
+  value       = local.deploy_email
+}
+
 output "event_subscriptions" {
   description = "Push subscriptions Eventarc created, by trigger name (their ack deadline and dead-letter policy are set by gcloud, see eventarc.tf)."
   value       = local.trigger_subscriptions
@@ -30,7 +35,7 @@ output "registry_url" {
 
 output "runtime_service_accounts" {
   description = "Runtime service account email of each Cloud Run service, by service."
-  value       = { for key, account in google_service_account.runtime : key => account.email }
+  value       = local.runtime_emails
 }
 
 output "service_names" {
@@ -50,7 +55,7 @@ output "topics" {
 
 output "trigger_service_accounts" {
   description = "Service account email of each Eventarc trigger, by trigger name."
-  value       = { for key, account in google_service_account.trigger : key => account.email }
+  value       = local.trigger_emails
 }
 
 output "triggers" {
@@ -59,4 +64,9 @@ output "triggers" {
     { for key, trigger in google_eventarc_trigger.storage : key => trigger.name },
     { for key, trigger in google_eventarc_trigger.pubsub : key => trigger.name },
   )
+}
+
+output "workload_identity_provider" {
+  description = "Full name of the Workload Identity provider: the deploy workflow's GCP_WORKLOAD_IDENTITY_PROVIDER variable."
+  value       = google_iam_workload_identity_pool_provider.github.name
 }

@@ -5,6 +5,10 @@ resource "google_pubsub_topic" "topics" {
   project = var.project_id
   labels  = local.labels
 
+  # Dead letters carry raw object names (personal data) in their payload: the topic itself keeps
+  # no backlog beyond what its subscription keeps (7 days, local.dead_letter_retention).
+  message_retention_duration = each.key == local.dead_letter_topic ? local.dead_letter_retention : null
+
   depends_on = [google_project_service.apis]
 }
 
@@ -17,7 +21,7 @@ resource "google_pubsub_subscription" "dead_letter" {
   labels  = local.labels
 
   ack_deadline_seconds       = 60
-  message_retention_duration = "604800s" # 7 days, the most Pub/Sub keeps unacked messages
+  message_retention_duration = local.dead_letter_retention
   retain_acked_messages      = false
 
   # An empty ttl means the subscription never expires, however long nobody reads it.

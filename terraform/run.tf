@@ -60,7 +60,7 @@ resource "google_cloud_run_v2_service" "services" {
   deletion_protection = var.deletion_protection
 
   template {
-    service_account                  = google_service_account.runtime[each.key].email
+    service_account                  = local.runtime_emails[each.key]
     timeout                          = local.service_resources[each.key].timeout
     max_instance_request_concurrency = local.service_resources[each.key].concurrency
 

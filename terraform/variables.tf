@@ -29,6 +29,16 @@ variable "firestore_location" {
   nullable    = false
 }
 
+variable "github_repository" {
+  description = "GitHub repository (owner/name) whose deploy workflow may act as the deploy service account through Workload Identity Federation (deploy.tf)."
+  type        = string
+  nullable    = false
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository must be owner/name, e.g. acme/sunrise."
+  }
+}
+
 variable "image_tag" {
   description = "Tag of the service images in Artifact Registry that the Cloud Run services are created with (defaults to var.environment). Later deploys replace the image with `gcloud run deploy`, which Terraform then ignores."
   type        = string
@@ -61,6 +71,24 @@ variable "noncurrent_version_retention_days" {
   validation {
     condition     = var.noncurrent_version_retention_days >= 1
     error_message = "noncurrent_version_retention_days must be at least 1."
+  }
+}
+
+variable "notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) every alert policy notifies (monitoring.tf). Empty: alerts open incidents in the console only."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "oldest_unacked_alert_minutes" {
+  description = "Alert when a trigger subscription's oldest unacknowledged event is older than this many minutes (events are stuck or retried in a loop)."
+  type        = number
+  default     = 30
+  nullable    = false
+  validation {
+    condition     = var.oldest_unacked_alert_minutes >= 1
+    error_message = "oldest_unacked_alert_minutes must be at least 1."
   }
 }
 

@@ -1,10 +1,11 @@
-"""Offline checks of terraform/, the service Dockerfiles and the deploy workflow.
+"""Offline checks of terraform/'s text, the service Dockerfiles and the deploy workflow.
 
-The google provider cannot be downloaded here, so `terraform validate`/`plan` are out of reach.
-Instead every .tf file is parsed with python-hcl2 and the rules of docs/deploy.md and DESIGN.md are
-asserted on the parsed configuration: least privilege, no public access, one identity per service
-and per trigger, and the agreement between what Terraform declares and the names the code uses
-(``sunrise_common.names``).
+Every .tf file is parsed with python-hcl2 and the rules of docs/deploy.md and DESIGN.md are
+asserted on the configuration as written: least privilege, no public access, one identity per
+service and per trigger, and the agreement between what Terraform declares and the names the code
+uses (``sunrise_common.names``). The same rules as Terraform evaluated them (for_each expanded,
+references resolved, per environment) are in test_plan.py; test_validate.py shows that
+`terraform validate` against the provider schema rejects a broken module.
 """
 
 from __future__ import annotations
@@ -146,9 +147,9 @@ def cloud_name(logical: str) -> str:
 
 def test_the_module_has_one_file_per_kind_of_resource() -> None:
     expected = {
-        "apis.tf", "buckets.tf", "eventarc.tf", "firestore.tf", "iam.tf", "locals.tf",
-        "outputs.tf", "providers.tf", "pubsub.tf", "registry.tf", "run.tf", "secrets.tf",
-        "variables.tf", "versions.tf",
+        "apis.tf", "buckets.tf", "deploy.tf", "eventarc.tf", "firestore.tf", "iam.tf",
+        "locals.tf", "monitoring.tf", "outputs.tf", "providers.tf", "pubsub.tf", "registry.tf",
+        "run.tf", "secrets.tf", "variables.tf", "versions.tf",
     }  # fmt: skip
     assert expected <= set(tf_files()), f"missing: {sorted(expected - set(tf_files()))}"
     for environment in ENVIRONMENTS:
@@ -371,7 +372,7 @@ def test_declared_triggers_equal_the_codes_triggers() -> None:
     assert {c["attribute"] for c in pubsub["matching_criteria"]} == {"type"}
     assert (
         one(one(pubsub["transport"])["pubsub"])["topic"]
-        == "${google_pubsub_topic.topics[each.value.source].id}"
+        == "projects/${var.project_id}/topics/${google_pubsub_topic.topics[each.value.source].name}"
     )
     assert pubsub["location"] == "${var.region}"
 
@@ -401,11 +402,11 @@ def test_publish_rights_follow_the_code() -> None:
     assert publisher["topic"] == "${google_pubsub_topic.topics[each.value.topic].name}"
     assert (
         publisher["member"]
-        == "serviceAccount:${google_service_account.runtime[each.value.service].email}"
+        == "serviceAccount:${local.runtime_emails[each.value.service]}"
     )
     for resource_type, name, body in all_resources():
         if (
-            "google_service_account.runtime" in str(body.get("member", ""))
+            "local.runtime_emails" in str(body.get("member", ""))
             and name != "runtime_publisher"
         ):
             assert "pubsub" not in str(body.get("role", "")), (
@@ -423,11 +424,18 @@ def test_bucket_rights_follow_the_code() -> None:
     }
     for service, buckets in names.WRITES.items():
         for bucket in buckets:
-            # writers create outputs once and look up whether a redelivered event's outputs exist
-            expected |= {
-                (service, bucket, "roles/storage.objectCreator"),
-                (service, bucket, "roles/storage.objectViewer"),
-            }
+            # Stages create outputs once and look up whether a redelivered event's outputs
+            # exist; ingest also replaces a recording uploaded again (objectUser). Which write
+            # needs which role is tied to the code in test_plan.py.
+            expected |= (
+                {(service, bucket, "roles/storage.objectUser")}
+                if service == "ingest"
+                else {
+                    (service, bucket, "roles/storage.objectCreator"),
+                    (service, bucket, "roles/storage.objectViewer"),
+                }
+            )
+    expected -= {("ingest", "anonymised", "roles/storage.objectViewer")}
     assert actual == expected
 
     member = resource("google_storage_bucket_iam_member", "runtime")
@@ -438,7 +446,7 @@ def test_bucket_rights_follow_the_code() -> None:
     assert member["role"] == "${each.value.role}"
     assert (
         member["member"]
-        == "serviceAccount:${google_service_account.runtime[each.value.service].email}"
+        == "serviceAccount:${local.runtime_emails[each.value.service]}"
     )
     assert set(resources("google_storage_bucket_iam_member")) == {"runtime"}
     assert not resources("google_storage_bucket_iam_binding") and not resources(
@@ -527,7 +535,8 @@ def test_every_service_and_trigger_has_its_own_service_account() -> None:
         == trigger["account_id"]
         == "${var.prefix}-${each.value.account}"
     )
-    assert set(resources("google_service_account")) == {"runtime", "trigger"}
+    # ... and CI's deployer (deploy.tf, test_plan.py) is a third, separate identity.
+    assert set(resources("google_service_account")) == {"runtime", "trigger", "deploy"}
 
     suffixes = [s["account"] for s in declared["services"].values()] + [
         t["account"] for t in declared["triggers"].values()
@@ -553,18 +562,16 @@ def test_every_service_and_trigger_has_its_own_service_account() -> None:
     run = resource("google_cloud_run_v2_service", "services")
     assert (
         one(run["template"])["service_account"]
-        == "${google_service_account.runtime[each.key].email}"
+        == "${local.runtime_emails[each.key]}"
     )
     for body in resources("google_eventarc_trigger").values():
-        assert (
-            body["service_account"]
-            == "${google_service_account.trigger[each.key].email}"
-        )
+        assert body["service_account"] == "${local.trigger_emails[each.key]}"
 
 
 def test_each_trigger_account_can_invoke_only_its_destination() -> None:
     invokers = resources("google_cloud_run_v2_service_iam_member")
-    assert set(invokers) == {"trigger_invoker"}
+    # deploy_developer is CI's run.developer (no run.invoker: checked below).
+    assert set(invokers) == {"trigger_invoker", "deploy_developer"}
     invoker = invokers["trigger_invoker"]
     assert invoker["for_each"] == "${local.triggers}"
     assert invoker["role"] == "roles/run.invoker"
@@ -574,7 +581,7 @@ def test_each_trigger_account_can_invoke_only_its_destination() -> None:
     )
     assert (
         invoker["member"]
-        == "serviceAccount:${google_service_account.trigger[each.key].email}"
+        == "serviceAccount:${local.trigger_emails[each.key]}"
     )
     # ...the same service the trigger delivers to (checked in test_declared_triggers_equal_the_codes_triggers),
     # and nobody gets run.invoker anywhere else (project-wide invoker would reach every service).
@@ -595,13 +602,13 @@ def test_trigger_accounts_receive_events_and_pubsub_can_sign_for_them() -> None:
     assert receiver["role"] == "roles/eventarc.eventReceiver"
     assert (
         receiver["member"]
-        == "serviceAccount:${google_service_account.trigger[each.key].email}"
+        == "serviceAccount:${local.trigger_emails[each.key]}"
     )
     token = resource("google_service_account_iam_member", "pubsub_agent_token_creator")
     assert token["role"] == "roles/iam.serviceAccountTokenCreator"
     assert (
         token["service_account_id"]
-        == "${google_service_account.trigger[each.key].name}"
+        == "projects/${var.project_id}/serviceAccounts/${local.trigger_emails[each.key]}"
     )
     assert token["member"] == "${local.pubsub_service_agent}"
     assert (
@@ -666,7 +673,7 @@ def test_pseudonym_key_is_readable_by_ingest_only_and_its_value_is_not_in_terraf
     assert accessor["role"] == "roles/secretmanager.secretAccessor"
     assert (
         accessor["member"]
-        == 'serviceAccount:${google_service_account.runtime["ingest"].email}'
+        == 'serviceAccount:${local.runtime_emails["ingest"]}'
     )
 
 
@@ -676,7 +683,8 @@ def test_dead_letters_are_kept_by_a_subscription_that_never_expires() -> None:
         subscription["topic"]
         == "${google_pubsub_topic.topics[local.dead_letter_topic].id}"
     )
-    assert subscription["message_retention_duration"] == "604800s"
+    assert subscription["message_retention_duration"] == "${local.dead_letter_retention}"
+    assert tf_locals()["dead_letter_retention"] == "604800s"
     assert one(subscription["expiration_policy"])["ttl"] == ""
     publisher = resource(
         "google_pubsub_topic_iam_member", "pubsub_agent_dead_letter_publisher"
@@ -858,6 +866,12 @@ def test_the_apis_the_resources_need_are_enabled() -> None:
             "artifactregistry",
             "secretmanager",
             "iam",
+            # Workload Identity Federation of the deploy workflow (deploy.tf).
+            "iamcredentials",
+            "sts",
+            # Alerts, log-based metrics and the dashboard (monitoring.tf).
+            "monitoring",
+            "logging",
         )
     }
     assert set(tf_locals()["apis"]) == needed

@@ -1,0 +1,592 @@
+"""terraform/ as Terraform evaluated it: the dev and prod plans (``terraform show -json``).
+
+The plans come from the real Terraform binary and a schema-faithful stand-in for the google
+provider (conftest.py). Every value read here was computed by Terraform: ``for_each`` expanded,
+``dynamic`` blocks built, references resolved, tfvars applied. Values the provider only knows
+after apply (ids, emails it reports) are "unknown" in a plan and are not relied upon.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from sunrise_common import names
+
+from .conftest import ENVIRONMENTS, REPO
+
+# What each environment's tfvars set (terraform/environments/*.tfvars).
+RAW_RETENTION_DAYS = {"dev": 7, "prod": 30}
+NONCURRENT_DAYS = {"dev": 7, "prod": 30}
+MAX_DELIVERY_ATTEMPTS = {"dev": 5, "prod": 10}
+PREFIX = {"dev": "sunrise-dev", "prod": "sunrise-prod"}
+PROJECT = {"dev": "sunrise-dev-project", "prod": "sunrise-prod-project"}  # scripts/tfcheck.sh
+REPOSITORY = "example-org/sunrise"  # scripts/tfcheck.sh passes it as var.github_repository
+
+# Storage permissions of the predefined roles this module grants (cloud.google.com/storage/docs/
+# access-control/iam-roles; object permissions only, which is what the code exercises).
+ROLE_PERMISSIONS = {
+    "roles/storage.objectViewer": {"storage.objects.get", "storage.objects.list"},
+    "roles/storage.objectCreator": {"storage.objects.create"},
+    "roles/storage.objectUser": {
+        "storage.objects.create", "storage.objects.delete", "storage.objects.get",
+        "storage.objects.list", "storage.objects.restore", "storage.objects.update",
+    },
+}  # fmt: skip
+# What each way of writing needs. Replacing an existing object (no precondition, or a
+# precondition on a non-zero generation) needs storage.objects.delete besides create: Google
+# documents that objectCreator "does not give permission to view, delete or replace objects".
+WRITE_MODE_PERMISSIONS = {
+    "create-only": {"storage.objects.create"},
+    "replace": {"storage.objects.create", "storage.objects.delete"},
+    "rewrite": {"storage.objects.create", "storage.objects.delete", "storage.objects.get"},
+    "delete": {"storage.objects.delete"},
+}
+# Every stage also looks its inputs up (stat) and reads them.
+READ_PERMISSIONS = {"storage.objects.get", "storage.objects.list"}
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def changes(plan: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """Planned values (``change.after``) of one resource type, by for_each key (or, for a
+    resource without for_each, by its name)."""
+    return {
+        str(rc["index"]) if "index" in rc else rc["name"]: rc["change"]["after"]
+        for rc in plan["resource_changes"]
+        if rc["type"] == resource_type and rc["mode"] == "managed"
+    }
+
+
+def unknown(plan: dict[str, Any], address: str) -> dict[str, Any]:
+    for rc in plan["resource_changes"]:
+        if rc["address"] == address:
+            return rc["change"]["after_unknown"]
+    raise KeyError(address)
+
+
+def config_expressions(plan: dict[str, Any], address: str) -> dict[str, Any]:
+    for res in plan["configuration"]["root_module"]["resources"]:
+        if res["address"] == address:
+            return res["expressions"]
+    raise KeyError(address)
+
+
+def bindings_by_member(plan: dict[str, Any]) -> dict[str, set[tuple[str, str, str]]]:
+    """Every IAM member binding in the plan: member -> {(kind, target, role)}."""
+    targets = {
+        "google_project_iam_member": "project",
+        "google_storage_bucket_iam_member": "bucket",
+        "google_pubsub_topic_iam_member": "topic",
+        "google_pubsub_subscription_iam_member": "subscription",
+        "google_secret_manager_secret_iam_member": "secret_id",
+        "google_cloud_run_v2_service_iam_member": "name",
+        "google_service_account_iam_member": "service_account_id",
+        "google_artifact_registry_repository_iam_member": "repository",
+    }
+    found: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
+    for rc in plan["resource_changes"]:
+        if rc["type"] in targets:
+            after = rc["change"]["after"]
+            if "member" not in after:
+                raise ValueError(f"{rc['address']}: the member is unknown at plan time")
+            target = after.get(targets[rc["type"]])
+            found[after["member"]].add((rc["type"], str(target), after["role"]))
+    return found
+
+
+def sa(environment: str, account: str) -> str:
+    return f"serviceAccount:{PREFIX[environment]}-{account}@{PROJECT[environment]}.iam.gserviceaccount.com"
+
+
+def runtime_account(service: str) -> str:
+    return "r-" + service.replace("_", "-")
+
+
+TRIGGERS = {t.name: t for t in names.TRIGGERS}
+
+
+def bucket(environment: str, logical: str) -> str:
+    return f"{PREFIX[environment]}-{logical}"
+
+
+def cloud_run_name(environment: str, service: str) -> str:
+    return f"{PREFIX[environment]}-{service.replace('_', '-')}"
+
+
+# --------------------------------------------------------------------------------------------
+# The plan itself
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_plan_creates_every_resource_from_an_empty_state(
+    plans: dict[str, Any], environment: str
+) -> None:
+    plan = plans[environment]
+    assert plan["errored"] is False and plan["applyable"] is True
+    actions = {tuple(rc["change"]["actions"]) for rc in plan["resource_changes"]}
+    assert actions == {("create",)}, actions
+    assert plan["variables"]["environment"]["value"] == environment
+    # The two data sources answered (the stand-in's plausible values), so their users are known.
+    reads = {
+        rc["type"]
+        for rc in plan["prior_state"]["values"]["root_module"].get("resources", [])
+        if rc["mode"] == "data"
+    }
+    assert {"google_project", "google_storage_project_service_account"} <= reads
+
+
+def test_dev_and_prod_declare_the_same_resources(plans: dict[str, Any]) -> None:
+    addresses = {
+        e: sorted(rc["address"] for rc in plans[e]["resource_changes"]) for e in ENVIRONMENTS
+    }
+    assert addresses["dev"] == addresses["prod"]
+
+
+# --------------------------------------------------------------------------------------------
+# IAM as evaluated
+# --------------------------------------------------------------------------------------------
+
+
+def _write_modes_in(tree: ast.AST) -> set[str]:
+    """Storage write modes of the calls in a module or function body.
+
+    ``upload_file``/``write_bytes`` default to ``if_generation_match=0`` (create-only,
+    sunrise_common.storage.Storage); ``None`` or any other value replaces an existing object.
+    """
+    modes: set[str] = set()
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        # Only calls on a storage port (ctx.storage.X): Path.write_bytes is a local file.
+        on_storage = any(
+            isinstance(a, ast.Attribute) and a.attr == "storage" for a in ast.walk(node.func.value)
+        )
+        if not on_storage:
+            continue
+        method = node.func.attr
+        if method in {"upload_file", "write_bytes"}:
+            match = next((k.value for k in node.keywords if k.arg == "if_generation_match"), None)
+            create_only = match is None or (isinstance(match, ast.Constant) and match.value == 0)
+            modes.add("create-only" if create_only else "replace")
+        elif method == "rewrite":
+            modes.add("rewrite")
+        elif method == "delete":
+            modes.add("delete")
+    return modes
+
+
+def shared_writers() -> dict[str, set[str]]:
+    """Functions of sunrise_common (outside the storage adapters) that write objects."""
+    writers: dict[str, set[str]] = {}
+    root = REPO / "libs" / "common" / "sunrise_common"
+    for path in root.rglob("*.py"):
+        if "storage" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and (modes := _write_modes_in(node)):
+                writers[node.name] = modes
+    return writers
+
+
+def service_write_modes(service: str) -> set[str]:
+    """Every way the service's code writes to its buckets: its own calls and the shared helpers
+    (e.g. ``upload_folder``) it calls."""
+    helpers = shared_writers()
+    modes: set[str] = set()
+    for path in (REPO / "services" / service / service).rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modes |= _write_modes_in(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                modes |= helpers.get(name, set())
+    return modes
+
+
+def test_the_scan_finds_the_write_modes_the_code_uses() -> None:
+    # Guards the scan itself: if it stopped finding these, the next test would pass vacuously.
+    assert "upload_folder" in shared_writers()
+    assert service_write_modes("ingest") == {"replace"}
+    for service in ("sunrise_prep", "psg_prep", "sunalgo"):
+        assert service_write_modes(service) == {"create-only"}, service
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+@pytest.mark.parametrize("service", names.SERVICES)
+def test_each_storage_write_mode_in_the_code_has_the_role_it_needs(
+    plans: dict[str, Any], environment: str, service: str
+) -> None:
+    granted = bindings_by_member(plans[environment])[sa(environment, runtime_account(service))]
+    per_bucket: dict[str, set[str]] = defaultdict(set)
+    for kind, target, role in granted:
+        if kind == "google_storage_bucket_iam_member":
+            per_bucket[target] |= ROLE_PERMISSIONS[role]
+    modes = service_write_modes(service)
+    assert modes, f"no storage write found in services/{service}"
+    for logical in names.WRITES[service]:
+        needed = set().union(*(WRITE_MODE_PERMISSIONS[m] for m in modes)) | READ_PERMISSIONS
+        missing = needed - per_bucket[bucket(environment, logical)]
+        assert not missing, (
+            f"{service} writes {logical} with {sorted(modes)} but lacks {sorted(missing)} there "
+            f"(granted: {sorted(r for k, t, r in granted if t == bucket(environment, logical))})"
+        )
+    for logical in names.READS[service]:
+        assert READ_PERMISSIONS <= per_bucket[bucket(environment, logical)], (service, logical)
+    # And nothing on buckets the code does not touch, and nothing it does not need.
+    touched = {bucket(environment, b) for b in (*names.READS[service], *names.WRITES[service])}
+    assert set(per_bucket) == touched
+    for target, permissions in per_bucket.items():
+        writes = target in {bucket(environment, b) for b in names.WRITES[service]}
+        if not writes:
+            assert permissions == READ_PERMISSIONS, (service, target, permissions)
+        elif "replace" not in modes and "rewrite" not in modes and "delete" not in modes:
+            assert "storage.objects.delete" not in permissions, (service, target)
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_runtime_accounts_hold_exactly_what_their_code_uses(
+    plans: dict[str, Any], environment: str
+) -> None:
+    members = bindings_by_member(plans[environment])
+    for service in names.SERVICES:
+        granted = members[sa(environment, runtime_account(service))]
+        project_roles = {r for k, _, r in granted if k == "google_project_iam_member"}
+        assert project_roles == {"roles/datastore.user", "roles/logging.logWriter"}, service
+        topics = {t for k, t, r in granted if k == "google_pubsub_topic_iam_member"}
+        assert topics == {f"{PREFIX[environment]}-{t}" for t in names.PUBLISHES[service]}
+        assert all(
+            r == "roles/pubsub.publisher" for k, _, r in granted if k == "google_pubsub_topic_iam_member"
+        )
+        secrets = {(t, r) for k, t, r in granted if k == "google_secret_manager_secret_iam_member"}
+        expected = (
+            {(f"{PREFIX[environment]}-pseudonym-key", "roles/secretmanager.secretAccessor")}
+            if service == "ingest" else set()
+        )  # fmt: skip
+        assert secrets == expected, service
+        other = {k for k, _, _ in granted} - {
+            "google_project_iam_member", "google_pubsub_topic_iam_member",
+            "google_storage_bucket_iam_member", "google_secret_manager_secret_iam_member",
+        }  # fmt: skip
+        assert not other, f"{service}'s runtime account also gets {other}"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_trigger_accounts_invoke_only_their_destination(
+    plans: dict[str, Any], environment: str
+) -> None:
+    members = bindings_by_member(plans[environment])
+    triggers = changes(plans[environment], "google_eventarc_trigger")
+    for key, trigger in triggers.items():
+        destination = trigger["destination"][0]["cloud_run_service"][0]
+        account = trigger["service_account"]
+        granted = members[f"serviceAccount:{account}"]
+        invokes = {(t, r) for k, t, r in granted if k == "google_cloud_run_v2_service_iam_member"}
+        assert invokes == {(destination["service"], "roles/run.invoker")}, key
+        assert {r for k, _, r in granted if k == "google_project_iam_member"} == {
+            "roles/eventarc.eventReceiver"
+        }
+        assert {k for k, _, _ in granted} == {
+            "google_cloud_run_v2_service_iam_member", "google_project_iam_member",
+        }, key  # fmt: skip
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_nothing_is_granted_to_the_public_or_project_wide_beyond_the_service_agents(
+    plans: dict[str, Any], environment: str
+) -> None:
+    members = bindings_by_member(plans[environment])
+    assert not [m for m in members if m in {"allUsers", "allAuthenticatedUsers"}]
+    agents = {m for m in members if "gcp-sa-" in m or "gs-project-accounts" in m}
+    # Service agents of project 123456789012, the number the stand-in's google_project answers.
+    assert all("123456789012" in m for m in agents), agents
+    storage_agent = "serviceAccount:service-123456789012@gs-project-accounts.iam.gserviceaccount.com"
+    assert members[storage_agent] == {
+        ("google_project_iam_member", PROJECT[environment], "roles/pubsub.publisher")
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Deploy identity
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_deploy_account_can_push_and_roll_out_and_nothing_else(
+    plans: dict[str, Any], environment: str
+) -> None:
+    plan = plans[environment]
+    deployer = sa(environment, "deploy")
+    granted = bindings_by_member(plan)[deployer]
+    repository = f"{PREFIX[environment]}-images"
+    expected = {("google_artifact_registry_repository_iam_member", repository, "roles/artifactregistry.writer")}
+    expected |= {
+        ("google_cloud_run_v2_service_iam_member", cloud_run_name(environment, s), "roles/run.developer")
+        for s in names.SERVICES
+    }
+    expected |= {
+        (
+            "google_service_account_iam_member",
+            f"projects/{PROJECT[environment]}/serviceAccounts/{sa(environment, runtime_account(s)).split(':', 1)[1]}",
+            "roles/iam.serviceAccountUser",
+        )
+        for s in names.SERVICES
+    }
+    assert granted == expected
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_only_this_repositorys_jobs_in_this_environment_can_become_the_deployer(
+    plans: dict[str, Any], environment: str
+) -> None:
+    plan = plans[environment]
+    (provider,) = changes(plan, "google_iam_workload_identity_pool_provider").values()
+    assert provider["oidc"][0]["issuer_uri"] == "https://token.actions.githubusercontent.com"
+    condition = provider["attribute_condition"]
+    assert f'assertion.repository == "{REPOSITORY}"' in condition
+    assert f'assertion.environment == "{environment}"' in condition
+    assert "&&" in condition and "||" not in condition
+    assert provider["attribute_mapping"]["attribute.repository"] == "assertion.repository"
+    (pool,) = changes(plan, "google_iam_workload_identity_pool").values()
+    identity_users = {
+        member: roles
+        for member, roles in bindings_by_member(plan).items()
+        if any(r == "roles/iam.workloadIdentityUser" for _, _, r in roles)
+    }
+    principal = (
+        "principalSet://iam.googleapis.com/projects/123456789012/locations/global/"
+        f"workloadIdentityPools/{pool['workload_identity_pool_id']}/attribute.repository/{REPOSITORY}"
+    )
+    deploy_email = sa(environment, "deploy").split(":", 1)[1]
+    assert identity_users == {
+        principal: {(
+            "google_service_account_iam_member",
+            f"projects/{PROJECT[environment]}/serviceAccounts/{deploy_email}",
+            "roles/iam.workloadIdentityUser",
+        )}
+    }  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# Services, buckets, triggers, subscriptions
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_services_are_internal_and_run_as_their_own_account(
+    plans: dict[str, Any], environment: str
+) -> None:
+    services = changes(plans[environment], "google_cloud_run_v2_service")
+    assert set(services) == set(names.SERVICES)
+    for key, service in services.items():
+        assert service["name"] == cloud_run_name(environment, key)
+        assert service["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+        assert service["deletion_protection"] is (environment == "prod")
+        template = service["template"][0]
+        assert f"serviceAccount:{template['service_account']}" == sa(environment, runtime_account(key))
+        env = {e["name"]: e for e in template["containers"][0]["env"]}
+        assert env["SUNRISE_BACKEND"]["value"] == "cloud"
+        assert ("SUNRISE_PSEUDONYM_KEY" in env) is (key == "ingest")
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_buckets_are_private_versioned_and_raw_really_deletes(
+    plans: dict[str, Any], environment: str
+) -> None:
+    buckets = changes(plans[environment], "google_storage_bucket")
+    assert set(buckets) == set(names.BUCKETS)
+    for key, value in buckets.items():
+        assert value["name"] == bucket(environment, key)
+        assert value["uniform_bucket_level_access"] is True
+        assert value["public_access_prevention"] == "enforced"
+        assert value["force_destroy"] is False
+        assert value["versioning"] == [{"enabled": True}]
+        rules = [(r["action"][0]["type"], r["condition"][0]) for r in value["lifecycle_rule"]]
+        ages = [c["age"] for t, c in rules if t == "Delete" and c.get("age") is not None]
+        noncurrent = [
+            c["days_since_noncurrent_time"] for t, c in rules
+            if t == "Delete" and c.get("days_since_noncurrent_time") is not None
+        ]  # fmt: skip
+        soft_delete = value["soft_delete_policy"][0]["retention_duration_seconds"]
+        if key == "raw":
+            assert ages == [RAW_RETENTION_DAYS[environment]]
+            assert noncurrent == [1]
+            # Personal data: no 7-day soft-delete copy on top of the lifecycle deletion.
+            assert soft_delete == 0
+        else:
+            assert ages == []
+            assert noncurrent == [NONCURRENT_DAYS[environment]]
+            assert soft_delete == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_triggers_route_each_event_kind_to_the_service_the_code_expects(
+    plans: dict[str, Any], environment: str
+) -> None:
+    triggers = changes(plans[environment], "google_eventarc_trigger")
+    assert set(triggers) == set(TRIGGERS)
+    for key, trigger in triggers.items():
+        spec = TRIGGERS[key]
+        assert trigger["name"] == f"{PREFIX[environment]}-{key}"
+        destination = trigger["destination"][0]["cloud_run_service"][0]
+        assert destination["service"] == cloud_run_name(environment, spec.service)
+        assert destination["region"] == "europe-west1"
+        criteria = {c["attribute"]: c["value"] for c in trigger["matching_criteria"]}
+        assert criteria["type"] == spec.event_type
+        if spec.event_type == names.STORAGE_FINALIZED:
+            assert criteria == {"type": spec.event_type, "bucket": bucket(environment, spec.source)}
+            assert trigger["location"] == "europe-west1"
+        else:
+            assert criteria == {"type": spec.event_type}
+            topic = trigger["transport"][0]["pubsub"][0]["topic"]
+            assert topic == f"projects/{PROJECT[environment]}/topics/{PREFIX[environment]}-{spec.source}"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_every_trigger_subscription_gets_the_dead_letter_policy_and_its_services_timeout(
+    plans: dict[str, Any], environment: str
+) -> None:
+    plan = plans[environment]
+    policies = changes(plan, "terraform_data")
+    services = changes(plan, "google_cloud_run_v2_service")
+    assert set(policies) == set(TRIGGERS)
+    for key, policy in policies.items():
+        # The subscription and the dead-letter topic's id exist only after apply.
+        subscription, dead_letter_topic, attempts, ack_deadline = unknown_aware(
+            policy["triggers_replace"], unknown(plan, f'terraform_data.event_subscription_policy["{key}"]')
+        )
+        assert subscription is None and dead_letter_topic is None
+        assert attempts == MAX_DELIVERY_ATTEMPTS[environment]
+        # The ack deadline equals the destination's request timeout (at most Pub/Sub's 600 s).
+        timeout = services[TRIGGERS[key].service]["template"][0]["timeout"]
+        assert ack_deadline == timeout and int(timeout.rstrip("s")) <= 600
+    provisioners = next(
+        r for r in plan["configuration"]["root_module"]["resources"]
+        if r["address"] == "terraform_data.event_subscription_policy"
+    )["provisioners"]  # fmt: skip
+    references = set(provisioners[0]["expressions"]["command"]["references"])
+    assert {"var.max_delivery_attempts", "local.dead_letter_topic"} <= references
+
+
+def unknown_aware(values: list[Any], after_unknown: dict[str, Any]) -> list[Any]:
+    """``triggers_replace`` with the elements unknown at plan time as None."""
+    flags = after_unknown.get("triggers_replace", [])
+    return [None if i < len(flags) and flags[i] is True else v for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_dead_letters_are_kept_seven_days_and_no_longer(
+    plans: dict[str, Any], environment: str
+) -> None:
+    plan = plans[environment]
+    (subscription,) = changes(plan, "google_pubsub_subscription").values()
+    assert subscription["name"] == f"{PREFIX[environment]}-dead-letter"
+    assert subscription["ack_deadline_seconds"] == 60
+    assert subscription["message_retention_duration"] == "604800s"
+    assert subscription["retain_acked_messages"] is False
+    assert subscription["expiration_policy"] == [{"ttl": ""}]
+    topics = changes(plan, "google_pubsub_topic")
+    assert topics["dead-letter"]["message_retention_duration"] == "604800s"
+    assert all(topics[t].get("message_retention_duration") is None for t in topics if t != "dead-letter")
+
+
+# --------------------------------------------------------------------------------------------
+# Alerts and dashboard
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_alerts_cover_dead_letters_stuck_events_and_5xx_per_service(
+    plans: dict[str, Any], environment: str
+) -> None:
+    plan = plans[environment]
+    by_address = {
+        rc["address"]: rc["change"]["after"]
+        for rc in plan["resource_changes"]
+        if rc["type"] == "google_monitoring_alert_policy"
+    }
+    dead = by_address["google_monitoring_alert_policy.dead_letters"]
+    condition = dead["conditions"][0]["condition_threshold"][0]
+    assert f'subscription_id = "{PREFIX[environment]}-dead-letter"' in condition["filter"]
+    assert "subscription/num_undelivered_messages" in condition["filter"]
+    assert (condition["comparison"], condition["threshold_value"]) == ("COMPARISON_GT", 0)
+
+    stuck = by_address["google_monitoring_alert_policy.oldest_unacked"]
+    condition = stuck["conditions"][0]["condition_threshold"][0]
+    assert "subscription/oldest_unacked_message_age" in condition["filter"]
+    assert f'starts_with("eventarc-europe-west1-{PREFIX[environment]}-")' in condition["filter"]
+    assert condition["threshold_value"] == 30 * 60  # var.oldest_unacked_alert_minutes, seconds
+
+    errors = {
+        key: after
+        for key, after in changes(plan, "google_monitoring_alert_policy").items()
+        if key not in {"dead_letters", "oldest_unacked"}
+    }
+    assert set(errors) == set(names.SERVICES)
+    for key, policy in errors.items():
+        condition = policy["conditions"][0]["condition_threshold"][0]
+        name = cloud_run_name(environment, key)
+        assert f'service_name = "{name}"' in condition["filter"]
+        assert 'response_code_class = "5xx"' in condition["filter"]
+        assert f'service_name = "{name}"' in condition["denominator_filter"]
+        assert "response_code_class" not in condition["denominator_filter"]
+        assert 0 < condition["threshold_value"] < 1  # a ratio of requests
+
+    for address, policy in by_address.items():
+        assert policy["notification_channels"] == [], address  # the variable's default
+        expressions = config_expressions(plan, address.split("[")[0])
+        assert expressions["notification_channels"]["references"] == ["var.notification_channels"]
+
+
+def permanent_failure_log_line() -> str:
+    """The message the services log for a permanent failure, made by the code that logs it."""
+    source = (REPO / "libs" / "common" / "sunrise_common" / "service.py").read_text()
+    (template,) = re.findall(r'logger\.warning\("(permanent failure[^"]*)", exc\)', source)
+    from sunrise_common.errors import PermanentError
+
+    return template % PermanentError("not_edf", "psg uploads must be EDF/EDF+/BDF files")
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_permanent_failures_are_counted_per_stage_and_reason_from_the_services_logs(
+    plans: dict[str, Any], environment: str
+) -> None:
+    metrics = {m["name"]: m for m in changes(plans[environment], "google_logging_metric").values()}
+    metric = metrics[f"{PREFIX[environment]}-permanent-failures"]
+    assert metric["label_extractors"]["stage"] == "EXTRACT(jsonPayload.stage)"
+    line = permanent_failure_log_line()
+    (filter_regex,) = re.findall(r'jsonPayload\.message =~ "([^"]+)"', metric["filter"])
+    assert re.search(filter_regex, line)
+    (extract_regex,) = re.findall(r'REGEXP_EXTRACT\(jsonPayload\.message, "(.+)"\)', metric["label_extractors"]["reason"])
+    assert re.search(extract_regex, line).group(1) == "not_edf"
+    labels = {label["key"] for label in metric["metric_descriptor"][0]["labels"]}
+    assert labels == {"stage", "reason"}
+    wall = metrics[f"{PREFIX[environment]}-stage-wall-time"]
+    assert wall["value_extractor"] == "EXTRACT(jsonPayload.wall_s)"
+    assert wall["metric_descriptor"][0]["value_type"] == "DISTRIBUTION"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_one_dashboard_shows_nights_failures_by_reason_and_stage_latency(
+    plans: dict[str, Any], environment: str
+) -> None:
+    (dashboard,) = changes(plans[environment], "google_monitoring_dashboard").values()
+    layout = json.loads(dashboard["dashboard_json"])
+    filters = [
+        ds["timeSeriesQuery"]["timeSeriesFilter"]["filter"]
+        for tile in layout["mosaicLayout"]["tiles"]
+        for ds in tile["widget"]["xyChart"]["dataSets"]
+    ]
+    prefix = f"logging.googleapis.com/user/{PREFIX[environment]}"
+    assert any(f"{prefix}-stage-runs" in f and 'stage = "sunalgo"' in f for f in filters)
+    assert any(f"{prefix}-permanent-failures" in f for f in filters)
+    assert any(f"{prefix}-stage-wall-time" in f for f in filters)
+
