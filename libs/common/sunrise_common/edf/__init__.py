@@ -1,5 +1,7 @@
 """EDF / EDF+ / BDF handling: strict headers, chunked reading, streaming anonymisation."""
 
+from typing import TYPE_CHECKING
+
 from sunrise_common.edf.annotations import KEEP_VOCABULARY, Annotation, Tal, encode_tals, is_allowed, parse_tals
 from sunrise_common.edf.anonymise import AnonymisationReport, anonymise_edf, anonymised_header
 from sunrise_common.edf.errors import REASONS, EdfError
@@ -12,7 +14,23 @@ from sunrise_common.edf.header import (
     parse_header_bytes,
     read_header,
 )
-from sunrise_common.edf.reader import Chunk, iter_chunks, read_annotations, read_record_onsets, read_start_offset
+
+if TYPE_CHECKING:
+    from sunrise_common.edf.reader import Chunk, iter_chunks, read_annotations, read_record_onsets, read_start_offset
+
+# The reader needs numpy, whose import costs as much as copying 100 MB; header parsing and the
+# anonymiser do not, so its names are imported on first use (PEP 562) and a process that only
+# anonymises plain EDF files never loads numpy.
+_READER_NAMES = frozenset({"Chunk", "iter_chunks", "read_annotations", "read_record_onsets", "read_start_offset"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _READER_NAMES:
+        from sunrise_common.edf import reader
+
+        return getattr(reader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "KEEP_VOCABULARY",
