@@ -2,7 +2,7 @@
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help install run run-emulators test test-fast bench bench-quick reliability science science-quick checkov fmt clean
+.PHONY: help install run run-emulators test test-fast bench bench-quick reliability science science-quick checkov terraform-check fmt clean
 
 help:
 	@echo "make run            the whole stack on the embedded default, with an example night"
@@ -10,6 +10,7 @@ help:
 	@echo "make test           install and run the whole test suite"
 	@echo "make bench          benchmarks of DESIGN.md's targets -> BENCHMARKS.md"
 	@echo "make reliability    fault-injection scenarios -> RELIABILITY.md"
+	@echo "make terraform-check  terraform validate + plan (dev, prod) offline, plan tests, checkov"
 	@echo "make science        robustness of detectors and models on shifted synthetic nights -> SCIENCE.md"
 
 install:
@@ -45,6 +46,13 @@ science-quick: install
 
 checkov:
 	bash scripts/checkov.sh
+
+# Real Terraform, offline, against a stand-in google provider that serves the published schema
+# (tools/tfcheck): fmt, init, validate, plan dev + prod, plan-JSON tests, checkov, workflow audit.
+terraform-check: install
+	terraform fmt -check -recursive -diff terraform
+	bash scripts/tfcheck.sh plan .tfcheck/plans
+	SUNRISE_TFCHECK_PLANS=$(CURDIR)/.tfcheck/plans SUNRISE_CHECKOV=1 $(UV) run pytest tests/terraform -q $(PYTEST_ARGS)
 
 fmt:
 	terraform fmt -recursive terraform

@@ -12,14 +12,15 @@
 #   scripts/tfcheck.sh workflow            check-jsonschema + zizmor --offline on deploy.yml
 #   scripts/tfcheck.sh env                 only install the tool environment and the mirror
 #
-# Environment: TFCHECK_SCHEMA (default ../shared/reference/terraform/google-6.50.0.schema.json.gz
-# beside the repository), TFCHECK_VENV (default .tfcheck-venv).
+# Environment: TFCHECK_SCHEMA (default tools/tfcheck/google-6.50.0.schema.json.gz, a copy of
+# shared/reference/terraform/ kept in the repository so that GitHub's CI has it too),
+# TFCHECK_VENV (default .tfcheck-venv).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TFCHECK_VENV:-${repo_root}/.tfcheck-venv}"
 requirements="${repo_root}/tools/tfcheck/requirements.txt"
-schema="${TFCHECK_SCHEMA:-${repo_root}/../shared/reference/terraform/google-6.50.0.schema.json.gz}"
+schema="${TFCHECK_SCHEMA:-${repo_root}/tools/tfcheck/google-6.50.0.schema.json.gz}"
 provider_version="6.50.0"
 state_dir="${repo_root}/.tfcheck"
 
@@ -112,7 +113,7 @@ case "${cmd}" in
     for environment in dev prod; do
       # An empty state: a local state file in the scratch folder that does not exist yet.
       terraform -chdir="${work}/module" plan -input=false -no-color -lock=false -refresh=false \
-        -var-file="environments/${environment}.tfvars" -var "project_id=sunrise-${environment}-project" \
+        -var-file="environments/${environment}.tfvars" -var "project_id=sunrise-${environment}-project" -var "github_repository=example-org/sunrise" \
         -state="${work}/${environment}.tfstate" -out="${work}/${environment}.tfplan" >"${out}/plan-${environment}.txt"
       terraform -chdir="${work}/module" show -json "${work}/${environment}.tfplan" >"${out}/plan-${environment}.json"
       grep "^Plan:" "${out}/plan-${environment}.txt" | sed "s/^/${environment}: /"

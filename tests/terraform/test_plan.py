@@ -351,8 +351,8 @@ def test_only_this_repositorys_jobs_in_this_environment_can_become_the_deployer(
     (provider,) = changes(plan, "google_iam_workload_identity_pool_provider").values()
     assert provider["oidc"][0]["issuer_uri"] == "https://token.actions.githubusercontent.com"
     condition = provider["attribute_condition"]
+    assert f'assertion.sub == "repo:{REPOSITORY}:environment:{environment}"' in condition
     assert f'assertion.repository == "{REPOSITORY}"' in condition
-    assert f'assertion.environment == "{environment}"' in condition
     assert "&&" in condition and "||" not in condition
     assert provider["attribute_mapping"]["attribute.repository"] == "assertion.repository"
     (pool,) = changes(plan, "google_iam_workload_identity_pool").values()

@@ -1,0 +1,70 @@
+"""The deploy workflow, audited offline: schema validity, zizmor, pinned actions, no injection."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .conftest import REPO, run_tfcheck
+
+WORKFLOW = REPO / ".github" / "workflows" / "deploy.yml"
+
+
+@functools.cache
+def steps() -> list[tuple[str, dict[str, Any]]]:
+    """(job, step) pairs of the workflow, parsed by ruamel.yaml from the tool environment (the
+    workspace has no YAML parser, and check-jsonschema brings one)."""
+    result = run_tfcheck("env")
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/tfcheck.sh env failed: {result.stderr[-2000:]}")
+    python = Path(os.environ.get("TFCHECK_VENV", REPO / ".tfcheck-venv")) / "bin" / "python"
+    dump = subprocess.run(
+        [str(python), "-c",
+         "import json, sys; from ruamel.yaml import YAML; "
+         "print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))", str(WORKFLOW)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    jobs = json.loads(dump.stdout)["jobs"]
+    return [(job, step) for job, body in jobs.items() for step in body["steps"]]
+
+
+def test_the_workflow_is_schema_valid_and_zizmor_finds_nothing() -> None:
+    result = run_tfcheck("workflow", timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "No findings to report" in output
+
+
+def test_every_action_is_pinned_to_a_full_commit_sha_with_its_tag() -> None:
+    uses = re.findall(r"uses: (\S+)(.*)", WORKFLOW.read_text())
+    assert uses
+    for action, comment in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), action
+        assert re.fullmatch(r"\s*# v\d+(\.\d+)*", comment), f"{action}: no tag comment"
+
+
+def test_scripts_take_values_from_the_environment_not_from_templates() -> None:
+    for job, step in steps():
+        assert "${{" not in step.get("run", ""), f"{job}: template expansion inside a script"
+
+
+def test_checkouts_do_not_persist_credentials() -> None:
+    checkouts = [s for _, s in steps() if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkouts
+    assert all(s.get("with", {}).get("persist-credentials") is False for s in checkouts)
+
+
+def test_the_test_job_installs_what_make_test_needs_and_runs_terraform_check() -> None:
+    test_steps = [s for job, s in steps() if job == "test"]
+    runs = " ".join(s.get("run", "") for s in test_steps)
+    assert "make test" in runs and "make terraform-check" in runs
+    assert "openjdk" in runs
+    gcloud = [s for s in test_steps if s.get("uses", "").startswith("google-github-actions/setup-gcloud@")]
+    components = gcloud[0]["with"]["install_components"]
+    assert "pubsub-emulator" in components and "cloud-firestore-emulator" in components
+    assert any(s.get("uses", "").startswith("hashicorp/setup-terraform@") for s in test_steps)
