@@ -59,13 +59,17 @@ def run(
     example: Annotated[bool, typer.Option(help="Generate and upload an example night pair.")] = True,
     hours: Annotated[float, typer.Option(help="Length of the example night in hours.")] = 8.0,
     emulators: Annotated[bool, typer.Option(help="Run on fake-gcs-server and the Pub/Sub and Firestore emulators.")] = False,
-    exit_when_done: Annotated[bool, typer.Option(help="Stop once the example night is scored (for scripts).")] = False,
+    exit_when_done: Annotated[bool, typer.Option(help="Stop once the example nights are scored (for scripts).")] = False,
+    seed_nights: Annotated[int, typer.Option(
+        help="After the example night, upload this many short extra nights with PSG labels (for `sunrise train`).")] = 3,
+    seed_hours: Annotated[float, typer.Option(help="Length of each extra night in hours.")] = 1.0,
 ) -> None:
     """Start the whole stack on 127.0.0.1, process an example night, keep watching the raw bucket."""
     from sunrise_cli.runner import run_stack
 
     raise typer.Exit(run_stack(_settings(), example=example, hours=hours, emulators=emulators,
-                               exit_when_done=exit_when_done, console=console))
+                               exit_when_done=exit_when_done, console=Console(soft_wrap=True),
+                               seed=seed_nights, seed_hours=seed_hours))
 
 
 @app.command()

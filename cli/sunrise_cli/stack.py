@@ -145,19 +145,24 @@ class Stack:
             env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, on_ready: Callable[[str], None] | None = None) -> None:
         """Start the services, wait until they answer, then the router (so that its first
-        deliveries find them up). If anything fails, whatever was started is stopped again."""
+        deliveries find them up). If anything fails, whatever was started is stopped again.
+        ``on_ready(name)`` is called as each service answers and once the router is started
+        (progress output for ``make run``)."""
         try:
             for service in SERVICE_APPS:
                 self.start_service(service)
-            self.wait_healthy(timeout)
+            self.wait_healthy(timeout, on_ready=on_ready)
             self.start_router()
+            if on_ready:
+                on_ready("router")
         except BaseException:
             self.stop()
             raise
 
-    def wait_healthy(self, timeout: float = 60.0, services: list[str] | None = None) -> None:
+    def wait_healthy(self, timeout: float = 60.0, services: list[str] | None = None,
+                     on_ready: Callable[[str], None] | None = None) -> None:
         deadline = time.monotonic() + timeout
         for service in services or list(SERVICE_APPS):
             url = self.settings.service_url(service).rstrip("/") + "/healthz"
@@ -169,6 +174,8 @@ class Stack:
                     resp = httpx.get(url, timeout=1.0)
                     if resp.status_code == 200:
                         if self._is_ours(resp, service):
+                            if on_ready:
+                                on_ready(service)
                             break
                         raise PortBusy(f"{url} is answered by a process this launcher did not start "
                                        f"({resp.text[:100]!r}): another stack holds the port")

@@ -179,3 +179,51 @@ def test_backfill_by_rewriting_objects_replays_uploads_without_redoing_the_stage
                                for _, d in ctx.state.list("uploads")) and settled(ctx, 2), 120, "the rewritten uploads ingested")
         after = {n: d["runs"] for n, d in ctx.state.list("nights")}
     assert after == before  # same bytes: no stage after ingest ran again
+
+
+def test_sunrise_run_shows_progress_seeds_training_nights_and_announces_later_files(tmp_path):
+    """`make run` as a subprocess: start-up and generation progress, the example night scored,
+    extra nights with PSG labels seeded, then a file copied in later is announced with its
+    outcome; Ctrl-C stops everything."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sunrise_cli.stack import settings_env
+
+    settings = stack_settings(tmp_path, router_watch_raw=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUNRISE_")} | settings_env(settings)
+    env["COLUMNS"] = "80"  # what a pipe or a small terminal gets: long paths must still be whole
+    proc = subprocess.Popen([sys.executable, "-m", "sunrise_cli.main", "run", "--hours", "1", "--seed-nights", "2",
+                             "--seed-hours", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def said(pattern: str) -> bool:
+        return any(pattern in line for line in lines)
+
+    try:
+        wait_until(lambda: said("watching ") or proc.poll() is not None, 300, "sunrise run to start watching")
+        assert proc.poll() is None, "".join(lines)
+        for service in ("ingest", "sunrise_prep", "psg_prep", "sunalgo", "router"):
+            assert said(f"  {service} up after "), "".join(lines)
+        assert said("generated in ") and said("uploaded raw/psg/demo-site/demo-001/")
+        assert said("uploaded 2 more example nights with PSG labels")
+        ctx = Context.from_settings(settings)
+        wait_until(lambda: settled(ctx, 3), 120, "the example night and the 2 extra nights")
+        wait_until(lambda: sum(said(f"file raw/labels/demo-site/demo-00{i}/") for i in (2, 3)) == 2, 30,
+                   "the extra nights' files announced")
+        raw = settings.data_dir / "buckets" / settings.bucket("raw") / "psg" / "late-site" / "S1"
+        raw.mkdir(parents=True)
+        (raw / "a-rather-long-file-name-that-would-be-wrapped-at-eighty-columns.edf").write_bytes(b"not an EDF")
+        wait_until(lambda: said("file raw/psg/late-site/S1/a-rather-long-file-name-that-would-be-wrapped-at-eighty"
+                                "-columns.edf (generation "), 60, "the late file announced")
+        late = next(line for line in lines if "late-site" in line and line.startswith("file "))
+        assert "rejected: not_edf" in late
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+    assert said("stopping ..."), "".join(lines)
