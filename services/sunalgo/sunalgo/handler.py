@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from sunrise_common import identity, names
+from sunrise_common.dataset import now_utc
 from sunrise_common.errors import Busy, PermanentError, TransientError
 from sunrise_common.events import Event
 from sunrise_common.nights import in_progress, latest_done, open_night, rerun_count
 from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
+from sunalgo.dataset import lineage_for, write_night
 from sunalgo.model import ModelError, check_version, load_model
 from sunalgo.run import run_sunalgo
 
@@ -45,7 +47,7 @@ def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version:
                                       f"rerun:{rerun_count(doc, STAGE)}")
     stage = STAGE if model_version is None else f"{STAGE}:{version}"
     return run_stage(ctx, "nights", night, stage, input_key,
-                     lambda: _score(ctx, night, sunrise, psg, version, input_key))
+                     lambda: _score(ctx, night, sunrise, psg, version, input_key, doc))
 
 
 def resolve_version(version: str | None, models_dir: Path) -> str:
@@ -74,7 +76,8 @@ def resolve_version(version: str | None, models_dir: Path) -> str:
         raise TransientError("model_unavailable", str(exc)) from exc
 
 
-def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: str, input_key: str) -> dict[str, Any]:
+def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: str, input_key: str,
+           doc: dict[str, Any]) -> dict[str, Any]:
     prepped = ctx.settings.bucket("prepped")
     with scratch_dir() as tmp:
         tmp = Path(tmp)
@@ -85,7 +88,12 @@ def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: s
         summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store())
         prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
-    return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None,
+        # The gold layer (sunrise_common.dataset): after the run's own results, create-only.
+        parts = write_night(ctx.storage, ctx.settings.bucket("results"), out, lineage_for(
+            night, doc, algo_version=summary.get("algo_version", version), input_key=input_key,
+            sunrise_input=sunrise["input_key"], psg_input=psg["input_key"] if psg else None,
+            scores=json.loads((out / "scores.json").read_text()), run_at=now_utc()))
+    return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None, "dataset": parts,
                         "sunrise_input": sunrise["input_key"], "psg_input": psg["input_key"] if psg else None},
             "metrics": {"bytes": sum(written.values())},
             "summary": scalars(summary)}
