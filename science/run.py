@@ -34,7 +34,9 @@ from science.conditions import CONDITIONS, Condition
 
 SEED0 = 50_000
 TARGETS = {"accuracy": 0.90, "tst_abs_min": 15.0, "rdi_abs_per_h": 5.0}
-BASELINE = "baseline-1"
+#: The rule baseline of the same (per-night) detector, and the previous default (before issue 12).
+BASELINE = "baseline-2"
+PREVIOUS = "logistic-1"
 QUICK_HOURS = 3.0
 
 
@@ -96,55 +98,66 @@ def _cell(value: float, fmt: str, missed: bool) -> str:
 
 
 def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
-    """SCIENCE.md text: header, the side-by-side table, misses with reasons, per-night data."""
-    default, base = meta["models"]
+    """SCIENCE.md text: header, the side-by-side table, misses with reasons, timing."""
+    models = meta["models"]
     lines = [
         "# SCIENCE: robustness of the detectors and sleep/wake models on shifted synthetic nights",
         "",
         f"Written by `{meta['command']}` on {meta['date']} ({meta['machine']}), commit "
-        f"`{meta['commit']}`, in {meta['elapsed_s']:.0f} s. Every figure is measured on "
-        "**synthetic** nights (`sunrise_cli.synth`) against their injected truth; none is a claim "
-        "about real patients (published envelopes for Sunrise vs PSG: docs/science.md §7).",
+        f"`{meta['commit']}` (plus the working tree of that run), in {meta['elapsed_s']:.0f} s. "
+        "Every figure is measured on **synthetic** nights (`sunrise_cli.synth`) against their "
+        "injected truth; none is a claim about real patients (published envelopes for Sunrise vs "
+        "PSG: docs/science.md §7).",
         "",
         f"Same nights in every condition: seeds {SEED0}..{SEED0 + meta['nights'] - 1}, target "
         "AHI spread over 5-45/h, obstructive fraction 0.8 unless stated, "
-        f"{meta['nights']} nights per condition. Models: **{default}** (the packaged default) and "
-        f"**{base}** (the rule baseline), same respiratory detector. Targets (median over "
-        f"nights): accuracy >= {TARGETS['accuracy']}, |TST error| <= {TARGETS['tst_abs_min']:g} "
-        f"min, |RDI error| <= {TARGETS['rdi_abs_per_h']:g} events/h. **✗** = target missed.",
+        f"{meta['nights']} nights per condition, 8-h nights unless stated. Models: "
+        f"**{models[0]}** (the packaged default), **{models[1]}** (its rule baseline: Oakley on "
+        "floor-relative activity counts; both use the same per-night respiratory detector)"
+        + (f", and **{models[2]}** (the previous default, absolute thresholds) for comparison"
+           if len(models) > 2 else "") +
+        f". Targets (median over nights): accuracy >= {TARGETS['accuracy']}, |TST error| <= "
+        f"{TARGETS['tst_abs_min']:g} min, |RDI error| <= {TARGETS['rdi_abs_per_h']:g} events/h. "
+        "**✗** = target missed. Cells: accuracy / |TST error| min / |RDI error| per h "
+        "(medians; signed median biases in the per-model detail below).",
         "",
-        f"| condition | shift | h | {default} acc | \\|TST err\\| min (bias) | \\|RDI err\\| /h "
-        f"(bias) | {base} acc | \\|TST err\\| min (bias) | \\|RDI err\\| /h (bias) | RDI rule |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| condition | shift | h | " + " | ".join(models) + " | RDI rule |",
+        "|---|---|---|" + "---|" * len(models) + "---|",
     ]
     for name, res in results.items():
         row = [name, res["description"], f"{res['hours']:g}"]
-        for version in (default, base):
+        for version in models:
             s = res["summary"][version]
-            row += [_cell(s["accuracy"], ".3f", "accuracy" in s["misses"]),
-                    _cell(s["tst_abs"], ".1f", "TST" in s["misses"]) + f" ({s['tst_bias']:+.1f})",
-                    _cell(s["rdi_abs"], ".2f", "RDI" in s["misses"]) + f" ({s['rdi_bias']:+.2f})"]
-        row.append(", ".join(res["summary"][default]["rdi_rules"]))
+            row.append(" / ".join([_cell(s["accuracy"], ".3f", "accuracy" in s["misses"]),
+                                   _cell(s["tst_abs"], ".1f", "TST" in s["misses"]),
+                                   _cell(s["rdi_abs"], ".2f", "RDI" in s["misses"])]))
+        row.append(", ".join(res["summary"][models[0]]["rdi_rules"]))
         lines.append("| " + " | ".join(row) + " |")
-    n_miss = {v: sum(bool(r["summary"][v]["misses"]) for r in results.values())
-              for v in (default, base)}
-    lines += ["", f"Conditions with a miss: {default} {n_miss[default]} of {len(results)}, "
-              f"{base} {n_miss[base]} of {len(results)}.", "", "## Misses and why", ""]
+    n_miss = {v: sum(bool(r["summary"][v]["misses"]) for r in results.values()) for v in models}
+    lines += ["", "Conditions with a miss: " + ", ".join(
+        f"{v} {n_miss[v]} of {len(results)}" for v in models) + ".", "",
+        "Signed median biases (prediction - truth), TST min / RDI per h:", "",
+        "| condition | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for name, res in results.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{res['summary'][v]['tst_bias']:+.1f} / {res['summary'][v]['rdi_bias']:+.2f}"
+            for v in models) + " |")
+    lines += ["", "## Misses and why", ""]
     any_miss = False
     for name, res in results.items():
-        for version in (default, base):
+        for version in models:
             misses = res["summary"][version]["misses"]
             if misses:
                 any_miss = True
                 why = reasons.get(f"{name}/{version}") or reasons.get(name) or \
-                    "not analysed yet (no reason recorded in science/run.py REASONS)"
+                    "not analysed (no reason recorded in science/run.py REASONS)"
                 lines.append(f"- **{name}**, {version}: misses {', '.join(misses)}. {why}")
     if not any_miss:
         lines.append("- none")
     lines += ["", "## Timing", "",
               f"sunrise_prep median {meta['prep_s_median']:.2f} s per night, sunalgo median "
               f"{meta['algo_s_median']:.2f} s per night and model (all conditions, "
-              f"nights of 2-12 h, {meta['workers']} worker processes on a shared machine).", ""]
+              f"{meta['workers']} worker processes on a shared machine).", ""]
     return "\n".join(lines)
 
 
@@ -208,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         conditions = [c if c.name == "night_12h" else replace(c, hours=min(c.hours, QUICK_HOURS))
                       for c in conditions]
     work = args.work or Path(tempfile.mkdtemp(prefix="science-"))
-    models = (DEFAULT_MODEL, BASELINE)
+    models = (DEFAULT_MODEL, BASELINE, PREVIOUS)
     t0 = time.perf_counter()
     try:
         results, rows = run(conditions, n, work, args.workers, models)

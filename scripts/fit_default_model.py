@@ -1,11 +1,15 @@
-"""Fit the packaged default sleep/wake model ``logistic-1`` on the DEVELOPMENT batch only.
+"""Fit the packaged default sleep/wake model ``logistic-2`` on the DEVELOPMENT batch only.
+
+logistic-2 replaces logistic-1 (still packaged, fitted by this script's earlier version): its
+activity features are relative to each night's activity floor (``act_*_rel``), and it carries
+baseline-2's per-night respiratory rules with the AASM 1A arousal path.
 
     cd /work/main && uv run python scripts/fit_default_model.py [--work DIR]
 
 Steps (docs/science.md §4):
 
 1. Generate the development batch: ``synth_batch(seed=7, n=12, hours=4)``, the batch the
-   baseline-1 thresholds were chosen on. The test batch of tests/science (seed 2024) is never
+   baseline thresholds were chosen on. The test batch of tests/science (seed 2024) is never
    generated or read here.
 2. ``prepare_sunrise`` + ``run_sunalgo`` against the injected truth (``write_truth_labels``)
    give one ``training_rows.csv`` per night (features do not depend on the model).
@@ -13,8 +17,8 @@ Steps (docs/science.md §4):
    the 12th), then the threshold in [0.30, 0.70] whose median signed TST error over the 12
    out-of-night predictions is closest to 0 (ties: closest to 0.5).
 4. Final fit on all 12 nights with ``sunrise_cli.train.train_model`` (``holdout_fraction=0``),
-   written to ``services/sunalgo/sunalgo/models/logistic-1.json`` with ``fitted_on`` and the
-   development-batch numbers (out-of-night and in-sample, and baseline-1 on the same nights).
+   written to ``services/sunalgo/sunalgo/models/logistic-2.json`` with ``fitted_on`` and the
+   development-batch numbers (out-of-night and in-sample, and baseline-2 on the same nights).
 
 Takes ~30 s on 2 cores. Deterministic (seeded generator, lbfgs).
 """
@@ -37,18 +41,20 @@ from sunrise_cli.synth import synth_batch, write_truth_labels
 from sunrise_cli.train import fit_logistic, read_training_rows, train_model, wake_probability
 from sunrise_prep.prepare import prepare_sunrise
 
-VERSION = "logistic-1"
+VERSION = "logistic-2"
+BASE = "baseline-2"  # respiratory rules and the comparison row
 DEV_SEED, DEV_NIGHTS, DEV_HOURS = 7, 12, 4.0
 TEST_SEED = 2024  # recorded in fitted_on as the batch *not* used
 MODELS_DIR = Path(__file__).resolve().parents[1] / "services/sunalgo/sunalgo/models"
 
 #: Design-matrix columns and why (quiet wake = lying still awake, the weak spot of activity).
 FEATURES = [
-    # Movement: the Oakley-weighted chin activity count (baseline-1's score), its 4.5-min
-    # context and the log of the mean gyroscope activity. Separates active wake.
-    "act_count@oakley",
-    "act_count@mean9",
-    "act_mean_dps@log",
+    # Movement relative to the night's activity floor: the Oakley-weighted count of active
+    # seconds (baseline-2's score), its 4.5-min context and the log of the mean activity in
+    # floor units. Separates active wake whatever the sensor's noise.
+    "act_count_rel@oakley",
+    "act_count_rel@mean9",
+    "act_mean_rel@log",
     # Breathing-rate variability: wake breathing is irregular, NREM breathing regular.
     "br_rate_dev_bpm@mean5",
     # Breathing-amplitude variability (CV of 5-s amplitudes within the epoch).
@@ -87,22 +93,22 @@ def _summary(acc, tst_err, rdi_err=None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
-    ap.add_argument("--out", type=Path, default=MODELS_DIR, help="where logistic-1.json goes")
+    ap.add_argument("--out", type=Path, default=MODELS_DIR, help=f"where {VERSION}.json goes")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fit-default-"))
     rows_dir = work / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
 
-    # 1-2. Development batch -> training rows (+ baseline-1 scores for the report).
+    # 1-2. Development batch -> training rows (+ baseline-2 scores for the report).
     nights, rows, base = [], [], []
     for night in synth_batch(work / "dev", DEV_NIGHTS, DEV_SEED, hours=DEV_HOURS):
         d = night.sunrise.parent
         prepare_sunrise(night.sunrise, d / "prep")
         psg = write_truth_labels(night, d / "truth_psg")
-        s = run_sunalgo(d / "prep", psg, d / "results-baseline-1", model_version="baseline-1")
+        s = run_sunalgo(d / "prep", psg, d / f"results-{BASE}", model_version=BASE)
         base.append(s)
         dest = rows_dir / f"dev-s{DEV_SEED}-{d.name}.csv"
-        shutil.copyfile(d / "results-baseline-1" / "training_rows.csv", dest)
+        shutil.copyfile(d / f"results-{BASE}" / "training_rows.csv", dest)
         rows.append(dest)
         nights.append(night)
     print(f"development batch: {len(nights)} nights of {DEV_HOURS:g} h (seed {DEV_SEED}) in {work}")
@@ -128,7 +134,7 @@ def main() -> None:
     # 4. Final fit on every development night, through train_model.
     with tempfile.TemporaryDirectory() as tmp:
         result = train_model(rows, Path(tmp), version=VERSION, holdout_fraction=0.0,
-                             base_version="baseline-1", features=FEATURES, threshold=threshold)
+                             base_version=BASE, features=FEATURES, threshold=threshold)
         spec = json.loads(Path(result["artifact"]).read_text())
         # In-sample numbers of the final model on the development nights (as the tests score).
         fin = [run_sunalgo(n.sunrise.parent / "prep", n.sunrise.parent / "truth_psg",
@@ -137,8 +143,9 @@ def main() -> None:
     rdi_truth = np.array([n.rdi for n in nights])
     today = datetime.now(timezone.utc).date().isoformat()
     spec["description"] = (
-        "Logistic-regression sleep/wake on chin activity and breathing-regularity features "
-        "(quiet wake: irregular, shallower, faster breathing); respiratory rules of baseline-1. "
+        "Logistic-regression sleep/wake on chin activity (relative to the night's activity "
+        "floor) and breathing-regularity features (quiet wake: irregular, shallower, faster "
+        "breathing); per-night respiratory rules of baseline-2 (AASM 1A arousal path). "
         "Fitted on synthetic nights (sunrise_cli.synth), not on real PSG.")
     spec["created"] = today
     spec["fitted_on"] = {
@@ -164,7 +171,7 @@ def main() -> None:
         "final_in_sample": _summary([s["accuracy_sw"] for s in fin],
                                     np.array([s["TST"] for s in fin]) - truth_tst,
                                     np.array([s["RDI"] for s in fin]) - rdi_truth),
-        "baseline-1": _summary([s["accuracy_sw"] for s in base],
+        BASE: _summary([s["accuracy_sw"] for s in base],
                                np.array([s["TST"] for s in base]) - truth_tst,
                                np.array([s["RDI"] for s in base]) - rdi_truth),
     }

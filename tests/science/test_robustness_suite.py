@@ -9,7 +9,7 @@ import pytest
 
 from sunalgo.model import DEFAULT_MODEL
 from science.conditions import CONDITIONS
-from science.run import BASELINE, main
+from science.run import BASELINE, PREVIOUS, main
 
 
 @pytest.mark.slow
@@ -17,14 +17,21 @@ def test_quick_robustness_suite_reports_every_condition_for_both_models(tmp_path
     out, rows = tmp_path / "SCIENCE.quick.md", tmp_path / "rows.json"
     assert main(["--quick", "--out", str(out), "--json", str(rows)]) == 0
     text = out.read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ")]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| condition | shift"))
+    table = []
+    for line in lines[start:]:  # the main table ends at its first non-table line
+        if not line.startswith("|"):
+            break
+        if not line.startswith("|---"):
+            table.append(line)
     names = [line.split("|")[1].strip() for line in table[1:]]
     assert names == [c.name for c in CONDITIONS]
-    assert f"{DEFAULT_MODEL} acc" in table[0] and f"{BASELINE} acc" in table[0]
+    assert DEFAULT_MODEL in table[0] and BASELINE in table[0] and PREVIOUS in table[0]
     data = json.loads(rows.read_text())
     assert len(data["nights"]) == 2 * len(CONDITIONS)
     for night in data["nights"]:
-        assert set(night["models"]) == {DEFAULT_MODEL, BASELINE}
+        assert set(night["models"]) == {DEFAULT_MODEL, BASELINE, PREVIOUS}
         for m in night["models"].values():
             assert 0.0 <= m["accuracy"] <= 1.0
     # A condition that misses is marked and explained, never dropped.

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ALGO_VERSION = "sunalgo-1.0"
-DEFAULT_MODEL = "logistic-1"
+DEFAULT_MODEL = "logistic-2"
 #: Versions shipped inside the package (``sunalgo/models/{version}.json``).
-MODEL_VERSIONS = ("baseline-1", "logistic-1")
+MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2")
 OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
 
 

@@ -27,6 +27,29 @@ Rules (all thresholds in the model artifact, ``respiratory`` section):
   need no confirmation (AASM apneas do not); without oximetry, hypopnea-like central events are
   not scored, because natural REM amplitude variation alone cannot be told apart from them.
 
+Per-night normalisation (artifacts whose ``respiratory`` section has ``normalise:
+"per_night"``, i.e. baseline-2 and logistic-2; the earlier artifacts keep the absolute rules
+above so their outputs do not change under the same version):
+
+* movement: 1-s gyroscope activity > ``movement_floor_mult`` x the night's activity floor
+  (``sunalgo.features.activity_floor``) instead of a fixed ``movement_dps``;
+* central: effort / the lower-percentile baseline (as for obstructive events), so the normal
+  breathing between clustered obstructive events (raised effort) does not read as a drop;
+* obstructive: log(effort / baseline) and position - baseline, each compared with its own
+  distribution over the night's scorable sleep seconds: the core of an event exceeds the
+  night's median by ``obstructive_ratio_z`` / ``obstructive_drop_z`` robust SDs (MAD x 1.4826)
+  of that distribution, and the event extends while both stay above ``extent_fraction`` of
+  those margins (hysteresis: smoothing shortens a 10-12 s event's above-threshold core below
+  10 s, but not its extent). Weak effort rises or small jaw drops are thus judged against how
+  much this night's breathing and jaw position wander, not against the generator's ranges;
+* hypopnea confirmation, AASM rule 1A (science.md §2.2): a >= ``desaturation_pct`` fall
+  **or** an arousal, seen on the chin as a movement burst (1-s activity > ``arousal_floor_mult``
+  x the floor for >= ``arousal_min_s`` s) from ``arousal_pre_s`` before to ``arousal_window_s``
+  after the event end (arousal movement at event termination is the published MM marker of
+  arousal; arousals without movement are not seen). Without oximetry, obstructive-type events
+  stay unconfirmed and hypopnea-like central events need the arousal; the index is flagged
+  (``RDI_RULES``, ``scores.json`` ``RDI_rule``).
+
 Output types: ``obstructive_event`` and ``central_event`` (MM cannot separate apneas from
 hypopneas; the split between them needs airflow).
 """
@@ -37,16 +60,82 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.stats import median_abs_deviation
+
+from sunalgo.features import activity_floor
+
+#: How the respiratory index was confirmed, written to scores.json as ``RDI_rule``.
+RDI_RULES = {
+    "desat_only": "AASM 1A 3 % desaturation path only (no arousal path in this model's rules)",
+    "desat_or_arousal": "AASM 1A: >= 3 % desaturation or an arousal (chin movement at event end)",
+    "no_oximetry": "NO OXIMETRY: obstructive-type MM events unconfirmed (MM cannot tell "
+                   "apneas from hypopneas); central hypopnea-like events need an arousal (chin "
+                   "movement at event end); not an AASM 1A index",
+    "no_oximetry_legacy": "NO OXIMETRY: obstructive-type MM events unconfirmed; central "
+                          "hypopnea-like events not scored; not an AASM 1A index",
+}
 
 
 @dataclass
 class RespEvent:
+    """One detected event; times in seconds from the Sunrise start, ``confirmed_by`` one of
+    ``desaturation``, ``arousal``, ``apnea`` (no confirmation needed) or ``none``."""
+
     type: str
     onset_s: float
     duration_s: float
     effort_ratio: float
     jaw_shift_deg: float
     desaturation_pct: float | None
+    confirmed_by: str = "desaturation"
+
+
+def rdi_rule(params: dict, has_spo2: bool) -> str:
+    """Key of ``RDI_RULES`` describing how events of ``params`` were confirmed."""
+    arousal = params.get("normalise") == "per_night"
+    if has_spo2:
+        return "desat_or_arousal" if arousal else "desat_only"
+    return "no_oximetry" if arousal else "no_oximetry_legacy"
+
+
+def _centre_sd(x: np.ndarray) -> tuple[float, float]:
+    """Median and robust SD (MAD x 1.4826, ``scipy.stats.median_abs_deviation``) of the finite
+    values: the night's own wander of effort or jaw position."""
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return float("nan"), float("nan")
+    return float(np.median(x)), float(median_abs_deviation(x, scale="normal"))
+
+
+def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray, params: dict,
+                     gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Obstructive (hysteresis on effort rise and jaw drop, in units of the night's own wander)
+    and central (effort drop) candidate masks per second; see the module docstring."""
+    central = _bridge(obs_ratio <= params["central_ratio"], gap)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_r = np.log(np.where(obs_ratio > 0, obs_ratio, np.nan))
+    ref = ok & np.isfinite(log_r)
+    if ref.sum() < 60:  # under a minute of scorable sleep: nothing to normalise against
+        return np.zeros(obs_ratio.size, dtype=bool), central
+    r_med, r_sd = _centre_sd(log_r[ref])
+    p_med, p_sd = _centre_sd(shift[ref])
+    r_m = float(params["obstructive_ratio_z"]) * r_sd
+    p_m = float(params["obstructive_drop_z"]) * p_sd
+    frac = float(params["extent_fraction"])
+    core = (log_r >= r_med + r_m) & (shift >= p_med + p_m)
+    extent = (log_r >= r_med + frac * r_m) & (shift >= p_med + frac * p_m)
+    return _hysteresis(_bridge(core, gap), _bridge(extent, gap)), central
+
+
+def _hysteresis(core: np.ndarray, extent: np.ndarray) -> np.ndarray:
+    """Runs of ``extent`` that contain at least one ``core`` second."""
+    labels, n = ndimage.label(extent)
+    if n == 0:
+        return np.zeros_like(extent)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[np.unique(labels[core & extent])] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _per_second(x: np.ndarray, fs: float, n_sec: int, fn=np.mean) -> np.ndarray:
@@ -113,8 +202,15 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
     quality = np.asarray(arrays.get("quality", np.zeros(n_sec)))[:n_sec]
     quality = np.pad(quality, (0, n_sec - quality.size), constant_values=1) == 0
     asleep = np.repeat(np.asarray(sleep_epochs, bool), int(epoch_s))[:n_sec]
+    per_night = params.get("normalise") == "per_night"
+    if per_night:
+        floor = activity_floor(activity)
+        move_th = float(params["movement_floor_mult"]) * floor
+        arousal_th = float(params["arousal_floor_mult"]) * floor
+    else:
+        move_th = float(params["movement_dps"])
     # Movement blanks its own seconds and a few around them (arousal, repositioning).
-    moving = ndimage.binary_dilation(activity > params["movement_dps"], iterations=2)
+    moving = ndimage.binary_dilation(activity > move_th, iterations=2)
     ok = asleep & quality & ~moving
 
     spo2 = arrays.get("spo2")
@@ -137,27 +233,55 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
     gap = int(params["merge_gap_s"])
     need_desat = bool(params["require_desaturation"]) and has_spo2
     events: list[RespEvent] = []
+    if per_night:
+        obstructive, central = _per_night_masks(obs_ratio, shift, ok, params, gap)
+    else:
+        obstructive = _bridge((obs_ratio >= params["obstructive_ratio"])
+                              & (shift >= params["obstructive_drop_deg"]), gap)
+        central = _bridge(ratio <= params["central_ratio"], gap)
+
+    def arousal(b: int) -> bool:
+        if not per_night:
+            return False
+        lo = max(0, b - int(params["arousal_pre_s"]))
+        hi = min(n_sec, b + int(params["arousal_window_s"]))
+        return int(np.sum(activity[lo:hi] > arousal_th)) >= int(params["arousal_min_s"])
+
     candidates = (
-        ("obstructive_event",
-         _bridge((obs_ratio >= params["obstructive_ratio"])
-                 & (shift >= params["obstructive_drop_deg"]), gap) & ok),
-        ("central_event", _bridge(ratio <= params["central_ratio"], gap) & ok),
+        ("obstructive_event", obstructive & ok),
+        ("central_event", central & ok),
     )
     for etype, mask in candidates:
         for a, b in _runs(mask):
             if b - a < min_d:
                 continue
             b = min(b, a + max_d)
-            r = float(np.median((obs_ratio if etype == "obstructive_event" else ratio)[a:b]))
+            r = float(np.median((obs_ratio if etype == "obstructive_event" or per_night
+                                 else ratio)[a:b]))
             de = desaturation(a, b)
             apnea_like = etype == "central_event" and r <= params["apnea_ratio"]
+            how = "apnea" if apnea_like else "desaturation"
             if not apnea_like:
-                if etype == "central_event" and not has_spo2:
-                    continue
-                if need_desat and (de is None or de < params["desaturation_pct"]):
-                    continue
+                desat_ok = de is not None and de >= params["desaturation_pct"]
+                if per_night:
+                    # AASM 1A: desaturation or arousal. Without oximetry an obstructive-type MM
+                    # event stays unconfirmed (it may be an apnea, which needs no confirmation,
+                    # and MM cannot tell); a hypopnea-like central one needs the arousal.
+                    if not desat_ok:
+                        if arousal(b):
+                            how = "arousal"
+                        elif etype == "obstructive_event" and not has_spo2:
+                            how = "none"
+                        else:
+                            continue
+                else:
+                    if etype == "central_event" and not has_spo2:
+                        continue
+                    if need_desat and not desat_ok:
+                        continue
+                    how = "desaturation" if desat_ok else "none"
             events.append(RespEvent(etype, float(a), float(b - a), r,
-                                    float(np.median(shift[a:b])), de))
+                                    float(np.median(shift[a:b])), de, how))
     events.sort(key=lambda e: e.onset_s)
     # Overlapping obstructive and central candidates: keep the first one.
     kept: list[RespEvent] = []

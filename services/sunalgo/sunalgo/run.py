@@ -18,7 +18,7 @@ import numpy as np
 from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
 from sunalgo.features import FEATURE_NAMES, compute_features
 from sunalgo.model import load_model
-from sunalgo.respiration import desaturations, detect_events
+from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
 from sunalgo.scores import sleep_scores
 
 EPOCH_S = 30.0
@@ -197,6 +197,10 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     desats = desaturations(arrays.get("spo2"), 3.0, sleep_sec) if has_spo2 else None
     ev_tuples = [(e.type, e.onset_s, e.duration_s) for e in events]
     scores = sleep_scores(stages, EPOCH_S, events=ev_tuples, desaturations=desats)
+    # How events were confirmed (issue 12): never a silently lower index without oximetry.
+    rule = rdi_rule(model.respiratory, has_spo2)
+    scores.update(RDI_rule=RDI_RULES[rule], RDI_rule_key=rule,
+                  RDI_flag=None if has_spo2 else "no_oximetry")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "features.csv", ["epoch", "onset_s", *FEATURE_NAMES],
@@ -215,16 +219,18 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
                  flags["obstructive_event"][i], flags["central_event"][i]) for i in range(n)))
     _write_csv(out_dir / "events.csv",
                ["type", "onset_s", "duration_s", "effort_ratio", "jaw_shift_deg",
-                "desaturation_pct"],
+                "desaturation_pct", "confirmed_by"],
                ((e.type, e.onset_s, e.duration_s, e.effort_ratio, e.jaw_shift_deg,
-                 float("nan") if e.desaturation_pct is None else e.desaturation_pct)
+                 float("nan") if e.desaturation_pct is None else e.desaturation_pct,
+                 e.confirmed_by)
                 for e in events))
 
     result = {"algo_version": model.algo_version, "model_version": model.version,
               "prep_version": meta.get("prep_version"), "epoch_s": EPOCH_S, "n_epochs": n,
               "has_spo2": has_spo2, "scores": scores}
     summary = {"algo_version": model.algo_version, "n_epochs": n, "TST": scores["TST"],
-               "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(events)}
+               "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(events),
+               "RDI_rule": rule}
     psg = read_psg(psg_dir) if psg_dir is not None else None
     if psg is not None:
         win = psg_window(psg)
