@@ -210,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="worker processes")
     ap.add_argument("--work", type=Path, default=None, help="work folder (default: temporary)")
+    ap.add_argument("--render", type=Path, default=None, help="re-write the report from a "
+                    "--json file of an earlier run (no nights are generated)")
     args = ap.parse_args(argv)
+    if args.render:
+        data = json.loads(args.render.read_text())
+        args.out.write_text(render(data["results"], data["meta"], REASONS))
+        print(f"wrote {args.out} from {args.render}")
+        return 0
     conditions = [c for c in CONDITIONS if args.only is None or c.name in args.only]
     if args.only and len(conditions) != len(args.only):
         known = [c.name for c in CONDITIONS]
