@@ -2,14 +2,15 @@
 UV := python3 -m uv
 PYTEST_ARGS ?=
 
-.PHONY: help install run run-emulators test test-fast bench bench-quick reliability science science-quick checkov terraform-check fmt clean
+.PHONY: help install run run-emulators test test-fast bench bench-quick reliability report-screenshots science science-quick checkov terraform-check fmt clean
 
 help:
 	@echo "make run            the whole stack on the embedded default, with an example night"
 	@echo "make run-emulators  the same on fake-gcs-server + the Pub/Sub and Firestore emulators"
 	@echo "make test           install and run the whole test suite"
-	@echo "make bench          benchmarks of DESIGN.md's targets -> BENCHMARKS.md"
+	@echo "make bench          benchmarks of docs/architecture.md's targets -> BENCHMARKS.md"
 	@echo "make reliability    fault-injection scenarios -> RELIABILITY.md"
+	@echo "make report-screenshots  sunrise report of data/ -> report/, PNGs of it -> docs/img/ (needs chromium)"
 	@echo "make terraform-check  terraform validate + plan (dev, prod) offline, plan tests, checkov"
 	@echo "make science        robustness of detectors and models on shifted synthetic nights -> SCIENCE.md"
 
@@ -37,6 +38,9 @@ bench-quick: install
 
 reliability: install
 	$(UV) run python -m reliability.run
+
+report-screenshots: install
+	$(UV) run sunrise report --out report/ --screenshots docs/img/
 
 science: install
 	$(UV) run python -m science.run --out SCIENCE.md

@@ -240,6 +240,14 @@ def _fmt(v: Any, digits: int = 3, signed: bool = False) -> str:
     return html.escape(str(v))
 
 
+def _iso_when(text: str) -> str:
+    """An ISO 8601 time (as model artifacts store it) the way the report prints times."""
+    try:
+        return _when(datetime.fromisoformat(text).timestamp())
+    except (TypeError, ValueError):
+        return str(text)
+
+
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if ts else "–"
 
@@ -282,7 +290,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
         return "–" if not ba or not np.isfinite(ba["sd"]) else f"{ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}"
 
     rows = [
-        row("model", "", [html.escape(info[v]["source"]) + (f", created {html.escape(str(info[v]['created']))}"
+        row("model", "", [html.escape(info[v]["source"]) + (f", created {html.escape(_iso_when(info[v]['created']))}"
                                                               if info[v].get("created") else "")
                           + (f", trained on {info[v]['trained_on']} nights" if info[v].get("trained_on") else "")
                           for v in versions]),
@@ -314,9 +322,13 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
     base = {n["night"]: n for n in by_version[first]}
     all_nights = sorted({n["night"] for n in nights})
     per = {v: {n["night"]: n for n in by_version[v]} for v in versions}
-    night_head = "<th>night</th><th>PSG TST<br>min</th><th>PSG RDI<br>events/h</th>" + "".join(
-        f"<th>{html.escape(model_of(v))}<br>TST min</th><th>RDI events/h</th><th>accuracy</th><th>κ</th>"
-        + ("" if v == first else f"<th>Δ TST<br>min</th><th>Δ RDI</th><th>Δ accuracy</th>") for v in versions)
+    night_head = ("<tr><th rowspan='2'>night</th><th colspan='2'>PSG</th>"
+                  + "".join(f"<th colspan='{4 if v == first else 7}' class='group'>{html.escape(model_of(v))}</th>"
+                            for v in versions)
+                  + "</tr><tr><th>TST<br>min</th><th>RDI<br>events/h</th>"
+                  + "".join("<th>TST<br>min</th><th>RDI<br>events/h</th><th>accuracy</th><th>κ</th>"
+                            + ("" if v == first else "<th>Δ TST<br>min</th><th>Δ RDI<br>events/h</th><th>Δ accuracy</th>")
+                            for v in versions) + "</tr>")
     night_rows = []
     for night in all_nights:
         ref = next(per[v][night] for v in versions if night in per[v])
@@ -343,12 +355,15 @@ body{{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1200px}}
 table{{border-collapse:collapse;margin:8px 0 20px}} td,th{{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}}
 th{{background:#f3f5f8}} th.rowhead{{text-align:left;font-weight:normal;background:none}} td.unit{{color:#555;text-align:left}}
 tr.key td{{font-weight:bold}} tr.key td.unit{{font-weight:normal}} tr.counts td{{font-family:ui-monospace,monospace}} small{{color:#555;font-weight:normal}}
-img{{max-width:100%}}
+img{{max-width:100%}} table.nights td,table.nights th{{white-space:nowrap}} th.group{{text-align:center;border-left:2px solid #fff}}
+/* report.html#figures shows one section under the title (links, screenshots) */
+body:has(section:target) section:not(:target){{display:none}}
 </style></head><body>
 <h1>sunalgo vs PSG: {names}</h1>
 <p>Generated {generated}. {len(all_nights)} night(s) with PSG labels; model version(s):
 {", ".join(f"<b>{html.escape(v)}</b> ({summaries[v]['n_nights']} nights)" for v in versions)}.
 Differences are sunalgo − PSG; limits of agreement are bias ± 1.96 SD.</p>
+<section id="summary">
 <h2>Side by side</h2>
 <table><tr><th></th><th>unit</th>{head}</tr>
 {"".join(rows)}</table>
@@ -357,14 +372,19 @@ Differences are sunalgo − PSG; limits of agreement are bias ± 1.96 SD.</p>
 PSG− sunalgo− (true negatives). Published Sunrise accuracy: Pépin et al., JAMA Netw Open 2020.</p>
 <table><tr><th></th><th>unit</th>{head}</tr>
 {"".join(sev_rows)}</table>
+</section>
+<section id="figures">
 <h2>Bland-Altman</h2>
 <img src="bland_altman.png" alt="Bland-Altman plots of TST and RDI, one row per model version">
 <h2>Sleep/wake epochs</h2>
 <img src="confusion.png" alt="Sleep/wake confusion matrices, one per model version">
+</section>
+<section id="per-night">
 <h2>Per night</h2>
 <p>Δ: the version minus {html.escape(model_of(first))}.</p>
-<table><tr>{night_head}</tr>
+<table class="nights">{night_head}
 {"".join(night_rows)}</table>
+</section>
 </body></html>"""
     path = out_dir / "report.html"
     path.write_text(page)
@@ -375,3 +395,61 @@ def _diff(a: dict, b: dict, key: str) -> float | None:
     if a.get(key) is None or b.get(key) is None:
         return None
     return float(a[key]) - float(b[key])
+
+
+#: Screenshots of a report: file name -> (section anchor, window width and height in CSS px).
+SCREENSHOTS = {
+    "report-top.png": ("summary", (1200, 1250)),
+    "report-figures.png": ("figures", (1200, 1400)),
+    "report-per-night.png": ("per-night", (1400, 800)),
+}
+
+
+def screenshots(report_html: Path, out_dir: Path, *, browser: str | None = None, timeout_s: float = 120.0) -> list[Path]:
+    """PNG screenshots of a report with headless Chromium (one per :data:`SCREENSHOTS` entry).
+
+    Chromium runs with a throw-away profile, no network beyond the file, no GPU and no sandbox
+    (the sandbox needs user namespaces that containers rarely have).
+
+    Raises
+    ------
+    FileNotFoundError
+        No Chromium on the PATH (Debian: ``apt-get install -y chromium``).
+    RuntimeError
+        Chromium ran but wrote no screenshot (its output is in the message).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = browser or next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if exe is None:
+        raise FileNotFoundError("no chromium on the PATH: install it (Debian: apt-get install -y chromium)")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = Path(report_html).resolve().as_uri()
+    written = []
+    for name, (anchor, (width, height)) in SCREENSHOTS.items():
+        png = out_dir / name
+        png.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory() as profile:
+            proc = subprocess.run(
+                [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}",
+                 f"--screenshot={png}", f"--window-size={width},{height}", url + (f"#{anchor}" if anchor else "")],
+                capture_output=True, text=True, timeout=timeout_s)
+        if not png.is_file():
+            raise RuntimeError(f"{exe} wrote no {png} (exit {proc.returncode}): {proc.stderr[-500:]}")
+        _shrink(png)
+        written.append(png)
+    return written
+
+
+def _shrink(png: Path, colors: int = 64) -> None:
+    """Re-save a screenshot with a small palette: text, tables and plots need few colours, and
+    the PNGs live in the repository (Pillow comes with matplotlib)."""
+    from PIL import Image
+
+    with Image.open(png) as img:
+        small = img.convert("RGB").quantize(colors=colors, method=Image.Quantize.MEDIANCUT)
+    small.save(png, optimize=True)

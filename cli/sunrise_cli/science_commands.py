@@ -111,6 +111,8 @@ def report(
     algo_version: Annotated[Optional[list[str]], typer.Option(
         "--algo-version", help="Only this model version (mine-1 or sunalgo-1.0+mine-1); repeat to compare "
                                "several side by side (default: every version found).")] = None,
+    screenshots: Annotated[Optional[Path], typer.Option(
+        "--screenshots", help="Also save PNG screenshots of the report here (needs chromium on the PATH).")] = None,
 ) -> None:
     """Build an HTML accuracy report, one column per model version: Bland-Altman of TST and RDI,
     sleep/wake confusion, severity classes at RDI 5/15/30, per-night table."""
@@ -138,3 +140,13 @@ def report(
         console.print(f"{model_of(v)}: {s['n_nights']} nights, sleep/wake accuracy "
                       f"{s['accuracy_sw'] if s['accuracy_sw'] is None else round(s['accuracy_sw'], 3)}", soft_wrap=True)
     console.print(f"report: {path}", soft_wrap=True)
+    if screenshots is not None:
+        from sunrise_cli.report import screenshots as take
+
+        try:
+            with console.status("Taking screenshots with headless Chromium"):
+                pngs = take(path, screenshots)
+        except (FileNotFoundError, RuntimeError) as exc:
+            _fail(str(exc), 1)
+        for png in pngs:
+            console.print(f"screenshot: {png} ({png.stat().st_size // 1024} KiB)", soft_wrap=True)

@@ -60,7 +60,8 @@ def test_the_report_names_both_versions_and_shows_them_side_by_side(two_versions
     assert "RDI ≥ 5: accuracy <small>(published 0.92)</small>" in page
     assert "<td>3 / 0 / 1 / 0</td><td>3 / 0 / 0 / 1</td>" in page  # logistic-1 over-calls n0 at 5/h
     # per-night deltas: the new model minus the first
-    assert "<th>Δ TST<br>min</th>" in page and "<td>-9.0</td>" in page
+    assert "<th colspan='7' class='group'>mine-1</th>" in page and "<th>Δ TST<br>min</th>" in page
+    assert "<td>-9.0</td>" in page
     assert len(list(tmp_path.glob("*.png"))) == 2
 
 
@@ -74,3 +75,20 @@ def test_counts_on_the_confusion_matrix_contrast_with_their_cell():
     assert text_color(2585, vmax=2585) == "white"
     assert text_color(0, vmax=2585) != "white"
     assert text_color(40, vmax=2585) != "white"
+
+
+@pytest.mark.skipif(not __import__("shutil").which("chromium"), reason="needs chromium (apt-get install -y chromium)")
+def test_screenshots_of_the_report_show_each_section(two_versions, tmp_path):
+    from PIL import Image
+
+    from sunrise_cli.report import SCREENSHOTS, screenshots
+
+    pngs = screenshots(build_report(two_versions, tmp_path / "report"), tmp_path / "img")
+    assert [p.name for p in pngs] == list(SCREENSHOTS)
+    for png in pngs:
+        with Image.open(png) as img:
+            assert img.size == SCREENSHOTS[png.name][1]
+            # not a blank page: a section under the title has text, rules and (for figures) plots
+            assert len(img.convert("RGB").getcolors(maxcolors=1 << 16) or []) > 8
+            assert img.convert("L").getextrema()[0] < 64
+        assert png.stat().st_size < 200_000
