@@ -89,3 +89,21 @@ def test_synthetic_multi_rate_night_equals_the_plain_scipy_reference(tmp_path):
     path = _multi_rate_night(tmp_path / "multi.edf", 900)
     errors = _assert_equal_to_reference(path, tmp_path / "o", chunk_seconds=120.0)
     assert len(errors) == 14
+
+
+def test_outputs_do_not_depend_on_the_number_of_threads(tmp_path):
+    # Threads change how channels are batched (8 EEG/EOG rows as one batch or as 4 + 4 ...)
+    # and which chunk is decoded while another is processed; never the numbers.
+    src = psg_sources(seed=5)
+    chans = [SynthChannel(f"EEG C{i}-M2", 256, src["eeg"]) for i in range(5)]
+    chans += [SynthChannel(f"EMG Chin{i}", 256, src["emg"]) for i in range(3)]
+    chans += [SynthChannel("Thorax", 256, src["resp"]), SynthChannel("Abdomen", 256, src["resp"]),
+              SynthChannel("SpO2", 256, src["spo2"], "%", 0, 100)]
+    path = write_edf(tmp_path / "w.edf", chans, 1200)
+    outs = []
+    for workers in (1, 2, 3):
+        prepare_psg(path, [], tmp_path / f"o{workers}", workers=workers, chunk_seconds=100.0)
+        outs.append(np.load(tmp_path / f"o{workers}" / "signals.npz"))
+    for name in outs[0].files:
+        for other in outs[1:]:
+            assert np.array_equal(outs[0][name], other[name]), name

@@ -271,26 +271,57 @@ class PolyphaseMatrix:
         idx = c + p[None, :] * down - (self.j0 + np.arange(self.length)[:, None]) * up
         inside = (idx >= 0) & (idx < n)
         self.weights = np.where(inside, np.asarray(h, dtype=np.float64)[np.clip(idx, 0, n - 1)], 0.0) * up
+        # Consecutive phases start ``down / up`` inputs apart, so when up ~ down most of a
+        # column of ``weights`` is zero (256 -> 250 Hz: 40 taps in 166 rows). Phases are
+        # computed in runs whose span adds at most the taps per phase to each frame: no more
+        # than 2x the useful products, and matrices still wide enough for a GEMM.
+        taps = -(-n // up)
+        run = max(1, min(up, 1 + taps * up // max(down, 1)))
+        self.parts: list[tuple[int, int, int, int, np.ndarray]] = []  # p0, p1, j0, length, W
+        for p0 in range(0, up, run):
+            w = self.weights[:, p0 : p0 + run]
+            used = np.nonzero(np.any(w != 0, axis=1))[0]
+            lo, hi = int(used[0]), int(used[-1])
+            self.parts.append((p0, p0 + w.shape[1], self.j0 + lo, hi - lo + 1, np.ascontiguousarray(w[lo : hi + 1])))
 
-    def __call__(self, x: np.ndarray, offset: float = 0.0) -> np.ndarray:
-        """Resample ``x - offset`` (float64 result, ``ceil(len(x) * up / down)`` samples)."""
-        n = len(x)
+    def __call__(self, x: np.ndarray, offset: float | np.ndarray = 0.0) -> np.ndarray:
+        """Resample ``x - offset`` along its last axis (float64, ``ceil(n * up / down)`` samples).
+
+        ``x`` is 1-D or 2-D (channels x samples, sharing this filter); ``offset`` a scalar or
+        one value per channel.
+        """
+        x2 = np.atleast_2d(x)
+        rows, n = x2.shape
         n_out = -(-n * self.up // self.down)
         if n_out == 0:
-            return np.empty(0, dtype=np.float64)
+            return np.empty((rows, 0) if x.ndim == 2 else 0, dtype=np.float64)
         groups = -(-n_out // self.up)
         left = max(0, -self.j0)
         right = max(0, (groups - 1) * self.down + self.j0 + self.length - n)
-        xp = np.empty(left + n + right, dtype=np.float64)
-        xp[:left] = 0
-        xp[left : left + n] = x
-        xp[left : left + n] -= offset  # in float64 (x - offset in float32 would round)
-        xp[left + n :] = 0
-        view = xp[self.j0 + left :]
-        frames = np.lib.stride_tricks.as_strided(
-            view, shape=(groups, self.length), strides=(self.down * 8, 8), writeable=False
-        )
-        return (np.ascontiguousarray(frames) @ self.weights).reshape(-1)[:n_out]
+        xp = np.zeros((rows, left + n + right), dtype=np.float64)
+        xp[:, left : left + n] = x2
+        # In float64: x - offset in float32 would round.
+        xp[:, left : left + n] -= np.reshape(np.asarray(offset, dtype=np.float64), (-1, 1))
+        out = np.empty((rows, groups, self.up), dtype=np.float64)
+        for p0, p1, j0, length, w in self.parts:
+            frames = np.lib.stride_tricks.as_strided(
+                xp[:, j0 + left :], shape=(rows, groups, length), strides=(xp.strides[0], self.down * 8, 8),
+                writeable=False,
+            )
+            # OpenBLAS runs a GEMM on the calling thread when m*n*k <= 4 x 65536 (interface/gemm.c,
+            # GEMM_MULTITHREAD_THRESHOLD x SMP_THRESHOLD_MIN); larger ones wake its own thread
+            # pool, which on a loaded 2-core machine cost 10-37x the CPU of these small products.
+            # Blocks under the threshold keep BLAS on our threads (we parallelise over channels);
+            # each block's frames are copied just before use (cache-sized).
+            step = max(1, _BLAS_SINGLE_THREAD_MNK // (length * (p1 - p0)))
+            for r in range(rows):
+                for g in range(0, groups, step):
+                    np.matmul(np.ascontiguousarray(frames[r, g : g + step]), w, out=out[r, g : g + step, p0:p1])
+        y = out.reshape(rows, groups * self.up)[:, :n_out]
+        return y if x.ndim == 2 else y[0]
+
+
+_BLAS_SINGLE_THREAD_MNK = 4 * 65536
 
 
 def _band_sos(
@@ -424,107 +455,125 @@ def plan_channel(
 
 
 def _filtfilt(plan: ChannelPlan, y: np.ndarray) -> np.ndarray:
-    """``scipy.signal.sosfiltfilt`` (odd extension, same padlen) with the initial state cached.
-
-    Float64 in and out.
-    """
+    """``scipy.signal.sosfiltfilt`` (odd extension, same padlen) along the last axis of a 2-D
+    (channels x samples) array, in one ``sosfilt`` call per direction; float64 in and out."""
     sos, zi = plan.sos, plan.zi
-    pad = min(plan.padlen, len(y) - 1)
+    n = y.shape[-1]
+    pad = min(plan.padlen, n - 1)
     if pad < 1:
         return np.asarray(y, dtype=np.float64)
-    ext = np.concatenate([2 * y[0] - y[pad:0:-1], y, 2 * y[-1] - y[-2 : -pad - 2 : -1]]).astype(np.float64)
-    fwd, _ = sps.sosfilt(sos, ext, zi=zi * ext[0])
-    bwd, _ = sps.sosfilt(sos, fwd[::-1], zi=zi * fwd[-1])
-    return bwd[::-1][pad:-pad]
+    ext = np.empty((y.shape[0], n + 2 * pad), dtype=np.float64)
+    ext[:, pad : pad + n] = y
+    ext[:, :pad] = 2 * y[:, :1] - y[:, pad:0:-1]
+    ext[:, pad + n :] = 2 * y[:, -1:] - y[:, -2 : -pad - 2 : -1]
+    fwd, _ = sps.sosfilt(sos, ext, axis=-1, zi=zi[:, None, :] * ext[None, :, :1])
+    bwd, _ = sps.sosfilt(sos, fwd[:, ::-1], axis=-1, zi=zi[:, None, :] * fwd[None, :, -1:])
+    return bwd[:, ::-1][:, pad:-pad]
 
 
-def segment_offset(plan: ChannelPlan, x: np.ndarray) -> float:
-    """The offset subtracted before polyphase resampling: median of the first ``offset_len``
-    samples of a segment (0 when the plan does not resample by polyphase)."""
-    if plan.offset_len == 0 or len(x) == 0:
-        return 0.0
-    return float(np.median(x[: plan.offset_len]))
+def segment_offset(plan: ChannelPlan, x: np.ndarray) -> np.ndarray:
+    """The offset subtracted before polyphase resampling, per channel of a 2-D array: median of
+    a segment's first ``offset_len`` samples (0 when the plan does not resample by polyphase)."""
+    if plan.offset_len == 0 or x.shape[-1] == 0:
+        return np.zeros(x.shape[0])
+    return np.median(x[:, : plan.offset_len], axis=-1)
 
 
-def _apply(plan: ChannelPlan, seg: np.ndarray, final: bool, offset: float) -> np.ndarray:
-    """Resample/reduce then filter one run of scaled input; float32 out."""
+def _apply(plan: ChannelPlan, seg: np.ndarray, final: bool, offset: np.ndarray) -> np.ndarray:
+    """Resample/reduce then filter a 2-D run of scaled input (channels x samples); float32 out."""
     if plan.method == "poly" and plan.up != plan.down:
         if plan.poly is None:
             raise ValueError(f"{plan.ctype}: polyphase plan without a filter")
         y = plan.poly(seg, offset)
     else:
         y = _reduce(plan, seg, final)
-    if plan.sos is not None and len(y) > 1:
+    if plan.sos is not None and y.shape[-1] > 1:
         y = _filtfilt(plan, y)
-    if plan.restore_offset and offset != 0.0:
-        y = y + offset
+    if plan.restore_offset:
+        y = y + offset[:, None]
     return np.asarray(y, dtype=np.float32)
 
 
 def process_segment(plan: ChannelPlan, x: np.ndarray) -> np.ndarray:
-    """Resample/reduce then filter one whole contiguous segment (the reference for chunking)."""
-    x = np.asarray(x, dtype=np.float32)
+    """Resample/reduce then filter one whole contiguous segment (the reference for chunking).
+
+    ``x``: 1-D, or 2-D (channels x samples) for channels sharing this plan.
+    """
+    x2 = np.atleast_2d(np.asarray(x, dtype=np.float32))
     if plan.scale != 1.0:
-        x = x * np.float32(plan.scale)
-    return _apply(plan, x, True, segment_offset(plan, x))
+        x2 = x2 * np.float32(plan.scale)
+    y = _apply(plan, x2, True, segment_offset(plan, x2))
+    return y if np.ndim(x) == 2 else y[0]
 
 
 def _reduce(plan: ChannelPlan, x: np.ndarray, final: bool) -> np.ndarray:
-    """Block reducers (mean, pick, absmax) over integer decimation periods; identity at 1:1."""
+    """Block reducers (mean, pick, absmax) over integer decimation periods along the last axis
+    of a 2-D array; identity at 1:1."""
     if plan.up == plan.down:
         return x
     k = plan.down
-    n_full = len(x) // k
-    head = x[: n_full * k].reshape(n_full, k)
-    tail = x[n_full * k :] if final else x[:0]
+    rows, n = x.shape
+    n_full = n // k
+    head = x[:, : n_full * k].reshape(rows, n_full, k)
+    tail = x[:, n_full * k :] if final else x[:, :0]
     if plan.method == "mean":
-        out = head.mean(axis=1, dtype=np.float64)
-        if len(tail):
-            out = np.append(out, tail.mean(dtype=np.float64))
+        out = head.mean(axis=2, dtype=np.float64)
+        if tail.shape[1]:
+            out = np.hstack([out, tail.mean(axis=1, dtype=np.float64)[:, None]])
     elif plan.method == "pick":
-        out = head[:, 0]
-        if len(tail):
-            out = np.append(out, tail[0])
+        out = head[:, :, 0]
+        if tail.shape[1]:
+            out = np.hstack([out, tail[:, :1]])
     else:  # absmax: the sample with the largest magnitude in each period, sign kept
-        idx = np.abs(head).argmax(axis=1)
-        out = head[np.arange(n_full), idx]
-        if len(tail):
-            out = np.append(out, tail[np.abs(tail).argmax()])
+        idx = np.abs(head).argmax(axis=2)
+        out = np.take_along_axis(head, idx[:, :, None], axis=2)[:, :, 0]
+        if tail.shape[1]:
+            out = np.hstack([out, np.take_along_axis(tail, np.abs(tail).argmax(axis=1)[:, None], axis=1)])
     return np.asarray(out, dtype=np.float32)
 
 
 class StreamProcessor:
-    """Chunked, zero-phase processing of one contiguous segment of one channel.
+    """Chunked, zero-phase processing of one contiguous segment of channels sharing a plan.
 
-    Feed input blocks of any length with :meth:`push`; each call returns the output samples
-    that are final. :meth:`finish` returns the rest. Concatenated outputs equal
-    ``process_segment(plan, whole_input)`` within ``CHUNK_RTOL`` of the output's std.
+    Feed input blocks of any length with :meth:`push` (1-D for one channel, or 2-D channels x
+    samples; ``scales`` multiplies each channel, default ``plan.scale``); each call returns the
+    output samples that are final, with the same dimensions. :meth:`finish` returns the rest.
+    Concatenated outputs equal ``process_segment(plan, whole_input)`` within ``CHUNK_RTOL`` of
+    the output's std. One call runs ``sosfilt`` once per direction for all channels.
     """
 
-    def __init__(self, plan: ChannelPlan) -> None:
+    def __init__(self, plan: ChannelPlan, scales: np.ndarray | None = None) -> None:
         self.plan = plan
-        self._buf = np.empty(0, dtype=np.float32)
-        self._buf_start = 0  # global input index of _buf[0]
+        self._scales = None if scales is None else np.asarray(scales, dtype=np.float32)[:, None]
+        self._rows = 1 if scales is None else len(scales)
+        self._buf = np.empty((self._rows, 0), dtype=np.float32)
+        self._buf_start = 0  # global input index of _buf[:, 0]
         self._pos = 0  # global input index of the next block to emit
-        self._offset: float | None = None  # set from the segment's first samples
+        self._offset: np.ndarray | None = None  # set from the segment's first samples
+        self._one_d: bool | None = None
 
     def push(self, x: np.ndarray) -> np.ndarray:
         p = self.plan
-        if p.scale != 1.0:
-            x = x * np.float32(p.scale)
-        self._buf = np.concatenate([self._buf, np.asarray(x, dtype=np.float32)]) if len(self._buf) else np.asarray(
-            x, dtype=np.float32
-        )
+        if self._one_d is None:
+            self._one_d = np.ndim(x) == 1
+        x2 = np.atleast_2d(np.asarray(x, dtype=np.float32))
+        if x2.shape[0] != self._rows:
+            raise ValueError(f"{p.ctype}: {x2.shape[0]} channels pushed to a {self._rows}-channel processor")
+        if self._scales is not None:
+            x2 = x2 * self._scales
+        elif p.scale != 1.0:
+            x2 = x2 * np.float32(p.scale)
+        self._buf = np.concatenate([self._buf, x2], axis=1) if self._buf.shape[1] else x2
         outs = []
-        while self._buf_start + len(self._buf) - self._pos >= p.block + p.margin:
+        while self._buf_start + self._buf.shape[1] - self._pos >= p.block + p.margin:
             outs.append(self._run(self._pos + p.block, final=False))
-        return np.concatenate(outs) if outs else np.empty(0, dtype=np.float32)
+        out = np.concatenate(outs, axis=1) if outs else np.empty((self._rows, 0), dtype=np.float32)
+        return out[0] if self._one_d else out
 
     def finish(self) -> np.ndarray:
-        end = self._buf_start + len(self._buf)
-        if end <= self._pos:
-            return np.empty(0, dtype=np.float32)
-        return self._run(end, final=True)
+        end = self._buf_start + self._buf.shape[1]
+        out = self._run(end, final=True) if end > self._pos else np.empty((self._rows, 0), dtype=np.float32)
+        return out[0] if self._one_d else out
 
     def _run(self, block_end: int, final: bool) -> np.ndarray:
         p = self.plan
@@ -533,18 +582,18 @@ class StreamProcessor:
             self._offset = segment_offset(p, self._buf)
         left = min(p.margin, self._pos - self._buf_start) if p.sos is not None or p.method == "poly" else 0
         seg_start = self._pos - left
-        seg_end = len(self._buf) + self._buf_start if final else block_end + p.margin
-        seg = self._buf[seg_start - self._buf_start : seg_end - self._buf_start]
+        seg_end = self._buf.shape[1] + self._buf_start if final else block_end + p.margin
+        seg = self._buf[:, seg_start - self._buf_start : seg_end - self._buf_start]
         y = _apply(p, seg, final, self._offset)
         o0 = left * p.up // p.down
         if final:
-            out = y[o0:]
+            out = y[:, o0:]
         else:
             o1 = (block_end - seg_start) * p.up // p.down
-            out = y[o0:o1]
+            out = y[:, o0:o1]
         self._pos = block_end
         keep_from = max(self._pos - p.margin, self._buf_start)
-        self._buf = self._buf[keep_from - self._buf_start :].copy()
+        self._buf = self._buf[:, keep_from - self._buf_start :].copy()
         self._buf_start = keep_from
         return out
 

@@ -50,7 +50,7 @@ from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
 from .channels import load_table, map_channels
 from .errors import PrepError
-from .filters import EPOCH_S, QUALITY_TYPES, QualityAccumulator, StreamProcessor, plan_channel
+from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, StreamProcessor, plan_channel
 
 log = logging.getLogger(__name__)
 
@@ -282,6 +282,40 @@ def _write_npz_from_spools(target: Path, spools: dict[str, _Spool], block: int =
                     shutil.copyfileobj(src, entry, block)
 
 
+MAX_WORKERS = 4  # beyond this, per-chunk batches get too small to gain
+
+
+def default_workers() -> int:
+    """Threads for ``prepare_psg``: the CPUs this process may use, 1 to ``MAX_WORKERS``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_WORKERS))
+
+
+def _plan_key(plan: ChannelPlan) -> tuple:
+    """Channels whose plans have equal keys are processed as one 2-D batch (the unit scale is
+    applied per channel before batching)."""
+    return (plan.fs_in, plan.up, plan.down, plan.method, plan.margin, plan.block, plan.restore_offset,
+            plan.offset_len, None if plan.sos is None else plan.sos.tobytes(),
+            None if plan.fir is None else plan.fir.tobytes())
+
+
+def _tasks(plans: list[ChannelPlan], workers: int) -> list[tuple[ChannelPlan, list[int]]]:
+    """Batches of channel indices sharing a filter, each split into up to ``workers`` parts so
+    the threads share every kind of work; largest first (the pool hands them out in order)."""
+    groups: dict[tuple, list[int]] = {}
+    for j, plan in enumerate(plans):
+        groups.setdefault(_plan_key(plan), []).append(j)
+    tasks = []
+    for rows in groups.values():
+        for part in np.array_split(np.array(rows), min(workers, len(rows))):
+            tasks.append((plans[rows[0]], [int(j) for j in part]))
+    cost = [len(rows) * p.fs_in * (1 + (p.sos is not None) + (p.poly is not None)) for p, rows in tasks]
+    return [tasks[i] for i in np.argsort(cost, kind="stable")[::-1]]
+
+
 def _prepare_signals(
     psg_path: Path,
     work: Path,
@@ -373,29 +407,37 @@ def _prepare_signals(
     seg_of_record = np.zeros(header.n_records, dtype=np.int64)
     for s_i, (r0, n, _) in enumerate(segments):
         seg_of_record[r0 : r0 + n] = s_i
-    procs: list[StreamProcessor] | None = None
-    current_seg = -1
+    spool_list = list(spools.values())
+    tasks = _tasks(plans, workers)
+    procs: list[StreamProcessor] = []
 
-    def finish_segment() -> None:
-        if procs is None:
-            return
-        for proc, sp in zip(procs, spools.values()):
-            sp.write(proc.finish())
+    def run_task(k: int, xs: list[np.ndarray] | None, t_run: float) -> None:
+        """Quality, processing and spooling of task k's channels (``xs`` None: finish)."""
+        plan, rows = tasks[k]
+        if xs is None:
+            ys = procs[k].finish()
+        else:
+            for j in rows:
+                quality[j].add(xs[j], t_run)
+            ys = procs[k].push(np.stack([xs[j] for j in rows]))
+        for j, y in zip(rows, ys):
+            spool_list[j].write(y)
 
-    def start_segment(s_i: int) -> list[StreamProcessor]:
-        t = segments[s_i][2] - t_origin
-        for plan, sp in zip(plans, spools.values()):
-            sp.pad_to(int(round(t * plan.fs_out)))
-        return [StreamProcessor(p) for p in plans]
-
-    names = [info.name for info in infos]
     pool = ThreadPoolExecutor(workers) if workers > 1 else None
 
-    def run_channel(j: int, x: np.ndarray, t_run: float) -> np.ndarray:
-        quality[j].add(x, t_run)
-        return procs[j].push(x)  # type: ignore[index]  # set by start_segment before any run
+    def run_all(xs: list[np.ndarray] | None, t_run: float) -> list:
+        if pool is None:
+            for k in range(len(tasks)):
+                run_task(k, xs, t_run)
+            return []
+        return [pool.submit(run_task, k, xs, t_run) for k in range(len(tasks))]
 
-    try:
+    def wait(futures: list) -> None:
+        for fut in futures:
+            fut.result()
+
+    def runs():
+        """(segment, onset from the origin in s, per-channel samples) of each contiguous run."""
         for chunk in iter_chunks(psg_path, header, chunk_seconds, ordinary):
             r = chunk.start_record
             r_end = r + chunk.n_records
@@ -403,30 +445,38 @@ def _prepare_signals(
                 s_i = int(seg_of_record[r])
                 seg_r0, seg_n, seg_onset = segments[s_i]
                 run_end = min(r_end, seg_r0 + seg_n)
-                if s_i != current_seg:
-                    finish_segment()
-                    procs = start_segment(s_i)
-                    current_seg = s_i
-                t_run = seg_onset + (r - seg_r0) * header.record_duration - t_origin
                 xs = []
                 for idx in ordinary:
                     spr = header.signals[idx].samples_per_record
                     xs.append(chunk.data[idx][(r - chunk.start_record) * spr : (run_end - chunk.start_record) * spr])
-                if pool is not None:
-                    outs = list(pool.map(run_channel, range(len(xs)), xs, [t_run] * len(xs)))
-                else:
-                    outs = [run_channel(j, x, t_run) for j, x in enumerate(xs)]
-                for name, y in zip(names, outs):
-                    spools[name].write(y)
+                yield s_i, seg_onset + (r - seg_r0) * header.record_duration - t_origin, xs
                 r = run_end
-        finish_segment()
-        for plan, sp in zip(plans, spools.values()):
+
+    current_seg = -1
+    pending: list = []
+    try:
+        # The generator decodes the next chunk while the pool works on the current one.
+        for s_i, t_run, xs in runs():
+            wait(pending)
+            if s_i != current_seg:
+                if procs:
+                    wait(run_all(None, 0.0))
+                t = segments[s_i][2] - t_origin
+                for plan, sp in zip(plans, spool_list):
+                    sp.pad_to(int(round(t * plan.fs_out)))
+                procs = [StreamProcessor(plan, scales=[plans[j].scale for j in rows]) for plan, rows in tasks]
+                current_seg = s_i
+            pending = run_all(xs, t_run)
+        wait(pending)
+        if procs:
+            wait(run_all(None, 0.0))
+        for plan, sp in zip(plans, spool_list):
             sp.pad_to(int(round(total_s * plan.fs_out)))  # a trailing partial sample, if any
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(cancel_futures=True)
         for sp in spools.values():
             sp.close()
     for j, sp in enumerate(spools.values()):
@@ -518,9 +568,10 @@ def prepare_psg(
     channel_map : Path or None
         Extra channel rules (JSON or CSV, see ``channels``).
     workers : int or None
-        Threads processing channels in parallel (scipy's filters and BLAS release the GIL).
-        Default 1: on the 2-core benchmark machine a second thread saved no wall time and cost
-        20-30 % more CPU seconds (what Cloud Run bills). Results do not depend on it.
+        Threads processing channels in parallel (scipy's filters and BLAS release the GIL);
+        default: the CPUs this process may run on (``os.sched_getaffinity``), at most 4.
+        Channels sharing a filter are processed as 2-D batches split over the threads, and
+        the next chunk is decoded while they work. Results do not depend on it (tested).
 
     Returns
     -------
@@ -542,7 +593,7 @@ def prepare_psg(
             sig = _prepare_signals(
                 Path(psg_path), Path(work), out_dir,
                 chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
-                workers=1 if workers is None else max(1, min(int(workers), os.cpu_count() or 1)),
+                workers=default_workers() if workers is None else max(1, int(workers)),
             )
         missing = sig.pop("_missing")
         meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig["channels"])}
