@@ -33,8 +33,8 @@ signal by signal. Both paths write the same bytes. Memory is bounded by ``chunk_
 largest annotation signal of one record, whatever the file size. A failure can leave ``dst``
 partly written: write to a temporary object and publish it only when this function returns.
 
-numpy is imported only when annotation bytes have to be inspected, so a process that anonymises
-plain EDF files does not pay its import (a tenth of a second or more, as much as copying 100 MB).
+The kernel path does not use numpy, so a process that anonymises files does not pay its import
+(a tenth of a second or more, as much as copying 100 MB); the streaming path does.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{6,}")
 _UNSUPPORTED = frozenset(
     {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EPERM, errno.EBADF}
 )
+# An annotation row holding nothing but one time-keeping TAL ``[+-]digits\x14\x14\x00`` (digits:
+# at most one dot, not the dot alone) then NUL padding, or only NULs: exactly the rows
+# :func:`_simple_rows` accepts.
+_SIMPLE_ROW = re.compile(rb"[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)\x14\x14\x00+|\x00*")
 # Largest request per copy call: Linux caps one call near 2 GiB anyway; smaller calls change nothing.
 _MAX_COPY = 1 << 30
 
@@ -224,21 +228,10 @@ def _scrub_rows(a: np.ndarray, first_record: int, index: int) -> tuple[int, int]
     a : numpy.ndarray
         Writable uint8 view, shape (records, bytes of the annotation signal per record).
 
-    Returns
-    -------
-    (kept, dropped) : tuple of int
-        Annotation texts kept and dropped.
     """
-    kept, dropped, _ = _scrub_block(a, first_record, index)
-    return kept, dropped
-
-
-def _scrub_block(a: np.ndarray, first_record: int, index: int) -> tuple[int, int, list[int]]:
-    """:func:`_scrub_rows`, also returning the indices of the rows it rewrote."""
     import numpy as np
 
     kept = dropped = 0
-    changed_rows: list[int] = []
     simple = ~(a != 0).any(axis=1) if a.shape[1] < 4 else _simple_rows(a)
     for r in np.flatnonzero(~simple):
         row = a[r]
@@ -251,8 +244,7 @@ def _scrub_block(a: np.ndarray, first_record: int, index: int) -> tuple[int, int
         dropped += d
         if changed:
             row[:] = np.frombuffer(encode_tals(out, row.shape[0]), dtype=np.uint8)
-            changed_rows.append(int(r))
-    return kept, dropped, changed_rows
+    return kept, dropped
 
 
 def _segments(header: EdfHeader) -> list[tuple[bool, int, int]]:
@@ -483,14 +475,19 @@ def _patch_annotations(sfd: int, dfd: int, header: EdfHeader, src_body: int, dst
 
     A window of whole records (about ``chunk_bytes``, at least one record) of the source is mapped
     at a time, only the span from the first to the last annotation byte of its records; only the
-    annotation bytes are copied out of it, so the samples are never read into Python.
+    annotation bytes are copied out of it, so the samples are never read into Python. Records
+    that hold nothing but their time-keeping TAL (nearly all) are recognised by one regular
+    expression, the same rows as :func:`_simple_rows` finds with numpy; the others are parsed.
+    Signals are scrubbed one after the other within a window, as the streaming path does, so a
+    malformed file is rejected with the same record and signal in its reason.
     """
-    import numpy as np
-
     rb = header.record_bytes
     slices = [(i, header.signal_slice(i)) for i in header.annotation_indices]
     lo, hi = min(sl.start for _, sl in slices), max(sl.stop for _, sl in slices)
+    if hi <= lo:  # annotation signals of 0 samples: nothing to read (and nothing to map)
+        return 0, 0
     per_block = max(1, chunk_bytes // rb)
+    simple = _SIMPLE_ROW.fullmatch
     kept = dropped = 0
     for first in range(0, header.n_records, per_block):
         k = min(per_block, header.n_records - first)
@@ -498,15 +495,25 @@ def _patch_annotations(sfd: int, dfd: int, header: EdfHeader, src_body: int, dst
         stop = src_body + (first + k - 1) * rb + hi
         aligned = start - start % mmap.ALLOCATIONGRANULARITY
         with mmap.mmap(sfd, stop - aligned, access=mmap.ACCESS_READ, offset=aligned) as window:
-            columns = []
-            for _, sl in slices:
-                view = np.ndarray((k, sl.stop - sl.start), dtype=np.uint8, buffer=window,
-                                  offset=start - aligned + sl.start - lo, strides=(rb, 1))
-                columns.append(view.copy())
-                del view  # the window cannot close while a view exports its buffer
-        for (i, sl), rows in zip(slices, columns):
-            kk, d, changed = _scrub_block(rows, first, i)
-            kept, dropped = kept + kk, dropped + d
-            for r in changed:
-                _pwrite_all(dfd, rows[r].tobytes(), dst_body + (first + r) * rb + sl.start)
+            base = src_body + first * rb - aligned  # the window offset of the first record's byte 0
+            for i, sl in slices:
+                for r in range(k):
+                    at = base + r * rb
+                    row = window[at + sl.start : at + sl.stop]
+                    if simple(row):
+                        continue
+                    new, kk, d = _scrub_row(row, first + r, i)
+                    kept, dropped = kept + kk, dropped + d
+                    if new is not None:
+                        _pwrite_all(dfd, new, dst_body + (first + r) * rb + sl.start)
     return kept, dropped
+
+
+def _scrub_row(row: bytes, record: int, index: int) -> tuple[bytes | None, int, int]:
+    """One record's annotation bytes: (the rewritten bytes or None when unchanged, kept, dropped)."""
+    try:
+        tals = parse_tals(row)
+    except EdfError as exc:
+        raise EdfError("bad_annotations", f"record {record}, signal {index}: {exc.detail}") from None
+    out, kept, dropped, changed = _filter_tals(tals)
+    return (encode_tals(out, len(row)) if changed else None), kept, dropped
