@@ -142,6 +142,11 @@ def test_the_plan_creates_every_resource_from_an_empty_state(
         if rc["mode"] == "data"
     }
     assert {"google_project", "google_storage_project_service_account"} <= reads
+    # Computed attributes the configuration does not set are unknown until apply, as with the
+    # real provider; set ones are known.
+    raw_bucket = unknown(plan, 'google_storage_bucket.buckets["raw"]')
+    assert raw_bucket["self_link"] is True and raw_bucket["url"] is True
+    assert "name" not in raw_bucket and "location" not in raw_bucket
 
 
 def test_dev_and_prod_declare_the_same_resources(plans: dict[str, Any]) -> None:
