@@ -1,14 +1,14 @@
 """Fault injection at the adapter boundary, for the reliability suite (``make reliability``).
 
 Off unless ``SUNRISE_FAULT_RATE`` > 0. When on, each call to a port method (storage, state,
-publisher) fails with a :class:`TransientError` with that probability, exactly as an SDK timeout
+publisher) fails with a :class:`TransientError` with that probability (seeded by
+``SUNRISE_FAULT_SEED``; rate 1 fails every call, deterministically), exactly as an SDK timeout
 or a 503 would once translated at the boundary. The stages must then answer 5xx, be redelivered
 and finish; nothing may be lost or done twice.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from typing import Any
@@ -23,7 +23,9 @@ class Flaky:
         self._inner = inner
         self._port = port
         self._rate = rate
-        self._rng = random.Random(seed * 1_000_003 + os.getpid())
+        # Seeded by (seed, port) only: the same settings give every run the same fault sequence
+        # (a str seed is hashed with SHA-512, stable across processes; a pid would not be).
+        self._rng = random.Random(f"{seed}/{port}")
         self._lock = threading.Lock()
         self.injected = 0
 
