@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
+from sunrise_cli.dataset_commands import dataset_app
 from sunrise_cli.science_commands import science_app
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data 
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 dlq_app = typer.Typer(help="Dead-lettered events: the local router's (embedded, emulators) or the dead-letter subscription (cloud).")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(dataset_app, name="dataset")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -255,8 +257,18 @@ def backfill(
         task = progress.add_task("backfill", total=len(jobs))
         summary = ops.send_all(jobs, rate=rate, max_in_flight=max_in_flight, stop=stop,
                                on_progress=lambda *_: progress.advance(task))
-    console.print_json(data=summary.as_dict())
+    _print_sent(summary, "event(s) sent to ingest" if via == "post" else "object(s) rewritten")
     raise typer.Exit(1 if summary.failed else 0)
+
+
+def _print_sent(summary, what: str, skipped: str = "already done") -> None:  # noqa: ANN001 - ops.Summary
+    """One sentence for a backfill or rerun, then one line per failure (not a dict)."""
+    console.print(f"{summary.sent} {what}, {summary.skipped} skipped ({skipped}), {summary.failed} failed",
+                  soft_wrap=True, highlight=False)
+    for failure in summary.failures[:20]:
+        console.print(f"  [red]failed[/] {failure}", soft_wrap=True, highlight=False)
+    if summary.failed > 20:
+        console.print(f"  ... and {summary.failed - 20} more", highlight=False)
 
 
 @app.command()
@@ -289,7 +301,8 @@ def rerun(
         task = progress.add_task(f"rerun {stage}", total=len(jobs))
         summary = ops.send_all(jobs, rate=rate, max_in_flight=max_in_flight, stop=stop,
                                on_progress=lambda *_: progress.advance(task))
-    console.print_json(data=summary.as_dict())
+    _print_sent(summary, f"{stage} input event(s) published" + (f" (model {algo_version})" if algo_version else "")
+                + "; `sunrise status` shows their progress", skipped="nothing to rerun")
     raise typer.Exit(1 if summary.failed else 0)
 
 

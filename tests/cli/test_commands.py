@@ -172,3 +172,13 @@ def test_help_and_status_import_none_of_the_heavy_libraries(args, embedded_env):
             f"print(r.exit_code, sorted(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "0 []", out
+
+
+def test_backfill_prints_a_sentence_not_a_dict():
+    run("upload", str(PSG), "--kind", "psg", "--site", "namur", "--subject", "P1")
+    # nothing listens on the default ingest URL here: the send fails, and says so per object
+    result = run("backfill", "--url", "http://127.0.0.1:9/")
+    assert result.exit_code == 1
+    assert "0 event(s) sent to ingest, 0 skipped (already done), 1 failed" in result.output
+    assert f"failed psg/namur/P1/{PSG.name}: ConnectError" in result.output
+    assert '"sent"' not in result.output
