@@ -9,7 +9,7 @@ help:
 	@echo "make run-emulators  the same on fake-gcs-server + the Pub/Sub and Firestore emulators"
 	@echo "make test           install and run the whole test suite"
 	@echo "make bench          benchmarks of docs/architecture.md's targets -> BENCHMARKS.md"
-	@echo "make reliability    fault-injection scenarios -> RELIABILITY.md"
+	@echo "make reliability    fault-injection scenarios, idle and beside 2 CPU hogs -> RELIABILITY.md"
 	@echo "make report-screenshots  sunrise report of data/ -> report/, PNGs of it -> docs/img/ (needs chromium)"
 	@echo "make terraform-check  terraform validate + plan (dev, prod) offline, plan tests, checkov"
 	@echo "make science        robustness of detectors and models on shifted synthetic nights -> SCIENCE.md"
