@@ -257,7 +257,7 @@ class _Spool:
 
     def write(self, y: np.ndarray) -> None:
         if len(y):
-            self.f.write(np.ascontiguousarray(y, dtype="<f4").tobytes())
+            self.f.write(memoryview(np.ascontiguousarray(y, dtype="<f4")).cast("B"))  # no bytes copy
             self.n += len(y)
 
     def pad_to(self, n: int) -> None:
