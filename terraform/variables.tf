@@ -5,6 +5,16 @@ variable "configure_event_subscriptions" {
   nullable    = false
 }
 
+variable "dataset_reader" {
+  description = "IAM member (group:analysts@example.org or serviceAccount:...) that may query the gold layer in BigQuery (bigquery.tf): dataViewer on the dataset, jobUser on the project, objectViewer on the results bucket's dataset/ prefix only. null: nobody beyond the project's owners."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.dataset_reader == null || can(regex("^(group|serviceAccount|user|domain):[^ ]+$", var.dataset_reader))
+    error_message = "dataset_reader must be an IAM member such as group:analysts@example.org, or null."
+  }
+}
+
 variable "deletion_protection" {
   description = "Protect Cloud Run services and the Firestore database against `terraform destroy` (true in production)."
   type        = bool

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from sunalgo.agreement import cohen_kappa
 from sunalgo.model import design_matrix, load_model
+from sunrise_common.dataset import SPLITS, subject_splits
 
 #: Design-matrix columns of the trained model (see ``sunalgo.model.context_column``).
 TRAIN_FEATURES = [
@@ -50,7 +52,11 @@ class TooFewNights(ValueError):
 
 
 def read_training_rows(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Feature columns and the PSG sleep label (1 sleep, 0 wake, -1 unscored) of one night."""
+    """Feature columns and the PSG sleep label (1 sleep, 0 wake, -1 unscored) of one night: a
+    ``training_rows.csv`` of a results folder or a part of the dataset's ``training_rows`` table
+    (``.parquet``, see ``sunrise_common.dataset``; null features become NaN)."""
+    if Path(path).suffix == ".parquet":
+        return _read_part_rows(Path(path))
     with Path(path).open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
@@ -60,6 +66,43 @@ def read_training_rows(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
             for k in rows[0] if k not in skip}
     label = np.array([int(r["psg_sleep"]) if r["psg_sleep"] != "" else -1 for r in rows])
     return cols, label
+
+
+def _read_part_rows(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    import pyarrow.parquet as pq
+
+    from sunrise_common import dataset as ds
+
+    skip = {n for n, *_ in ds.LINEAGE_COLUMNS} | {"psg_stage", "psg_sleep"}
+    names = [n for n in pq.read_schema(path).names if n not in skip]
+    t = ds.read_part(path, [*names, "psg_sleep"])
+    if not t.num_rows:
+        raise ValueError(f"{path} has no rows")
+    cols = {n: t.column(n).to_numpy(zero_copy_only=False).astype(float) for n in names}
+    label = t.column("psg_sleep").fill_null(-1).to_numpy(zero_copy_only=False).astype(int)
+    return cols, label
+
+
+def night_of(path: Path) -> tuple[str, str]:
+    """(night label, subject) of a training-rows file, for the splits.
+
+    A dataset part names both in its lineage; a CSV named ``{night_id}.csv`` (as the results
+    bucket's rows used to be collected) gives the subject pseudonym of its night id; any other CSV
+    is a night of its own subject (nothing tells two files of one person apart: name them by
+    night id, or use the dataset)."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        from sunrise_common import dataset as ds
+
+        lineage = ds.read_part_info(path).lineage
+        return lineage.night_id, lineage.subject_pseudonym
+    label = path.parent.name + "/" + path.name
+    if _NIGHT_ID.match(path.stem):
+        return path.stem, path.stem.rsplit("-n", 1)[0]
+    return label, label
+
+
+_NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")
 
 
 def _metrics(y_wake: np.ndarray, pred_wake: np.ndarray) -> dict:
@@ -94,14 +137,19 @@ def wake_probability(fit: dict, x: np.ndarray) -> np.ndarray:
 
 def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,
                 holdout_fraction: float = 0.25, base_version: str = "baseline-1",
-                features: list[str] | None = None, threshold: float = 0.5) -> dict:
+                features: list[str] | None = None, threshold: float = 0.5,
+                validation_fraction: float = 0.0) -> dict:
     """Fit logistic regression for wake vs sleep on per-night training rows.
 
-    Nights (files) are split into training and held-out sets (``holdout_fraction``, at least
-    one night each when there are >= 2; ``holdout_fraction=0`` fits on every night and reports
-    no held-out metrics). ``features`` defaults to ``TRAIN_FEATURES``; an epoch is wake when
-    ``P(wake) >= threshold``. Returns a dict with the artifact path and the held-out metrics of
-    the new model and of the base model on the same epochs.
+    Nights (files) are split by subject (``sunrise_common.dataset.subject_splits``: every night
+    of a subject lands in the same split, see :func:`night_of`) into train, validation
+    (``validation_fraction`` of the subjects, none by default) and held-out test sets
+    (``holdout_fraction``, at least one subject each when there are >= 2; ``holdout_fraction=0``
+    fits on every night and reports no held-out metrics). The splits are recorded in the
+    artifact (``splits``: nights and subjects per split, seed, fractions). ``features`` defaults
+    to ``TRAIN_FEATURES``; an epoch is wake when ``P(wake) >= threshold``. Returns a dict with the
+    artifact path and the held-out (test) metrics of the new model and of the base model on the
+    same epochs, and the validation metrics when there is a validation split.
     """
     paths = [Path(p) for p in training_rows]
     if len(paths) < MIN_TRAINING_NIGHTS:
@@ -109,27 +157,31 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
     if not version or "/" in version:
         raise ValueError(f"bad model version {version!r}")
     features = list(features or TRAIN_FEATURES)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(paths))
-    if holdout_fraction <= 0:
-        n_hold = 0
-    else:
-        n_hold = min(len(paths) - 1, max(1, int(round(holdout_fraction * len(paths)))))
-    hold = set(order[:n_hold].tolist())
+    nights = [night_of(p) for p in paths]
+    by_subject = subject_splits([s for _, s in nights], seed=seed, test_fraction=max(holdout_fraction, 0.0),
+                                validation_fraction=validation_fraction)
+    split_of = [by_subject[s] for _, s in nights]
+    if holdout_fraction > 0 and "test" not in split_of:
+        raise ValueError(f"a held-out night needs a second subject: the {len(paths)} nights are all of one subject "
+                         "(nights of one person never go to two splits)")
     base = load_model(base_version)
 
-    xs, ys, hx, hy, hbase = [], [], [], [], []
-    for i, p in enumerate(paths):
+    xs, ys, hx, hy, hbase, vx, vy = [], [], [], [], [], [], []
+    for p, split in zip(paths, split_of):
         cols, label = read_training_rows(p)
         x = design_matrix(cols, features)
         keep = label >= 0
-        if i in hold:
+        if split == "test":
             hx.append(x[keep])
             hy.append(label[keep] == 0)
             hbase.append(base.predict_wake(cols)[keep])
+        elif split == "validation":
+            vx.append(x[keep])
+            vy.append(label[keep] == 0)
         else:
             xs.append(x[keep])
             ys.append(label[keep] == 0)
+    n_hold = split_of.count("test")
     x, y = np.concatenate(xs), np.concatenate(ys)
     fit = fit_logistic(x, y)
     spec = {
@@ -137,8 +189,13 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
         "description": "Logistic-regression sleep/wake trained by sunrise_cli.train on sunalgo "
                        "training rows; respiratory rules copied from " + base_version,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "trained_on": [p.parent.name + "/" + p.name for i, p in enumerate(paths) if i not in hold],
-        "held_out": [p.parent.name + "/" + p.name for i, p in enumerate(paths) if i in hold],
+        "trained_on": [n for (n, _), sp in zip(nights, split_of) if sp == "train"],
+        "held_out": [n for (n, _), sp in zip(nights, split_of) if sp == "test"],
+        "splits": {"by": "subject_pseudonym", "seed": seed, "test_fraction": holdout_fraction,
+                   "validation_fraction": validation_fraction,
+                   "nights": {sp: [n for (n, _), s in zip(nights, split_of) if s == sp] for sp in SPLITS},
+                   "subjects": {sp: sorted({subj for (_, subj), s in zip(nights, split_of) if s == sp})
+                                for sp in SPLITS}},
         "sleep_wake": {
             "kind": "logistic",
             "target": "wake",
@@ -164,10 +221,14 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
                    "baseline": _metrics(hyy, np.concatenate(hbase))}
     metrics |= {
         "base_version": base_version,
-        "n_train_nights": len(paths) - n_hold,
+        "n_train_nights": split_of.count("train"),
         "n_heldout_nights": n_hold,
+        "n_validation_nights": split_of.count("validation"),
         "n_train_epochs": int(y.size),
     }
+    if vx:
+        vyy = np.concatenate(vy)
+        metrics["validation"] = _metrics(vyy, wake_probability(fit, np.concatenate(vx)) >= threshold)
     spec["heldout_metrics"] = metrics
     artifact.write_text(json.dumps(spec, indent=1))
     (out_dir / f"{version}.metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -219,20 +280,17 @@ def _matches(version: str, wanted: list[str] | None) -> bool:
 
 
 def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
-    """Download one ``training_rows.csv`` per night (its latest sunalgo run with PSG labels) from
-    the results bucket into ``folder``. The rows' features and PSG labels do not depend on the
-    model that scored the night."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    latest: dict[str, tuple] = {}
-    for ctx, night_id, _stage, _version, prefix, finished in _result_runs(settings):
-        if night_id not in latest or (finished or 0) > (latest[night_id][2] or 0):
-            latest[night_id] = (ctx, prefix, finished)
-    paths = []
-    for night_id, (ctx, prefix, _) in sorted(latest.items()):
-        dest = Path(folder) / f"{night_id}.csv"
-        ctx.storage.download_to_file(settings.bucket("results"), prefix + "training_rows.csv", dest)
-        paths.append(dest)
-    return paths
+    """The newest part of each night in the dataset's ``training_rows`` table
+    (``sunrise_common.dataset``; ``sunrise dataset build`` backfills it from older results), as
+    local Parquet files: the results bucket's own files on the embedded backend, a mirror in
+    ``folder`` elsewhere. The rows' features and PSG labels do not depend on the model that scored
+    the night, so each night counts once whatever versions scored it."""
+    from sunrise_common.dataset import TRAINING_ROWS
+    from sunrise_common.service import Context
+
+    from sunrise_cli.dataset import open_dataset
+
+    return [p.path for p in open_dataset(Context.from_settings(settings), Path(folder)).latest(TRAINING_ROWS)]
 
 
 def collect_result_folders(settings, folder: Path, algo_versions: list[str] | None = None) -> list[Path]:  # noqa: ANN001

@@ -448,7 +448,8 @@ def test_bucket_rights_follow_the_code() -> None:
         member["member"]
         == "serviceAccount:${local.runtime_emails[each.value.service]}"
     )
-    assert set(resources("google_storage_bucket_iam_member")) == {"runtime"}
+    # dataset_reader: the gold layer's reader, results/dataset/ only (bigquery.tf, test_bigquery.py).
+    assert set(resources("google_storage_bucket_iam_member")) == {"runtime", "dataset_reader"}
     assert not resources("google_storage_bucket_iam_binding") and not resources(
         "google_storage_bucket_iam_policy"
     )

@@ -391,8 +391,9 @@ def duckdb_views(root: Path, con=None):  # noqa: ANN001, ANN201 - duckdb.DuckDBP
         glob = (root / table).as_posix().replace("'", "''") + "/algo_version=*/night_id=*/part-*.parquet"
         con.execute(f"CREATE OR REPLACE VIEW {table}_all AS SELECT * FROM read_parquet('{glob}', "
                     "hive_partitioning = true, union_by_name = true)")
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {table}_all QUALIFY "
-                    f"dense_rank() OVER (PARTITION BY {per} ORDER BY run_at DESC, input_key DESC) = 1")
+        # The same query as the BigQuery views of terraform/bigquery.tf (tests/terraform/test_bigquery.py).
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {table}_all WHERE TRUE QUALIFY "
+                    f"DENSE_RANK() OVER (PARTITION BY {per} ORDER BY run_at DESC, input_key DESC) = 1")
     return con
 
 
