@@ -1,14 +1,14 @@
-"""One measured task in a fresh process: prints a JSON line with wall and CPU seconds and peak RSS.
+"""One measured task in a fresh process: ``python -m benchmarks.child TASK ARG...``.
 
-``python -m benchmarks.child TASK ARG...``. A fresh process per measurement makes the peak RSS
-(``ru_maxrss``) that task's alone.
+The harness times the whole process from outside (``benchmarks/whole.py``: spawn to exit,
+imports included). The JSON line printed here adds what only the inside can tell: the time
+of the work without the imports, and the task's own step times.
 """
 
 from __future__ import annotations
 
 import json
 import resource
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,28 +19,7 @@ def _usage() -> tuple[float, float]:
     return r.ru_utime + r.ru_stime, r.ru_maxrss / 1024.0
 
 
-# Each task imports what it needs, then returns the work to time (imports are not timed).
-def task_copy(src: str, dst: str):
-    def work() -> dict:
-        with open(src, "rb") as f, open(dst, "wb") as g:
-            shutil.copyfileobj(f, g, 8 << 20)
-        return {"bytes": Path(src).stat().st_size}
-
-    return work
-
-
-def task_anonymise(src: str, dst: str):
-    from sunrise_common.edf import anonymise_edf
-
-    def work() -> dict:
-        size = Path(src).stat().st_size
-        with open(src, "rb") as f, open(dst, "wb") as g:
-            anonymise_edf(f, g, size)
-        return {"bytes": size}
-
-    return work
-
-
+# Each task imports what it needs, then returns the work (timed apart from the imports).
 def task_psg_ours(src: str, out: str):
     from psg_prep.prepare import prepare_psg
 
@@ -75,8 +54,7 @@ def task_sunrise_algo(sunrise_edf: str, out: str):
     return work
 
 
-TASKS = {"copy": task_copy, "anonymise": task_anonymise, "psg_ours": task_psg_ours,
-         "psg_baseline": task_psg_baseline, "sunrise_algo": task_sunrise_algo}
+TASKS = {"psg_ours": task_psg_ours, "psg_baseline": task_psg_baseline, "sunrise_algo": task_sunrise_algo}
 
 
 def main(argv: list[str]) -> None:
