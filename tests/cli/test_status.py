@@ -125,6 +125,8 @@ def test_one_night_prints_times_and_states_not_dicts_epochs_or_none(ctx, ingest)
     assert "UTC" in out and "waiting for partner (its Sunrise recording)" in out
     assert not EPOCH_TIME.search(out), out
     assert "None" not in out and "{'" not in out and "duration=" not in out
+    rows = [line.split()[0] for line in out.splitlines() if "│" in line]
+    assert rows == ["ingest", "sunrise_prep", "psg_prep", "sunalgo"]  # pipeline order
 
 
 def test_reruns_with_another_model_get_their_own_row_and_stage_names_are_never_cut(ctx, ingest):

@@ -170,9 +170,13 @@ def night_detail(state: StateStore, night_id: str) -> dict[str, Any] | None:
     doc = state.get("nights", night_id)
     if doc is None:
         return None
-    stages = dict(doc.get("stages") or {})
-    for stage in STAGES:
-        if stage not in stages and stage_state(doc, stage) == "waiting":
+    recorded = doc.get("stages") or {}
+    stages: dict[str, Any] = {}
+    # Pipeline order, then reruns with other models: the order a night goes through them.
+    for stage in [*STAGES, *sorted(set(recorded) - set(STAGES))]:
+        if stage in recorded:
+            stages[stage] = recorded[stage]
+        elif stage_state(doc, stage) == "waiting":
             stages[stage] = {"state": "waiting", "waiting_for": NEEDS[stage]}
     return {
         "night_id": night_id,
