@@ -281,8 +281,10 @@ def rerun(
     rate: Annotated[Optional[float], typer.Option(help="At most this many events per second.")] = None,
     max_in_flight: Annotated[int, typer.Option(help="At most this many publishes at once.")] = 4,
 ) -> None:
-    """Run one stage again for chosen nights (after a fix, or with another model): publishes the
-    stage's input event on its topic, so it works the same on every backend."""
+    """Run one stage again for chosen nights (after a fix, or with another model).
+
+    Publishes the stage's input event on its topic, so it works the same on every backend.
+    """
     from sunrise_cli import ops
 
     if stage not in ops.RERUN_TOPIC:

@@ -114,8 +114,10 @@ def report(
     screenshots: Annotated[Optional[Path], typer.Option(
         "--screenshots", help="Also save PNG screenshots of the report here (needs chromium on the PATH).")] = None,
 ) -> None:
-    """Build an HTML accuracy report, one column per model version: Bland-Altman of TST and RDI,
-    sleep/wake confusion, severity classes at RDI 5/15/30, per-night table."""
+    """Build an HTML accuracy report with one column per model version.
+
+    Bland-Altman of TST and RDI, sleep/wake confusion, severity classes at RDI 5/15/30, per-night table.
+    """
     import tempfile
 
     from sunrise_common.settings import Settings
