@@ -96,10 +96,9 @@ def night_of(path: Path) -> tuple[str, str]:
 
         lineage = ds.read_part_info(path).lineage
         return lineage.night_id, lineage.subject_pseudonym
-    label = path.parent.name + "/" + path.name
     if _NIGHT_ID.match(path.stem):
         return path.stem, path.stem.rsplit("-n", 1)[0]
-    return label, label
+    return str(path), str(path)  # the whole path: results folders all name their file training_rows.csv
 
 
 _NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")
