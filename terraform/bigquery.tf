@@ -31,6 +31,7 @@ resource "google_project_service" "bigquery" {
 }
 
 resource "google_bigquery_dataset" "gold" {
+  #checkov:skip=CKV_GCP_81:the dataset stores no data: its tables are external (the Parquet files stay in the results bucket, encrypted as the bucket is) and views
   project     = var.project_id
   dataset_id  = local.dataset_id
   location    = var.region # external tables must live where their bucket is
@@ -43,6 +44,7 @@ resource "google_bigquery_dataset" "gold" {
 }
 
 resource "google_bigquery_table" "dataset_all" {
+  #checkov:skip=CKV_GCP_80:an external table stores nothing in BigQuery: its rows are the results bucket's Parquet files, encrypted as the bucket is
   for_each = local.dataset_tables
 
   project             = var.project_id
@@ -67,6 +69,7 @@ resource "google_bigquery_table" "dataset_all" {
 }
 
 resource "google_bigquery_table" "dataset_newest" {
+  #checkov:skip=CKV_GCP_80:a view stores nothing: it queries the external tables above
   for_each = local.dataset_tables
 
   project             = var.project_id
