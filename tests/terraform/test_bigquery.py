@@ -95,6 +95,7 @@ def test_the_bigquery_views_keep_the_newest_part_per_night_as_the_readers_do(tmp
     con = ds.duckdb_views(data.root)
     for table in ds.TABLES:
         sql = bigquery_view_sql(table)
+        assert " ".join(sql.split()) == ds.newest_view_sql(table, f"{table}_all")
         got = sorted(set(con.execute(f"SELECT night_id, algo_version, input_key FROM ({sql})").fetchall()))
         want = sorted((p.night_id, p.algo_version, p.lineage.input_key) for p in data.latest(table))
         assert got == want, table

@@ -332,14 +332,15 @@ class Dataset:
             out.append(part)
         return out
 
-    def latest(self, table: str, algo_versions: Iterable[str] | None = None) -> list[Part]:
+    def latest(self, table: str, algo_versions: Iterable[str] | None = None,
+               parts: Sequence[Part] | None = None) -> list[Part]:
         """The newest part per night (``training_rows``: the rows do not depend on the model, so
         one per night across algo versions) or per (algo version, night) (``night_scores``),
         sorted by night. ``algo_versions`` keeps those versions only (``mine-1`` matches
-        ``sunalgo-1.0+mine-1``)."""
+        ``sunalgo-1.0+mine-1``). ``parts``: choose among these (default: :meth:`parts`)."""
         wanted = set(algo_versions or ())
         best: dict[tuple, Part] = {}
-        for p in self.parts(table):
+        for p in self.parts(table) if parts is None else parts:
             if wanted and p.algo_version not in wanted and p.algo_version.rsplit("+", 1)[-1] not in wanted:
                 continue
             key = (p.night_id,) if table == TRAINING_ROWS else (p.algo_version, p.night_id)
@@ -376,24 +377,43 @@ class Dataset:
         return written
 
 
-def duckdb_views(root: Path, con=None):  # noqa: ANN001, ANN201 - duckdb.DuckDBPyConnection
+def newest_view_sql(table: str, source: str) -> str:
+    """The newest-part rule as SQL over ``source`` (every part of ``table``): the query of the
+    BigQuery views in terraform/bigquery.tf (tests/terraform/test_bigquery.py runs that one)."""
+    per = "night_id" if table == TRAINING_ROWS else "algo_version, night_id"
+    return (f"SELECT * FROM {source} WHERE TRUE QUALIFY "
+            f"DENSE_RANK() OVER (PARTITION BY {per} ORDER BY run_at DESC, input_key DESC) = 1")
+
+
+def duckdb_views(root: Path, con=None, *, memory_limit: str | None = "1GB"):  # noqa: ANN001, ANN201
     """A DuckDB connection (``con`` or a new in-memory one) with four views over ``root``:
     ``training_rows_all`` and ``night_scores_all`` (every part) and ``training_rows`` and
-    ``night_scores`` (the newest part per night, as :meth:`Dataset.latest`). A table with no part
-    yet gets no view."""
+    ``night_scores`` (the newest part per night). A table with no part yet gets no view.
+
+    The newest-part views read the files :meth:`Dataset.latest` picks (their footers decide),
+    not a window over every row: DuckDB then streams them, and an aggregate over 2,000 nights
+    holds a few MB instead of every row (benchmarks/dataset_bench.py). :func:`newest_view_sql`
+    is the same rule as one query (BigQuery's views). ``memory_limit`` caps DuckDB's own memory
+    (it spills to disk beyond), None leaves DuckDB's default (80 % of RAM)."""
     import duckdb
 
     con = con if con is not None else duckdb.connect()
-    root = Path(root)
-    for table, per in ((TRAINING_ROWS, "night_id"), (NIGHT_SCORES, "algo_version, night_id")):
-        if not any((root / table).glob("algo_version=*/night_id=*/part-*.parquet")):
+    if memory_limit:
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+    data = Dataset(root)
+
+    def files(paths: Iterable[Path]) -> str:
+        return "[" + ", ".join("'" + Path(p).as_posix().replace("'", "''") + "'" for p in paths) + "]"
+
+    for table in TABLES:
+        parts = data.parts(table)
+        if not parts:
             continue
-        glob = (root / table).as_posix().replace("'", "''") + "/algo_version=*/night_id=*/part-*.parquet"
-        con.execute(f"CREATE OR REPLACE VIEW {table}_all AS SELECT * FROM read_parquet('{glob}', "
-                    "hive_partitioning = true, union_by_name = true)")
-        # The same query as the BigQuery views of terraform/bigquery.tf (tests/terraform/test_bigquery.py).
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {table}_all WHERE TRUE QUALIFY "
-                    f"DENSE_RANK() OVER (PARTITION BY {per} ORDER BY run_at DESC, input_key DESC) = 1")
+        options = "hive_partitioning = true, union_by_name = true"
+        con.execute(f"CREATE OR REPLACE VIEW {table}_all AS SELECT * FROM read_parquet("
+                    f"{files(p.path for p in parts)}, {options})")
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet("
+                    f"{files(p.path for p in data.latest(table, parts=parts))}, {options})")
     return con
 
 
