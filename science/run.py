@@ -163,7 +163,15 @@ def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
 
 #: Why a condition misses, from reading its nights (kept with the figures they explain).
 #: Mechanisms were read on separate nights (seeds 9001-9003), not by tuning on these.
-_NOISE_WHY = ("TST over-estimated by a median {b} min, the same at x2, x3 and x5 (per-night errors equal within 1 min): the wake cue that the floor-relative activity threshold (2.5 x the night's floor) catches at default noise is a restless jaw micro-movement lying between 1x and 2x the default sensor noise; any extra noise lifts the floor above it and only movement bursts, which no noise level hides, remain. The multiplier was chosen on the development batch at default noise and is not re-tuned on this table (before issue 12, logistic-1 at x5: every epoch wake, -406 min).")
+_NOISE_WHY = (
+    'TST over-estimated by a median {b} min, the same at x2, x3 and x5 (per-night errors '
+    'equal within 1 min): the wake cue that the floor-relative activity threshold (2.5 x the '
+    "night's floor) catches at default noise is a restless jaw micro-movement lying between "
+    '1x and 2x the default sensor noise; any extra noise lifts the floor above it and only '
+    'movement bursts, which no noise level hides, remain. The multiplier was chosen on the '
+    'development batch at default noise and is not re-tuned on this table (before issue 12, '
+    'logistic-1 at x5: every epoch wake, -406 min).'
+)
 REASONS: dict[str, str] = {
     **{f"gyro_noise_x2/{v}": _NOISE_WHY.format(b=b)
        for v, b in (("logistic-2", "+19"), ("baseline-2", "+18.5"))},

@@ -4,8 +4,9 @@ per-night detector on nights generated with settings they were not fitted on.
 The noise, arousal and oximetry tests fail with the previous default (logistic-1: absolute
 thresholds, 3 % desaturation path only, no RDI flag) and pass with the per-night default
 (checked by running them with ``DEFAULT_MODEL = "logistic-1"``). The slow-breathing test is a
-guard only: logistic-1 passes it on these three nights (it misses on the suite's, SCIENCE.md). Seeds 310-312 are neither the
-development batch (7000-7011), the test batch (2024xxx) nor the robustness suite (50000+).
+guard only: logistic-1 passes it on these three nights (it misses on the suite's, SCIENCE.md).
+Seeds 310-312 are neither the development batch (7000-7011), the test batch (2024xxx) nor the
+robustness suite (50000+).
 Targets are the issue's (accuracy >= 0.90, |TST error| <= 15 min, |RDI error| <= 5 /h).
 """
 
