@@ -38,7 +38,8 @@ def test_a_service_killed_mid_stage_is_taken_over_and_no_partial_output_is_used(
     assert_clean(row)
     killed = row["details"]["killed"]
     assert row["details"]["killed_mid_work"], killed
-    assert killed["final_state"] == "done" and killed["final_attempts"] == 2, killed
+    # taken over at least once (more on a loaded machine: a takeover is safe, a second completion is not)
+    assert killed["final_state"] == "done" and killed["final_attempts"] >= 2, killed
     assert row["details"]["manifest_problems"] == []
     assert row["details"]["downstream_not_once"] == []
 
@@ -80,7 +81,8 @@ def test_on_the_emulators_a_service_killed_mid_stage_is_taken_over(tmp_path):
     assert_clean(row)
     killed = row["details"]["killed"]
     assert row["details"]["killed_mid_work"], killed
-    assert killed["final_state"] == "done" and killed["final_attempts"] == 2, killed
+    # taken over at least once (more on a loaded machine: a takeover is safe, a second completion is not)
+    assert killed["final_state"] == "done" and killed["final_attempts"] >= 2, killed
     assert row["details"]["manifest_problems"] == []
     assert row["details"]["downstream_not_once"] == []
 
