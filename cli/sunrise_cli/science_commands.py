@@ -73,9 +73,13 @@ def make_more_hint(needed: int, found: int) -> str:
 def train(
     version: Annotated[str, typer.Option("--version", help="Version name of the new model.")],
     rows: Annotated[Optional[list[Path]], typer.Argument(
-        help="training_rows.csv files (default: every night's latest rows in the results bucket).")] = None,
+        help="training_rows.csv or dataset .parquet files (default: the newest rows of every night in the "
+             "dataset, docs/dataset.md).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the model artifact (default: the model store).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the held-out night split.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the subject split (train/validation/test).")] = 0,
+    validation_fraction: Annotated[float, typer.Option(
+        "--validation-fraction", help="Share of subjects held out for validation, besides the test quarter "
+                                      "(default 0: none).")] = 0.0,
 ) -> None:
     """Train a sleep/wake model from training rows (does not activate it: see `sunrise activate`)."""
     import tempfile
@@ -90,7 +94,7 @@ def train(
             rows = rows or collect_training_rows(settings, Path(tmp))
         try:
             with console.status(f"Training on {len(rows)} night(s)"):
-                result = train_model(rows, out, version=version, seed=seed)
+                result = train_model(rows, out, version=version, seed=seed, validation_fraction=validation_fraction)
         except TooFewNights as exc:
             _fail(f"{exc}; {make_more_hint(exc.needed, exc.found)}")
         except ValueError as exc:
@@ -98,8 +102,10 @@ def train(
     m = result["metrics"]
     console.print(f"{result['artifact']}: held-out accuracy {m['model']['accuracy']:.3f} "
                   f"(base model {m['base_version']} {m['baseline']['accuracy']:.3f}) on {m['n_heldout_nights']} "
-                  f"night(s), trained on {m['n_train_nights']}; next: `uv run sunrise activate {version}`",
-                  soft_wrap=True)
+                  f"night(s), trained on {m['n_train_nights']}"
+                  + (f", validation accuracy {m['validation']['accuracy']:.3f} on {m['n_validation_nights']} night(s)"
+                     if m.get("validation") else "")
+                  + f"; next: `uv run sunrise activate {version}`", soft_wrap=True)
 
 
 @science_app.command()

@@ -116,6 +116,12 @@ def test_train_reads_the_parquet_dataset_and_records_subject_splits(stack, tmp_p
     assert spec["held_out"] == splits["nights"]["test"] and spec["trained_on"] == splits["nights"]["train"]
     assert_no_subject_in_two_splits(splits, nights)
 
+    printed = sunrise("train", "--version", "ds-2", "--out", str(tmp_path / "models"), "--validation-fraction", "0.2")
+    assert re.search(r"validation accuracy [0-9.]+ on [12] night\(s\)", printed), printed
+    splits = json.loads((tmp_path / "models" / "ds-2.json").read_text())["splits"]
+    assert [len(splits["subjects"][s]) for s in ds.SPLITS] == [3, 1, 1] and splits["validation_fraction"] == 0.2
+    assert_no_subject_in_two_splits(splits, nights)
+
 
 def assert_no_subject_in_two_splits(splits: dict, subject_of: dict[str, str]) -> None:
     seen: dict[str, str] = {}
