@@ -27,17 +27,27 @@ def local_root(ctx: Context, cache: Path | None = None) -> Path:
     if bucket_path is not None:
         return Path(bucket_path(bucket)) / ds.PREFIX.rstrip("/")
     mirror = Path(cache or ctx.settings.data_dir / "dataset-mirror")
-    for info in ctx.storage.list(bucket, ds.PREFIX):
+    mirror_dataset(ctx.storage, bucket, mirror)
+    return mirror / ds.PREFIX.rstrip("/")
+
+
+def mirror_dataset(storage, bucket: str, mirror: Path) -> int:  # noqa: ANN001 - Storage
+    """Copy the parts of ``bucket``'s ``dataset/`` that ``mirror`` lacks (same object names
+    under ``mirror``); returns how many were downloaded. Parts are create-only, so a part already
+    mirrored at its size is that part."""
+    fetched = 0
+    for info in storage.list(bucket, ds.PREFIX):
         if ds.parse_object_name(info.name) is None:
             continue
-        dest = mirror / info.name
+        dest = Path(mirror) / info.name
         if dest.is_file() and dest.stat().st_size == info.size:
-            continue  # parts are create-only: a part of the right size is that part
+            continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(".tmp")
-        ctx.storage.download_to_file(bucket, info.name, tmp)
+        storage.download_to_file(bucket, info.name, tmp)
         tmp.replace(dest)
-    return mirror / ds.PREFIX.rstrip("/")
+        fetched += 1
+    return fetched
 
 
 def open_dataset(ctx: Context, cache: Path | None = None) -> ds.Dataset:
