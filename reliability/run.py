@@ -125,9 +125,9 @@ def render(rows: list[dict[str, Any]], *, started: float, elapsed: float, earlie
         "local-folder buckets), on free loopback ports; the fault scenarios (duplicates and shuffle, SIGKILL,",
         "transient faults) also on the emulators stack (the same processes against fake-gcs-server and the",
         "official Pub/Sub and Firestore emulators, uploads announced by fake-gcs-server's notifications through",
-        "Pub/Sub). The fault scenarios run twice: on the machine as it is (**idle**: other work may run) and",
+        "Pub/Sub). The fault scenarios run twice: on the machine as it is (**no hogs**: other work may run) and",
         f"**loaded**, with {HOGS} CPU-hog processes (busy loops, started and stopped by the harness) beside",
-        "them for the whole scenario. `tests/reliability/` runs the same functions at CI size",
+        "them for the whole scenario; the load column gives the 5-minute load average at the end of each row. `tests/reliability/` runs the same functions at CI size",
         "(`uv run pytest tests/reliability -m slow --cpu-hogs 2` for the loaded run).",
         "",
         f"- Date: {date}; total wall time {elapsed / 60:.1f} min (sum over the scenarios)",
@@ -145,7 +145,11 @@ def render(rows: list[dict[str, Any]], *, started: float, elapsed: float, earlie
     for row in rows:
         rec = "–" if row.get("recover_s") is None else f"{row['recover_s']:.2f}"
         notes = str(row.get("notes", "")).replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| {row['scenario']} | {row['backend']} | {row.get('load', 'idle')} | {row['events']} | "
+        load = row.get("load", "idle")
+        avg = row.get("details", {}).get("load_average_after")
+        if avg:  # the machine is shared: "idle" means no hogs added, not an idle machine
+            load = f"{'no hogs' if load == 'idle' else load} (load {avg[1]:.1f})"
+        lines.append(f"| {row['scenario']} | {row['backend']} | {load} | {row['events']} | "
                      f"{row['files']} | {row['lost']} | {row['duplicated']} | {rec} | {notes} |")
     lines += ["", "## Found and fixed", ""] + [f"- {f}" for f in FINDINGS]
     lines += [
