@@ -1406,9 +1406,8 @@ PERSONAL_EDF_NEEDLES = [b"MRN4471902", b"Mueller", b"Zofia", b"12-MAR-1961", b"B
                         b"Dr_Keller", b"Somno-XY-42", b"+41 79 555 01 23", b"555 01 23", b"2021-03-12", b"12.03.21",
                         b"12-MAR-2021"]
 # Names put in the per-signal transducer and prefiltering fields. The anonymiser keeps those fields
-# byte-identical (docs/privacy.md: only device-identifier-looking transducers are blanked), so these
-# do reach the anonymised bucket: a known gap, reported apart (details["signal_field_hits"]) and
-# pinned by a strict xfail in tests/reliability/test_personal_edf.py until ingest closes it.
+# only when they pass its allowlist (docs/privacy.md), so these are blanked and scanned for like
+# every other needle (tests/reliability/test_personal_edf.py).
 SIGNAL_FIELD_NEEDLES = [b"Huber_Anna", b"Brunner_Lea"]
 
 
@@ -1545,8 +1544,7 @@ def no_personal_data(work: Path, n: int = 2, *, hours: float = 0.5, scan_root: P
                                               if d["stages"].get("sunalgo", {}).get("state") == "done"]) >= n,
                    (120 + 20 * n) * PATIENCE, "the nights and the corpus")
         elapsed = time.monotonic() - t0
-    stores = privacy_scan(h, PERSONAL_EDF_NEEDLES)
-    signal_field_hits = privacy_scan(h, SIGNAL_FIELD_NEEDLES, patterns=[re.compile(rb"Huber_Anna")])["hits"]
+    stores = privacy_scan(h, PERSONAL_EDF_NEEDLES + SIGNAL_FIELD_NEEDLES)
     rejected_corpus = [name for name, _ in h.inputs if name.split("/")[2] >= subject_code(700)]
     rejected_corpus.append(info.name)  # it may be too short or too odd for psg_prep: a recorded rejection
     # corpus files may be rejected (reason recorded) and a lone hypnogram waits for its PSG
@@ -1555,8 +1553,9 @@ def no_personal_data(work: Path, n: int = 2, *, hours: float = 0.5, scan_root: P
     # identifiers, not English words: tests/edf splits header fields into tokens, and generic ones
     # ("recording", "file") name things in every output
     needles = {n_ for ns in corpus_needles().values() for n_ in ns if not re.fullmatch(rb"[a-z]+", n_)}
-    long_needles = sorted({x for x in needles if len(x) >= 6} | set(SYNTH_PERSONAL) | set(PERSONAL_EDF_NEEDLES))
-    name_needles = sorted({x for x in needles if len(x) >= 4} | set(SYNTH_PERSONAL) | set(PERSONAL_EDF_NEEDLES))
+    personal = set(SYNTH_PERSONAL) | set(PERSONAL_EDF_NEEDLES) | set(SIGNAL_FIELD_NEEDLES)
+    long_needles = sorted({x for x in needles if len(x) >= 6} | personal)
+    name_needles = sorted({x for x in needles if len(x) >= 4} | personal)
     hits: list[str] = []
     scanned = 0
     scanned_bytes = 0
@@ -1600,11 +1599,11 @@ def no_personal_data(work: Path, n: int = 2, *, hours: float = 0.5, scan_root: P
              f"{len(state_hits)} in {len(db_files)} state and router database files (with WALs); {n} synthetic nights + "
              f"{len(rejected_corpus) - 1} corpus files + 1 edfio-written EDF+ with personal data in every header field, "
              f"annotations and object name run; this stack's stores ({', '.join(sorted(stores['scanned']))}: "
-             f"{stores['scanned']}) scanned for {stores['needles']} strings: {stores['total']} found; known gap: names "
-             f"in transducer/prefiltering fields reach {', '.join(sorted(signal_field_hits)) or 'no store'}")
+             f"{stores['scanned']}) scanned for {stores['needles']} strings (names in transducer/prefiltering fields "
+             f"included): {stores['total']} found")
     return make_row("no_personal_data", h, events=h.events(), files=len(h.inputs), lost=lost, duplicated=completions(h)["duplicated"],
                     recover_s=elapsed, notes=notes, hits=hits[:50], state_hits=state_hits[:50], scanned=scanned,
-                    privacy=stores, db_files=len(db_files), signal_field_hits=signal_field_hits)
+                    privacy=stores, db_files=len(db_files))
 
 
 def on_emulators(scenario: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:

@@ -10,11 +10,18 @@ than the year, no names, codes or device identifiers):
   equipment dropped), or ``Startdate X X X X`` when the original date is invalid.
 - startdate ``01.01.yy`` (same year; ``01.01.85`` when invalid, ``01.01.yy`` literally after
   2084 as EDF+ prescribes). The start *time* is kept: the pipeline needs the time of day.
-- every other header byte is kept, including labels, ranges, prefiltering, samples per record
-  and the reserved field (``EDF+C``/``EDF+D``). Transducer fields are kept too, except those
-  that look like a device identifier (HIPAA: "device identifiers and serial numbers"): a
-  serial-number pattern or the recording's equipment code. Those are blanked and reported
-  (``suspect_transducers``); the pipeline reads labels and units, never transducers.
+- the per-signal *transducer* and *prefiltering* fields are free text that nobody can screen
+  for names, and the pipeline never reads them, so they pass an ALLOWLIST (Safe Harbor: remove
+  what cannot be shown safe) and are otherwise blanked (spaces) and reported
+  (``blanked_fields``). A transducer survives only when every token (split on whitespace and
+  on ``-``, ``/``, ``,``) is a word of :data:`TRANSDUCER_VOCABULARY` or a plain number, and it
+  does not look like a device identifier (HIPAA: "device identifiers and serial numbers": a
+  serial-number pattern or the recording's equipment code; ``suspect_transducers``). A
+  prefiltering field survives only when every whitespace token is a filter token of
+  :data:`PREFILTER_KEYWORDS` (optionally ``:``/``=`` and a value such as ``0.1Hz``, ``DC``,
+  ``50``, ``1s``) or a bare value (see :func:`prefiltering_is_allowed`).
+- every other header byte is kept, including labels, ranges, samples per record and the
+  reserved field (``EDF+C``/``EDF+D``).
 - ordinary signal samples are copied bit for bit.
 - annotation signals are rewritten per record: the time-keeping TAL (onset of the record) and
   the texts of :data:`~sunrise_common.edf.annotations.KEEP_VOCABULARY` are kept with their
@@ -59,6 +66,61 @@ if TYPE_CHECKING:
 
 _SERIAL_WORD_RE = re.compile(r"(?i)\b(?:s/?n|serial)\b")
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{6,}")
+
+#: Words a transducer field may hold (compared lower-case): sensor materials and kinds, body
+#: sites and signal types. Anything else (a name, a ward, a free remark) blanks the field. Keep
+#: it small: a word added here is a word that is no longer told apart from a surname. Tokens
+#: are split on ``-``, ``/`` and ``,``, so ``Ag-AgCl`` is ``ag`` + ``agcl``.
+TRANSDUCER_VOCABULARY = frozenset(
+    """
+    electrode electrodes ag agcl agagcl cup cups gold disk disc needle surface skin
+    thermistor thermistors thermocouple thermocouples temperature oral nasal oronasal rectal
+    marker button belt belts piezo piezoelectric rip inductance inductive plethysmography plethysmograph
+    pressure cannula transducer transducers microphone oximeter oximetry spo2 pulse finger probe
+    accelerometer gyroscope mems imu sensor sensors position light snore body chest abdominal abdomen
+    thoracic thorax airflow flow ecg ekg eeg emg eog unknown none na
+    """.split()
+)
+#: Filter keywords a prefiltering field may hold (compared upper-case), each alone or followed by
+#: ``:``/``=`` and a value.
+PREFILTER_KEYWORDS = frozenset({"HP", "LP", "N", "BP", "NOTCH", "DC", "NONE", "OFF", "RECTIFICATION"})
+# A number (``,`` as decimal mark too). A token may hold at most _MAX_DIGITS digits: a record or
+# phone number is longer than any filter or sensor number.
+_NUMBER = r"(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)"
+_MAX_DIGITS = 6
+_PLAIN_NUMBER_RE = re.compile(rf"[+-]?{_NUMBER}")
+_TRANSDUCER_SPLIT_RE = re.compile(r"[\s,/-]+")
+_UNIT = r"(?:hz|khz|mhz|s|ms)"
+# A value: a number with an optional unit (Hz, kHz, mHz, s, ms), a range ``0.3-35Hz``, or DC.
+_PREFILTER_VALUE = rf"(?:{_NUMBER}(?:-{_NUMBER})?{_UNIT}?|dc)"
+_PREFILTER_TOKEN_RE = re.compile(
+    rf"(?i)(?:(?:{'|'.join(sorted(PREFILTER_KEYWORDS))})(?:[:=]{_PREFILTER_VALUE}?)?|{_PREFILTER_VALUE}|{_UNIT})"
+)
+
+
+def _digits(token: str) -> int:
+    return sum(c.isdigit() for c in token)
+
+
+def transducer_is_allowed(text: str) -> bool:
+    """True when every token of ``text`` (split on whitespace, ``-``, ``/`` and ``,``) is a word
+    of :data:`TRANSDUCER_VOCABULARY` or a plain number (at most 6 digits, at most one number per
+    field: digits spread over tokens, like a phone number, blank the field); empty is allowed."""
+    tokens = [t for t in _TRANSDUCER_SPLIT_RE.split(text.lower()) if t]
+    numbers = [t for t in tokens if t not in TRANSDUCER_VOCABULARY]
+    return len(numbers) <= 1 and all(_PLAIN_NUMBER_RE.fullmatch(t) and _digits(t) <= _MAX_DIGITS for t in numbers)
+
+
+def prefiltering_is_allowed(text: str) -> bool:
+    """True when every whitespace token of ``text`` is a filter keyword of
+    :data:`PREFILTER_KEYWORDS`, optionally followed by ``:`` or ``=`` and a value (``0.1Hz``,
+    ``50``, ``DC``, ``1s``, ``kHz``/``mHz`` units), or a bare value; case-insensitive. Numbers
+    have at most 6 digits, and at most one bare number without a unit is allowed per field
+    (``79 555 01 23`` is a phone number, not a filter). Empty is allowed."""
+    tokens = text.split()
+    if not all(_PREFILTER_TOKEN_RE.fullmatch(t) and _digits(t) <= _MAX_DIGITS for t in tokens):
+        return False
+    return sum(bool(_PLAIN_NUMBER_RE.fullmatch(t)) for t in tokens) <= 1
 
 # errno values with which copy_file_range/sendfile say "not here" (another filesystem, a
 # filesystem or sandbox without the call, a seccomp filter): the copy goes on the next way.
@@ -108,7 +170,11 @@ class AnonymisationReport:
         Bytes written to ``dst`` (equal to the input size).
     signal_labels : tuple of str
     suspect_transducers : tuple of int
-        Indices of signals whose transducer field looks like it holds a serial number.
+        Indices of signals whose transducer field looks like it holds a serial number (blanked;
+        also listed in ``blanked_fields``).
+    blanked_fields : tuple of (int, str)
+        ``(signal index, field name)`` of every per-signal field blanked in the output
+        (``"transducer"`` or ``"prefiltering"``): outside the allowlist or serial-like.
     copy_method : {"copy_file_range", "sendfile", "buffered", "none", "stream"}
         How the data records were copied: the first three on the kernel path between regular
         files ("none": the file has no records), "stream" through a buffer.
@@ -127,6 +193,7 @@ class AnonymisationReport:
     signal_labels: tuple[str, ...]
     suspect_transducers: tuple[int, ...] = ()
     copy_method: str = "stream"
+    blanked_fields: tuple[tuple[int, str], ...] = ()
 
 
 def _put(raw: bytearray, name: str, text: str) -> None:
@@ -144,8 +211,8 @@ def anonymised_header(header: EdfHeader) -> bytes:
     sex = fields.sex if fields is not None and fields.sex in ("M", "F") else "X"
     _put(raw, "patient", f"X {sex} X X")
     ns = len(header.signals)
-    for i in _suspect_transducers(header):
-        offset, width = signal_field_offset("transducer", i, ns)
+    for i, name in blanked_fields(header):
+        offset, width = signal_field_offset(name, i, ns)
         raw[offset : offset + width] = b" " * width
     year = header.year
     if year is None:
@@ -155,6 +222,19 @@ def anonymised_header(header: EdfHeader) -> bytes:
         _put(raw, "recording", f"Startdate 01-JAN-{year:04d} X X X")
         _put(raw, "startdate", f"01.01.{year % 100:02d}" if 1985 <= year <= 2084 else "01.01.yy")
     return bytes(raw)
+
+
+def blanked_fields(header: EdfHeader) -> tuple[tuple[int, str], ...]:
+    """The per-signal fields :func:`anonymised_header` blanks: ``(signal index, field name)``,
+    in signal order, transducer before prefiltering. A field already blank is not listed."""
+    suspect = set(_suspect_transducers(header))
+    out: list[tuple[int, str]] = []
+    for i, sig in enumerate(header.signals):
+        if sig.transducer.strip() and (i in suspect or not transducer_is_allowed(sig.transducer)):
+            out.append((i, "transducer"))
+        if sig.prefiltering.strip() and not prefiltering_is_allowed(sig.prefiltering):
+            out.append((i, "prefiltering"))
+    return tuple(out)
 
 
 def _suspect_transducers(header: EdfHeader) -> tuple[int, ...]:
@@ -341,6 +421,7 @@ def _report(header: EdfHeader, kept: int, dropped: int, written: int, copy_metho
         signal_labels=tuple(s.label for s in header.signals),
         suspect_transducers=_suspect_transducers(header),
         copy_method=copy_method,
+        blanked_fields=blanked_fields(header),
     )
 
 
