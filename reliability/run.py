@@ -75,10 +75,10 @@ FINDINGS = [
     "is enforced while reading; slow clients are dropped after 5 s (`sunrise_common/server.py`); no /docs, "
     "/openapi.json, /redoc; an unknown night is a recorded 2xx; model versions are checked against a pattern and the "
     "model store's list.",
-    "**Still open (found by no_personal_data's third-party EDF+):** names typed into the per-signal transducer or "
-    "prefiltering fields reach the anonymised bucket (`sunrise_common/edf/anonymise.py` keeps those fields; "
-    "docs/privacy.md). Reported, not fixed here (ingest's area); pinned by a strict xfail in "
-    "`tests/reliability/test_personal_edf.py`.",
+    "**Names typed into the per-signal transducer or prefiltering fields reached the anonymised bucket** (found by "
+    "no_personal_data's third-party EDF+). Now both fields are kept only when every token is sensor vocabulary or "
+    "filter grammar, else blanked and reported (`sunrise_common/edf/anonymise.py`, docs/privacy.md); "
+    "`tests/reliability/test_personal_edf.py` checks it.",
 ]
 
 def all_names() -> list[str]:
