@@ -51,8 +51,8 @@ def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], fil
     process's CPU time over a backfill of ``n_local`` realistic nights divided by its requests.
     """
     tf = terraform_settings(env)
-    rows, total_cost, total_cpu = [], 0.0, 0.0
-    slowest = None
+    rows, total_cost, total_cost_cpu, total_cpu = [], 0.0, 0.0, 0.0
+    slowest = slowest_cpu = None
     for service, cfg in tf.items():
         key = "ingest (per file)" if service == "ingest" else service
         per_request = stage_wall.get(key, 0.0)
@@ -64,10 +64,19 @@ def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], fil
         # Throughput cap: max_instances x concurrency requests at once, each lasting per_request s.
         rate = cfg["max_instances"] * cfg["concurrency"] / per_request if per_request else float("inf")
         hours = requests / rate / 3600 if rate != float("inf") else 0.0
+        # The CPU basis: a busy instance spends its vCPUs on requests' work only, so it bills
+        # (CPU seconds / vCPUs) instance-seconds per request, and drains at max_instances x vCPUs
+        # CPU-seconds per second. The floor of what 2,000 nights cost, and the fastest they pass.
+        cpu_s = stage_cpu.get(key, 0.0)
+        billed_cpu_s = requests * cpu_s / cfg["cpu"]
+        cost_cpu = billed_cpu_s * (cfg["cpu"] * PRICE_VCPU_S + cfg["memory_gib"] * PRICE_GIB_S) + requests * PRICE_PER_MILLION_REQUESTS / 1e6
+        hours_cpu = requests * cpu_s / (cfg["max_instances"] * cfg["cpu"]) / 3600
         total_cost += cost
-        total_cpu += requests * stage_cpu.get(key, 0.0)
+        total_cost_cpu += cost_cpu
+        total_cpu += requests * cpu_s
         slowest = max(slowest or (0.0, ""), (hours, service))
-        rows.append((service, cfg, per_request, stage_cpu.get(key, 0.0), requests, billed_s, cost, hours))
+        slowest_cpu = max(slowest_cpu or (0.0, ""), (hours_cpu, service))
+        rows.append((service, cfg, per_request, cpu_s, requests, billed_s, cost, hours, billed_cpu_s, cost_cpu, hours_cpu))
     lines = [
         "# Scaling: what 2,000 nights cost on Cloud Run",
         "",
@@ -83,7 +92,9 @@ def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], fil
         "- A request holds its instance's allocation for its whole duration; `concurrency` requests share an",
         "  instance, so a busy instance bills 1/concurrency of its allocation per request (the best case; an",
         "  instance serving fewer requests at once costs up to `concurrency` times more per request).",
-        "- Per-request wall times are the medians measured here on one shared 2-core machine with 4 requests in",
+        "- Per-request wall times are the means (the medians in runs before the mean was recorded: for ingest,",
+        "  five small files and one 295 MB PSG a night, the median understates the mean) measured here on one",
+        "  shared 2-core machine with 4 requests in",
         "  flight, so they include waiting for the CPU behind the other stages' requests (and other engineers'",
         "  work on the machine): an upper bound for an instance that runs its requests alone.",
         "  Cloud Run vCPUs are of the same order.",
@@ -96,20 +107,28 @@ def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], fil
            " `/healthz`), paid once per new instance, not per night."
            if cold_start_s else "not measured in this run."),
         "",
-        "| service | vCPU | memory | concurrency | max instances | s per request (wall) | CPU s per request | requests | billed instance-s | cost (USD) | hours at the throttle |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Two bases, both from this run: **CPU** (each request's measured CPU seconds; a busy instance bills CPU s /"
+        " vCPUs instance-seconds per request: the floor) and **wall** (the per-request wall time measured on this"
+        " contended machine, billed as it would be on Cloud Run: the ceiling, inflated by the queueing here).",
+        "",
+        "| service | vCPU | memory | concurrency | max instances | CPU s per request | billed instance-s (CPU) | cost USD (CPU) | hours at the throttle (CPU) | s per request (wall here) | billed instance-s (wall) | cost USD (wall) | hours at the throttle (wall) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for service, cfg, wall, cpu, requests, billed, cost, hours in rows:
+    for service, cfg, wall, cpu, requests, billed, cost, hours, billed_cpu, cost_cpu, hours_cpu in rows:
         lines.append(f"| {service} | {cfg['cpu']:g} | {cfg['memory_gib']:g} GiB | {cfg['concurrency']} | {cfg['max_instances']} |"
-                     f" {wall:.3f} | {cpu:.3f} | {requests:,.0f} | {billed:,.0f} | {cost:.2f} | {hours:.2f} |")
+                     f" {cpu:.3f} | {billed_cpu:,.0f} | {cost_cpu:.2f} | {hours_cpu:.2f} |"
+                     f" {wall:.3f} | {billed:,.0f} | {cost:.2f} | {hours:.2f} |")
     lines += [
         "",
-        f"**Total compute for {NIGHTS:,} nights: about ${total_cost:.2f}** ({total_cpu / 3600:.2f} CPU-hours of actual work,"
-        f" i.e. ${total_cpu * PRICE_VCPU_S:.2f} of vCPU time if every billed second did work).",
+        f"Requests: {NIGHTS * files_per_night:,.0f} to ingest (one per upload), {NIGHTS:,} to each other service.",
         "",
-        f"**Time:** the stages run as a pipeline, so the slowest stage at its throttle sets the pace: {slowest[1]}"
-        f" needs about {slowest[0] * 60:.1f} min for {NIGHTS:,} nights with the prod settings (max instances x concurrency"
-        " requests at once). Pub/Sub holds the rest of a burst meanwhile (Eventarc redelivers what gets a 429).",
+        f"**Total compute for {NIGHTS:,} nights: about ${total_cost_cpu:.2f} on the CPU basis, at most ${total_cost:.2f} on the"
+        f" wall basis** ({total_cpu / 3600:.2f} CPU-hours of actual work).",
+        "",
+        f"**Time:** the stages run as a pipeline, so the slowest stage at its throttle sets the pace: {slowest_cpu[1]}"
+        f" needs about {slowest_cpu[0] * 60:.1f} min for {NIGHTS:,} nights on the CPU basis ({slowest[1]}: {slowest[0] * 60:.1f} min"
+        " on the wall basis) with the prod settings (max instances x concurrency requests at once). Pub/Sub holds the"
+        " rest of a burst meanwhile (Eventarc redelivers what gets a 429).",
         f"On this one 2-core machine the embedded stack backfills {nights_per_minute_local:.1f} nights/min, i.e."
         f" {NIGHTS / nights_per_minute_local / 60:.1f} h for {NIGHTS:,} nights.",
         "",
