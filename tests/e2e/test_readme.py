@@ -39,6 +39,7 @@ def test_readme_curl_examples_answer_as_documented(embedded_stack):
                              capture_output=True, text=True, timeout=30, check=True).stdout
         answers.append(json.loads(out))
     health, malformed, other_bucket = answers
-    assert health == {"status": "ok", "service": "ingest"}
+    # instance: the launcher's per-run token, so a foreign process on the port is not taken for ours
+    assert health == {"status": "ok", "service": "ingest", "instance": stack.token}
     assert malformed["error"] == "not_a_cloudevent"
     assert other_bucket["status"] == "rejected" and other_bucket["reason"] == "wrong_bucket"
