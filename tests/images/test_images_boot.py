@@ -32,6 +32,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 # Distributions only the CLI needs (training, reports): no service image may carry them.
 CLI_ONLY = {"scikit-learn", "matplotlib", "sunrise-cli"}
+# Science libraries a service imports only if its own code does (ingest copies bytes: it needs neither).
+NOT_IMPORTED = {"ingest": {"scipy", "pyarrow"}, "sunrise_prep": {"pyarrow"}, "psg_prep": {"pyarrow"}, "sunalgo": set()}
 
 
 def uv_binary() -> str:
@@ -167,6 +169,7 @@ def test_each_image_holds_its_service_and_none_of_the_clis_dependencies(
     project = tomllib.loads((REPO / "services" / service / "pyproject.toml").read_text())["project"]["name"]
     assert {project, "sunrise-common", "uvicorn", "fastapi"} <= dists
     assert not dists & CLI_ONLY, f"{service} carries {sorted(dists & CLI_ONLY)}"
+    assert not dists & NOT_IMPORTED[service], f"{service} carries {sorted(dists & NOT_IMPORTED[service])}, never imported"
     others = {f"sunrise-{s.replace('_', '-')}" for s in names.SERVICES} - {project}
     assert not dists & others, f"{service} carries other services: {sorted(dists & others)}"
     # Installed as wheels, imported from the image's site-packages, from /app, in isolated mode.
