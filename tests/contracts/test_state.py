@@ -263,3 +263,32 @@ def test_the_heartbeat_keeps_a_slow_run_from_being_taken_over(state, state_twin)
     assert result["status"] == "done"
     run = state.get("nights", "n1")["runs"]["psg_prep"]["k1"]
     assert (run["state"], run["attempts"], run["outputs"]) == ("done", 1, {"by": "slow"})
+
+
+def test_a_hung_worker_stops_renewing_after_its_limit_and_is_taken_over(state, state_twin):
+    """A worker that never returns must not hold the run forever (the heartbeat would renew it for
+    ever): past ``max_s`` renewals stop, the lease runs out, and another worker takes over.
+    Waits on conditions (generous limits), not on timings."""
+    from sunrise_common.state.runs import Heartbeat
+
+    lease_s = 1.0
+    runs = StageRuns(state, lease_s=lease_s)
+    other = StageRuns(state_twin, lease_s=lease_s)
+    first = runs.claim("nights", "n1", "psg_prep", "k1")
+    assert first.outcome is Outcome.ACQUIRED
+    with Heartbeat(runs, "nights", "n1", "psg_prep", "k1", first.run["attempts"], max_s=1.5) as beat:
+        deadline = time.monotonic() + 120
+        while not beat.expired and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert beat.expired and not beat.lost, "renewals did not stop at max_s"
+        taken = None
+        while time.monotonic() < deadline:
+            taken = other.claim("nights", "n1", "psg_prep", "k1")
+            if taken.outcome is not Outcome.BUSY:
+                break
+            time.sleep(0.05)
+        assert taken is not None and taken.outcome is Outcome.ACQUIRED, taken
+        assert taken.run["attempts"] == first.run["attempts"] + 1
+    # The hung attempt wakes up later: fenced, it cannot complete.
+    assert not runs.complete("nights", "n1", "psg_prep", "k1", outputs={"by": "hung"}, metrics={},
+                             attempt=first.run["attempts"])

@@ -96,7 +96,9 @@ def run_stage(
     attempt = claim.run["attempts"]
     started = time.perf_counter()
     cpu0 = time.process_time()
-    heartbeat = Heartbeat(ctx.runs, collection, doc_id, stage, input_key, attempt)
+    settings = getattr(ctx, "settings", None)
+    heartbeat = Heartbeat(ctx.runs, collection, doc_id, stage, input_key, attempt,
+                          max_s=settings.stage_max_run_s if settings is not None else None)
     try:
         with heartbeat:
             result = work()

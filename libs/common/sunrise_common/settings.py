@@ -60,8 +60,10 @@ class Settings(BaseSettings):
     dead_letter_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
     router_duplicates: int = Field(1, ge=1, le=10)
     router_shuffle: bool = False
-    # Stage leases.
+    # Stage leases. A run's heartbeat renews its lease for at most stage_max_run_s (a hung worker
+    # must not hold a night forever); Cloud Run's request timeouts (terraform/run.tf) are far below.
     lease_s: float = 120.0
+    stage_max_run_s: float = Field(900.0, gt=0)
     log_level: str = "INFO"
     # psg_prep: extra channel-mapping rules (JSON or CSV, docs/psg_prep.md) and the mains frequency.
     psg_channel_map: Path | None = None

@@ -186,23 +186,36 @@ class Heartbeat:
 
     Use as a context manager around the work. ``lost`` becomes True once a renewal finds the run
     taken over; the completion is refused then anyway (fenced), this only lets the caller log it.
-    A renewal that fails transiently (state unavailable) is retried at the next beat: two missed
-    beats in a row still leave a third of the lease.
+    A renewal that fails transiently (state unavailable) is retried at the next beat: one missed
+    beat still leaves a third of the lease, two leave almost none.
+
+    Renewals stop ``max_s`` seconds after the start (``expired`` becomes True): a worker that is
+    alive but hung (a call without a timeout, a thread left behind by a request timeout) must not
+    hold the run forever. Its lease then runs out, a retry takes the run over, and the fence keeps
+    the hung attempt from completing if it ever wakes up.
     """
 
     def __init__(self, runs: StageRuns, collection: str, doc_id: str, stage: str, input_key: str, attempt: int,
-                 *, interval_s: float | None = None) -> None:
+                 *, interval_s: float | None = None, max_s: float | None = None) -> None:
         self.runs = runs
         self.key = (collection, doc_id, stage, input_key)
         self.attempt = attempt
         self.interval_s = interval_s if interval_s is not None else max(runs.lease_s / 3.0, 0.01)
+        self.max_s = max_s
         self.beats = 0
         self.lost = False
+        self.expired = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{stage}", daemon=True)
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self._stop.wait(self.interval_s):
+            if self.max_s is not None and time.monotonic() - started >= self.max_s:
+                self.expired = True
+                logger.warning("%s has run %.0f s, longer than its %.0f s limit: its lease is no longer renewed",
+                               self.key[2], time.monotonic() - started, self.max_s)
+                return
             try:
                 if not self.runs.renew(*self.key, attempt=self.attempt):
                     self.lost = True
