@@ -103,3 +103,20 @@ def test_activity_floor_is_a_low_percentile_and_rejects_a_dead_sensor():
         activity_floor(np.zeros(100))
     with pytest.raises(ValueError, match="no finite"):
         activity_floor(np.full(10, np.nan))
+
+
+def test_a_jaw_signal_without_wander_gives_no_obstructive_candidates():
+    """Per-night margins are multiples of the night's own spread (MAD): a flat or quantised jaw
+    position has none, and a zero margin would turn every second at or above the median into an
+    obstructive candidate. Such a night reports none instead."""
+    from sunalgo.model import load_model
+    from sunalgo.respiration import _per_night_masks
+
+    params = load_model().respiratory
+    n = 3600
+    rng = np.random.default_rng(3)
+    obs_ratio = np.exp(rng.normal(0.0, 0.2, n))  # effort wanders as usual
+    shift = np.zeros(n)  # the jaw position never moves
+    ok = np.ones(n, dtype=bool)
+    obstructive, _ = _per_night_masks(obs_ratio, shift, ok, params, gap=3)
+    assert not obstructive.any(), f"{int(obstructive.sum())} of {n} seconds flagged obstructive"

@@ -215,3 +215,23 @@ def test_domino_stage_at_each_event_decides_through_psg_prep(tmp_path):
     assert s["event_counts"] == {"obstructive_apnea": 1}
     assert s["event_counts_not_sleep"] == {"hypopnea": 2, "obstructive_apnea": 1}
     assert s["AHI"] == pytest.approx(7.5)  # 1 event in 8 min of sleep, not 4 (30/h)
+
+
+def test_a_flat_gyroscope_is_a_permanent_error_not_a_retry(tmp_path):
+    """A stuck or disconnected gyroscope (activity exactly 0 all night) cannot be normalised to its
+    night's floor: that is bad input, recorded and acknowledged, never a retry storm."""
+    import numpy as np
+
+    from sunalgo.features import FlatSensorError
+    from sunrise_common.errors import PermanentError
+
+    night = synth_night(tmp_path / "n", seed=5, hours=1.0, ahi=20.0)
+    prep = tmp_path / "prep"
+    prepare_sunrise(night.sunrise, prep)
+    with np.load(prep / "prepped.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["activity_dps"] = np.zeros_like(arrays["activity_dps"])
+    np.savez(prep / "prepped.npz", **arrays)
+    with pytest.raises(FlatSensorError) as caught:
+        run_sunalgo(prep, None, tmp_path / "out")
+    assert isinstance(caught.value, PermanentError) and caught.value.reason == "flat_gyroscope"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from sunrise_common.errors import PermanentError
 
 EPOCH_S = 30.0
 # Legacy absolute activity threshold (deg/s), kept so that ``act_count`` and the models built on
@@ -101,20 +102,29 @@ def _trailing_median(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+class FlatSensorError(PermanentError, ValueError):
+    """The recording's gyroscope gives no usable activity floor (flat, stuck or absent sensor).
+
+    Bad input, not trouble: the same night fails the same way every time, so it is recorded
+    and acknowledged (2xx) instead of retried.
+    """
+
+
 def activity_floor(activity_dps_1s: np.ndarray) -> float:
     """The night's gyroscope activity floor (deg/s): ``ACTIVITY_FLOOR_PCT`` percentile of the
     finite 1-s means of ``activity_dps`` (10 Hz in ``prepped.npz``, averaged per second).
 
-    Raises ``ValueError`` when no second is finite or the floor is not positive (a flat or
-    absent gyroscope cannot be normalised).
+    Raises :class:`FlatSensorError` (a permanent error) when no second is finite or the floor is
+    not positive: a flat or absent gyroscope cannot be normalised.
     """
     x = np.asarray(activity_dps_1s, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size == 0:
-        raise ValueError("no finite gyroscope activity: cannot estimate the night's floor")
+        raise FlatSensorError("flat_gyroscope", "no finite gyroscope activity: cannot estimate the night's floor")
     floor = float(np.percentile(x, ACTIVITY_FLOOR_PCT))
     if not floor > 0:
-        raise ValueError(f"gyroscope activity floor is {floor} deg/s; a working sensor is > 0")
+        raise FlatSensorError("flat_gyroscope",
+                              f"gyroscope activity floor is {floor} deg/s; a working sensor gives > 0")
     return floor
 
 

@@ -119,6 +119,10 @@ def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray, p
         return np.zeros(obs_ratio.size, dtype=bool), central
     r_med, r_sd = _centre_sd(log_r[ref])
     p_med, p_sd = _centre_sd(shift[ref])
+    if not (r_sd > 0 and p_sd > 0):
+        # No wander to measure a rise against (a flat or quantised jaw signal): a zero margin
+        # would make half the night's seconds "obstructive". Report none instead.
+        return np.zeros(obs_ratio.size, dtype=bool), central
     r_m = float(params["obstructive_ratio_z"]) * r_sd
     p_m = float(params["obstructive_drop_z"]) * p_sd
     frac = float(params["extent_fraction"])
@@ -255,6 +259,7 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
         for a, b in _runs(mask):
             if b - a < min_d:
                 continue
+            end = b  # the run's own end: an arousal terminates the event there, not at the cap
             b = min(b, a + max_d)
             r = float(np.median((obs_ratio if etype == "obstructive_event" or per_night
                                  else ratio)[a:b]))
@@ -268,7 +273,7 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
                     # event stays unconfirmed (it may be an apnea, which needs no confirmation,
                     # and MM cannot tell); a hypopnea-like central one needs the arousal.
                     if not desat_ok:
-                        if arousal(b):
+                        if arousal(end):
                             how = "arousal"
                         elif etype == "obstructive_event" and not has_spo2:
                             how = "none"
