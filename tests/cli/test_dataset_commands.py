@@ -173,7 +173,10 @@ def test_stats_gives_class_balance_sites_subjects_and_missing_features(stack):
     sleep = rows.column("psg_sleep").to_pylist()
     assert s["sleep"] == {k: n for k, n in (("sleep", sleep.count(1)), ("wake", sleep.count(0)),
                                             ("unscored", sleep.count(None))) if n}
-    assert s["sites"] == {"(not recorded)": len(NIGHTS)}  # ingest does not record a site pseudonym yet
+    from sunrise_common.identity import site_pseudonym
+
+    # ingest records the site's keyed pseudonym in the night document; every night here is "lab"
+    assert s["sites"] == {site_pseudonym(pipeline.ctx.settings.key_bytes(), "lab"): len(NIGHTS)}
     assert s["nights_per_subject"] == {"1": 3, "2": 2}
     from sunalgo.features import FEATURE_NAMES
 

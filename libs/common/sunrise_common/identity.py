@@ -33,6 +33,15 @@ def subject_pseudonym(key: bytes, site: str, subject: str) -> str:
     return "s" + _b32(_hmac(key, f"{site}/{subject}"), 12)
 
 
+def site_pseudonym(key: bytes, site: str) -> str:
+    """Keyed pseudonym of a site (``t`` + 10 base32 characters), for per-site dataset statistics.
+
+    The message ``site:{site}`` cannot equal a subject's ``{site}/{subject}``: site names hold
+    no ``/`` (one path segment of the raw layout).
+    """
+    return "t" + _b32(_hmac(key, f"site:{site}"), 10)
+
+
 def night_date(start: datetime) -> date:
     """The date of the noon that opens the night containing ``start``."""
     return (start - timedelta(hours=12)).date()

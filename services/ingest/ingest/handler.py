@@ -115,7 +115,8 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
         else:
             written = ctx.storage.upload_file(anon_bucket, dest, out, if_generation_match=None)
         recording["generation"] = written.generation
-    doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording))
+    site = identity.site_pseudonym(key, raw.site)
+    doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording, site))
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
     message = {"night_id": night, "kind": raw.kind, "object": dest, "generation": str(written.generation)}
     ctx.publisher.publish(ctx.settings.topic(topic), json.dumps(message).encode(), {"kind": raw.kind})
@@ -177,9 +178,11 @@ def _recording(ctx: Context, night: str, kind: str, label_key: str | None) -> di
     return recordings.get("labels", {}).get(label_key) if label_key else recordings.get(kind)
 
 
-def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | None, recording: dict) -> dict:
+def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | None, recording: dict,
+                   site_pseudonym: str) -> dict:
     doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
     doc["subject"] = night.rsplit("-n", 1)[0]
+    doc["site_pseudonym"] = site_pseudonym  # keyed (identity.site_pseudonym): per-site dataset stats
     recordings = doc.setdefault("recordings", {})
     slot = recordings.setdefault("labels", {}) if label_key else recordings
     slot_key = label_key or raw.kind
