@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import json
 import logging
+from pathlib import Path
 
+from sunrise_common import logs
 from sunrise_common.logs import JsonFormatter, bind, log_context, trace_from_header
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def format_inside(**context) -> dict:
@@ -33,3 +39,70 @@ def test_trace_ids_come_from_either_header_form():
     assert trace_from_header("105445aa7843bc8bf206b12000100000/1;o=1") == "105445aa7843bc8bf206b12000100000"
     assert trace_from_header("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01") == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert trace_from_header(None) is None
+
+
+def lines_of(emit) -> list[dict]:
+    """The JSON lines a logger writes while ``emit(logger)`` runs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("sunrise.test.fields")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        emit(logger)
+    finally:
+        logger.removeHandler(handler)
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_fields_given_to_event_are_keys_of_the_line():
+    (line,) = lines_of(lambda log: logs.event(log, logging.INFO, "psg prepared in %d s", 3, channels=12, n_epochs=960))
+    assert line["message"] == "psg prepared in 3 s"
+    assert (line["severity"], line["channels"], line["n_epochs"]) == ("INFO", 12, 960)
+
+
+def test_a_field_passed_through_extra_reaches_the_line_instead_of_being_dropped():
+    (plain, wrapped) = lines_of(lambda log: (log.info("a", extra={"channels": 7}),
+                                             log.info("b", extra={"fields": {"labels": 2}})))
+    assert plain["channels"] == 7
+    assert wrapped["labels"] == 2 and "fields" not in wrapped
+
+
+def test_event_below_the_level_writes_nothing_and_keeps_the_callers_location():
+    def emit(log):
+        log.setLevel(logging.INFO)
+        logs.event(log, logging.DEBUG, "hidden", x=1)
+        logs.event(log, logging.WARNING, "seen", x=2)
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger("sunrise.test.fields").addHandler(keep)
+    try:
+        assert [line["message"] for line in lines_of(emit)] == ["seen"]
+    finally:
+        logging.getLogger("sunrise.test.fields").removeHandler(keep)
+    assert records[0].funcName == "emit" and records[0].pathname == __file__
+
+
+LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "fatal", "log"}
+
+
+def test_no_log_call_outside_logs_py_passes_extra():
+    """Fields go through logs.event: a bare ``extra=`` is how fields got lost before."""
+    offenders = []
+    for folder in ("services", "libs", "cli"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.name == "logs.py" or ".venv" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in LOG_METHODS and any(k.arg == "extra" for k in node.keywords)):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, f"use sunrise_common.logs.event(logger, level, msg, **fields): {offenders}"

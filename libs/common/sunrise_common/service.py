@@ -117,13 +117,11 @@ def run_stage(
         # Another attempt took the run over (this worker stalled past its lease despite the
         # heartbeat): it owns the completion. 429 makes the platform ask again later, and the
         # retry then finds the run done (a duplicate) or takes over a run that died.
-        logger.warning("%s attempt %d lost its lease to another attempt; its result is dropped", stage, attempt,
-                       extra={"fields": {"input_key": input_key, "heartbeats": heartbeat.beats}})
+        logs.event(logger, logging.WARNING, "%s attempt %d lost its lease to another attempt; its result is dropped",
+                   stage, attempt, input_key=input_key, heartbeats=heartbeat.beats)
         raise LeaseLost("lease_lost", f"{stage} for {doc_id}: attempt {attempt} was taken over")
-    logger.info(
-        "%s done in %.3f s", stage, metrics["wall_s"],
-        extra={"fields": {"summary": True, "input_key": input_key, **metrics}},
-    )
+    logs.event(logger, logging.INFO, "%s done in %.3f s", stage, metrics["wall_s"],
+               **{"summary": True, "input_key": input_key, **metrics})
     return {"status": "done", "input_key": input_key, **{k: v for k, v in result.items() if k != "metrics"}, "metrics": metrics}
 
 
