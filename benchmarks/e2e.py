@@ -20,7 +20,7 @@ def log(msg: str) -> None:
 
 
 def stack_settings(data_dir: Path, **extra):
-    from sunrise_common.emulators import free_port
+    from sunrise_devstack.emulators import free_port
     from sunrise_common.settings import Settings
 
     urls = {f"{s}_url": f"http://127.0.0.1:{free_port()}/" for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")}
@@ -150,7 +150,7 @@ def backfill(tmp: Path, n_nights: int, *, hours: float, big_psg: Path | None, di
     from sunrise_cli import ops
     from sunrise_cli.stack import Stack
     from sunrise_cli.synth import synth_night
-    from sunrise_common import status
+    from sunrise_devstack import status
 
     work = tmp / f"bf-{n_nights}-{'psg20' if big_psg else 'light'}"
     settings = stack_settings(work / "data", router_watch_raw=False)

@@ -51,7 +51,7 @@ FINDINGS = [
     "router's delivery thread raised outside its `httpx.HTTPError` handler and left the delivery `in_flight` "
     "(never retried, never dead-lettered: silently lost until a router restart, which repeated the crash). "
     "Fixed in `sunrise_common/events.py` (`ce-subject` percent-encoded as the CloudEvents HTTP binding "
-    "requires) and `sunrise_common/router/main.py` (any failure to send counts as a failed attempt: retried, "
+    "requires) and `sunrise_devstack/router/main.py` (any failure to send counts as a failed attempt: retried, "
     "then dead-lettered).",
     "**Forged night ids passed validation** (found by abuse_events): `^s[a-z2-7]{12}-n\\d{1,7}$` accepts "
     "Unicode digits (`-n᧒૪`) and a trailing newline, so such events were answered 503 `night_not_found` "
@@ -69,10 +69,10 @@ FINDINGS = [
     "input, and faults are seeded by (seed, port) only.",
     "**Raw object names stayed in `data/router.db` forever** (issue 13): `seen` and every delivered row kept them. Now "
     "`seen` holds a keyed digest, delivered rows and routed messages are redacted at once, dead letters are deleted "
-    "after 7 days, and the WAL is truncated (`sunrise_common/router/queue.py`).",
+    "after 7 days, and the WAL is truncated (`sunrise_devstack/router/queue.py`).",
     "**Hostile requests got 5xx or held a worker** (issue 13: 67 x 5xx, 3 hangs in 1,226 requests): deep JSON, "
     "non-string attributes and huge integers now answer 400 (or a recorded 2xx for bad Pub/Sub data); the body limit "
-    "is enforced while reading; slow clients are dropped after 5 s (`sunrise_common/server.py`); no /docs, "
+    "is enforced while reading; slow clients are dropped after 5 s (`sunrise_devstack/server.py`); no /docs, "
     "/openapi.json, /redoc; an unknown night is a recorded 2xx; model versions are checked against a pattern and the "
     "model store's list.",
     "**Names typed into the per-signal transducer or prefiltering fields reached the anonymised bucket** (found by "

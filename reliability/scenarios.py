@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from sunrise_common import identity, names, status
-from sunrise_common.emulators import Emulators, free_port
-from sunrise_common.router.queue import Queue
+from sunrise_common import identity, names
+from sunrise_devstack import status
+from sunrise_devstack.emulators import Emulators, free_port
+from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from sunrise_cli import ops
@@ -1135,7 +1136,7 @@ def abuse_events(work: Path, n: int = 100) -> dict[str, Any]:
 
 
 def _abuse_live_stack(work: Path, night: str) -> dict[str, Any]:
-    """Hostile requests over real HTTP to the four running services (sunrise_common.server):
+    """Hostile requests over real HTTP to the four running services (sunrise_devstack.server):
     slow clients must be dropped, big bodies refused while reading, no API browser served, and
     issue 13's parsing cases answered without a 5xx. Every request is timed: >= HANG_S is a hang."""
     import socket
@@ -1460,7 +1461,7 @@ def privacy_scan(h: Harness, needles: Iterable[bytes] = (), patterns: Iterable[r
     import sys
 
     from sunrise_cli.stack import settings_env
-    from sunrise_common.dead_letters import make_dead_letters
+    from sunrise_devstack.dead_letters import make_dead_letters
 
     needles = sorted(set(needles) | set(SYNTH_PERSONAL) | {n[0].encode() for n in h.inputs})
     patterns = list(patterns) or SYNTH_PATTERNS

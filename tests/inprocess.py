@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sunrise_common import names
-from sunrise_common.router.queue import Queue
+from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_cli import ops
 from sunrise_cli.synth import SynthNight, synth_night

@@ -145,7 +145,7 @@ def status(
     upload_name: Annotated[Optional[str], typer.Option("--upload", help="What happened to this raw object name?")] = None,
 ) -> None:
     """Nights by stage and state, failures with reasons, stage times; or one night in detail."""
-    from sunrise_common import status as status_lib
+    from sunrise_devstack import status as status_lib
     from sunrise_common.state import make_state
     from sunrise_common.storage import make_storage
 
@@ -182,7 +182,7 @@ def status(
 
 def _print_upload(settings, state, storage, name: str, as_json: bool) -> None:  # noqa: ANN001 - ports
     from sunrise_common import identity
-    from sunrise_common import status as status_lib
+    from sunrise_devstack import status as status_lib
 
     from sunrise_cli import views
 
@@ -319,7 +319,7 @@ def activate(version: Annotated[str, typer.Argument(help="Model version to score
 
 
 def _dead_letters():
-    from sunrise_common.dead_letters import make_dead_letters
+    from sunrise_devstack.dead_letters import make_dead_letters
 
     return make_dead_letters(_settings())
 

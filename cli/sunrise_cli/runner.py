@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from sunrise_common import status as status_lib
+from sunrise_devstack import status as status_lib
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 
@@ -141,7 +141,7 @@ def run_stack(settings: Settings, *, example: bool, hours: float, emulators: boo
     run_dir = Path(settings.data_dir) / "run"
     emu = None
     if emulators:
-        from sunrise_common.emulators import Emulators
+        from sunrise_devstack.emulators import Emulators
 
         emu = Emulators(run_dir / "emulators", project=settings.project, prefix=settings.prefix)
         with console.status("starting fake-gcs-server and the Pub/Sub and Firestore emulators"):

@@ -4,7 +4,7 @@ Each process runs in its own process group so that stopping the stack stops ever
 started. Before a service starts, its port must be free (another stack already answering there
 is refused, not mistaken for ours), and a service counts as up only when ``/healthz`` answers with
 this launcher's per-run token (``SUNRISE_INSTANCE_TOKEN``). Services run under
-:mod:`sunrise_common.server` (uvicorn with timeouts for slow clients). Used by ``sunrise run`` (``make run``), the end-to-end tests and the benchmarks.
+:mod:`sunrise_devstack.server` (uvicorn with timeouts for slow clients). Used by ``sunrise run`` (``make run``), the end-to-end tests and the benchmarks.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{service}.log", "ab")
         self.procs[service] = subprocess.Popen(
-            [sys.executable, "-m", "sunrise_common.server", SERVICE_APPS[service], "--host", "127.0.0.1",
+            [sys.executable, "-m", "sunrise_devstack.server", SERVICE_APPS[service], "--host", "127.0.0.1",
              "--port", str(url.port)],
             env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -141,7 +141,7 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / "router.log", "ab")
         self.procs["router"] = subprocess.Popen(
-            [sys.executable, "-m", "sunrise_common.router.main"],
+            [sys.executable, "-m", "sunrise_devstack.router.main"],
             env=self._env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

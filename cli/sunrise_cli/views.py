@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from sunrise_common import status as status_lib
+from sunrise_devstack import status as status_lib
 
 #: Colour of each stage state in the tables.
 STATE_STYLE = {"done": "green", "failed": "red", "retrying": "yellow", "running": "cyan", "waiting": "magenta",

@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from sunrise_common import status as status_lib
+from sunrise_devstack import status as status_lib
 from sunrise_common.events import storage_event
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings

@@ -13,11 +13,11 @@ from typing import Iterator
 
 import pytest
 
-from sunrise_common.emulators import Emulators, EmulatorsMissing
+from sunrise_devstack.emulators import Emulators, EmulatorsMissing
 from sunrise_common.publisher.local import LocalPublisher
 from sunrise_common.publisher.pubsub import PubsubPublisher
-from sunrise_common.router.pubsub_source import PubsubSource
-from sunrise_common.router.queue import Queue
+from sunrise_devstack.router.pubsub_source import PubsubSource
+from sunrise_devstack.router.queue import Queue
 from sunrise_common.settings import Settings
 from sunrise_common.state.firestore import FirestoreState
 from sunrise_common.state.sqlite import SqliteState

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sunrise_common import names
-from sunrise_common.dead_letters import SOURCE_ATTRIBUTE, PubsubDeadLetters
+from sunrise_devstack.dead_letters import SOURCE_ATTRIBUTE, PubsubDeadLetters
 from sunrise_common.publisher.pubsub import emulator_subscriber_client
 from tests.contracts.conftest import PREFIX, PROJECT, make_settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sunrise_common.emulators import EmulatorsMissing, find_sdk_root
+from sunrise_devstack.emulators import EmulatorsMissing, find_sdk_root
 from sunrise_common.state.firestore import FirestoreState
 from sunrise_common.storage.gcs import GcsStorage
 
@@ -17,7 +17,7 @@ def test_missing_gcloud_emulators_are_reported_with_the_install_command(tmp_path
 
 @pytest.mark.emulators
 def test_reset_empties_documents_objects_and_subscriptions(emulators):
-    from sunrise_common.router.pubsub_source import subscriptions_for
+    from sunrise_devstack.router.subscriptions import subscriptions_for
 
     state = FirestoreState.for_emulator(emulators.firestore_emulator_host, emulators.project)
     storage = GcsStorage.for_emulator(emulators.gcs_endpoint, emulators.project)

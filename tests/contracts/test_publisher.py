@@ -14,8 +14,8 @@ import pytest
 
 from sunrise_common import names
 from sunrise_common.events import parse_event
-from sunrise_common.router.pubsub_source import PubsubSource
-from sunrise_common.router.queue import Queue
+from sunrise_devstack.router.pubsub_source import PubsubSource
+from sunrise_devstack.router.queue import Queue
 from sunrise_common.storage.gcs import GcsStorage
 
 

@@ -110,7 +110,7 @@ def test_large_upload_honours_if_absent(storage, bucket, tmp_path: Path):
 
 
 def test_gcs_unreachable_is_a_transient_error():
-    from sunrise_common.emulators import free_port
+    from sunrise_devstack.emulators import free_port
     from sunrise_common.errors import TransientError
     from sunrise_common.storage.gcs import GcsStorage
 

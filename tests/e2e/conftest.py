@@ -9,7 +9,7 @@ import pytest
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from sunrise_cli.stack import Stack, wait_until  # noqa: F401 - wait_until is imported by the e2e tests
-from sunrise_common.emulators import free_port
+from sunrise_devstack.emulators import free_port
 from tests.conftest import TEST_KEY
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from sunrise_common import status
+from sunrise_devstack import status
 from sunrise_cli.runner import upload_example
 from tests.conftest import CORPUS
 from tests.e2e.conftest import wait_until

@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from sunrise_common import status
-from sunrise_common.emulators import Emulators
+from sunrise_devstack import status
+from sunrise_devstack.emulators import Emulators
 from sunrise_common.service import Context
 from sunrise_cli.runner import upload_example
 from sunrise_cli.stack import Stack

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sunalgo.model import DEFAULT_MODEL
-from sunrise_common import status
-from sunrise_common.router.queue import Queue
+from sunrise_devstack import status
+from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_cli import ops
 from sunrise_cli.stack import Stack

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from sunrise_cli.runner import upload_example
 from sunrise_cli.stack import Stack, wait_until
-from sunrise_common import names, status
+from sunrise_common import names
+from sunrise_devstack import status
 from sunrise_common.service import Context
 from tests.e2e.conftest import stack_settings
 from tests.terraform.test_terraform import _instructions

@@ -8,7 +8,7 @@ import pytest
 
 from sunrise_common import identity
 from sunrise_common.events import storage_event
-from sunrise_common.router.queue import Queue
+from sunrise_devstack.router.queue import Queue
 from tests.conftest import CORPUS, TEST_KEY, app_client
 
 PSG = CORPUS / "edf" / "edfio__short_psg.edf"

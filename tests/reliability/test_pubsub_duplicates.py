@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sunrise_common.router.pubsub_source import OBJECT_FINALIZE, PubsubSource
-from sunrise_common.router.queue import Queue
+from sunrise_devstack.router.pubsub_source import OBJECT_FINALIZE, PubsubSource
+from sunrise_devstack.router.queue import Queue
 from sunrise_common.settings import Settings
 
 

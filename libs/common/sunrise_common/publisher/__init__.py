@@ -1,6 +1,6 @@
 """Publisher port: publish a JSON message to a topic (physical name).
 
-Adapters: :mod:`.local` (the local router's durable queue) and :mod:`.pubsub` (Pub/Sub or its
+Adapters: :mod:`.local` (the local router's durable queue, :mod:`.queue`) and :mod:`.pubsub` (Pub/Sub or its
 emulator).
 """
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Mapping
 
 from sunrise_common.errors import TransientError
-from sunrise_common.router.queue import Queue
+from sunrise_common.publisher.queue import QueueFile
 
 
 class LocalPublisher:
     def __init__(self, path: Path) -> None:
-        self.queue = Queue(path)
+        self.queue = QueueFile(path)
 
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
         try:

@@ -1,6 +1,6 @@
 """The local router process: watch the raw folder, route messages, deliver CloudEvents.
 
-Run with ``python -m sunrise_common.router.main``. Embedded backend: watches
+Run with ``python -m sunrise_devstack.router.main``. Embedded backend: watches
 ``data/buckets/{prefix}-raw`` by polling. Emulators backend: pulls the Pub/Sub emulator
 (:mod:`.pubsub_source`). Either way every delivery goes through the durable :class:`Queue`:
 POST in binary mode, retry non-2xx with exponential backoff, dead-letter past the attempt limit.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 
-from sunrise_common import logs
-from sunrise_common.router.queue import Delivery, Queue
+from sunrise_common import logs, names
+from sunrise_devstack.router.queue import Delivery, Queue
 from sunrise_common.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -123,13 +123,13 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         if settings.router_watch_raw:
             sources.append(RawWatcher(settings, queue))
     elif settings.backend == "emulators":
-        from sunrise_common.router.pubsub_source import PubsubSource
+        from sunrise_devstack.router.pubsub_source import PubsubSource
 
         sources.append(PubsubSource(settings, queue))
     else:
         raise SystemExit("the local router is for the embedded and emulators backends; the cloud uses Eventarc")
     logger.info("router up (%s backend), delivering to %s", settings.backend,
-                {s: settings.service_url(s) for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")})
+                {s: settings.service_url(s) for s in names.SERVICES})
 
     def pump(source) -> None:  # noqa: ANN001 - RawWatcher or PubsubSource
         # Each event source in its own thread: a long-polling pull never holds up deliveries.

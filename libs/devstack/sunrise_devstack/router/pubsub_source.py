@@ -3,7 +3,7 @@
 What Eventarc does in the cloud, done here against the emulators:
 
 - one pull subscription per Pub/Sub trigger of :data:`sunrise_common.names.TRIGGERS`
-  (``eventarc-local-{trigger}-sub-000`` on ``Settings.topic(trigger.source)``);
+  (:mod:`.subscriptions`; ``eventarc-local-{trigger}-sub-000`` on ``Settings.topic(trigger.source)``);
 - one pull subscription per storage trigger on ``{prefix}-gcs-notifications``, the topic
   fake-gcs-server publishes its object notifications to (attributes ``eventType``,
   ``bucketId``, ``objectId``, ``objectGeneration``; data = the object's JSON resource).
@@ -20,50 +20,23 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
-from sunrise_common import names
-from sunrise_common.emulators import notifications_topic
 from sunrise_common.errors import TransientError
 from sunrise_common.events import pubsub_event, storage_event
 from sunrise_common.publisher.pubsub import emulator_publisher_client, emulator_subscriber_client
-from sunrise_common.router.queue import Queue
+from sunrise_devstack.router.queue import Queue
+from sunrise_devstack.router.subscriptions import Subscription, subscriptions_for
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 50
 PULL_TIMEOUT_S = 5.0
 OBJECT_FINALIZE = "OBJECT_FINALIZE"
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """A pull subscription feeding one trigger."""
-
-    trigger: names.Trigger
-    topic: str  # physical topic name
-    name: str  # subscription id
-
-    @property
-    def is_storage(self) -> bool:
-        return self.trigger.event_type == names.STORAGE_FINALIZED
-
-
-def subscriptions_for(settings: Any) -> list[Subscription]:  # Settings
-    """The subscriptions Eventarc would create for :data:`names.TRIGGERS`."""
-    subs = []
-    for trig in names.TRIGGERS:
-        if trig.event_type == names.STORAGE_FINALIZED:
-            topic = notifications_topic(settings.prefix)
-        else:
-            topic = settings.topic(trig.source)
-        subs.append(Subscription(trig, topic, f"eventarc-local-{trig.name}-sub-000"))
-    return subs
 
 
 def _rfc3339_ms(value: datetime) -> str:

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from sunrise_common.router.main import housekeeping
-from sunrise_common.router.queue import Queue, seen_digest
+from sunrise_devstack.router.main import housekeeping
+from sunrise_devstack.router.queue import Queue, seen_digest
 from sunrise_common.settings import Settings
 from tests.conftest import TEST_KEY
 

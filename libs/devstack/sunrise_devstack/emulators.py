@@ -8,11 +8,11 @@ group, bound to 127.0.0.1, logging to a file, and :meth:`Emulators.stop` ends th
 
 fake-gcs-server publishes object-finalize notifications to the Pub/Sub topic
 ``{prefix}-gcs-notifications`` (it reads ``PUBSUB_EMULATOR_HOST`` from its own environment);
-:mod:`sunrise_common.router.pubsub_source` turns them into Eventarc storage events.
+:mod:`sunrise_devstack.router.pubsub_source` turns them into Eventarc storage events.
 
 Command line (``make run-emulators``)::
 
-    python -m sunrise_common.emulators --data-dir data
+    python -m sunrise_devstack.emulators --data-dir data
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from urllib.parse import quote
 import httpx
 
 from sunrise_common import names
+from sunrise_devstack.router.subscriptions import notifications_topic, subscriptions_for
 
 if TYPE_CHECKING:
     from sunrise_common.settings import Settings
@@ -52,11 +53,6 @@ STOP_TIMEOUT_S = 5.0
 
 class EmulatorsMissing(RuntimeError):
     """Java, gcloud's emulators or the fake-gcs-server binary are not installed."""
-
-
-def notifications_topic(prefix: str) -> str:
-    """The Pub/Sub topic fake-gcs-server publishes object events to."""
-    return f"{prefix}-gcs-notifications"
 
 
 def free_port() -> int:
@@ -344,8 +340,6 @@ class Emulators:
     def ensure_subscriptions(self) -> None:
         """Create the trigger subscriptions (what Eventarc does when Terraform creates a trigger),
         so messages published before the router's first poll are kept."""
-        from sunrise_common.router.pubsub_source import subscriptions_for
-
         for sub in subscriptions_for(self.settings()):
             r = httpx.put(
                 f"http://{self.pubsub_emulator_host}/v1/projects/{self.project}/subscriptions/{sub.name}",
@@ -422,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     parser = argparse.ArgumentParser(
-        prog="python -m sunrise_common.emulators",
+        prog="python -m sunrise_devstack.emulators",
         description="Run fake-gcs-server and gcloud's Pub/Sub and Firestore emulators (the emulators backend).",
     )
     parser.add_argument("--data-dir", type=Path, default=settings.data_dir, help="logs go to DATA_DIR/emulators/")

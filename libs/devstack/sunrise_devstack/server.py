@@ -8,7 +8,7 @@ closed. A request that arrived whole is never cut, however long the handler work
 an 8-hour night). In the cloud the Google front end buffers requests before Cloud Run sees them;
 this is for the local stack and any deployment without such a proxy.
 
-Run with ``python -m sunrise_common.server ingest.main:app --host 127.0.0.1 --port 8081``.
+Run with ``python -m sunrise_devstack.server ingest.main:app --host 127.0.0.1 --port 8081``.
 """
 
 from __future__ import annotations

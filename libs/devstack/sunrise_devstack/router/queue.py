@@ -1,5 +1,8 @@
 """Durable queue of the local router (SQLite): published messages, deliveries, dead letters.
 
+The file's schema and the publishing side live in :mod:`sunrise_common.publisher.queue` (the
+services' local publisher appends there); this is the router's side.
+
 Publishers (services, the CLI) append messages; the router fans each message out to one delivery
 per subscribed trigger, delivers it as an Eventarc-format CloudEvent, retries non-2xx answers with
 exponential backoff and, past the attempt limit, keeps it as a dead letter (``state = 'dead'``).
@@ -25,50 +28,12 @@ import hmac
 import json
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 from sunrise_common import names
-from sunrise_common.sqlite import ThreadConnections
 from sunrise_common.events import pubsub_event, storage_event
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id TEXT NOT NULL,
-    topic TEXT NOT NULL,
-    data BLOB NOT NULL,
-    attributes TEXT NOT NULL,
-    publish_time TEXT NOT NULL,
-    routed INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    trigger TEXT NOT NULL,
-    service TEXT NOT NULL,
-    headers TEXT NOT NULL,
-    body TEXT NOT NULL,
-    subject TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    last_status INTEGER,
-    last_error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(state, next_at);
--- Object events already queued, by keyed digest of bucket/name/generation (never the name).
-CREATE TABLE IF NOT EXISTS seen_digests (
-    digest TEXT PRIMARY KEY,
-    created_at REAL NOT NULL
-);
--- The old guard kept raw object names: gone (its objects may be announced once more; ingest
--- answers those as duplicates).
-DROP TABLE IF EXISTS seen;
-"""
+from sunrise_common.publisher.queue import QueueFile
 
 # The header fields a redacted delivery keeps: enough to match it with a service's log line.
 _KEPT_HEADERS = ("ce-id", "ce-type", "ce-source")
@@ -104,21 +69,11 @@ class Delivery:
     updated_at: float
 
 
-class Queue:
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._conn = ThreadConnections(self.path, _SCHEMA)
+class Queue(QueueFile):
+    """The router's view of the queue file: :meth:`QueueFile.publish` (shared with the services'
+    local publisher) plus routing, claiming, delivering and dead letters."""
 
-    # -- publishing side
-    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
-        message_id = str(uuid.uuid4().int)[:16]
-        publish_time = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
-        self._conn().execute(
-            "INSERT INTO messages(message_id, topic, data, attributes, publish_time) VALUES (?,?,?,?,?)",
-            (message_id, topic, data, json.dumps(dict(attributes or {})), publish_time),
-        )
-        return message_id
-
+    # -- routing
     def route_messages(self, settings) -> int:  # noqa: ANN001 - Settings
         """Fan new messages out to the triggers subscribed to their topic."""
         conn = self._conn()

@@ -41,7 +41,7 @@ class LocalDeadLetters:
     """The local router's dead deliveries (embedded and emulators backends)."""
 
     def __init__(self, settings) -> None:  # noqa: ANN001 - Settings
-        from sunrise_common.router.queue import Queue
+        from sunrise_devstack.router.queue import Queue
 
         self.queue = Queue(settings.data_dir / "router.db")
 
