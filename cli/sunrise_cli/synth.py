@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal as sps
 
+from sunrise_common.identity import time_of_day_offset_s
+
 EPOCH_S = 30
 IMU_FS = 25  # Hz, Sunrise accelerometer and gyroscope
 SPO2_FS = 1  # Hz
@@ -753,7 +755,7 @@ def write_truth_labels(night: SynthNight, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     start = datetime.fromisoformat(night.params["start"])
-    offset = ((start.hour * 3600 + start.minute * 60 + start.second) - 43200) % 86400
+    offset = time_of_day_offset_s(start.hour, start.minute, start.second)
     meta = {"kind": "psg", "source": "synth-truth", "start_offset_s": float(offset),
             "duration_s": night.psg_duration_s, "epoch_s": EPOCH_S,
             "n_epochs": len(night.hypnogram)}

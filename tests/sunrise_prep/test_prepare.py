@@ -13,7 +13,8 @@ from sunrise_cli.synth import synth_night
 from sunrise_prep.breathing import breathing_rate
 from sunrise_prep.channels import map_channels
 from sunrise_prep.imu import derive
-from sunrise_prep.prepare import prepare_sunrise, start_offset_s
+from sunrise_common.identity import time_of_day_offset_s as start_offset_s
+from sunrise_prep.prepare import prepare_sunrise
 
 
 def _sig(label, unit, fs=25.0):

@@ -58,6 +58,12 @@ def time_of_day_offset_s(hours: int, minutes: int, seconds: float) -> float:
     return ((hours * 3600 + minutes * 60 + seconds) - NOON_S) % 86400
 
 
+def wrap_offset_s(delta_s: float):
+    """A difference of two noon-anchor offsets (or times of day) wrapped into [-12 h, 12 h):
+    ``(delta + 43200) % 86400 - 43200``; works on numpy arrays too."""
+    return (delta_s + NOON_S) % 86400 - NOON_S
+
+
 def night_key(key: bytes, site: str, subject: str, start: datetime) -> str:
     return _b32(_hmac(key, f"night/{site}/{subject}/{night_date(start).isoformat()}"), 8)
 
@@ -78,3 +84,12 @@ def label_key(key: bytes, name: str, label_kind: str) -> str:
 def digest(*parts: object) -> str:
     """A short stable key for a set of inputs (e.g. object generations)."""
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def upload_token(key: bytes, name: str, generation: int) -> str:
+    """Keyed token of one generation of an anonymised object (``v`` + 16 base32 characters).
+
+    Written by ingest (the one stage holding the key) into the night document; later stages
+    digest tokens, not generations, into their input keys (``names.input_key``). A generation is
+    a write time in µs: an unkeyed digest of it could be inverted by trying every µs of a day."""
+    return "v" + _b32(_hmac(key, f"upload-token/{name}/{generation}"), 16)

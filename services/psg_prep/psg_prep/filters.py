@@ -73,6 +73,9 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal as sps
 
+from sunrise_common.dsp import AA_STOPBAND_DB, anti_alias_edges, anti_alias_fir, sosfiltfilt, sosfiltfilt_padlen
+
+
 EPOCH_S = 30.0
 
 
@@ -195,56 +198,11 @@ class ChannelPlan:
         self.poly = PolyphaseMatrix(self.up, self.down, self.fir) if self.fir is not None else None
         if self.sos is not None and self.zi is None:
             self.zi = sps.sosfilt_zi(self.sos)
-            n_taps = 2 * len(self.sos) + 1 - min((self.sos[:, 2] == 0).sum(), (self.sos[:, 5] == 0).sum())
-            self.padlen = 3 * int(n_taps)
+            self.padlen = sosfiltfilt_padlen(self.sos)
 
     @property
     def out_per_in(self) -> Fraction:
         return Fraction(self.up, self.down)
-
-
-AA_STOPBAND_DB = 60.0  # stated (and tested) minimum attenuation of the anti-aliasing FIR
-AA_DESIGN_DB = 70.0  # what the Kaiser design aims at: margin for the per-branch DC scaling
-AA_KEEP_FRACTION = 0.4  # pass edge as a fraction of the output rate when no low-pass follows
-
-
-def anti_alias_edges(fs_in: float, fs_out: float, keep_hz: float | None) -> tuple[float, float]:
-    """Pass and stop edges (Hz) of the anti-aliasing FIR for ``fs_in -> fs_out``.
-
-    The pass edge ``keep`` is the low-pass that follows (or ``0.4 x fs_out``). The stop edge is
-    ``min(fs_out - keep, fs_in / 2)``: everything that would alias into ``[0, keep]`` at the
-    output rate, and every image of the input spectrum (which start at ``fs_in / 2``), is in
-    the stopband.
-    """
-    keep = AA_KEEP_FRACTION * fs_out if keep_hz is None else float(keep_hz)
-    stop = min(fs_out - keep, fs_in / 2.0)
-    if not 0 < keep < stop:
-        raise ValueError(f"no anti-aliasing design for {fs_in:g} -> {fs_out:g} Hz keeping {keep:g} Hz")
-    return keep, stop
-
-
-def anti_alias_fir(fs_in: float, up: int, down: int, keep_hz: float | None) -> np.ndarray:
-    """The polyphase FIR for ``resample_poly(x, up, down, window=h)`` (float64).
-
-    A Kaiser window design (``scipy.signal.kaiserord`` for ``AA_DESIGN_DB`` = 70 dB over the
-    transition ``anti_alias_edges``, ``firwin`` cut-off midway), at the upsampled rate
-    ``fs_in x up``; then each of the ``up`` polyphase branches ``h[p::up]`` is scaled to sum to
-    ``1 / up``, so every output sample has exactly unit DC gain (the resampler multiplies by
-    ``up``) and the DC images at ``k x fs_in`` are exact zeros. Measured stopband: >=
-    ``AA_STOPBAND_DB`` (60 dB) at every corpus rate (tests/psg_prep/test_psg_filters.py).
-    """
-    fs_up = fs_in * up
-    fs_out = fs_in * up / down
-    keep, stop = anti_alias_edges(fs_in, fs_out, keep_hz)
-    numtaps, beta = sps.kaiserord(AA_DESIGN_DB, (stop - keep) / (fs_up / 2.0))
-    numtaps |= 1  # odd: a centred, linear-phase FIR (resample_poly's delay convention)
-    h = sps.firwin(numtaps, (keep + stop) / 2.0, window=("kaiser", beta), fs=fs_up)
-    for p in range(up):
-        branch = h[p::up].sum()
-        if branch <= 0:
-            raise ValueError(f"polyphase branch {p} of {up} has DC gain {branch:g}: design too short")
-        h[p::up] /= branch * up
-    return h
 
 
 class PolyphaseMatrix:
@@ -458,19 +416,8 @@ def plan_channel(
 
 def _filtfilt(plan: ChannelPlan, y: np.ndarray) -> np.ndarray:
     """``scipy.signal.sosfiltfilt`` (odd extension, same padlen) along the last axis of a 2-D
-    (channels x samples) array, in one ``sosfilt`` call per direction; float64 in and out."""
-    sos, zi = plan.sos, plan.zi
-    n = y.shape[-1]
-    pad = min(plan.padlen, n - 1)
-    if pad < 1:
-        return np.asarray(y, dtype=np.float64)
-    ext = np.empty((y.shape[0], n + 2 * pad), dtype=np.float64)
-    ext[:, pad : pad + n] = y
-    ext[:, :pad] = 2 * y[:, :1] - y[:, pad:0:-1]
-    ext[:, pad + n :] = 2 * y[:, -1:] - y[:, -2 : -pad - 2 : -1]
-    fwd, _ = sps.sosfilt(sos, ext, axis=-1, zi=zi[:, None, :] * ext[None, :, :1])
-    bwd, _ = sps.sosfilt(sos, fwd[:, ::-1], axis=-1, zi=zi[:, None, :] * fwd[None, :, -1:])
-    return bwd[:, ::-1][:, pad:-pad]
+    (channels x samples) array with the plan's filter; float64 in and out."""
+    return sosfiltfilt(plan.sos, y, zi=plan.zi, padlen=plan.padlen)
 
 
 def segment_offset(plan: ChannelPlan, x: np.ndarray) -> np.ndarray:

@@ -42,9 +42,10 @@ from typing import Any
 
 import numpy as np
 
+from sunrise_common import logs
 from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, read_record_onsets
 from sunrise_common.edf.annotations import parse_tals
-from sunrise_common.identity import time_of_day_offset_s
+from sunrise_common.identity import time_of_day_offset_s, wrap_offset_s
 from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label_kind, parse_labels
 from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
@@ -54,15 +55,8 @@ from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, St
 
 log = logging.getLogger(__name__)
 
-NOON_S = 43200.0
-DAY_S = 86400.0
 MAX_SPAN_S = 48 * 3600.0
 SCHEMA_VERSION = 1
-
-
-def noon_anchor_offset(seconds_of_day: float) -> float:
-    """Seconds from the night's noon anchor: ``(seconds_of_day - 43200) % 86400``."""
-    return time_of_day_offset_s(0, 0, seconds_of_day)
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,12 +77,7 @@ def _load_labels(label_paths: list[Path]) -> list[tuple[Path, LabelSet]]:
 
 def _label_anchor(ls: LabelSet) -> float | None:
     tod = ls.start_time_of_day_s
-    return None if tod is None else noon_anchor_offset(tod)
-
-
-def _wrap(offset: float) -> float:
-    """Wrap a time-of-day difference into [-12 h, 12 h)."""
-    return (offset + NOON_S) % DAY_S - NOON_S
+    return None if tod is None else time_of_day_offset_s(0, 0, tod)
 
 
 def _hypnogram_rows(ls: LabelSet, offset: float, epoch_s: float) -> list[tuple[int, float, str]]:
@@ -133,7 +122,7 @@ def _write_labels(
             if ref_anchor is not None:
                 warnings.append(f"{path.name}: label start unknown, assumed to match the recording start")
         else:
-            offset = _wrap(anchor - ref_anchor)
+            offset = wrap_offset_s(anchor - ref_anchor)
         files.append(
             {
                 "kind": ls.source_kind,
@@ -508,7 +497,7 @@ def _prepare_signals(
         start_offset = None
         warnings.append(f"recording start time unusable ({header.starttime_raw!r}): start_offset_s unknown")
     else:
-        start_offset = noon_anchor_offset(tod.hour * 3600 + tod.minute * 60 + tod.second + t_origin)
+        start_offset = time_of_day_offset_s(tod.hour, tod.minute, tod.second + t_origin)
     if header.start is None:
         warnings.append(f"recording start date unusable: {header.start_problem}")
     discontinuous: Any = False
@@ -621,10 +610,7 @@ def prepare_psg(
         meta["warnings"] = meta.get("warnings", []) + labels["warnings"]
     with open(out_dir / "meta.json", "w") as f:
         json.dump(meta, f, indent=2, default=_json_default)
-    log.info(
-        "psg prepared",
-        extra={"channels": len(meta["channels"]), "n_epochs": meta.get("n_epochs"), "labels": len(label_sets)},
-    )
+    logs.event(log, logging.INFO, "psg prepared", channels=len(meta["channels"]), n_epochs=meta.get("n_epochs"), labels=len(label_sets))
     return meta
 
 

@@ -14,13 +14,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sunrise_common.identity import wrap_offset_s
+
 SLEEP = ("N1", "N2", "N3", "REM", "S")
 
 
 def _midpoints_in_psg_time(n_epochs: int, sunrise_offset_s: float, psg_offset_s: float,
                            epoch_s: float) -> np.ndarray:
     """Midpoint of each Sunrise epoch in seconds from the PSG start (offsets wrapped to +-12 h)."""
-    delta = (sunrise_offset_s - psg_offset_s + 43200) % 86400 - 43200
+    delta = wrap_offset_s(sunrise_offset_s - psg_offset_s)
     return delta + np.arange(n_epochs) * epoch_s + epoch_s / 2
 
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from sunrise_common.edf import EdfError, iter_chunks, read_header
 from sunrise_common.errors import PermanentError
+from sunrise_common.identity import time_of_day_offset_s
 from sunrise_prep.breathing import breathing_rate
 from sunrise_prep.channels import IMU_ROLES, map_channels
 from sunrise_prep.imu import FS_OUT, derive
@@ -51,11 +52,6 @@ logger = logging.getLogger(__name__)
 PREP_VERSION = "sunrise_prep-1.0"
 MARGIN_S = 60
 EPOCH_S = 30.0
-
-
-def start_offset_s(hour: int, minute: int, second: float) -> float:
-    """Seconds from the night's noon anchor to a time of day: ((h*3600+m*60+s) - 43200) % 86400."""
-    return ((hour * 3600 + minute * 60 + second) - 43200) % 86400
 
 
 def _to_1hz(x: np.ndarray, fs: float, lo: float, hi: float) -> np.ndarray:
@@ -159,8 +155,8 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
     meta = {
         "kind": "sunrise",
         "prep_version": PREP_VERSION,
-        "start_offset_s": start_offset_s(start.hour, start.minute,
-                                         start.second + start.microsecond / 1e6),
+        "start_offset_s": time_of_day_offset_s(start.hour, start.minute,
+                                               start.second + start.microsecond / 1e6),
         "duration_s": float(duration),
         "epoch_s": EPOCH_S,
         "n_epochs": n_epochs,
