@@ -23,7 +23,7 @@ from typing import Any
 import hcl2
 import pytest
 from sunrise_common import names
-from sunrise_common.settings import Settings
+from sunrise_common.settings import CLOUD_REQUIRED, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
@@ -804,6 +804,8 @@ def test_services_get_the_cloud_backend_and_only_ingest_gets_the_pseudonym_key()
         "SUNRISE_PREFIX": "${var.prefix}",
         "SUNRISE_PROJECT": "${var.project_id}",
     }
+    # Every setting the cloud backend refuses to boot without (settings.CLOUD_REQUIRED).
+    assert {f"SUNRISE_{name.upper()}" for name in CLOUD_REQUIRED} <= set(env)
     secret_env = one(one(container["dynamic"])["env"])
     assert (
         secret_env["for_each"]

@@ -6,14 +6,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sunrise_common import names
 
 Backend = Literal["embedded", "emulators", "cloud"]
 
-DEFAULT_PORTS = {"ingest": 8081, "sunrise_prep": 8082, "psg_prep": 8083, "sunalgo": 8084}
+# Local ports, one per service in the order of names.SERVICES: ingest 8081 ... sunalgo 8084.
+DEFAULT_PORTS = {service: 8081 + i for i, service in enumerate(names.SERVICES)}
+
+# Settings a cloud deploy must give (terraform/run.tf sets both on every service): their defaults
+# name the local stack, and a service in the cloud must not quietly use them.
+CLOUD_REQUIRED = ("project", "prefix")
 
 
 class Settings(BaseSettings):
@@ -73,6 +78,19 @@ class Settings(BaseSettings):
     # Per-run token the local launcher gives its services; /healthz echoes it so the launcher
     # knows the answer comes from the process it started, not from another stack on that port.
     instance_token: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _cloud_settings_are_given(self) -> Settings:
+        """On the cloud backend, fail at boot when the project or the prefix is not set."""
+        if self.backend == "cloud":
+            missing = [f"SUNRISE_{name.upper()}" for name in CLOUD_REQUIRED
+                       if name not in self.model_fields_set or not str(getattr(self, name)).strip()]
+            if missing:
+                raise ValueError(
+                    f"SUNRISE_BACKEND=cloud needs {' and '.join(missing)}: the defaults name the local "
+                    "stack (terraform/run.tf sets both on every service; docs/deploy.md)"
+                )
+        return self
 
     def bucket(self, logical: str) -> str:
         return names.bucket_name(self.prefix, logical)

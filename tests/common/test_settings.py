@@ -1,0 +1,60 @@
+"""Settings: what a cloud deploy must give fails at boot when missing; the local backends need nothing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from sunrise_common import names
+from sunrise_common.settings import CLOUD_REQUIRED, DEFAULT_PORTS, Settings
+
+
+@pytest.fixture(autouse=True)
+def no_sunrise_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in [n for n in os.environ if n.startswith("SUNRISE_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(("given", "missing"), [
+    ({}, "SUNRISE_PROJECT and SUNRISE_PREFIX"),
+    ({"SUNRISE_PREFIX": "sunrise-dev"}, "SUNRISE_PROJECT"),
+    ({"SUNRISE_PROJECT": "my-project"}, "SUNRISE_PREFIX"),
+    ({"SUNRISE_PROJECT": "  ", "SUNRISE_PREFIX": "sunrise-dev"}, "SUNRISE_PROJECT"),
+])  # fmt: skip
+def test_the_cloud_backend_fails_at_boot_naming_each_missing_variable(no_sunrise_environment, given, missing):
+    no_sunrise_environment.setenv("SUNRISE_BACKEND", "cloud")
+    for name, value in given.items():
+        no_sunrise_environment.setenv(name, value)
+    with pytest.raises(ValidationError) as raised:
+        Settings()
+    assert f"SUNRISE_BACKEND=cloud needs {missing}:" in str(raised.value)
+
+
+def test_the_cloud_backend_boots_with_what_terraform_sets(no_sunrise_environment):
+    # terraform/run.tf: SUNRISE_BACKEND, SUNRISE_PREFIX, SUNRISE_PROJECT on every service.
+    for name, value in {"SUNRISE_BACKEND": "cloud", "SUNRISE_PREFIX": "sunrise-dev", "SUNRISE_PROJECT": "p-1"}.items():
+        no_sunrise_environment.setenv(name, value)
+    settings = Settings()
+    assert (settings.project, settings.bucket("raw"), settings.topic(names.TOPIC_PSG_PREPPED)) == (
+        "p-1", "sunrise-dev-raw", "sunrise-dev-psg-prepped")
+    assert Settings(backend="cloud", project="p-2", prefix="sunrise-prod").bucket("results") == "sunrise-prod-results"
+    assert set(CLOUD_REQUIRED) == {"project", "prefix"}
+
+
+@pytest.mark.parametrize("backend", ["embedded", "emulators"])
+def test_the_local_backends_need_neither_project_nor_prefix(backend):
+    settings = Settings(backend=backend)
+    assert (settings.project, settings.prefix) == ("sunrise-local", "sunrise-local")
+
+
+def test_each_service_has_a_local_port_and_a_url_setting_in_the_order_of_names():
+    assert list(DEFAULT_PORTS) == list(names.SERVICES)
+    assert list(DEFAULT_PORTS.values()) == [8081, 8082, 8083, 8084]
+    url_fields = [name for name in Settings.model_fields if name.endswith("_url")]
+    assert url_fields == [f"{service}_url" for service in names.SERVICES]
+    settings = Settings()
+    for service, port in DEFAULT_PORTS.items():
+        assert settings.service_url(service) == f"http://127.0.0.1:{port}/"
