@@ -23,6 +23,8 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
+from sunrise_common.dsp import anti_alias_fir, sosfiltfilt
+
 FS_OUT = 10.0
 GRAVITY_HZ = 0.1
 BREATH_BAND_HZ = (0.15, 0.60)
@@ -37,31 +39,18 @@ def _sos(kind: str, freqs: tuple[float, ...], fs: float):
 
 
 def filtfilt(kind: str, freqs: tuple[float, ...], fs: float, x: np.ndarray) -> np.ndarray:
-    """Zero-phase Butterworth (order 2, applied forward and backward) along the last axis.
-
-    Same result as ``scipy.signal.sosfiltfilt`` with odd padding, but the initial conditions
-    are cached per filter (recomputing them dominated the cost on short segments).
-    """
+    """Zero-phase Butterworth (order 2, applied forward and backward) along the last axis:
+    ``scipy.signal.sosfiltfilt`` with odd padding and its default pad length
+    (``sunrise_common.dsp.sosfiltfilt``), the initial conditions cached per filter."""
     sos, zi = _sos(kind, freqs, fs)
-    pad = min(x.shape[-1] - 1, 6 * sos.shape[0])
-    if pad > 0:  # odd extension, as sosfiltfilt's default padtype="odd"
-        left = 2 * x[..., :1] - x[..., pad:0:-1]
-        right = 2 * x[..., -1:] - x[..., -2 : -pad - 2 : -1]
-        x = np.concatenate([left, x, right], axis=-1)
-    zi = zi.reshape(sos.shape[0], *([1] * (x.ndim - 1)), 2)
-    y, _ = sps.sosfilt(sos, x, axis=-1, zi=zi * x[..., :1])
-    y = y[..., ::-1]
-    y, _ = sps.sosfilt(sos, y, axis=-1, zi=zi * y[..., :1])
-    y = y[..., ::-1]
-    return y[..., pad : y.shape[-1] - pad] if pad > 0 else y
+    return sosfiltfilt(sos, x, zi=zi)
 
 
 @lru_cache(maxsize=8)
-def _resample_fir(up: int, down: int) -> np.ndarray:
-    # 8 taps per output-rate period (vs scipy's default of 20) keep the anti-aliasing adequate
-    # for signals that are band-passed or averaged afterwards, at less than half the cost.
-    n = 2 * 8 * max(up, down) + 1
-    return sps.firwin(n, 1.0 / max(up, down), window=("kaiser", 5.0)) * up
+def _resample_fir(fs: float, up: int, down: int) -> np.ndarray:
+    # The shared Kaiser anti-aliasing design (pass to 0.4 x FS_OUT, >= 60 dB from
+    # min(0.6 x FS_OUT, fs / 2), unit DC gain on every polyphase branch).
+    return anti_alias_fir(fs, up, down)
 
 
 def to_out_rate(x: np.ndarray, fs: float) -> np.ndarray:
@@ -70,7 +59,7 @@ def to_out_rate(x: np.ndarray, fs: float) -> np.ndarray:
     if ratio == 1:
         return x
     up, down = ratio.numerator, ratio.denominator
-    return sps.resample_poly(x, up, down, axis=-1, window=_resample_fir(up, down))
+    return sps.resample_poly(x, up, down, axis=-1, window=_resample_fir(fs, up, down))
 
 
 def derive(acc: np.ndarray, gyro: np.ndarray, fs: float) -> dict[str, np.ndarray]:
