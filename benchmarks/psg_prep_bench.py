@@ -38,8 +38,7 @@ def make_big_psg(path: str | Path, hours: float = 8, n_channels: int = 20, fs: i
     """
     import numpy as np
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services" / "psg_prep"))
-    from psg_prep.synthetic import SynthChannel, psg_sources, write_edf
+    from sunrise_cli.synth_psg import SynthChannel, psg_sources, write_edf
 
     src = psg_sources()
     kinds = ["eeg"] * 6 + ["eog"] * 2 + ["emg"] * 3 + ["ecg", "spo2", "pulse"] + ["resp"] * 4 + ["position", "emg"]

@@ -14,7 +14,7 @@ from scipy import signal as sps
 
 from psg_prep.errors import PrepError
 from psg_prep.prepare import prepare_psg
-from psg_prep.synthetic import SynthChannel, psg_sources, write_edf
+from sunrise_cli.synth_psg import SynthChannel, psg_sources, write_edf
 from sunrise_common.labels import anonymise_label_file
 from sunrise_common.errors import PermanentError
 

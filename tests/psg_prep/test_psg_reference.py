@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from psg_prep.prepare import prepare_psg
-from psg_prep.synthetic import SynthChannel, psg_sources, write_edf
+from sunrise_cli.synth_psg import SynthChannel, psg_sources, write_edf
 from tests.psg_prep.reference import reference_channel
 
 RTOL = 1e-6

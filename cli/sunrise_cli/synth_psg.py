@@ -1,4 +1,7 @@
-"""Write EDF/EDF+/BDF files fast with numpy (synthetic test and benchmark recordings).
+"""Write EDF/EDF+/BDF files fast with numpy (synthetic PSG recordings for tests and benchmarks).
+
+The PSG counterpart of ``sunrise_cli.synth`` (the Sunrise night generator); it lives in the CLI
+package, not in the psg_prep service image (issue 17).
 
 Samples are generated block by block from a function of time, so an 8-hour, 20-channel,
 256-Hz night (~295 MB) is written in a few seconds with bounded memory.
