@@ -31,8 +31,8 @@ from tests.terraform.test_terraform import _instructions
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-# Distributions only the CLI needs (training, reports): no service image may carry them.
-CLI_ONLY = {"scikit-learn", "matplotlib", "sunrise-cli"}
+# Distributions only the CLI needs (training, reports, the dev stack): no service image may carry them.
+CLI_ONLY = {"scikit-learn", "matplotlib", "sunrise-cli", "sunrise-devstack"}
 # Science libraries a service imports only if its own code does (ingest copies bytes: it needs neither).
 NOT_IMPORTED = {"ingest": {"scipy", "pyarrow"}, "sunrise_prep": {"pyarrow"}, "psg_prep": {"pyarrow"}, "sunalgo": set()}
 
