@@ -8,6 +8,8 @@ from sunrise_common.events import pubsub_event
 from tests.conftest import app_client
 
 NIGHT = "sabcdefghijkl-nabcdefgh"
+SUNRISE = {"object": f"nights/{NIGHT}/sunrise.edf", "generation": 1}
+PSG = {"object": f"nights/{NIGHT}/psg.edf", "generation": 2}
 
 
 def post_prepped(client, settings):
@@ -17,7 +19,7 @@ def post_prepped(client, settings):
 
 
 def test_a_prepped_event_while_the_other_half_runs_is_retried_not_dropped(settings, ctx):
-    ctx.state.set("nights", NIGHT, {"recordings": {"sunrise": {}, "psg": {}}, "stages": {
+    ctx.state.set("nights", NIGHT, {"recordings": {"sunrise": SUNRISE, "psg": PSG}, "stages": {
         "sunrise_prep": {"state": "running", "input_key": "g1"}, "psg_prep": {"state": "done", "input_key": "k1"}}})
     with app_client("sunalgo", settings) as client:
         resp = post_prepped(client, settings)
@@ -26,7 +28,7 @@ def test_a_prepped_event_while_the_other_half_runs_is_retried_not_dropped(settin
 
 
 def test_a_night_without_its_sunrise_half_waits(settings, ctx):
-    ctx.state.set("nights", NIGHT, {"recordings": {"psg": {}}, "stages": {"psg_prep": {"state": "done"}}})
+    ctx.state.set("nights", NIGHT, {"recordings": {"psg": PSG}, "stages": {"psg_prep": {"state": "done"}}})
     with app_client("sunalgo", settings) as client:
         resp = post_prepped(client, settings)
     assert resp.status_code == 200 and resp.json()["status"] == "waiting"

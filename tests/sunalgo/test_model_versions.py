@@ -58,7 +58,7 @@ def test_only_models_the_store_lists_are_loaded(tmp_path):
 
 
 def test_an_event_naming_a_path_is_answered_2xx_with_the_reason_and_writes_nothing(settings, ctx, evil_model):
-    ctx.state.set("nights", NIGHT, {"recordings": {"sunrise": {}}, "stages": {
+    ctx.state.set("nights", NIGHT, {"recordings": {"sunrise": {"object": f"nights/{NIGHT}/sunrise.edf", "generation": 1}}, "stages": {
         "sunrise_prep": {"state": "done", "input_key": "g1", "outputs": {"prefix": "nights/x/sunrise/g1/"}}}})
     for version in (str(evil_model), "y" * 5000):
         headers, body = pubsub_event(settings.project, settings.topic("sunrise-prepped"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sunrise_common import identity
+
 # Logical bucket names -> role. Physical name: f"{prefix}-{logical}".
 BUCKETS = ("raw", "anonymised", "prepped", "results")
 
@@ -106,6 +108,27 @@ def anonymised_object(night_id: str, kind: str, ext: str, label_key: str | None 
             raise ValueError("label objects need a label_key")
         return f"nights/{night_id}/labels/{label_key}.{ext}"
     return f"nights/{night_id}/{kind}.{ext}"
+
+
+def input_key(*inputs: object, reruns: int = 0) -> str:
+    """The key of one stage run: ``k`` + 16 hex digits digesting what the run works on.
+
+    A stage run is done at most once per (document, stage, input key)
+    (``sunrise_common.state.runs``), and its outputs are written under the key
+    (:func:`prepped_prefix`, :func:`results_prefix`, the dataset's part files), so the key must
+    change whenever an input does and never carry a date or a time:
+
+    - sunrise_prep: the Sunrise recording's ``token``;
+    - psg_prep: the PSG recording's token and ``{label_key}:{token}`` of each label file, sorted;
+    - sunalgo: the model version, both preparations' input keys (``-`` without a PSG half);
+    - every stage: ``reruns``, the count of ``sunrise rerun`` requests (new outputs beside the old).
+
+    A recording's token (``identity.upload_token``, written by ingest) is a keyed digest of its
+    object and generation; a generation is a write time, so it never enters a name itself (a
+    document written before tokens existed gives its generation, digested here). ingest's own runs
+    are keyed by the raw object's generation inside its ``uploads/`` record, which names no object.
+    """
+    return "k" + identity.digest(*inputs, f"rerun:{reruns}")
 
 
 def prepped_prefix(night_id: str, kind: str, input_key: str) -> str:

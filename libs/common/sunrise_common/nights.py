@@ -1,64 +1,54 @@
-"""Reading the night document from a per-night event (shared by the stages after ingest)."""
+"""Reading the night document from a per-night event (shared by the stages after ingest).
+
+The message and the document are typed in :mod:`sunrise_common.contracts`."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from pydantic import ValidationError
+
+from sunrise_common.contracts import NightDoc, NightMessage
 from sunrise_common.errors import NotFound, PermanentError
-from sunrise_common.events import Event
-
-_NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")  # \A...\Z: no trailing newline
+from sunrise_common.events import Event, _problems
 
 
-def night_event(event: Event) -> dict[str, Any]:
-    """The payload of a per-night Pub/Sub event, checked."""
-    payload = event.payload()
-    night = payload.get("night_id")
-    if not isinstance(night, str) or not _NIGHT_ID.match(night):
-        raise PermanentError("bad_payload", f"night_id must look like s<12 base32>-n<8 base32>, got {str(night)[:40]!r}")
-    return payload
+def night_event(event: Event) -> NightMessage:
+    """The message of a per-night Pub/Sub event, checked (``bad_payload`` otherwise)."""
+    return NightMessage.parse(event.payload())
 
 
-def load_night(ctx, night_id: str) -> dict[str, Any]:  # noqa: ANN001 - Context
+def load_night(ctx, night_id: str) -> NightDoc:  # noqa: ANN001 - Context
     """The night document.
 
     A night that does not exist is a permanent rejection (:class:`NotFound`, answered 2xx with
     the reason and logged with the night id), not a retry: ingest writes ``nights/{night_id}``
     before it publishes the night's event, so an event about an unknown night was forged or
-    belongs to a night that was purged, and retrying it for 24 h cannot help."""
+    belongs to a night that was purged, and retrying it for 24 h cannot help. A document that
+    does not read as a :class:`NightDoc` is permanent too (``bad_night_document``): retrying reads
+    the same document; once it is repaired, ``sunrise rerun`` asks again."""
     doc = ctx.state.get("nights", night_id)
     if doc is None:
         raise NotFound("night_not_found", f"nights/{night_id} does not exist")
-    return doc
+    return parse_night(night_id, doc)
 
 
-def open_night(ctx, event: Event) -> tuple[str, dict[str, Any], dict[str, Any]]:  # noqa: ANN001 - Context
-    """(night id, event payload, night document) of a per-night event; binds the night id to the
-    log context."""
+def parse_night(night_id: str, doc: dict[str, Any]) -> NightDoc:
+    """A stored night document as a :class:`NightDoc`."""
+    try:
+        return NightDoc.model_validate(doc)
+    except ValidationError as exc:
+        raise PermanentError("bad_night_document", f"nights/{night_id}: {_problems(exc)}") from None
+
+
+def open_night(ctx, event: Event) -> tuple[str, NightMessage, NightDoc]:  # noqa: ANN001 - Context
+    """(night id, message, night document) of a per-night event; binds the night id to the log
+    context."""
     from sunrise_common import logs
 
-    payload = night_event(event)
-    night = payload["night_id"]
-    logs.bind(night_id=night)
-    return night, payload, load_night(ctx, night)
+    message = night_event(event)
+    logs.bind(night_id=message.night_id)
+    return message.night_id, message, load_night(ctx, message.night_id)
 
 
-def latest_done(doc: dict[str, Any], stage: str) -> dict[str, Any] | None:
-    """The stage's latest run if it finished, else None."""
-    st = doc.get("stages", {}).get(stage)
-    return st if st and st.get("state") == "done" else None
-
-
-def rerun_count(doc: dict[str, Any], stage: str) -> int:
-    """How many times ``sunrise rerun`` asked for this stage again; folded into the stage's input key
-    so that a rerun writes new outputs instead of finding the old ones done."""
-    return int(doc.get("reruns", {}).get(stage, 0))
-
-
-def in_progress(doc: dict[str, Any], stage: str) -> bool:
-    """The stage's latest run is working or waiting for a retry."""
-    return doc.get("stages", {}).get(stage, {}).get("state") in ("running", "retrying")
-
-
-__all__ = ["NotFound", "in_progress", "latest_done", "load_night", "night_event", "open_night", "rerun_count"]
+__all__ = ["NotFound", "load_night", "night_event", "open_night", "parse_night"]

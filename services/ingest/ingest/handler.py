@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import logging
 import re
 import time
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sunrise_common import identity, logs, names
+from sunrise_common.contracts import NightMessage, Recording, StageRun
 from sunrise_common.edf import anonymise_edf
+from sunrise_common.edf.anonymise import AnonymisationReport
 from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
 from sunrise_common.events import Event
 from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind
@@ -88,25 +91,15 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
             raise PermanentError("empty_file", "the object has zero bytes")
         out = Path(tmp) / "anonymised"
         anon = _anonymise(raw, src, out, info.size)  # bad input: EdfError/LabelError (PermanentErrors)
-        if anon["start"] is None:
-            raise PermanentError("invalid_start_date", anon.get("start_problem") or "no usable recording start date")
-        start = anon.pop("start")
+        start = anon.start
+        if start is None:
+            raise PermanentError("invalid_start_date", anon.start_problem or "no usable recording start date")
         night = identity.night_id(key, raw.site, raw.subject, start)
         logs.bind(night_id=night)
-        label_key = identity.label_key(key, name, anon["label_kind"]) if raw.kind == "labels" else None
-        dest = names.anonymised_object(night, raw.kind, anon["ext"], label_key)
+        label_key = identity.label_key(key, name, anon.label_kind) if raw.kind == "labels" else None
+        dest = names.anonymised_object(night, raw.kind, anon.ext, label_key)
         sha = _sha256(out)
-        recording = {
-            "object": dest,
-            "sha256": sha,
-            "size": out.stat().st_size,
-            "start_offset_s": identity.start_offset_s(start),
-            "duration_s": anon["duration_s"],
-            "year": start.year,
-            "upload_id": upload,
-            "format": anon["format"],
-            **({"label_kind": anon["label_kind"]} if label_key else {}),
-        }
+        size = out.stat().st_size
         anon_bucket = ctx.settings.bucket("anonymised")
         current = ctx.storage.stat(anon_bucket, dest)
         previous = _recording(ctx, night, raw.kind, label_key)
@@ -114,54 +107,78 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
             written = current  # a redelivery after a crash: the same bytes are already there
         else:
             written = ctx.storage.upload_file(anon_bucket, dest, out, if_generation_match=None)
-        recording["generation"] = written.generation
+    recording = Recording(
+        object=dest, generation=written.generation, token=identity.upload_token(key, dest, written.generation),
+        sha256=sha, size=size, start_offset_s=identity.start_offset_s(start), duration_s=anon.duration_s,
+        year=start.year, upload_id=upload, format=anon.format, label_kind=anon.label_kind if label_key else None,
+    )
     site = identity.site_pseudonym(key, raw.site)
     doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording, site))
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
-    message = {"night_id": night, "kind": raw.kind, "object": dest, "generation": str(written.generation)}
-    ctx.publisher.publish(ctx.settings.topic(topic), json.dumps(message).encode(), {"kind": raw.kind})
+    message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
+    ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
     pairing = doc["pairing"] if doc else {}
     return {
         "outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind},
-        "metrics": {"bytes": recording["size"]},
+        "metrics": {"bytes": size},
         "night_id": night,
         "pairing": pairing,
     }
 
 
-def _anonymise(raw: RawPath, src: Path, out: Path, size: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Anonymised:
+    """What anonymising one upload into ``out`` found.
+
+    ``start`` is the ORIGINAL recording start (naive, header time): it gives the night id and the
+    noon-anchor offset and is never written anywhere itself."""
+
+    start: datetime | None
+    start_problem: str | None  # why ``start`` is None
+    duration_s: float  # s of recording; 0 for text label files
+    ext: str  # extension of the anonymised object
+    format: str  # "EDF", "EDF+C", "BDF"..., or the label kind
+    label_kind: str | None = None  # labels only: detected once, here, from the raw bytes and name
+
+
+def _anonymise(raw: RawPath, src: Path, out: Path, size: int) -> Anonymised:
+    """Anonymise the upload ``src`` into ``out`` by its kind (bad input raises a PermanentError)."""
     with open(src, "rb") as f:
         head = f.read(HEAD_BYTES)
-    is_edf = head[:8] in EDF_MAGIC
     if raw.kind in ("sunrise", "psg"):
-        if not is_edf:
-            raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
-        report = _anonymise_edf(src, out, size)
-        if report.duration_s <= 0:
-            raise PermanentError("no_data", "the recording holds no data records")
-        return {
-            "start": report.start, "start_problem": report.start_problem, "duration_s": report.duration_s,
-            "ext": "bdf" if report.fmt == "BDF" else "edf", "format": report.fmt + (f"+{report.plus}" if report.plus else ""),
-            "label_kind": None,
-        }
+        return _anonymise_recording(raw, src, out, size, head)
+    return _anonymise_label(raw, src, out, size, head)
+
+
+def _anonymise_recording(raw: RawPath, src: Path, out: Path, size: int, head: bytes) -> Anonymised:
+    """A Sunrise or PSG recording: EDF/EDF+/BDF with data records."""
+    if head[:8] not in EDF_MAGIC:
+        raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
+    report = _anonymise_edf(src, out, size)
+    if report.duration_s <= 0:
+        raise PermanentError("no_data", "the recording holds no data records")
+    return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report),
+                      report.fmt + (f"+{report.plus}" if report.plus else ""))
+
+
+def _anonymise_label(raw: RawPath, src: Path, out: Path, size: int, head: bytes) -> Anonymised:
+    """A label file: its kind detected from the raw name and bytes, then anonymised as that kind."""
     kind = detect_label_kind(raw.file, head)
     if kind == "edf_hypnogram":
         report = _anonymise_edf(src, out, size)
-        return {
-            "start": report.start, "start_problem": report.start_problem, "duration_s": report.duration_s,
-            "ext": "bdf" if report.fmt == "BDF" else "edf", "format": "edf_hypnogram", "label_kind": kind,
-        }
+        return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report), kind, kind)
     label = anonymise_label_file(kind, src.read_bytes())
     out.write_bytes(label.data)
-    return {
-        "start": label.start, "start_problem": "the label file has no start date", "duration_s": 0.0,
-        "ext": label.extension, "format": kind, "label_kind": kind,
-    }
+    return Anonymised(label.start, "the label file has no start date", 0.0, label.extension, kind, kind)
 
 
-def _anonymise_edf(src: Path, out: Path, size: int):  # noqa: ANN202
+def _anonymise_edf(src: Path, out: Path, size: int) -> AnonymisationReport:
     with open(src, "rb") as f, open(out, "wb") as g:
         return anonymise_edf(f, g, size)
+
+
+def _edf_ext(report: AnonymisationReport) -> str:
+    return "bdf" if report.fmt == "BDF" else "edf"
 
 
 def _sha256(path: Path) -> str:
@@ -178,7 +195,7 @@ def _recording(ctx: Context, night: str, kind: str, label_key: str | None) -> di
     return recordings.get("labels", {}).get(label_key) if label_key else recordings.get(kind)
 
 
-def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | None, recording: dict,
+def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | None, recording: Recording,
                    site_pseudonym: str) -> dict:
     doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
     doc["subject"] = night.rsplit("-n", 1)[0]
@@ -189,13 +206,12 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
     previous = slot.get(slot_key)
     # Two uploads racing for the same anonymised object: the object holds the last write (the
     # larger generation), so that is the one the night must name.
-    if previous is None or int(previous.get("generation", 0)) <= int(recording["generation"]):
-        slot[slot_key] = recording
+    if previous is None or int(previous.get("generation", 0)) <= recording.generation:
+        slot[slot_key] = recording.to_doc()
     doc["pairing"] = pairing_status(recordings)
     now = time.time()
-    doc.setdefault("stages", {})["ingest"] = {
-        "state": "done", "input_key": recording["upload_id"], "finished_at": now, "error": None,
-        "outputs": {"object": recording["object"]},
-    }
+    doc.setdefault("stages", {})["ingest"] = StageRun(
+        state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": recording.object},
+    ).to_doc()
     doc["updated_at"] = now
     return doc

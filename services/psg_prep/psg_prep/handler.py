@@ -2,18 +2,20 @@
 
 The event may announce the PSG recording or a label file; either way the stage prepares the
 night's current PSG with all its current label files. Labels that arrive before the PSG wait
-for it (the PSG's own event then picks them up).
+for it (the PSG's own event then picks them up). An event whose upload was replaced since (its
+generation is no longer the night's) is dropped, as sunrise_prep does: the newer upload's own
+event prepares the night.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from sunrise_common import identity, names
+from sunrise_common import names
+from sunrise_common.contracts import NightMessage, Recording, Recordings
 from sunrise_common.events import Event
-from sunrise_common.nights import open_night, rerun_count
+from sunrise_common.nights import open_night
 from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
 
 from psg_prep.prepare import prepare_psg
@@ -21,39 +23,49 @@ from psg_prep.prepare import prepare_psg
 STAGE = "psg_prep"
 
 
+def announced(recordings: Recordings, message: NightMessage) -> Recording | None:
+    """The night's current recording in the slot the message's upload went to (the PSG, or the
+    label file with the message's object name), or None."""
+    if message.kind == "labels":
+        return next((rec for rec in recordings.labels.values() if rec.object == message.object), None)
+    return recordings.psg
+
+
 def handle(event: Event, ctx: Context) -> dict[str, Any]:
     """Prepare the PSG (and its labels) of the night an event names."""
-    night, payload, doc = open_night(ctx, event)
-    recordings = doc.get("recordings", {})
-    psg = recordings.get("psg")
+    night, message, doc = open_night(ctx, event)
+    current = announced(doc.recordings, message)
+    if current is None or current.generation != message.generation:
+        return {"status": "superseded", "detail": "the night's current upload is not the one this event announces"}
+    psg = doc.recordings.psg
     if psg is None:
         return {"status": "waiting", "detail": "labels recorded; the PSG recording has not arrived yet"}
-    labels = recordings.get("labels", {})
-    input_key = "k" + identity.digest(psg["generation"], *sorted(f"{k}:{v['generation']}" for k, v in labels.items()),
-                                      f"rerun:{rerun_count(doc, STAGE)}")
+    labels = doc.recordings.labels
+    input_key = names.input_key(psg.input, *sorted(f"{k}:{v.input}" for k, v in labels.items()),
+                                reruns=doc.rerun_count(STAGE))
     return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, psg, labels, input_key))
 
 
-def _prepare(ctx: Context, night: str, psg: dict, labels: dict, input_key: str) -> dict[str, Any]:
+def _prepare(ctx: Context, night: str, psg: Recording, labels: dict[str, Recording], input_key: str) -> dict[str, Any]:
     bucket = ctx.settings.bucket("anonymised")
     with scratch_dir() as tmp:
         tmp = Path(tmp)
-        psg_path = download(ctx, bucket, psg["object"], tmp, "psg." + psg["object"].rsplit(".", 1)[1], int(psg["generation"]))
+        psg_path = download(ctx, bucket, psg.object, tmp, "psg." + psg.object.rsplit(".", 1)[1], psg.generation)
         label_dir = tmp / "labels"
         label_dir.mkdir()
-        label_paths = [
-            download(ctx, bucket, rec["object"], label_dir, rec["object"].rsplit("/", 1)[1], int(rec["generation"]))
-            for _, rec in sorted(labels.items())
-        ]
+        ordered = [rec for _, rec in sorted(labels.items())]
+        label_paths = [download(ctx, bucket, rec.object, label_dir, rec.object.rsplit("/", 1)[1], rec.generation)
+                       for rec in ordered]
         out = tmp / "out"
         out.mkdir()
-        # Bad input raises a PermanentError (EdfError, LabelError and PrepError are ones).
-        summary = prepare_psg(psg_path, label_paths, out, channel_map=ctx.settings.psg_channel_map,
-                              notch_hz=ctx.settings.mains_hz or None)
+        # Bad input raises a PermanentError (EdfError, LabelError and PrepError are ones). Each
+        # label file's kind is the one ingest detected from the raw bytes and name.
+        summary = prepare_psg(psg_path, label_paths, out, label_kinds=[rec.label_kind for rec in ordered],
+                              channel_map=ctx.settings.psg_channel_map, notch_hz=ctx.settings.mains_hz or None)
         prefix = names.prepped_prefix(night, "psg", input_key)
         written = upload_folder(ctx, ctx.settings.bucket("prepped"), prefix, out)
-    message = {"night_id": night, "kind": "psg", "prefix": prefix, "input_key": input_key}
-    ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_PREPPED), json.dumps(message).encode())
+    message = NightMessage(night_id=night, kind="psg")
+    ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_PREPPED), message.to_bytes())
     return {"outputs": {"prefix": prefix, "files": sorted(written), "labels": len(labels)},
             "metrics": {"bytes": sum(written.values())},
             "summary": scalars(summary)}

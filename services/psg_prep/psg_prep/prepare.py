@@ -63,12 +63,13 @@ SCHEMA_VERSION = 1
 # labels
 
 
-def _load_labels(label_paths: list[Path]) -> list[tuple[Path, LabelSet]]:
+def _load_labels(label_paths: list[Path], kinds: list[str | None]) -> list[tuple[Path, LabelSet]]:
     out = []
-    for path in label_paths:
+    for path, kind in zip(label_paths, kinds, strict=True):
         data = Path(path).read_bytes()
         try:
-            kind = detect_label_kind(Path(path).name, data[:HEAD_BYTES])
+            if kind is None:  # a caller without ingest's record of the kind (the CLI, tests)
+                kind = detect_label_kind(Path(path).name, data[:HEAD_BYTES])
             out.append((Path(path), parse_labels(kind, data)))
         except LabelError as exc:
             raise PrepError(exc.reason, f"{Path(path).name}: {exc.detail}") from None
@@ -538,6 +539,7 @@ def prepare_psg(
     notch_hz: float | None = 50.0,
     channel_map: Path | None = None,
     workers: int | None = None,
+    label_kinds: list[str | None] | None = None,
 ) -> dict[str, Any]:
     """Prepare a PSG recording and/or its label files into ``out_dir``.
 
@@ -546,7 +548,7 @@ def prepare_psg(
     psg_path : Path or None
         The (anonymised) EDF/EDF+/BDF recording; None when only labels have arrived.
     label_paths : list of Path
-        Label files (DOMINO text, EDF+ hypnogram, NSRR XML); kinds are detected from content.
+        Label files (DOMINO text, EDF+ hypnogram, NSRR XML).
     out_dir : Path
         Existing or new folder; the files listed in the module docstring are written there.
     chunk_seconds : float
@@ -561,6 +563,12 @@ def prepare_psg(
         default: the CPUs this process may run on (``os.sched_getaffinity``), at most 4.
         Channels sharing a filter are processed as 2-D batches split over the threads, and
         the next chunk is decoded while they work. Results do not depend on it (tested).
+    label_kinds : list of str or None, optional
+        The kind (``labels.LABEL_KINDS``) of each label file, as ingest recorded it in the night
+        document: ingest detects it once, from the raw bytes and the raw file name (which the
+        anonymised name no longer carries), and the file is parsed as that kind; a file that does
+        not parse as its kind is rejected with the parser's reason. None (or a None entry):
+        detect from the content, for callers without that record (the CLI, tests).
 
     Returns
     -------
@@ -574,7 +582,8 @@ def prepare_psg(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    label_sets = _load_labels([Path(p) for p in label_paths])
+    label_paths = [Path(p) for p in label_paths]
+    label_sets = _load_labels(label_paths, list(label_kinds) if label_kinds is not None else [None] * len(label_paths))
     meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "epoch_s": EPOCH_S}
     missing = None
     if psg_path is not None:

@@ -21,7 +21,9 @@ from sunalgo.features import FEATURES
 if TYPE_CHECKING:
     import pyarrow as pa
 
-_SUNRISE_INPUT = re.compile(r"\Ag(\d+)(?:r\d+)?\Z")  # sunrise_prep's input key: g{generation}[r{reruns}]
+# sunrise_prep's input key before issue 17: g{generation}[r{reruns}] (now a digest; the run's
+# outputs name the generation).
+_SUNRISE_INPUT = re.compile(r"\Ag(\d+)(?:r\d+)?\Z")
 
 
 def feature_fields() -> list[tuple[str, str, str]]:
@@ -39,11 +41,14 @@ def lineage_for(night_id: str, doc: dict[str, Any], *, algo_version: str, input_
                 run_at: datetime) -> ds.Lineage:
     """The lineage of one sunalgo run of ``night_id``.
 
-    The Sunrise generation comes from its preparation's input key (``g{generation}``); the PSG and
+    The Sunrise generation comes from its preparation's run (``outputs.generation``; runs before
+    issue 17: its input key, ``g{generation}``); the PSG and
     label generations from the night document, when its psg_prep run is the one that was used
     (a backfill of an older run leaves them null rather than name the wrong upload)."""
     rec = doc.get("recordings", {})
     m = _SUNRISE_INPUT.match(sunrise_input or "")
+    sunrise_run = doc.get("runs", {}).get("sunrise_prep", {}).get(sunrise_input or "", {})
+    sunrise_gen = (sunrise_run.get("outputs") or {}).get("generation", int(m[1]) if m else None)
     psg_run = doc.get("stages", {}).get("psg_prep", {})
     psg_current = psg_input is not None and psg_run.get("input_key") == psg_input
     psg_gen = rec.get("psg", {}).get("generation") if psg_current else None
@@ -56,7 +61,7 @@ def lineage_for(night_id: str, doc: dict[str, Any], *, algo_version: str, input_
         run_at=run_at, pipeline_version=ds.pipeline_version(),
         model_version=scores.get("model_version"), prep_version=scores.get("prep_version"),
         sunrise_prep_input=sunrise_input, psg_prep_input=psg_input,
-        sunrise_generation=int(m[1]) if m else None,
+        sunrise_generation=int(sunrise_gen) if sunrise_gen is not None else None,
         psg_generation=int(psg_gen) if psg_gen is not None else None,
         label_generations=labels)
 

@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sunrise_common import identity, names
+from sunrise_common import names
+from sunrise_common.contracts import NightDoc, StageRun
 from sunrise_common.dataset import now_utc
 from sunrise_common.errors import Busy, PermanentError, TransientError
 from sunrise_common.events import Event
-from sunrise_common.nights import in_progress, latest_done, open_night, rerun_count
+from sunrise_common.nights import open_night
 from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
 from sunalgo.dataset import lineage_for, write_night
@@ -27,24 +28,24 @@ STAGE = "sunalgo"
 
 def handle(event: Event, ctx: Context) -> dict[str, Any]:
     """Score the night an event names, if its Sunrise half is prepared."""
-    night, payload, doc = open_night(ctx, event)
-    return score_night(ctx, night, doc, model_version=payload.get("model_version") or ctx.settings.model_version)
+    night, message, doc = open_night(ctx, event)
+    return score_night(ctx, night, doc, model_version=message.model_version or ctx.settings.model_version)
 
 
-def score_night(ctx: Context, night: str, doc: dict[str, Any], *, model_version: str | None = None) -> dict[str, Any]:
-    """Run sunalgo on a night's latest preparations (also used by ``sunrise rerun``)."""
+def score_night(ctx: Context, night: str, doc: NightDoc, *, model_version: str | None = None) -> dict[str, Any]:
+    """Run sunalgo on a night's latest preparations."""
     for stage in ("sunrise_prep", "psg_prep"):
-        if in_progress(doc, stage):
+        if doc.in_progress(stage):
             # Its "prepped" event may arrive before its run is marked done: retry rather than score
             # without that half (or not at all) and never hear of it again.
             raise Busy("preparation_running", f"{stage} is still running for {night}")
-    sunrise = latest_done(doc, "sunrise_prep")
+    sunrise = doc.latest_done("sunrise_prep")
     if sunrise is None:
         return {"status": "waiting", "detail": "the Sunrise half is not prepared yet"}
-    psg = latest_done(doc, "psg_prep")
+    psg = doc.latest_done("psg_prep")
     version = resolve_version(model_version, ctx.settings.model_store())
-    input_key = "k" + identity.digest(version, sunrise["input_key"], psg["input_key"] if psg else "-",
-                                      f"rerun:{rerun_count(doc, STAGE)}")
+    input_key = names.input_key(version, sunrise.input_key, psg.input_key if psg else "-",
+                                reruns=doc.rerun_count(STAGE))
     stage = STAGE if model_version is None else f"{STAGE}:{version}"
     return run_stage(ctx, "nights", night, stage, input_key,
                      lambda: _score(ctx, night, sunrise, psg, version, input_key, doc))
@@ -76,13 +77,13 @@ def resolve_version(version: str | None, models_dir: Path) -> str:
         raise TransientError("model_unavailable", str(exc)) from exc
 
 
-def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: str, input_key: str,
-           doc: dict[str, Any]) -> dict[str, Any]:
+def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, version: str, input_key: str,
+           doc: NightDoc) -> dict[str, Any]:
     prepped = ctx.settings.bucket("prepped")
     with scratch_dir() as tmp:
         tmp = Path(tmp)
-        sunrise_dir = download_folder(ctx, prepped, sunrise["outputs"]["prefix"], tmp / "sunrise")
-        psg_dir = download_folder(ctx, prepped, psg["outputs"]["prefix"], tmp / "psg") if psg else None
+        sunrise_dir = download_folder(ctx, prepped, sunrise.outputs["prefix"], tmp / "sunrise")
+        psg_dir = download_folder(ctx, prepped, psg.outputs["prefix"], tmp / "psg") if psg else None
         out = tmp / "out"
         out.mkdir()
         summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store())
@@ -90,10 +91,10 @@ def _score(ctx: Context, night: str, sunrise: dict, psg: dict | None, version: s
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
         # The gold layer (sunrise_common.dataset): after the run's own results, create-only.
         parts = write_night(ctx.storage, ctx.settings.bucket("results"), out, lineage_for(
-            night, doc, algo_version=summary.get("algo_version", version), input_key=input_key,
-            sunrise_input=sunrise["input_key"], psg_input=psg["input_key"] if psg else None,
+            night, doc.model_dump(exclude_none=True), algo_version=summary.get("algo_version", version), input_key=input_key,
+            sunrise_input=sunrise.input_key, psg_input=psg.input_key if psg else None,
             scores=json.loads((out / "scores.json").read_text()), run_at=now_utc()))
     return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None, "dataset": parts,
-                        "sunrise_input": sunrise["input_key"], "psg_input": psg["input_key"] if psg else None},
+                        "sunrise_input": sunrise.input_key, "psg_input": psg.input_key if psg else None},
             "metrics": {"bytes": sum(written.values())},
             "summary": scalars(summary)}
