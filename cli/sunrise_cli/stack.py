@@ -24,14 +24,11 @@ from urllib.parse import urlparse
 
 import httpx
 
+from sunrise_common import names
 from sunrise_common.settings import Settings
 
-SERVICE_APPS = {
-    "ingest": "ingest.main:app",
-    "sunrise_prep": "sunrise_prep.main:app",
-    "psg_prep": "psg_prep.main:app",
-    "sunalgo": "sunalgo.main:app",
-}
+# Each service's ASGI app: services/<name>/<name>/main.py, in the order of names.SERVICES.
+SERVICE_APPS = {service: f"{service}.main:app" for service in names.SERVICES}
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

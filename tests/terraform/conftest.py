@@ -9,6 +9,7 @@ provider cannot be downloaded here). ``make terraform-check`` computes the plans
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 TFCHECK = REPO / "scripts" / "tfcheck.sh"
 ENVIRONMENTS = ("dev", "prod")
+WORKFLOW = REPO / ".github" / "workflows" / "deploy.yml"
 
 
 def run_tfcheck(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -27,6 +29,23 @@ def run_tfcheck(*args: str, timeout: float = 900) -> subprocess.CompletedProcess
         ["bash", str(TFCHECK), *args],
         capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+@functools.cache
+def load_workflow() -> dict[str, Any]:
+    """The deploy workflow as a document, parsed by ruamel.yaml (YAML 1.2: ``on`` stays a string)
+    from the tool environment: the workspace has no YAML parser, and check-jsonschema brings one."""
+    result = run_tfcheck("env")
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/tfcheck.sh env failed: {result.stderr[-2000:]}")
+    python = Path(os.environ.get("TFCHECK_VENV", REPO / ".tfcheck-venv")) / "bin" / "python"
+    dump = subprocess.run(
+        [str(python), "-c",
+         "import json, sys; from ruamel.yaml import YAML; "
+         "print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))", str(WORKFLOW)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(dump.stdout)
 
 
 @pytest.fixture(scope="session")

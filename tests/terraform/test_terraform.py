@@ -25,6 +25,8 @@ import pytest
 from sunrise_common import names
 from sunrise_common.settings import CLOUD_REQUIRED, Settings
 
+from .conftest import load_workflow
+
 REPO = Path(__file__).resolve().parents[2]
 TF_DIR = REPO / "terraform"
 ENVIRONMENTS = ("dev", "prod")
@@ -986,22 +988,34 @@ def test_dockerfiles_pass_hadolint() -> None:
 
 
 def test_deploy_workflow_tests_first_and_authenticates_without_keys() -> None:
-    workflow = (REPO / ".github" / "workflows" / "deploy.yml").read_text()
-    assert "make test" in workflow
-    assert "google-github-actions/auth@" in workflow
-    assert "workload_identity_provider:" in workflow and "service_account:" in workflow
-    assert "id-token: write" in workflow
-    assert "credentials_json" not in workflow, "no service account keys in CI"
-    assert re.search(r"needs: \[test, target\]", workflow), (
-        "images are built only after the tests pass"
-    )
-    for service in names.SERVICES:
-        assert service in workflow, f"the workflow does not build {service}"
-    assert (
-        '--tag "${image}:${GITHUB_SHA}"' in workflow
-        and '--tag "${image}:${ENVIRONMENT}"' in workflow
-    )
-    assert "gcloud run deploy" in workflow
+    """On the parsed workflow (a comment naming a key or a command does not count)."""
+    jobs = load_workflow()["jobs"]
+    assert {"test", "target", "build", "deploy"} <= set(jobs), sorted(jobs)
+
+    def runs(job: str) -> list[str]:
+        return [step["run"] for step in jobs[job]["steps"] if "run" in step]
+
+    def uses(job: str, action: str) -> list[dict[str, Any]]:
+        return [s for s in jobs[job]["steps"] if s.get("uses", "").startswith(f"{action}@")]
+
+    assert any(re.match(r"make test\b", run) for run in runs("test"))
+    assert jobs["build"]["needs"] == ["test", "target"], "images are built only after the tests pass"
+    assert "target" in jobs["deploy"]["needs"] and "build" in jobs["deploy"]["needs"]
+    for job in ("build", "deploy"):
+        assert jobs[job]["permissions"] == {"contents": "read", "id-token": "write"}
+        (auth,) = uses(job, "google-github-actions/auth")
+        assert set(auth["with"]) == {"workload_identity_provider", "service_account"}, (
+            "keyless: Workload Identity Federation, no credentials_json"
+        )
+        assert jobs[job]["strategy"]["matrix"]["service"], f"{job} has no service matrix"
+        assert jobs[job]["env"]["SERVICE"] == "${{ matrix.service }}"
+    for job, body in jobs.items():
+        for step in body["steps"]:
+            assert "credentials_json" not in step.get("with", {}), f"{job}: a service account key in CI"
+    (build,) = [run for run in runs("build") if "docker build" in run]
+    assert '--tag "${image}:${GITHUB_SHA}"' in build and '--tag "${image}:${ENVIRONMENT}"' in build
+    assert 'services/${SERVICE}/Dockerfile' in build
+    assert any(run.lstrip().startswith("name=") and "gcloud run deploy" in run for run in runs("deploy"))
 
 
 def test_checkov_skips_are_justified() -> None:

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
-import subprocess
-from pathlib import Path
 from typing import Any
 
-from .conftest import REPO, run_tfcheck
-
-WORKFLOW = REPO / ".github" / "workflows" / "deploy.yml"
+from .conftest import WORKFLOW, load_workflow, run_tfcheck
 
 
 @functools.cache
 def steps() -> list[tuple[str, dict[str, Any]]]:
-    """(job, step) pairs of the workflow, parsed by ruamel.yaml from the tool environment (the
-    workspace has no YAML parser, and check-jsonschema brings one)."""
-    result = run_tfcheck("env")
-    if result.returncode != 0:
-        raise RuntimeError(f"scripts/tfcheck.sh env failed: {result.stderr[-2000:]}")
-    python = Path(os.environ.get("TFCHECK_VENV", REPO / ".tfcheck-venv")) / "bin" / "python"
-    dump = subprocess.run(
-        [str(python), "-c",
-         "import json, sys; from ruamel.yaml import YAML; "
-         "print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))", str(WORKFLOW)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    jobs = json.loads(dump.stdout)["jobs"]
-    return [(job, step) for job, body in jobs.items() for step in body["steps"]]
+    """(job, step) pairs of the workflow."""
+    return [(job, step) for job, body in load_workflow()["jobs"].items() for step in body["steps"]]
 
 
 def test_the_workflow_is_schema_valid_and_zizmor_finds_nothing() -> None:

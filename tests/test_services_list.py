@@ -1,0 +1,91 @@
+"""The list of services is ``names.SERVICES``; every place that repeats it agrees with it.
+
+Python code takes the list from ``names.SERVICES`` (settings, the CLI's stack launcher, the local
+router). Files that cannot import Python repeat it: Terraform (parsed with python-hcl2), the
+deploy workflow's build and deploy matrices (parsed as YAML), the workspace's pyproject files and
+the ``services/`` folders. docs/adding-a-service.md lists the steps of adding one.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from sunrise_common import names
+from sunrise_common.settings import DEFAULT_PORTS, Settings
+from tests.terraform.conftest import load_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES = list(names.SERVICES)
+
+
+def dashed(service: str) -> str:
+    return service.replace("_", "-")
+
+
+def hcl(relative: str) -> dict[str, Any]:
+    options = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+    with (REPO / "terraform" / relative).open() as handle:
+        return hcl2.load(handle, serialization_options=options)
+
+
+def tf_local(file_name: str, name: str) -> Any:
+    (value,) = [block[name] for block in hcl(file_name).get("locals", []) if name in block]
+    return value
+
+
+def test_settings_have_a_port_and_a_url_per_service():
+    assert list(DEFAULT_PORTS) == SERVICES
+    assert [name for name in Settings.model_fields if name.endswith("_url")] == [f"{s}_url" for s in SERVICES]
+
+
+def test_the_stack_launcher_starts_every_service_and_only_those():
+    from sunrise_cli.stack import SERVICE_APPS
+
+    assert list(SERVICE_APPS) == SERVICES
+    for service, app in SERVICE_APPS.items():
+        module = app.split(":")[0]
+        assert (REPO / "services" / service / Path(*module.split("."))).with_suffix(".py").is_file(), app
+
+
+def test_each_service_is_a_folder_with_a_package_a_dockerfile_and_a_workspace_entry():
+    assert sorted(p.name for p in (REPO / "services").iterdir() if (p / "pyproject.toml").is_file()) == sorted(SERVICES)
+    root = tomllib.loads((REPO / "pyproject.toml").read_text())
+    cli = tomllib.loads((REPO / "cli" / "pyproject.toml").read_text())
+    for service in SERVICES:
+        folder = REPO / "services" / service
+        package = f"sunrise-{dashed(service)}"
+        assert tomllib.loads((folder / "pyproject.toml").read_text())["project"]["name"] == package
+        assert (folder / "Dockerfile").is_file() and (folder / service / "main.py").is_file()
+        for project in (root, cli):
+            assert package in project["project"]["dependencies"], f"{project['project']['name']} lacks {package}"
+            assert project["tool"]["uv"]["sources"][package] == {"workspace": True}
+
+
+def test_terraform_declares_each_service_once_with_its_resources_and_scaling():
+    assert set(tf_local("locals.tf", "services")) == set(SERVICES)
+    assert set(tf_local("run.tf", "service_resources")) == set(SERVICES)
+    (scaling,) = [b["service_scaling"] for b in hcl("variables.tf")["variable"] if "service_scaling" in b]
+    assert list(scaling["default"]) == SERVICES
+    condition = scaling["validation"][0]["condition"]
+    listed = re.fullmatch(r'\$\{toset\(keys\(var\.service_scaling\)\) == toset\(\[(.*)\]\)\}', condition)
+    assert listed, f"the first validation of service_scaling is not a key check: {condition}"
+    assert [item.strip().strip('"') for item in listed.group(1).split(",")] == SERVICES
+    message = scaling["validation"][0]["error_message"]
+    assert message == f"service_scaling must have exactly the keys {', '.join(SERVICES[:-1])} and {SERVICES[-1]}."
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_each_environment_scales_every_service(environment):
+    assert list(hcl(f"environments/{environment}.tfvars")["service_scaling"]) == SERVICES
+
+
+@pytest.mark.parametrize("job", ["build", "deploy"])
+def test_the_workflow_builds_and_deploys_every_service(job):
+    # Parsed, so a service named only in a comment does not count.
+    assert load_workflow()["jobs"][job]["strategy"]["matrix"]["service"] == SERVICES
