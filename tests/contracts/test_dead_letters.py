@@ -8,7 +8,7 @@ import pytest
 
 from sunrise_common import names
 from sunrise_devstack.dead_letters import SOURCE_ATTRIBUTE, PubsubDeadLetters
-from sunrise_common.publisher.pubsub import emulator_subscriber_client
+from sunrise_devstack.router.pubsub_source import emulator_subscriber_client
 from tests.contracts.conftest import PREFIX, PROJECT, make_settings
 
 pytestmark = pytest.mark.emulators

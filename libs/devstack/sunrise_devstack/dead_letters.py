@@ -71,7 +71,8 @@ class PubsubDeadLetters:
     def for_settings(cls, settings) -> "PubsubDeadLetters":  # noqa: ANN001
         from google.cloud import pubsub_v1
 
-        from sunrise_common.publisher.pubsub import PubsubPublisher, emulator_subscriber_client
+        from sunrise_common.publisher.pubsub import PubsubPublisher
+        from sunrise_devstack.router.pubsub_source import emulator_subscriber_client
 
         if settings.backend == "emulators":
             return cls(settings, emulator_subscriber_client(settings.pubsub_emulator_host),

@@ -13,7 +13,6 @@ import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from sunrise_common.errors import TransientError
 
@@ -27,11 +26,6 @@ def emulator_publisher_client(host: str) -> pubsub_v1.PublisherClient:
     comes from Settings only.
     """
     return pubsub_v1.PublisherClient(transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host)))
-
-
-def emulator_subscriber_client(host: str) -> pubsub_v1.SubscriberClient:
-    """A subscriber client on an insecure channel to the emulator at ``host``."""
-    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
 
 
 class PubsubPublisher:

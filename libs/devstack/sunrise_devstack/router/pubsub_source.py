@@ -23,12 +23,14 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
+import grpc
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
 from sunrise_common.errors import TransientError
 from sunrise_common.events import pubsub_event, storage_event
-from sunrise_common.publisher.pubsub import emulator_publisher_client, emulator_subscriber_client
+from sunrise_common.publisher.pubsub import emulator_publisher_client
 from sunrise_devstack.router.queue import Queue
 from sunrise_devstack.router.subscriptions import Subscription, subscriptions_for
 
@@ -37,6 +39,12 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES = 50
 PULL_TIMEOUT_S = 5.0
 OBJECT_FINALIZE = "OBJECT_FINALIZE"
+
+
+def emulator_subscriber_client(host: str) -> pubsub_v1.SubscriberClient:
+    """A subscriber client on an insecure channel to the emulator at ``host`` (the publisher's
+    twin, :func:`sunrise_common.publisher.pubsub.emulator_publisher_client`; services never pull)."""
+    return pubsub_v1.SubscriberClient(transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host)))
 
 
 def _rfc3339_ms(value: datetime) -> str:
