@@ -36,7 +36,6 @@ import shutil
 import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from sunrise_common import logs
 from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, read_record_onsets
 from sunrise_common.edf.annotations import parse_tals
 from sunrise_common.identity import time_of_day_offset_s, wrap_offset_s
+from sunrise_common.jsonsafe import json_safe
 from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label_kind, parse_labels
 from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
@@ -618,18 +618,7 @@ def prepare_psg(
     if label_sets:
         meta["warnings"] = meta.get("warnings", []) + labels["warnings"]
     with open(out_dir / "meta.json", "w") as f:
-        json.dump(meta, f, indent=2, default=_json_default)
+        json.dump(json_safe(meta), f, indent=2)
     logs.event(log, logging.INFO, "psg prepared", channels=len(meta["channels"]), n_epochs=meta.get("n_epochs"), labels=len(label_sets))
     return meta
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if hasattr(obj, "__dataclass_fields__"):
-        return asdict(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj)}")

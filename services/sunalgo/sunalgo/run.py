@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sunrise_common.jsonsafe import json_safe
+
 from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
 from sunalgo.features import FEATURE_NAMES, compute_features
 from sunalgo.model import load_model
@@ -22,19 +24,6 @@ from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rul
 from sunalgo.scores import sleep_scores
 
 EPOCH_S = 30.0
-
-
-def _clean(x):
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def _fmt(v) -> str:
@@ -263,11 +252,11 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
         agr = agreement(stages, aligned, pred_win, psg_sc)
         agr["algo_version"] = model.algo_version
         agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
-        (out_dir / "agreement.json").write_text(json.dumps(_clean(agr), indent=1))
+        (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
         rows = training_rows(feats, FEATURE_NAMES, aligned)
         header = ["epoch", "onset_s", *FEATURE_NAMES, "psg_stage", "psg_sleep"]
         _write_csv(out_dir / "training_rows.csv", header, ([r[h] for h in header] for r in rows))
         summary.update(accuracy_sw=agr.get("accuracy_sw"), kappa_sw=agr.get("kappa_sw"),
                        TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"])
-    (out_dir / "scores.json").write_text(json.dumps(_clean(result), indent=1))
-    return _clean(summary)
+    (out_dir / "scores.json").write_text(json.dumps(json_safe(result), indent=1))
+    return json_safe(summary)
