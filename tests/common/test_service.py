@@ -1,6 +1,8 @@
 """The shared service app (sunrise_common.service): hostile requests get a 4xx (or a recorded 2xx)
 that says what is wrong, never a 5xx; the body limit holds while reading; no API browser;
-an unknown night is a permanent rejection; stale scratch folders are swept."""
+an unknown night is a permanent rejection; stale scratch folders are swept; every error class is
+answered with its own status code; the stage runner (run_stage) on the SQLite state: done runs,
+duplicates, permanent and transient failures, held and lost leases, new inputs."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from fastapi.testclient import TestClient
 from sunrise_common import service as service_mod
 from sunrise_common.events import MAX_BODY_BYTES, pubsub_event, storage_event
 from sunrise_common.names import PUBSUB_PUBLISHED, STORAGE_FINALIZED
-from sunrise_common.service import clean_stale_scratch, create_app, scratch_dir
+from sunrise_common.errors import Busy, LeaseLost, PermanentError, PreconditionFailed, TransientError
+from sunrise_common.service import Context, clean_stale_scratch, create_app, run_stage, scratch_dir
 from sunrise_common.settings import Settings
 from tests.conftest import TEST_KEY
 
@@ -200,3 +203,166 @@ def test_pubsub_data_that_is_not_base64_or_json_is_rejected_with_its_reason(suna
     body["message"]["data"] = base64.b64encode(b"x").decode() + "!!"
     resp = sunalgo_client.post("/", headers=headers, content=json.dumps(body).encode())
     assert resp.status_code == 200 and resp.json()["reason"] == "bad_pubsub_data"
+
+
+# --------------------------------------------------------------------------- errors -> HTTP
+
+def _error_classes():
+    from psg_prep.errors import PrepError
+    from sunrise_common import errors
+    from sunrise_common.edf import EdfError
+    from sunrise_common.labels import LabelError
+
+    tree = [errors.PipelineError, errors.PermanentError, errors.TransientError, errors.BadEvent, errors.Busy,
+            errors.LeaseLost, errors.BadPayload, errors.NotFound, errors.PreconditionFailed]
+    return tree + [EdfError, LabelError, PrepError]
+
+
+def raising_app(settings, exc: BaseException) -> TestClient:
+    def handle(event, ctx):
+        raise exc
+
+    return TestClient(create_app("sunalgo", handle, settings=settings))
+
+
+def post_any_event(client, settings):
+    headers, body = pubsub_event("p", settings.topic("sunrise-prepped"), b"{}")
+    return client.post("/", headers=headers, content=json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_every_error_class_is_answered_with_its_own_status_code_and_reason(settings, cls):
+    with raising_app(settings, cls("some_reason", "what was wrong")) as client:
+        resp = post_any_event(client, settings)
+    assert resp.status_code == cls.status_code, resp.text
+    body = resp.json()
+    assert body.get("reason", body.get("error")) == "some_reason" and body["detail"] == "what was wrong"
+
+
+def test_the_status_codes_give_the_retry_behaviour_the_platform_needs():
+    """Pub/Sub push (Eventarc) acknowledges only 102/200/201/202/204 and retries everything else."""
+    from sunrise_common import errors
+
+    acknowledged = {102, 200, 201, 202, 204}
+    assert errors.PermanentError.status_code in acknowledged  # bad input: never retried
+    for retried in (errors.TransientError, errors.Busy, errors.LeaseLost, errors.PreconditionFailed,
+                    errors.PipelineError):
+        assert retried.status_code not in acknowledged, retried
+    # A lost conditional write is a conflict (409), not a broken dependency: the 5xx alert ignores it.
+    assert errors.PreconditionFailed.status_code == 409
+    assert errors.TransientError.status_code >= 500 and errors.Busy.status_code == 429
+
+
+def test_an_unexpected_exception_is_a_500_that_names_its_type(settings):
+    with raising_app(settings, KeyError("x")) as client:
+        resp = post_any_event(client, settings)
+    assert resp.status_code == 500 and resp.json() == {"status": "error", "detail": "KeyError: 'x'"}
+
+
+# --------------------------------------------------------------------------- run_stage
+
+@pytest.fixture
+def stage_ctx(settings) -> Context:
+    """A context on the embedded backend: the SQLite state and local folders."""
+    return Context.from_settings(settings)
+
+
+class Work:
+    """A stage's work that counts its calls and does what it is told."""
+
+    def __init__(self, *outcomes):
+        self.outcomes = list(outcomes)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome() if callable(outcome) else outcome
+
+
+N = "s" + "a" * 12 + "-n" + "b" * 8
+
+
+def test_run_stage_records_a_done_run_and_answers_its_duplicate_without_working(stage_ctx):
+    work = Work({"outputs": {"prefix": "p/"}, "metrics": {"bytes": 3}, "summary": {"n": 1}})
+    first = run_stage(stage_ctx, "nights", N, "sunalgo", "k1", work)
+    assert first["status"] == "done" and first["outputs"] == {"prefix": "p/"} and first["summary"] == {"n": 1}
+    assert first["metrics"]["bytes"] == 3 and "wall_s" in first["metrics"] and "cpu_s" in first["metrics"]
+    doc = stage_ctx.state.get("nights", N)
+    assert doc["runs"]["sunalgo"]["k1"]["state"] == "done" and doc["stages"]["sunalgo"]["input_key"] == "k1"
+    assert doc["history"][-1]["state"] == "done"
+    again = run_stage(stage_ctx, "nights", N, "sunalgo", "k1", work)
+    assert again == {"status": "duplicate", "input_key": "k1", "outputs": {"prefix": "p/"}} and work.calls == 1
+
+
+def test_run_stage_records_a_permanent_failure_once_and_rejects_its_redelivery(stage_ctx):
+    work = Work(PermanentError("bad_file", "truncated"))
+    with pytest.raises(PermanentError):
+        run_stage(stage_ctx, "nights", N, "psg_prep", "k1", work)
+    run = stage_ctx.state.get("nights", N)["runs"]["psg_prep"]["k1"]
+    assert run["state"] == "failed" and run["permanent"] and run["error"] == "bad_file: truncated"
+    again = run_stage(stage_ctx, "nights", N, "psg_prep", "k1", work)
+    assert again["status"] == "rejected" and again["duplicate"] and work.calls == 1
+
+
+@pytest.mark.parametrize("transient", [TransientError("storage_down", "503 from storage"),
+                                       PreconditionFailed("object_exists", "b/x"), OSError("disk")],
+                         ids=["TransientError", "PreconditionFailed", "unexpected"])
+def test_run_stage_records_a_transient_failure_as_retrying_and_the_retry_works_again(stage_ctx, transient):
+    work = Work(transient, {"outputs": {"ok": True}})
+    with pytest.raises(type(transient)):
+        run_stage(stage_ctx, "nights", N, "sunrise_prep", "k1", work)
+    run = stage_ctx.state.get("nights", N)["runs"]["sunrise_prep"]["k1"]
+    assert run["state"] == "retrying" and not run["permanent"] and run["error"].startswith("transient: ")
+    done = run_stage(stage_ctx, "nights", N, "sunrise_prep", "k1", work)
+    assert done["status"] == "done" and work.calls == 2
+    assert stage_ctx.state.get("nights", N)["runs"]["sunrise_prep"]["k1"]["attempts"] == 2
+
+
+def test_run_stage_answers_busy_while_another_delivery_holds_the_lease(stage_ctx):
+    stage_ctx.runs.claim("nights", N, "sunalgo", "k1")  # another delivery is working on it
+    work = Work({"outputs": {}})
+    with pytest.raises(Busy) as raised:
+        run_stage(stage_ctx, "nights", N, "sunalgo", "k1", work)
+    assert raised.value.status_code == 429 and work.calls == 0
+
+
+def test_run_stage_drops_the_result_of_an_attempt_that_was_taken_over(stage_ctx):
+    def taken_over():
+        # This worker stalls; its lease runs out and a redelivery takes the run over.
+        stage_ctx.state.transact("nights", N, lambda d: {**d, "runs": {"sunalgo": {"k1": {
+            **d["runs"]["sunalgo"]["k1"], "lease_expires": 0}}}})
+        assert stage_ctx.runs.claim("nights", N, "sunalgo", "k1").run["attempts"] == 2
+        return {"outputs": {"from": "the stalled attempt"}}
+
+    with pytest.raises(LeaseLost):
+        run_stage(stage_ctx, "nights", N, "sunalgo", "k1", Work(taken_over))
+    run = stage_ctx.state.get("nights", N)["runs"]["sunalgo"]["k1"]
+    assert run["state"] == "running" and run["attempts"] == 2 and "outputs" not in run
+
+
+def test_run_stage_works_again_for_a_new_input_key_and_the_stage_follows_it(stage_ctx):
+    """A newer upload (a superseding input) has a new input key: new work, the old run kept."""
+    work = Work({"outputs": {"v": 1}}, {"outputs": {"v": 2}})
+    run_stage(stage_ctx, "nights", N, "sunrise_prep", "k-old", work)
+    assert run_stage(stage_ctx, "nights", N, "sunrise_prep", "k-new", work)["status"] == "done"
+    doc = stage_ctx.state.get("nights", N)
+    assert set(doc["runs"]["sunrise_prep"]) == {"k-old", "k-new"} and work.calls == 2
+    assert doc["stages"]["sunrise_prep"]["input_key"] == "k-new" and doc["stages"]["sunrise_prep"]["outputs"] == {"v": 2}
+
+
+def test_a_stage_run_failing_permanently_is_answered_2xx_and_transiently_503_through_the_app(settings):
+    outcomes = {"permanent": PermanentError("bad_file", "x"), "transient": TransientError("down", "y")}
+
+    def handle(event, ctx):
+        which = event.payload()["which"]
+        return run_stage(ctx, "nights", N, "sunalgo", which, Work(outcomes[which]))
+
+    with TestClient(create_app("sunalgo", handle, settings=settings)) as client:
+        for which, status in (("permanent", 200), ("transient", 503)):
+            headers, body = pubsub_event("p", settings.topic("sunrise-prepped"), json.dumps({"which": which}).encode())
+            resp = client.post("/", headers=headers, content=json.dumps(body).encode())
+            assert resp.status_code == status, resp.text
+            assert resp.json()["reason"] == outcomes[which].reason

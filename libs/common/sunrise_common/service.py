@@ -1,8 +1,10 @@
 """What every service shares: the FastAPI app, the CloudEvent endpoint and the stage runner.
 
-A handler is ``handle(event, ctx) -> dict``. The app maps the error tree to HTTP:
-``BadEvent`` -> 400 (with what is wrong), ``PermanentError`` -> 200 with the recorded reason,
-``Busy`` -> 429, ``TransientError`` and anything unexpected -> 5xx (the platform retries).
+A handler is ``handle(event, ctx) -> dict``. The app answers an error of the tree
+(:mod:`sunrise_common.errors`) with its class's ``status_code`` and ``body()``: ``BadEvent`` ->
+400 (with what is wrong), ``PermanentError`` -> 200 with the recorded reason, ``Busy`` -> 429,
+``PreconditionFailed`` -> 409, ``TransientError`` -> 503; anything unexpected -> 500 (the
+platform retries every non-2xx).
 """
 
 from __future__ import annotations
@@ -246,26 +248,14 @@ def create_app(
         except BadEvent as exc:
             with logs.log_context(stage=service, trace=trace):
                 logger.warning("rejected a malformed request: %s", exc)
-            return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=400)
+            return JSONResponse(exc.body(), status_code=exc.status_code)
         with logs.log_context(stage=service, event_id=event.id, trace=trace):
             try:
                 result = await run_in_threadpool(handler, event, context())
                 return JSONResponse(result, status_code=200)
-            except BadEvent as exc:
-                logger.warning("rejected an event: %s", exc)
-                return JSONResponse({"error": exc.reason, "detail": exc.detail}, status_code=400)
-            except PermanentError as exc:
-                logger.warning("permanent failure, acknowledged: %s", exc)
-                return JSONResponse({"status": "rejected", "reason": exc.reason, "detail": exc.detail}, status_code=200)
-            except Busy as exc:
-                logger.info("duplicate while running: %s", exc)
-                return JSONResponse({"status": "busy", "detail": exc.detail}, status_code=429)
-            except TransientError as exc:
-                logger.error("transient failure, will be retried: %s", exc)
-                return JSONResponse({"status": "retry", "reason": exc.reason, "detail": exc.detail}, status_code=503)
-            except PipelineError as exc:
-                logger.error("failure: %s", exc)
-                return JSONResponse({"status": "retry", "reason": exc.reason}, status_code=500)
+            except PipelineError as exc:  # the class says how it is answered (errors.py)
+                logger.log(exc.log_level, "%s: %s", exc.summary, exc)
+                return JSONResponse(exc.body(), status_code=exc.status_code)
             except Exception as exc:  # an unexpected bug: 500 so the platform retries, then dead-letters
                 logger.exception("unexpected error")
                 return JSONResponse({"status": "error", "detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
