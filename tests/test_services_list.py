@@ -89,3 +89,12 @@ def test_each_environment_scales_every_service(environment):
 def test_the_workflow_builds_and_deploys_every_service(job):
     # Parsed, so a service named only in a comment does not count.
     assert load_workflow()["jobs"][job]["strategy"]["matrix"]["service"] == SERVICES
+
+
+def test_every_file_the_checklist_for_adding_a_service_names_exists():
+    text = (REPO / "docs" / "adding-a-service.md").read_text()
+    named = {p for p in re.findall(r"`([\w./-]+\.(?:py|toml|tf|tfvars|yml|md)|[\w./-]+/Dockerfile)`", text)
+             if "newstage" not in p}
+    assert len(named) > 20, sorted(named)
+    missing = sorted(p for p in named if not (REPO / p).exists() and not (REPO / "terraform" / p).exists())
+    assert not missing, f"docs/adding-a-service.md names files that do not exist: {missing}"
