@@ -142,3 +142,17 @@ def test_redact_keeps_reasons_and_field_names():
     out = redact(detail, "psg/site1/SUBJ7/night.edf")
     assert out.startswith("bad_header_field: startdate <value> of <name>")
     assert "24" not in out and "SUBJ7" not in out and "site1" not in out
+
+
+def test_ingest_writes_the_night_document_the_later_stages_read(client, ctx):
+    from sunrise_common.contracts import NightDoc
+
+    night = finalize(client, ctx, put_raw(ctx, "psg/namur/P004/psg.edf", PSG)).json()["night_id"]
+    finalize(client, ctx, put_raw(ctx, "labels/namur/P004/SC4001EC-Hypnogram.edf", HYPNOGRAM))
+    doc = NightDoc.model_validate(ctx.state.get("nights", night))
+    psg, (label,) = doc.recordings.psg, doc.recordings.labels.values()
+    assert label.label_kind == "edf_hypnogram" and psg.label_kind is None  # detected once, here
+    for rec in (psg, label):
+        assert rec.token == identity.upload_token(TEST_KEY.encode(), rec.object, rec.generation)
+        assert str(rec.generation) not in rec.token
+    assert doc.stages["ingest"].state == "done" and doc.stages["ingest"].input_key == label.upload_id
