@@ -10,7 +10,6 @@ it, and only :meth:`Queue.reset_in_flight` (the router's start after a crash) ma
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
@@ -19,20 +18,8 @@ from sunrise_common.publisher.local import LocalPublisher
 from sunrise_common.publisher.queue import QueueFile
 from sunrise_common.settings import Settings
 from sunrise_devstack.router.queue import Queue
-from tests.conftest import TEST_KEY
 
 NO_BACKOFF = {"backoff_initial": 0.0, "backoff_max": 0.0}
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(backend="embedded", data_dir=tmp_path, pseudonym_key=TEST_KEY, prefix="sunrise-t",
-                    project="sunrise-t")
-
-
-@pytest.fixture
-def queue(settings):
-    return Queue(settings.data_dir / "router.db")
 
 
 def triggers_of(logical_topic: str) -> list[names.Trigger]:
@@ -60,11 +47,11 @@ def test_a_message_published_by_a_service_is_routed_by_the_router(settings, queu
     (d,) = deliveries
     assert d.state == "pending" and d.attempts == 0 and d.subject == topic
     assert d.headers["ce-type"] == names.PUBSUB_PUBLISHED and d.headers["ce-id"] == message_id
-    assert d.headers["ce-source"] == f"//pubsub.googleapis.com/projects/sunrise-t/topics/{topic}"
+    assert d.headers["ce-source"] == f"//pubsub.googleapis.com/projects/sunrise-q/topics/{topic}"
     message = d.body["message"]
     assert base64.b64decode(message["data"]) == b'{"night_id": "n1"}'
     assert message["attributes"] == {"origin": "psg_prep"} and message["messageId"] == message_id
-    assert d.body["subscription"] == "projects/sunrise-t/subscriptions/eventarc-local-sunalgo-psg-prepped-sub-000"
+    assert d.body["subscription"] == "projects/sunrise-q/subscriptions/eventarc-local-sunalgo-psg-prepped-sub-000"
 
 
 def test_the_queue_file_is_created_by_either_side_with_the_same_tables(tmp_path):

@@ -6,26 +6,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from sunrise_devstack.router.main import housekeeping
-from sunrise_devstack.router.queue import Queue, seen_digest
-from sunrise_common.settings import Settings
-from tests.conftest import TEST_KEY
+from sunrise_devstack.router.queue import seen_digest
 
 NAME = "psg/clinic/MRN4471902/Mueller Zofia PSG 2021-03-12.edf"
 NEEDLES = [b"MRN4471902", b"Mueller", b"Zofia", b"2021-03-12", "MRN4471902".encode("utf-16-le")]
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(backend="embedded", data_dir=tmp_path, pseudonym_key=TEST_KEY, prefix="sunrise-q",
-                    project="sunrise-q")
-
-
-@pytest.fixture
-def queue(settings):
-    return Queue(settings.data_dir / "router.db")
 
 
 def stored_bytes(settings) -> bytes:
