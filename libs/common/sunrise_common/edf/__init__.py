@@ -1,7 +1,5 @@
 """EDF / EDF+ / BDF handling: strict headers, chunked reading, streaming anonymisation."""
 
-from typing import TYPE_CHECKING
-
 from sunrise_common.edf.annotations import KEEP_VOCABULARY, Annotation, Tal, encode_tals, is_allowed, parse_tals
 from sunrise_common.edf.anonymise import AnonymisationReport, anonymise_edf, anonymised_header
 from sunrise_common.edf.errors import REASONS, EdfError
@@ -15,6 +13,7 @@ from sunrise_common.edf.header import (
     read_header,
 )
 
+TYPE_CHECKING = False  # not typing's, whose import costs more than a header parse
 if TYPE_CHECKING:
     from sunrise_common.edf.reader import Chunk, iter_chunks, read_annotations, read_record_onsets, read_start_offset
 

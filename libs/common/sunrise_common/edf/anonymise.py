@@ -49,19 +49,20 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import fcntl
-import functools
 import mmap
 import os
 import re
 import stat
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
 
 from sunrise_common.edf.annotations import Tal, encode_tals, is_allowed, parse_tals
 from sunrise_common.edf.errors import EdfError
 from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header, signal_field_offset
 
+TYPE_CHECKING = False  # not typing's: see sunrise_common.edf.header
 if TYPE_CHECKING:
+    from typing import BinaryIO
+
     import numpy as np
 
 _SERIAL_WORD_RE = re.compile(r"(?i)\b(?:s/?n|serial)\b")
@@ -135,14 +136,18 @@ _SIMPLE_ROW = re.compile(rb"[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)\x14\x14\x00+|\x00*"
 _MAX_COPY = 1 << 30
 
 
-@functools.cache
-def _digits_or_dot() -> np.ndarray:
-    import numpy as np
+_DIGITS_OR_DOT: list[np.ndarray] = []  # the table, made on first use (numpy is imported lazily)
 
-    table = np.zeros(256, dtype=bool)
-    table[ord("0") : ord("9") + 1] = True
-    table[ord(".")] = True
-    return table
+
+def _digits_or_dot() -> np.ndarray:
+    if not _DIGITS_OR_DOT:
+        import numpy as np
+
+        table = np.zeros(256, dtype=bool)
+        table[ord("0") : ord("9") + 1] = True
+        table[ord(".")] = True
+        _DIGITS_OR_DOT.append(table)
+    return _DIGITS_OR_DOT[0]
 
 
 @dataclass(frozen=True)
@@ -474,7 +479,12 @@ def _regular_file_fds(src: BinaryIO, dst: BinaryIO) -> tuple[int, int] | None:
 def _anonymise_files(src: BinaryIO, dst: BinaryIO, sfd: int, dfd: int, file_size: int,
                      chunk_bytes: int) -> AnonymisationReport | None:
     """The kernel path; None (``src`` rewound, nothing written) when the file's length is not
-    ``file_size``, so that the streaming path reports the error exactly as it always has."""
+    ``file_size``, so that the streaming path reports the error exactly as it always has.
+
+    The kernel copies the whole file in a second thread (the system call releases the GIL) while
+    this thread reads the source's annotation bytes and works out which records change; those
+    are written once the copy is done, so the scan costs no wall time on a machine with two cores.
+    """
     src_base = src.tell()
     header = parse_header(src, file_size)
     if os.fstat(sfd).st_size - src_base != file_size:
@@ -485,20 +495,87 @@ def _anonymise_files(src: BinaryIO, dst: BinaryIO, sfd: int, dfd: int, file_size
     dst_base = dst.tell()
     body = header.n_records * header.record_bytes
     src_body, dst_body = src_base + header.header_bytes, dst_base + header.header_bytes
-    try:
-        # The whole file, header included, then the header overwritten: a kernel copy from the
-        # file's first byte runs about a third faster here (ext4) than one starting after the header.
-        method = _copy_range(sfd, dfd, src_base, dst_base, file_size, chunk_bytes) if body else "none"
-    finally:
-        # Whatever happened to the copy, the original header does not stay in dst.
-        _pwrite_all(dfd, new_header, dst_base)
+    scan = bool(header.annotation_indices and header.n_records)
+    copy = _Copy(sfd, dfd, src_base, dst_base, file_size, chunk_bytes) if body else None
+    patches: list[tuple[int, bytes]] = []
     kept = dropped = 0
-    if header.annotation_indices and header.n_records:
-        kept, dropped = _patch_annotations(sfd, dfd, header, src_body, dst_body, chunk_bytes)
+    try:
+        if copy is not None:
+            # The whole file, header included, then the header overwritten: a kernel copy from the
+            # file's first byte runs about a third faster here (ext4) than one starting after the header.
+            _preallocate(dfd, dst_base, file_size)
+            if scan:
+                copy.start()
+            else:
+                copy.run()
+        if scan and copy is not None:  # records to scan: then there is a body to copy
+            kept, dropped = _scan_annotations(sfd, header, src_body, dst_body, chunk_bytes, patches, copy, dfd)
+    finally:
+        # Whatever happened to the copy or the scan, the original header does not stay in dst.
+        method = copy.wait() if copy is not None else "none"
+        _pwrite_all(dfd, new_header, dst_base)
+        if copy is not None and copy.error is not None:
+            raise copy.error
+        for offset, data in patches:
+            _pwrite_all(dfd, data, offset)
     # Leave both files where sequential reading and writing would have left them.
     src.seek(src_base + file_size)
     dst.seek(dst_base + file_size)
     return _report(header, kept, dropped, file_size, method)
+
+
+def _preallocate(fd: int, offset: int, count: int) -> None:
+    """Reserve the output's blocks before the copy (a hint: any refusal is ignored).
+
+    ext4 then skips its per-page delayed-allocation work: 295 MB copy in 0.06 instead of 0.08 s
+    here. The bytes written are the same; a failed copy leaves a file of full length whose
+    uncopied part reads as zeros.
+    """
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, offset, count)
+        except OSError:
+            pass
+
+
+class _Copy:
+    """The kernel copy of :func:`_copy_range`, run here (:meth:`run`) or in a thread (:meth:`start`)."""
+
+    def __init__(self, sfd: int, dfd: int, src_offset: int, dst_offset: int, count: int, chunk_bytes: int) -> None:
+        self.args = (sfd, dfd, src_offset, dst_offset, count, chunk_bytes)
+        self.method = "none"
+        self.error: BaseException | None = None
+        self.done: object = None  # a lock held while a started copy runs
+
+    def run(self) -> None:
+        try:
+            self.method = _copy_range(*self.args)
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            self.error = exc
+
+    def start(self) -> None:
+        # _thread, not threading: threading's import would cost more than this whole scan saves.
+        import _thread
+
+        done = _thread.allocate_lock()
+        done.acquire()
+        self.done = done
+
+        def body() -> None:
+            try:
+                self.run()
+            finally:
+                done.release()
+
+        _thread.start_new_thread(body, ())
+
+    def wait(self) -> str:
+        """The method that finished the copy, once it has finished (errors in :attr:`error`)."""
+        done = self.done
+        if done is not None:
+            done.acquire()
+            done.release()
+        return self.method
 
 
 def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
@@ -555,9 +632,16 @@ def _copy_range(sfd: int, dfd: int, src_offset: int, dst_offset: int, count: int
     return "buffered"
 
 
-def _patch_annotations(sfd: int, dfd: int, header: EdfHeader, src_body: int, dst_body: int,
-                       chunk_bytes: int) -> tuple[int, int]:
-    """Scrub the annotation signals of every record, rewriting in ``dst`` only the records that change.
+# Patches waiting for the copy to finish are written early past this many bytes, so memory stays
+# bounded on a file whose every record carries annotation text.
+_PENDING_PATCH_BYTES = 4 << 20
+
+
+def _scan_annotations(sfd: int, header: EdfHeader, src_body: int, dst_body: int, chunk_bytes: int,
+                      patches: list[tuple[int, bytes]], copy: _Copy, dfd: int) -> tuple[int, int]:
+    """Scrub the annotation signals of every record; the records that change go to ``patches``
+    as (offset in dst, bytes), to be written once ``copy`` has finished (past
+    :data:`_PENDING_PATCH_BYTES` pending, this waits for the copy and writes them itself).
 
     A window of whole records (about ``chunk_bytes``, at least one record) of the source is mapped
     at a time, only the span from the first to the last annotation byte of its records; only the
@@ -574,7 +658,7 @@ def _patch_annotations(sfd: int, dfd: int, header: EdfHeader, src_body: int, dst
         return 0, 0
     per_block = max(1, chunk_bytes // rb)
     simple = _SIMPLE_ROW.fullmatch
-    kept = dropped = 0
+    kept = dropped = pending = 0
     for first in range(0, header.n_records, per_block):
         k = min(per_block, header.n_records - first)
         start = src_body + first * rb + lo
@@ -591,7 +675,16 @@ def _patch_annotations(sfd: int, dfd: int, header: EdfHeader, src_body: int, dst
                     new, kk, d = _scrub_row(row, first + r, i)
                     kept, dropped = kept + kk, dropped + d
                     if new is not None:
-                        _pwrite_all(dfd, new, dst_body + (first + r) * rb + sl.start)
+                        patches.append((dst_body + (first + r) * rb + sl.start, new))
+                        pending += len(new)
+        if pending > _PENDING_PATCH_BYTES:
+            copy.wait()
+            if copy.error is not None:
+                break  # the caller raises it
+            for offset, data in patches:
+                _pwrite_all(dfd, data, offset)
+            patches.clear()
+            pending = 0
     return kept, dropped
 
 

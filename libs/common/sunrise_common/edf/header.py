@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
 
 from sunrise_common.edf.errors import EdfError
+
+# Not typing.TYPE_CHECKING: importing typing (and pathlib) would cost a one-file anonymising
+# process more than its header work; type checkers treat this name the same way.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import BinaryIO
 
 EDF_VERSION = b"0       "
 BDF_VERSION = b"\xffBIOSEMI"
@@ -438,9 +444,8 @@ def parse_header(f: BinaryIO, file_size: int) -> EdfHeader:
 
 def read_header(path: str | Path) -> EdfHeader:
     """Parse the header of the file at ``path`` (see :func:`parse_header`)."""
-    path = Path(path)
-    with path.open("rb") as f:
-        return parse_header(f, path.stat().st_size)
+    with open(os.fspath(path), "rb") as f:
+        return parse_header(f, os.fstat(f.fileno()).st_size)
 
 
 def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
