@@ -12,6 +12,7 @@ import ast
 import json
 import re
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -551,23 +552,49 @@ def test_alerts_cover_dead_letters_stuck_events_and_5xx_per_service(
         assert expressions["notification_channels"]["references"] == ["var.notification_channels"]
 
 
-def permanent_failure_log_line() -> str:
-    """The message the services log for a permanent failure, made by the code that logs it."""
-    source = (REPO / "libs" / "common" / "sunrise_common" / "service.py").read_text()
-    (template,) = re.findall(r'logger\.warning\("(permanent failure[^"]*)", exc\)', source)
-    from sunrise_common.errors import PermanentError
+def permanent_failure_log_line(tmp_path: Path) -> str:
+    """The message a service logs for a permanent failure: a service whose handler raises one,
+    sent an event, with its log records caught."""
+    import logging
 
-    return template % PermanentError("not_edf", "psg uploads must be EDF/EDF+/BDF files")
+    from fastapi.testclient import TestClient
+    from sunrise_common.errors import PermanentError
+    from sunrise_common.events import pubsub_event
+    from sunrise_common.service import create_app
+    from sunrise_common.settings import Settings
+
+    def handle(event, ctx):  # noqa: ANN001, ANN202 - the handler signature of create_app
+        raise PermanentError("not_edf", "psg uploads must be EDF/EDF+/BDF files")
+
+    class Keep(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    settings = Settings(backend="embedded", data_dir=tmp_path, prefix="sunrise-test", project="sunrise-test")
+    keep, service_logger = Keep(), logging.getLogger("sunrise_common.service")
+    service_logger.addHandler(keep)
+    try:
+        with TestClient(create_app("psg_prep", handle, settings=settings)) as client:
+            headers, body = pubsub_event("p", settings.topic(names.TOPIC_PSG_ANONYMISED), b"{}")
+            assert client.post("/", headers=headers, content=json.dumps(body).encode()).status_code == 200
+    finally:
+        service_logger.removeHandler(keep)
+    (line,) = [m for m in keep.messages if "not_edf" in m]
+    return line
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_permanent_failures_are_counted_per_stage_and_reason_from_the_services_logs(
-    plans: dict[str, Any], environment: str
+    plans: dict[str, Any], environment: str, tmp_path: Path
 ) -> None:
     metrics = {m["name"]: m for m in changes(plans[environment], "google_logging_metric").values()}
     metric = metrics[f"{PREFIX[environment]}-permanent-failures"]
     assert metric["label_extractors"]["stage"] == "EXTRACT(jsonPayload.stage)"
-    line = permanent_failure_log_line()
+    line = permanent_failure_log_line(tmp_path)
     (filter_regex,) = re.findall(r'jsonPayload\.message =~ "([^"]+)"', metric["filter"])
     assert re.search(filter_regex, line)
     (extract_regex,) = re.findall(r'REGEXP_EXTRACT\(jsonPayload\.message, "(.+)"\)', metric["label_extractors"]["reason"])
