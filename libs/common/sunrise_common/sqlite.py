@@ -1,6 +1,7 @@
 """One SQLite connection per thread to a file shared by several processes (WAL mode).
 
-Used by the embedded state store and the local router's queue.
+Used by the embedded state store and the local router's queue file (:mod:`sunrise_common.publisher.queue`,
+which the dev stack's router opens too).
 """
 
 from __future__ import annotations
