@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import httpx
 
 from sunrise_common import identity, names
+from sunrise_common.contracts import NightMessage
 from sunrise_common.events import storage_event
 from sunrise_common.settings import Settings
 from sunrise_common.storage import ObjectInfo
@@ -296,27 +297,20 @@ def rerun_job(ctx: Context, night_id: str, stage: str, *, model_version: str | N
     everywhere: the local router, the emulator, Pub/Sub in the cloud), or None if there is nothing
     to rerun."""
     doc = ctx.state.get("nights", night_id) or {}
-    message: dict[str, Any] = {"night_id": night_id}
-    if stage == "sunrise_prep":
-        rec = doc.get("recordings", {}).get("sunrise")
+    if stage in ("sunrise_prep", "psg_prep"):
+        kind = "sunrise" if stage == "sunrise_prep" else "psg"
+        rec = doc.get("recordings", {}).get(kind)
         if not rec:
             return None
-        message.update(kind="sunrise", object=rec["object"], generation=str(rec["generation"]))
-    elif stage == "psg_prep":
-        rec = doc.get("recordings", {}).get("psg")
-        if not rec:
-            return None
-        message.update(kind="psg", object=rec["object"], generation=str(rec["generation"]))
+        message = NightMessage(night_id=night_id, kind=kind, object=rec["object"], generation=rec["generation"])
     elif stage == "sunalgo":
-        message.update(kind="rerun")
-        if model_version:
-            message["model_version"] = model_version
+        message = NightMessage(night_id=night_id, kind="rerun", model_version=model_version or None)
     else:
         raise ValueError(f"rerun takes sunrise_prep, psg_prep or sunalgo, not {stage!r} (use backfill for ingest)")
     topic = ctx.settings.topic(RERUN_TOPIC[stage])
 
     def job() -> httpx.Response:
-        message_id = ctx.publisher.publish(topic, json.dumps(message).encode(), {"kind": "rerun"})
+        message_id = ctx.publisher.publish(topic, message.to_bytes(), {"kind": "rerun"})
         return httpx.Response(200, text=f"published {message_id} on {topic}")
 
     return job
