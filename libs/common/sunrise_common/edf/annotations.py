@@ -21,16 +21,14 @@ text through. A scoring export that needs such labels should map them before upl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
+from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
 
 _ONSET_RE = re.compile(rb"[+-](?:\d+\.?\d*|\.\d+)")
 _DURATION_RE = re.compile(rb"(?:\d+\.?\d*|\.\d+)")
 
 
-@dataclass(frozen=True)
-class Annotation:
+class Annotation(Record):
     """One annotation.
 
     Attributes
@@ -48,8 +46,7 @@ class Annotation:
     text: str
 
 
-@dataclass(frozen=True)
-class Tal:
+class Tal(Record):
     """One TAL with its fields kept as raw bytes, so that re-encoding is byte-exact.
 
     Attributes

@@ -53,8 +53,8 @@ import mmap
 import os
 import re
 import stat
-from dataclasses import dataclass, field
 
+from sunrise_common.edf._record import Record
 from sunrise_common.edf.annotations import Tal, encode_tals, is_allowed, parse_tals
 from sunrise_common.edf.errors import EdfError
 from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header, signal_field_offset
@@ -150,8 +150,7 @@ def _digits_or_dot() -> np.ndarray:
     return _DIGITS_OR_DOT[0]
 
 
-@dataclass(frozen=True)
-class AnonymisationReport:
+class AnonymisationReport(Record):
     """What :func:`anonymise_edf` did.
 
     Attributes
@@ -185,7 +184,7 @@ class AnonymisationReport:
         files ("none": the file has no records), "stream" through a buffer.
     """
 
-    start: dt.datetime | None = field(repr=False)
+    start: dt.datetime | None
     start_problem: str | None
     year: int | None
     duration_s: float
@@ -199,6 +198,7 @@ class AnonymisationReport:
     suspect_transducers: tuple[int, ...] = ()
     copy_method: str = "stream"
     blanked_fields: tuple[tuple[int, str], ...] = ()
+    _hidden = ("start",)
 
 
 def _put(raw: bytearray, name: str, text: str) -> None:

@@ -16,8 +16,7 @@ import datetime as dt
 import math
 import os
 import re
-from dataclasses import dataclass, field
-
+from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
 
 # Not typing.TYPE_CHECKING: importing typing (and pathlib) would cost a one-file anonymising
@@ -96,8 +95,7 @@ def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
     raise KeyError(f"unknown signal header field {name!r}")
 
 
-@dataclass(frozen=True)
-class SignalHeader:
+class SignalHeader(Record):
     """The header fields of one signal.
 
     Attributes
@@ -127,8 +125,9 @@ class SignalHeader:
     prefiltering: str
     samples_per_record: int
     reserved: str
-    record_duration: float = field(repr=False)
+    record_duration: float
     is_annotation: bool
+    _hidden = ("record_duration",)
 
     @property
     def gain(self) -> float:
@@ -148,8 +147,7 @@ class SignalHeader:
         return self.samples_per_record / self.record_duration
 
 
-@dataclass(frozen=True)
-class PatientFields:
+class PatientFields(Record):
     """EDF+ patient identification subfields: ``code sex birthdate name [additional...]``."""
 
     code: str
@@ -159,8 +157,7 @@ class PatientFields:
     additional: str
 
 
-@dataclass(frozen=True)
-class RecordingFields:
+class RecordingFields(Record):
     """EDF+ recording identification: ``Startdate dd-MMM-yyyy admin technician equipment ...``."""
 
     startdate: dt.date | None  # None when "X"
@@ -170,8 +167,7 @@ class RecordingFields:
     additional: str
 
 
-@dataclass(frozen=True)
-class EdfHeader:
+class EdfHeader(Record):
     """A parsed, validated EDF/BDF header.
 
     Attributes
@@ -234,7 +230,8 @@ class EdfHeader:
     record_bytes: int
     signal_offsets: tuple[int, ...]
     file_size: int
-    raw: bytes = field(repr=False)
+    raw: bytes
+    _hidden = ("raw",)
 
     @property
     def ns(self) -> int:
