@@ -41,7 +41,7 @@ def _int64(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("expected an integer, got a boolean")
     if isinstance(value, str):
-        if not value.isdigit() or len(value) > 20:
+        if not (value.isascii() and value.isdigit()) or len(value) > 20:
             raise ValueError("expected a non-negative integer (or its string form)")
         return int(value)
     return value
