@@ -49,6 +49,7 @@ from sunrise_common.jsonsafe import json_safe
 from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label_kind, parse_labels
 from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
+from .alloc import tune_malloc
 from .channels import load_table, map_channels
 from .errors import PrepError
 from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, StreamProcessor, plan_channel
@@ -580,6 +581,7 @@ def prepare_psg(
     PrepError
         A permanent failure with a reason (unreadable EDF, empty recording, bad label file).
     """
+    tune_malloc()  # block temporaries from the heap, not fresh mmaps (see alloc.py)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     label_paths = [Path(p) for p in label_paths]
