@@ -20,12 +20,9 @@ text through. A scoring export that needs such labels should map them before upl
 
 from __future__ import annotations
 
-import re
 from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
-
-_ONSET_RE = re.compile(rb"[+-](?:\d+\.?\d*|\.\d+)")
-_DURATION_RE = re.compile(rb"(?:\d+\.?\d*|\.\d+)")
+from sunrise_common.edf.header import _is_unsigned_decimal
 
 
 class Annotation(Record):
@@ -102,9 +99,9 @@ def parse_tals(data: bytes | bytearray | memoryview) -> list[Tal]:
             raise EdfError("bad_annotations", f"TAL is not terminated by 0x14 0x00: {piece[:60]!r}")
         head = parts[0]
         onset, sep, duration = head.partition(b"\x15")
-        if not _ONSET_RE.fullmatch(onset):
+        if not (onset[:1] in (b"+", b"-") and _is_unsigned_decimal(onset[1:])):  # [+-](\d+\.?\d*|\.\d+)
             raise EdfError("bad_annotations", f"TAL onset is not a signed number: {onset[:40]!r}")
-        if sep and not _DURATION_RE.fullmatch(duration):
+        if sep and not _is_unsigned_decimal(duration):
             raise EdfError("bad_annotations", f"TAL duration is not an unsigned number: {duration[:40]!r}")
         tals.append(Tal(onset, duration if sep else None, tuple(parts[1:-1])))
     return tals

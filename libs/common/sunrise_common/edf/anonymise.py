@@ -51,9 +51,9 @@ import errno
 import fcntl
 import mmap
 import os
-import re
 import stat
 
+from sunrise_common.edf._lazy_re import LazyPattern
 from sunrise_common.edf._record import Record
 from sunrise_common.edf.annotations import Tal, encode_tals, is_allowed, parse_tals
 from sunrise_common.edf.errors import EdfError
@@ -65,8 +65,8 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-_SERIAL_WORD_RE = re.compile(r"(?i)\b(?:s/?n|serial)\b")
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{6,}")
+_SERIAL_WORD_RE = LazyPattern(r"(?i)\b(?:s/?n|serial)\b")
+_TOKEN_RE = LazyPattern(r"[A-Za-z0-9_-]{6,}")
 
 #: Words a transducer field may hold (compared lower-case): sensor materials and kinds, body
 #: sites and signal types. Anything else (a name, a ward, a free remark) blanks the field. Keep
@@ -89,12 +89,12 @@ PREFILTER_KEYWORDS = frozenset({"HP", "LP", "N", "BP", "NOTCH", "DC", "NONE", "O
 # phone number is longer than any filter or sensor number.
 _NUMBER = r"(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)"
 _MAX_DIGITS = 6
-_PLAIN_NUMBER_RE = re.compile(rf"[+-]?{_NUMBER}")
-_TRANSDUCER_SPLIT_RE = re.compile(r"[\s,/-]+")
+_PLAIN_NUMBER_RE = LazyPattern(rf"[+-]?{_NUMBER}")
+_TRANSDUCER_SPLIT_RE = LazyPattern(r"[\s,/-]+")
 _UNIT = r"(?:hz|khz|mhz|s|ms)"
 # A value: a number with an optional unit (Hz, kHz, mHz, s, ms), a range ``0.3-35Hz``, or DC.
 _PREFILTER_VALUE = rf"(?:{_NUMBER}(?:-{_NUMBER})?{_UNIT}?|dc)"
-_PREFILTER_TOKEN_RE = re.compile(
+_PREFILTER_TOKEN_RE = LazyPattern(
     rf"(?i)(?:(?:{'|'.join(sorted(PREFILTER_KEYWORDS))})(?:[:=]{_PREFILTER_VALUE}?)?|{_PREFILTER_VALUE}|{_UNIT})"
 )
 
@@ -131,7 +131,7 @@ _UNSUPPORTED = frozenset(
 # An annotation row holding nothing but one time-keeping TAL ``[+-]digits\x14\x14\x00`` (digits:
 # at most one dot, not the dot alone) then NUL padding, or only NULs: exactly the rows
 # :func:`_simple_rows` accepts.
-_SIMPLE_ROW = re.compile(rb"[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)\x14\x14\x00+|\x00*")
+_SIMPLE_ROW = LazyPattern(rb"[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)\x14\x14\x00+|\x00*")
 # Largest request per copy call: Linux caps one call near 2 GiB anyway; smaller calls change nothing.
 _MAX_COPY = 1 << 30
 
@@ -249,6 +249,8 @@ def _suspect_transducers(header: EdfHeader) -> tuple[int, ...]:
     equipment = recording.equipment if recording is not None and len(recording.equipment) >= 4 else None
 
     def suspect(text: str) -> bool:
+        if not text:  # no pattern can match (and none is compiled for a file of empty fields)
+            return False
         if _SERIAL_WORD_RE.search(text) or (equipment and equipment.lower() in text.lower()):
             return True
         return any(sum(c.isdigit() for c in token) >= 4 for token in _TOKEN_RE.findall(text))

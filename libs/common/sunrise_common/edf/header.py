@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import re
+
 from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
 
@@ -68,11 +68,48 @@ MAX_RECORD_DURATION_S = 86_400.0
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_INT_RE = re.compile(rb"[+-]?\d+")
-_FLOAT_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_DATE_RE = re.compile(r"(\d\d)\.(\d\d)\.(\d\d|yy)")
-_TIME_RE = re.compile(r"(\d\d)\.(\d\d)\.(\d\d)")
-_EDFPLUS_DATE_RE = re.compile(r"(\d\d)-([A-Z]{3})-(\d{4})")
+
+# The field grammars below are checked by hand, not with regular expressions: ``re`` and the
+# patterns' compilation would cost a one-file anonymising process more than parsing its header.
+# tests/edf/test_header.py checks each against the regular expression it stands for.
+
+
+def _is_int(b: bytes) -> bool:
+    """``[+-]?[0-9]+`` (bytes)."""
+    if b[:1] in (b"+", b"-"):
+        b = b[1:]
+    return b.isdigit()  # bytes.isdigit: ASCII digits only, False for b""
+
+
+def _is_unsigned_decimal(b: bytes) -> bool:
+    """``[0-9]+\\.?[0-9]*|\\.[0-9]+`` (bytes): digits with at most one dot, not the dot alone."""
+    whole, dot, frac = b.partition(b".")
+    if not dot:
+        return whole.isdigit()
+    return (whole.isdigit() or (not whole and frac != b"")) and (not frac or frac.isdigit())
+
+
+def _is_float(b: bytes) -> bool:
+    """``[+-]?(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?`` (bytes)."""
+    if b[:1] in (b"+", b"-"):
+        b = b[1:]
+    mantissa, e, exponent = b.replace(b"E", b"e").partition(b"e")
+    return _is_unsigned_decimal(mantissa) and (not e or _is_int(exponent))
+
+
+def _digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (what ``\\d`` matches in Latin-1 text), at least one."""
+    return text.isascii() and text.isdigit()
+
+
+def _dotted_triple(text: str, last_may_be_yy: bool = False) -> tuple[str, str, str] | None:
+    """``dd.dd.dd`` (``dd.dd.yy`` too when ``last_may_be_yy``): the three pairs, or None."""
+    if len(text) != 8 or text[2] != "." or text[5] != ".":
+        return None
+    a, b, c = text[:2], text[3:5], text[6:]
+    if not (_digits(a) and _digits(b) and (_digits(c) or (last_may_be_yy and c == "yy"))):
+        return None
+    return a, b, c
 
 
 def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
@@ -271,10 +308,11 @@ class EdfHeader(Record):
 
 
 def _edfplus_date(text: str) -> dt.date | None:
-    m = _EDFPLUS_DATE_RE.fullmatch(text)
-    if m is None or m.group(2) not in _MONTHS:
+    """``dd-MMM-yyyy`` with an English month abbreviation; ValueError otherwise."""
+    day, month, year = text[:2], text[3:6], text[7:]
+    if len(text) != 11 or text[2] != "-" or text[6] != "-" or not (_digits(day) and _digits(year)) or month not in _MONTHS:
         raise ValueError(text)
-    return dt.date(int(m.group(3)), _MONTHS.index(m.group(2)) + 1, int(m.group(1)))
+    return dt.date(int(year), _MONTHS.index(month) + 1, int(day))
 
 
 def parse_patient_field(text: str) -> PatientFields | None:
@@ -316,14 +354,14 @@ def _text(value: bytes) -> str:
 
 def _parse_int(value: bytes, what: str) -> int:
     stripped = value.strip(b" \x00")
-    if not _INT_RE.fullmatch(stripped):
+    if not _is_int(stripped):
         raise EdfError("bad_header_field", f"{what} is not an integer: {value!r}")
     return int(stripped)
 
 
 def _parse_float(value: bytes, what: str) -> float:
     stripped = value.strip(b" \x00")
-    if not _FLOAT_RE.fullmatch(stripped):
+    if not _is_float(stripped):
         raise EdfError("bad_header_field", f"{what} is not a decimal number: {value!r}")
     number = float(stripped)
     if not math.isfinite(number):
@@ -344,12 +382,12 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 
 
 def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.datetime | None, int | None, str | None]:
-    date_m = _DATE_RE.fullmatch(startdate)
+    date_m = _dotted_triple(startdate, last_may_be_yy=True)
     rec = parse_recording_field(recording)
     rec_year = rec.startdate.year if rec is not None and rec.startdate is not None else None
     if date_m is None:
         return None, None, f"startdate {startdate!r} is not dd.mm.yy"
-    day, month, yy = date_m.groups()
+    day, month, yy = date_m
     if yy == "yy":  # EDF+: years after 2084 are only in the recording field
         if rec_year is None:
             return None, None, f"startdate {startdate!r} needs a Startdate year in the recording field"
@@ -362,11 +400,11 @@ def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.d
         date = dt.date(year, int(month), int(day))
     except ValueError:
         return None, None, f"startdate {startdate!r} is not a valid date"
-    time_m = _TIME_RE.fullmatch(starttime)
+    time_m = _dotted_triple(starttime)
     if time_m is None:
         return None, year, f"starttime {starttime!r} is not hh.mm.ss"
     try:
-        time = dt.time(*(int(g) for g in time_m.groups()))
+        time = dt.time(*(int(g) for g in time_m))
     except ValueError:
         return None, year, f"starttime {starttime!r} is not a valid time"
     return dt.datetime.combine(date, time), year, None
