@@ -35,7 +35,8 @@ import os
 import shutil
 import tempfile
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label
 from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
 from .alloc import tune_malloc
-from .channels import load_table, map_channels
+from .channels import ChannelInfo, load_table, map_channels
 from .errors import PrepError
 from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, StreamProcessor, plan_channel
 
@@ -307,16 +308,54 @@ def _tasks(plans: list[ChannelPlan], workers: int) -> list[tuple[ChannelPlan, li
     return [tasks[i] for i in np.argsort(cost, kind="stable")[::-1]]
 
 
-def _prepare_signals(
-    psg_path: Path,
-    work: Path,
-    out_dir: Path,
-    *,
-    chunk_seconds: float,
-    notch_hz: float | None,
-    channel_map: Path | None,
-    workers: int,
-) -> dict[str, Any]:
+@dataclass
+class Recording:
+    """The PSG's time layout, from its header and record onsets (``open_recording``).
+
+    ``segments``: contiguous runs of records (first record, number of records, onset in s);
+    ``t_origin``: onset of the first record (s, EDF+ sub-second start included); ``total_s``:
+    first record's start to last record's end.
+    """
+
+    path: Path
+    header: EdfHeader
+    ordinary: list[int]
+    segments: list[tuple[int, int, float]]
+    t_origin: float
+    total_s: float
+    n_epochs: int
+
+
+@dataclass
+class PreparedSignals:
+    """What ``prepare_signals`` wrote (signals.npz, quality.npz) and its part of meta.json."""
+
+    format: str
+    start_offset_s: float | None
+    duration_s: float
+    recorded_s: float
+    n_epochs: int
+    channels: list[dict[str, Any]]
+    discontinuous: Any
+    warnings: list[str]
+    missing: np.ndarray  # bool per epoch: less than half of it recorded
+
+    def meta(self) -> dict[str, Any]:
+        """The meta.json fields (all but ``missing``)."""
+        return {
+            "format": self.format,
+            "start_offset_s": self.start_offset_s,
+            "duration_s": self.duration_s,
+            "recorded_s": self.recorded_s,
+            "n_epochs": self.n_epochs,
+            "channels": self.channels,
+            "discontinuous": self.discontinuous,
+            "warnings": self.warnings,
+        }
+
+
+def open_recording(psg_path: Path) -> Recording:
+    """Read the header and the record onsets; split into contiguous segments."""
     try:
         header = read_header(psg_path)
     except EdfError as exc:
@@ -326,7 +365,6 @@ def _prepare_signals(
     ordinary = list(header.ordinary_indices)
     if not ordinary:
         raise PrepError("no_signals", f"{psg_path.name}: only annotation signals (a label file?)")
-    warnings: list[str] = []
     try:
         if header.plus == "D":
             onsets = read_record_onsets(psg_path, header)
@@ -342,18 +380,30 @@ def _prepare_signals(
             f"record {bad + 1} starts at {onsets[bad + 1]:g} s, before record {bad} ends "
             f"({onsets[bad]:g} + {header.record_duration:g} s)",
         )
-    segments = _segments(onsets, header.record_duration)
     t_origin = float(onsets[0])
     total_s = float(onsets[-1] + header.record_duration - t_origin)
     if total_s > MAX_SPAN_S:
         raise PrepError("absurd_gap", f"records span {total_s / 3600:.1f} h (limit {MAX_SPAN_S / 3600:.0f} h)")
-    n_epochs = int(math.ceil(total_s / EPOCH_S - 1e-9))
+    return Recording(
+        path=psg_path,
+        header=header,
+        ordinary=ordinary,
+        segments=_segments(onsets, header.record_duration),
+        t_origin=t_origin,
+        total_s=total_s,
+        n_epochs=int(math.ceil(total_s / EPOCH_S - 1e-9)),
+    )
 
-    table = load_table(channel_map)
-    infos = map_channels([header.signals[i].label for i in ordinary], table)
+
+def plan_channels(
+    rec: Recording, *, chunk_seconds: float, notch_hz: float | None, channel_map: Path | None
+) -> tuple[list[ChannelInfo], list[ChannelPlan], list[dict[str, Any]]]:
+    """Map each ordinary signal to a canonical channel, plan its processing; per-channel meta."""
+    header = rec.header
+    infos = map_channels([header.signals[i].label for i in rec.ordinary], load_table(channel_map))
     plans = []
     channels_meta = []
-    for idx, info in zip(ordinary, infos):
+    for idx, info in zip(rec.ordinary, infos):
         sig = header.signals[idx]
         plan, unit = plan_channel(
             info.type,
@@ -383,152 +433,218 @@ def _prepare_signals(
                 "notes": plan.notes,
             }
         )
-    spools = {info.name: _Spool(work / f"{info.name}.f32") for info in infos}
-    quality = [
+    return infos, plans, channels_meta
+
+
+def _quality_accumulators(rec: Recording, infos: list[ChannelInfo]) -> list[QualityAccumulator]:
+    sigs = [rec.header.signals[i] for i in rec.ordinary]
+    return [
         QualityAccumulator(
-            fs=header.signals[i].sample_rate,
-            lsb=abs(header.signals[i].gain),
-            physical_min=min(header.signals[i].physical_min, header.signals[i].physical_max),
-            physical_max=max(header.signals[i].physical_min, header.signals[i].physical_max),
-            n_epochs=n_epochs,
+            fs=sig.sample_rate,
+            lsb=abs(sig.gain),
+            physical_min=min(sig.physical_min, sig.physical_max),
+            physical_max=max(sig.physical_min, sig.physical_max),
+            n_epochs=rec.n_epochs,
             enabled=info.type in QUALITY_TYPES,
         )
-        for i, info in zip(ordinary, infos)
+        for sig, info in zip(sigs, infos)
     ]
+
+
+def _runs(rec: Recording, chunk_seconds: float):
+    """(segment index, onset from the origin in s, per-channel samples) of each contiguous run
+    of records in each decoded chunk."""
+    header, segments = rec.header, rec.segments
     seg_of_record = np.zeros(header.n_records, dtype=np.int64)
     for s_i, (r0, n, _) in enumerate(segments):
         seg_of_record[r0 : r0 + n] = s_i
-    spool_list = list(spools.values())
-    tasks = _tasks(plans, workers)
-    procs: list[StreamProcessor] = []
+    for chunk in iter_chunks(rec.path, header, chunk_seconds, rec.ordinary):
+        r = chunk.start_record
+        r_end = r + chunk.n_records
+        while r < r_end:
+            s_i = int(seg_of_record[r])
+            seg_r0, seg_n, seg_onset = segments[s_i]
+            run_end = min(r_end, seg_r0 + seg_n)
+            xs = []
+            for idx in rec.ordinary:
+                spr = header.signals[idx].samples_per_record
+                xs.append(chunk.data[idx][(r - chunk.start_record) * spr : (run_end - chunk.start_record) * spr])
+            yield s_i, seg_onset + (r - seg_r0) * header.record_duration - rec.t_origin, xs
+            r = run_end
 
-    def run_task(k: int, xs: list[np.ndarray] | None, t_run: float) -> None:
-        """Quality, processing and spooling of task k's channels (``xs`` None: finish)."""
-        plan, rows = tasks[k]
+
+class _ChannelRunner:
+    """Quality flags, filtering/resampling and spooling of every channel, as batches of channels
+    sharing a filter (``_tasks``) run on a thread pool (None: in the calling thread)."""
+
+    def __init__(self, plans: list[ChannelPlan], quality: list[QualityAccumulator], spools: list[_Spool],
+                 workers: int) -> None:
+        self.plans, self.quality, self.spools = plans, quality, spools
+        self.tasks = _tasks(plans, workers)
+        self.procs: list[StreamProcessor] = []
+        self.pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def new_segment(self) -> None:
+        self.procs = [StreamProcessor(plan, scales=[self.plans[j].scale for j in rows]) for plan, rows in self.tasks]
+
+    def _run_task(self, k: int, xs: list[np.ndarray] | None, t_run: float) -> None:
+        """Task k's channels: quality, processing, spooling (``xs`` None: finish the segment)."""
+        plan, rows = self.tasks[k]
         if xs is None:
-            ys = procs[k].finish()
+            ys = self.procs[k].finish()
         else:
             for j in rows:
-                quality[j].add(xs[j], t_run)
-            ys = procs[k].push(np.stack([xs[j] for j in rows]))
+                self.quality[j].add(xs[j], t_run)
+            ys = self.procs[k].push(np.stack([xs[j] for j in rows]))
         for j, y in zip(rows, ys):
-            spool_list[j].write(y)
+            self.spools[j].write(y)
 
-    pool = ThreadPoolExecutor(workers) if workers > 1 else None
-
-    def run_all(xs: list[np.ndarray] | None, t_run: float) -> list:
-        if pool is None:
-            for k in range(len(tasks)):
-                run_task(k, xs, t_run)
+    def submit(self, xs: list[np.ndarray] | None, t_run: float = 0.0) -> list[Future]:
+        """Run every task on ``xs`` (None: finish); the futures to wait for (none without a pool)."""
+        if self.pool is None:
+            for k in range(len(self.tasks)):
+                self._run_task(k, xs, t_run)
             return []
-        return [pool.submit(run_task, k, xs, t_run) for k in range(len(tasks))]
+        return [self.pool.submit(self._run_task, k, xs, t_run) for k in range(len(self.tasks))]
 
-    def wait(futures: list) -> None:
+    @staticmethod
+    def wait(futures: list[Future]) -> None:
         for fut in futures:
             fut.result()
 
-    def runs():
-        """(segment, onset from the origin in s, per-channel samples) of each contiguous run."""
-        for chunk in iter_chunks(psg_path, header, chunk_seconds, ordinary):
-            r = chunk.start_record
-            r_end = r + chunk.n_records
-            while r < r_end:
-                s_i = int(seg_of_record[r])
-                seg_r0, seg_n, seg_onset = segments[s_i]
-                run_end = min(r_end, seg_r0 + seg_n)
-                xs = []
-                for idx in ordinary:
-                    spr = header.signals[idx].samples_per_record
-                    xs.append(chunk.data[idx][(r - chunk.start_record) * spr : (run_end - chunk.start_record) * spr])
-                yield s_i, seg_onset + (r - seg_r0) * header.record_duration - t_origin, xs
-                r = run_end
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
+
+def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[QualityAccumulator],
+                     spools: list[_Spool], *, chunk_seconds: float, workers: int) -> None:
+    """Stream the recording through every channel's processing into its spool; EDF+D gaps (and
+    a trailing partial output sample) are NaN."""
+    runner = _ChannelRunner(plans, quality, spools, workers)
     current_seg = -1
-    pending: list = []
+    pending: list[Future] = []
     try:
         # The generator decodes the next chunk while the pool works on the current one.
-        for s_i, t_run, xs in runs():
-            wait(pending)
+        for s_i, t_run, xs in _runs(rec, chunk_seconds):
+            runner.wait(pending)
             if s_i != current_seg:
-                if procs:
-                    wait(run_all(None, 0.0))
-                t = segments[s_i][2] - t_origin
-                for plan, sp in zip(plans, spool_list):
+                if runner.procs:
+                    runner.wait(runner.submit(None))
+                t = rec.segments[s_i][2] - rec.t_origin
+                for plan, sp in zip(plans, spools):
                     sp.pad_to(int(round(t * plan.fs_out)))
-                procs = [StreamProcessor(plan, scales=[plans[j].scale for j in rows]) for plan, rows in tasks]
+                runner.new_segment()
                 current_seg = s_i
-            pending = run_all(xs, t_run)
-        wait(pending)
-        if procs:
-            wait(run_all(None, 0.0))
-        for plan, sp in zip(plans, spool_list):
-            sp.pad_to(int(round(total_s * plan.fs_out)))  # a trailing partial sample, if any
+            pending = runner.submit(xs, t_run)
+        runner.wait(pending)
+        if runner.procs:
+            runner.wait(runner.submit(None))
+        for plan, sp in zip(plans, spools):
+            sp.pad_to(int(round(rec.total_s * plan.fs_out)))
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        for sp in spools.values():
+        runner.close()
+        for sp in spools:
             sp.close()
-    for j, sp in enumerate(spools.values()):
-        channels_meta[j]["n_samples"] = sp.n
-    _write_npz_from_spools(out_dir / "signals.npz", spools)
 
-    covered = np.zeros(n_epochs)
-    for _, n, onset in segments:
-        a = onset - t_origin
-        b = a + n * header.record_duration
+
+def missing_epochs(rec: Recording) -> np.ndarray:
+    """Bool per epoch: less than half of it covered by records (EDF+D gaps)."""
+    covered = np.zeros(rec.n_epochs)
+    for _, n, onset in rec.segments:
+        a = onset - rec.t_origin
+        b = a + n * rec.header.record_duration
         k0, k1 = int(a // EPOCH_S), int(math.ceil(b / EPOCH_S))
-        for k in range(k0, min(k1, n_epochs)):
+        for k in range(k0, min(k1, rec.n_epochs)):
             covered[k] += max(0.0, min(b, (k + 1) * EPOCH_S) - max(a, k * EPOCH_S))
-    missing = covered < 0.5 * EPOCH_S
+    return covered < 0.5 * EPOCH_S
+
+
+def write_quality(out_dir: Path, rec: Recording, infos: list[ChannelInfo], quality: list[QualityAccumulator],
+                  missing: np.ndarray, channels_meta: list[dict[str, Any]]) -> None:
+    """quality.npz; also the per-channel flat/saturated epoch counts into ``channels_meta``."""
     flags = [q.flags() for q in quality]
     np.savez(
         out_dir / "quality.npz",
         channels=np.array([i.name for i in infos]),
-        flat=np.array([f for f, _ in flags], dtype=bool).reshape(len(infos), n_epochs),
-        saturated=np.array([s for _, s in flags], dtype=bool).reshape(len(infos), n_epochs),
+        flat=np.array([f for f, _ in flags], dtype=bool).reshape(len(infos), rec.n_epochs),
+        saturated=np.array([s for _, s in flags], dtype=bool).reshape(len(infos), rec.n_epochs),
         missing=missing,
     )
-    for j, (f, s) in enumerate(flags):
-        channels_meta[j]["flat_epochs"] = int(f.sum())
-        channels_meta[j]["saturated_epochs"] = int(s.sum())
+    for ch, (f, s) in zip(channels_meta, flags):
+        ch["flat_epochs"] = int(f.sum())
+        ch["saturated_epochs"] = int(s.sum())
 
+
+def _start_offset(rec: Recording, warnings: list[str]) -> float | None:
+    """Seconds from the night's noon anchor to the first record (None: start time unusable)."""
+    header = rec.header
     tod = header_time_of_day(header)
     if tod is None:
-        start_offset = None
         warnings.append(f"recording start time unusable ({header.starttime_raw!r}): start_offset_s unknown")
-    else:
-        start_offset = time_of_day_offset_s(tod.hour, tod.minute, tod.second + t_origin)
     if header.start is None:
         warnings.append(f"recording start date unusable: {header.start_problem}")
-    discontinuous: Any = False
-    if len(segments) > 1:
-        gaps = []
-        for (r0, n, onset), (_, _, nxt) in zip(segments, segments[1:]):
-            end = onset + n * header.record_duration
-            gaps.append({"onset_s": round(end - t_origin, 6), "duration_s": round(nxt - end, 6)})
-        discontinuous = {
-            "segments": [
-                {"onset_s": round(o - t_origin, 6), "duration_s": n * header.record_duration, "first_record": r0,
-                 "n_records": n}
-                for r0, n, o in segments
-            ],
-            "gaps": gaps,
-            "missing_epochs": int(missing.sum()),
-            "gap_fill": "NaN",
-        }
+    return None if tod is None else time_of_day_offset_s(tod.hour, tod.minute, tod.second + rec.t_origin)
+
+
+def _discontinuity(rec: Recording, missing: np.ndarray) -> Any:
+    """False for a contiguous recording, else its segments and gaps (meta.json)."""
+    if len(rec.segments) <= 1:
+        return False
+    duration = rec.header.record_duration
+    gaps = []
+    for (_, n, onset), (_, _, nxt) in zip(rec.segments, rec.segments[1:]):
+        end = onset + n * duration
+        gaps.append({"onset_s": round(end - rec.t_origin, 6), "duration_s": round(nxt - end, 6)})
     return {
-        "format": f"{header.fmt}{'+' + header.plus if header.plus else ''}",
-        "start_offset_s": start_offset,
-        "duration_s": total_s,
-        "recorded_s": header.duration,
-        "n_epochs": n_epochs,
-        "channels": channels_meta,
-        "discontinuous": discontinuous,
-        "warnings": warnings,
-        "_missing": missing,
+        "segments": [
+            {"onset_s": round(o - rec.t_origin, 6), "duration_s": n * duration, "first_record": r0, "n_records": n}
+            for r0, n, o in rec.segments
+        ],
+        "gaps": gaps,
+        "missing_epochs": int(missing.sum()),
+        "gap_fill": "NaN",
     }
+
+
+def prepare_signals(
+    psg_path: Path,
+    work: Path,
+    out_dir: Path,
+    *,
+    chunk_seconds: float,
+    notch_hz: float | None,
+    channel_map: Path | None,
+    workers: int,
+) -> PreparedSignals:
+    """signals.npz and quality.npz of one PSG into ``out_dir`` (``work``: a scratch folder)."""
+    rec = open_recording(psg_path)
+    infos, plans, channels_meta = plan_channels(rec, chunk_seconds=chunk_seconds, notch_hz=notch_hz,
+                                                channel_map=channel_map)
+    spools = {info.name: _Spool(work / f"{info.name}.f32") for info in infos}
+    quality = _quality_accumulators(rec, infos)
+    process_channels(rec, plans, quality, list(spools.values()), chunk_seconds=chunk_seconds, workers=workers)
+    for ch, sp in zip(channels_meta, spools.values()):
+        ch["n_samples"] = sp.n
+    _write_npz_from_spools(out_dir / "signals.npz", spools)
+    missing = missing_epochs(rec)
+    write_quality(out_dir, rec, infos, quality, missing, channels_meta)
+    warnings: list[str] = []
+    start_offset = _start_offset(rec, warnings)
+    header = rec.header
+    return PreparedSignals(
+        format=f"{header.fmt}{'+' + header.plus if header.plus else ''}",
+        start_offset_s=start_offset,
+        duration_s=rec.total_s,
+        recorded_s=header.duration,
+        n_epochs=rec.n_epochs,
+        channels=channels_meta,
+        discontinuous=_discontinuity(rec, missing),
+        warnings=warnings,
+        missing=missing,
+    )
 
 
 def prepare_psg(
@@ -590,16 +706,16 @@ def prepare_psg(
     missing = None
     if psg_path is not None:
         with tempfile.TemporaryDirectory(prefix=".spool-", dir=out_dir) as work:
-            sig = _prepare_signals(
+            sig = prepare_signals(
                 Path(psg_path), Path(work), out_dir,
                 chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
                 workers=default_workers() if workers is None else max(1, int(workers)),
             )
-        missing = sig.pop("_missing")
-        meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig["channels"])}
-        meta.update(sig)
-        ref_anchor = sig["start_offset_s"]
-        duration = sig["duration_s"]
+        missing = sig.missing
+        meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig.channels)}
+        meta.update(sig.meta())
+        ref_anchor = sig.start_offset_s
+        duration = sig.duration_s
     else:
         meta.update({"signals": None, "channels": [], "start_offset_s": None, "duration_s": None,
                      "n_epochs": None, "discontinuous": False, "warnings": []})
