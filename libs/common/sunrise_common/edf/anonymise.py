@@ -518,8 +518,7 @@ def _anonymise_files(src: BinaryIO, dst: BinaryIO, sfd: int, dfd: int, file_size
         _pwrite_all(dfd, new_header, dst_base)
         if copy is not None and copy.error is not None:
             raise copy.error
-        for offset, data in patches:
-            _pwrite_all(dfd, data, offset)
+        _write_patches(dfd, patches)
     # Leave both files where sequential reading and writing would have left them.
     src.seek(src_base + file_size)
     dst.seek(dst_base + file_size)
@@ -559,17 +558,27 @@ class _Copy:
         # _thread, not threading: threading's import would cost more than this whole scan saves.
         import _thread
 
-        done = _thread.allocate_lock()
+        done, started = _thread.allocate_lock(), _thread.allocate_lock()
         done.acquire()
+        started.acquire()
         self.done = done
 
         def body() -> None:
             try:
+                started.release()
                 self.run()
             finally:
                 done.release()
 
-        _thread.start_new_thread(body, ())
+        try:
+            _thread.start_new_thread(body, ())
+        except RuntimeError:  # no thread to be had: copy here, then scan
+            done.release()
+            self.run()
+            return
+        # Hand the GIL over now: the new thread would otherwise wait a switch interval (5 ms) for
+        # it; it gives it back on entering the system call.
+        started.acquire()
 
     def wait(self) -> str:
         """The method that finished the copy, once it has finished (errors in :attr:`error`)."""
@@ -683,11 +692,16 @@ def _scan_annotations(sfd: int, header: EdfHeader, src_body: int, dst_body: int,
             copy.wait()
             if copy.error is not None:
                 break  # the caller raises it
-            for offset, data in patches:
-                _pwrite_all(dfd, data, offset)
-            patches.clear()
+            _write_patches(dfd, patches)
             pending = 0
     return kept, dropped
+
+
+def _write_patches(dfd: int, patches: list[tuple[int, bytes]]) -> None:
+    """Write (offset, bytes) patches (found in file order), and forget them."""
+    for offset, data in patches:
+        _pwrite_all(dfd, data, offset)
+    patches.clear()
 
 
 def _scrub_row(row: bytes, record: int, index: int) -> tuple[bytes | None, int, int]:
