@@ -32,10 +32,11 @@ import json
 import logging
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,8 +305,13 @@ def _tasks(plans: list[ChannelPlan], workers: int) -> list[tuple[ChannelPlan, li
     for rows in groups.values():
         for part in np.array_split(np.array(rows), min(workers, len(rows))):
             tasks.append((plans[rows[0]], [int(j) for j in part]))
-    cost = [len(rows) * p.fs_in * (1 + (p.sos is not None) + (p.poly is not None)) for p, rows in tasks]
+    cost = [_task_cost(p, rows) for p, rows in tasks]
     return [tasks[i] for i in np.argsort(cost, kind="stable")[::-1]]
+
+
+def _task_cost(plan: ChannelPlan, rows: list[int]) -> float:
+    """Relative cost of a batch: input samples per second times the passes over them."""
+    return len(rows) * plan.fs_in * (1 + (plan.sos is not None) + (plan.poly is not None))
 
 
 @dataclass
@@ -473,79 +479,127 @@ def _runs(rec: Recording, chunk_seconds: float):
             r = run_end
 
 
+class _Lane:
+    """One thread's share of the channel batches (``_tasks``), fed chunk by chunk through a
+    bounded queue: lanes run without a barrier between chunks (each batch's stream is still
+    processed in order), and at most ``QUEUE_CHUNKS`` decoded chunks wait per lane (memory)."""
+
+    QUEUE_CHUNKS = 2
+
+    def __init__(self, tasks: list[tuple[ChannelPlan, list[int]]], plans: list[ChannelPlan],
+                 quality: list[QualityAccumulator], spools: list[_Spool]) -> None:
+        self.tasks, self.plans, self.quality, self.spools = tasks, plans, quality, spools
+        self.procs: list[StreamProcessor] = []
+        self.queue: queue.Queue | None = None
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def handle(self, item: tuple) -> None:
+        """("segment", onset s) | ("data", per-channel samples, onset s) | ("finish",)."""
+        kind = item[0]
+        if kind == "segment":
+            for _, rows in self.tasks:
+                for j in rows:
+                    self.spools[j].pad_to(int(round(item[1] * self.plans[j].fs_out)))
+            self.procs = [StreamProcessor(plan, scales=[self.plans[j].scale for j in rows]) for plan, rows in self.tasks]
+            return
+        for (_, rows), proc in zip(self.tasks, self.procs):
+            if kind == "finish":
+                ys = proc.finish()
+            else:
+                xs, t_run = item[1], item[2]
+                for j in rows:
+                    self.quality[j].add(xs[j], t_run)
+                ys = proc.push(np.stack([xs[j] for j in rows]))
+            for j, y in zip(rows, ys):
+                self.spools[j].write(y)
+
+    def start(self) -> None:
+        self.queue = queue.Queue(self.QUEUE_CHUNKS)
+        self.thread = threading.Thread(target=self._loop, name="psg-lane", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        assert self.queue is not None
+        while (item := self.queue.get()) is not None:
+            if self.error is None:  # after a failure, keep draining so the feeder never blocks
+                try:
+                    self.handle(item)
+                except BaseException as exc:  # re-raised in the calling thread by _ChannelRunner
+                    self.error = exc
+
+
 class _ChannelRunner:
-    """Quality flags, filtering/resampling and spooling of every channel, as batches of channels
-    sharing a filter (``_tasks``) run on a thread pool (None: in the calling thread)."""
+    """Quality flags, filtering/resampling and spooling of every channel: the batches of
+    channels sharing a filter (``_tasks``) are dealt to ``workers`` lanes of about equal cost,
+    each on its own thread (one lane: in the calling thread). Results do not depend on the
+    number of lanes (each batch sees the same blocks)."""
 
     def __init__(self, plans: list[ChannelPlan], quality: list[QualityAccumulator], spools: list[_Spool],
                  workers: int) -> None:
-        self.plans, self.quality, self.spools = plans, quality, spools
-        self.tasks = _tasks(plans, workers)
-        self.procs: list[StreamProcessor] = []
-        self.pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        tasks = _tasks(plans, workers)  # largest first
+        shares: list[list[tuple[ChannelPlan, list[int]]]] = [[] for _ in range(workers)]
+        load = [0.0] * workers
+        for plan, rows in tasks:  # greedy: each batch to the least loaded lane
+            i = int(np.argmin(load))
+            shares[i].append((plan, rows))
+            load[i] += _task_cost(plan, rows)
+        self.lanes = [_Lane(share, plans, quality, spools) for share in shares if share]
+        if len(self.lanes) > 1:
+            for lane in self.lanes:
+                lane.start()
 
-    def new_segment(self) -> None:
-        self.procs = [StreamProcessor(plan, scales=[self.plans[j].scale for j in rows]) for plan, rows in self.tasks]
+    def put(self, item: tuple) -> None:
+        for lane in self.lanes:
+            if lane.queue is None:
+                lane.handle(item)
+            else:
+                lane.queue.put(item)
+        self._raise()
 
-    def _run_task(self, k: int, xs: list[np.ndarray] | None, t_run: float) -> None:
-        """Task k's channels: quality, processing, spooling (``xs`` None: finish the segment)."""
-        plan, rows = self.tasks[k]
-        if xs is None:
-            ys = self.procs[k].finish()
-        else:
-            for j in rows:
-                self.quality[j].add(xs[j], t_run)
-            ys = self.procs[k].push(np.stack([xs[j] for j in rows]))
-        for j, y in zip(rows, ys):
-            self.spools[j].write(y)
+    def _raise(self) -> None:
+        for lane in self.lanes:
+            if lane.error is not None:
+                raise lane.error
 
-    def submit(self, xs: list[np.ndarray] | None, t_run: float = 0.0) -> list[Future]:
-        """Run every task on ``xs`` (None: finish); the futures to wait for (none without a pool)."""
-        if self.pool is None:
-            for k in range(len(self.tasks)):
-                self._run_task(k, xs, t_run)
-            return []
-        return [self.pool.submit(self._run_task, k, xs, t_run) for k in range(len(self.tasks))]
-
-    @staticmethod
-    def wait(futures: list[Future]) -> None:
-        for fut in futures:
-            fut.result()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+    def close(self, check: bool) -> None:
+        """Stop and join the lane threads; with ``check``, re-raise a lane's error."""
+        for lane in self.lanes:
+            if lane.queue is not None:
+                lane.queue.put(None)
+        for lane in self.lanes:
+            if lane.thread is not None:
+                lane.thread.join()
+        if check:
+            self._raise()
 
 
 def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[QualityAccumulator],
                      spools: list[_Spool], *, chunk_seconds: float, workers: int) -> None:
     """Stream the recording through every channel's processing into its spool; EDF+D gaps (and
-    a trailing partial output sample) are NaN."""
+    a trailing partial output sample) are NaN. The calling thread decodes the chunks while the
+    lanes process the previous ones."""
     runner = _ChannelRunner(plans, quality, spools, workers)
     current_seg = -1
-    pending: list[Future] = []
+    ok = False
     try:
-        # The generator decodes the next chunk while the pool works on the current one.
         for s_i, t_run, xs in _runs(rec, chunk_seconds):
-            runner.wait(pending)
             if s_i != current_seg:
-                if runner.procs:
-                    runner.wait(runner.submit(None))
-                t = rec.segments[s_i][2] - rec.t_origin
-                for plan, sp in zip(plans, spools):
-                    sp.pad_to(int(round(t * plan.fs_out)))
-                runner.new_segment()
+                if current_seg >= 0:
+                    runner.put(("finish",))
+                runner.put(("segment", rec.segments[s_i][2] - rec.t_origin))
                 current_seg = s_i
-            pending = runner.submit(xs, t_run)
-        runner.wait(pending)
-        if runner.procs:
-            runner.wait(runner.submit(None))
-        for plan, sp in zip(plans, spools):
-            sp.pad_to(int(round(rec.total_s * plan.fs_out)))
+            runner.put(("data", xs, t_run))
+        if current_seg >= 0:
+            runner.put(("finish",))
+        ok = True
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
     finally:
-        runner.close()
+        runner.close(check=ok)
+        if ok:
+            for plan, sp in zip(plans, spools):
+                sp.pad_to(int(round(rec.total_s * plan.fs_out)))
         for sp in spools:
             sp.close()
 
@@ -678,8 +732,9 @@ def prepare_psg(
     workers : int or None
         Threads processing channels in parallel (scipy's filters and BLAS release the GIL);
         default: the CPUs this process may run on (``os.sched_getaffinity``), at most 4.
-        Channels sharing a filter are processed as 2-D batches split over the threads, and
-        the next chunk is decoded while they work. Results do not depend on it (tested).
+        Channels sharing a filter are processed as 2-D batches, dealt to one thread each of
+        about equal cost; the threads run without a barrier between chunks while the calling
+        thread decodes the next ones. Results do not depend on it (tested).
     label_kinds : list of str or None, optional
         The kind (``labels.LABEL_KINDS``) of each label file, as ingest recorded it in the night
         document: ingest detects it once, from the raw bytes and the raw file name (which the
