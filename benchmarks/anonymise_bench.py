@@ -1,7 +1,8 @@
 """ingest's anonymiser against ``cp``, both as whole processes, on plain EDF and EDF+ files.
 
-``python -m benchmarks.anonymise_bench anonymise SRC DST`` is the measured process on our side:
-it imports what anonymising needs and anonymises one file, as a one-file job would. It prints
+``python benchmarks/anonymise_bench.py anonymise SRC DST`` is the measured process on our side
+(run by its path, as a one-file job or a console script runs; ``-m`` works too but adds runpy's
+imports): it imports what anonymising needs and anonymises one file, as a one-file job would. It prints
 the time spent inside :func:`~sunrise_common.edf.anonymise_edf` so the report can show how much
 of the whole process is interpreter start and imports.
 """
@@ -107,5 +108,5 @@ def _anonymise(src: str, dst: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] != "anonymise":
-        raise SystemExit("usage: python -m benchmarks.anonymise_bench anonymise SRC DST")
+        raise SystemExit("usage: python benchmarks/anonymise_bench.py anonymise SRC DST")
     _anonymise(sys.argv[2], sys.argv[3])

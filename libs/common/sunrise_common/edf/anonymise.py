@@ -46,7 +46,6 @@ The kernel path does not use numpy, so a process that anonymises files does not 
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import fcntl
 import mmap
@@ -61,6 +60,7 @@ from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header, sig
 
 TYPE_CHECKING = False  # not typing's: see sunrise_common.edf.header
 if TYPE_CHECKING:
+    import datetime as dt
     from typing import BinaryIO
 
     import numpy as np
