@@ -49,7 +49,7 @@ def test_sosfiltfilt_equals_scipy_with_its_default_odd_padding(name, n):
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 5])
-def test_sosfiltfilt_rows_paired_as_complex_equal_each_row_alone_bit_for_bit(rows):
+def test_sosfiltfilt_rows_of_a_2d_call_equal_each_row_alone_bit_for_bit(rows):
     sos = FILTERS["butter4 highpass + notch at 250 Hz"]
     x = np.random.default_rng(rows).standard_normal((rows, 2000)) * 1e3 + 7.0
     together = sosfiltfilt(sos, x)

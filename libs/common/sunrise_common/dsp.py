@@ -262,14 +262,12 @@ def sosfiltfilt(sos: np.ndarray, x: np.ndarray, *, zi: np.ndarray | None = None,
 
     Equal (to rounding) to ``scipy.signal.sosfiltfilt(sos, x, axis=-1, padtype="odd",
     padlen=padlen)``; ``padlen`` defaults to scipy's (``sosfiltfilt_padlen``) and is limited to
-    ``n - 1``. ``zi``: ``scipy.signal.sosfilt_zi(sos)`` if already computed. One ``sosfilt``
-    call per direction whatever the number of rows.
+    ``n - 1``. ``zi``: ``scipy.signal.sosfilt_zi(sos)`` if already computed.
 
-    Rows are filtered in pairs, as the real and imaginary parts of one complex row: the filter
-    is real, so each part is exactly the real filter's output (a product with a zero imaginary
-    coefficient adds exact zeros), and the two independent recursions run interleaved. The
-    recursion is latency-bound (~1.7 ns per sample and section either way), so pairs cost
-    ~0.75 of two real rows (measured, 8 x 36,600 samples, 4 sections).
+    Row by row, not one 2-D ``sosfilt`` call: the recursion is latency-bound, and a row's
+    forward pass, reversed copy and backward pass then stay in the CPU cache (4 EMG rows of a
+    310-s block at 250 Hz: 4.4 ms row by row, 6.4-8.5 ms as one 2-D call, 8-10 ms as two complex
+    rows carrying two channels each; measured on this machine).
     """
     sos = np.asarray(sos, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
@@ -280,21 +278,14 @@ def sosfiltfilt(sos: np.ndarray, x: np.ndarray, *, zi: np.ndarray | None = None,
     rows = x.reshape(-1, n)
     pad = max(0, min(sosfiltfilt_padlen(sos) if padlen is None else int(padlen), n - 1))
     y = np.empty(rows.shape, dtype=np.float64)
-    n_pairs = len(rows) // 2
-    if n_pairs:
-        packed = np.empty((n_pairs, n), dtype=np.complex128)
-        packed.real, packed.imag = rows[0 : 2 * n_pairs : 2], rows[1 : 2 * n_pairs : 2]
-        body = _filtfilt_rows(sos, zi, packed, pad)
-        y[0 : 2 * n_pairs : 2] = body.real
-        y[1 : 2 * n_pairs : 2] = body.imag
-    if len(rows) % 2:  # a single row costs less as a real one
-        y[-1:] = _filtfilt_rows(sos, zi, rows[-1:], pad)
+    for r in range(len(rows)):
+        y[r] = _filtfilt_rows(sos, zi, rows[r : r + 1], pad)[0]
     return y.reshape(x.shape)
 
 
 def _filtfilt_rows(sos: np.ndarray, zi: np.ndarray, rows: np.ndarray, pad: int) -> np.ndarray:
-    """Forward-backward ``sos`` filter of a 2-D array (float64 or complex128), odd-extended
-    by ``pad`` samples at both ends."""
+    """Forward-backward ``sos`` filter of a 2-D float64 array, odd-extended by ``pad`` samples
+    at both ends."""
     n = rows.shape[-1]
     ext = np.empty((len(rows), n + 2 * pad), dtype=rows.dtype)
     ext[:, pad : pad + n] = rows
