@@ -534,9 +534,11 @@ def _anonymise_files(src: BinaryIO, dst: BinaryIO, sfd: int, dfd: int, file_size
 def _preallocate(fd: int, offset: int, count: int) -> None:
     """Reserve the output's blocks before the copy (a hint: any refusal is ignored).
 
-    ext4 then skips its per-page delayed-allocation work: 295 MB copy in 0.06 instead of 0.08 s
-    here. The bytes written are the same; a failed copy leaves a file of full length whose
-    uncopied part reads as zeros.
+    Measured here (ext4, page cache warm): 295 MB copied in 0.06 s with the reservation, 0.08 s
+    without (as ``cp`` does), the reservation included. The bytes written are the same; a failed
+    copy leaves a file of full length whose uncopied part reads as zeros. On a filesystem without
+    ``fallocate`` (NFSv3, some FUSE mounts) glibc emulates it by writing a byte per block, which
+    is slower than not reserving; ingest writes to local disk.
     """
     if hasattr(os, "posix_fallocate"):
         try:
