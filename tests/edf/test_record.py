@@ -73,3 +73,15 @@ def test_a_field_without_default_after_one_with_a_default_is_refused():
             a: int = 1
             b: int
 
+
+
+def test_a_subclass_keeps_the_fields_of_its_record_first():
+    class Base(Record):
+        a: int
+        b: int = 2
+
+    class Child(Base):
+        c: int = 3
+
+    assert Child._fields == ("a", "b", "c") and Child(1) == Child(1, 2, 3) and Child(1, c=4).c == 4
+    assert repr(Child(1)) == "test_a_subclass_keeps_the_fields_of_its_record_first.<locals>.Child(a=1, b=2, c=3)"

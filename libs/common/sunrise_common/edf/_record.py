@@ -30,8 +30,9 @@ class Record:
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        fields = tuple(cls.__dict__.get("__annotations__", {}))
-        defaults = {f: cls.__dict__[f] for f in fields if f in cls.__dict__}
+        inherited = cls._fields  # a subclass of a record keeps its fields first, as dataclasses do
+        fields = inherited + tuple(f for f in cls.__dict__.get("__annotations__", {}) if f not in inherited)
+        defaults = {f: getattr(cls, f) for f in fields if hasattr(cls, f)}
         params = []
         for f in fields:
             if f in defaults:
