@@ -18,6 +18,7 @@ from sunrise_common.dsp import (
     kaiserord,
     notch_sos,
     sosfilt,
+    sosfilt_inplace,
     sosfilt_zi,
     sosfiltfilt,
     sosfiltfilt_padlen,
@@ -141,6 +142,20 @@ def test_sosfilt_equals_scipy_and_returns_the_final_state():
     ref, ref_zf = sps.sosfilt(sos, x, axis=-1, zi=zi)
     got, zf = sosfilt(sos, x, zi)
     assert np.array_equal(got, ref) and np.array_equal(zf, ref_zf)
+    one = zi[:, :1].copy()
+    sosfilt(sos, x[:1], one)
+    assert np.array_equal(one, zi[:, :1])  # the initial state passed in is not modified
+
+
+def test_sosfilt_inplace_equals_scipy_and_carries_the_state_across_calls():
+    sos = FILTERS["butter4 highpass + notch at 250 Hz"]
+    x = np.random.default_rng(5).standard_normal((2, 900))
+    ref, _ = sps.sosfilt(sos, x, axis=-1, zi=np.zeros((len(sos), 2, 2)))
+    state = np.zeros((2, len(sos), 2))
+    a, b = np.ascontiguousarray(x[:, :400]), np.ascontiguousarray(x[:, 400:])
+    sosfilt_inplace(sos, a, state)
+    sosfilt_inplace(sos, b, state)
+    assert np.array_equal(np.hstack([a, b]), ref)
 
 
 def test_importing_dsp_does_not_import_scipy_signal():

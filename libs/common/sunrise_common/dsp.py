@@ -70,9 +70,18 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> tuple[np.ndarray,
     float64 or complex128) and ``zi`` of shape (sections, rows, 2): (output, final state)."""
     dtype = np.result_type(x, sos)
     y = np.array(x, dtype=dtype, order="C")  # filtered in place
-    state = np.ascontiguousarray(np.moveaxis(np.asarray(zi, dtype=dtype), 0, 1))
+    state = np.array(np.moveaxis(np.asarray(zi, dtype=dtype), 0, 1), order="C")  # a copy: updated in place
     _sosfilt(np.ascontiguousarray(sos, dtype=dtype), y, state)
     return y, np.moveaxis(state, 1, 0)
+
+
+def sosfilt_inplace(sos: np.ndarray, x: np.ndarray, state: np.ndarray) -> None:
+    """Filter the C-contiguous 2-D float64 ``x`` (rows x samples) in place, one row at a time;
+    ``state`` (rows x sections x 2, C-contiguous float64) is the initial state and becomes the
+    final one. The kernel of ``sosfilt``, without its copies."""
+    sos = np.ascontiguousarray(sos, dtype=np.float64)
+    for r in range(x.shape[0]):
+        _sosfilt(sos, x[r : r + 1], state[r : r + 1])
 
 
 def _lfilter_zi2(b: np.ndarray, a: np.ndarray) -> np.ndarray:
