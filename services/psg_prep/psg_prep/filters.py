@@ -54,7 +54,9 @@ spurious lines (a 125 -> 100 Hz resampling puts the DC image at 125 Hz onto 25 H
 
 Chunking: each channel is processed in blocks of ``block_s`` seconds with ``margin`` seconds of
 real signal on each side (``margin_s = clip(10 / low_edge, 5, 120)``: 33 s for 0.3 Hz, 100 s for
-0.1 Hz), and only the middle is kept. The resampling grid is kept exact by making block and
+0.1 Hz), and only the middle is kept; where the margin is >= 10 % of the block the forward
+IIR pass is instead streamed exactly across blocks and only the backward pass uses the right
+margin (``StreamProcessor``). The resampling grid is kept exact by making block and
 margin lengths multiples of the polyphase ``down`` factor. The result equals whole-signal
 processing to within ``CHUNK_RTOL`` (1e-6) of the signal's standard deviation (tested, and
 tested against plain scipy in tests/psg_prep/test_psg_reference.py); memory is bounded by the
