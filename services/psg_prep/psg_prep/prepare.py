@@ -33,10 +33,7 @@ import logging
 import math
 import os
 import queue
-import shutil
-import tempfile
 import threading
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +51,7 @@ from sunrise_common.labels.edf_hypnogram import header_time_of_day
 from .alloc import tune_malloc
 from .channels import ChannelInfo, load_table, map_channels
 from .errors import PrepError
+from .npzfile import MemberWriter, NpzWriter
 from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, StreamProcessor, plan_channel
 
 log = logging.getLogger(__name__)
@@ -238,41 +236,6 @@ def _segments(onsets: np.ndarray, record_duration: float) -> list[tuple[int, int
     starts = np.r_[0, breaks]
     ends = np.r_[breaks, len(onsets)]
     return [(int(s), int(e - s), float(onsets[s])) for s, e in zip(starts, ends)]
-
-
-class _Spool:
-    """Per-channel float32 output spooled to disk, so memory does not grow with length."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.f = open(path, "wb")
-        self.n = 0
-
-    def write(self, y: np.ndarray) -> None:
-        if len(y):
-            self.f.write(memoryview(np.ascontiguousarray(y, dtype="<f4")).cast("B"))  # no bytes copy
-            self.n += len(y)
-
-    def pad_to(self, n: int) -> None:
-        while self.n < n:
-            k = min(n - self.n, 1 << 20)
-            self.write(np.full(k, np.nan, dtype=np.float32))
-
-    def close(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-
-
-def _write_npz_from_spools(target: Path, spools: dict[str, _Spool], block: int = 1 << 20) -> None:
-    """Assemble an uncompressed .npz (what ``np.load`` reads) from spool files, streaming."""
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, sp in spools.items():
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                np.lib.format.write_array_header_1_0(
-                    entry, {"descr": "<f4", "fortran_order": False, "shape": (sp.n,)}
-                )
-                with open(sp.path, "rb") as src:
-                    shutil.copyfileobj(src, entry, block)
 
 
 MAX_WORKERS = 4  # beyond this, per-chunk batches get too small to gain
@@ -487,8 +450,8 @@ class _Lane:
     QUEUE_CHUNKS = 2
 
     def __init__(self, tasks: list[tuple[ChannelPlan, list[int]]], plans: list[ChannelPlan],
-                 quality: list[QualityAccumulator], spools: list[_Spool]) -> None:
-        self.tasks, self.plans, self.quality, self.spools = tasks, plans, quality, spools
+                 quality: list[QualityAccumulator], writers: list[MemberWriter]) -> None:
+        self.tasks, self.plans, self.quality, self.writers = tasks, plans, quality, writers
         self.procs: list[StreamProcessor] = []
         self.queue: queue.Queue | None = None
         self.thread: threading.Thread | None = None
@@ -500,7 +463,7 @@ class _Lane:
         if kind == "segment":
             for _, rows in self.tasks:
                 for j in rows:
-                    self.spools[j].pad_to(int(round(item[1] * self.plans[j].fs_out)))
+                    self.writers[j].pad_to(int(round(item[1] * self.plans[j].fs_out)))
             self.procs = [StreamProcessor(plan, scales=[self.plans[j].scale for j in rows]) for plan, rows in self.tasks]
             return
         for (_, rows), proc in zip(self.tasks, self.procs):
@@ -512,7 +475,7 @@ class _Lane:
                     self.quality[j].add(xs[j], t_run)
                 ys = proc.push(np.stack([xs[j] for j in rows]))
             for j, y in zip(rows, ys):
-                self.spools[j].write(y)
+                self.writers[j].write(y)
 
     def start(self) -> None:
         self.queue = queue.Queue(self.QUEUE_CHUNKS)
@@ -530,12 +493,12 @@ class _Lane:
 
 
 class _ChannelRunner:
-    """Quality flags, filtering/resampling and spooling of every channel: the batches of
+    """Quality flags, filtering/resampling and writing of every channel: the batches of
     channels sharing a filter (``_tasks``) are dealt to ``workers`` lanes of about equal cost,
     each on its own thread (one lane: in the calling thread). Results do not depend on the
     number of lanes (each batch sees the same blocks)."""
 
-    def __init__(self, plans: list[ChannelPlan], quality: list[QualityAccumulator], spools: list[_Spool],
+    def __init__(self, plans: list[ChannelPlan], quality: list[QualityAccumulator], writers: list[MemberWriter],
                  workers: int) -> None:
         tasks = _tasks(plans, workers)  # largest first
         shares: list[list[tuple[ChannelPlan, list[int]]]] = [[] for _ in range(workers)]
@@ -544,7 +507,7 @@ class _ChannelRunner:
             i = int(np.argmin(load))
             shares[i].append((plan, rows))
             load[i] += _task_cost(plan, rows)
-        self.lanes = [_Lane(share, plans, quality, spools) for share in shares if share]
+        self.lanes = [_Lane(share, plans, quality, writers) for share in shares if share]
         if len(self.lanes) > 1:
             for lane in self.lanes:
                 lane.start()
@@ -575,11 +538,11 @@ class _ChannelRunner:
 
 
 def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[QualityAccumulator],
-                     spools: list[_Spool], *, chunk_seconds: float, workers: int) -> None:
-    """Stream the recording through every channel's processing into its spool; EDF+D gaps (and
+                     writers: list[MemberWriter], *, chunk_seconds: float, workers: int) -> None:
+    """Stream the recording through every channel's processing into its writer; EDF+D gaps (and
     a trailing partial output sample) are NaN. The calling thread decodes the chunks while the
     lanes process the previous ones."""
-    runner = _ChannelRunner(plans, quality, spools, workers)
+    runner = _ChannelRunner(plans, quality, writers, workers)
     current_seg = -1
     ok = False
     try:
@@ -598,10 +561,25 @@ def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[Qua
     finally:
         runner.close(check=ok)
         if ok:
-            for plan, sp in zip(plans, spools):
+            for plan, sp in zip(plans, writers):
                 sp.pad_to(int(round(rec.total_s * plan.fs_out)))
-        for sp in spools:
+        for sp in writers:
             sp.close()
+
+
+def output_lengths(rec: Recording, plans: list[ChannelPlan]) -> list[int]:
+    """Samples of each channel in signals.npz, known before processing: per segment, NaN up to
+    the segment's onset, then ``ceil(n_in x up / down)`` outputs (polyphase, reducers and 1:1
+    alike), and NaN up to the end of the last record."""
+    out = []
+    for idx, plan in zip(rec.ordinary, plans):
+        spr = rec.header.signals[idx].samples_per_record
+        n = 0
+        for _, n_rec, onset in rec.segments:
+            n = max(n, int(round((onset - rec.t_origin) * plan.fs_out)))
+            n += -(-n_rec * spr * plan.up // plan.down)
+        out.append(max(n, int(round(rec.total_s * plan.fs_out))))
+    return out
 
 
 def missing_epochs(rec: Recording) -> np.ndarray:
@@ -665,7 +643,6 @@ def _discontinuity(rec: Recording, missing: np.ndarray) -> Any:
 
 def prepare_signals(
     psg_path: Path,
-    work: Path,
     out_dir: Path,
     *,
     chunk_seconds: float,
@@ -673,16 +650,22 @@ def prepare_signals(
     channel_map: Path | None,
     workers: int,
 ) -> PreparedSignals:
-    """signals.npz and quality.npz of one PSG into ``out_dir`` (``work``: a scratch folder)."""
+    """signals.npz and quality.npz of one PSG into ``out_dir``."""
     rec = open_recording(psg_path)
     infos, plans, channels_meta = plan_channels(rec, chunk_seconds=chunk_seconds, notch_hz=notch_hz,
                                                 channel_map=channel_map)
-    spools = {info.name: _Spool(work / f"{info.name}.f32") for info in infos}
     quality = _quality_accumulators(rec, infos)
-    process_channels(rec, plans, quality, list(spools.values()), chunk_seconds=chunk_seconds, workers=workers)
-    for ch, sp in zip(channels_meta, spools.values()):
-        ch["n_samples"] = sp.n
-    _write_npz_from_spools(out_dir / "signals.npz", spools)
+    # Each channel's output goes straight to its place in signals.npz (no spool and copy).
+    npz = NpzWriter(out_dir / "signals.npz", [(i.name, n) for i, n in zip(infos, output_lengths(rec, plans))])
+    writers = [npz.member(j) for j in range(len(infos))]
+    try:
+        process_channels(rec, plans, quality, writers, chunk_seconds=chunk_seconds, workers=workers)
+        npz.close()
+    except BaseException:
+        npz.abort()
+        raise
+    for ch, w in zip(channels_meta, writers):
+        ch["n_samples"] = w.n
     missing = missing_epochs(rec)
     write_quality(out_dir, rec, infos, quality, missing, channels_meta)
     warnings: list[str] = []
@@ -760,12 +743,11 @@ def prepare_psg(
     meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "epoch_s": EPOCH_S}
     missing = None
     if psg_path is not None:
-        with tempfile.TemporaryDirectory(prefix=".spool-", dir=out_dir) as work:
-            sig = prepare_signals(
-                Path(psg_path), Path(work), out_dir,
-                chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
-                workers=default_workers() if workers is None else max(1, int(workers)),
-            )
+        sig = prepare_signals(
+            Path(psg_path), out_dir,
+            chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
+            workers=default_workers() if workers is None else max(1, int(workers)),
+        )
         missing = sig.missing
         meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig.channels)}
         meta.update(sig.meta())
