@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from psg_prep.errors import PrepError
 from psg_prep.npzfile import NpzWriter
 
 
@@ -60,8 +61,60 @@ def test_pad_to_fills_with_nan(tmp_path):
 def test_a_member_of_the_wrong_length_fails_and_leaves_no_file(tmp_path, n_written):
     w = NpzWriter(tmp_path / "s.npz", [("x", 4)])
     m = w.member(0)
-    with pytest.raises(ValueError):
+    with pytest.raises(PrepError) as exc:
         m.write(np.ones(n_written, dtype=np.float32))
         w.close()
+    assert exc.value.reason == "internal_length_mismatch"
+    assert f"{n_written} samples produced, 4 predicted" in exc.value.detail
     w.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+# output_lengths predicts what the processing writes (NpzWriter fails on any difference):
+# per-type plans at the rates PSGs come in, record durations that are not whole seconds or
+# not 1 s, odd record counts, and an EDF+D layout with gaps and a non-integer gap onset.
+_RATES_AND_RECORDS = [(125, 0.2, 151), (128, 0.5, 61), (200, 2.5, 13), (250, 3.0, 11), (256, 0.25, 123),
+                      (500, 1.5, 21), (512, 0.125, 241)]
+
+
+def _mixed_psg(path, fs, record_duration, n_records, **kw):
+    from sunrise_cli.synth_psg import SynthChannel, psg_sources, write_edf
+
+    src = psg_sources()
+    chans = [SynthChannel("EEG C3-M2", fs, src["eeg"]), SynthChannel("EOG E1-M2", fs, src["eog"]),
+             SynthChannel("EMG Chin", fs, src["emg"]), SynthChannel("ECG", fs, src["ecg"]),
+             SynthChannel("Thorax", fs, src["resp"]),
+             SynthChannel("SpO2", 1 / record_duration if record_duration < 1 else fs, src["spo2"], "%", 0, 100)]
+    return write_edf(path, chans, n_records, record_duration=record_duration, **kw)
+
+
+def _check_prediction(psg, out):
+    from psg_prep.prepare import open_recording, output_lengths, plan_channels, prepare_psg
+
+    rec = open_recording(psg)
+    infos, plans, _ = plan_channels(rec, chunk_seconds=30.0, notch_hz=50.0, channel_map=None)
+    predicted = dict(zip([i.name for i in infos], output_lengths(rec, plans)))
+    meta = prepare_psg(psg, [], out, notch_hz=50.0)
+    with np.load(out / "signals.npz") as z:
+        actual = {k: len(z[k]) for k in z.files}
+    assert actual == predicted
+    assert {c["name"]: c["n_samples"] for c in meta["channels"]} == predicted
+    return rec
+
+
+@pytest.mark.parametrize(("fs", "record_duration", "n_records"), _RATES_AND_RECORDS)
+def test_output_lengths_predict_the_written_lengths(tmp_path, fs, record_duration, n_records):
+    _check_prediction(_mixed_psg(tmp_path / "p.edf", fs, record_duration, n_records), tmp_path / "o")
+
+
+@pytest.mark.parametrize(("fs", "record_duration"), [(125, 0.2), (256, 0.5), (500, 1.5)])
+def test_output_lengths_predict_the_written_lengths_with_edf_plus_d_gaps(tmp_path, fs, record_duration):
+    # three segments: 0..29 records, a gap, 17 records, a gap of a fraction of a second, 11 records
+    onsets = [i * record_duration for i in range(29)]
+    t = onsets[-1] + record_duration + 10.3
+    onsets += [t + i * record_duration for i in range(17)]
+    t = onsets[-1] + record_duration + 0.7
+    onsets += [t + i * record_duration for i in range(11)]
+    psg = _mixed_psg(tmp_path / "d.edf", fs, record_duration, len(onsets), plus="D", record_onsets=onsets)
+    rec = _check_prediction(psg, tmp_path / "o")
+    assert len(rec.segments) == 3

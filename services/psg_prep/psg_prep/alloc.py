@@ -8,6 +8,12 @@ fresh ``mmap``s and unmaps them at ``free``, so every block page-faults its memo
 threshold 128 MB) cuts the faults ~10x; one arena keeps the worker threads from each holding a
 heap of freed blocks (it added 6 MB to the peak with two workers; the freed memory is reused
 by the next block, so the peak stays flat in night length).
+
+These are process-wide settings, so library code (``prepare_psg``) never applies them: the
+process's entry point does, once at startup. That is the service (``psg_prep/main.py``) and the
+benchmark entry points that run psg_prep as a whole process (``benchmarks/psg_prep_bench.py``
+``ours``, ``benchmarks/child.py`` ``psg_ours``), so the measured process is configured exactly
+as the service is.
 """
 
 from __future__ import annotations

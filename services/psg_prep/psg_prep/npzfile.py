@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import PrepError
+
 _LOCAL = struct.Struct("<IHHHHHIIIHH")  # signature ... extra length (30 bytes)
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # 46 bytes
 _ZIP64_EOCD = struct.Struct("<IQHHIIQQQQ")  # 56 bytes
@@ -64,8 +66,10 @@ class _Member:
 
 class NpzWriter:
     """``NpzWriter(path, [(name, n), ...])``; ``member(j)`` is the writer of array ``j``
-    (``write``, ``pad_to``, ``n``); ``close()`` finishes the archive
-    (``ValueError`` if an array did not get exactly its declared length). Written to
+    (``write``, ``pad_to``, ``n``); ``close()`` finishes the archive. An array that does not
+    get exactly its declared length is psg_prep's own bug (``output_lengths`` mispredicted),
+    not a passing fault: ``PrepError("internal_length_mismatch")``, recorded permanently
+    rather than retried until dead-lettered. Written to
     ``path`` + ``.partial`` and renamed by ``close``; ``abort()`` removes it."""
 
     def __init__(self, path: Path, arrays: list[tuple[str, int]]) -> None:
@@ -88,7 +92,7 @@ class NpzWriter:
         try:
             for m in self.members:
                 if m.written != m.n:
-                    raise ValueError(f"{m.name.decode()}: {m.written} samples written, {m.n} declared")
+                    raise _mismatch(m, m.written)
             cd = bytearray()
             for m in self.members:
                 extra = struct.pack("<HHQQ", 1, 16, m.size, m.size)
@@ -120,6 +124,11 @@ class NpzWriter:
         self.tmp.unlink(missing_ok=True)
 
 
+def _mismatch(m: _Member, actual: int) -> PrepError:
+    return PrepError("internal_length_mismatch",
+                     f"{m.name.decode()}: {actual} samples produced, {m.n} predicted by output_lengths")
+
+
 class MemberWriter:
     """Appends float32 samples to one member (one thread at a time per member)."""
 
@@ -135,7 +144,7 @@ class MemberWriter:
         if not len(y):
             return
         if m.written + len(y) > m.n:
-            raise ValueError(f"{m.name.decode()}: more than the {m.n} declared samples")
+            raise _mismatch(m, m.written + len(y))
         data = memoryview(np.ascontiguousarray(y, dtype="<f4")).cast("B")
         m.crc = zlib.crc32(data, m.crc)
         _pwrite_all(self._owner.fd, data, m.data_offset + 4 * m.written)
@@ -144,6 +153,3 @@ class MemberWriter:
     def pad_to(self, n: int) -> None:
         while self._m.written < n:
             self.write(np.full(min(n - self._m.written, 1 << 20), np.nan, dtype=np.float32))
-
-    def close(self) -> None:
-        pass

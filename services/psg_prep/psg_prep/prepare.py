@@ -48,7 +48,6 @@ from sunrise_common.jsonsafe import json_safe
 from sunrise_common.labels import HEAD_BYTES, LabelError, LabelSet, detect_label_kind, parse_labels
 from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
-from .alloc import tune_malloc
 from .channels import ChannelInfo, load_table, map_channels
 from .errors import PrepError
 from .npzfile import MemberWriter, NpzWriter
@@ -560,11 +559,8 @@ def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[Qua
         raise PrepError(exc.reason, exc.detail) from None
     finally:
         runner.close(check=ok)
-        if ok:
-            for plan, sp in zip(plans, writers):
-                sp.pad_to(int(round(rec.total_s * plan.fs_out)))
-        for sp in writers:
-            sp.close()
+    for plan, sp in zip(plans, writers):
+        sp.pad_to(int(round(rec.total_s * plan.fs_out)))
 
 
 def output_lengths(rec: Recording, plans: list[ChannelPlan]) -> list[int]:
@@ -735,7 +731,6 @@ def prepare_psg(
     PrepError
         A permanent failure with a reason (unreadable EDF, empty recording, bad label file).
     """
-    tune_malloc()  # block temporaries from the heap, not fresh mmaps (see alloc.py)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     label_paths = [Path(p) for p in label_paths]
