@@ -41,12 +41,13 @@ def test_trace_ids_come_from_either_header_form():
     assert trace_from_header(None) is None
 
 
-def lines_of(emit) -> list[dict]:
-    """The JSON lines a logger writes while ``emit(logger)`` runs."""
+def lines_of(emit, name: str = "sunrise_common.test.fields", project: str = "") -> list[dict]:
+    """The JSON lines logger ``name`` writes while ``emit(logger)`` runs."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("sunrise.test.fields")
+    handler.setFormatter(JsonFormatter(project))
+    logger = logging.getLogger(name)
+    saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
@@ -54,6 +55,8 @@ def lines_of(emit) -> list[dict]:
         emit(logger)
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
@@ -83,12 +86,43 @@ def test_event_below_the_level_writes_nothing_and_keeps_the_callers_location():
             records.append(record)
 
     keep = Keep()
-    logging.getLogger("sunrise.test.fields").addHandler(keep)
+    logging.getLogger("sunrise_common.test.fields").addHandler(keep)
     try:
         assert [line["message"] for line in lines_of(emit)] == ["seen"]
     finally:
-        logging.getLogger("sunrise.test.fields").removeHandler(keep)
+        logging.getLogger("sunrise_common.test.fields").removeHandler(keep)
     assert records[0].funcName == "emit" and records[0].pathname == __file__
+
+
+def test_extras_never_overwrite_what_the_formatter_set():
+    def emit(log):
+        with log_context(stage="psg_prep", trace="t1"):
+            log.warning("real", extra={"severity": "DEBUG", "time": "never", "logger": "other",
+                                       "stage": "sunalgo", "logging.googleapis.com/trace": "x", "kept": 1})
+            logs.event(log, logging.INFO, "ev", **{"severity": "DEBUG", "time": "never", "stage": "sunalgo"},
+                       channels=3)
+
+    plain, ev = lines_of(emit, project="proj")
+    for line, severity, message in ((plain, "WARNING", "real"), (ev, "INFO", "ev")):
+        assert (line["severity"], line["message"], line["logger"]) == (severity, message, "sunrise_common.test.fields")
+        assert line["time"].endswith("Z") and line["stage"] == "psg_prep"
+        assert line["logging.googleapis.com/trace"] == "projects/proj/traces/t1"
+    assert plain["kept"] == 1 and ev["channels"] == 3
+
+
+def test_loose_extras_come_only_from_first_party_loggers():
+    for name in ("thirdparty.test", "sunrise_commons", "psg_prepx.mod", "uvicornx.test"):
+        (line,) = lines_of(lambda log: log.info("x", extra={"peer": "1.2.3.4"}), name=name)
+        assert "peer" not in line, name
+    for name in ("sunrise_common.test.x", "sunrise_devstack.test.x", "sunrise_cli.test.x", "psg_prep.test.x",
+                 "sunalgo", "ingest.test.x", "sunrise_prep.test.x"):
+        (line,) = lines_of(lambda log: log.info("x", extra={"peer": "1.2.3.4"}), name=name)
+        assert line["peer"] == "1.2.3.4", name
+
+
+def test_event_fields_reach_the_line_from_any_logger():
+    (line,) = lines_of(lambda log: logs.event(log, logging.INFO, "started", port=8080), name="thirdparty.test")
+    assert line["port"] == 8080
 
 
 LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "fatal", "log"}

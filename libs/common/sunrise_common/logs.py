@@ -1,8 +1,12 @@
 """Cloud Logging JSON lines with trace, event id, night id, stage and object on every record.
 
 Modules use ``logging.getLogger(__name__)``; only entry points call :func:`configure`. Fields of
-one line (counts, keys, metrics) go through :func:`event`, the one way to add them; a field a
-caller still passes as ``extra={...}`` is written to the line too, never dropped.
+one line (counts, keys, metrics) go through :func:`event`, the one way to add them, from any
+logger. A field a first-party caller (a logger under ``sunrise_common``, ``sunrise_devstack``,
+``sunrise_cli`` or a service package) still passes as ``extra={...}`` is written to the line
+too; third-party loggers' extras (uvicorn's, a client library's) are not. Neither ever replaces
+a key the formatter set itself (``severity``, ``message``, ``time``, ``logger``, the trace, the
+context's fields).
 """
 
 from __future__ import annotations
@@ -62,6 +66,20 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None
 }
 
 
+def _first_party_prefixes() -> tuple[str, ...]:
+    from sunrise_common.names import SERVICES
+
+    return ("sunrise_common", "sunrise_devstack", "sunrise_cli", *SERVICES)
+
+
+_FIRST_PARTY = _first_party_prefixes()
+
+
+def first_party(name: str) -> bool:
+    """Whether logger ``name`` is the pipeline's own (a package of this repository or below)."""
+    return any(name == p or name.startswith(p + ".") for p in _FIRST_PARTY)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line in the shape Cloud Logging parses (``severity``, ``message``)."""
 
@@ -86,14 +104,16 @@ class JsonFormatter(logging.Formatter):
             entry["logging.googleapis.com/trace"] = (
                 f"projects/{self.project}/traces/{trace}" if self.project else trace
             )
-        for key, value in vars(record).items():
-            if key not in _RECORD_ATTRIBUTES:
-                entry[key] = value
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            entry.update(fields)
+            for key, value in fields.items():
+                entry.setdefault(key, value)
         elif fields is not None:
-            entry["fields"] = fields
+            entry.setdefault("fields", fields)
+        if first_party(record.name):
+            for key, value in vars(record).items():
+                if key not in _RECORD_ATTRIBUTES:
+                    entry.setdefault(key, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
