@@ -162,7 +162,7 @@ def print_night(console: Console, detail: dict[str, Any], *, now: float | None =
         elif outputs.get("prefix") or outputs.get("object"):
             notes.append(f"{stage} wrote {outputs.get('prefix') or outputs.get('object')}")
         style = STATE_STYLE.get(state)
-        table.add_row(stage, f"[{style}]{state}[/]" if style else state, str(st.get("attempts", "-")),
+        table.add_row(stage, f"[{style}]{state}[/]" if style else state, str(st.get("attempts") if st.get("attempts") is not None else "-"),
                       fmt_seconds(st.get("duration_s")), fmt_time(st.get("finished_at")))
     console.print(table)
     for note in notes:
@@ -191,6 +191,6 @@ def print_upload(console: Console, name: str, doc: dict[str, Any] | None, curren
             text = f"ingested {fmt_time(run.get('finished_at'))} in {fmt_seconds(run.get('duration_s'))}" + (
                 f" -> night {night} (`sunrise status {night}`)" if night else "")
         else:
-            text = (f"{outcome} after {run.get('attempts', 1)} attempt(s), {fmt_time(run.get('finished_at'))}"
+            text = (f"{outcome} after {run.get('attempts') or 1} attempt(s), {fmt_time(run.get('finished_at'))}"
                     + (f": {run['error']}" if run.get("error") else ""))
         console.print(f"{head}: [{STATE_STYLE.get(outcome, '')}]{text}[/]", soft_wrap=True)

@@ -69,3 +69,27 @@ def test_a_document_without_tokens_keeps_the_keys_psg_prep_and_sunalgo_gave_it()
 def test_the_night_id_of_a_message_must_be_one():
     with pytest.raises(PermanentError, match="night_id must look like"):
         NightMessage.parse({"night_id": "s" + "1" * 12 + "-n" + "b" * 8})
+
+
+def test_a_run_with_null_timing_fields_reads_and_can_be_claimed_again(tmp_path):
+    """A stored run with a null lease, attempt count or times is not a bad_night_document."""
+    from sunrise_common.nights import parse_night
+    from sunrise_common.state.runs import Outcome, StageRuns
+    from sunrise_common.state.sqlite import SqliteState
+
+    nulls = {"state": "running", "input_key": "k1", "attempts": None, "lease_expires": None, "started_at": None,
+             "finished_at": None, "duration_s": None}
+    stored = {"night_id": "n1", "stages": {"psg_prep": dict(nulls)}, "runs": {"psg_prep": {"k1": dict(nulls)}}}
+    doc = parse_night("n1", stored)
+    assert doc.stages["psg_prep"].lease_expires is None and doc.runs["psg_prep"]["k1"].attempts is None
+    assert doc.in_progress("psg_prep") and doc.latest_done("psg_prep") is None
+    assert StageRun.model_validate({"state": "done"}).attempts == 0  # unset: the defaults
+
+    state = SqliteState(tmp_path / "state.db")
+    state.set("nights", "n1", stored)
+    runs = StageRuns(state, lease_s=60.0, clock=lambda: 1000.0)
+    claim = runs.claim("nights", "n1", "psg_prep", "k1")  # a null lease is no live lease
+    assert claim.outcome == Outcome.ACQUIRED and claim.run["attempts"] == 1
+    assert runs.complete("nights", "n1", "psg_prep", "k1", attempt=1)
+    done = parse_night("n1", state.get("nights", "n1"))
+    assert done.latest_done("psg_prep").duration_s == 0.0

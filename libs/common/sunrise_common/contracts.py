@@ -107,8 +107,10 @@ class StageRun(BaseModel):
 
     state: str = Field(description="pending (asked again by `sunrise rerun`), running, retrying, done or failed")
     input_key: str | None = Field(default=None, description="what the run worked on (names.input_key)")
-    attempts: int = Field(default=0, description="claims so far; the latest claim's fencing token")
-    lease_expires: float = Field(default=0, description="epoch s; 0 once finished")
+    # The timing fields are all optional: a stored run with a null in one of them (an older
+    # writer, a hand edit) is still read, not a ``bad_night_document`` for the whole night.
+    attempts: int | None = Field(default=0, description="claims so far; the latest claim's fencing token")
+    lease_expires: float | None = Field(default=0, description="epoch s; 0 (or null) once finished")
     started_at: float | None = Field(default=None, description="epoch s of the latest claim")
     finished_at: float | None = Field(default=None, description="epoch s")
     duration_s: float | None = Field(default=None, description="s from the latest claim to its finish")

@@ -72,13 +72,13 @@ class StageRuns:
                 if run["state"] == "failed" and run.get("permanent"):
                     result.update(outcome=Outcome.FAILED, run=run)
                     return None
-                if run["state"] == "running" and run.get("lease_expires", 0) > now:
+                if run["state"] == "running" and (run.get("lease_expires") or 0) > now:
                     result.update(outcome=Outcome.BUSY, run=run)
                     return None
             run = dict(run or {"attempts": 0, "created_at": now})
             run.update(
                 state="running",
-                attempts=run["attempts"] + 1,
+                attempts=(run.get("attempts") or 0) + 1,
                 lease_expires=now + self.lease_s,
                 started_at=now,
                 error=None,
@@ -135,10 +135,10 @@ class StageRuns:
             runs = doc["runs"][stage]
             run = dict(run)
             run.update(fields, finished_at=now, lease_expires=0)
-            run["duration_s"] = round(now - run.get("started_at", now), 4)
+            run["duration_s"] = round(now - (run.get("started_at") or now), 4)
             runs[input_key] = run
             latest = doc.get("stages", {}).get(stage)
-            if latest is None or latest.get("input_key") == input_key or run.get("started_at", 0) >= (latest.get("started_at") or 0):
+            if latest is None or latest.get("input_key") == input_key or (run.get("started_at") or 0) >= (latest.get("started_at") or 0):
                 # The mirror follows the newest input: an older run finishing late does not replace it.
                 _mirror(doc, stage, input_key, run, now)
             history = doc.setdefault("history", [])
@@ -243,8 +243,8 @@ def _mirror(doc: Doc, stage: str, input_key: str, run: dict[str, Any], now: floa
     doc.setdefault("stages", {})[stage] = {
         "state": run["state"],
         "input_key": input_key,
-        "attempts": run.get("attempts", 0),
-        "lease_expires": run.get("lease_expires", 0),
+        "attempts": run.get("attempts") or 0,
+        "lease_expires": run.get("lease_expires") or 0,
         "started_at": run.get("started_at"),
         "finished_at": run.get("finished_at"),
         "duration_s": run.get("duration_s"),
