@@ -168,3 +168,74 @@ def test_identity_and_ingest_do_not_import_scipy():
     code = "import sys, sunrise_common.identity, ingest.handler; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# What psg_prep really designs: every channel type x the rates PSGs come in x mains 50/60 Hz or
+# none, through psg_prep.filters.plan_channel (29 distinct IIR designs, 49 distinct FIRs).
+PSG_RATES = (10, 16, 25, 32, 64, 100, 125, 128, 200, 250, 256, 500, 512, 1000, 1024)
+
+
+def _psg_prep_designs() -> tuple[dict, dict]:
+    from psg_prep.filters import TYPE_SPECS, plan_channel
+
+    iir: dict[tuple, np.ndarray] = {}
+    fir: dict[tuple, tuple[np.ndarray, float, float]] = {}
+    for ctype in TYPE_SPECS:
+        for fs in PSG_RATES:
+            for mains in (50.0, 60.0, None):
+                plan, _ = plan_channel(ctype, float(fs), notch_hz=mains)
+                if plan.sos is not None:
+                    iir.setdefault((plan.band, plan.notch_hz, plan.fs_out), plan.sos)
+                if plan.fir is not None:
+                    fir.setdefault((plan.fs_in, plan.up, plan.down), (plan.fir, plan.aa_pass_hz, plan.aa_stop_hz))
+    return iir, fir
+
+
+PSG_IIR, PSG_FIR = _psg_prep_designs()
+
+
+def _scipy_band(band: tuple, notch: float | None, fs: float) -> np.ndarray:
+    from psg_prep.filters import FILTER_ORDER, NOTCH_Q
+
+    lo, hi = band
+    parts = []
+    if lo is not None and hi is not None:
+        parts.append(sps.butter(FILTER_ORDER, [lo, hi], "bandpass", fs=fs, output="sos"))
+    elif lo is not None:
+        parts.append(sps.butter(FILTER_ORDER, lo, "highpass", fs=fs, output="sos"))
+    elif hi is not None:
+        parts.append(sps.butter(FILTER_ORDER, hi, "lowpass", fs=fs, output="sos"))
+    if notch is not None:
+        parts.append(sps.tf2sos(*sps.iirnotch(notch, NOTCH_Q, fs=fs)))
+    return np.vstack(parts)
+
+
+def test_the_psg_prep_designs_cover_the_cases_that_matter():
+    keys = set(PSG_IIR)
+    assert {((0.1, None), None, float(fs)) for fs in (10, 16, 25, 32)} <= keys  # respiration, slow rates
+    assert {((0.3, None), None, float(fs)) for fs in (64, 100, 125, 128)} <= keys  # EEG/EOG/ECG
+    assert {((10.0, 100.0), 50.0, 250.0), ((10.0, 100.0), 60.0, 250.0)} <= keys  # EMG + notch
+    assert {((10.0, None), 50.0, 125.0), ((10.0, None), 60.0, 200.0)} <= keys  # notch at 125, 200 Hz
+
+
+@pytest.mark.parametrize("key", list(PSG_IIR), ids=lambda k: f"{k[0][0]}-{k[0][1]}Hz notch{k[1]} at {k[2]:g}Hz")
+def test_psg_prep_iir_designs_equal_scipy(key):
+    band, notch, fs = key
+    got, ref = PSG_IIR[key], _scipy_band(band, notch, fs)
+    assert got.shape == ref.shape
+    assert np.max(np.abs(got - ref)) <= 1e-12 * np.abs(ref).max()
+    zi_ref = sps.sosfilt_zi(ref)
+    assert np.max(np.abs(sosfilt_zi(got) - zi_ref)) <= 1e-9 * np.abs(zi_ref).max()
+
+
+@pytest.mark.parametrize("key", list(PSG_FIR), ids=lambda k: f"{k[0]:g}Hz x{k[1]}/{k[2]}")
+def test_psg_prep_anti_alias_firs_equal_scipy(key):
+    fs_in, up, down = key
+    h, keep, stop = PSG_FIR[key]
+    fs_up = fs_in * up
+    numtaps, beta = sps.kaiserord(70.0, (stop - keep) / (fs_up / 2))
+    ref = sps.firwin(numtaps | 1, (keep + stop) / 2, window=("kaiser", beta), fs=fs_up)
+    for p in range(up):
+        ref[p::up] /= ref[p::up].sum() * up
+    assert h.shape == ref.shape
+    assert np.max(np.abs(h - ref)) <= 1e-15 * np.abs(ref).max()
