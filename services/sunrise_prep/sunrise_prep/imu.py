@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
-from sunrise_common.dsp import anti_alias_fir, sosfiltfilt
+from sunrise_common.dsp import anti_alias_fir, butter_sos, sosfilt_zi, sosfiltfilt
 
 FS_OUT = 10.0
 GRAVITY_HZ = 0.1
@@ -33,9 +33,10 @@ ACTIVITY_BAND_HZ = (1.0, 10.0)
 
 @lru_cache(maxsize=32)
 def _sos(kind: str, freqs: tuple[float, ...], fs: float):
-    wn = freqs[0] if len(freqs) == 1 else list(freqs)
-    sos = sps.butter(2, wn, btype=kind, fs=fs, output="sos")
-    return sos, sps.sosfilt_zi(sos)
+    # The shared Butterworth design (sunrise_common.dsp.butter_sos: scipy.signal.butter's,
+    # output="sos", tested equal to it), one copy for psg_prep and sunrise_prep.
+    sos = butter_sos(2, freqs[0] if len(freqs) == 1 else freqs, kind, fs)
+    return sos, sosfilt_zi(sos)
 
 
 def filtfilt(kind: str, freqs: tuple[float, ...], fs: float, x: np.ndarray) -> np.ndarray:
