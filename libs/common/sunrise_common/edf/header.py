@@ -15,10 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-try:  # the C types alone: datetime.py first defines them all in Python (~1.5 ms), then replaces them with these
-    import _datetime as dt
-except ImportError:  # an interpreter without CPython's accelerator module
-    import datetime as dt
+import datetime as dt
 
 from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
@@ -75,7 +72,7 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
 
 # The field grammars below are checked by hand, not with regular expressions: ``re`` and the
 # patterns' compilation would cost a one-file anonymising process more than parsing its header.
-# tests/edf/test_header.py checks each against the regular expression it stands for.
+# tests/edf/test_grammar.py checks each against the regular expression it stands for.
 
 
 def _is_int(b: bytes) -> bool:

@@ -10,7 +10,7 @@ exponential backoff and, past the attempt limit, keeps it as a dead letter (``st
 Raw object names are personal data (``psg/clinic/MRN4471902/Mueller Zofia PSG 2021-03-12.edf``),
 so this file keeps them only while it needs them (docs/privacy.md):
 
-- ``seen`` (the once-per-generation guard of object events) holds a keyed digest
+- ``seen_digests`` (the once-per-generation guard of object events) holds a keyed digest
   (HMAC-SHA256 with a key derived from the pseudonym key) of bucket, name and generation, not the name;
 - a delivered delivery is redacted at once: its headers shrink to ``ce-id``/``ce-type``/
   ``ce-source``, its body and subject are dropped; a routed message's data is dropped;
