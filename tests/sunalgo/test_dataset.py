@@ -159,3 +159,29 @@ def test_a_reuploaded_night_adds_a_part_and_the_reader_returns_only_the_newest(p
     assert con.execute("SELECT count(*) FROM training_rows_all").fetchone()[0] == sum(p.n_rows for p in every)
     assert con.execute("SELECT DISTINCT input_key FROM training_rows").fetchall() == [(newest.lineage.input_key,)]
     assert con.execute("SELECT count(*) FROM night_scores").fetchone()[0] == 1
+
+
+def test_lineage_for_reads_the_typed_night_document():
+    from datetime import datetime, timezone
+
+    from sunalgo.dataset import lineage_for
+    from sunrise_common.contracts import NightDoc
+
+    night = "s" + "a" * 12 + "-n" + "b" * 8
+    doc = NightDoc.model_validate({
+        "night_id": night, "subject": "subj", "site_pseudonym": "site",
+        "recordings": {"sunrise": {"object": "o1", "generation": 11}, "psg": {"object": "o2", "generation": 22},
+                       "labels": {"hyp-x": {"object": "o3", "generation": 33}}},
+        "stages": {"psg_prep": {"state": "done", "input_key": "kpsg"}},
+        "runs": {"sunrise_prep": {"ksun": {"state": "done", "outputs": {"generation": 11}}}},
+    })
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    kw = dict(algo_version="v", input_key="kalgo", scores={"model_version": "m"}, run_at=at)
+    lin = lineage_for(night, doc, sunrise_input="ksun", psg_input="kpsg", **kw)
+    assert (lin.subject_pseudonym, lin.site_pseudonym, lin.model_version) == ("subj", "site", "m")
+    assert (lin.sunrise_generation, lin.psg_generation, lin.label_generations) == (11, 22, {"hyp-x": 33})
+    # a legacy g{generation} key; a psg_prep run that is not the night's latest: no PSG generations
+    old = lineage_for(night, doc, sunrise_input="g77r1", psg_input="kolder", **kw)
+    assert (old.sunrise_generation, old.psg_generation, old.label_generations) == (77, None, {})
+    bare = lineage_for(night, NightDoc(), sunrise_input=None, psg_input=None, **kw)
+    assert bare.sunrise_generation is None and bare.subject_pseudonym is not None

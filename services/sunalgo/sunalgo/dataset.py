@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sunrise_common import dataset as ds
+from sunrise_common.contracts import NightDoc
 from sunrise_common.storage import Storage
 
 from sunalgo.features import FEATURES
@@ -36,28 +37,28 @@ def has_rows(run_dir: Path) -> bool:
     return (Path(run_dir) / "training_rows.csv").is_file() and (Path(run_dir) / "agreement.json").is_file()
 
 
-def lineage_for(night_id: str, doc: dict[str, Any], *, algo_version: str, input_key: str,
+def lineage_for(night_id: str, doc: NightDoc, *, algo_version: str, input_key: str,
                 sunrise_input: str | None, psg_input: str | None, scores: dict[str, Any],
                 run_at: datetime) -> ds.Lineage:
-    """The lineage of one sunalgo run of ``night_id``.
+    """The lineage of one sunalgo run of ``night_id`` (``doc``: its night document).
 
     The Sunrise generation comes from its preparation's run (``outputs.generation``; runs before
     issue 17: its input key, ``g{generation}``); the PSG and
     label generations from the night document, when its psg_prep run is the one that was used
     (a backfill of an older run leaves them null rather than name the wrong upload)."""
-    rec = doc.get("recordings", {})
+    rec = doc.recordings
     m = _SUNRISE_INPUT.match(sunrise_input or "")
-    sunrise_run = doc.get("runs", {}).get("sunrise_prep", {}).get(sunrise_input or "", {})
-    sunrise_gen = (sunrise_run.get("outputs") or {}).get("generation", int(m[1]) if m else None)
-    psg_run = doc.get("stages", {}).get("psg_prep", {})
-    psg_current = psg_input is not None and psg_run.get("input_key") == psg_input
-    psg_gen = rec.get("psg", {}).get("generation") if psg_current else None
-    labels = {k: int(v["generation"]) for k, v in rec.get("labels", {}).items()
-              if psg_current and v.get("generation") is not None}
+    sunrise_run = doc.runs.get("sunrise_prep", {}).get(sunrise_input or "")
+    outputs = sunrise_run.outputs if sunrise_run is not None else {}
+    sunrise_gen = outputs.get("generation", int(m[1]) if m else None)
+    psg_run = doc.stages.get("psg_prep")
+    psg_current = psg_input is not None and psg_run is not None and psg_run.input_key == psg_input
+    psg_gen = rec.psg.generation if psg_current and rec.psg is not None else None
+    labels = {k: int(v.generation) for k, v in rec.labels.items()} if psg_current else {}
     return ds.Lineage(
         night_id=night_id, algo_version=algo_version, input_key=input_key,
-        subject_pseudonym=doc.get("subject") or ds.subject_of_night(night_id),
-        site_pseudonym=doc.get("site_pseudonym"),
+        subject_pseudonym=doc.subject or ds.subject_of_night(night_id),
+        site_pseudonym=doc.site_pseudonym,
         run_at=run_at, pipeline_version=ds.pipeline_version(),
         model_version=scores.get("model_version"), prep_version=scores.get("prep_version"),
         sunrise_prep_input=sunrise_input, psg_prep_input=psg_input,

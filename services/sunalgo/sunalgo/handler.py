@@ -91,7 +91,7 @@ def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, ve
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
         # The gold layer (sunrise_common.dataset): after the run's own results, create-only.
         parts = write_night(ctx.storage, ctx.settings.bucket("results"), out, lineage_for(
-            night, doc.model_dump(exclude_none=True), algo_version=summary.get("algo_version", version), input_key=input_key,
+            night, doc, algo_version=summary.get("algo_version", version), input_key=input_key,
             sunrise_input=sunrise.input_key, psg_input=psg.input_key if psg else None,
             scores=json.loads((out / "scores.json").read_text()), run_at=now_utc()))
     return {"outputs": {"prefix": prefix, "files": sorted(written), "with_psg": psg is not None, "dataset": parts,
