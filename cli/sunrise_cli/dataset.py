@@ -84,6 +84,8 @@ def build(ctx: Context, *, progress: Callable[[Iterable], Iterable] = lambda it:
     run's finish time. Parts that exist are left alone (create-only), so build is idempotent."""
     from sunalgo.dataset import lineage_for, write_night
 
+    from sunrise_common.contracts import NightDoc
+
     bucket = ctx.settings.bucket("results")
     report = BuildReport()
     todo = []
@@ -111,7 +113,7 @@ def build(ctx: Context, *, progress: Callable[[Iterable], Iterable] = lambda it:
             finished = run.get("finished_at")
             run_at = (datetime.fromtimestamp(float(finished), timezone.utc) if finished is not None
                       else ds.now_utc())
-            lineage = lineage_for(night_id, doc, algo_version=algo, input_key=key,
+            lineage = lineage_for(night_id, NightDoc.model_validate(doc), algo_version=algo, input_key=key,
                                   sunrise_input=run["outputs"].get("sunrise_input"),
                                   psg_input=run["outputs"].get("psg_input"), scores=scores, run_at=run_at)
             report.written += write_night(ctx.storage, bucket, run_dir, lineage)
