@@ -20,10 +20,10 @@ def log(msg: str) -> None:
 
 
 def stack_settings(data_dir: Path, **extra):
-    from sunrise_devstack.emulators import free_port
+    from sunrise_devstack.emulators import local_service_urls
     from sunrise_common.settings import Settings
 
-    urls = {f"{s}_url": f"http://127.0.0.1:{free_port()}/" for s in ("ingest", "sunrise_prep", "psg_prep", "sunalgo")}
+    urls = local_service_urls()
     return Settings(backend="embedded", data_dir=data_dir, pseudonym_key="bench-key-0123456789abcdef", router_poll_s=0.1,
                     router_backoff_initial_s=0.5, router_backoff_max_s=5, log_level="WARNING", **urls, **extra)
 

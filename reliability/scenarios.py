@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable
 
 from sunrise_common import identity, names
 from sunrise_devstack import status
-from sunrise_devstack.emulators import Emulators, free_port
+from sunrise_devstack.emulators import Emulators, free_port, local_service_urls
 from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
@@ -71,7 +71,7 @@ def subject_code(i: int) -> str:
 
 
 def stack_settings(data_dir: Path, **overrides: Any) -> Settings:
-    urls = {f"{s}_url": f"http://127.0.0.1:{free_port()}/" for s in SERVICES}
+    urls = local_service_urls()
     values: dict[str, Any] = dict(
         backend="embedded", data_dir=data_dir, pseudonym_key=KEY, prefix="sunrise-rel", project="sunrise-rel",
         router_poll_s=0.05, router_backoff_initial_s=0.2, router_backoff_max_s=2.0, router_max_attempts=8,

@@ -174,13 +174,23 @@ class Stack:
                             if on_ready:
                                 on_ready(service)
                             break
-                        raise PortBusy(f"{url} is answered by a process this launcher did not start "
-                                       f"({resp.text[:100]!r}): another stack holds the port")
+                        raise PortBusy(self._not_ours(url, resp))
                 except (httpx.HTTPError, ValueError):
                     pass
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{service} did not answer {url} within {timeout:.0f} s")
                 time.sleep(0.1)
+
+    def _not_ours(self, url: str, resp: httpx.Response) -> str:
+        """Why the answer at ``url`` is not the service this stack started there."""
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("instance") == self.token:
+            return (f"{url} is answered by this stack's {body.get('service')!r}: two services were "
+                    "given the same port; give each SUNRISE_<SERVICE>_URL its own port")
+        return f"{url} is answered by a process this launcher did not start ({resp.text[:100]!r}): another stack holds the port"
 
     def _is_ours(self, resp: httpx.Response, service: str) -> bool:
         try:

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -55,10 +56,27 @@ class EmulatorsMissing(RuntimeError):
     """Java, gcloud's emulators or the fake-gcs-server binary are not installed."""
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free on 127.0.0.1 now: all ``n`` sockets are held bound until every
+    port is chosen (closing each before binding the next lets the kernel hand the same port out
+    twice, which gave two services of one stack the same port)."""
+    with ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind(("127.0.0.1", 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def local_service_urls() -> dict[str, str]:
+    """``{service}_url`` settings for a local stack: each service of ``names.SERVICES`` on its own
+    free port of 127.0.0.1."""
+    return {f"{s}_url": f"http://127.0.0.1:{port}/" for s, port in zip(names.SERVICES, free_ports(len(names.SERVICES)))}
 
 
 def fake_gcs_binary() -> Path:
@@ -161,9 +179,10 @@ class Emulators:
         self.log_dir = Path(log_dir)
         self.project = project
         self.prefix = prefix
-        self.gcs_port = gcs_port or free_port()
-        self.pubsub_port = pubsub_port or free_port()
-        self.firestore_port = firestore_port or free_port()
+        spare = iter(free_ports(3))
+        self.gcs_port = gcs_port or next(spare)
+        self.pubsub_port = pubsub_port or next(spare)
+        self.firestore_port = firestore_port or next(spare)
         self._sdk_root = sdk_root
         self._procs: list[_Process] = []
         self._provisioned = False
