@@ -493,7 +493,9 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
             " Throughput is N over the time from the first event sent to the last night scored with its PSG half;"
             " latency is per night, from its first ingested file to its last sunalgo result. Distinct synthetic"
             " Sunrise nights are reused round-robin (4 of them) under different subjects; the 20-channel PSG is the"
-            " 295 MB night above with its start moved to the Sunrise night's.",
+            " 295 MB night above with its start moved to the Sunrise night's. The N=100 run uses the light 7-channel"
+            " PSG: with the 295 MB one, 100 nights keep about 85 GB on disk (raw, anonymised and prepared copies,"
+            " 100 x (295 + 295 + 255) MB), more than this machine has free.",
             "",
             "| N | PSG | nights/min | wall (s) | latency p50 (s) | p95 (s) | max (s) | failed requests | load before → after |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
