@@ -7,15 +7,33 @@ For tests that need real pipeline outputs (results, the gold layer) without star
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
 from sunrise_common import names
+from sunrise_common.events import pubsub_event
 from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context
 from sunrise_cli import ops
 from sunrise_cli.synth import SynthNight, synth_night
 from tests.conftest import app_client
+
+
+def post_message(settings, service: str, topic: str, message: dict) -> dict:
+    """Push ``message`` to ``service`` as Pub/Sub delivers a message of ``topic``; its 200 answer."""
+    headers, body = pubsub_event(settings.project, settings.topic(topic), json.dumps(message).encode())
+    with app_client(service, settings) as client:
+        resp = client.post("/", headers=headers, content=json.dumps(body))
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def published(settings, topic: str) -> list[dict]:
+    """The data of every message published on ``topic`` in the embedded queue, oldest first."""
+    with sqlite3.connect(settings.data_dir / "router.db") as con:
+        rows = con.execute("SELECT data FROM messages WHERE topic=? ORDER BY id", (settings.topic(topic),)).fetchall()
+    return [json.loads(data) for (data,) in rows]
 
 
 class Pipeline:

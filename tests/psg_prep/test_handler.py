@@ -6,13 +6,13 @@ parsed as the kind ingest recorded (content detection only where no kind is reco
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
 from sunrise_common.contracts import NightMessage
-from sunrise_common.events import pubsub_event, storage_event
+from sunrise_common.events import storage_event
 from tests.conftest import CORPUS, app_client
+from tests.inprocess import post_message, published
 
 PSG = CORPUS / "edf" / "edfio__short_psg.edf"
 HYPNOGRAM = CORPUS / "edf" / "edfio__SC4001EC-Hypnogram.edf"
@@ -34,17 +34,7 @@ def night(settings, ctx):
 
 
 def post(settings, message: dict) -> dict:
-    headers, body = pubsub_event(settings.project, settings.topic("psg-anonymised"), json.dumps(message).encode())
-    with app_client("psg_prep", settings) as client:
-        resp = client.post("/", headers=headers, content=json.dumps(body))
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def published(settings, topic: str) -> list[dict]:
-    with sqlite3.connect(settings.data_dir / "router.db") as con:
-        rows = con.execute("SELECT data FROM messages WHERE topic=? ORDER BY id", (settings.topic(topic),)).fetchall()
-    return [json.loads(data) for (data,) in rows]
+    return post_message(settings, "psg_prep", "psg-anonymised", message)
 
 
 def announce(ctx, night_id: str, slot: str = "psg", **change) -> dict:

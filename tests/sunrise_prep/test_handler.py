@@ -5,13 +5,12 @@ generation, the run records the generation it prepared, and the prepped message 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 
-from sunrise_common.events import pubsub_event, storage_event
+from sunrise_common.events import storage_event
 from tests.conftest import app_client
-from tests.inprocess import synth
+from tests.inprocess import post_message, published, synth
 
 
 @pytest.fixture
@@ -27,17 +26,11 @@ def night(settings, ctx, tmp_path):
 
 
 def post(settings, message: dict) -> dict:
-    headers, body = pubsub_event(settings.project, settings.topic("sunrise-anonymised"), json.dumps(message).encode())
-    with app_client("sunrise_prep", settings) as client:
-        resp = client.post("/", headers=headers, content=json.dumps(body))
-    assert resp.status_code == 200, resp.text
-    return resp.json()
+    return post_message(settings, "sunrise_prep", "sunrise-anonymised", message)
 
 
 def prepped_messages(settings) -> list[dict]:
-    with sqlite3.connect(settings.data_dir / "router.db") as con:
-        rows = con.execute("SELECT data FROM messages WHERE topic=?", (settings.topic("sunrise-prepped"),)).fetchall()
-    return [json.loads(data) for (data,) in rows]
+    return published(settings, "sunrise-prepped")
 
 
 def test_the_current_upload_is_prepared_under_a_key_without_its_generation(settings, ctx, night):
