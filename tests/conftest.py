@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sunrise_common.service import Context, create_app
 from sunrise_common.settings import Settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"  # shared/ lies beside the clone
-CORPUS = SHARED / "corpus"
-REFERENCE_EVENTS = SHARED / "reference" / "cloudevents"
+DATA = Path(__file__).resolve().parent / "data"  # the test data the repository carries (data/SOURCES.md)
+CORPUS = DATA / "corpus"
+REFERENCE_EVENTS = DATA / "cloudevents"
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 
 
