@@ -24,10 +24,11 @@ from sunrise_common.edf import anonymise_edf
 from sunrise_common.edf.anonymise import AnonymisationReport
 from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
 from sunrise_common.events import Event
-from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind
+from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind, parse_labels
 from sunrise_common.service import Context, run_stage, scratch_dir
 
 from ingest.layout import RawPath, parse_raw_name
+from ingest import pairing
 from ingest.pairing import pairing_status
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
         out = Path(tmp) / "anonymised"
         anon = _anonymise(raw, src, out, info.size)  # bad input: EdfError/LabelError (PermanentErrors)
         start = anon.start
+        if start is None and raw.kind == "labels" and anon.label_range is not None:
+            return _dateless_label(ctx, key, upload, raw, name, anon, out)
         if start is None:
             raise PermanentError("invalid_start_date", anon.start_problem or "no usable recording start date")
         night = identity.night_id(key, raw.site, raw.subject, start)
@@ -113,7 +116,9 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
         year=start.year, upload_id=upload, format=anon.format, label_kind=anon.label_kind if label_key else None,
     )
     site = identity.site_pseudonym(key, raw.site)
-    doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording, site))
+    adopted = _adopt_waiting_labels(ctx, night, recording) if raw.kind == "psg" else {}
+    doc = ctx.state.transact("nights", night, lambda d: _add_adopted(
+        _add_recording(d, night, raw, label_key, recording, site), adopted))
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
     message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
     ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
@@ -139,6 +144,9 @@ class Anonymised:
     ext: str  # extension of the anonymised object
     format: str  # "EDF", "EDF+C", "BDF"..., or the label kind
     label_kind: str | None = None  # labels only: detected once, here, from the raw bytes and name
+    # Labels without a date only: (first, last) s from the noon anchor that the file scores, from
+    # its time of day (pairing.label_range); None when the time of day is unknown too.
+    label_range: tuple[float, float] | None = None
 
 
 def _anonymise(raw: RawPath, src: Path, out: Path, size: int) -> Anonymised:
@@ -166,10 +174,12 @@ def _anonymise_label(raw: RawPath, src: Path, out: Path, size: int, head: bytes)
     kind = detect_label_kind(raw.file, head)
     if kind == "edf_hypnogram":
         report = _anonymise_edf(src, out, size)
-        return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report), kind, kind)
+        return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report), kind, kind,
+                          _dateless_range(kind, out) if report.start is None else None)
     label = anonymise_label_file(kind, src.read_bytes())
     out.write_bytes(label.data)
-    return Anonymised(label.start, "the label file has no start date", 0.0, label.extension, kind, kind)
+    return Anonymised(label.start, "the label file has no start date", 0.0, label.extension, kind, kind,
+                      _dateless_range(kind, out) if label.start is None else None)
 
 
 def _anonymise_edf(src: Path, out: Path, size: int) -> AnonymisationReport:
@@ -214,4 +224,111 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
         state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": recording.object},
     ).to_doc()
     doc["updated_at"] = now
+    return doc
+
+
+# -- label files without a date (issue 23): paired by time of day, see ingest.pairing -----------
+
+
+def _dateless_range(kind: str, out: Path) -> tuple[float, float] | None:
+    """(first, last) s from the noon anchor that an anonymised label file without a date scores,
+    from its time of day and the span of its stages and events; None without a time of day."""
+    labels = parse_labels(kind, out.read_bytes())  # the anonymised bytes: what psg_prep reads
+    tod = labels.start_time_of_day_s
+    if tod is None:
+        return None
+    spans = [(e.onset_s, e.onset_s + e.duration_s) for e in labels.events]
+    hyp = labels.hypnogram
+    if hyp is not None and hyp.stages:
+        spans.append((hyp.onset_s, hyp.onset_s + len(hyp.stages) * hyp.epoch_s))
+    span = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (0.0, 0.0)
+    return pairing.label_range(identity.time_of_day_offset_s(0, 0, tod), span)
+
+
+def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: str, anon: Anonymised,
+                    out: Path) -> dict[str, Any]:
+    """A label file with a time of day but no date: into the night of the subject's PSG that it
+    overlaps, or waiting for that PSG (``pairing/{subject}``)."""
+    subject = identity.subject_pseudonym(key, raw.site, raw.subject)
+    label_key = identity.label_key(key, name, anon.label_kind)
+    entry = {"range_start_s": anon.label_range[0], "range_end_s": anon.label_range[1], "upload_id": upload,
+             "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext, "sha256": _sha256(out),
+             "size": out.stat().st_size}
+    nights = pairing.candidate_nights(ctx.state.get(pairing.PAIRING, subject), anon.label_range)
+    if not nights:
+        # Park the anonymised bytes first: a PSG that registers right after may take them.
+        parked = ctx.storage.upload_file(ctx.settings.bucket("anonymised"),
+                                         pairing.waiting_object(subject, label_key, anon.ext), out,
+                                         if_generation_match=None)
+        entry.update(object=parked.name, generation=parked.generation, since=time.time())
+
+        def wait(doc: dict | None) -> dict:
+            doc = copy.deepcopy(doc) if doc else {}
+            found = pairing.candidate_nights(doc, anon.label_range)
+            if not found:
+                doc.setdefault("waiting_labels", {})[label_key] = {**entry, "paired_night": None}
+            return doc
+
+        doc = ctx.state.transact(pairing.PAIRING, subject, wait)
+        nights = pairing.candidate_nights(doc, anon.label_range)
+        if not nights:
+            logs.bind(subject=subject)
+            return {"outputs": {"waiting_for": "psg", "object": parked.name, "kind": raw.kind},
+                    "metrics": {"bytes": entry["size"]}}
+    if len(nights) > 1:
+        raise PermanentError("ambiguous_night", f"the label file carries no date and {len(nights)} PSG nights of its "
+                                                "subject overlap its time of day; upload it with its date")
+    (night,) = nights
+    logs.bind(night_id=night)
+    registered = ctx.state.get(pairing.PAIRING, subject)["psg_nights"][night]
+    dest = names.anonymised_object(night, "labels", anon.ext, label_key)
+    written = ctx.storage.upload_file(ctx.settings.bucket("anonymised"), dest, out, if_generation_match=None)
+    recording = _label_recording(key, dest, written.generation, entry, registered.get("year"))
+    site = identity.site_pseudonym(key, raw.site)
+    doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording, site))
+    message = NightMessage(night_id=night, kind="labels", object=dest, generation=written.generation)
+    ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
+    return {"outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind,
+                        "start_assumed": pairing.ASSUMED},
+            "metrics": {"bytes": entry["size"]}, "night_id": night, "pairing": doc["pairing"] if doc else {}}
+
+
+def _label_recording(key: bytes, dest: str, generation: int, entry: dict[str, Any], year: int | None) -> Recording:
+    """The recording entry of a date-less label file placed in a night (its year is the PSG's)."""
+    rec = Recording(object=dest, generation=generation, token=identity.upload_token(key, dest, generation),
+                    sha256=entry["sha256"], size=entry["size"], start_offset_s=entry["range_start_s"] % 86400,
+                    duration_s=0.0, year=year, upload_id=entry["upload_id"], format=entry["format"],
+                    label_kind=entry["label_kind"])
+    rec.start_assumed = pairing.ASSUMED  # extra field (Recording allows them): shown with the night
+    return rec
+
+
+def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str, Recording]:
+    """A PSG's ingest: register its night for its subject and take the date-less label files
+    waiting for it (copied into the night; a redelivery takes the same ones again)."""
+    subject = night.rsplit("-n", 1)[0]
+    doc = ctx.state.transact(pairing.PAIRING, subject,
+                             lambda d: pairing.register_psg(d, night, psg.model_dump(), time.time()))
+    bucket = ctx.settings.bucket("anonymised")
+    adopted: dict[str, Recording] = {}
+    key = ctx.settings.key_bytes()
+    for label_key, entry in sorted(pairing.taken_by(doc, night).items()):
+        dest = names.anonymised_object(night, "labels", entry["ext"], label_key)
+        current = ctx.storage.stat(bucket, dest)
+        if current is None:
+            current = ctx.storage.write_bytes(bucket, dest, ctx.storage.read_bytes(bucket, entry["object"]),
+                                              if_generation_match=None)
+        adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.year)
+    return adopted
+
+
+def _add_adopted(doc: dict, adopted: dict[str, Recording]) -> dict:
+    """The night document with the label files its PSG took (the newest generation wins)."""
+    if not adopted:
+        return doc
+    labels = doc["recordings"].setdefault("labels", {})
+    for label_key, rec in adopted.items():
+        if int(labels.get(label_key, {}).get("generation", -1)) <= rec.generation:
+            labels[label_key] = rec.to_doc()
+    doc["pairing"] = pairing_status(doc["recordings"])
     return doc
