@@ -149,3 +149,11 @@ def test_a_dateless_label_file_waits_when_the_subjects_psg_is_another_time_of_da
     assert lab["status"] == "done" and lab["outputs"]["waiting_for"] == "psg", lab
     other = send_any(client, ctx, "psg/site/OTHER/night.edf", examples_psg(tmp_path / "other.edf").read_bytes())
     assert not ctx.state.get("nights", other["night_id"])["recordings"].get("labels")  # another subject's night
+
+
+def test_a_hypnogram_uploaded_as_psg_is_told_to_go_to_labels(client, ctx):
+    hypnogram = (FORMATS.parent.parent / "edf" / "edfio__SC4001EC-Hypnogram.edf").read_bytes()
+    resp = send_any(client, ctx, "psg/site/SUBJ/SC4001EC-Hypnogram.edf", hypnogram)
+    assert resp["status"] == "rejected" and resp["reason"] == "annotation_only", resp  # main: no_data
+    doc = ctx.state.get("uploads", resp.get("upload_id") or next(iter(dict(ctx.state.list("uploads")))))
+    assert "upload it as labels" in doc["stages"]["ingest"]["error"]

@@ -162,11 +162,27 @@ def _anonymise_recording(raw: RawPath, src: Path, out: Path, size: int, head: by
     """A Sunrise or PSG recording: EDF/EDF+/BDF with data records."""
     if head[:8] not in EDF_MAGIC:
         raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
+    if _annotation_only(head):
+        raise PermanentError("annotation_only", "the file holds annotation signals only (a scoring or hypnogram "
+                                                "file, no recorded signal): upload it as labels")
     report = _anonymise_edf(src, out, size)
     if report.duration_s <= 0:
         raise PermanentError("no_data", "the recording holds no data records")
     return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report),
                       report.fmt + (f"+{report.plus}" if report.plus else ""))
+
+
+def _annotation_only(head: bytes) -> bool:
+    """An EDF+/BDF+ header whose every signal is an annotation signal (a hypnogram uploaded as a
+    recording; issue 23): false when the header is too short to tell (the anonymiser decides)."""
+    try:
+        ns = int(head[252:256].decode("ascii").strip())
+    except ValueError:
+        return False
+    if ns <= 0 or len(head) < 256 + 16 * ns:
+        return False
+    labels = {head[256 + 16 * i: 272 + 16 * i].decode("latin-1").strip() for i in range(ns)}
+    return labels <= {"EDF Annotations", "BDF Annotations"}
 
 
 def _anonymise_label(raw: RawPath, src: Path, out: Path, size: int, head: bytes) -> Anonymised:
