@@ -157,3 +157,32 @@ def test_a_hypnogram_uploaded_as_psg_is_told_to_go_to_labels(client, ctx):
     assert resp["status"] == "rejected" and resp["reason"] == "annotation_only", resp  # main: no_data
     doc = ctx.state.get("uploads", resp.get("upload_id") or next(iter(dict(ctx.state.list("uploads")))))
     assert "upload it as labels" in doc["stages"]["ingest"]["error"]
+
+
+def xml_without_start_time() -> bytes:
+    """The NSRR example without its Recording Start Time event: no date and no time (its Start
+    values count from the recording start, as in the formats that carry no clock at all)."""
+    data = NSRR_XML.read_bytes()
+    a = data.index(b"<ScoredEvent>")
+    b = data.index(b"</ScoredEvent>", a) + len(b"</ScoredEvent>")
+    assert b"Recording Start Time" in data[a:b]
+    return data[:a] + data[b:]
+
+
+def test_a_label_file_without_any_time_starts_with_its_subjects_only_psg(client, ctx, tmp_path):
+    lab = send_any(client, ctx, "labels/site/SUBJ/scoring.xml", xml_without_start_time())
+    assert lab["outputs"]["waiting_for"] == "psg", lab
+    psg = send_any(client, ctx, "psg/site/SUBJ/night.edf", examples_psg(tmp_path / "raw.edf").read_bytes())
+    (rec,) = ctx.state.get("nights", psg["night_id"])["recordings"]["labels"].values()
+    assert rec["start_assumed"].startswith("the label file carries no date and no time")
+    rows = prepared_hypnogram(ctx, psg["night_id"], tmp_path)
+    assert [r["stage"] for r in rows] == [canonical_stage(s) for s in MASTER["stages"]]
+    assert rows[0]["epoch"] == "0"
+
+
+def test_a_dateless_label_file_matching_two_psg_nights_by_time_of_day_is_rejected_as_ambiguous(client, ctx, tmp_path):
+    for day in (0, 7):
+        start = START + timedelta(days=day)
+        send_any(client, ctx, f"psg/site/SUBJ/night{day}.edf", examples_psg(tmp_path / f"{day}.edf", start=start).read_bytes())
+    lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
+    assert lab["status"] == "rejected" and lab["reason"] == "ambiguous_night", lab

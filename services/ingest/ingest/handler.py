@@ -93,7 +93,7 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
         out = Path(tmp) / "anonymised"
         anon = _anonymise(raw, src, out, info.size)  # bad input: EdfError/LabelError (PermanentErrors)
         start = anon.start
-        if start is None and raw.kind == "labels" and anon.label_range is not None:
+        if start is None and raw.kind == "labels" and (anon.label_range is not None or anon.timeless):
             return _dateless_label(ctx, key, upload, raw, name, anon, out)
         if start is None:
             raise PermanentError("invalid_start_date", anon.start_problem or "no usable recording start date")
@@ -147,6 +147,7 @@ class Anonymised:
     # Labels without a date only: (first, last) s from the noon anchor that the file scores, from
     # its time of day (pairing.label_range); None when the time of day is unknown too.
     label_range: tuple[float, float] | None = None
+    timeless: bool = False  # labels only: no date and no time of day either (placed at the PSG's start)
 
 
 def _anonymise(raw: RawPath, src: Path, out: Path, size: int) -> Anonymised:
@@ -190,12 +191,14 @@ def _anonymise_label(raw: RawPath, src: Path, out: Path, size: int, head: bytes)
     kind = detect_label_kind(raw.file, head)
     if kind == "edf_hypnogram":
         report = _anonymise_edf(src, out, size)
+        rng = _dateless_range(kind, out) if report.start is None else None
         return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report), kind, kind,
-                          _dateless_range(kind, out) if report.start is None else None)
+                          rng if rng != "timeless" else None)
     label = anonymise_label_file(kind, src.read_bytes())
     out.write_bytes(label.data)
+    rng = _dateless_range(kind, out) if label.start is None else None
     return Anonymised(label.start, "the label file has no start date", 0.0, label.extension, kind, kind,
-                      _dateless_range(kind, out) if label.start is None else None)
+                      rng if rng != "timeless" else None, rng == "timeless")
 
 
 def _anonymise_edf(src: Path, out: Path, size: int) -> AnonymisationReport:
@@ -246,13 +249,14 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
 # -- label files without a date (issue 23): paired by time of day, see ingest.pairing -----------
 
 
-def _dateless_range(kind: str, out: Path) -> tuple[float, float] | None:
+def _dateless_range(kind: str, out: Path) -> tuple[float, float] | str | None:
     """(first, last) s from the noon anchor that an anonymised label file without a date scores,
-    from its time of day and the span of its stages and events; None without a time of day."""
+    from its time of day and the span of its stages and events; ``"timeless"`` for a text label
+    file without any time (it starts with the recording); None for an EDF without a usable time."""
     labels = parse_labels(kind, out.read_bytes())  # the anonymised bytes: what psg_prep reads
     tod = labels.start_time_of_day_s
     if tod is None:
-        return None
+        return None if kind == "edf_hypnogram" else "timeless"
     spans = [(e.onset_s, e.onset_s + e.duration_s) for e in labels.events]
     hyp = labels.hypnogram
     if hyp is not None and hyp.stages:
@@ -267,10 +271,11 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
     overlaps, or waiting for that PSG (``pairing/{subject}``)."""
     subject = identity.subject_pseudonym(key, raw.site, raw.subject)
     label_key = identity.label_key(key, name, anon.label_kind)
-    entry = {"range_start_s": anon.label_range[0], "range_end_s": anon.label_range[1], "upload_id": upload,
+    rng = anon.label_range  # None: a label file without any time, placed at its PSG's start
+    entry = {"range_start_s": rng[0] if rng else None, "range_end_s": rng[1] if rng else None, "upload_id": upload,
              "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext, "sha256": _sha256(out),
              "size": out.stat().st_size}
-    nights = pairing.candidate_nights(ctx.state.get(pairing.PAIRING, subject), anon.label_range)
+    nights = pairing.candidate_nights(ctx.state.get(pairing.PAIRING, subject), rng)
     if not nights:
         # Park the anonymised bytes first: a PSG that registers right after may take them.
         parked = ctx.storage.upload_file(ctx.settings.bucket("anonymised"),
@@ -280,13 +285,13 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
 
         def wait(doc: dict | None) -> dict:
             doc = copy.deepcopy(doc) if doc else {}
-            found = pairing.candidate_nights(doc, anon.label_range)
+            found = pairing.candidate_nights(doc, rng)
             if not found:
                 doc.setdefault("waiting_labels", {})[label_key] = {**entry, "paired_night": None}
             return doc
 
         doc = ctx.state.transact(pairing.PAIRING, subject, wait)
-        nights = pairing.candidate_nights(doc, anon.label_range)
+        nights = pairing.candidate_nights(doc, rng)
         if not nights:
             logs.bind(subject=subject)
             return {"outputs": {"waiting_for": "psg", "object": parked.name, "kind": raw.kind},
@@ -299,23 +304,27 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
     registered = ctx.state.get(pairing.PAIRING, subject)["psg_nights"][night]
     dest = names.anonymised_object(night, "labels", anon.ext, label_key)
     written = ctx.storage.upload_file(ctx.settings.bucket("anonymised"), dest, out, if_generation_match=None)
-    recording = _label_recording(key, dest, written.generation, entry, registered.get("year"))
+    recording = _label_recording(key, dest, written.generation, entry, registered)
     site = identity.site_pseudonym(key, raw.site)
     doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording, site))
     message = NightMessage(night_id=night, kind="labels", object=dest, generation=written.generation)
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
     return {"outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind,
-                        "start_assumed": pairing.ASSUMED},
+                        "start_assumed": recording.start_assumed},
             "metrics": {"bytes": entry["size"]}, "night_id": night, "pairing": doc["pairing"] if doc else {}}
 
 
-def _label_recording(key: bytes, dest: str, generation: int, entry: dict[str, Any], year: int | None) -> Recording:
-    """The recording entry of a date-less label file placed in a night (its year is the PSG's)."""
+def _label_recording(key: bytes, dest: str, generation: int, entry: dict[str, Any], psg: dict[str, Any]) -> Recording:
+    """The recording entry of a date-less label file placed in a night (its year is the PSG's; a
+    label file without any time starts with the PSG)."""
+    timeless = entry.get("range_start_s") is None
     rec = Recording(object=dest, generation=generation, token=identity.upload_token(key, dest, generation),
-                    sha256=entry["sha256"], size=entry["size"], start_offset_s=entry["range_start_s"] % 86400,
-                    duration_s=0.0, year=year, upload_id=entry["upload_id"], format=entry["format"],
+                    sha256=entry["sha256"], size=entry["size"],
+                    start_offset_s=psg.get("start_offset_s") if timeless else entry["range_start_s"] % 86400,
+                    duration_s=0.0, year=psg.get("year"), upload_id=entry["upload_id"], format=entry["format"],
                     label_kind=entry["label_kind"])
-    rec.start_assumed = pairing.ASSUMED  # extra field (Recording allows them): shown with the night
+    # An extra field (Recording allows them), shown with the night by `sunrise status NIGHT`.
+    rec.start_assumed = pairing.ASSUMED_TIMELESS if timeless else pairing.ASSUMED
     return rec
 
 
@@ -334,7 +343,7 @@ def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str,
         if current is None:
             current = ctx.storage.write_bytes(bucket, dest, ctx.storage.read_bytes(bucket, entry["object"]),
                                               if_generation_match=None)
-        adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.year)
+        adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.model_dump())
     return adopted
 
 

@@ -48,6 +48,9 @@ PAIRING = "pairing"
 #: What a label file paired by time of day records about its date (on its recording entry).
 ASSUMED = ("the label file carries no date: paired by time of day with the subject's PSG "
            "recording that overlaps it")
+#: ... and one without any time (one stage per line, Profusion, Visbrain: epoch 1 = recording start).
+ASSUMED_TIMELESS = ("the label file carries no date and no time: assumed to start with the subject's "
+                    "PSG recording (its only PSG night when it arrived)")
 
 
 def waiting_object(subject: str, label_key: str, ext: str) -> str:
@@ -69,10 +72,11 @@ def _meets(rng: tuple[float, float], night: dict[str, Any]) -> bool:
     return max(rng[0], start) <= min(rng[1], end)
 
 
-def candidate_nights(doc: dict[str, Any] | None, rng: tuple[float, float]) -> list[str]:
-    """The subject's registered PSG nights that a label range meets, sorted."""
+def candidate_nights(doc: dict[str, Any] | None, rng: tuple[float, float] | None) -> list[str]:
+    """The subject's registered PSG nights that a label range meets (every one for a label file
+    without any time, ``rng`` None), sorted."""
     nights = (doc or {}).get("psg_nights", {})
-    return sorted(n for n, rec in nights.items() if _meets(rng, rec))
+    return sorted(n for n, rec in nights.items() if rng is None or _meets(rng, rec))
 
 
 def register_psg(doc: dict[str, Any] | None, night: str, psg: dict[str, Any], now: float) -> dict[str, Any]:
@@ -83,8 +87,8 @@ def register_psg(doc: dict[str, Any] | None, night: str, psg: dict[str, Any], no
                                                "duration_s": psg.get("duration_s") or 0.0,
                                                "year": psg.get("year")}
     for entry in doc.setdefault("waiting_labels", {}).values():
-        if entry.get("paired_night") is None and _meets((entry["range_start_s"], entry["range_end_s"]),
-                                                        doc["psg_nights"][night]):
+        if entry.get("paired_night") is None and (entry.get("range_start_s") is None or _meets(
+                (entry["range_start_s"], entry["range_end_s"]), doc["psg_nights"][night])):
             entry["paired_night"] = night
             entry["paired_at"] = now
     doc["updated_at"] = now
