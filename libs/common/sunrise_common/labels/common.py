@@ -213,3 +213,30 @@ def per_epoch(codes: list[tuple[str, str]], epoch_s: float, onset_s: float = 0.0
 
 def clock_dt(d: date, t: time) -> datetime:
     return datetime.combine(d, t)
+
+
+# An XML whitelist: local tag -> (attributes kept, children spec or None for a text leaf).
+XmlSpec = dict[str, tuple[frozenset[str], "XmlSpec | None"]]
+
+
+def prune(el, spec: XmlSpec) -> None:  # noqa: ANN001 - an ElementTree Element
+    """Remove from ``el`` every child, attribute and text the whitelist ``spec`` does not name
+    (tags matched without their namespace). Anonymisation keeps only what a parser reads."""
+    from .limits import local  # noqa: PLC0415 - limits imports nothing from here; keeps common light
+
+    for child in list(el):
+        rule = spec.get(local(child.tag))
+        if rule is None:
+            el.remove(child)
+            continue
+        attrs, sub = rule
+        for a in list(child.attrib):
+            if local(a) not in attrs:
+                del child.attrib[a]
+        child.tail = "\n"
+        if sub is None:
+            for grandchild in list(child):
+                child.remove(grandchild)
+        else:
+            child.text = "\n"
+            prune(child, sub)

@@ -152,6 +152,8 @@ _MODULES = (
     "edf_hypnogram",
     "domino",
     "nsrr_xml",
+    "profusion_xml",
+    "alice_rml",
 )
 
 
