@@ -240,3 +240,38 @@ def prune(el, spec: XmlSpec) -> None:  # noqa: ANN001 - an ElementTree Element
         else:
             child.text = "\n"
             prune(child, sub)
+
+
+def fold(text: str) -> str:
+    """Lower case without accents or brackets' spacing: ``Événement`` -> ``evenement``."""
+    import unicodedata  # noqa: PLC0415
+
+    s = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in s if not unicodedata.combining(c)).lower().strip()
+
+
+def find_columns(cells: list[str], aliases: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """Map column roles to indices: a cell belongs to the first role one of whose aliases it
+    starts with (accent- and case-insensitive). Columns are found by name, never by position."""
+    out: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        f = fold(cell)
+        for role, names in aliases.items():
+            if role not in out and any(f.startswith(n) for n in names):
+                out[role] = i
+                break
+    return out
+
+
+def event_type(code: str) -> str:
+    """Canonical event type of a vendor code such as ``APNEA-OBSTRUCTIVE`` or ``Resp Arousal``
+    (dash-separated vendor codes name the family first, so try the parts reversed too)."""
+    from .canonical import map_event  # noqa: PLC0415
+
+    t = map_event(code)
+    if t in ("apnea", "other"):
+        parts = re.split(r"[-_:\s]+", code.strip())
+        t2 = map_event(" ".join(reversed(parts)))
+        if t2 != "other":
+            return t2
+    return t

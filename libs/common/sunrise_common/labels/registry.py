@@ -154,6 +154,7 @@ _MODULES = (
     "nsrr_xml",
     "profusion_xml",
     "alice_rml",
+    "remlogic_txt",
 )
 
 
