@@ -155,6 +155,7 @@ _MODULES = (
     "profusion_xml",
     "alice_rml",
     "remlogic_txt",
+    "sandman_txt",
 )
 
 
