@@ -156,6 +156,7 @@ _MODULES = (
     "alice_rml",
     "remlogic_txt",
     "sandman_txt",
+    "respironics_csv",
 )
 
 
