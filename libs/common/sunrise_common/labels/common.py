@@ -275,3 +275,17 @@ def event_type(code: str) -> str:
         if t2 != "other":
             return t2
     return t
+
+
+def safe_label(label: str) -> str:
+    """The label itself when it names a known stage, event type or lights marker, else ``other``:
+    free text (``Lights out - tech Jane Doe``, comments) never survives anonymisation."""
+    from .canonical import map_stage  # noqa: PLC0415
+    from .edf_hypnogram import lights_word, stage_of_text  # noqa: PLC0415
+
+    text = label.split("@@")[0]
+    if stage_of_text(text) is not None or lights_word(text.replace("-", " ")) is not None:
+        return label
+    if map_stage(text)[1] or event_type(text) != "other":
+        return label
+    return "other"

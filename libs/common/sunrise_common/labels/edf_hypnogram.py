@@ -38,7 +38,8 @@ def header_time_of_day(header: EdfHeader) -> time | None:
     return time(h, mi, s)
 
 
-def _stage_of(text: str) -> str | None:
+def stage_of_text(text: str) -> str | None:
+    """The canonical stage of an annotation text (``Sleep stage N2``, ``Movement time``), or None."""
     m = _STAGE_TEXT.match(text)
     if m:
         stage, _ = map_stage(m.group(1))
@@ -59,7 +60,7 @@ def parse(data: bytes, epoch_s: float = EPOCH_S) -> LabelSet:
     if not header.annotation_indices:
         raise LabelError("unknown_label_format", "EDF/BDF without an annotation signal")
     warnings: list[str] = []
-    stage_anns = [(a, _stage_of(a.text)) for a in annotations]
+    stage_anns = [(a, stage_of_text(a.text)) for a in annotations]
     stage_only = [(a, s) for a, s in stage_anns if s is not None]
     spans: list[tuple[float, float, str]] = []
     for i, (a, stage) in enumerate(stage_only):

@@ -157,6 +157,7 @@ _MODULES = (
     "remlogic_txt",
     "sandman_txt",
     "respironics_csv",
+    "mne_annotations",
 )
 
 
