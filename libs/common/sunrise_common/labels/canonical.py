@@ -104,6 +104,16 @@ _STAGE_ALIASES = {
     "notscored": UNSCORED,
     "unknown": UNSCORED,
     "sleepstageunknown": UNSCORED,
+    # BIDS-style (wonambi to_bids, our examples) and Noxturnal (sleep-wake ... sleep-rem) labels.
+    "sleepwake": "W",
+    "sleepn1": "N1",
+    "sleepn2": "N2",
+    "sleepn3": "N3",
+    "sleeprem": "REM",
+    "sleepunscored": UNSCORED,
+    "sleepmt": UNSCORED,
+    "sleepmovement": UNSCORED,
+    "sleepartifact": UNSCORED,
 }
 
 

@@ -268,6 +268,7 @@ def event_type(code: str) -> str:
     (dash-separated vendor codes name the family first, so try the parts reversed too)."""
     from .canonical import map_event  # noqa: PLC0415
 
+    code = code.replace("_", " ")
     t = map_event(code)
     if t in ("apnea", "other"):
         parts = re.split(r"[-_:\s]+", code.strip())

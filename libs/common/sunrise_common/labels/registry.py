@@ -158,6 +158,7 @@ _MODULES = (
     "sandman_txt",
     "respironics_csv",
     "mne_annotations",
+    "bids_events",
 )
 
 
