@@ -159,6 +159,7 @@ _MODULES = (
     "respironics_csv",
     "mne_annotations",
     "bids_events",
+    "luna_annot",
 )
 
 
