@@ -160,6 +160,8 @@ _MODULES = (
     "mne_annotations",
     "bids_events",
     "luna_annot",
+    "visbrain",
+    "stage_per_line",
 )
 
 
