@@ -45,7 +45,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
 from .canonical import EPOCH_S, UNSCORED, Event, LabelSet, map_event, map_stage
-from .common import expand_spans
+from .common import expand_spans, safe_label
 from .edf_hypnogram import lights_word
 from .errors import LabelError
 from .limits import local, parse_xml
@@ -85,6 +85,7 @@ _EVENT_KEEP = {
     "EventType", "EventConcept", "Start", "Starttime", "Duration", "ClockTime", "SignalLocation",
     "Input", "SpO2Nadir", "SpO2Baseline",
 }
+_VENDORS = ("Compumedics", "Embla", "Sandman", "Respironics", "ARES", "Philips", "Natus", "Nihon Kohden")
 _ROOT_KEEP = {"SoftwareVersion", "EpochLength", "ScoredEvents"}
 
 
@@ -235,8 +236,8 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
         if local(child.tag) not in _ROOT_KEEP:
             root.remove(child)
     sw = next((c for c in root if local(c.tag) == "SoftwareVersion"), None)
-    if sw is not None:
-        sw.text = re.sub(r"[^A-Za-z0-9 .\-]", "", sw.text or "")[:40]
+    if sw is not None:  # a vendor name, or nothing: the field is free text
+        sw.text = next((v for v in _VENDORS if (sw.text or "").strip().lower().startswith(v.lower())), "")
     for events in (c for c in root if local(c.tag) == "ScoredEvents"):
         for ev in list(events):
             if local(ev.tag) != "ScoredEvent":
@@ -249,6 +250,11 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
                     for grandchild in list(child):
                         child.remove(grandchild)
                     child.attrib.clear()
+                if local(child.tag) == "EventConcept" and child.text:
+                    etype = _text(ev, "EventType") or ""
+                    if stage_of(child.text, etype)[0] is None and not child.text.lower().startswith("recording start time"):
+                        if safe_label(child.text.split("|")[0]) == "other":  # free text, e.g. notes
+                            child.text = "other"
                 if local(child.tag) == "ClockTime" and child.text:
                     s, tod = parse_clock_time(child.text)
                     start = start or s

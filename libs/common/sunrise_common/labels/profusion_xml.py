@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 
 from .canonical import EPOCH_S, UNSCORED, Event, LabelSet, map_event
-from .common import XmlSpec, per_epoch, prune
+from .common import XmlSpec, per_epoch, prune, safe_label
 from .errors import LabelError
 from .limits import local, parse_xml
 from .registry import Format
@@ -118,6 +118,11 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
     root.attrib.clear()
     root.text = "\n"
     prune(root, SPEC)
+    for ev in root.iter():
+        if local(ev.tag) == "ScoredEvent":
+            name = next((c for c in ev if local(c.tag) == "Name"), None)
+            if name is not None and name.text and not name.text.strip().lower().startswith("recording start time"):
+                name.text = safe_label(name.text)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True), None
 
 

@@ -53,7 +53,7 @@ from .common import (
     parse_clock,
     parse_date,
     per_epoch,
-    seconds_of_day,
+    safe_label,
 )
 from .edf_hypnogram import lights_word
 from .errors import LabelError
@@ -253,6 +253,8 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
             v = r.cells[i].strip() if i is not None and i < len(r.cells) else ""
             if role == "time" and r.iso is not None:
                 v = (r.iso + shift).isoformat()
+            if role == "event" and not fold(v).startswith("sleep-"):
+                v = safe_label(v)
             cells.append(v)
         out.append("\t".join(cells))
     return encode(nl.join(out) + nl, codec, bom), start

@@ -37,6 +37,7 @@ from .common import (
     parse_clock,
     parse_date,
     per_epoch,
+    safe_label,
 )
 from .errors import LabelError
 from .registry import Format, name_has
@@ -137,6 +138,8 @@ def anonymise_events(data: bytes) -> tuple[bytes, datetime | None]:
         out = []
         for role in _KEEP:
             v = _cell(row, cols, role)
+            if role == "event":
+                v = safe_label(v)
             if role == "date" and v:
                 v = format_date_like(v, parse_date(v, f"line {n}", "MDY") + shift, "MDY")
             out.append(v or "-")

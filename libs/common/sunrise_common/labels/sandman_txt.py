@@ -35,6 +35,7 @@ from .common import (
     parse_clock,
     parse_date,
     per_epoch,
+    safe_label,
 )
 from .edf_hypnogram import lights_word
 from .errors import LabelError
@@ -140,6 +141,8 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
             continue
         cells = lines[i].split("\t")
         keep = [cells[cols[r]].strip() if r in cols and cols[r] < len(cells) else "" for r in ("epoch", "event", "time", "duration")]
+        if not _STAGE_WORD.match(keep[1]):
+            keep[1] = safe_label(keep[1])
         while keep and keep[-1] == "":
             keep.pop()
         out.append("\t".join(keep))
