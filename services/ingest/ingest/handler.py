@@ -25,6 +25,7 @@ from sunrise_common.edf.anonymise import AnonymisationReport
 from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
 from sunrise_common.events import Event
 from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind, parse_labels
+from sunrise_common.labels.limits import read_bounded
 from sunrise_common.service import Context, run_stage, scratch_dir
 
 from ingest.layout import RawPath, parse_raw_name
@@ -194,7 +195,8 @@ def _anonymise_label(raw: RawPath, src: Path, out: Path, size: int, head: bytes)
         rng = _dateless_range(kind, out) if report.start is None else None
         return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report), kind, kind,
                           rng if rng != "timeless" else None)
-    label = anonymise_label_file(kind, src.read_bytes())
+    with open(src, "rb") as f:
+        label = anonymise_label_file(kind, read_bounded(f))  # labels.limits: MAX_BYTES
     out.write_bytes(label.data)
     rng = _dateless_range(kind, out) if label.start is None else None
     return Anonymised(label.start, "the label file has no start date", 0.0, label.extension, kind, kind,
