@@ -160,6 +160,12 @@ def _write_labels(
             onset = offset + ev.onset_s
             events.append((ev.type, onset, ev.duration_s, ev.channel, ev.nadir, ev.label, ev.stage))
             spans.append((onset, onset + ev.duration_s))
+        # Lights markers (LabelSet.lights_off_s/on_s) go to events.csv as ``other`` rows labelled
+        # "Lights off"/"Lights on": sunalgo's scoring window reads them there (sunalgo.run._lights).
+        for label, t in (("Lights off", ls.lights_off_s), ("Lights on", ls.lights_on_s)):
+            if t is not None:
+                events.append(("other", offset + t, 0.0, "", None, label, None))
+                files[-1][label.lower().replace(" ", "_") + "_s"] = round(offset + t, 3)
     events.sort(key=lambda e: e[1])
 
     def in_rec(k: int) -> int:
