@@ -186,3 +186,11 @@ def test_a_dateless_label_file_matching_two_psg_nights_by_time_of_day_is_rejecte
         send_any(client, ctx, f"psg/site/SUBJ/night{day}.edf", examples_psg(tmp_path / f"{day}.edf", start=start).read_bytes())
     lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
     assert lab["status"] == "rejected" and lab["reason"] == "ambiguous_night", lab
+
+
+def test_a_psg_ingested_before_dateless_pairing_existed_is_found_from_the_night_documents(client, ctx, tmp_path):
+    psg = send_any(client, ctx, "psg/site/SUBJ/shhs1-200001.edf", examples_psg(tmp_path / "raw.edf").read_bytes())
+    subject = psg["night_id"].rsplit("-n", 1)[0]
+    ctx.state.delete("pairing", subject)  # as a deployment from before this document kept it
+    lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
+    assert lab["status"] == "done" and lab["night_id"] == psg["night_id"], lab

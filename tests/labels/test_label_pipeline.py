@@ -317,3 +317,18 @@ def test_no_personal_data_of_a_format_leaves_the_raw_bucket(ex, ctx, psg_file, t
 def test_every_registry_format_has_an_example_in_this_harness(tmp_path):
     read = {detect_label_kind(ex.name, ex.make(tmp_path)[:HEAD_BYTES]) for ex in EXAMPLES}
     assert set(LABEL_KINDS) - read - set(COVERED_ELSEWHERE) == set()
+
+
+def test_hmc_lights_markers_with_a_channel_suffix_set_the_scoring_window(ctx, psg_file, tmp_path):
+    # "Lights off@@EEG F4-A1" (HMC, MNE): on main the anonymiser dropped both markers and the
+    # window fell back to the whole recording (basis "recording", lights None).
+    label = tmp_path / "SN001_sleepscoring.edf"
+    label.write_bytes(edf_hypnogram(tmp_path))
+    doc, out = run_night(ctx, psg_file, label)
+    anonymised = ctx.storage.read_bytes(ctx.settings.bucket("anonymised"),
+                                        next(iter(doc["recordings"]["labels"].values()))["object"])
+    assert anonymised.count(b"Lights off@@EEG F4-A1") == 1 and anonymised.count(b"Lights on@@EEG F4-A1") == 1
+    window = psg_window(read_psg(out))["window"]
+    assert window["basis"] == "recording+lights"
+    assert (window["lights_off_s"], window["lights_on_s"]) == (130.0, 6930.0)
+    assert (window["start_s"], window["end_s"]) == (120.0, 6930.0)  # epochs whose midpoint is inside

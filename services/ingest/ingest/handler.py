@@ -277,7 +277,7 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
     entry = {"range_start_s": rng[0] if rng else None, "range_end_s": rng[1] if rng else None, "upload_id": upload,
              "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext, "sha256": _sha256(out),
              "size": out.stat().st_size}
-    nights = pairing.candidate_nights(ctx.state.get(pairing.PAIRING, subject), rng)
+    nights = pairing.candidate_nights(_pairing_doc(ctx, subject), rng)
     if not nights:
         # Park the anonymised bytes first: a PSG that registers right after may take them.
         parked = ctx.storage.upload_file(ctx.settings.bucket("anonymised"),
@@ -314,6 +314,20 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
     return {"outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind,
                         "start_assumed": recording.start_assumed},
             "metrics": {"bytes": entry["size"]}, "night_id": night, "pairing": doc["pairing"] if doc else {}}
+
+
+def _pairing_doc(ctx: Context, subject: str) -> dict[str, Any] | None:
+    """``pairing/{subject}``; for a subject without one (PSG nights ingested before date-less
+    pairing existed), made once from the subject's night documents (a scan of ``nights``)."""
+    doc = ctx.state.get(pairing.PAIRING, subject)
+    if doc is not None:
+        return doc
+    for night, nd in ctx.state.list("nights"):
+        psg = (nd.get("recordings") or {}).get("psg")
+        if nd.get("subject") == subject and psg and psg.get("start_offset_s") is not None:
+            doc = ctx.state.transact(pairing.PAIRING, subject, lambda d, n=night, p=psg: pairing.register_psg(
+                d, n, p, time.time(), take=False))
+    return doc
 
 
 def _label_recording(key: bytes, dest: str, generation: int, entry: dict[str, Any], psg: dict[str, Any]) -> Recording:

@@ -79,14 +79,15 @@ def candidate_nights(doc: dict[str, Any] | None, rng: tuple[float, float] | None
     return sorted(n for n, rec in nights.items() if rng is None or _meets(rng, rec))
 
 
-def register_psg(doc: dict[str, Any] | None, night: str, psg: dict[str, Any], now: float) -> dict[str, Any]:
-    """Transaction body (PSG side): note the PSG of ``night`` and give it every waiting label
-    file it meets that no other night took (a redelivery finds its own label files again)."""
+def register_psg(doc: dict[str, Any] | None, night: str, psg: dict[str, Any], now: float, *,
+                 take: bool = True) -> dict[str, Any]:
+    """Transaction body (PSG side): note the PSG of ``night`` and (``take``) give it every waiting
+    label file it meets that no other night took (a redelivery finds its own label files again)."""
     doc = copy.deepcopy(doc) if doc else {}
     doc.setdefault("psg_nights", {})[night] = {"start_offset_s": psg["start_offset_s"],
                                                "duration_s": psg.get("duration_s") or 0.0,
                                                "year": psg.get("year")}
-    for entry in doc.setdefault("waiting_labels", {}).values():
+    for entry in doc.setdefault("waiting_labels", {}).values() if take else ():
         if entry.get("paired_night") is None and (entry.get("range_start_s") is None or _meets(
                 (entry["range_start_s"], entry["range_end_s"]), doc["psg_nights"][night])):
             entry["paired_night"] = night
