@@ -34,7 +34,7 @@ LABELS = [
 def make_big_psg(path: str | Path, hours: float = 8, n_channels: int = 20, fs: int = 256) -> Path:
     """Write a synthetic PSG EDF (1-s records, all channels at ``fs``) fast with numpy.
 
-    20 x 256 Hz x 8 h is 294,917,376 bytes (reference/science.md 5.1).
+    20 x 256 Hz x 8 h is 294,917,376 bytes (docs/reference/science.md 5.1).
     """
     import numpy as np
 

@@ -195,7 +195,7 @@ def bench_duplicates(tmp: Path, n: int) -> dict:
     settings = Settings(backend="embedded", data_dir=tmp / "dup", pseudonym_key="bench-key-0123456789abcdef", log_level="WARNING")
     ctx = Context.from_settings(settings)
     ctx.storage.ensure_bucket(settings.bucket("raw"))
-    corpus = ROOT.parent / "shared" / "corpus" / "edf" / "edfio__short_psg.edf"
+    corpus = ROOT / "tests" / "data" / "corpus" / "edf" / "edfio__short_psg.edf"
     info = ctx.storage.upload_file(settings.bucket("raw"), "psg/bench/S1/psg.edf", corpus, if_generation_match=None)
     headers, body = storage_event(info.bucket, info.name, info.generation, info.size)
     payload = json.dumps(body).encode()

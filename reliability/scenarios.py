@@ -49,7 +49,7 @@ from sunrise_cli.stack import SERVICE_APPS, Stack, wait_until
 from sunrise_cli.synth import SynthNight, synth_night
 
 REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"
 KEY = "reliability-pseudonym-key-0123456789abcdef"
 BACKEND = "embedded"
 BACKENDS = ("embedded", "emulators")

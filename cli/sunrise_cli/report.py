@@ -7,7 +7,7 @@ For each sunalgo version (``sunalgo-1.0+MODEL``) against the PSG reference of th
 - pooled 30-s epoch sleep/wake confusion matrix (rows PSG W/S, columns sunalgo W/S), accuracy and
   Cohen's κ, and the mean of the per-night κ;
 - severity-class agreement at the clinical RDI thresholds 5, 15 and 30 events/h (AASM severity:
-  < 5 normal, 5–15 mild, 15–30 moderate, ≥ 30 severe; reference/science.md): for each threshold a
+  < 5 normal, 5–15 mild, 15–30 moderate, ≥ 30 severe; docs/reference/science.md): for each threshold a
   2×2 table of nights (PSG ≥ t vs sunalgo ≥ t), sensitivity, specificity and accuracy, the way
   the Sunrise validation studies report (Pépin et al., JAMA Netw Open 2020: accuracy 0.92 at
   ≥ 5/h and 0.88 at ≥ 15/h; Kelly et al., Front Neurosci 2022: ORDI 5/15/30);

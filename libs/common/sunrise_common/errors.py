@@ -13,7 +13,7 @@ reads it, nothing else maps errors), ``answer`` the ``status`` field of the resp
 ``log_level`` how loudly it is logged. What the platform does with a status (Pub/Sub push, so
 Eventarc): 102, 200, 201, 202 and 204 acknowledge; every other code, 4xx included, is a NACK,
 redelivered with backoff (10 s to 600 s) until the dead-letter policy's attempts are spent
-(shared/reference/eventarc.md, "Delivery semantics"). So 400, 409, 429 and 5xx are all retried;
+(docs/reference/eventarc.md, "Delivery semantics"). So 400, 409, 429 and 5xx are all retried;
 they differ in what they tell a reader, and the 5xx alert (terraform/monitoring.tf) counts only
 5xx: a lost race (409) or a held lease (429) is expected under concurrency, not a broken
 dependency.

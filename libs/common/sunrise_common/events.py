@@ -2,7 +2,7 @@
 
 Eventarc delivers in binary mode (``ce-*`` headers, JSON body); people replaying with curl may use
 structured mode (``application/cloudevents+json``). Both parse here, once, for every service.
-Wire caveats encoded below (see shared/reference/cloudevents/README.md): int64 fields such as
+Wire caveats encoded below (see tests/data/cloudevents/README.md): int64 fields such as
 ``size`` and ``generation`` arrive as strings; Pub/Sub ``message.data`` is base64 and may be
 absent; camelCase and snake_case copies of the same field may both be present.
 """
