@@ -13,6 +13,12 @@ CORPUS_FILES = sorted([*CORPUS.glob("edf/*"), *CORPUS.glob("bdf/*"), *extra_corp
                        *extra_corpus_files("bdf/*")])
 
 
+def present(names) -> list[str]:
+    """The corpus file names of ``names`` this checkout has (the extra, licence-unstated ones may be absent)."""
+    have = {p.name for p in CORPUS_FILES}
+    return sorted(name for name in names if name in have)
+
+
 def corpus_path(name: str) -> Path:
     """Path of a corpus file by name (EDF or BDF folder)."""
     for path in CORPUS_FILES:
