@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
+from sunrise_cli.algo_commands import algo_app
 from sunrise_cli.dataset_commands import dataset_app
 from sunrise_cli.science_commands import science_app
 
@@ -32,6 +33,7 @@ app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data 
 dlq_app = typer.Typer(help="Dead-lettered events: the local router's (embedded, emulators) or the dead-letter subscription (cloud).")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(algo_app, name="algo")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -277,7 +279,7 @@ def rerun(
     nights: Annotated[Optional[list[str]], typer.Option("--nights", help="Night ids (repeat the option).")] = None,
     failed: Annotated[bool, typer.Option(help="Every night whose stage failed.")] = False,
     all_nights: Annotated[bool, typer.Option("--all", help="Every night.")] = False,
-    algo_version: Annotated[Optional[str], typer.Option(help="sunalgo only: the model version to score with.")] = None,
+    algo_version: Annotated[Optional[str], typer.Option(help="sunalgo only: the plug-in or model version to score with (`sunrise algo list`).")] = None,
     rate: Annotated[Optional[float], typer.Option(help="At most this many events per second.")] = None,
     max_in_flight: Annotated[int, typer.Option(help="At most this many publishes at once.")] = 4,
 ) -> None:

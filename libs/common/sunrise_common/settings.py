@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     mains_hz: float = Field(50.0, ge=0.0, le=60.0)
     model_version: str | None = None
     models_dir: Path | None = None
+    # sunalgo's algorithm (docs/algorithms.md): the active plug-in (an entry point of the
+    # "sunrise.algorithms" group), or an external algorithm service at algorithm_url that the
+    # stage calls with signed references to the prepared night.
+    algorithm: str = Field("sunalgo", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    algorithm_url: str | None = None
+    algorithm_timeout_s: float = Field(120.0, gt=0, le=3600)
+    algorithm_retries: int = Field(3, ge=0, le=10)
     # Per-run token the local launcher gives its services; /healthz echoes it so the launcher
     # knows the answer comes from the process it started, not from another stack on that port.
     instance_token: str | None = Field(None, max_length=64)

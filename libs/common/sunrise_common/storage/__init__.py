@@ -47,6 +47,10 @@ class Storage(Protocol):
         """Write an object onto itself: same bytes, a new generation, so the bucket's finalize
         event fires again (how ``sunrise backfill --via rewrite`` replays uploads in the cloud)."""
 
+    def signed_url(self, bucket: str, name: str, *, expires_s: int = 3600) -> str:
+        """A URL that lets another service read the object for ``expires_s`` seconds without credentials
+        (Cloud Storage: a V4 signed URL; fake-gcs-server: its media URL; local folders: ``file://``)."""
+
     def delete(self, bucket: str, name: str) -> None:
         """Remove an object (tests, purges). Missing objects are ignored."""
 

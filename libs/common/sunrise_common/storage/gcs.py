@@ -182,6 +182,27 @@ class GcsStorage:
             except gexc.NotFound:
                 pass
 
+    def signed_url(self, bucket: str, name: str, *, expires_s: int = 3600) -> str:
+        """A V4 signed GET URL. In Cloud Run the runtime service account signs through the IAM
+        signBlob API (it needs ``iam.serviceAccountTokenCreator`` on itself, terraform/iam.tf);
+        fake-gcs-server does not check signatures, so the emulator gets its plain media URL."""
+        blob = self.client.bucket(bucket).blob(name)
+        if self.can_create_buckets:  # fake-gcs-server
+            from urllib.parse import quote
+
+            return f"{self.client._connection.API_BASE_URL}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+        with _translated(f"sign {bucket}/{name}"):
+            import datetime as dt
+
+            import google.auth
+            from google.auth.transport import requests as auth_requests
+
+            credentials, _ = google.auth.default()
+            credentials.refresh(auth_requests.Request())
+            return blob.generate_signed_url(version="v4", expiration=dt.timedelta(seconds=expires_s), method="GET",
+                                            service_account_email=getattr(credentials, "service_account_email", None),
+                                            access_token=getattr(credentials, "token", None))
+
     def ensure_bucket(self, bucket: str) -> None:
         """Create the bucket on fake-gcs-server; in the cloud Terraform owns buckets (no-op)."""
         if not self.can_create_buckets:

@@ -44,6 +44,10 @@ class LocalStorage:
         (self.root / bucket).mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
+    def signed_url(self, bucket: str, name: str, *, expires_s: int = 3600) -> str:
+        """A ``file://`` URL: readable by a service on the same machine only (no expiry to enforce)."""
+        return self._path(bucket, name).resolve().as_uri()
+
     def bucket_path(self, bucket: str) -> Path:
         return self.root / bucket
 
