@@ -158,7 +158,7 @@ def report(
     import tempfile
 
     from sunrise_common.settings import Settings
-    from sunrise_cli.report import build_report, model_of
+    from sunrise_cli.report import build_report, label_of
     from sunrise_cli.train import collect_result_folders
 
     settings = Settings()
@@ -176,7 +176,7 @@ def report(
     summary = json.loads((Path(out) / "report.json").read_text())
     for v in summary["versions"]:
         s = summary["summaries"][v]
-        console.print(f"{model_of(v)}: {s['n_nights']} nights, sleep/wake accuracy "
+        console.print(f"{label_of(v)}: {s['n_nights']} nights, sleep/wake accuracy "
                       f"{s['accuracy_sw'] if s['accuracy_sw'] is None else round(s['accuracy_sw'], 3)}", soft_wrap=True)
     console.print(f"report: {path}", soft_wrap=True)
     if screenshots is not None:
