@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from sunrise_common import identity, logs, names
 from sunrise_common.contracts import NightMessage, Recording, StageRun
 from sunrise_common.edf import anonymise_edf
 from sunrise_common.edf.anonymise import AnonymisationReport
-from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
+from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError, safe_detail
 from sunrise_common.events import Event
 from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind
 from sunrise_common.service import Context, run_stage, scratch_dir
@@ -53,19 +52,13 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
     )
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_DATE = re.compile(r"\b\d{1,4}[./-](\d{1,2}|[A-Za-z]{3})[./-]\d{2,4}\b")
-
-
 def redact(detail: str, raw_name: str) -> str:
-    """An error detail fit to leave the privacy boundary: no part of the raw object name (site,
-    subject, file name), no quoted value (readers quote what they found: names, annotation text,
-    first lines), no date. Reasons stay exact; the detail keeps the field names and counts."""
-    for part in sorted({raw_name, *raw_name.split("/"), *(p.rsplit(".", 1)[0] for p in raw_name.split("/"))},
-                       key=len, reverse=True):
-        if len(part) >= 2:
-            detail = detail.replace(part, "<name>")
-    return _DATE.sub("<date>", _QUOTED.sub("<value>", detail))
+    """An error detail fit to leave the privacy boundary (:func:`sunrise_common.errors.safe_detail`):
+    no part of the raw object name (site, subject, file name), no quoted value (readers quote what
+    they found: names, annotation text, first lines — however the repr escapes its quotes), no
+    date, no character outside printable ASCII. Reasons stay exact; the detail keeps the field
+    names and counts."""
+    return safe_detail(detail, (raw_name,))
 
 
 def _private(raw_name: str, work):  # noqa: ANN001, ANN202
