@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -44,9 +45,11 @@ def test_ingest_anonymises_a_psg_records_the_night_and_publishes_once(client, ct
     assert first.json()["status"] == "done"
     night = first.json()["night_id"]
     doc = ctx.state.get("nights", night)
-    assert doc["recordings"]["psg"]["object"] == f"nights/{night}/psg.edf"
+    obj = doc["recordings"]["psg"]["object"]
+    assert re.fullmatch(rf"nights/{night}/psg-g[a-z2-7]{{12}}\.edf", obj)  # named by the raw generation's token
+    assert doc["recordings"]["psg"]["raw_generation"] == info.generation
     assert doc["pairing"]["state"] == "psg_only"
-    out = ctx.storage.read_bytes(ctx.settings.bucket("anonymised"), f"nights/{night}/psg.edf")
+    out = ctx.storage.read_bytes(ctx.settings.bucket("anonymised"), obj)
     assert b"Female_33yr" not in out and b"24-APR-1989" not in out and b"24.04.89" not in out
     assert b"P001" not in out and b"namur" not in out
     queue = Queue(ctx.settings.data_dir / "router.db")
