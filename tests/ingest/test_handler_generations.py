@@ -200,3 +200,21 @@ def test_a_second_psg_upload_for_the_same_night_is_recorded_as_a_duplicate_not_s
     assert "night-a" not in json.dumps(record) and "P001" not in json.dumps(record)
     objects = [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))]
     assert objects == [psg["object"]]  # nothing of the second upload was written
+
+
+def test_sunrise_status_upload_shows_the_duplicate_with_its_reason(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sunrise_cli.main import app
+
+    for var, value in (("SUNRISE_DATA_DIR", str(tmp_path / "data")), ("SUNRISE_PSEUDONYM_KEY", TEST_KEY),
+                       ("SUNRISE_PREFIX", PREFIX), ("SUNRISE_PROJECT", PROJECT)):
+        monkeypatch.setenv(var, value)
+    context = Context.from_settings(Settings())
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        context.storage.ensure_bucket(context.settings.bucket(logical))
+    original = PSG.read_bytes()
+    assert ingest(context, put(context, original, "psg/namur/P001/night-a.edf"))["status"] == "done"
+    ingest(context, put(context, corrected(original, 5), "psg/namur/P001/night-b.edf"))
+    out = CliRunner().invoke(app, ["status", "--upload", "psg/namur/P001/night-b.edf"]).output
+    assert "failed" in out and "duplicate_recording" in out and "already has a PSG recording" in out, out

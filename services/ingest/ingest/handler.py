@@ -179,10 +179,12 @@ def _not_recorded(ctx: Context, night: str, kind: str, slot: tuple[str, ...], up
                 "detail": "a newer generation of this upload is the night's recording",
                 "outputs": {"night_id": night, "superseded": True}}
     other = _slot(ctx.state.get("nights", night), slot) or {}
+    # The kind in capitals: ingest redacts the raw name's segments (``psg`` among them) from details.
+    what = "PSG" if kind == "psg" else kind.capitalize()
     raise PermanentError("duplicate_recording",
-                         f"night {night} already has a {kind} recording from upload {other.get('upload_id', '?')}; "
-                         f"a night takes one {kind} recording (remove one upload, or re-upload the right "
-                         f"file under the other's name to replace it)")
+                         f"night {night} already has a {what} recording from upload {other.get('upload_id', '?')}; "
+                         f"a night takes one {what} recording: remove one of the two uploads, or upload the "
+                         f"corrected file under the first one's name to replace it")
 
 
 def _slot(doc: dict | None, slot: tuple[str, ...]) -> dict | None:
