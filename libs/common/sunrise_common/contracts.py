@@ -49,8 +49,9 @@ def _int64(value: Any) -> Any:
 
 class Recording(BaseModel):
     """One anonymised upload of a night: ``recordings.sunrise``, ``recordings.psg`` or
-    ``recordings.labels[label_key]``. Written by ingest, once per upload (the newest generation
-    wins when two uploads race for the same object)."""
+    ``recordings.labels[label_key]``. Written by ingest, once per raw generation: the newest raw
+    generation of an upload wins whatever order the ingests finish in (``raw_generation``), and
+    another upload of a kind the night already has is refused (``duplicate_recording``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -71,11 +72,15 @@ class Recording(BaseModel):
     format: str | None = Field(default=None, description="EDF, EDF+C, EDF+D, BDF... or the label kind")
     label_kind: str | None = Field(default=None, description="labels only: one of labels.LABEL_KINDS, detected "
                                    "once by ingest from the raw bytes and the raw file name")
+    raw_generation: int | None = Field(default=None, ge=0, description="storage generation of the raw object "
+                                       "this recording was made from: ingest keeps the newest per upload. A "
+                                       "write time, so never in a name. Absent in documents written before "
+                                       "issue 22")
 
-    @field_validator("generation", mode="before")
+    @field_validator("generation", "raw_generation", mode="before")
     @classmethod
     def _generation(cls, value: Any) -> Any:
-        return _int64(value)
+        return None if value is None else _int64(value)
 
     @property
     def input(self) -> str:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,21 @@ class Storage(Protocol):
 
     def download_to_file(self, bucket: str, name: str, path: Path, *, generation: int | None = None) -> ObjectInfo:
         """Copy an object (a given generation, if asked) to a local file. Raises NotFound."""
+
+    def open_read(
+        self, bucket: str, name: str, *, generation: int | None = None
+    ) -> ContextManager[tuple[ObjectInfo, BinaryIO]]:
+        """``with open_read(...) as (info, stream)``: the object (that generation, if asked) as a
+        sequential binary stream read in bounded chunks, never whole. Raises NotFound, also when
+        the generation goes while it is being read (Cloud Storage)."""
+
+    def write_stream(
+        self, bucket: str, name: str, produce: Callable[[BinaryIO], T], *, if_generation_match: int | None = 0
+    ) -> tuple[ObjectInfo, T]:
+        """Write an object from what ``produce(stream)`` writes into ``stream`` (sequentially;
+        bounded memory: chunks of a resumable upload, or a staging file beside the bucket).
+        Nothing is committed if ``produce`` raises. Preconditions as :meth:`upload_file`.
+        Returns the object's info and what ``produce`` returned."""
 
     def upload_file(
         self, bucket: str, name: str, path: Path, *, if_generation_match: int | None = 0

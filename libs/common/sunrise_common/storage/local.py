@@ -7,6 +7,7 @@ half-written object — the same promise GCS makes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -76,6 +77,19 @@ class LocalStorage:
             except OSError as exc:
                 raise TransientError("storage_io", f"reading {bucket}/{name} into {path}: {exc}") from exc
         return info
+
+    @contextlib.contextmanager
+    def open_read(self, bucket: str, name: str, *, generation: int | None = None):  # noqa: ANN201
+        """The object's file, open for reading (a replacement meanwhile leaves this inode whole)."""
+        try:
+            f = open(self._path(bucket, name), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound("object_not_found", f"{bucket}/{name}") from exc
+        with f:
+            st = os.fstat(f.fileno())
+            if generation is not None and st.st_mtime_ns != generation:
+                raise NotFound("generation_gone", f"{bucket}/{name} is at generation {st.st_mtime_ns}, not {generation}")
+            yield ObjectInfo(bucket, name, st.st_mtime_ns, st.st_size), f
 
     def read_bytes(self, bucket: str, name: str) -> bytes:
         try:
@@ -163,6 +177,12 @@ class LocalStorage:
                 shutil.copyfileobj(src, f, 1 << 20)
 
         return self._commit(bucket, name, self._stage(write), if_generation_match)
+
+    def write_stream(self, bucket: str, name: str, produce, *, if_generation_match: int | None = 0):  # noqa: ANN001, ANN201
+        """``produce(f)`` writes into a staging file, committed as :meth:`upload_file` commits."""
+        result = []
+        tmp = self._stage(lambda f: result.append(produce(f)))
+        return self._commit(bucket, name, tmp, if_generation_match), result[0]
 
     def write_bytes(self, bucket: str, name: str, data: bytes, *, if_generation_match: int | None = 0) -> ObjectInfo:
         return self._commit(bucket, name, self._stage(lambda f: f.write(data)), if_generation_match)
