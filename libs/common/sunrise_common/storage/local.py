@@ -248,6 +248,10 @@ class LocalStorage:
                         os.link(tmp, last, dst_dir_fd=dfd)
                     except FileExistsError as exc:
                         raise PreconditionFailed("object_exists", f"{bucket}/{name}") from exc
+                    # A link appears complete but sends no close-write; closing a write handle on
+                    # it (nothing written, mtime unchanged) does, so a close-write watcher (the
+                    # router's raw watcher) announces it as it does a renamed-in overwrite.
+                    os.close(os.open(last, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd))
                 else:
                     with _lock:
                         current = self.stat(bucket, name)

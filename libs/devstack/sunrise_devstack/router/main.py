@@ -1,7 +1,7 @@
 """The local router process: watch the raw folder, route messages, deliver CloudEvents.
 
 Run with ``python -m sunrise_devstack.router.main``. Embedded backend: watches
-``data/buckets/{prefix}-raw`` by polling. Emulators backend: pulls the Pub/Sub emulator
+``data/buckets/{prefix}-raw`` (:mod:`.watcher`: a file is announced once its writer closed it). Emulators backend: pulls the Pub/Sub emulator
 (:mod:`.pubsub_source`). Either way every delivery goes through the durable :class:`Queue`:
 POST in binary mode, retry non-2xx with exponential backoff, dead-letter past the attempt limit.
 """
@@ -9,56 +9,22 @@ POST in binary mode, retry non-2xx with exponential backoff, dead-letter past th
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 
 from sunrise_common import logs, names
 from sunrise_devstack.router.queue import Delivery, Queue
+from sunrise_devstack.router.watcher import RawWatcher, superseded
 from sunrise_common.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 # Seconds between purges of expired dead letters and WAL truncations.
 HOUSEKEEPING_EVERY_S = 30.0
-
-
-class RawWatcher:
-    """Polls the raw bucket folder; a file is announced once its size and mtime are stable."""
-
-    def __init__(self, settings: Settings, queue: Queue) -> None:
-        self.settings = settings
-        self.queue = queue
-        self.bucket = settings.bucket("raw")
-        self.root = settings.data_dir / "buckets" / self.bucket
-        self._pending: dict[str, tuple[int, int]] = {}
-
-    def poll_once(self) -> int:
-        self.root.mkdir(parents=True, exist_ok=True)
-        announced = 0
-        current: dict[str, tuple[int, int]] = {}
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for fn in filenames:
-                if fn.startswith("."):
-                    continue
-                path = Path(dirpath) / fn
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue
-                name = path.relative_to(self.root).as_posix()
-                sig = (st.st_mtime_ns, st.st_size)
-                current[name] = sig
-                if self._pending.get(name) == sig:  # unchanged since the last poll: complete
-                    announced += self.queue.enqueue_storage(self.settings, self.bucket, name, st.st_mtime_ns, st.st_size)
-        self._pending = current
-        return announced
 
 
 class Deliverer:
@@ -88,6 +54,11 @@ class Deliverer:
         url = self.settings.service_url(d.service)
         try:
             with logs.log_context(event_id=d.headers.get("ce-id"), stage="router", trigger=d.trigger):
+                if superseded(self.settings, d):
+                    # A newer generation replaced the file: never process the older one.
+                    self.queue.mark_superseded(d.id)
+                    logger.info("delivery %s to %s dropped: a newer generation replaced its object", d.id, d.service)
+                    return
                 try:
                     resp = self.client.post(url, headers=d.headers, content=json.dumps(d.body).encode())
                 except Exception as exc:  # noqa: BLE001 - any failure to send is a failed attempt (retry, then dead letter)

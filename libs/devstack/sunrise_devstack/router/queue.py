@@ -178,6 +178,18 @@ class Queue(QueueFile):
             (status, time.time(), headers, delivery_id),
         )
 
+    def mark_superseded(self, delivery_id: int) -> None:
+        """Dropped unsent: the object it announces has a newer generation (that one has, or will
+        get, its own delivery). Redacted like a delivered one."""
+        conn = self._conn()
+        row = conn.execute("SELECT headers FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        headers = _redacted_headers(row[0]) if row else "{}"
+        conn.execute(
+            "UPDATE deliveries SET state='superseded', last_status=NULL, last_error='superseded by a newer generation', "
+            "updated_at=?, headers=?, body='{}', subject=NULL WHERE id=?",
+            (time.time(), headers, delivery_id),
+        )
+
     def mark_failed(self, delivery: Delivery, status: int | None, error: str, *, max_attempts: int, backoff_initial: float, backoff_max: float) -> str:
         attempts = delivery.attempts + 1
         now = time.time()
@@ -242,7 +254,7 @@ class Queue(QueueFile):
         ``retention_s`` seconds ago, and routed messages as old. Returns the deliveries deleted."""
         cutoff = (time.time() if now is None else now) - retention_s
         conn = self._conn()
-        cur = conn.execute("DELETE FROM deliveries WHERE state IN ('dead', 'delivered') AND updated_at < ?", (cutoff,))
+        cur = conn.execute("DELETE FROM deliveries WHERE state IN ('dead', 'delivered', 'superseded') AND updated_at < ?", (cutoff,))
         conn.execute("DELETE FROM seen_digests WHERE created_at < ?", (cutoff - 365 * 24 * 3600.0,))
         return cur.rowcount
 
