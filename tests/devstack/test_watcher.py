@@ -258,3 +258,42 @@ def test_without_inotify_a_file_younger_than_the_quiet_period_waits(settings, qu
     (w.root / "a").mkdir(parents=True)
     (w.root / "a" / "b.edf").write_bytes(b"b")
     assert [w.poll_once() for _ in range(5)] == [0] * 5
+
+
+def test_links_and_fifos_in_raw_are_refused_with_a_reason_while_other_nights_go_through(settings, queue, tmp_path: Path):
+    """Issue 22 defect 3 end to end: the watcher announces a link to an EDF outside the data dir,
+    four FIFOs and a link to /dev/zero; the real ingest app refuses each with a recorded reason
+    at once (no stall on a FIFO, nothing copied to scratch) and ingests a real EDF beside them."""
+    from sunrise_common.service import Context
+    from sunrise_cli import ops
+    from tests.conftest import CORPUS
+    from tests.inprocess import Pipeline
+
+    ctx = Context.from_settings(settings)
+    pipeline = Pipeline(ctx)
+    watcher = RawWatcher(settings, queue)
+    try:
+        watcher.poll_once()
+        folder = watcher.root / "psg" / "site"
+        outside = tmp_path / "outside" / "psg.edf"
+        outside.parent.mkdir()
+        outside.write_bytes((CORPUS / "edf" / "edfio__short_psg.edf").read_bytes())
+        for i, make in enumerate([lambda p: p.symlink_to(outside), *[os.mkfifo] * 4, lambda p: p.symlink_to("/dev/zero")]):
+            (folder / f"bad{i}").mkdir(parents=True)
+            make(folder / f"bad{i}" / "night.edf")
+        ops.upload(ctx, CORPUS / "edf" / "edfio__short_psg.edf", kind="psg", site="site", subject="good")
+        while watcher.poll_once():  # the folders were made after the watch: settled as they come
+            pass
+        assert len(list(queue.deliveries("pending"))) == 7
+        pipeline.drain()
+    finally:
+        watcher.close()
+        pipeline.close()
+    uploads = [doc for _, doc in ctx.state.list("uploads")]
+    ingest = [doc["stages"]["ingest"] for doc in uploads]
+    refused = [s for s in ingest if s.get("state") == "failed"]
+    assert len(uploads) == 7 and len(refused) == 6
+    assert all("not_a_regular_file" in str(s) for s in refused), refused
+    assert sum(1 for s in ingest if s.get("state") == "done") == 1
+    anonymised = list(ctx.storage.list(settings.bucket("anonymised")))
+    assert len(anonymised) == 1  # the linked EDF outside the data dir was not copied in
