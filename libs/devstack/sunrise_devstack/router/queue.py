@@ -155,6 +155,24 @@ class Queue(QueueFile):
         """After a router crash, deliveries that were in flight are due again."""
         self._conn().execute("UPDATE deliveries SET state='pending' WHERE state='in_flight'")
 
+    def requeue_stale(self, deadline_s: float, held: set[int] | frozenset[int] = frozenset(), now: float | None = None) -> int:
+        """Make due again the deliveries in flight for more than ``deadline_s`` seconds that no
+        live delivery thread holds (``held``): their outcome was never written (a full disk, a
+        killed thread). They are sent again (at least once, as Eventarc redelivers an unacked
+        message). Returns how many."""
+        cutoff = (time.time() if now is None else now) - deadline_s
+        rows = self._conn().execute(
+            "SELECT id FROM deliveries WHERE state='in_flight' AND updated_at < ?", (cutoff,)
+        ).fetchall()
+        stale = [r[0] for r in rows if r[0] not in held]
+        if not stale:
+            return 0
+        marks = ",".join("?" * len(stale))
+        return self._conn().execute(
+            f"UPDATE deliveries SET state='pending', next_at=? WHERE state='in_flight' AND id IN ({marks})",
+            (time.time(), *stale),
+        ).rowcount
+
     def take_due(self, limit: int, *, shuffle: bool = False) -> list[Delivery]:
         """Mark up to ``limit`` due deliveries in flight (oldest first, or in random order)."""
         now = time.time()
