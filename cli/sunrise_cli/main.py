@@ -85,12 +85,19 @@ def upload(
     name: Annotated[Optional[str], typer.Option(help="Object file name (default: the file's name).")] = None,
 ) -> None:
     """Upload a file to the raw bucket as {kind}/{site}/{subject}/{file}."""
+    from sunrise_common.errors import PipelineError
+
     from sunrise_cli import ops
 
+    if not file.is_file():  # a FIFO or a device would be read forever
+        fail(f"{file} is not a regular file")
     try:
         info = ops.upload(_ctx(), file, kind=kind, site=site, subject=subject, name=name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    except PipelineError as exc:
+        # The storage removed what it had staged: nothing of the file is left behind.
+        fail(f"the upload did not complete ({exc.reason}: {exc.detail}); nothing was kept, run it again", 1)
     console.print(f"uploaded [bold]{info.bucket}/{info.name}[/] (generation {info.generation}, {info.size} bytes)")
 
 

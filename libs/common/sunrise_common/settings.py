@@ -53,8 +53,16 @@ class Settings(BaseSettings):
     # orphaned by a crash is taken over by a retry before its event is dead-lettered.
     router_max_attempts: int = 12
     router_max_in_flight: int = 4
+    # A delivery marked in flight that no delivery thread holds (its outcome could not be written:
+    # a full disk) is due again this many seconds after it was taken (at-least-once, like a lost ack).
+    router_in_flight_deadline_s: float = Field(60.0, gt=0)
     # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
     router_watch_raw: bool = True
+    # How the raw watcher knows a file is complete (sunrise_devstack.router.watcher): inotify's
+    # close-write and moved-to events; where those are unavailable, and for files inotify cannot
+    # vouch for, this many seconds without a change of size or mtime.
+    router_raw_inotify: bool = True
+    router_raw_quiet_s: float = Field(10.0, ge=0.0)
     # Fault injection (reliability suite only): probability that a port call fails transiently,
     # and delivery chaos in the local router (every event N times, in shuffled order).
     fault_rate: float = Field(0.0, ge=0.0, le=1.0)
