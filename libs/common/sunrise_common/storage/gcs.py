@@ -182,6 +182,22 @@ class GcsStorage:
             except gexc.NotFound:
                 pass
 
+    def list_versions(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every stored version under prefix, noncurrent ones included (a versioned bucket keeps a
+        deleted or overwritten object as a noncurrent version): what an erasure must delete."""
+        with _translated(f"list versions {bucket}/{prefix}*"):
+            for blob in self.client.list_blobs(bucket, prefix=prefix or None, versions=True, timeout=TIMEOUT_S,
+                                               retry=self.retry):
+                yield self._info(blob)
+
+    def delete_version(self, bucket: str, name: str, generation: int) -> None:
+        """Remove one version of an object (live or noncurrent). Missing versions are ignored."""
+        with _translated(f"delete {bucket}/{name}#{generation}"):
+            try:
+                self.client.bucket(bucket).blob(name, generation=generation).delete(timeout=TIMEOUT_S, retry=self.retry)
+            except gexc.NotFound:
+                pass
+
     def ensure_bucket(self, bucket: str) -> None:
         """Create the bucket on fake-gcs-server; in the cloud Terraform owns buckets (no-op)."""
         if not self.can_create_buckets:
