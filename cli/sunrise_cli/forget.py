@@ -359,6 +359,46 @@ def _delete_object(storage, bucket: str, name: str, generation: int | None) -> N
         storage.delete(bucket, name)
 
 
+def _prune_folders(storage, settings, subject: Subject, key: bytes) -> None:  # noqa: ANN001 - Storage, Settings
+    """Local folders (embedded backend): the subject's empty folders, whoever emptied them (a
+    killed run too). Their names are personal data (``raw/psg/{site}/{subject}/``) or night ids."""
+    import os
+
+    bucket_path = getattr(storage, "bucket_path", None)
+    if bucket_path is None:
+        return
+    roots = {logical: Path(bucket_path(settings.bucket(logical))) for logical in OBJECT_BUCKETS}
+    folders = [f for logical in ("anonymised", "prepped", "results")
+               for f in roots[logical].glob(f"nights/{subject.night_prefix}*")]
+    folders += list(roots["results"].glob(f"{ds.PREFIX}*/*/night_id={subject.night_prefix}*"))
+    folders += [f for f in roots["raw"].glob("*/*/*") if f.is_dir()
+                and raw_owner(key, f"{f.relative_to(roots['raw']).as_posix()}/x") == subject.pseudonym]
+    for folder in folders:
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for below, _, _ in os.walk(folder, topdown=False):
+            try:
+                os.rmdir(below)  # only when empty
+            except OSError:
+                pass
+        root = next(r for r in roots.values() if r in folder.parents)
+        parent = folder.parent
+        while parent != root:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+
+def _remove_empty_partitions(mirror: Path, subject: Subject) -> None:
+    """The mirror's ``night_id={night}`` folders of the subject, once empty (their names are night ids)."""
+    if mirror.is_dir():
+        for folder in mirror.glob(f"*/*/night_id={subject.night_prefix}*"):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
 def _compact_embedded(settings) -> None:  # noqa: ANN001 - Settings
     """Embedded and emulators backends: fold the SQLite write-ahead logs into their databases and truncate them,
     so that deleted documents and dead letters are gone from the ``-wal`` files too (both databases
@@ -411,9 +451,11 @@ def forget(settings, storage, state, dead_letters, subject: Subject, *, apply: b
         _delete_object(storage, results, name, generation)
         # A part's rows count once: with its live version (noncurrent versions hold copies).
         step("dataset_parts", plan.part_rows.pop(name, 0))
+    _prune_folders(storage, settings, subject, key)
     for path in plan.mirror_files:
         path.unlink(missing_ok=True)
         step("dataset_mirror")
+    _remove_empty_partitions(Path(settings.data_dir) / "dataset-mirror" / ds.PREFIX.rstrip("/"), subject)
     for upload in sorted(plan.upload_ids):
         state.delete("uploads", upload)
         step("uploads")

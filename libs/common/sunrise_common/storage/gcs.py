@@ -186,7 +186,9 @@ class GcsStorage:
         """Every stored version under prefix, noncurrent ones included (a versioned bucket keeps a
         deleted or overwritten object as a noncurrent version): what an erasure must delete."""
         with _translated(f"list versions {bucket}/{prefix}*"):
-            for blob in self.client.list_blobs(bucket, prefix=prefix or None, versions=True, timeout=TIMEOUT_S,
+            # "true", not True: the SDK sends a bool as "True", which Cloud Storage takes and
+            # fake-gcs-server reads as false (it compares with "true").
+            for blob in self.client.list_blobs(bucket, prefix=prefix or None, versions="true", timeout=TIMEOUT_S,
                                                retry=self.retry):
                 yield self._info(blob)
 
