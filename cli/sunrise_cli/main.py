@@ -21,6 +21,7 @@ from rich.console import Console
 
 from sunrise_cli.algo_commands import algo_app
 from sunrise_cli.dataset_commands import dataset_app
+from sunrise_cli.forget_command import forget
 from sunrise_cli.science_commands import science_app
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 app.registered_commands.extend(science_app.registered_commands)  # synth, train, report
+app.command()(forget)
 
 
 def _settings():  # noqa: ANN202 - Settings (imported lazily)

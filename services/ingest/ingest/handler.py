@@ -30,7 +30,7 @@ from sunrise_common.errors import (
 )
 from sunrise_common.events import Event
 from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind
-from sunrise_common.service import Context, run_stage
+from sunrise_common.service import EXHAUSTION_ERRORS, Context, run_stage
 from sunrise_common.storage import ObjectInfo
 
 from ingest.layout import RawPath, parse_raw_name
@@ -75,6 +75,8 @@ def _private(raw_name: str, work):  # noqa: ANN001, ANN202
         return work()
     except PipelineError as exc:
         raise type(exc)(exc.reason, redact(exc.detail, raw_name)) from None
+    except EXHAUSTION_ERRORS:  # a bomb: run_stage records it as permanent, without its message
+        raise
     except Exception as exc:  # an unexpected failure: retried, and described without its message
         raise TransientError("unexpected", f"{type(exc).__name__} in ingest (details withheld: raw data)") from None
 

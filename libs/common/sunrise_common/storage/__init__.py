@@ -1,7 +1,10 @@
 """Storage port: buckets of objects with generations and conditional writes.
 
 Adapters: :mod:`.local` (one folder per bucket) and :mod:`.gcs` (Cloud Storage or fake-gcs-server).
-Bucket arguments are physical names (``Settings.bucket("raw")``).
+Bucket arguments are physical names (``Settings.bucket("raw")``). Adapters whose backend keeps
+old versions (Cloud Storage with versioning) also offer ``list_versions(bucket, prefix)`` and
+``delete_version(bucket, name, generation)``, which an erasure (``sunrise forget``) uses to delete
+noncurrent versions too.
 """
 
 from __future__ import annotations

@@ -241,6 +241,24 @@ class GcsStorage:
                                             service_account_email=getattr(credentials, "service_account_email", None),
                                             access_token=getattr(credentials, "token", None))
 
+    def list_versions(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every stored version under prefix, noncurrent ones included (a versioned bucket keeps a
+        deleted or overwritten object as a noncurrent version): what an erasure must delete."""
+        with _translated(f"list versions {bucket}/{prefix}*"):
+            # "true", not True: the SDK sends a bool as "True", which Cloud Storage takes and
+            # fake-gcs-server reads as false (it compares with "true").
+            for blob in self.client.list_blobs(bucket, prefix=prefix or None, versions="true", timeout=TIMEOUT_S,
+                                               retry=self.retry):
+                yield self._info(blob)
+
+    def delete_version(self, bucket: str, name: str, generation: int) -> None:
+        """Remove one version of an object (live or noncurrent). Missing versions are ignored."""
+        with _translated(f"delete {bucket}/{name}#{generation}"):
+            try:
+                self.client.bucket(bucket).blob(name, generation=generation).delete(timeout=TIMEOUT_S, retry=self.retry)
+            except gexc.NotFound:
+                pass
+
     def ensure_bucket(self, bucket: str) -> None:
         """Create the bucket on fake-gcs-server; in the cloud Terraform owns buckets (no-op)."""
         if not self.can_create_buckets:
