@@ -18,6 +18,7 @@ from sunrise_devstack import status as status_lib
 
 #: Colour of each stage state in the tables.
 STATE_STYLE = {"done": "green", "failed": "red", "retrying": "yellow", "running": "cyan", "waiting": "magenta",
+               "blocked": "red",
                "pending": "dim"}
 
 #: What a night lacking a half is waiting for, in words.
@@ -122,7 +123,8 @@ def print_summary(console: Console, summary: dict[str, Any], names: dict[str, st
     now = summary.get("generated_at") or time.time()
     for w in summary.get("waiting_for_partner", []):
         has = " + ".join(w["has"]) or "nothing"
-        console.print(f"[magenta]night {w['night_id']}[/]: has {has}, waiting for partner "
+        what = f"night {w['night_id']}" if w.get("night_id") else f"upload {w.get('upload_id')} (no night yet)"
+        console.print(f"[magenta]{what}[/]: has {has}, waiting for partner "
                       f"({PARTNER.get(w['waiting_for'], w['waiting_for'])}) for "
                       f"{fmt_age(now - w['since']) if w.get('since') else 'an unknown time'}; no scores until it arrives",
                       soft_wrap=True)
@@ -145,6 +147,8 @@ def print_night(console: Console, detail: dict[str, Any], *, now: float | None =
             length = f", {r['duration_s'] / 3600:.1f} h" if r.get("duration_s") else ""
             console.print(f"  {label}: {r.get('format', '?')}{length}, {r.get('size', 0) / 1e6:.1f} MB, "
                           f"anonymised/{r.get('object')}", soft_wrap=True)
+            if r.get("start_assumed"):
+                console.print(f"    assumed: {r['start_assumed']}", soft_wrap=True)
     table = Table(show_edge=False)
     table.add_column("stage", no_wrap=True, min_width=12)
     table.add_column("state", no_wrap=True)
@@ -157,10 +161,22 @@ def print_night(console: Console, detail: dict[str, Any], *, now: float | None =
         outputs = st.get("outputs") or {}
         if state == "waiting":
             notes.append(f"{stage}: waiting for partner ({PARTNER.get(st.get('waiting_for'), st.get('waiting_for'))})")
+        elif state == "blocked":
+            by = st.get("blocked_by") or {}
+            notes.append(f"{stage}: [red]blocked: {by.get('stage')} failed permanently ({by.get('error')}); "
+                         f"fix the upload or `sunrise rerun` {by.get('stage')}[/]")
         elif st.get("error"):
             notes.append(f"{stage}: [red]{st['error']}[/]")
         elif outputs.get("prefix") or outputs.get("object"):
             notes.append(f"{stage} wrote {outputs.get('prefix') or outputs.get('object')}")
+        if outputs.get("label_misaligned"):
+            mis = outputs["label_misaligned"]
+            notes.append(f"{stage}: [red]label_misaligned[/]: {mis.get('scored_in_recording')} of "
+                         f"{mis.get('scored_epochs')} scored epochs in the recording (labels start "
+                         f"{mis.get('offset_s'):+.0f} s from it): no training rows")
+        for warning in outputs.get("label_warnings") or []:
+            if not str(warning).startswith("label_misaligned"):
+                notes.append(f"{stage}: [yellow]warning[/]: {warning}")
         style = STATE_STYLE.get(state)
         table.add_row(stage, f"[{style}]{state}[/]" if style else state, str(st.get("attempts") if st.get("attempts") is not None else "-"),
                       fmt_seconds(st.get("duration_s")), fmt_time(st.get("finished_at")))
@@ -189,7 +205,9 @@ def print_upload(console: Console, name: str, doc: dict[str, Any] | None, curren
         if outcome == "done":
             night = (run.get("outputs") or {}).get("night_id")
             text = f"ingested {fmt_time(run.get('finished_at'))} in {fmt_seconds(run.get('duration_s'))}" + (
-                f" -> night {night} (`sunrise status {night}`)" if night else "")
+                f" -> night {night} (`sunrise status {night}`)" if night else
+                " -> no date in the file: waiting for partner (a PSG of its subject overlapping it by time of day)"
+                if (run.get("outputs") or {}).get("waiting_for") else "")
         else:
             text = (f"{outcome} after {run.get('attempts') or 1} attempt(s), {fmt_time(run.get('finished_at'))}"
                     + (f": {run['error']}" if run.get("error") else ""))

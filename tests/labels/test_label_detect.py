@@ -49,8 +49,9 @@ def test_detect_recognises_nsrr_xml():
 
 def test_detect_rejects_other_xml_and_empty_files():
     with pytest.raises(LabelError) as info:
-        detect_label_kind("a.xml", b"<?xml version='1.0'?><CMPStudyConfig/>")
+        detect_label_kind("a.xml", b"<?xml version='1.0'?><svg/>")
     assert info.value.reason == "unknown_label_format"
+    assert detect_label_kind("a.xml", b"<?xml version='1.0'?><CMPStudyConfig/>") == "profusion_xml"
     with pytest.raises(LabelError) as info:
         detect_label_kind("a.txt", b"")
     assert info.value.reason == "empty_label_file"

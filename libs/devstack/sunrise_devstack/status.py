@@ -7,7 +7,11 @@ display time (see ``sunrise_cli.views``).
 States of a stage: ``pending`` (not started), ``running``, ``retrying`` (transient failure, the
 platform retries), ``done``, ``failed`` (permanent, with a reason) and ``waiting`` (the stage
 needs the night's other recording, which has not arrived: a PSG-only night has no Sunrise half to
-prepare or score, a Sunrise-only night no PSG half to prepare).
+prepare or score, a Sunrise-only night no PSG half to prepare) and ``blocked`` (the stage cannot
+run because the stage it reads failed permanently: sunalgo after a failed sunrise_prep).
+
+Label files without a date wait for their subject's PSG outside any night (``pairing/{subject}``,
+see ``ingest.pairing``); they are listed with the nights waiting for a partner.
 """
 
 from __future__ import annotations
@@ -20,10 +24,16 @@ from typing import Any
 from sunrise_common.names import STAGES
 from sunrise_common.state import StateStore
 
-STATES = ("pending", "waiting", "running", "retrying", "done", "failed")
+STATES = ("pending", "waiting", "blocked", "running", "retrying", "done", "failed")
 
 #: Which recording each stage after ingest needs (``recordings`` keys of the night document).
 NEEDS = {"sunrise_prep": "sunrise", "psg_prep": "psg", "sunalgo": "sunrise"}
+
+#: The stage whose permanent failure keeps each stage from running (sunalgo reads sunrise_prep's output).
+BLOCKED_BY = {"sunalgo": "sunrise_prep"}
+
+#: ``ingest.pairing.PAIRING``: per-subject documents listing date-less label files still waiting.
+PAIRING = "pairing"
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -63,7 +73,18 @@ def stage_state(doc: dict[str, Any], stage: str) -> str:
     need = NEEDS.get(stage)
     if need and need not in doc.get("recordings", {}):
         return "waiting"
+    if blocker(doc, stage) is not None:
+        return "blocked"
     return "pending"
+
+
+def blocker(doc: dict[str, Any], stage: str) -> dict[str, Any] | None:
+    """``{"stage", "error"}`` of the permanent failure that keeps ``stage`` from running, or None."""
+    before = BLOCKED_BY.get(stage)
+    st = doc.get("stages", {}).get(before) if before else None
+    if st and st.get("state") == "failed" and st.get("permanent", True):
+        return {"stage": before, "error": st.get("error")}
+    return None
 
 
 def _split_reason(error: str | None) -> tuple[str | None, str | None]:
@@ -125,6 +146,12 @@ def summarize(state: StateStore, *, last_n: int = 200, now: float | None = None)
             if stage == "sunalgo" and st and st.get("state") == "done" and st.get("finished_at"):
                 finished_at.append(st["finished_at"])
         night_totals.append((total, night_id))
+    for _subject, doc in state.list(PAIRING):
+        for entry in (doc.get("waiting_labels") or {}).values():
+            if entry.get("paired_night") is None:
+                since = entry.get("since")
+                waiting.append({"night_id": None, "upload_id": entry.get("upload_id"), "has": ["labels without a date"],
+                                "waiting_for": "psg", "since": since, "age_s": round(now - since, 1) if since else None})
     uploads = Counter()
     rejected: list[dict[str, Any]] = []
     for upload, doc in state.list("uploads"):
@@ -178,6 +205,8 @@ def night_detail(state: StateStore, night_id: str) -> dict[str, Any] | None:
             stages[stage] = recorded[stage]
         elif stage_state(doc, stage) == "waiting":
             stages[stage] = {"state": "waiting", "waiting_for": NEEDS[stage]}
+        elif stage_state(doc, stage) == "blocked":
+            stages[stage] = {"state": "blocked", "blocked_by": blocker(doc, stage)}
     return {
         "night_id": night_id,
         "created_at": doc.get("created_at"),

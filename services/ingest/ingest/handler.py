@@ -9,6 +9,8 @@ keyed by a keyed hash of the raw name (which holds the subject id).
 from __future__ import annotations
 
 import copy
+import io
+import dataclasses
 import hashlib
 import logging
 import time
@@ -29,10 +31,12 @@ from sunrise_common.errors import (
     safe_detail,
 )
 from sunrise_common.events import Event
-from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind
+from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind, parse_labels
+from sunrise_common.labels.limits import check_size, read_bounded
 from sunrise_common.service import EXHAUSTION_ERRORS, Context, run_stage
 from sunrise_common.storage import ObjectInfo
 
+from ingest import pairing
 from ingest.layout import RawPath, parse_raw_name
 from ingest.pairing import pairing_status
 
@@ -87,10 +91,6 @@ def _private(raw_name: str, work):  # noqa: ANN001, ANN202
 STEPS = ("opened", "parsed", "written", "recorded")
 step_hook: Callable[[str, int], None] | None = None
 
-#: Largest text label file read (bytes). Label files are read whole (their parsers take bytes);
-#: real exports are kilobytes, a 10 M-row DOMINO export ~250 MB: the bound keeps a request's
-#: memory flat whatever an upload claims to be.
-MAX_LABEL_BYTES = 32 << 20
 
 
 def _step(name: str, generation: int) -> None:
@@ -122,6 +122,8 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     src.seek(0)
     plan = _plan(raw, src, size, head)  # bad input: EdfError/LabelError (PermanentErrors)
     start = plan.start
+    if start is None and raw.kind == "labels" and (plan.label_range is not None or plan.timeless):
+        return _dateless_label(ctx, key, upload, raw, name, generation, plan, src, size)
     if start is None:
         raise PermanentError("invalid_start_date", plan.start_problem or "no usable recording start date")
     night = identity.night_id(key, raw.site, raw.subject, start)
@@ -145,8 +147,9 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     )
     site = identity.site_pseudonym(key, raw.site)
     outcome: dict[str, str] = {}
-    doc = ctx.state.transact("nights", night,
-                             lambda d: _add_recording(d, night, raw, label_key, recording, site, outcome))
+    adopted = _adopt_waiting_labels(ctx, night, recording) if raw.kind == "psg" else {}
+    doc = ctx.state.transact("nights", night, lambda d: _add_adopted(
+        _add_recording(d, night, raw, label_key, recording, site, outcome), adopted))
     if outcome["verdict"] == "same":  # a redelivery after this generation was recorded
         doc = ctx.state.get("nights", night)
     elif outcome["verdict"] in ("superseded", "duplicate"):
@@ -230,6 +233,10 @@ class Plan:
     format: str  # "EDF", "EDF+C", "BDF"..., or the label kind
     label_kind: str | None = None  # labels only: detected once, here, from the raw bytes and name
     label: bytes | None = None  # text label files: the anonymised bytes
+    # Labels without a date only: (first, last) s from the noon anchor that the file scores, from
+    # its time of day (pairing.label_range); None when the time of day is unknown too.
+    label_range: tuple[float, float] | None = None
+    timeless: bool = False  # labels only: no date and no time of day either (placed at the PSG's start)
 
 
 def _plan(raw: RawPath, src: BinaryIO, size: int, head: bytes) -> Plan:
@@ -238,17 +245,41 @@ def _plan(raw: RawPath, src: BinaryIO, size: int, head: bytes) -> Plan:
     if raw.kind in ("sunrise", "psg"):
         if head[:8] not in EDF_MAGIC:
             raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
+        if _annotation_only(head):
+            raise PermanentError("annotation_only", "the file holds annotation signals only (a scoring or hypnogram "
+                                                    "file, no recorded signal): upload it as labels")
         plan = _plan_edf(src, size, None)
         if plan.duration_s <= 0:
             raise PermanentError("no_data", "the recording holds no data records")
         return plan
     kind = detect_label_kind(raw.file, head)
     if kind == "edf_hypnogram":
-        return _plan_edf(src, size, kind)
-    if size > MAX_LABEL_BYTES:
-        raise PermanentError("label_too_large", f"label files are at most {MAX_LABEL_BYTES} bytes; this one has {size}")
-    label = anonymise_label_file(kind, src.read(MAX_LABEL_BYTES))
-    return Plan(label.start, "the label file has no start date", 0.0, label.extension, kind, kind, label.data)
+        plan = _plan_edf(src, size, kind)
+        if plan.start is not None:
+            return plan
+        check_size(size)  # a hypnogram without a date: small, read whole to place it by time of day
+        data = read_bounded(src)
+        src.seek(0)
+        rng = _dateless_range(kind, data)
+        return dataclasses.replace(plan, label_range=rng if rng != "timeless" else None)
+    check_size(size)  # labels.limits: MAX_BYTES, refused before reading
+    label = anonymise_label_file(kind, read_bounded(src))
+    rng = _dateless_range(kind, label.data) if label.start is None else None
+    return Plan(label.start, "the label file has no start date", 0.0, label.extension, kind, kind, label.data,
+                rng if rng != "timeless" else None, rng == "timeless")
+
+
+def _annotation_only(head: bytes) -> bool:
+    """An EDF+/BDF+ header whose every signal is an annotation signal (a hypnogram uploaded as a
+    recording; issue 23): false when the header is too short to tell (the anonymiser decides)."""
+    try:
+        ns = int(head[252:256].decode("ascii").strip())
+    except ValueError:
+        return False
+    if ns <= 0 or len(head) < 256 + 16 * ns:
+        return False
+    labels = {head[256 + 16 * i: 272 + 16 * i].decode("latin-1").strip() for i in range(ns)}
+    return labels <= {"EDF Annotations", "BDF Annotations"}
 
 
 def _plan_edf(src: BinaryIO, size: int, label_kind: str | None) -> Plan:
@@ -331,4 +362,130 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
         state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": recording.object},
     ).to_doc()
     doc["updated_at"] = now
+    return doc
+
+
+# -- label files without a date (issue 23): paired by time of day, see ingest.pairing -----------
+
+
+def _dateless_range(kind: str, data: bytes) -> tuple[float, float] | str | None:
+    """(first, last) s from the noon anchor that an anonymised label file without a date scores,
+    from its time of day and the span of its stages and events; ``"timeless"`` for a text label
+    file without any time (it starts with the recording); None for an EDF without a usable time."""
+    labels = parse_labels(kind, data)  # anonymisation keeps relative times: as psg_prep will read them
+    tod = labels.start_time_of_day_s
+    if tod is None:
+        return None if kind == "edf_hypnogram" else "timeless"
+    spans = [(e.onset_s, e.onset_s + e.duration_s) for e in labels.events]
+    hyp = labels.hypnogram
+    if hyp is not None and hyp.stages:
+        spans.append((hyp.onset_s, hyp.onset_s + len(hyp.stages) * hyp.epoch_s))
+    span = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (0.0, 0.0)
+    return pairing.label_range(identity.time_of_day_offset_s(0, 0, tod), span)
+
+
+def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: str, generation: int, anon: Plan,
+                    src: BinaryIO, size: int) -> dict[str, Any]:
+    """A label file with a time of day but no date: into the night of the subject's PSG that it
+    overlaps, or waiting for that PSG (``pairing/{subject}``)."""
+    if anon.label is not None:
+        data = anon.label
+    else:  # an EDF+ hypnogram without a date: small (read whole by _plan), anonymised here
+        out = io.BytesIO()
+        anonymise_edf(src, out, size)
+        data = out.getvalue()
+    subject = identity.subject_pseudonym(key, raw.site, raw.subject)
+    label_key = identity.label_key(key, name, anon.label_kind)
+    rng = anon.label_range  # None: a label file without any time, placed at its PSG's start
+    entry = {"range_start_s": rng[0] if rng else None, "range_end_s": rng[1] if rng else None, "upload_id": upload,
+             "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext,
+             "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "raw_generation": generation}
+    nights = pairing.candidate_nights(ctx.state.get(pairing.PAIRING, subject), rng)
+    if not nights:
+        # Park the anonymised bytes first: a PSG that registers right after may take them.
+        parked = ctx.storage.write_bytes(ctx.settings.bucket("anonymised"),
+                                         pairing.waiting_object(subject, label_key, anon.ext), data,
+                                         if_generation_match=None)
+        entry.update(object=parked.name, generation=parked.generation, since=time.time())
+
+        def wait(doc: dict | None) -> dict:
+            doc = copy.deepcopy(doc) if doc else {}
+            found = pairing.candidate_nights(doc, rng)
+            if not found:
+                doc.setdefault("waiting_labels", {})[label_key] = {**entry, "paired_night": None}
+            return doc
+
+        doc = ctx.state.transact(pairing.PAIRING, subject, wait)
+        nights = pairing.candidate_nights(doc, rng)
+        if not nights:
+            logs.bind(subject=subject)
+            return {"outputs": {"waiting_for": "psg", "object": parked.name, "kind": raw.kind},
+                    "metrics": {"bytes": entry["size"]}}
+    if len(nights) > 1:
+        raise PermanentError("ambiguous_night", f"the label file carries no date and {len(nights)} PSG nights of its "
+                                                "subject overlap its time of day; upload it with its date")
+    (night,) = nights
+    logs.bind(night_id=night)
+    registered = ctx.state.get(pairing.PAIRING, subject)["psg_nights"][night]
+    dest = names.anonymised_object(night, "labels", anon.ext, label_key)
+    written = ctx.storage.write_bytes(ctx.settings.bucket("anonymised"), dest, data, if_generation_match=None)
+    recording = _label_recording(key, dest, written.generation, entry, registered)
+    site = identity.site_pseudonym(key, raw.site)
+    outcome: dict[str, str] = {}
+    doc = ctx.state.transact("nights", night,
+                             lambda d: _add_recording(d, night, raw, label_key, recording, site, outcome))
+    if outcome["verdict"] in ("superseded", "duplicate"):
+        return _not_recorded(ctx, night, raw.kind, ("labels", label_key), upload, outcome["verdict"])
+    if outcome["verdict"] == "same":
+        doc = ctx.state.get("nights", night)
+    message = NightMessage(night_id=night, kind="labels", object=dest, generation=written.generation)
+    ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
+    return {"outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind,
+                        "start_assumed": recording.start_assumed},
+            "metrics": {"bytes": entry["size"]}, "night_id": night, "pairing": doc["pairing"] if doc else {}}
+
+
+def _label_recording(key: bytes, dest: str, generation: int, entry: dict[str, Any], psg: dict[str, Any]) -> Recording:
+    """The recording entry of a date-less label file placed in a night (its year is the PSG's; a
+    label file without any time starts with the PSG)."""
+    timeless = entry.get("range_start_s") is None
+    rec = Recording(object=dest, generation=generation, token=identity.upload_token(key, dest, generation),
+                    sha256=entry["sha256"], size=entry["size"],
+                    start_offset_s=psg.get("start_offset_s") if timeless else entry["range_start_s"] % 86400,
+                    duration_s=0.0, year=psg.get("year"), upload_id=entry["upload_id"], format=entry["format"],
+                    label_kind=entry["label_kind"], raw_generation=entry.get("raw_generation"))
+    # An extra field (Recording allows them), shown with the night by `sunrise status NIGHT`.
+    rec.start_assumed = pairing.ASSUMED_TIMELESS if timeless else pairing.ASSUMED
+    return rec
+
+
+def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str, Recording]:
+    """A PSG's ingest: register its night for its subject and take the date-less label files
+    waiting for it (copied into the night; a redelivery takes the same ones again)."""
+    subject = night.rsplit("-n", 1)[0]
+    doc = ctx.state.transact(pairing.PAIRING, subject,
+                             lambda d: pairing.register_psg(d, night, psg.model_dump(), time.time()))
+    bucket = ctx.settings.bucket("anonymised")
+    adopted: dict[str, Recording] = {}
+    key = ctx.settings.key_bytes()
+    for label_key, entry in sorted(pairing.taken_by(doc, night).items()):
+        dest = names.anonymised_object(night, "labels", entry["ext"], label_key)
+        current = ctx.storage.stat(bucket, dest)
+        if current is None:
+            current = ctx.storage.write_bytes(bucket, dest, ctx.storage.read_bytes(bucket, entry["object"]),
+                                              if_generation_match=None)
+        adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.model_dump())
+    return adopted
+
+
+def _add_adopted(doc: dict | None, adopted: dict[str, Recording]) -> dict | None:
+    """The night document with the label files its PSG took (the newest generation wins); None
+    (unchanged) when the PSG itself was not recorded (:func:`_add_recording`)."""
+    if not adopted or doc is None:
+        return doc
+    labels = doc["recordings"].setdefault("labels", {})
+    for label_key, rec in adopted.items():
+        if int(labels.get(label_key, {}).get("generation", -1)) <= rec.generation:
+            labels[label_key] = rec.to_doc()
+    doc["pairing"] = pairing_status(doc["recordings"])
     return doc

@@ -66,6 +66,10 @@ def _prepare(ctx: Context, night: str, psg: Recording, labels: dict[str, Recordi
         written = upload_folder(ctx, ctx.settings.bucket("prepped"), prefix, out)
     message = NightMessage(night_id=night, kind="psg")
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_PREPPED), message.to_bytes())
-    return {"outputs": {"prefix": prefix, "files": sorted(written), "labels": len(labels)},
+    labels_meta = summary.get("labels") if isinstance(summary.get("labels"), dict) else {}
+    return {"outputs": {"prefix": prefix, "files": sorted(written), "labels": len(labels),
+                        # recorded on the night, shown by `sunrise status NIGHT` (issue 23)
+                        "label_warnings": labels_meta.get("warnings", []),
+                        "label_misaligned": labels_meta.get("misaligned")},
             "metrics": {"bytes": sum(written.values())},
             "summary": scalars(summary)}

@@ -21,6 +21,13 @@ folder as a whole):
   UNS``) as the scoring software exported it (DOMINO event rows), empty when the label file
   does not say (take it from the hypnogram then).
 
+Labels are checked against the recording (issue 23): when fewer than half of the hypnogram's
+scored epochs (stage other than ``UNS``) lie in the recording, the labels are misaligned
+(``labels.misaligned`` in meta.json: ``reason`` ``label_misaligned``, ``offset_s`` of the label
+hypnogram's first epoch from the recording start, the epoch counts) and no training rows are
+made from them (sunalgo); when the scored epochs in the recording cover less than half of it,
+a warning says so (``labels.coverage``).
+
 Labels are placed by their start's time of day relative to the PSG's (both anonymised files
 keep only the year and the time of day).
 """
@@ -116,6 +123,7 @@ def _write_labels(
     events: list[tuple[str, float, float, str, float | None, str, str | None]] = []
     spans: list[tuple[float, float]] = []
     hyp_taken = False
+    hyp_start: float | None = None  # s of the taken hypnogram's first epoch from the recording start
     for path, ls in label_sets:
         anchor = _label_anchor(ls)
         if ref_anchor is None or anchor is None:
@@ -146,6 +154,7 @@ def _write_labels(
                         f"(offset {offset + ls.hypnogram.onset_s:.3f} s): stages taken at epoch midpoints"
                     )
                 t0 = offset + ls.hypnogram.onset_s
+                hyp_start = t0
                 spans.append((t0, t0 + len(ls.hypnogram.stages) * ls.hypnogram.epoch_s))
         for ev in ls.events:
             onset = offset + ev.onset_s
@@ -174,6 +183,7 @@ def _write_labels(
             w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label,
                         stage or ""])
 
+    misaligned, coverage = _check_alignment(hyp_rows, hyp_start, duration_s, warnings)
     overlap: dict[str, Any] | None = None
     if duration_s is not None and spans:
         lo = min(s for s, _ in spans)
@@ -207,7 +217,41 @@ def _write_labels(
         "n_events": len(events),
         "warnings": warnings,
         "overlap": overlap,
+        "misaligned": misaligned,
+        "coverage": coverage,
     }
+
+
+#: Below this fraction of scored epochs in the recording, labels are misaligned (no training rows).
+MIN_SCORED_IN_RECORDING = 0.5
+#: Below this fraction of the recording covered by scored epochs, a warning.
+MIN_COVERAGE = 0.5
+
+
+def _check_alignment(hyp_rows: list[tuple[int, float, str]], hyp_start: float | None, duration_s: float | None,
+                     warnings: list[str]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(misaligned, coverage) of the hypnogram against the recording (see the module docstring).
+
+    ``hyp_start`` is the label hypnogram's first epoch in s from the recording start (the offset
+    found from the two start times); epochs are on the recording's 30-s grid."""
+    if duration_s is None or not hyp_rows or duration_s <= 0:
+        return None, None
+    scored = [k for k, _, stage in hyp_rows if stage != "UNS"]
+    inside = [k for k in scored if 0 <= k * EPOCH_S < duration_s]
+    n_recording = math.ceil(duration_s / EPOCH_S - 1e-9)
+    coverage = {"scored_epochs": len(scored), "scored_in_recording": len(inside), "recording_epochs": n_recording,
+                "fraction": round(len(inside) / n_recording, 4)}
+    misaligned = None
+    if scored and len(inside) < MIN_SCORED_IN_RECORDING * len(scored):
+        misaligned = {"reason": "label_misaligned", "offset_s": round(hyp_start or 0.0, 3),
+                      "scored_epochs": len(scored), "scored_in_recording": len(inside)}
+        warnings.append(f"label_misaligned: {len(inside)} of {len(scored)} scored epochs lie in the recording "
+                        f"(label hypnogram starts {hyp_start or 0.0:+.0f} s from the recording start): "
+                        "no training rows from these labels")
+    elif coverage["fraction"] < MIN_COVERAGE:
+        warnings.append(f"the hypnogram covers {100 * coverage['fraction']:.0f} % of its PSG "
+                        f"({len(inside)} scored of {n_recording} recording epochs)")
+    return misaligned, coverage
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,6 +103,12 @@ def _lights(markers: list[tuple[str, float]]) -> tuple[float | None, float | Non
     return off, (ons[-1] if ons else None)
 
 
+def label_misaligned(meta: dict) -> dict | None:
+    """psg_prep's ``labels.misaligned`` record (``reason``, ``offset_s``, epoch counts), or None."""
+    labels = meta.get("labels")
+    return labels.get("misaligned") if isinstance(labels, dict) else None
+
+
 def psg_window(psg: dict) -> dict:
     """The PSG labels cropped to the scoring window (science.md §3.1: TRT = lights-off..lights-on).
 
@@ -275,6 +281,14 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
         # timeline, so no training rows and no agreement (scores from the labels alone still hold).
         result.setdefault("warnings", []).append(
             "PSG start time unknown: no training rows or agreement for this night")
+    elif psg is not None and label_misaligned(psg["meta"]) is not None:
+        # Fewer than half the scored epochs lie in the PSG (psg_prep's check): the labels belong
+        # elsewhere in time, and rows made from them would teach the model wrong stages.
+        mis = label_misaligned(psg["meta"])
+        result["label_misaligned"] = mis
+        result.setdefault("warnings", []).append(
+            f"label_misaligned: {mis.get('scored_in_recording')} of {mis.get('scored_epochs')} scored epochs lie in "
+            f"the PSG (offset {mis.get('offset_s')} s): no training rows or agreement for this night")
     elif psg is not None:
         s_off, p_off = float(meta["start_offset_s"]), float(psg["meta"]["start_offset_s"])
         # Only the PSG's scoring window is compared and trained on: Sunrise epochs outside it get

@@ -16,10 +16,16 @@ events, arousals, limb movements, lights and recording markers. Matching is case
 whitespace-normalised only. Near-misses are *not* kept: e.g. ``"Ligths-Off#1"`` (a typo plus a
 counter, from an OpenBCI file) is dropped, because guessing at misspellings would let arbitrary
 text through. A scoring export that needs such labels should map them before upload.
+
+A vocabulary text may carry a channel after ``@@`` (``Lights off@@EEG F4-A1``: MNE writes an
+annotation's channels that way, and the HMC dataset's scorings do): the text is kept whole when
+the suffix is plainly a channel label (:func:`is_channel_label`), else it is kept without the
+suffix (``kept_text``), so the marker survives and nothing the suffix might hold does.
 """
 
 from __future__ import annotations
 
+from sunrise_common.edf._lazy_re import LazyPattern
 from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
 from sunrise_common.edf.header import _is_unsigned_decimal
@@ -186,7 +192,8 @@ KEEP_VOCABULARY: frozenset[str] = _vocabulary()
 
 
 def is_allowed(text: str | bytes) -> bool:
-    """Whether an annotation text belongs to :data:`KEEP_VOCABULARY`.
+    """Whether anonymisation keeps an annotation text unchanged: a text of
+    :data:`KEEP_VOCABULARY`, alone or followed by ``@@`` and a channel label.
 
     Matching ignores case and collapses runs of whitespace; nothing else is forgiven
     (``"Ligths-Off#1"`` is not ``"Lights off"``). Bytes must be valid UTF-8.
@@ -196,4 +203,36 @@ def is_allowed(text: str | bytes) -> bool:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError:
             return False
-    return _normalise(text) in KEEP_VOCABULARY
+    head, sep, channel = text.partition(CHANNEL_SEPARATOR)
+    return _normalise(head) in KEEP_VOCABULARY and (not sep or is_channel_label(channel))
+
+
+#: What separates an annotation's description from its channel (MNE's EDF export, HMC scorings).
+CHANNEL_SEPARATOR = "@@"
+
+# Electrodes of the 10-20/10-10 systems (Fp1, AF3, F4, C3, Cz, T7, P4, O2, the A1/A2 and M1/M2
+# references, E1/E2 for EOG), the EOG names LOC/ROC, and signal names PSG systems give a channel.
+_ELECTRODE = r"(?:(?:Fp|AF|FC|FT|CP|TP|PO|F|C|T|P|O|I|A|M|E|N)(?:z|[0-9]{1,2})|LOC|ROC)"
+_CHANNEL_RE = LazyPattern(  # compiled on first use (see _lazy_re); case-insensitive
+    rf"(?i:(?:(?:EEG|EOG|EMG|ECG|EKG)[ _]?)?{_ELECTRODE}(?:[-:/]{_ELECTRODE})?"
+    r"|(?:ECG|EKG|EMG|EOG|EEG|Chin|SpO2|SaO2|Flow|Airflow|Thor|Abdo|Snore|Pleth|Pulse|Position)"
+    r"(?:[ _]?(?:[0-9]|L|R|left|right))?)"
+)
+
+
+def is_channel_label(text: str) -> bool:
+    """Whether ``text`` is plainly a channel label: an EEG/EOG/EMG/ECG derivation of 10-20
+    electrodes (``EEG F4-A1``, ``C4:M1``, ``E1-M2``) or a PSG signal name (``SpO2``, ``Chin 2``),
+    at most 16 characters (an EDF label). Anything else (a name, a comment) is not."""
+    text = text.strip()
+    return 0 < len(text) <= 16 and _CHANNEL_RE.fullmatch(text) is not None
+
+
+def kept_text(text: bytes) -> bytes | None:
+    """The text anonymisation writes for an annotation text: unchanged when :func:`is_allowed`,
+    the part before ``@@`` when only that part is scoring vocabulary (the suffix is not plainly a
+    channel label), None (dropped) otherwise."""
+    if is_allowed(text):
+        return bytes(text)
+    head, sep, _ = bytes(text).partition(CHANNEL_SEPARATOR.encode())
+    return head if sep and is_allowed(head) else None

@@ -60,7 +60,7 @@ import stat
 
 from sunrise_common.edf._lazy_re import LazyPattern
 from sunrise_common.edf._record import Record
-from sunrise_common.edf.annotations import Tal, encode_tals, is_allowed, parse_tals
+from sunrise_common.edf.annotations import Tal, encode_tals, kept_text, parse_tals
 from sunrise_common.edf.errors import EdfError
 from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header, signal_field_offset
 
@@ -283,9 +283,11 @@ def _filter_tals(tals: list[Tal]) -> tuple[list[Tal], int, int, bool]:
             texts = []
             rest = tal.texts
         for text in rest:
-            if text and is_allowed(text):
-                texts.append(text)
+            keep = kept_text(text) if text else None
+            if keep:
+                texts.append(keep)
                 kept += 1
+                changed |= keep != text  # "Lights off@@<not a channel>" -> "Lights off"
             else:
                 dropped += bool(text)
                 changed = True

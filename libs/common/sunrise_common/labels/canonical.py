@@ -82,6 +82,38 @@ _STAGE_ALIASES = {
     "mt": UNSCORED,
     "6": UNSCORED,
     "9": UNSCORED,
+    "sleepstagen1": "N1",
+    "sleepstagen2": "N2",
+    "sleepstagen3": "N3",
+    "sleepstagen4": "N3",
+    "sleepstagerem": "REM",
+    "nrem1": "N1",
+    "nrem2": "N2",
+    "nrem3": "N3",
+    "nrem4": "N3",
+    "nonrem1": "N1",
+    "nonrem2": "N2",
+    "nonrem3": "N3",
+    "nonrem4": "N3",
+    "stage1sleep": "N1",
+    "stage2sleep": "N2",
+    "stage3sleep": "N3",
+    "stage4sleep": "N3",
+    "remsleep": "REM",
+    "art": UNSCORED,
+    "notscored": UNSCORED,
+    "unknown": UNSCORED,
+    "sleepstageunknown": UNSCORED,
+    # BIDS-style (wonambi to_bids, our examples) and Noxturnal (sleep-wake ... sleep-rem) labels.
+    "sleepwake": "W",
+    "sleepn1": "N1",
+    "sleepn2": "N2",
+    "sleepn3": "N3",
+    "sleeprem": "REM",
+    "sleepunscored": UNSCORED,
+    "sleepmt": UNSCORED,
+    "sleepmovement": UNSCORED,
+    "sleepartifact": UNSCORED,
 }
 
 
@@ -146,11 +178,15 @@ class Hypnogram:
         Offset in seconds of epoch 0 from the label file's own start (``LabelSet.start``).
     stages : list[str]
         One canonical stage per epoch (see ``STAGES``).
+    native : list[str] | None
+        The file's own code per epoch (``SLEEP-MT``, ``Unscored|9``, ``6``...), where the format
+        gives one: movement time, artefact and unscored all map to ``UNS`` but stay apart here.
     """
 
     epoch_s: float = EPOCH_S
     onset_s: float = 0.0
     stages: list[str] = field(default_factory=list)
+    native: list[str] | None = None
 
     def counts(self) -> dict[str, int]:
         """Number of epochs per canonical stage (all six keys present)."""
@@ -181,6 +217,8 @@ class Event:
         it (DOMINO event rows carry it after the label), or None when the file does not say
         (older DOMINO exports, NSRR XML, EDF+ annotations): the caller then takes the stage
         from the hypnogram. AASM AHI/RDI count only events during sleep.
+    baseline : float | None
+        SpO2 baseline (pre-event saturation) in % for desaturations when the file gives one.
     """
 
     type: str
@@ -190,6 +228,7 @@ class Event:
     nadir: float | None = None
     label: str = ""
     stage: str | None = None
+    baseline: float | None = None
 
     def __post_init__(self) -> None:
         if self.stage is not None and self.stage not in STAGES:
@@ -211,7 +250,12 @@ class LabelSet:
     warnings : list[str]
     start_time : datetime.time | None
         Local time of day of the start; known even when the date is not (NSRR ``00.00.00``
-        dates, anonymised files). Alignment with the PSG uses only the time of day.
+        dates, anonymised files). Alignment with the PSG uses only the time of day. Both None:
+        the file has no time base (one stage per line, Profusion XML, ELAN ``.hyp``): its epoch 0
+        is the PSG's start.
+    lights_off_s, lights_on_s : float | None
+        Lights off and on in seconds from ``start`` (from the PSG start when ``start`` is
+        unknown), where the file marks them.
     """
 
     start: datetime | None
@@ -220,6 +264,8 @@ class LabelSet:
     source_kind: str
     warnings: list[str] = field(default_factory=list)
     start_time: time | None = None
+    lights_off_s: float | None = None
+    lights_on_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.start_time is None and self.start is not None:

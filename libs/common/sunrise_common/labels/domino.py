@@ -32,6 +32,7 @@ from datetime import date, datetime, time, timedelta
 
 from .canonical import EPOCH_S, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
 from .errors import LabelError
+from .registry import Format
 
 KNOWN_HEADER_KEYS = (
     "Signal ID",
@@ -86,15 +87,15 @@ def parse_date(text: str) -> date:
     """``dd.mm.yyyy``, ``m/d/yyyy`` (US order with slashes) or ``dd-mm-yyyy``; 2-digit years ok."""
     m = re.fullmatch(r"(\d{1,2})([./-])(\d{1,2})\2(\d{2,4})", text.strip())
     if m is None:
-        raise LabelError("bad_start_time", f"unrecognised date {text!r}")
+        raise LabelError("bad_start_time", "DOMINO: date is not dd.mm.yyyy, m/d/yyyy or dd-mm-yyyy")
     a, sep, b, y = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
     if y < 100:
         y += 2000 if y < 85 else 1900
     day, month = (b, a) if sep == "/" else (a, b)
     try:
         return date(y, month, day)
-    except ValueError as exc:
-        raise LabelError("bad_start_time", f"impossible date {text!r}: {exc}") from None
+    except ValueError:
+        raise LabelError("bad_start_time", f"DOMINO: impossible date (day {day}, month {month}, year {y})") from None
 
 
 def parse_time(text: str) -> time:
@@ -103,17 +104,17 @@ def parse_time(text: str) -> time:
         r"(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[,.](\d+))?(?:\s*([AaPp])[Mm])?", text.strip()
     )
     if m is None:
-        raise LabelError("bad_time", f"unrecognised time {text!r}")
+        raise LabelError("bad_time", "DOMINO: time is not HH:MM[:SS[,mmm]] [AM|PM]")
     h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
     frac = m.group(4) or ""
     us = int((frac + "000000")[:6]) if frac else 0
     ampm = (m.group(5) or "").upper()
     if ampm:
         if not 1 <= h <= 12:
-            raise LabelError("bad_time", f"hour {h} with {ampm}M in {text!r}")
+            raise LabelError("bad_time", f"DOMINO: hour {h} with {ampm}M")
         h = h % 12 + (12 if ampm == "P" else 0)
     if h > 23 or mi > 59 or s > 59:
-        raise LabelError("bad_time", f"out-of-range time {text!r}")
+        raise LabelError("bad_time", f"DOMINO: time out of range ({h}:{mi}:{s})")
     return time(h, mi, s, us)
 
 
@@ -121,11 +122,11 @@ def parse_start_time(text: str) -> datetime:
     """Parse a DOMINO ``Start Time`` value (any of the three known forms)."""
     m = re.fullmatch(rf"\s*({DATE_RE})\s+({TIME_RE})\s*", text)
     if m is None:
-        raise LabelError("bad_start_time", f"unrecognised Start Time {text!r}")
+        raise LabelError("bad_start_time", "DOMINO: Start Time: is not a date and a time")
     try:
         return datetime.combine(parse_date(m.group(1)), parse_time(m.group(2)))
     except LabelError as exc:
-        raise LabelError("bad_start_time", f"Start Time {text!r}: {exc.detail}") from None
+        raise LabelError("bad_start_time", f"Start Time: {exc.detail}") from None
 
 
 @dataclass
@@ -169,11 +170,18 @@ def _rate_s(value: str | None) -> float:
         return EPOCH_S
     m = re.match(r"\s*([0-9]+(?:[.,][0-9]+)?)", value)
     if m is None:
-        raise LabelError("bad_rate", f"unrecognised Rate {value!r}")
+        raise LabelError("bad_rate", "DOMINO: Rate: does not start with a number")
     rate = float(m.group(1).replace(",", "."))
     if rate <= 0:
-        raise LabelError("bad_rate", f"non-positive Rate {value!r}")
+        raise LabelError("bad_rate", "DOMINO: Rate: is not positive")
     return rate
+
+
+def _row_date(text: str) -> date:
+    try:
+        return parse_date(text)
+    except LabelError as exc:
+        raise LabelError("bad_time", f"row date: {exc.detail}") from None
 
 
 class _Clock:
@@ -186,7 +194,7 @@ class _Clock:
     def resolve(self, d: str | None, t: str) -> datetime:
         tod = parse_time(t)
         if d is not None:
-            dt = datetime.combine(parse_date(d), tod)
+            dt = datetime.combine(_row_date(d), tod)
         else:
             ref = self.prev or self.start
             dt = datetime.combine(ref.date(), tod)
@@ -200,7 +208,7 @@ class _Clock:
     def end(start: datetime, d: str | None, t: str) -> datetime:
         tod = parse_time(t)
         if d is not None:
-            return datetime.combine(parse_date(d), tod)
+            return datetime.combine(_row_date(d), tod)
         dt = datetime.combine(start.date(), tod)
         if dt < start:
             dt += timedelta(days=1)
@@ -229,7 +237,7 @@ def parse_sleep_profile(data: bytes, kind: str = "domino_sleep_profile") -> Labe
     t0: datetime | None = None
     by_index: dict[int, str] = {}
     bad_rows = 0
-    for line in df.rows:
+    for row_no, line in enumerate(df.rows, 1):
         m = _ROW.match(line)
         if m is None or m.group("rest") is None:
             bad_rows += 1
@@ -241,21 +249,21 @@ def parse_sleep_profile(data: bytes, kind: str = "domino_sleep_profile") -> Labe
         offset = (dt - t0).total_seconds()
         idx = round(offset / epoch_s)
         if abs(idx * epoch_s - offset) > 1.0:
-            warnings.append(f"row {line.strip()!r} is {offset:.3f} s after the first, off the {epoch_s:g}-s grid")
+            warnings.append(f"row {row_no} is {offset:.3f} s after the first, off the {epoch_s:g}-s grid")
         stage, known = map_stage(label)
         if not known:
             unknown[label] = unknown.get(label, 0) + 1
         if idx in by_index:
-            warnings.append(f"duplicate epoch {idx} at row {line.strip()!r}: first row kept")
+            warnings.append(f"duplicate epoch {idx} at row {row_no}: first row kept")
             continue
         if idx < 0:
-            warnings.append(f"row {line.strip()!r} precedes the first row: dropped")
+            warnings.append(f"row {row_no} precedes the first row: dropped")
             continue
         by_index[idx] = stage
     if bad_rows:
         warnings.append(f"{bad_rows} unparseable row(s) skipped")
     for label, n in sorted(unknown.items()):
-        warnings.append(f"unknown stage label {label!r} on {n} epoch(s): mapped to {UNSCORED}")
+        warnings.append(f"unknown stage label ({len(label)} characters) on {n} epoch(s): mapped to {UNSCORED}")
     if t0 is None:
         return LabelSet(start, Hypnogram(epoch_s, 0.0, []), [], kind, warnings + ["no epochs"])
     n = max(by_index) + 1
@@ -310,7 +318,7 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
     channel = df.get("Signal ID") or ""
     warnings: list[str] = []
     if df.is_signal_export:
-        return LabelSet(start, None, [], kind, [f"DOMINO signal export ({channel}): no events"])
+        return LabelSet(start, None, [], kind, ["DOMINO signal export (Data: section): no events"])
     clock = _Clock(start)
     events: list[Event] = []
     unknown_stages: dict[str, int] = {}
@@ -348,7 +356,7 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
     if bad_rows:
         warnings.append(f"{bad_rows} unparseable row(s) skipped")
     for text, n in sorted(unknown_stages.items()):
-        warnings.append(f"unknown stage {text!r} after the label on {n} event(s): stage left unknown")
+        warnings.append(f"unknown stage ({len(text)} characters) after the label on {n} event(s): stage left unknown")
     if point_rows:
         warnings.append(f"{point_rows} row(s) without an end time: not events, skipped")
     if first is not None:
@@ -364,7 +372,7 @@ def _shifted_date(text: str, shift: timedelta, cache: dict[str, str]) -> str:
         try:
             moved = parse_date(text) + shift
         except LabelError as exc:
-            raise LabelError("bad_time", f"row date {text!r}: {exc.detail}") from None
+            raise LabelError("bad_time", f"row date: {exc.detail}") from None
         sep = next(c for c in "./-" if c in text)  # DATE_RE matched: one of them is there
         if sep == "/":
             out = f"{moved.month}/{moved.day}/{moved.year:04d}"
@@ -438,3 +446,76 @@ def anonymise(data: bytes) -> tuple[bytes, datetime]:
     if text.endswith(("\n", "\r")):
         body += newline
     return body.encode(codec), start
+
+
+_STAGE_WORDS = re.compile(r"\b(N1|N2|N3|REM|Wake|W|S1|S2)\b", re.IGNORECASE)
+
+DOMINO_KINDS = (
+    "domino_sleep_profile",
+    "domino_flow_events",
+    "domino_arousals",
+    "domino_generic",
+    "domino_other",
+)
+
+
+def classify(head: bytes, name: str) -> str | None:
+    """The DOMINO kind of a file (from its ``Signal ID``, then its name), None when the header
+    lacks ``Signal ID:`` or ``Start Time:``."""
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"<", b"0       ", b"\xffBIOSEMI")):
+        return None
+    df = split_file(decode_text(head))
+    signal_id = df.get("Signal ID")
+    if signal_id is None or df.get("Start Time") is None:
+        return None
+    sid = signal_id.lower()
+    lname = name.lower()
+    events_list = df.get("Events list") or ""
+    if (
+        "profil" in sid
+        or "hypno" in sid
+        or "sleep profile" in lname
+        or "schlafprofil" in lname
+        or (df.get("Rate") is not None and len(_STAGE_WORDS.findall(events_list)) >= 2)
+    ):
+        return "domino_sleep_profile"
+    if "flow" in sid or "flow events" in lname or "fluss" in sid:
+        return "domino_flow_events"
+    if "arousal" in sid or "korrelationma" in sid or "arousal" in lname:
+        return "domino_arousals"
+    if sid.startswith("generic") or "generic" in lname:
+        return "domino_generic"
+    return "domino_other"
+
+
+def _format(kind: str, what: str) -> Format:
+    def sniff(head: bytes, name: str) -> int:
+        return 2 if classify(head, name) == kind else 0
+
+    def parse(data: bytes) -> LabelSet:
+        return parse_sleep_profile(data, kind) if kind == "domino_sleep_profile" else parse_events(data, kind)
+
+    return Format(
+        kind=kind,
+        title=f"SOMNOmedics DOMINO {what}",
+        producer="SOMNOmedics DOMINO",
+        extensions=(".txt",),
+        out_extension="txt",
+        sniff=sniff,
+        parse_fn=parse,
+        anonymise_fn=anonymise,
+        reads="one stage per epoch (Rate)" if kind == "domino_sleep_profile"
+        else "events (start-end; [duration;] label[; stage])",
+        anonymised="Start Time -> 01.01.<year>, row dates shifted by the same days, unknown header lines dropped",
+        assumptions="time-only rows: > 12 h back from the previous row is the next day; the first row "
+        "more than 5 min before Start Time is on the next day",
+    )
+
+
+FORMATS = (
+    _format("domino_sleep_profile", "sleep profile"),
+    _format("domino_flow_events", "flow events"),
+    _format("domino_arousals", "arousals"),
+    _format("domino_generic", "generic events"),
+    _format("domino_other", "other events"),
+)

@@ -1,6 +1,7 @@
-"""NSRR XML annotations (``PSGAnnotation``), as written by the NSRR EDF/annotation translators.
+"""NSRR XML annotations (``PSGAnnotation``): the NSRR translator's files and the older
+Physio-MIMI / SRO-SDO concept files.
 
-Structure::
+Structure (NSRR as distributed)::
 
     <PSGAnnotation>
       <SoftwareVersion/> <EpochLength>30</EpochLength>
@@ -17,49 +18,82 @@ Structure::
           <EventType>Respiratory|Respiratory</EventType>
           <EventConcept>SpO2 desaturation|SpO2 desaturation</EventConcept>
           <Start>..</Start> <Duration>..</Duration> <SignalLocation>SaO2</SignalLocation>
-          <SpO2Nadir>88</SpO2Nadir> <SpO2Baseline>95</SpO2Baseline> <Input>SaO2</Input>
+          <SpO2Nadir>88</SpO2Nadir> <SpO2Baseline>95</SpO2Baseline>
         </ScoredEvent>
-      ...
 
-``Start``/``Duration`` are seconds from the recording start. Stage codes after ``|``: 0 W,
-1 N1, 2 N2, 3 and 4 N3 (R&K), 5 REM, anything else (``Unsure``, 6 movement, 9 unscored) UNS.
-The date in ``ClockTime`` is de-identified to ``00.00.00`` by NSRR; only the time of day is used
-then. A ``ScoredEvent`` carries no sleep stage, so ``Event.stage`` is None (the stage at an event
-comes from the hypnogram). Entity expansion is refused: any ``<!DOCTYPE`` or ``<!ENTITY`` is rejected (``unsafe_xml``).
+Translator files without ``<EventType>`` name stages by one ontology concept:
+``SRO:Wake``, ``SRO:Stage1Sleep`` ... ``SRO:Stage4Sleep``, ``SRO:Stage34Sleep``,
+``SRO:RapidEyeMovement``, ``SRO:MovementTime``, ``SRO:UnscoredEpoch``, ``SRO:ArtifactEpoch``;
+``SDO:WakeState``, ``SDO:NonRapidEyeMovementSleep-N1`` ... ``-N4``/``-Stage4``,
+``SDO:RapidEyeMovementSleep``. ``<Starttime>`` is read where ``<Start>`` is missing; concepts
+are trimmed. Stage runs (``Start``, ``Duration``) are expanded onto the ``EpochLength`` grid from
+second 0. Stage codes after ``|``: 0 W, 1 N1, 2 N2, 3 and 4 N3 (R&K), 5 REM, 6 movement, 9
+unscored, 10 artefact (all three ``UNS``, native code kept). The root element is matched by
+prefix (the translator's Respironics path writes ``PSGAnnotaion``).
+
+The ``ClockTime`` date is de-identified by NSRR to ``00.00.00``; the time of day is then the only
+time base (``LabelSet.start`` None, ``start_time`` set). Lights: concepts ``Lights Off``/``Lights
+On`` where present (NSRR rarely writes them). A ``ScoredEvent`` carries no sleep stage.
+
+Sources: reference/label-formats.md §2-3 (NSRR edf-editor-translator, Luna, NSRR edf-viewer).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
-from .canonical import EPOCH_S, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
+from .canonical import EPOCH_S, UNSCORED, Event, LabelSet, map_event, map_stage
+from .common import expand_spans, safe_label
+from .edf_hypnogram import lights_word
 from .errors import LabelError
+from .limits import local, parse_xml
+from .registry import Format
 
-# A label file longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
-MAX_SPAN_S = 72 * 3600.0
+TITLE = "NSRR XML"
 
-_STAGE_CODES = {"0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", "5": "REM"}
+_STAGE_CODES = {
+    "0": "W", "1": "N1", "2": "N2", "3": "N3", "4": "N3", "5": "REM",
+    "6": UNSCORED, "9": UNSCORED, "10": UNSCORED, "unsure": UNSCORED,
+}
 
+_ONTOLOGY_STAGES = {
+    "sro:wake": "W",
+    "sro:stage1sleep": "N1",
+    "sro:stage2sleep": "N2",
+    "sro:stage3sleep": "N3",
+    "sro:stage4sleep": "N3",
+    "sro:stage34sleep": "N3",
+    "sro:rapideyemovement": "REM",
+    "sro:movementtime": UNSCORED,
+    "sro:unscoredepoch": UNSCORED,
+    "sro:artifactepoch": UNSCORED,
+    "sdo:wakestate": "W",
+    "sdo:nonrapideyemovementsleep-n1": "N1",
+    "sdo:nonrapideyemovementsleep-n2": "N2",
+    "sdo:nonrapideyemovementsleep-n3": "N3",
+    "sdo:nonrapideyemovementsleep-n4": "N3",
+    "sdo:nonrapideyemovementsleep-stage4": "N3",
+    "sdo:rapideyemovementsleep": "REM",
+    "sdo:movementtime": UNSCORED,
+    "movementtime": UNSCORED,
+}
 
-def parse_xml_safely(data: bytes) -> ET.Element:
-    """Parse XML with DTDs refused (no entity expansion: billion laughs, external entities)."""
-    probe = data.upper()  # the whole file: a declaration after a long comment is still one
-    if b"<!DOCTYPE" in probe or b"<!ENTITY" in probe:
-        raise LabelError("unsafe_xml", "XML with a DOCTYPE or ENTITY declaration is refused")
-    try:
-        return ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise LabelError("bad_xml", f"XML does not parse: {exc}") from None
+# The per-event children read (and kept by anonymisation); everything else is dropped.
+_EVENT_KEEP = {
+    "EventType", "EventConcept", "Start", "Starttime", "Duration", "ClockTime", "SignalLocation",
+    "Input", "SpO2Nadir", "SpO2Baseline",
+}
+_VENDORS = ("Compumedics", "Embla", "Sandman", "Respironics", "ARES", "Philips", "Natus", "Nihon Kohden")
+_ROOT_KEEP = {"SoftwareVersion", "EpochLength", "ScoredEvents"}
 
 
 def _text(el: ET.Element, tag: str) -> str | None:
-    child = el.find(tag)
-    if child is None or child.text is None:
-        return None
-    return child.text.strip()
+    for child in el:
+        if local(child.tag) == tag:
+            return (child.text or "").strip()
+    return None
 
 
 def _float(el: ET.Element, tag: str, where: str) -> float | None:
@@ -69,18 +103,24 @@ def _float(el: ET.Element, tag: str, where: str) -> float | None:
     try:
         return float(raw)
     except ValueError:
-        raise LabelError("bad_xml", f"{where}: {tag} {raw!r} is not a number") from None
+        raise LabelError("bad_xml", f"{TITLE}: {where}: <{tag}> is not a number") from None
 
 
 def parse_clock_time(raw: str) -> tuple[datetime | None, time]:
-    """``dd.mm.yy HH.MM.SS`` (or the time alone) -> (full start or None, time of day)."""
+    """``dd.mm.yy HH.MM.SS`` (or the time alone) -> (full start or None, time of day).
+
+    ``00.00.00`` (NSRR de-identified) and any impossible date give None for the full start.
+    """
     parts = raw.split()
     if not parts:
-        raise LabelError("bad_start_time", f"empty ClockTime {raw!r}")
+        raise LabelError("bad_start_time", f"{TITLE}: empty <ClockTime>")
     m = re.fullmatch(r"(\d{1,2})[.:](\d{2})[.:](\d{2})(?:\.(\d+))?", parts[-1])
     if m is None:
-        raise LabelError("bad_start_time", f"unrecognised ClockTime {raw!r}")
-    tod = time(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        raise LabelError("bad_start_time", f"{TITLE}: <ClockTime> time is not hh.mm.ss")
+    h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if h > 23 or mi > 59 or s > 59:
+        raise LabelError("bad_start_time", f"{TITLE}: <ClockTime> time out of range ({h}:{mi}:{s})")
+    tod = time(h, mi, s)
     start = None
     if len(parts) >= 2:
         d = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{2,4})", parts[0])
@@ -94,23 +134,49 @@ def parse_clock_time(raw: str) -> tuple[datetime | None, time]:
     return start, tod
 
 
+def stage_of(concept: str, etype: str) -> tuple[str | None, bool]:
+    """(canonical stage or None when the concept is not a stage, known)."""
+    low = concept.strip().lower()
+    if low in _ONTOLOGY_STAGES:
+        return _ONTOLOGY_STAGES[low], True
+    name, bar, code = concept.partition("|")
+    is_stage_type = etype.lower().startswith("stages")
+    if bar:
+        stage = _STAGE_CODES.get(code.strip().lower())
+        if stage is not None and (is_stage_type or map_stage(name)[1] or name.strip().lower() in ("unscored", "movement", "artifact", "unsure")):
+            return stage, True
+    if is_stage_type:
+        stage, known = map_stage(name)
+        return stage, known
+    return None, False
+
+
+def _is_root(tag: str) -> bool:
+    return local(tag).startswith("PSGAnnota")
+
+
 def parse(data: bytes) -> LabelSet:
-    """Parse NSRR XML into a hypnogram (expanded to ``EpochLength`` epochs) and events."""
-    root = parse_xml_safely(data)
-    if root.tag != "PSGAnnotation":
-        raise LabelError("unknown_label_format", f"XML root is {root.tag!r}, not PSGAnnotation")
+    """Parse NSRR XML into a hypnogram (runs expanded to ``EpochLength`` epochs) and events."""
+    root = parse_xml(data, TITLE)
+    if not _is_root(root.tag):
+        raise LabelError("unknown_label_format", f"{TITLE}: root element is not PSGAnnotation")
     epoch_s = _float(root, "EpochLength", "PSGAnnotation") or EPOCH_S
+    if not 1 <= epoch_s <= 120:
+        raise LabelError("absurd_value", f"{TITLE}: EpochLength {epoch_s:g} s outside 1..120")
     warnings: list[str] = []
     start: datetime | None = None
     tod: time | None = None
-    stage_spans: list[tuple[float, float, str]] = []
+    spans: list[tuple[float, float, str, str]] = []
     events: list[Event] = []
-    unknown: dict[str, int] = {}
-    for i, ev in enumerate(root.iter("ScoredEvent")):
+    lights: dict[str, float] = {}
+    unknown = 0
+    for i, ev in enumerate(el for el in root.iter() if local(el.tag) == "ScoredEvent"):
         concept = _text(ev, "EventConcept") or ""
         etype = _text(ev, "EventType") or ""
-        where = f"ScoredEvent {i} ({concept})"
+        where = f"ScoredEvent {i}"
         onset = _float(ev, "Start", where)
+        if onset is None:
+            onset = _float(ev, "Starttime", where)
         duration = _float(ev, "Duration", where) or 0.0
         if concept.lower().startswith("recording start time"):
             clock = _text(ev, "ClockTime")
@@ -118,97 +184,102 @@ def parse(data: bytes) -> LabelSet:
                 start, tod = parse_clock_time(clock)
             continue
         if onset is None:
-            warnings.append(f"{where}: no Start, skipped")
+            warnings.append(f"{where}: no <Start>, skipped")
             continue
-        if etype.lower().startswith("stages"):
-            name, _, code = concept.partition("|")
-            stage = _STAGE_CODES.get(code.strip())
-            if stage is None:
-                stage, known = map_stage(name)
-                if not known and code.strip().lower() not in ("unsure", "6", "9", "unscored"):
-                    unknown[concept] = unknown.get(concept, 0) + 1
-            stage_spans.append((onset, duration, stage))
+        stage, known = stage_of(concept, etype)
+        if stage is not None:
+            if not known:
+                unknown += 1
+            spans.append((onset, duration, stage, concept))
             continue
         name = concept.split("|")[0].strip()
+        which = lights_word(name)
+        if which is not None:
+            lights.setdefault(which, onset)
+            continue
         label = concept.split("|")[-1].strip() or name
         events.append(
             Event(
                 type=map_event(name),
                 onset_s=onset,
                 duration_s=duration,
-                channel=_text(ev, "Input") or _text(ev, "SignalLocation") or "",
+                channel=_text(ev, "SignalLocation") or _text(ev, "Input") or "",
                 nadir=_float(ev, "SpO2Nadir", where),
+                baseline=_float(ev, "SpO2Baseline", where),
                 label=label,
             )
         )
-    for concept, n in sorted(unknown.items()):
-        warnings.append(f"unknown stage concept {concept!r} on {n} span(s): mapped to {UNSCORED}")
-    hyp = expand_spans(stage_spans, epoch_s, warnings) if stage_spans else None
+    if unknown:
+        warnings.append(f"{unknown} stage run(s) with an unknown concept: mapped to {UNSCORED}")
+    hyp = expand_spans(spans, epoch_s, warnings, origin=0.0) if spans else None
     if tod is None:
         warnings.append("no Recording Start Time ClockTime: start unknown")
     return LabelSet(
         start=start, hypnogram=hyp, events=events, source_kind="nsrr_xml", warnings=warnings,
-        start_time=tod,
+        start_time=tod, lights_off_s=lights.get("off"), lights_on_s=lights.get("on"),
     )
 
 
-def expand_spans(spans: list[tuple[float, float, str]], epoch_s: float, warnings: list[str]) -> Hypnogram:
-    """Expand (onset_s, duration_s, stage) spans into consecutive epochs.
-
-    Epoch 0 starts at the earliest span; a span covers ``round(duration / epoch_s)`` epochs;
-    uncovered epochs are ``UNS``; where spans overlap the later one in the file wins (reported).
-    Spans not on the epoch grid are snapped to the nearest epoch and reported.
-    """
-    spans = sorted(spans, key=lambda s: s[0])
-    t0 = spans[0][0]
-    end = max(onset + duration for onset, duration, _ in spans)
-    if not math.isfinite(end) or end - t0 > MAX_SPAN_S or any(d < 0 for _, d, _ in spans):
-        raise LabelError(
-            "absurd_value", f"stage spans cover {t0:g}..{end:g} s (limit {MAX_SPAN_S / 3600:g} h, durations >= 0)"
-        )
-    grid: dict[int, str] = {}
-    off_grid = 0
-    overlaps = 0
-    for onset, duration, stage in spans:
-        first = (onset - t0) / epoch_s
-        n = duration / epoch_s
-        if abs(first - round(first)) > 1e-3 or abs(n - round(n)) > 1e-3:
-            off_grid += 1
-        i0 = round(first)
-        for i in range(i0, i0 + max(int(round(n)), 0)):
-            if i in grid:
-                overlaps += 1
-            grid[i] = stage
-    if off_grid:
-        warnings.append(f"{off_grid} stage span(s) off the {epoch_s:g}-s grid: snapped")
-    if overlaps:
-        warnings.append(f"{overlaps} epoch(s) covered by more than one stage span: last kept")
-    n_epochs = max(grid) + 1 if grid else 0
-    missing = n_epochs - len(grid)
-    if missing:
-        warnings.append(f"{missing} epoch(s) not covered by any stage span: {UNSCORED}")
-    return Hypnogram(epoch_s=epoch_s, onset_s=t0, stages=[grid.get(i, UNSCORED) for i in range(n_epochs)])
-
-
-_PATIENT_TAG = re.compile(r"patient|^name$|firstname|lastname|^dob$|birth|^age$|^sex$|gender|mrn", re.IGNORECASE)
-
-
 def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
-    """Drop patient elements and the ClockTime date; return new bytes and the original start.
+    """Keep only what ``parse`` reads; ``ClockTime`` becomes ``00.00.00 HH.MM.SS`` (NSRR's own
+    de-identification). Returns the new bytes and the original start (None when undated).
 
-    Removed: any element whose tag matches ``PatientInfo``, ``Name``, ``DOB``, ``Birth*``, ``Age``,
-    ``Sex``/``Gender``, ``MRN`` (case-insensitive). ``ClockTime`` keeps only its time part.
-    ``ScoredEvents`` are kept as they are.
+    Dropped: every root child but ``SoftwareVersion``/``EpochLength``/``ScoredEvents``, every
+    ``ScoredEvent`` child but those read (``Notes`` and anything patient-like included).
     """
-    root = parse_xml_safely(data)
+    root = parse_xml(data, TITLE)
+    if not _is_root(root.tag):
+        raise LabelError("unknown_label_format", f"{TITLE}: root element is not PSGAnnotation")
     start: datetime | None = None
-    for parent in list(root.iter()):
-        for child in list(parent):
-            if _PATIENT_TAG.search(child.tag):
-                parent.remove(child)
-    for clock in root.iter("ClockTime"):
-        if clock.text:
-            s, tod = parse_clock_time(clock.text)
-            start = start or s
-            clock.text = tod.strftime("%H.%M.%S")
+    root.tag = "PSGAnnotation"
+    for child in list(root):
+        if local(child.tag) not in _ROOT_KEEP:
+            root.remove(child)
+    sw = next((c for c in root if local(c.tag) == "SoftwareVersion"), None)
+    if sw is not None:  # a vendor name, or nothing: the field is free text
+        sw.text = next((v for v in _VENDORS if (sw.text or "").strip().lower().startswith(v.lower())), "")
+    for events in (c for c in root if local(c.tag) == "ScoredEvents"):
+        for ev in list(events):
+            if local(ev.tag) != "ScoredEvent":
+                events.remove(ev)
+                continue
+            for child in list(ev):
+                if local(child.tag) not in _EVENT_KEEP:
+                    ev.remove(child)
+                else:
+                    for grandchild in list(child):
+                        child.remove(grandchild)
+                    child.attrib.clear()
+                if local(child.tag) == "EventConcept" and child.text:
+                    etype = _text(ev, "EventType") or ""
+                    if stage_of(child.text, etype)[0] is None and not child.text.lower().startswith("recording start time"):
+                        if safe_label(child.text.split("|")[0]) == "other":  # free text, e.g. notes
+                            child.text = "other"
+                if local(child.tag) == "ClockTime" and child.text:
+                    s, tod = parse_clock_time(child.text)
+                    start = start or s
+                    child.text = "00.00.00 " + tod.strftime("%H.%M.%S")
     return ET.tostring(root, encoding="utf-8", xml_declaration=True), start
+
+
+def sniff(head: bytes, name: str) -> int:
+    return 2 if re.search(rb"<\s*(?:\w+:)?PSGAnnota", head[:4096]) else 0
+
+
+FORMAT = Format(
+    kind="nsrr_xml",
+    title=TITLE,
+    producer="NSRR EDF Editor & Translator (from Compumedics, Embla, Sandman, Respironics, ARES); "
+    "older Physio-MIMI SRO/SDO files",
+    extensions=(".xml", "-nsrr.xml"),
+    out_extension="xml",
+    sniff=sniff,
+    parse_fn=parse,
+    is_text=False,
+    anonymise_fn=anonymise,
+    reads="stage runs (name|code or SRO/SDO concepts), events with channel and SpO2 nadir/baseline, "
+    "ClockTime start, lights concepts",
+    anonymised="everything not read is dropped (Notes, patient elements); ClockTime date -> 00.00.00",
+    assumptions="stage runs start at second 0 on the EpochLength grid; concepts outside the stage "
+    "vocabulary are events; a 00.00.00 date means time of day only",
+)

@@ -1,0 +1,42 @@
+"""sunalgo makes no training rows and no agreement from labels psg_prep found misaligned
+(``labels.misaligned`` in its meta.json, issue 23): rows from labels of another time would teach
+the model wrong stages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sunalgo.run import run_sunalgo
+from sunrise_cli.synth import synth_night, write_truth_labels
+from sunrise_prep.prepare import prepare_sunrise
+
+
+@pytest.fixture(scope="module")
+def one_hour_night(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("night")
+    night = synth_night(root / "n", seed=5, hours=1.0, ahi=20.0)
+    prepare_sunrise(night.sunrise, root / "prep")
+    write_truth_labels(night, root / "psg")
+    return root
+
+
+def test_sunalgo_makes_no_training_rows_from_misaligned_labels(one_hour_night, tmp_path):
+    root = one_hour_night
+    run_sunalgo(root / "prep", root / "psg", tmp_path / "aligned")
+    assert (tmp_path / "aligned" / "training_rows.csv").is_file()  # the same night, aligned: rows
+    psg = tmp_path / "psg"
+    shutil.copytree(root / "psg", psg)
+    meta = json.loads((psg / "meta.json").read_text())
+    mis = {"reason": "label_misaligned", "offset_s": 14400.0, "scored_epochs": 120, "scored_in_recording": 0}
+    labels = meta["labels"] if isinstance(meta.get("labels"), dict) else {}
+    (psg / "meta.json").write_text(json.dumps({**meta, "labels": {**labels, "misaligned": mis}}))
+    run_sunalgo(root / "prep", psg, tmp_path / "out")
+    assert not (tmp_path / "out" / "training_rows.csv").exists()
+    assert not (tmp_path / "out" / "agreement.json").exists()
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())
+    assert scores["label_misaligned"] == mis
+    assert any(w.startswith("label_misaligned: 0 of 120 scored epochs") for w in scores["warnings"])
