@@ -20,12 +20,14 @@ text through. A scoring export that needs such labels should map them before upl
 
 from __future__ import annotations
 
-from sunrise_common.edf._record import Record
+from dataclasses import dataclass
+
 from sunrise_common.edf.errors import EdfError
-from sunrise_common.edf.header import _is_unsigned_decimal
+from sunrise_common.edf.header import UNSIGNED_DECIMAL
 
 
-class Annotation(Record):
+@dataclass(frozen=True, slots=True)
+class Annotation:
     """One annotation.
 
     Attributes
@@ -43,7 +45,8 @@ class Annotation(Record):
     text: str
 
 
-class Tal(Record):
+@dataclass(frozen=True, slots=True)
+class Tal:
     """One TAL with its fields kept as raw bytes, so that re-encoding is byte-exact.
 
     Attributes
@@ -99,9 +102,9 @@ def parse_tals(data: bytes | bytearray | memoryview) -> list[Tal]:
             raise EdfError("bad_annotations", f"TAL is not terminated by 0x14 0x00: {piece[:60]!r}")
         head = parts[0]
         onset, sep, duration = head.partition(b"\x15")
-        if not (onset[:1] in (b"+", b"-") and _is_unsigned_decimal(onset[1:])):  # [+-](\d+\.?\d*|\.\d+)
+        if not (onset[:1] in (b"+", b"-") and UNSIGNED_DECIMAL.fullmatch(onset, 1)):
             raise EdfError("bad_annotations", f"TAL onset is not a signed number: {onset[:40]!r}")
-        if sep and not _is_unsigned_decimal(duration):
+        if sep and not UNSIGNED_DECIMAL.fullmatch(duration):
             raise EdfError("bad_annotations", f"TAL duration is not an unsigned number: {duration[:40]!r}")
         tals.append(Tal(onset, duration if sep else None, tuple(parts[1:-1])))
     return tals

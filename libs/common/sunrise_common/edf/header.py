@@ -12,20 +12,15 @@ with ``ns <= 4096`` (at most ~1 MB).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
-import datetime as dt
-
-from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
-
-# Not typing.TYPE_CHECKING: importing typing (and pathlib) would cost a one-file anonymising
-# process more than its header work; type checkers treat this name the same way.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import BinaryIO
 
 EDF_VERSION = b"0       "
 BDF_VERSION = b"\xffBIOSEMI"
@@ -70,47 +65,13 @@ ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
-# The field grammars below are checked by hand, not with regular expressions: ``re`` and the
-# patterns' compilation would cost a one-file anonymising process more than parsing its header.
-# tests/edf/test_grammar.py checks each against the regular expression it stands for.
-
-
-def _is_int(b: bytes) -> bool:
-    """``[+-]?[0-9]+`` (bytes)."""
-    if b[:1] in (b"+", b"-"):
-        b = b[1:]
-    return b.isdigit()  # bytes.isdigit: ASCII digits only, False for b""
-
-
-def _is_unsigned_decimal(b: bytes) -> bool:
-    """``[0-9]+\\.?[0-9]*|\\.[0-9]+`` (bytes): digits with at most one dot, not the dot alone."""
-    whole, dot, frac = b.partition(b".")
-    if not dot:
-        return whole.isdigit()
-    return (whole.isdigit() or (not whole and frac != b"")) and (not frac or frac.isdigit())
-
-
-def _is_float(b: bytes) -> bool:
-    """``[+-]?(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?`` (bytes)."""
-    if b[:1] in (b"+", b"-"):
-        b = b[1:]
-    mantissa, e, exponent = b.replace(b"E", b"e").partition(b"e")
-    return _is_unsigned_decimal(mantissa) and (not e or _is_int(exponent))
-
-
-def _digits(text: str) -> bool:
-    """Only the ASCII digits 0-9 (what ``\\d`` matches in Latin-1 text), at least one."""
-    return text.isascii() and text.isdigit()
-
-
-def _dotted_triple(text: str, last_may_be_yy: bool = False) -> tuple[str, str, str] | None:
-    """``dd.dd.dd`` (``dd.dd.yy`` too when ``last_may_be_yy``): the three pairs, or None."""
-    if len(text) != 8 or text[2] != "." or text[5] != ".":
-        return None
-    a, b, c = text[:2], text[3:5], text[6:]
-    if not (_digits(a) and _digits(b) and (_digits(c) or (last_may_be_yy and c == "yy"))):
-        return None
-    return a, b, c
+# The field grammars (ASCII digits only: ``[0-9]``, not ``\d``, which is any Unicode digit in str).
+INT = re.compile(rb"[+-]?[0-9]+")
+UNSIGNED_DECIMAL = re.compile(rb"[0-9]+\.?[0-9]*|\.[0-9]+")
+FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+DATE = re.compile(r"([0-9]{2})\.([0-9]{2})\.([0-9]{2}|yy)")  # dd.mm.yy ("yy": EDF+ after 2084)
+TIME = re.compile(r"([0-9]{2})\.([0-9]{2})\.([0-9]{2})")  # hh.mm.ss
+EDFPLUS_DATE = re.compile(rf"([0-9]{{2}})-({'|'.join(_MONTHS)})-([0-9]{{4}})")  # dd-MMM-yyyy
 
 
 def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
@@ -133,7 +94,8 @@ def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
     raise KeyError(f"unknown signal header field {name!r}")
 
 
-class SignalHeader(Record):
+@dataclass(frozen=True, slots=True)
+class SignalHeader:
     """The header fields of one signal.
 
     Attributes
@@ -163,9 +125,8 @@ class SignalHeader(Record):
     prefiltering: str
     samples_per_record: int
     reserved: str
-    record_duration: float
+    record_duration: float = field(repr=False)
     is_annotation: bool
-    _hidden = ("record_duration",)
 
     @property
     def gain(self) -> float:
@@ -185,7 +146,8 @@ class SignalHeader(Record):
         return self.samples_per_record / self.record_duration
 
 
-class PatientFields(Record):
+@dataclass(frozen=True, slots=True)
+class PatientFields:
     """EDF+ patient identification subfields: ``code sex birthdate name [additional...]``."""
 
     code: str
@@ -195,7 +157,8 @@ class PatientFields(Record):
     additional: str
 
 
-class RecordingFields(Record):
+@dataclass(frozen=True, slots=True)
+class RecordingFields:
     """EDF+ recording identification: ``Startdate dd-MMM-yyyy admin technician equipment ...``."""
 
     startdate: dt.date | None  # None when "X"
@@ -205,7 +168,8 @@ class RecordingFields(Record):
     additional: str
 
 
-class EdfHeader(Record):
+@dataclass(frozen=True, slots=True)
+class EdfHeader:
     """A parsed, validated EDF/BDF header.
 
     Attributes
@@ -268,8 +232,7 @@ class EdfHeader(Record):
     record_bytes: int
     signal_offsets: tuple[int, ...]
     file_size: int
-    raw: bytes
-    _hidden = ("raw",)
+    raw: bytes = field(repr=False)
 
     @property
     def ns(self) -> int:
@@ -310,10 +273,10 @@ class EdfHeader(Record):
 
 def _edfplus_date(text: str) -> dt.date | None:
     """``dd-MMM-yyyy`` with an English month abbreviation; ValueError otherwise."""
-    day, month, year = text[:2], text[3:6], text[7:]
-    if len(text) != 11 or text[2] != "-" or text[6] != "-" or not (_digits(day) and _digits(year)) or month not in _MONTHS:
-        raise ValueError(text)
-    return dt.date(int(year), _MONTHS.index(month) + 1, int(day))
+    m = EDFPLUS_DATE.fullmatch(text)
+    if m is None:
+        raise ValueError("not dd-MMM-yyyy")
+    return dt.date(int(m[3]), _MONTHS.index(m[2]) + 1, int(m[1]))
 
 
 def parse_patient_field(text: str) -> PatientFields | None:
@@ -355,14 +318,14 @@ def _text(value: bytes) -> str:
 
 def _parse_int(value: bytes, what: str) -> int:
     stripped = value.strip(b" \x00")
-    if not _is_int(stripped):
+    if not INT.fullmatch(stripped):
         raise EdfError("bad_header_field", f"{what} is not an integer: {value!r}")
     return int(stripped)
 
 
 def _parse_float(value: bytes, what: str) -> float:
     stripped = value.strip(b" \x00")
-    if not _is_float(stripped):
+    if not FLOAT.fullmatch(stripped):
         raise EdfError("bad_header_field", f"{what} is not a decimal number: {value!r}")
     number = float(stripped)
     if not math.isfinite(number):
@@ -383,12 +346,12 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 
 
 def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.datetime | None, int | None, str | None]:
-    date_m = _dotted_triple(startdate, last_may_be_yy=True)
+    date_m = DATE.fullmatch(startdate)
     rec = parse_recording_field(recording)
     rec_year = rec.startdate.year if rec is not None and rec.startdate is not None else None
     if date_m is None:
         return None, None, f"startdate {startdate!r} is not dd.mm.yy"
-    day, month, yy = date_m
+    day, month, yy = date_m.groups()
     if yy == "yy":  # EDF+: years after 2084 are only in the recording field
         if rec_year is None:
             return None, None, f"startdate {startdate!r} needs a Startdate year in the recording field"
@@ -401,11 +364,11 @@ def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.d
         date = dt.date(year, int(month), int(day))
     except ValueError:
         return None, None, f"startdate {startdate!r} is not a valid date"
-    time_m = _dotted_triple(starttime)
+    time_m = TIME.fullmatch(starttime)
     if time_m is None:
         return None, year, f"starttime {starttime!r} is not hh.mm.ss"
     try:
-        time = dt.time(*(int(g) for g in time_m))
+        time = dt.time(*(int(g) for g in time_m.groups()))
     except ValueError:
         return None, year, f"starttime {starttime!r} is not a valid time"
     return dt.datetime.combine(date, time), year, None
