@@ -220,6 +220,11 @@ class PolyphaseMatrix:
     channels x 360 s at 256 Hz, loaded machine): 1.4-2x faster for 256 -> 100, 200 and 50 Hz,
     about equal for 256 -> 250 Hz. Float64 throughout: DC-coupled channels carry offsets
     100-1000x their signal, and float32 sums of them would leave periodic rounding patterns.
+
+    Kept over ``scipy.signal.resample_poly`` because it pays in a warm service (issue 25):
+    ``prepare_psg`` of the 8-h, 20-channel, 256-Hz night in a process that has served a night
+    already, median CPU of 3 nights, two rounds: 2.48 and 2.67 CPU-s with this class, 3.23 and
+    3.57 with ``resample_poly`` (same window, same offset handling), i.e. +30 %.
     """
 
     def __init__(self, up: int, down: int, h: np.ndarray) -> None:
