@@ -53,13 +53,40 @@ SIGNAL_FIELDS: tuple[tuple[str, int], ...] = (
     ("reserved", 32),
 )
 
-MAX_SIGNALS = 4096
-MAX_SAMPLES_PER_RECORD = 10_000_000
-#: A record is read whole by the reader; 1 GiB is far beyond any real PSG record (30 s of
-#: 64 channels at 2 kHz in BDF is ~11 MB) and keeps memory bounded for hostile headers.
-MAX_RECORD_BYTES = 1 << 30
+# Limits checked from the header before anything is allocated from it (issue 22, defect 4). A
+# file beyond one is rejected permanently (``absurd_value``), with a reason that names the header
+# fields and their numbers. Each is far above any real sleep recording and low enough that a
+# service working block by block on such a file stays within its memory budget.
+
+#: Signals per file. PSGs carry 10-70, high-density EEG 256 (+ a few aux): 4x margin over that.
+MAX_SIGNALS = 1024
+#: Sampling rate of an ordinary signal, samples per record / record duration (Hz). The fastest
+#: real acquisition in the field, BioSemi ActiveTwo BDF, samples at 16,384 Hz; PSG amplifiers
+#: at 128-2,048 Hz. A claimed 10^13 Hz made psg_prep size its buffers from it (MemoryError).
+MAX_SAMPLE_RATE_HZ = 16_384.0
+#: Samples of one signal in one data record: the rate limit over the longest record the EDF
+#: spec recommends keeping a record under (1 MiB for all signals, 61,440 bytes per record is its
+#: advice for EDF; BDF files by BioSemi use 1-s records), with room for 60-s records at 16 kHz.
+MAX_SAMPLES_PER_RECORD = 1_048_576
+#: Bytes of one data record (all signals); the reader and the anonymiser hold a record whole.
+#: 30-s records of 64 channels at 2 kHz in BDF are ~11 MB.
+MAX_RECORD_BYTES = 32 << 20
+#: Bytes of all annotation signals over the whole file (records x annotation bytes per record).
+#: An 8-h EDF+ PSG with 1-s records and a 120-byte annotation signal holds 3.5 MB; a scored
+#: night's hypnogram file well under 1 MB. 76 MB of annotations cost ingest 1,250 MB and 43 s.
+MAX_ANNOTATION_BYTES = 16 << 20
 #: No recording is longer than a few days; a record longer than a day is a corrupt field.
 MAX_RECORD_DURATION_S = 86_400.0
+
+#: The limits above by name (documented in docs/architecture.md, "Input limits").
+LIMITS = {
+    "MAX_SIGNALS": MAX_SIGNALS,
+    "MAX_SAMPLE_RATE_HZ": MAX_SAMPLE_RATE_HZ,
+    "MAX_SAMPLES_PER_RECORD": MAX_SAMPLES_PER_RECORD,
+    "MAX_RECORD_BYTES": MAX_RECORD_BYTES,
+    "MAX_ANNOTATION_BYTES": MAX_ANNOTATION_BYTES,
+    "MAX_RECORD_DURATION_S": MAX_RECORD_DURATION_S,
+}
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 
@@ -319,17 +346,17 @@ def _text(value: bytes) -> str:
 def _parse_int(value: bytes, what: str) -> int:
     stripped = value.strip(b" \x00")
     if not INT.fullmatch(stripped):
-        raise EdfError("bad_header_field", f"{what} is not an integer: {value!r}")
+        raise EdfError("bad_header_field", f"{what} is not an integer ({len(stripped)} characters)")
     return int(stripped)
 
 
 def _parse_float(value: bytes, what: str) -> float:
     stripped = value.strip(b" \x00")
     if not FLOAT.fullmatch(stripped):
-        raise EdfError("bad_header_field", f"{what} is not a decimal number: {value!r}")
+        raise EdfError("bad_header_field", f"{what} is not a decimal number ({len(stripped)} characters)")
     number = float(stripped)
     if not math.isfinite(number):
-        raise EdfError("absurd_value", f"{what} is not finite: {value!r}")
+        raise EdfError("absurd_value", f"{what} is not finite")
     return number
 
 
@@ -350,11 +377,11 @@ def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.d
     rec = parse_recording_field(recording)
     rec_year = rec.startdate.year if rec is not None and rec.startdate is not None else None
     if date_m is None:
-        return None, None, f"startdate {startdate!r} is not dd.mm.yy"
+        return None, None, "startdate is not dd.mm.yy"
     day, month, yy = date_m.groups()
     if yy == "yy":  # EDF+: years after 2084 are only in the recording field
         if rec_year is None:
-            return None, None, f"startdate {startdate!r} needs a Startdate year in the recording field"
+            return None, None, "startdate year yy needs a Startdate year in the recording field"
         year = rec_year
     else:
         year = 1900 + int(yy) if int(yy) >= 85 else 2000 + int(yy)
@@ -363,14 +390,14 @@ def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.d
     try:
         date = dt.date(year, int(month), int(day))
     except ValueError:
-        return None, None, f"startdate {startdate!r} is not a valid date"
+        return None, None, "startdate is not a valid date"
     time_m = TIME.fullmatch(starttime)
     if time_m is None:
-        return None, year, f"starttime {starttime!r} is not hh.mm.ss"
+        return None, year, "starttime is not hh.mm.ss"
     try:
         time = dt.time(*(int(g) for g in time_m.groups()))
     except ValueError:
-        return None, year, f"starttime {starttime!r} is not a valid time"
+        return None, year, "starttime is not a valid time"
     return dt.datetime.combine(date, time), year, None
 
 
@@ -386,12 +413,12 @@ def parse_header_bytes(fixed: bytes, file_size: int) -> int:
         raise EdfError("empty_file", "the file has 0 bytes")
     version = fixed[:8]
     if version not in (EDF_VERSION, BDF_VERSION):
-        raise EdfError("not_edf", f"version field is {version!r}, expected {EDF_VERSION!r} or {BDF_VERSION!r}")
+        raise EdfError("not_edf", f"version field is not {EDF_VERSION!r} (EDF) or {BDF_VERSION!r} (BDF)")
     if file_size < 256 or len(fixed) < 256:
         raise EdfError("truncated", f"file has {min(file_size, len(fixed))} bytes, the fixed header alone needs 256")
     ns = _parse_int(_field(fixed, "ns"), "number of signals")
     if not 1 <= ns <= MAX_SIGNALS:
-        raise EdfError("absurd_value", f"number of signals is {ns}, expected 1..{MAX_SIGNALS}")
+        raise EdfError("absurd_value", f"number of signals (ns) is {ns}, expected 1..{MAX_SIGNALS} (MAX_SIGNALS)")
     header_bytes = 256 * (ns + 1)
     if header_bytes > file_size:
         raise EdfError(
@@ -476,29 +503,36 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
     for i in range(ns):
         label = _text(columns["label"][i])
         is_annotation = label in ANNOTATION_LABELS
-        spr = _parse_int(columns["samples_per_record"][i], f"samples per record of signal {i} ({label!r})")
+        spr = _parse_int(columns["samples_per_record"][i], f"samples per record of signal {i}")
         if not 1 <= spr <= MAX_SAMPLES_PER_RECORD:
             raise EdfError(
                 "absurd_value",
-                f"samples per record of signal {i} ({label!r}) is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD}",
+                f"samples per record of signal {i} is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD} "
+                "(MAX_SAMPLES_PER_RECORD)",
             )
-        pmin = _parse_float(columns["physical_min"][i], f"physical minimum of signal {i} ({label!r})")
-        pmax = _parse_float(columns["physical_max"][i], f"physical maximum of signal {i} ({label!r})")
-        dmin = _parse_int(columns["digital_min"][i], f"digital minimum of signal {i} ({label!r})")
-        dmax = _parse_int(columns["digital_max"][i], f"digital maximum of signal {i} ({label!r})")
+        if not is_annotation and record_duration > 0 and spr > MAX_SAMPLE_RATE_HZ * record_duration:
+            raise EdfError(
+                "absurd_value",
+                f"signal {i}: samples per record {spr} over data record duration {record_duration:g} s is "
+                f"{spr / record_duration:g} Hz, limit {MAX_SAMPLE_RATE_HZ:g} Hz (MAX_SAMPLE_RATE_HZ)",
+            )
+        pmin = _parse_float(columns["physical_min"][i], f"physical minimum of signal {i}")
+        pmax = _parse_float(columns["physical_max"][i], f"physical maximum of signal {i}")
+        dmin = _parse_int(columns["digital_min"][i], f"digital minimum of signal {i}")
+        dmax = _parse_int(columns["digital_max"][i], f"digital maximum of signal {i}")
         if not is_annotation:
             if dmin >= dmax:
                 raise EdfError(
-                    "absurd_value", f"signal {i} ({label!r}): digital minimum {dmin} >= digital maximum {dmax}"
+                    "absurd_value", f"signal {i}: digital minimum {dmin} >= digital maximum {dmax}"
                 )
             if dmin < dig_lo or dmax > dig_hi:
                 raise EdfError(
                     "absurd_value",
-                    f"signal {i} ({label!r}): digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}",
+                    f"signal {i}: digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}",
                 )
             if pmin == pmax:
                 raise EdfError(
-                    "absurd_value", f"signal {i} ({label!r}): physical minimum == physical maximum == {pmin}"
+                    "absurd_value", f"signal {i}: physical minimum == physical maximum == {pmin}"
                 )
         signals.append(
             SignalHeader(
@@ -520,7 +554,7 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
     if record_duration == 0 and not all(s.is_annotation for s in signals):
         raise EdfError("absurd_value", "data record duration is 0 s but the file has ordinary signals")
     if plus == "D" and not any(s.is_annotation for s in signals):
-        raise EdfError("bad_header_field", f"reserved field {reserved!r} says EDF+D but there is no annotation signal")
+        raise EdfError("bad_header_field", "reserved field says EDF+D but there is no annotation signal")
 
     signal_offsets = []
     record_bytes = 0
@@ -528,7 +562,12 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
         signal_offsets.append(record_bytes)
         record_bytes += s.samples_per_record * sample_bytes
     if record_bytes > MAX_RECORD_BYTES:
-        raise EdfError("absurd_value", f"a data record would hold {record_bytes} bytes, limit {MAX_RECORD_BYTES}")
+        raise EdfError(
+            "absurd_value",
+            f"a data record would hold {record_bytes} bytes (sum of samples per record x {sample_bytes}), "
+            f"limit {MAX_RECORD_BYTES} (MAX_RECORD_BYTES)",
+        )
+    annotation_record_bytes = sum(s.samples_per_record * sample_bytes for s in signals if s.is_annotation)
 
     header_bytes = 256 * (ns + 1)
     data_bytes = file_size - header_bytes
@@ -545,6 +584,16 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
         raise EdfError("absurd_value", f"number of data records is {n_records_field}")
     else:
         n_records = n_records_field
+    # Before the size checks: a header claiming more annotation bytes than allowed is absurd
+    # whatever the file holds.
+    if n_records * annotation_record_bytes > MAX_ANNOTATION_BYTES:
+        raise EdfError(
+            "absurd_value",
+            f"{n_records} data records x {annotation_record_bytes} annotation bytes per record = "
+            f"{n_records * annotation_record_bytes} annotation bytes, limit {MAX_ANNOTATION_BYTES} "
+            "(MAX_ANNOTATION_BYTES)",
+        )
+    if n_records_field >= 0:
         expected = header_bytes + n_records * record_bytes
         if expected > file_size:
             raise EdfError(
