@@ -8,10 +8,17 @@ the process's CPU seconds (all threads, ``getrusage``). Usage::
 
     uv run python -m benchmarks.warm VARIANT SRC [REPEATS]
 
-prints one JSON line per timed night and a last line with the medians. Variants: ``psg_prep``
-(``prepare_psg``, as the service calls it), ``competent`` (edfio + ``resample_poly`` +
-``sosfiltfilt``), ``mne_polyphase``, ``mne_naive`` (``benchmarks.psg_prep_bench.run_baseline``)
-and ``io_floor`` (read and convert every sample, numpy only).
+prints one JSON line per timed night and a last line with the medians. Variants on the PSG:
+``psg_prep`` (``prepare_psg``, as the service calls it), ``competent`` (edfio + ``resample_poly``
++ ``sosfiltfilt``), ``mne_polyphase``, ``mne_naive`` (``benchmarks.psg_prep_bench.run_baseline``),
+``io_floor`` (read and convert every sample, numpy only) and ``ingest`` (the ingest service's
+anonymisation and SHA-256 of its output); on the Sunrise EDF: ``sunrise_prep`` and ``sunalgo``
+(on the output of one untimed ``sunrise_prep``).
+
+Memory per request as Cloud Run counts it (``/tmp`` is memory there): the process's peak RSS plus
+the largest number of bytes a night kept in its scratch folder, which for the stages that stage
+their input (``STAGED_INPUT``: the handlers download the object to ``/tmp`` before working) counts
+the input file too (``tmp_mb``; ``request_mb`` = ``peak_rss_mb`` + ``tmp_mb``).
 """
 
 from __future__ import annotations
@@ -73,19 +80,62 @@ def _io_floor() -> Callable[[Path, Path], object]:
     return psg_baselines.io_floor
 
 
+def _ingest() -> Callable[[Path, Path], object]:
+    from ingest.handler import _anonymise_edf, _sha256
+
+    def work(src: Path, out: Path) -> None:
+        dst = out / "anonymised.edf"
+        _anonymise_edf(src, dst, src.stat().st_size)
+        _sha256(dst)
+
+    return work
+
+
+def _sunrise_prep() -> Callable[[Path, Path], object]:
+    from sunrise_prep.prepare import prepare_sunrise
+
+    return prepare_sunrise
+
+
+def _sunalgo() -> Callable[[Path, Path], object]:
+    from sunalgo.run import run_sunalgo
+    from sunrise_prep.prepare import prepare_sunrise
+
+    prepped: dict[Path, Path] = {}
+
+    def work(src: Path, out: Path) -> None:
+        if src not in prepped:  # sunalgo's input, prepared once, untimed with the warm-up night
+            prepped[src] = Path(tempfile.mkdtemp(prefix="warm-sunalgo-"))
+            prepare_sunrise(src, prepped[src])
+        run_sunalgo(prepped[src], None, out)
+
+    return work
+
+
 VARIANTS: dict[str, Callable[[], Callable[[Path, Path], object]]] = {
     "psg_prep": _psg_prep,
     "competent": _competent,
     "mne_polyphase": _mne_polyphase,
     "mne_naive": _mne_naive,
     "io_floor": _io_floor,
+    "ingest": _ingest,
+    "sunrise_prep": _sunrise_prep,
+    "sunalgo": _sunalgo,
 }
+#: The stages whose handler downloads its input object into its scratch folder before working.
+STAGED_INPUT = frozenset({"psg_prep", "ingest", "sunrise_prep"})
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def measure(variant: str, src: Path, repeats: int) -> dict:
     """Import, serve one night untimed, then time ``repeats`` nights: medians and every run."""
     work = VARIANTS[variant]()
     runs = []
+    staged = src.stat().st_size if variant in STAGED_INPUT else 0
+    tmp_bytes = 0
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats + 1):
             out = Path(tmp) / f"night{i}"
@@ -93,6 +143,8 @@ def measure(variant: str, src: Path, repeats: int) -> dict:
             c0, t0 = _cpu_s(), time.perf_counter()
             work(src, out)
             wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+            # The outputs only grow until the handler uploads them: their final size is the peak.
+            tmp_bytes = max(tmp_bytes, staged + _folder_bytes(out))
             shutil.rmtree(out)
             if i:  # night 0 warms the process
                 runs.append({"wall_s": wall, "cpu_s": cpu})
@@ -102,6 +154,8 @@ def measure(variant: str, src: Path, repeats: int) -> dict:
         "wall_s": statistics.median(r["wall_s"] for r in runs),
         "cpu_s": statistics.median(r["cpu_s"] for r in runs),
         "peak_rss_mb": _peak_rss_mb(),
+        "tmp_mb": tmp_bytes / 2**20,
+        "request_mb": _peak_rss_mb() + tmp_bytes / 2**20,
         "runs": runs,
     }
 
