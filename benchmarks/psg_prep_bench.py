@@ -179,9 +179,6 @@ def main(argv: list[str], repeats: int = 2) -> None:
         print(json.dumps(run_baseline(argv[1])))
         return
     if argv and argv[0] == "ours":
-        from psg_prep.alloc import tune_malloc
-
-        tune_malloc()  # the whole process configured as the service's (psg_prep/main.py)
         print(json.dumps(run_ours(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else None)))
         return
     if argv and argv[0] == "measure":  # measure SRC [REPEATS [VARIANT ...]]

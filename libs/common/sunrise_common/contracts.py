@@ -29,22 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import _problems as problems
+from sunrise_common.events import int64 as _int64
 
 NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")  # \A...\Z: no trailing newline
 
 #: Which upload a per-night message announces (``rerun``: ``sunrise rerun`` asks sunalgo again).
 MessageKind = Literal["sunrise", "psg", "labels", "rerun"]
-
-
-def _int64(value: Any) -> Any:
-    """An int64 as proto3 JSON sends it (a decimal string) or as a number; never a boolean."""
-    if isinstance(value, bool):
-        raise ValueError("expected an integer, got a boolean")
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 20:
-            raise ValueError("expected a non-negative integer (or its string form)")
-        return int(value)
-    return value
 
 
 class Recording(BaseModel):

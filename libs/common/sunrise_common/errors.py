@@ -23,12 +23,8 @@ SDK exceptions are translated into these at the adapter boundary.
 
 from __future__ import annotations
 
-# logging's level numbers, not logging and typing themselves: a process that only needs these
-# classes (a one-file anonymiser) would pay ~10 ms to import them.
-_INFO, _WARNING, _ERROR = 20, 30, 40
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from logging import ERROR, INFO, WARNING
+from typing import Any
 
 
 class PipelineError(Exception):
@@ -36,7 +32,7 @@ class PipelineError(Exception):
 
     status_code = 500
     answer = "retry"
-    log_level = _ERROR
+    log_level = ERROR
     summary = "failure"
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -54,7 +50,7 @@ class PermanentError(PipelineError):
 
     status_code = 200
     answer = "rejected"
-    log_level = _WARNING
+    log_level = WARNING
     summary = "permanent failure, acknowledged"
 
 
@@ -69,7 +65,7 @@ class BadEvent(PipelineError):
     """The HTTP request is not a CloudEvent this service accepts (400)."""
 
     status_code = 400
-    log_level = _WARNING
+    log_level = WARNING
     summary = "rejected an event"
 
     def body(self) -> dict[str, Any]:
@@ -81,7 +77,7 @@ class Busy(PipelineError):
 
     status_code = 429
     answer = "busy"
-    log_level = _INFO
+    log_level = INFO
     summary = "duplicate while running"
 
 
@@ -106,7 +102,7 @@ class PreconditionFailed(PipelineError):
     state, and finds the work done or takes it over."""
 
     status_code = 409
-    log_level = _WARNING
+    log_level = WARNING
     summary = "conflicting write, will be retried"
 
 
