@@ -21,10 +21,8 @@ def _usage() -> tuple[float, float]:
 
 # Each task imports what it needs, then returns the work (timed apart from the imports).
 def task_psg_ours(src: str, out: str):
-    from psg_prep.alloc import tune_malloc
     from psg_prep.prepare import prepare_psg
 
-    tune_malloc()  # the whole process configured as the service's (psg_prep/main.py)
     Path(out).mkdir(parents=True, exist_ok=True)
     return lambda: {"channels": len(prepare_psg(Path(src), [], Path(out))["channels"])}
 

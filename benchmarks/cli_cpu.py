@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CORPUS_PSG = ROOT.parent / "shared" / "corpus" / "edf" / "edfio__short_psg.edf"
+CORPUS_PSG = ROOT / "tests" / "data" / "corpus" / "edf" / "edfio__short_psg.edf"
 BENCH_KEY = "bench-pseudonym-key-0123456789abcdef"
 
 
@@ -75,7 +75,7 @@ def _seed_state(data_dir: Path, n_uploads: int) -> dict[str, str]:
 def bench_cli(tmp: Path, runs: int, n_uploads: int = 50) -> dict:
     """Median, min and max CPU and wall seconds of ``sunrise --help`` and ``sunrise status``."""
     if not CORPUS_PSG.is_file():
-        raise FileNotFoundError(f"{CORPUS_PSG} (the shared corpus) is needed to seed the state")
+        raise FileNotFoundError(f"{CORPUS_PSG} (the repository's test corpus) is needed to seed the state")
     exe = Path(sys.executable).parent / "sunrise"
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "sunrise_cli.main"]
     seeded = _seed_state(Path(tmp) / "cli-data", n_uploads)

@@ -34,7 +34,7 @@ LABELS = [
 def make_big_psg(path: str | Path, hours: float = 8, n_channels: int = 20, fs: int = 256) -> Path:
     """Write a synthetic PSG EDF (1-s records, all channels at ``fs``) fast with numpy.
 
-    20 x 256 Hz x 8 h is 294,917,376 bytes (reference/science.md 5.1).
+    20 x 256 Hz x 8 h is 294,917,376 bytes (docs/reference/science.md 5.1).
     """
     import numpy as np
 
@@ -179,9 +179,6 @@ def main(argv: list[str], repeats: int = 2) -> None:
         print(json.dumps(run_baseline(argv[1])))
         return
     if argv and argv[0] == "ours":
-        from psg_prep.alloc import tune_malloc
-
-        tune_malloc()  # the whole process configured as the service's (psg_prep/main.py)
         print(json.dumps(run_ours(argv[1], argv[2], int(argv[3]) if len(argv) > 3 else None)))
         return
     if argv and argv[0] == "measure":  # measure SRC [REPEATS [VARIANT ...]]

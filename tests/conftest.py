@@ -14,6 +14,28 @@ from sunrise_common.settings import Settings
 DATA = Path(__file__).resolve().parent / "data"  # the test data the repository carries (data/SOURCES.md)
 CORPUS = DATA / "corpus"
 REFERENCE_EVENTS = DATA / "cloudevents"
+# Files kept out of the repository because their licence is unstated (mne-testing-data's): read from a
+# ../shared/corpus beside the clone when there is one, skipped otherwise (tests/data/SOURCES.md).
+EXTRA_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+EXTRA_PREFIX = "mne__"
+
+
+def corpus_file(rel: str) -> Path:
+    """A corpus file by its path under corpus/: the repository's copy, else the optional extra corpus's."""
+    for root in (CORPUS, EXTRA_CORPUS):
+        if (root / rel).is_file():
+            return root / rel
+    pytest.skip(f"{rel} is not carried by the repository (licence unstated); read from ../shared/corpus when present")
+
+
+def available(rels: list[str] | dict) -> list[str]:
+    """The corpus paths of ``rels`` this checkout can read (repository files, plus extra ones when present)."""
+    return [rel for rel in rels if (CORPUS / rel).is_file() or (EXTRA_CORPUS / rel).is_file()]
+
+
+def extra_corpus_files(pattern: str) -> list[Path]:
+    """The licence-unstated extra files matching ``pattern`` (e.g. ``edf/*``), when ../shared/corpus is there."""
+    return sorted(p for p in EXTRA_CORPUS.glob(pattern) if p.name.startswith(EXTRA_PREFIX))
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 
 

@@ -1,7 +1,9 @@
 """The import structure, read from the imports themselves (AST of every .py under services/,
 libs/ and cli/; issue 17, "Must show" 1):
 
-- a service imports only ``sunrise_common``, its own package and third-party distributions;
+- a service imports only the libraries (``sunrise_common``, ``sunrise_algo``), its own package and
+  third-party distributions;
+- ``sunrise_algo`` (the algorithm interface) imports ``sunrise_common`` only;
 - ``sunrise_common`` imports no service, no ``sunrise_cli`` and no ``sunrise_devstack`` (the dev
   stack never ships in a service image: tests/images/test_dockerfiles.py checks the images);
 - ``sunrise_devstack`` imports ``sunrise_common`` only (no service, no CLI);
@@ -47,7 +49,7 @@ def _packages() -> dict[str, Path]:
 
 
 PACKAGES = _packages()
-COMMON, DEVSTACK, CLI = "sunrise_common", "sunrise_devstack", "sunrise_cli"
+COMMON, DEVSTACK, CLI, ALGO = "sunrise_common", "sunrise_devstack", "sunrise_cli", "sunrise_algo"
 SERVICES = {name for name, path in PACKAGES.items() if path.parent.parent.name == "services"}
 # Top-level first-party names outside the workspace packages (they may import services).
 HARNESSES = {"tests", "benchmarks", "science", "reliability", "scripts", "tools"}
@@ -149,7 +151,17 @@ def test_services_import_only_the_shared_library_and_themselves(imports: list[Im
     bad = [
         f"{i.where}: {i.importer} imports {i.target}"
         for i in imports
-        if _top(i.importer) in SERVICES and _first_party(i.target) and _top(i.target) not in {COMMON, _top(i.importer)}
+        if _top(i.importer) in SERVICES and _first_party(i.target)
+        and _top(i.target) not in {COMMON, ALGO, _top(i.importer)}
+    ]
+    assert bad == []
+
+
+def test_the_algorithm_interface_imports_only_the_shared_library(imports: list[Import]) -> None:
+    bad = [
+        f"{i.where}: {i.importer} imports {i.target}"
+        for i in imports
+        if _top(i.importer) == ALGO and _first_party(i.target) and _top(i.target) not in {COMMON, ALGO}
     ]
     assert bad == []
 

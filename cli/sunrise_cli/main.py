@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 import typer
 from rich.console import Console
 
+from sunrise_cli.algo_commands import algo_app
 from sunrise_cli.dataset_commands import dataset_app
+from sunrise_cli.forget_command import forget
 from sunrise_cli.science_commands import science_app
 
 if TYPE_CHECKING:
@@ -32,10 +34,12 @@ app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data 
 dlq_app = typer.Typer(help="Dead-lettered events: the local router's (embedded, emulators) or the dead-letter subscription (cloud).")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(algo_app, name="algo")
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 app.registered_commands.extend(science_app.registered_commands)  # synth, train, report
+app.command()(forget)
 
 
 def _settings():  # noqa: ANN202 - Settings (imported lazily)
@@ -83,12 +87,19 @@ def upload(
     name: Annotated[Optional[str], typer.Option(help="Object file name (default: the file's name).")] = None,
 ) -> None:
     """Upload a file to the raw bucket as {kind}/{site}/{subject}/{file}."""
+    from sunrise_common.errors import PipelineError
+
     from sunrise_cli import ops
 
+    if not file.is_file():  # a FIFO or a device would be read forever
+        fail(f"{file} is not a regular file")
     try:
         info = ops.upload(_ctx(), file, kind=kind, site=site, subject=subject, name=name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    except PipelineError as exc:
+        # The storage removed what it had staged: nothing of the file is left behind.
+        fail(f"the upload did not complete ({exc.reason}: {exc.detail}); nothing was kept, run it again", 1)
     console.print(f"uploaded [bold]{info.bucket}/{info.name}[/] (generation {info.generation}, {info.size} bytes)")
 
 
@@ -277,7 +288,7 @@ def rerun(
     nights: Annotated[Optional[list[str]], typer.Option("--nights", help="Night ids (repeat the option).")] = None,
     failed: Annotated[bool, typer.Option(help="Every night whose stage failed.")] = False,
     all_nights: Annotated[bool, typer.Option("--all", help="Every night.")] = False,
-    algo_version: Annotated[Optional[str], typer.Option(help="sunalgo only: the model version to score with.")] = None,
+    algo_version: Annotated[Optional[str], typer.Option(help="sunalgo only: the plug-in or model version to score with (`sunrise algo list`).")] = None,
     rate: Annotated[Optional[float], typer.Option(help="At most this many events per second.")] = None,
     max_in_flight: Annotated[int, typer.Option(help="At most this many publishes at once.")] = 4,
 ) -> None:

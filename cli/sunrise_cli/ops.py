@@ -52,7 +52,7 @@ def upload_night(ctx: Context, night, *, site: str, subject: str) -> list[str]: 
 
 # -- events as files and curl commands
 def load_event_file(path: Path) -> tuple[dict[str, str], bytes]:
-    """Read an event file: ``{method, path, headers, body}`` (as in shared/reference/cloudevents)
+    """Read an event file: ``{method, path, headers, body}`` (as in tests/data/cloudevents)
     or a structured-mode envelope (``{"specversion": ..., "data": ...}``)."""
     doc = json.loads(path.read_text())
     if not isinstance(doc, dict):

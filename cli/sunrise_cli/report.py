@@ -7,7 +7,7 @@ For each sunalgo version (``sunalgo-1.0+MODEL``) against the PSG reference of th
 - pooled 30-s epoch sleep/wake confusion matrix (rows PSG W/S, columns sunalgo W/S), accuracy and
   Cohen's κ, and the mean of the per-night κ;
 - severity-class agreement at the clinical RDI thresholds 5, 15 and 30 events/h (AASM severity:
-  < 5 normal, 5–15 mild, 15–30 moderate, ≥ 30 severe; reference/science.md): for each threshold a
+  < 5 normal, 5–15 mild, 15–30 moderate, ≥ 30 severe; docs/reference/science.md): for each threshold a
   2×2 table of nights (PSG ≥ t vs sunalgo ≥ t), sensitivity, specificity and accuracy, the way
   the Sunrise validation studies report (Pépin et al., JAMA Netw Open 2020: accuracy 0.92 at
   ≥ 5/h and 0.88 at ≥ 15/h; Kelly et al., Front Neurosci 2022: ORDI 5/15/30);
@@ -53,6 +53,15 @@ def _night_from_folder(folder: Path) -> dict:
 def model_of(algo_version: str) -> str:
     """The model part of an algo version: ``sunalgo-1.0+mine-1`` -> ``mine-1``."""
     return algo_version.rsplit("+", 1)[-1]
+
+
+def label_of(algo_version: str) -> str:
+    """How a version is named in the report: the model for the built-in plug-in
+    (``sunalgo-1.0+mine-1`` -> ``mine-1``), ``plugin:model`` for any other
+    (``activity-rule-1.0+default`` -> ``activity-rule:default``)."""
+    prefix, _, model = algo_version.rpartition("+")
+    plugin = prefix.rsplit("-", 1)[0]
+    return model if plugin in ("sunalgo", "") else f"{plugin}:{model}"
 
 
 def bland_altman(pred, ref) -> dict[str, float] | None:  # noqa: ANN001 - array-likes
@@ -185,7 +194,7 @@ def _figures(out_dir: Path, versions: list[str], by_version: dict[str, list[dict
                     if np.isfinite(y):
                         ax.axhline(y, linestyle=style, color="grey")
                 loa = f", LoA {ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}" if np.isfinite(ba["sd"]) else ""
-                ax.set_title(f"{model_of(v)}: {key} bias {ba['bias']:+.1f}{loa} {unit}", fontsize=10)
+                ax.set_title(f"{label_of(v)}: {key} bias {ba['bias']:+.1f}{loa} {unit}", fontsize=10)
             ax.axhline(0, color="black", linewidth=0.5)
             ax.set_xlabel(f"mean of sunalgo and PSG {key} ({unit})")
             ax.set_ylabel(f"sunalgo − PSG ({unit})")
@@ -205,7 +214,7 @@ def _figures(out_dir: Path, versions: list[str], by_version: dict[str, list[dict
         ax.set_yticks([0, 1], ["W", "S"])
         ax.set_xlabel("sunalgo (30-s epochs)")
         ax.set_ylabel("PSG")
-        ax.set_title(f"{model_of(v)}: sleep/wake epochs", fontsize=10)
+        ax.set_title(f"{label_of(v)}: sleep/wake epochs", fontsize=10)
     fig.tight_layout()
     fig.savefig(out_dir / "confusion.png", dpi=90)
     plt.close(fig)
@@ -277,7 +286,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
         {"generated": generated, "versions": versions, "models": info, "summaries": summaries}, indent=1,
         default=lambda x: None))
 
-    head = "".join(f"<th>{html.escape(model_of(v))}<br><small>{html.escape(v)}</small></th>" for v in versions)
+    head = "".join(f"<th>{html.escape(label_of(v))}<br><small>{html.escape(v)}</small></th>" for v in versions)
 
     def row(label: str, unit: str, values: list[str], cls: str = "") -> str:
         return (f"<tr class='{cls}'><th class='rowhead'>{label}</th><td class='unit'>{unit}</td>"
@@ -323,7 +332,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
     all_nights = sorted({n["night"] for n in nights})
     per = {v: {n["night"]: n for n in by_version[v]} for v in versions}
     night_head = ("<tr><th rowspan='2'>night</th><th colspan='2'>PSG</th>"
-                  + "".join(f"<th colspan='{4 if v == first else 7}' class='group'>{html.escape(model_of(v))}</th>"
+                  + "".join(f"<th colspan='{4 if v == first else 7}' class='group'>{html.escape(label_of(v))}</th>"
                             for v in versions)
                   + "</tr><tr><th>TST<br>min</th><th>RDI<br>events/h</th>"
                   + "".join("<th>TST<br>min</th><th>RDI<br>events/h</th><th>accuracy</th><th>κ</th>"
@@ -348,7 +357,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
                     _fmt(_diff(n, b, "accuracy_sw"), 3, True)]
         night_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
 
-    names = ", ".join(html.escape(model_of(v)) for v in versions)
+    names = ", ".join(html.escape(label_of(v)) for v in versions)
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>sunalgo vs PSG: {names}</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:24px;color:#111;max-width:1200px}}
@@ -381,7 +390,7 @@ PSG− sunalgo− (true negatives). Published Sunrise accuracy: Pépin et al., J
 </section>
 <section id="per-night">
 <h2>Per night</h2>
-<p>Δ: the version minus {html.escape(model_of(first))}.</p>
+<p>Δ: the version minus {html.escape(label_of(first))}.</p>
 <table class="nights">{night_head}
 {"".join(night_rows)}</table>
 </section>

@@ -80,6 +80,9 @@ def train(
     validation_fraction: Annotated[float, typer.Option(
         "--validation-fraction", help="Share of subjects held out for validation, besides the test quarter "
                                       "(default 0: none).")] = 0.0,
+    algorithm: Annotated[str, typer.Option(
+        "--algorithm", help="The plug-in to train (`sunrise algo list`; it must be trainable); its rows are those "
+                            "its own runs wrote.")] = "sunalgo",
 ) -> None:
     """Train a sleep/wake model from training rows (does not activate it: see `sunrise activate`)."""
     import tempfile
@@ -89,6 +92,9 @@ def train(
 
     settings = Settings()
     out = out or settings.model_store()
+    if algorithm != "sunalgo":
+        _train_plugin(settings, algorithm, rows, out, version, seed)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         with console.status("Collecting training rows"):
             rows = rows or collect_training_rows(settings, Path(tmp))
@@ -106,6 +112,31 @@ def train(
                   + (f", validation accuracy {m['validation']['accuracy']:.3f} on {m['n_validation_nights']} night(s)"
                      if m.get("validation") else "")
                   + f"; next: `uv run sunrise activate {version}`", soft_wrap=True)
+
+
+def _train_plugin(settings, name: str, rows, out: Path, version: str, seed: int) -> None:  # noqa: ANN001
+    """`sunrise train --algorithm NAME`: the pipeline's subject split, the plug-in's fit."""
+    import tempfile
+
+    from sunrise_algo import registry
+    from sunrise_cli.train import TooFewNights, collect_training_rows, train_plugin
+
+    try:
+        plugin = registry.load(name)
+    except registry.UnknownAlgorithm as exc:
+        _fail(str(exc))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = rows or collect_training_rows(settings, Path(tmp), plugin=name)
+        try:
+            result = train_plugin(plugin, rows, out, version=version, seed=seed)
+        except TooFewNights as exc:
+            _fail(f"{exc}; rerun the nights with it first: `uv run sunrise rerun sunalgo --all --algo-version {name}`")
+        except (ValueError, NotImplementedError) as exc:
+            _fail(str(exc))
+    m = result["metrics"]
+    acc = f"held-out accuracy {m['accuracy']:.3f} on {m['n_heldout_nights']} night(s), " if m.get("accuracy") is not None else ""
+    console.print(f"{result['artifact']}: {acc}trained on {m['n_train_nights']}; score with it: "
+                  f"`uv run sunrise rerun sunalgo --all --algo-version {version}`", soft_wrap=True)
 
 
 @science_app.command()
@@ -127,7 +158,7 @@ def report(
     import tempfile
 
     from sunrise_common.settings import Settings
-    from sunrise_cli.report import build_report, model_of
+    from sunrise_cli.report import build_report, label_of
     from sunrise_cli.train import collect_result_folders
 
     settings = Settings()
@@ -145,7 +176,7 @@ def report(
     summary = json.loads((Path(out) / "report.json").read_text())
     for v in summary["versions"]:
         s = summary["summaries"][v]
-        console.print(f"{model_of(v)}: {s['n_nights']} nights, sleep/wake accuracy "
+        console.print(f"{label_of(v)}: {s['n_nights']} nights, sleep/wake accuracy "
                       f"{s['accuracy_sw'] if s['accuracy_sw'] is None else round(s['accuracy_sw'], 3)}", soft_wrap=True)
     console.print(f"report: {path}", soft_wrap=True)
     if screenshots is not None:

@@ -241,11 +241,15 @@ def activate_model(version: str, pointer_path: Path, *, model_dir: Path | None =
     The artifact must load (``model_dir`` first, then the packaged versions) before the pointer
     is replaced; the pointer is written atomically.
     """
-    model = load_model(version, model_dir=model_dir)
+    from sunrise_algo import registry
+
+    plugin, version = registry.resolve(version, model_dir)
+    if plugin.name == registry.BUILTIN:
+        version = load_model(version, model_dir=model_dir).version  # the artifact must load
     pointer_path = Path(pointer_path)
     pointer_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pointer_path.with_suffix(pointer_path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"active": model.version, "algo_version": model.algo_version,
+    tmp.write_text(json.dumps({"active": version, "algorithm": plugin.name, "algo_version": plugin.algo_version(version),
                                "model_dir": str(model_dir) if model_dir else None,
                                "activated": datetime.now(timezone.utc).isoformat(
                                    timespec="seconds")}, indent=1))
@@ -278,7 +282,7 @@ def _matches(version: str, wanted: list[str] | None) -> bool:
     return not wanted or version in wanted or version.rsplit("+", 1)[-1] in wanted
 
 
-def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001 - Settings
+def collect_training_rows(settings, folder: Path, plugin: str = "sunalgo") -> list[Path]:  # noqa: ANN001 - Settings
     """The newest part of each night in the dataset's ``training_rows`` table
     (``sunrise_common.dataset``; ``sunrise dataset build`` backfills it from older results), as
     local Parquet files: the results bucket's own files on the embedded backend, a mirror in
@@ -289,7 +293,9 @@ def collect_training_rows(settings, folder: Path) -> list[Path]:  # noqa: ANN001
 
     from sunrise_cli.dataset import open_dataset
 
-    return [p.path for p in open_dataset(Context.from_settings(settings), Path(folder)).latest(TRAINING_ROWS)]
+    parts = open_dataset(Context.from_settings(settings), Path(folder)).latest(TRAINING_ROWS)
+    # Each plug-in trains on its own features: the rows its runs wrote (algo_version "{plugin}-{version}+...").
+    return [p.path for p in parts if p.algo_version.startswith(f"{plugin}-")]
 
 
 def collect_result_folders(settings, folder: Path, algo_versions: list[str] | None = None) -> list[Path]:  # noqa: ANN001
@@ -313,3 +319,55 @@ def collect_result_folders(settings, folder: Path, algo_versions: list[str] | No
             {"night_id": night_id, "stage": stage, "algo_version": version, "prefix": prefix, "finished_at": finished}))
         folders.append(night_dir)
     return folders
+
+
+def train_plugin(plugin, training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,  # noqa: ANN001
+                 holdout_fraction: float = 0.25) -> dict:
+    """Train a plug-in that declares itself trainable (``sunrise_algo.interface.Algorithm.fit``).
+
+    The split by subject is the pipeline's (:func:`sunrise_common.dataset.subject_splits`, as for the
+    built-in model): the plug-in's ``fit`` sees the training subjects' rows only, and the held-out
+    subjects' rows measure the artifact with the plug-in's ``predict_rows``. The artifact is written
+    to ``out_dir/{version}.json`` with its ``algorithm`` named, so a run asking for ``version`` finds
+    its plug-in (``sunrise_algo.registry.resolve``)."""
+    if not plugin.trainable:
+        raise ValueError(f"the plug-in {plugin.name} does not declare itself trainable")
+    paths = [Path(p) for p in training_rows]
+    if len(paths) < MIN_TRAINING_NIGHTS:
+        raise TooFewNights(len(paths))
+    if not version or "/" in version:
+        raise ValueError(f"bad model version {version!r}")
+    nights = [night_of(p) for p in paths]
+    by_subject = subject_splits([s for _, s in nights], seed=seed, test_fraction=holdout_fraction)
+    split_of = [by_subject[s] for _, s in nights]
+    if holdout_fraction > 0 and "test" not in split_of:
+        raise ValueError(f"a held-out night needs a second subject: the {len(paths)} nights are all of one subject")
+    columns: dict[str, list[dict[str, np.ndarray]]] = {"train": [], "test": []}
+    labels: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    for p, split in zip(paths, split_of):
+        cols, label = read_training_rows(p)
+        keep = label >= 0
+        group = "test" if split == "test" else "train"
+        columns[group].append({k: np.asarray(v)[keep] for k, v in cols.items()})
+        labels[group].append(label[keep] == 1)
+
+    def stacked(group: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        names = set.intersection(*(set(c) for c in columns[group]))
+        return ({n: np.concatenate([c[n] for c in columns[group]]) for n in names}, np.concatenate(labels[group]))
+
+    x, sleep = stacked("train")
+    artifact = plugin.fit(x, sleep, version=version)
+    artifact.update(algorithm=plugin.name, version=version,
+                    splits={"by": "subject_pseudonym", "seed": seed, "test_fraction": holdout_fraction,
+                            "nights": {sp: [n for (n, _), s in zip(nights, split_of) if s == sp] for sp in SPLITS}})
+    metrics: dict = {"n_train_nights": split_of.count("train"), "n_heldout_nights": split_of.count("test")}
+    if columns["test"]:
+        hx, hsleep = stacked("test")
+        wake = np.asarray(plugin.predict_rows(hx, artifact), dtype=bool)
+        metrics["accuracy"] = float(np.mean(wake == ~hsleep)) if hsleep.size else None
+    artifact["metrics"] = metrics
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{version}.json"
+    path.write_text(json.dumps(artifact, indent=1))
+    return {"artifact": path, "metrics": metrics}

@@ -2,7 +2,8 @@
 that says what is wrong, never a 5xx; the body limit holds while reading; no API browser;
 an unknown night is a permanent rejection; stale scratch folders are swept; every error class is
 answered with its own status code; the stage runner (run_stage) on the SQLite state: done runs,
-duplicates, permanent and transient failures, held and lost leases, new inputs."""
+duplicates, permanent and transient failures, held and lost leases, new inputs; MemoryError and
+RecursionError from an input (bombs) are permanent failures with a reason, never retried."""
 
 from __future__ import annotations
 
@@ -366,3 +367,61 @@ def test_a_stage_run_failing_permanently_is_answered_2xx_and_transiently_503_thr
             resp = client.post("/", headers=headers, content=json.dumps(body).encode())
             assert resp.status_code == status, resp.text
             assert resp.json()["reason"] == outcomes[which].reason
+
+
+# --------------------------------------------------------------------------- bombs
+
+def memory_bomb():
+    """What a header claiming 10^13 samples does to a reader: numpy cannot allocate the array."""
+    import numpy as np
+
+    return np.empty(10**13, dtype=np.int16)
+
+
+def recursion_bomb():
+    """What an input nested 200,000 deep does to a recursive parser (the json module's here)."""
+    return json.loads("[" * 200_000 + "]" * 200_000)
+
+
+@pytest.mark.parametrize("bomb, reason", [(memory_bomb, "input_too_large"), (recursion_bomb, "input_too_deep")],
+                         ids=["MemoryError", "RecursionError"])
+def test_run_stage_records_a_bomb_as_a_permanent_failure_with_a_reason_and_never_retries_it(stage_ctx, bomb, reason):
+    calls = []
+
+    def work():
+        calls.append(1)
+        bomb()
+
+    with pytest.raises(PermanentError) as raised:
+        run_stage(stage_ctx, "nights", N, "psg_prep", "k1", work)
+    assert raised.value.reason == reason and raised.value.status_code == 200
+    assert "TiB" not in raised.value.detail and "[" not in raised.value.detail  # nothing the input decided
+    run = stage_ctx.state.get("nights", N)["runs"]["psg_prep"]["k1"]
+    assert run["state"] == "failed" and run["permanent"] and run["error"].startswith(reason + ": ")
+    again = run_stage(stage_ctx, "nights", N, "psg_prep", "k1", work)
+    assert again["status"] == "rejected" and again["reason"].startswith(reason) and len(calls) == 1
+
+
+@pytest.mark.parametrize("bomb, reason", [(memory_bomb, "input_too_large"), (recursion_bomb, "input_too_deep")],
+                         ids=["MemoryError", "RecursionError"])
+def test_a_bomb_is_answered_2xx_with_its_reason_inside_and_outside_the_stage_runner(settings, bomb, reason):
+    def handle(event, ctx):
+        if event.payload()["where"] == "runner":
+            return run_stage(ctx, "nights", N, "sunalgo", "k1", bomb)
+        return bomb()  # a handler parsing its input before it claims a run
+
+    with TestClient(create_app("sunalgo", handle, settings=settings)) as client:
+        for where in ("runner", "handler"):
+            headers, body = pubsub_event("p", settings.topic("sunrise-prepped"), json.dumps({"where": where}).encode())
+            resp = client.post("/", headers=headers, content=json.dumps(body).encode())
+            assert resp.status_code == 200, resp.text
+            assert resp.json()["status"] == "rejected" and resp.json()["reason"] == reason
+
+
+def test_ingest_lets_a_bomb_reach_the_stage_runner_instead_of_calling_it_transient():
+    from ingest.handler import _private
+
+    with pytest.raises(RecursionError):
+        _private("psg/site/P001/night.edf", recursion_bomb)
+    with pytest.raises(MemoryError):
+        _private("psg/site/P001/night.edf", memory_bomb)

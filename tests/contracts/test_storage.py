@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
 
-from sunrise_common.errors import NotFound, PreconditionFailed
+from sunrise_common.errors import NotFound, PermanentError, PreconditionFailed
+from sunrise_common.storage.local import LocalStorage
 
 
 def test_write_if_absent_creates_then_refuses(storage, bucket):
@@ -118,3 +122,113 @@ def test_gcs_unreachable_is_a_transient_error():
     storage = GcsStorage.for_emulator(f"http://127.0.0.1:{free_port()}", "sunrise-contracts", retry_timeout_s=1.0)
     with pytest.raises(TransientError):
         storage.write_bytes("sunrise-contracts-raw", "x", b"x", if_generation_match=None)
+
+
+# -- the local adapter only: an object is a regular file inside its bucket's folder (issue 22) --
+
+def _refused_within(call, seconds: float = 30.0) -> BaseException | None:
+    """Run ``call`` in a thread; the exception it raised, or a failure if it is still blocked
+    after ``seconds`` (an open of a FIFO without a writer never returns on its own)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still blocked after {seconds} s")
+    return outcome[0]
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalStorage:
+    storage = LocalStorage(tmp_path / "buckets")
+    storage.ensure_bucket("raw")
+    return storage
+
+
+def test_a_link_to_an_edf_outside_the_data_dir_is_refused_with_its_kind_not_followed(local, tmp_path: Path):
+    outside = tmp_path / "elsewhere" / "Mueller Zofia.edf"
+    outside.parent.mkdir()
+    outside.write_bytes(b"0       personal header")
+    link = local.bucket_path("raw") / "psg" / "site" / "subj" / "night.edf"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(outside)
+    out = tmp_path / "copy"
+    with pytest.raises(PermanentError) as caught:
+        local.download_to_file("raw", "psg/site/subj/night.edf", out)
+    assert caught.value.reason == "not_a_regular_file" and "symbolic link" in caught.value.detail
+    assert "Mueller" not in str(caught.value) and "night" not in caught.value.detail
+    assert not out.exists() or out.read_bytes() == b""
+    with pytest.raises(PermanentError):
+        local.read_bytes("raw", "psg/site/subj/night.edf")
+    assert local.stat("raw", "psg/site/subj/night.edf") is None
+    assert list(local.list("raw")) == []
+
+
+def test_a_fifo_is_refused_at_once_without_waiting_for_a_writer(local, tmp_path: Path):
+    fifo = local.bucket_path("raw") / "psg" / "fifo.edf"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    error = _refused_within(lambda: local.download_to_file("raw", "psg/fifo.edf", tmp_path / "copy"))
+    assert isinstance(error, PermanentError) and error.reason == "not_a_regular_file" and "FIFO" in error.detail
+    assert isinstance(_refused_within(lambda: local.read_bytes("raw", "psg/fifo.edf")), PermanentError)
+    assert local.stat("raw", "psg/fifo.edf") is None and list(local.list("raw")) == []
+
+
+def test_a_link_to_dev_zero_is_refused_and_nothing_is_copied(local, tmp_path: Path):
+    link = local.bucket_path("raw") / "psg" / "zero.edf"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("/dev/zero")
+    out = tmp_path / "scratch.edf"
+    error = _refused_within(lambda: local.download_to_file("raw", "psg/zero.edf", out))
+    assert isinstance(error, PermanentError) and "symbolic link" in error.detail
+    assert not out.exists() or out.stat().st_size == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_a_device_node_in_a_bucket_is_refused_without_being_opened(local, tmp_path: Path):
+    node = local.bucket_path("raw") / "zero.edf"
+    os.mknod(node, 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero's numbers
+    error = _refused_within(lambda: local.download_to_file("raw", "zero.edf", tmp_path / "scratch"))
+    assert isinstance(error, PermanentError) and "character device" in error.detail
+
+
+def test_a_linked_folder_inside_a_name_is_refused_for_reads_writes_and_deletes(local, tmp_path: Path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.edf").write_bytes(b"outside the data dir")
+    (local.bucket_path("raw") / "psg").mkdir()
+    (local.bucket_path("raw") / "psg" / "site").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PermanentError, match="not_a_regular_file"):
+        local.read_bytes("raw", "psg/site/secret.edf")
+    with pytest.raises(PermanentError, match="not_a_regular_file"):
+        local.write_bytes("raw", "psg/site/planted.edf", b"x", if_generation_match=None)
+    with pytest.raises(PermanentError, match="not_a_regular_file"):
+        local.delete("raw", "psg/site/secret.edf")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.edf"]
+    assert local.stat("raw", "psg/site/secret.edf") is None and list(local.list("raw")) == []
+    assert list(local.tmp.iterdir()) == []  # the refused write left no staging file
+
+
+@pytest.mark.parametrize("name", ["../raw2/x", "a/../../x", "/etc/passwd", "", "a/\x00b"])
+def test_names_that_leave_the_bucket_are_refused(local, name: str):
+    with pytest.raises(ValueError):
+        local.write_bytes("raw", name, b"x")
+    with pytest.raises(ValueError):
+        local.stat("raw", name)
+
+
+def test_an_object_written_over_a_link_replaces_the_link_not_its_target(local, tmp_path: Path):
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"keep me")
+    (local.bucket_path("raw") / "x.bin").symlink_to(target)
+    info = local.write_bytes("raw", "x.bin", b"new", if_generation_match=None)
+    assert info.size == 3 and local.read_bytes("raw", "x.bin") == b"new"
+    assert target.read_bytes() == b"keep me"

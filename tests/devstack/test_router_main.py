@@ -1,45 +1,17 @@
-"""The local router's raw-folder watcher and deliverer (sunrise_devstack.router.main), against a
-real folder and a real HTTP server on 127.0.0.1 (a stand-in for a service that answers with a
-chosen status)."""
+"""The local router's deliverer (sunrise_devstack.router.main) against a real HTTP server on
+127.0.0.1 (a stand-in for a service that answers with a chosen status). The raw-folder watcher:
+test_watcher.py."""
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from sunrise_common import names
 from sunrise_devstack.emulators import free_port
-from sunrise_devstack.router.main import Deliverer, RawWatcher
-
-
-class _Service(BaseHTTPRequestHandler):
-    status = 204
-    received: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).received.append((dict(self.headers), body))
-        self.send_response(type(self).status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:  # noqa: ANN002 - quiet
-        pass
-
-
-@pytest.fixture
-def service():
-    handler = type("Service", (_Service,), {"received": [], "status": 204})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, handler
-    server.shutdown()
-    server.server_close()
+from sunrise_devstack.router.main import Deliverer
 
 
 def deliver_all(deliverer: Deliverer) -> int:
@@ -53,23 +25,6 @@ def deliver_all(deliverer: Deliverer) -> int:
 def psg_prepped(queue, settings) -> None:
     queue.publish(settings.topic(names.TOPIC_PSG_PREPPED), b'{"night_id": "n1"}', {"a": "b"})
     assert queue.route_messages(settings) == 1
-
-
-def test_the_watcher_announces_a_raw_file_once_it_has_stopped_changing(settings, queue):
-    watcher = RawWatcher(settings, queue)
-    upload = watcher.root / "sunrise" / "site" / "subj" / "night.edf"
-    upload.parent.mkdir(parents=True)
-    upload.write_bytes(b"0" * 100)
-    (watcher.root / "sunrise" / ".partial").write_bytes(b"x")  # hidden: an upload in progress
-    assert watcher.poll_once() == 0  # seen once: maybe still being written
-    upload.write_bytes(b"0" * 200)
-    assert watcher.poll_once() == 0  # it changed since: still not complete
-    assert watcher.poll_once() == 1  # unchanged since the last poll: announced
-    assert watcher.poll_once() == 0  # once per generation
-    (delivery,) = queue.deliveries()
-    assert delivery.service == "ingest" and delivery.trigger == "ingest-raw-finalized"
-    assert delivery.body["name"] == "sunrise/site/subj/night.edf" and delivery.body["size"] == "200"
-    assert delivery.body["bucket"] == settings.bucket("raw")
 
 
 def test_the_deliverer_posts_the_eventarc_request_and_marks_it_delivered(settings, queue, service):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -57,7 +58,7 @@ def test_a_file_copied_into_the_raw_folder_is_processed(embedded_stack):
         lambda: [d for _, d in ctx.state.list("nights") if d.get("stages", {}).get("psg_prep", {}).get("state") == "done"],
         60, "psg_prep of the copied file",
     )
-    assert nights[0]["recordings"]["psg"]["object"].endswith("/psg.edf")
+    assert re.search(r"/psg-g[a-z2-7]{12}\.edf\Z", nights[0]["recordings"]["psg"]["object"])  # named by raw generation
 
 
 def test_a_service_that_is_down_gets_its_events_later(embedded_stack, tmp_path):

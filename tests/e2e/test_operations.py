@@ -165,6 +165,25 @@ def test_train_activate_rerun_report_loop_names_the_new_model_and_shows_both(tmp
     only = sunrise("report", "--out", str(tmp_path / "only"), "--algo-version", "mine-1")
     assert "mine-1: 3 nights" in only and DEFAULT_MODEL not in only
 
+    # Bring your own sunalgo (issue 27): the second plug-in of the repository, scored on the same
+    # nights by the same stage, compared in the same report, its rows beside the built-in's.
+    with stack:
+        sunrise("rerun", "sunalgo", "--all", "--algo-version", "activity-rule")
+        wait_until(lambda: sum(1 for _, d in ctx.state.list("nights")
+                               if d.get("stages", {}).get("sunalgo:activity-rule.default", {}).get("state") == "done")
+                   == 3, 120, "the 3 nights scored with the activity-rule plug-in")
+    both = sunrise("report", "--out", str(tmp_path / "both"), "--algo-version", "mine-1",
+                   "--algo-version", "activity-rule-1.0+default")
+    assert "mine-1: 3 nights" in both and "activity-rule:default: 3 nights" in both
+    summary = json.loads((tmp_path / "both" / "report.json").read_text())
+    assert summary["summaries"]["activity-rule-1.0+default"]["accuracy_sw"] is not None
+    from sunrise_common import dataset as ds
+
+    from sunrise_cli.dataset import open_dataset
+
+    parts = open_dataset(ctx, tmp_path / "mirror").latest(ds.TRAINING_ROWS)
+    assert {p.algo_version.rsplit("+", 1)[0] for p in parts} == {"sunalgo-1.0", "activity-rule-1.0"}
+
 
 def test_backfill_by_rewriting_objects_replays_uploads_without_redoing_the_stages(tmp_path):
     settings, ctx, stack = start(tmp_path, router_watch_raw=True)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real EDF/BDF corpus in shared/corpus beside the clone (see its SOURCES.md)."""
+"""Shared fixtures: the real EDF/BDF corpus in tests/data/corpus (see tests/data/SOURCES.md), plus the
+licence-unstated extra files of ../shared/corpus when it lies beside the clone."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS
+from tests.conftest import CORPUS, EXTRA_PREFIX, extra_corpus_files
 
-CORPUS_FILES = sorted([*CORPUS.glob("edf/*"), *CORPUS.glob("bdf/*")])
+CORPUS_FILES = sorted([*CORPUS.glob("edf/*"), *CORPUS.glob("bdf/*"), *extra_corpus_files("edf/*"),
+                       *extra_corpus_files("bdf/*")])
+
+
+def present(names) -> list[str]:
+    """The corpus file names of ``names`` this checkout has (the extra, licence-unstated ones may be absent)."""
+    have = {p.name for p in CORPUS_FILES}
+    return sorted(name for name in names if name in have)
 
 
 def corpus_path(name: str) -> Path:
@@ -16,11 +24,13 @@ def corpus_path(name: str) -> Path:
     for path in CORPUS_FILES:
         if path.name == name:
             return path
+    if name.startswith(EXTRA_PREFIX):
+        pytest.skip(f"{name} is not carried by the repository (licence unstated); read from ../shared/corpus when present")
     raise FileNotFoundError(name)
 
 
 @pytest.fixture(scope="session")
 def corpus_files() -> list[Path]:
     if not CORPUS_FILES:
-        raise FileNotFoundError(f"no corpus under {CORPUS}: shared/ must lie beside the clone")
+        raise FileNotFoundError(f"no corpus under {CORPUS}: tests/data/corpus is missing")
     return CORPUS_FILES

@@ -159,9 +159,9 @@ def _malformed() -> list[tuple[str, bytes, str]]:
         ("samples_per_record_negative", set_signal_field(valid, "samples_per_record", 0, "-8", ns), "absurd_value"),
         ("samples_per_record_huge", set_signal_field(valid, "samples_per_record", 1, "99999999", ns), "absurd_value"),
         ("samples_per_record_blank", set_signal_field(valid, "samples_per_record", 1, "", ns), "bad_header_field"),
-        ("n_records_huge", set_field(valid, "n_records", "99999999"), "truncated"),
+        ("n_records_huge", set_field(valid, "n_records", "99999999"), "absurd_value"),  # 12 GB of annotations
         # 2**31 does not fit the 8-byte field; 2**24 records of this layout claim ~1.5 GiB.
-        ("n_records_claims_gigabytes", set_field(valid, "n_records", str(2**24)), "truncated"),
+        ("n_records_claims_gigabytes", set_field(valid, "n_records", str(2**24)), "absurd_value"),
         ("n_records_not_a_number", set_field(valid, "n_records", "four"), "bad_header_field"),
         ("n_records_minus_two", set_field(valid, "n_records", "-2"), "absurd_value"),
         ("n_records_unknown_ragged", set_field(valid, "n_records", "-1") + b"\x00" * 5, "truncated"),

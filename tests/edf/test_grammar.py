@@ -1,88 +1,85 @@
-"""The header and TAL field grammars, checked by hand (no ``re`` on the anonymise path), accept
-exactly what the regular expressions they replace accepted."""
+"""The header and TAL field grammars: what a number, a date and a time may look like."""
 
 from __future__ import annotations
 
-import re
+import datetime as dt
+import io
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from sunrise_common.edf._lazy_re import LazyPattern
-from sunrise_common.edf.header import _dotted_triple, _edfplus_date, _is_float, _is_int, _is_unsigned_decimal
+from sunrise_common.edf import EdfError, parse_header, parse_tals
+from sunrise_common.edf.header import parse_patient_field
 
-INT_RE = re.compile(rb"[+-]?\d+")
-FLOAT_RE = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-DECIMAL_RE = re.compile(rb"(?:\d+\.?\d*|\.\d+)")
-DATE_RE = re.compile(r"(\d\d)\.(\d\d)\.(\d\d|yy)")
-TIME_RE = re.compile(r"(\d\d)\.(\d\d)\.(\d\d)")
-EDFPLUS_DATE_RE = re.compile(r"(\d\d)-([A-Z]{3})-(\d{4})")
-MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-
-# numbers: the characters that matter, and some that must not (a superscript two is a digit to
-# str.isdigit, not to \d in bytes)
-number_bytes = st.binary(max_size=12) | st.text("0123456789+-.eE ", max_size=12).map(str.encode)
-latin1 = st.text("0123456789.-yYAJNFEBMRPSOCTVDUGLx\u00b2\u00b9 ", max_size=12) | st.text(
-    st.characters(max_codepoint=255), max_size=12)
+from tests.edf.malformed import build_edf, set_field, set_signal_field
 
 
-@pytest.mark.parametrize("b", [b"", b"+", b"-", b"0", b"+12", b"-007", b"1 2", b"\xb2", b"12a", b"++1"])
-def test_int_examples(b):
-    assert _is_int(b) == bool(INT_RE.fullmatch(b))
+def _header(data: bytes):
+    return parse_header(io.BytesIO(data), len(data))
 
 
-@pytest.mark.parametrize("b", [b"", b".", b"1.", b".5", b"+.5", b"-1.5e3", b"1e", b"1E+05", b"1e5.0", b"1.2.3",
-                               b"e5", b"1ee5", b"1eE5", b"+-1", b"inf", b"nan", b"1_0"])
-def test_float_examples(b):
-    assert _is_float(b) == bool(FLOAT_RE.fullmatch(b))
+@pytest.mark.parametrize(("field", "accepted"), [
+    ("+2", True), ("-0", False), ("0002", True), ("2 ", True),  # -0: parses, but no record count is negative
+    ("", False), ("+", False), ("1 2", False), ("2a", False), ("++2", False), ("\xb2", False),
+])
+def test_the_number_of_data_records_is_an_integer_of_ascii_digits(field, accepted):
+    data = set_field(build_edf(n_records=2), "n_records", field)
+    if accepted:
+        assert _header(data).n_records == 2
+    else:
+        with pytest.raises(EdfError):
+            _header(data)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(number_bytes)
-def test_numbers_match_their_regular_expressions(b):
-    assert _is_int(b) == bool(INT_RE.fullmatch(b))
-    assert _is_float(b) == bool(FLOAT_RE.fullmatch(b))
-    assert _is_unsigned_decimal(b) == bool(DECIMAL_RE.fullmatch(b))
+@pytest.mark.parametrize(("field", "value"), [
+    ("200", 200.0), ("+200.", 200.0), (".5e3", 500.0), ("2E+02", 200.0), ("2000e-1", 200.0),
+    ("", None), (".", None), ("2e", None), ("1e5.0", None), ("1.2.3", None), ("e5", None), ("inf", None),
+    ("nan", None), ("1_0", None), ("+-1", None), ("2\xb2", None),
+])
+def test_a_physical_maximum_is_a_decimal_number_with_an_optional_exponent(field, value):
+    data = set_signal_field(build_edf(n_records=1), "physical_max", 0, field, 3)
+    if value is None:
+        with pytest.raises(EdfError) as info:
+            _header(data)
+        assert info.value.reason in ("bad_header_field", "absurd_value")
+    else:
+        assert _header(data).signals[0].physical_max == value
 
 
-@settings(max_examples=2000, deadline=None)
-@given(latin1)
-def test_dates_and_times_match_their_regular_expressions(text):
-    m = DATE_RE.fullmatch(text)
-    assert _dotted_triple(text, last_may_be_yy=True) == (m.groups() if m else None)
-    m = TIME_RE.fullmatch(text)
-    assert _dotted_triple(text) == (m.groups() if m else None)
+@pytest.mark.parametrize(("startdate", "starttime", "start"), [
+    ("04.03.21", "22.15.00", dt.datetime(2021, 3, 4, 22, 15)),
+    ("04.03.99", "22.15.00", dt.datetime(1999, 3, 4, 22, 15)),
+    ("4.3.2021", "22.15.00", None), ("04.03.2\xb9", "22.15.00", None), ("04-03-21", "22.15.00", None),
+    ("04.03.21", "22:15:00", None), ("31.02.21", "22.15.00", None),
+    ("04.03.21", "25.00.00", None), ("00.00.00", "00.00.00", None),
+])
+def test_the_start_is_dd_mm_yy_and_hh_mm_ss_in_ascii_digits_or_unknown(startdate, starttime, start):
+    data = set_field(set_field(build_edf(n_records=1), "startdate", startdate), "starttime", starttime)
+    header = _header(data)
+    assert header.start == start
+    assert (header.start_problem is None) == (start is not None)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(latin1 | st.sampled_from(["01-JAN-2020", "31-DEC-1999", "1-JAN-2020", "01-Jan-2020", "01-XXX-2020",
-                                 "01-JAN-20201", "0\u00b2-JAN-2020", "01-JAN-202\u00b9", "30-FEB-2020"]))
-def test_edfplus_date_matches_its_regular_expression(text):
-    m = EDFPLUS_DATE_RE.fullmatch(text)
-    if m is None or m.group(2) not in MONTHS:
-        with pytest.raises(ValueError):
-            _edfplus_date(text)
-        return
-    try:
-        expected = ("ok", _edfplus_date_by_regex(m))
-    except ValueError:
-        expected = ("error", None)
-    try:
-        got = ("ok", _edfplus_date(text))
-    except ValueError:
-        got = ("error", None)
-    assert got == expected
+@pytest.mark.parametrize(("birthdate", "expected"), [
+    ("04-MAR-1951", dt.date(1951, 3, 4)), ("X", None), ("4-MAR-1951", "not EDF+"), ("04-Mar-1951", "not EDF+"),
+    ("04-XXX-1951", "not EDF+"), ("04-MAR-19511", "not EDF+"), ("30-FEB-1951", "not EDF+"), ("0\xb2-MAR-1951", "not EDF+"),
+])
+def test_an_edfplus_birthdate_is_dd_mmm_yyyy_with_an_english_month(birthdate, expected):
+    fields = parse_patient_field(f"MCH-0234567 F {birthdate} Haagse_Harry")
+    if expected == "not EDF+":
+        assert fields is None
+    else:
+        assert fields is not None and fields.birthdate == expected
 
 
-def _edfplus_date_by_regex(m):
-    import datetime as dt
-
-    return dt.date(int(m.group(3)), MONTHS.index(m.group(2)) + 1, int(m.group(1)))
-
-
-def test_lazy_pattern_compiles_on_first_use():
-    p = LazyPattern(rb"a+")
-    assert p._compiled is None
-    assert p.fullmatch(b"aa") and not p.fullmatch(b"ab") and p.pattern == rb"a+"
-    assert isinstance(p._compiled, re.Pattern)
+@pytest.mark.parametrize(("tal", "ok"), [
+    (b"+0\x14\x14\x00", True), (b"-.5\x1530\x14Apnea\x14\x00", True), (b"+1.\x15.5\x14x\x14\x00", True),
+    (b"0\x14\x14\x00", False), (b"+\x14\x14\x00", False), (b"+.\x14\x14\x00", False), (b"+1\x15-2\x14x\x14\x00", False),
+    (b"+1e3\x14\x14\x00", False), (b"+1\x15\x14x\x14\x00", False),
+])
+def test_a_tal_onset_is_signed_and_its_duration_unsigned_decimal(tal, ok):
+    if ok:
+        assert len(parse_tals(tal)) == 1
+    else:
+        with pytest.raises(EdfError) as info:
+            parse_tals(tal)
+        assert info.value.reason == "bad_annotations"

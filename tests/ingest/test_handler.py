@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -44,9 +45,11 @@ def test_ingest_anonymises_a_psg_records_the_night_and_publishes_once(client, ct
     assert first.json()["status"] == "done"
     night = first.json()["night_id"]
     doc = ctx.state.get("nights", night)
-    assert doc["recordings"]["psg"]["object"] == f"nights/{night}/psg.edf"
+    obj = doc["recordings"]["psg"]["object"]
+    assert re.fullmatch(rf"nights/{night}/psg-g[a-z2-7]{{12}}\.edf", obj)  # named by the raw generation's token
+    assert doc["recordings"]["psg"]["raw_generation"] == info.generation
     assert doc["pairing"]["state"] == "psg_only"
-    out = ctx.storage.read_bytes(ctx.settings.bucket("anonymised"), f"nights/{night}/psg.edf")
+    out = ctx.storage.read_bytes(ctx.settings.bucket("anonymised"), obj)
     assert b"Female_33yr" not in out and b"24-APR-1989" not in out and b"24.04.89" not in out
     assert b"P001" not in out and b"namur" not in out
     queue = Queue(ctx.settings.data_dir / "router.db")
@@ -156,3 +159,36 @@ def test_ingest_writes_the_night_document_the_later_stages_read(client, ctx):
         assert rec.token == identity.upload_token(TEST_KEY.encode(), rec.object, rec.generation)
         assert str(rec.generation) not in rec.token
     assert doc.stages["ingest"].state == "done" and doc.stages["ingest"].input_key == label.upload_id
+
+
+HOSTILE_FIRST_LINE = 'Patient "Zofia" O\'Neill-Kowalczyk, ward 4'
+
+
+def test_a_label_whose_first_line_names_a_patient_leaves_no_fragment_in_state_logs_or_status(
+        client, ctx, settings, caplog, monkeypatch):
+    """Defect 6 of issue 22: the repr of this line holds both quote characters and slipped through
+    the old pattern; state (SQLite with its WAL), the logs, the answer and `sunrise status --json`
+    must hold nothing of it."""
+    import logging
+
+    from typer.testing import CliRunner
+
+    from sunrise_cli.main import app
+
+    caplog.set_level(logging.DEBUG)
+    name = "labels/namur/P009/scoring.txt"
+    resp = finalize(client, ctx, put_raw(ctx, name, (HOSTILE_FIRST_LINE + "\nEpoch;Stage\n1;W\n").encode()))
+    assert resp.status_code == 200 and resp.json()["status"] == "rejected", resp.text
+    for var, value in (("SUNRISE_DATA_DIR", str(settings.data_dir)), ("SUNRISE_PSEUDONYM_KEY", TEST_KEY),
+                       ("SUNRISE_PREFIX", settings.prefix), ("SUNRISE_PROJECT", settings.project)):
+        monkeypatch.setenv(var, value)
+    cli = CliRunner().invoke(app, ["status", "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert upload_doc(ctx, name)["stages"]["ingest"]["state"] == "failed"  # the rejection was recorded
+    state_files = [p for p in settings.data_dir.rglob("*") if p.is_file() and "buckets" not in p.parts]
+    assert any(p.suffix == ".db" for p in state_files)  # read as bytes below, with their -wal files if any
+    surfaces = {"answer": resp.text, "logs": caplog.text, "status --json": cli.output,
+                **{p.name: p.read_bytes().decode("latin-1") for p in state_files}}
+    for fragment in ("Zofia", "Neill", "Kowalczyk", "ward 4", "Patient", "P009", "scoring"):
+        for where, text in surfaces.items():
+            assert fragment not in text, f"{fragment!r} in {where}"

@@ -1,4 +1,4 @@
-"""Fixtures for the psg_prep tests: the shared corpus and small synthetic recordings."""
+"""Fixtures for the psg_prep tests: the corpus (tests/data/corpus) and small synthetic recordings."""
 
 from __future__ import annotations
 
@@ -12,5 +12,5 @@ from tests.conftest import CORPUS
 @pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_dir():
-        raise FileNotFoundError(f"corpus not found at {CORPUS}: shared/ must lie beside the clone")
+        raise FileNotFoundError(f"corpus not found at {CORPUS}: the repository carries it")
     return CORPUS

@@ -20,6 +20,7 @@ import pytest
 from psg_prep.prepare import prepare_psg
 from sunrise_cli.synth_psg import SynthChannel, psg_sources, write_edf
 from tests.psg_prep.reference import reference_channel
+from tests.conftest import corpus_file
 
 RTOL = 1e-6
 
@@ -57,7 +58,7 @@ def _assert_equal_to_reference(path: Path, out: Path, **kw) -> list[tuple[str, f
 def test_real_recordings_equal_the_plain_scipy_reference(corpus, rel, tmp_path):
     # The 125-Hz BDF is DC-coupled (offsets of mV, a channel stuck at the rail); the
     # pyedflib BDF has 500, 800, 975, 999 and 1000 Hz channels; Sleep-EDF has 100 and 1 Hz.
-    _assert_equal_to_reference(corpus / rel, tmp_path, chunk_seconds=60.0)
+    _assert_equal_to_reference(corpus_file(rel), tmp_path, chunk_seconds=60.0)
 
 
 def _multi_rate_night(path: Path, seconds: int) -> Path:

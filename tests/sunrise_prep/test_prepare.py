@@ -79,21 +79,3 @@ def test_a_non_edf_file_is_a_permanent_error(tmp_path):
     p.write_bytes(b"hello")
     with pytest.raises(PermanentError):
         prepare_sunrise(p, tmp_path / "out")
-
-
-def test_imu_butterworth_designs_are_the_shared_ones_and_equal_scipys():
-    """imu designs with sunrise_common.dsp.butter_sos (one design copy), equal to scipy's."""
-    from scipy import signal as sps
-
-    from sunrise_prep import imu
-
-    assert "sps.butter" not in open(imu.__file__).read()
-    cases = [("lowpass", (imu.GRAVITY_HZ,), imu.FS_OUT), ("bandpass", imu.BREATH_BAND_HZ, imu.FS_OUT)]
-    cases += [("bandpass", (imu.ACTIVITY_BAND_HZ[0], min(imu.ACTIVITY_BAND_HZ[1], 0.45 * fs)), fs)
-              for fs in (25.0, 50.0, 100.0, 104.0, 200.0)]
-    for kind, freqs, fs in cases:
-        sos, zi = imu._sos(kind, freqs, fs)
-        ref = sps.butter(2, freqs[0] if len(freqs) == 1 else list(freqs), btype=kind, fs=fs, output="sos")
-        assert sos.shape == ref.shape
-        assert np.max(np.abs(sos - ref)) <= 1e-12 * np.abs(ref).max()
-        assert np.max(np.abs(zi - sps.sosfilt_zi(ref))) <= 1e-9 * np.abs(sps.sosfilt_zi(ref)).max()

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serial
 
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import _problems as problems
+from sunrise_common.events import int64 as _int64
 
 NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")  # \A...\Z: no trailing newline
 
@@ -36,21 +37,11 @@ NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")  # \A...\Z: no trailing
 MessageKind = Literal["sunrise", "psg", "labels", "rerun"]
 
 
-def _int64(value: Any) -> Any:
-    """An int64 as proto3 JSON sends it (a decimal string) or as a number; never a boolean."""
-    if isinstance(value, bool):
-        raise ValueError("expected an integer, got a boolean")
-    if isinstance(value, str):
-        if not (value.isascii() and value.isdigit()) or len(value) > 20:
-            raise ValueError("expected a non-negative integer (or its string form)")
-        return int(value)
-    return value
-
-
 class Recording(BaseModel):
     """One anonymised upload of a night: ``recordings.sunrise``, ``recordings.psg`` or
-    ``recordings.labels[label_key]``. Written by ingest, once per upload (the newest generation
-    wins when two uploads race for the same object)."""
+    ``recordings.labels[label_key]``. Written by ingest, once per raw generation: the newest raw
+    generation of an upload wins whatever order the ingests finish in (``raw_generation``), and
+    another upload of a kind the night already has is refused (``duplicate_recording``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -71,11 +62,15 @@ class Recording(BaseModel):
     format: str | None = Field(default=None, description="EDF, EDF+C, EDF+D, BDF... or the label kind")
     label_kind: str | None = Field(default=None, description="labels only: one of labels.LABEL_KINDS, detected "
                                    "once by ingest from the raw bytes and the raw file name")
+    raw_generation: int | None = Field(default=None, ge=0, description="storage generation of the raw object "
+                                       "this recording was made from: ingest keeps the newest per upload. A "
+                                       "write time, so never in a name. Absent in documents written before "
+                                       "issue 22")
 
-    @field_validator("generation", mode="before")
+    @field_validator("generation", "raw_generation", mode="before")
     @classmethod
     def _generation(cls, value: Any) -> Any:
-        return _int64(value)
+        return None if value is None else _int64(value)
 
     @property
     def input(self) -> str:

@@ -334,8 +334,9 @@ class Dataset:
 
     def latest(self, table: str, algo_versions: Iterable[str] | None = None,
                parts: Sequence[Part] | None = None) -> list[Part]:
-        """The newest part per night (``training_rows``: the rows do not depend on the model, so
-        one per night across algo versions) or per (algo version, night) (``night_scores``),
+        """The newest part per (plug-in, night) (``training_rows``: the rows depend on the plug-in's
+        features, not on its model, so one per night across a plug-in's model versions; the
+        plug-in is ``algo_version`` up to its ``+``) or per (algo version, night) (``night_scores``),
         sorted by night. ``algo_versions`` keeps those versions only (``mine-1`` matches
         ``sunalgo-1.0+mine-1``). ``parts``: choose among these (default: :meth:`parts`)."""
         wanted = set(algo_versions or ())
@@ -343,7 +344,8 @@ class Dataset:
         for p in self.parts(table) if parts is None else parts:
             if wanted and p.algo_version not in wanted and p.algo_version.rsplit("+", 1)[-1] not in wanted:
                 continue
-            key = (p.night_id,) if table == TRAINING_ROWS else (p.algo_version, p.night_id)
+            key = ((p.algo_version.rsplit("+", 1)[0], p.night_id) if table == TRAINING_ROWS
+                   else (p.algo_version, p.night_id))
             if key not in best or p.order_key() > best[key].order_key():
                 best[key] = p
         return [best[k] for k in sorted(best, key=lambda k: k[::-1])]

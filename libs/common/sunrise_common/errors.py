@@ -13,7 +13,7 @@ reads it, nothing else maps errors), ``answer`` the ``status`` field of the resp
 ``log_level`` how loudly it is logged. What the platform does with a status (Pub/Sub push, so
 Eventarc): 102, 200, 201, 202 and 204 acknowledge; every other code, 4xx included, is a NACK,
 redelivered with backoff (10 s to 600 s) until the dead-letter policy's attempts are spent
-(shared/reference/eventarc.md, "Delivery semantics"). So 400, 409, 429 and 5xx are all retried;
+(docs/reference/eventarc.md, "Delivery semantics"). So 400, 409, 429 and 5xx are all retried;
 they differ in what they tell a reader, and the 5xx alert (terraform/monitoring.tf) counts only
 5xx: a lost race (409) or a held lease (429) is expected under concurrency, not a broken
 dependency.
@@ -23,12 +23,8 @@ SDK exceptions are translated into these at the adapter boundary.
 
 from __future__ import annotations
 
-# logging's level numbers, not logging and typing themselves: a process that only needs these
-# classes (a one-file anonymiser) would pay ~10 ms to import them.
-_INFO, _WARNING, _ERROR = 20, 30, 40
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
+from logging import ERROR, INFO, WARNING
+from typing import Any
 
 
 class PipelineError(Exception):
@@ -36,7 +32,7 @@ class PipelineError(Exception):
 
     status_code = 500
     answer = "retry"
-    log_level = _ERROR
+    log_level = ERROR
     summary = "failure"
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -54,7 +50,7 @@ class PermanentError(PipelineError):
 
     status_code = 200
     answer = "rejected"
-    log_level = _WARNING
+    log_level = WARNING
     summary = "permanent failure, acknowledged"
 
 
@@ -69,7 +65,7 @@ class BadEvent(PipelineError):
     """The HTTP request is not a CloudEvent this service accepts (400)."""
 
     status_code = 400
-    log_level = _WARNING
+    log_level = WARNING
     summary = "rejected an event"
 
     def body(self) -> dict[str, Any]:
@@ -81,7 +77,7 @@ class Busy(PipelineError):
 
     status_code = 429
     answer = "busy"
-    log_level = _INFO
+    log_level = INFO
     summary = "duplicate while running"
 
 
@@ -106,5 +102,85 @@ class PreconditionFailed(PipelineError):
     state, and finds the work done or takes it over."""
 
     status_code = 409
-    log_level = _WARNING
+    log_level = WARNING
     summary = "conflicting write, will be retried"
+
+
+# -- Details fit to leave the privacy boundary -----------------------------------------------
+
+_QUOTES = "'\""
+_PLACEHOLDER_VALUE = "<value>"
+
+
+def strip_literals(detail: str) -> str:
+    """``detail`` with every quoted literal replaced by ``<value>``.
+
+    Readers quote what they found (``{value!r}``): a file's text, a name, a first line. A Python
+    repr chooses its delimiter by the text's own quotes and escapes the delimiter inside
+    (``'Patient "Zofia" O\\'Neill'``), so a pattern such as ``'[^']*'`` ends at the escaped quote
+    and lets the rest of the text through. This scans as the repr was written: a quote opens a
+    literal unless it is an apostrophe of the message's own words (``'`` between two letters:
+    ``file's``), a backslash escapes the next character, and the literal ends at the same quote
+    character unescaped. A literal that never ends (text cut mid-repr by a length limit) takes the
+    whole rest of the detail with it: what follows an open quote is file text. ``b'...'`` and
+    ``r'...'`` prefixes go with their literal. If a double quote or a backslash is still left
+    (a repr glued to a word, ``x'O\'Neill'``), the detail is cut at the first quote or backslash:
+    the message's own words hold neither.
+    """
+    out: list[str] = []
+    i, n = 0, len(detail)
+    while i < n:
+        ch = detail[i]
+        prev = detail[i - 1] if i else " "
+        nxt = detail[i + 1] if i + 1 < n else " "
+        apostrophe = ch == "'" and prev.isalpha() and nxt.isalpha() and not _is_prefix(detail, i - 1)
+        if ch in _QUOTES and not apostrophe:
+            if out and _is_prefix(detail, i - 1):
+                out.pop()  # the b/r/f prefix of this literal
+            j = i + 1
+            while j < n and detail[j] != ch:
+                j += 2 if detail[j] == "\\" else 1
+            out.append(_PLACEHOLDER_VALUE)
+            i = j + 1  # past the closing quote (or the end: an open literal swallows the rest)
+            continue
+        out.append(ch)
+        i += 1
+    result = "".join(out)
+    if '"' in result or "\\" in result:
+        cut = min(k for k in (result.find("'"), result.find('"'), result.find("\\")) if k >= 0)
+        result = result[:cut] + _PLACEHOLDER_VALUE
+    return result
+
+
+def _is_prefix(text: str, k: int) -> bool:
+    """``text[k]`` is a one-letter string prefix (b, r, f, u) standing alone before a quote."""
+    return k >= 0 and text[k] in "brfuBRFU" and (k == 0 or not text[k - 1].isalnum())
+
+
+def safe_detail(detail: str, names: tuple[str, ...] = ()) -> str:
+    """An error detail fit to record outside raw: no quoted literal (:func:`strip_literals`), no
+    part of the given raw object ``names`` (each name, its path segments and their stems), no
+    date-like token, and nothing but printable ASCII (a character outside it is file text that
+    came through unquoted). What stays is the message's own vocabulary and its numbers."""
+    parts: set[str] = set()
+    for name in names:
+        segs = name.split("/")
+        parts |= {name, *segs, *(s.rsplit(".", 1)[0] for s in segs)}
+    for part in sorted(parts, key=len, reverse=True):
+        if len(part) >= 2:
+            detail = detail.replace(part, "<name>")
+    detail = strip_literals(detail)
+    detail = _date_re().sub("<date>", detail)
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in detail)
+
+
+def _date_re():  # noqa: ANN202 - compiled once, on first use (re costs an import here)
+    global _DATE
+    if _DATE is None:
+        import re
+
+        _DATE = re.compile(r"\b\d{1,4}[./-](\d{1,2}|[A-Za-z]{3})[./-]\d{2,4}\b")
+    return _DATE
+
+
+_DATE = None

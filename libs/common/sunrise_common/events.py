@@ -2,7 +2,7 @@
 
 Eventarc delivers in binary mode (``ce-*`` headers, JSON body); people replaying with curl may use
 structured mode (``application/cloudevents+json``). Both parse here, once, for every service.
-Wire caveats encoded below (see shared/reference/cloudevents/README.md): int64 fields such as
+Wire caveats encoded below (see tests/data/cloudevents/README.md): int64 fields such as
 ``size`` and ``generation`` arrive as strings; Pub/Sub ``message.data`` is base64 and may be
 absent; camelCase and snake_case copies of the same field may both be present.
 """
@@ -26,6 +26,20 @@ from sunrise_common.names import PUBSUB_PUBLISHED, STORAGE_FINALIZED
 MAX_BODY_BYTES = 1 << 20
 
 
+def int64(value: Any) -> Any:
+    """A non-negative int64 (a generation, a size) as proto3 JSON sends it (a decimal string of
+    ASCII digits, no sign, no whitespace, at most 20 characters) or as a number; never a boolean.
+    The one coercer for such fields, in events and in the contracts (a negative number is left
+    to the field's ``ge=0``)."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()) or len(value) > 20:
+            raise ValueError("expected a non-negative integer (or its string form)")
+        return int(value)
+    return value
+
+
 class StorageObjectData(BaseModel):
     """The body of ``google.cloud.storage.object.v1.finalized`` (GCS JSON API object resource)."""
 
@@ -43,13 +57,7 @@ class StorageObjectData(BaseModel):
     @field_validator("generation", "metageneration", "size", mode="before")
     @classmethod
     def _int64_as_string(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if not value.strip().lstrip("-").isdigit():
-                raise ValueError(f"expected an integer (or its string form), got {value!r}")
-            return int(value)
-        if isinstance(value, bool):
-            raise ValueError("expected an integer, got a boolean")
-        return value
+        return int64(value)
 
 
 class PubsubMessage(BaseModel):

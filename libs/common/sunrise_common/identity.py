@@ -93,3 +93,10 @@ def upload_token(key: bytes, name: str, generation: int) -> str:
     digest tokens, not generations, into their input keys (``names.input_key``). A generation is
     a write time in µs: an unkeyed digest of it could be inverted by trying every µs of a day."""
     return "v" + _b32(_hmac(key, f"upload-token/{name}/{generation}"), 16)
+
+
+def generation_token(key: bytes, upload: str, generation: int) -> str:
+    """Keyed token of one raw generation of an upload (``g`` + 12 base32 characters): what names
+    the anonymised object that generation produced (``names.anonymised_object``). Keyed for the
+    reason :func:`upload_token` is: a generation is a write time."""
+    return "g" + _b32(_hmac(key, f"raw-generation/{upload}/{generation}"), 12)

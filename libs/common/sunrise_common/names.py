@@ -101,13 +101,16 @@ def service_name(prefix: str, service: str) -> str:
 
 
 # Object layout of the buckets the pipeline writes. Dates and original file names never appear.
-def anonymised_object(night_id: str, kind: str, ext: str, label_key: str | None = None) -> str:
-    """``nights/{night_id}/sunrise.edf``, ``.../psg.bdf`` or ``.../labels/{label_key}.{ext}``."""
-    if kind == "labels":
-        if not label_key:
-            raise ValueError("label objects need a label_key")
-        return f"nights/{night_id}/labels/{label_key}.{ext}"
-    return f"nights/{night_id}/{kind}.{ext}"
+def anonymised_object(night_id: str, kind: str, ext: str, label_key: str | None = None,
+                      version: str | None = None) -> str:
+    """``nights/{night_id}/sunrise.edf``, ``.../psg.bdf`` or ``.../labels/{label_key}.{ext}``;
+    with ``version`` (ingest: ``identity.generation_token`` of the raw generation) ``psg-{version}.bdf``
+    and so on: one object per raw generation, so the ingest of an older generation can never
+    overwrite a newer one's output, whatever order they finish in."""
+    stem = f"labels/{label_key}" if kind == "labels" else kind
+    if kind == "labels" and not label_key:
+        raise ValueError("label objects need a label_key")
+    return f"nights/{night_id}/{stem}{'-' + version if version else ''}.{ext}"
 
 
 def input_key(*inputs: object, reruns: int = 0) -> str:

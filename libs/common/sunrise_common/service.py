@@ -4,7 +4,10 @@ A handler is ``handle(event, ctx) -> dict``. The app answers an error of the tre
 (:mod:`sunrise_common.errors`) with its class's ``status_code`` and ``body()``: ``BadEvent`` ->
 400 (with what is wrong), ``PermanentError`` -> 200 with the recorded reason, ``Busy`` -> 429,
 ``PreconditionFailed`` -> 409, ``TransientError`` -> 503; anything unexpected -> 500 (the
-platform retries every non-2xx).
+platform retries every non-2xx). A ``MemoryError`` or ``RecursionError`` raised while a handler
+works on its input is a permanent failure (:func:`exhausted`): the same file would exhaust the
+same limit on every retry, so it is recorded with a reason and acknowledged, not retried into the
+dead-letter topic.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from contextlib import asynccontextmanager
@@ -68,6 +72,25 @@ class Context:
 
 Handler = Callable[[Event, Context], dict[str, Any]]
 
+#: What a hostile input exhausts (memory, the interpreter's stack): deterministic for a given file.
+EXHAUSTION_ERRORS = (MemoryError, RecursionError)
+
+
+class InputExhausted(PermanentError):
+    """The input made the work run out of memory or stack (a decompression, sample-rate or nesting
+    bomb that no earlier limit caught): permanent, since a retry reads the same bytes."""
+
+
+def exhausted(exc: BaseException) -> InputExhausted:
+    """The permanent failure for a ``MemoryError``/``RecursionError`` raised while working on an
+    input. The reason names the resource; the detail carries only the exception's type (its
+    message may quote the input: numpy's names a shape, a parser's may name what it was reading)."""
+    if isinstance(exc, RecursionError):
+        return InputExhausted("input_too_deep", "RecursionError: the input nests deeper than the "
+                              f"interpreter's recursion limit ({sys.getrecursionlimit()})")
+    return InputExhausted("input_too_large", f"{type(exc).__name__}: working on the input needed more memory than "
+                          "the process could allocate")
+
 
 def run_stage(
     ctx: Context,
@@ -103,7 +126,10 @@ def run_stage(
                           max_s=settings.stage_max_run_s if settings is not None else None)
     try:
         with heartbeat:
-            result = work()
+            try:
+                result = work()
+            except EXHAUSTION_ERRORS as exc:
+                raise exhausted(exc) from None
     except PermanentError as exc:
         ctx.runs.fail(collection, doc_id, stage, input_key, reason=str(exc), permanent=True, attempt=attempt)
         raise
@@ -256,6 +282,10 @@ def create_app(
             except PipelineError as exc:  # the class says how it is answered (errors.py)
                 logger.log(exc.log_level, "%s: %s", exc.summary, exc)
                 return JSONResponse(exc.body(), status_code=exc.status_code)
+            except EXHAUSTION_ERRORS as exc:  # outside run_stage: still the input's fault, acknowledged
+                err = exhausted(exc)
+                logger.log(err.log_level, "%s: %s", err.summary, err)
+                return JSONResponse(err.body(), status_code=err.status_code)
             except Exception as exc:  # an unexpected bug: 500 so the platform retries, then dead-letters
                 logger.exception("unexpected error")
                 return JSONResponse({"status": "error", "detail": f"{type(exc).__name__}: {exc}"}, status_code=500)

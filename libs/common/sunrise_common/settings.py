@@ -53,8 +53,16 @@ class Settings(BaseSettings):
     # orphaned by a crash is taken over by a retry before its event is dead-lettered.
     router_max_attempts: int = 12
     router_max_in_flight: int = 4
+    # A delivery marked in flight that no delivery thread holds (its outcome could not be written:
+    # a full disk) is due again this many seconds after it was taken (at-least-once, like a lost ack).
+    router_in_flight_deadline_s: float = Field(60.0, gt=0)
     # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
     router_watch_raw: bool = True
+    # How the raw watcher knows a file is complete (sunrise_devstack.router.watcher): inotify's
+    # close-write and moved-to events; where those are unavailable, and for files inotify cannot
+    # vouch for, this many seconds without a change of size or mtime.
+    router_raw_inotify: bool = True
+    router_raw_quiet_s: float = Field(10.0, ge=0.0)
     # Fault injection (reliability suite only): probability that a port call fails transiently,
     # and delivery chaos in the local router (every event N times, in shuffled order).
     fault_rate: float = Field(0.0, ge=0.0, le=1.0)
@@ -75,6 +83,13 @@ class Settings(BaseSettings):
     mains_hz: float = Field(50.0, ge=0.0, le=60.0)
     model_version: str | None = None
     models_dir: Path | None = None
+    # sunalgo's algorithm (docs/algorithms.md): the active plug-in (an entry point of the
+    # "sunrise.algorithms" group), or an external algorithm service at algorithm_url that the
+    # stage calls with signed references to the prepared night.
+    algorithm: str = Field("sunalgo", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    algorithm_url: str | None = None
+    algorithm_timeout_s: float = Field(120.0, gt=0, le=3600)
+    algorithm_retries: int = Field(3, ge=0, le=10)
     # Per-run token the local launcher gives its services; /healthz echoes it so the launcher
     # knows the answer comes from the process it started, not from another stack on that port.
     instance_token: str | None = Field(None, max_length=64)

@@ -9,27 +9,35 @@ keyed by a keyed hash of the raw name (which holds the subject id).
 from __future__ import annotations
 
 import copy
+import io
+import dataclasses
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 from sunrise_common import identity, logs, names
 from sunrise_common.contracts import NightMessage, Recording, StageRun
 from sunrise_common.edf import anonymise_edf
-from sunrise_common.edf.anonymise import AnonymisationReport
-from sunrise_common.errors import NotFound, PermanentError, PipelineError, TransientError
+from sunrise_common.edf.header import parse_header
+from sunrise_common.errors import (
+    NotFound,
+    PermanentError,
+    PipelineError,
+    PreconditionFailed,
+    TransientError,
+    safe_detail,
+)
 from sunrise_common.events import Event
 from sunrise_common.labels import HEAD_BYTES, anonymise_label_file, detect_label_kind, parse_labels
-from sunrise_common.labels.limits import read_bounded
-from sunrise_common.service import Context, run_stage, scratch_dir
+from sunrise_common.labels.limits import check_size, read_bounded
+from sunrise_common.service import EXHAUSTION_ERRORS, Context, run_stage
+from sunrise_common.storage import ObjectInfo
 
-from ingest.layout import RawPath, parse_raw_name
 from ingest import pairing
+from ingest.layout import RawPath, parse_raw_name
 from ingest.pairing import pairing_status
 
 logger = logging.getLogger(__name__)
@@ -55,19 +63,13 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
     )
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_DATE = re.compile(r"\b\d{1,4}[./-](\d{1,2}|[A-Za-z]{3})[./-]\d{2,4}\b")
-
-
 def redact(detail: str, raw_name: str) -> str:
-    """An error detail fit to leave the privacy boundary: no part of the raw object name (site,
-    subject, file name), no quoted value (readers quote what they found: names, annotation text,
-    first lines), no date. Reasons stay exact; the detail keeps the field names and counts."""
-    for part in sorted({raw_name, *raw_name.split("/"), *(p.rsplit(".", 1)[0] for p in raw_name.split("/"))},
-                       key=len, reverse=True):
-        if len(part) >= 2:
-            detail = detail.replace(part, "<name>")
-    return _DATE.sub("<date>", _QUOTED.sub("<value>", detail))
+    """An error detail fit to leave the privacy boundary (:func:`sunrise_common.errors.safe_detail`):
+    no part of the raw object name (site, subject, file name), no quoted value (readers quote what
+    they found: names, annotation text, first lines — however the repr escapes its quotes), no
+    date, no character outside printable ASCII. Reasons stay exact; the detail keeps the field
+    names and counts."""
+    return safe_detail(detail, (raw_name,))
 
 
 def _private(raw_name: str, work):  # noqa: ANN001, ANN202
@@ -77,67 +79,152 @@ def _private(raw_name: str, work):  # noqa: ANN001, ANN202
         return work()
     except PipelineError as exc:
         raise type(exc)(exc.reason, redact(exc.detail, raw_name)) from None
+    except EXHAUSTION_ERRORS:  # a bomb: run_stage records it as permanent, without its message
+        raise
     except Exception as exc:  # an unexpected failure: retried, and described without its message
         raise TransientError("unexpected", f"{type(exc).__name__} in ingest (details withheld: raw data)") from None
 
 
+#: The named steps of one ingest, in order. ``step_hook(step, raw_generation)``, when set, is
+#: called at each: tests pause one ingest there to control how two ingests of one recording
+#: interleave (issue 22, defect 1), instead of hoping a machine's timing produces the race.
+STEPS = ("opened", "parsed", "written", "recorded")
+step_hook: Callable[[str, int], None] | None = None
+
+
+
+def _step(name: str, generation: int) -> None:
+    if step_hook is not None:
+        step_hook(name, generation)
+
+
 def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, generation: int) -> dict[str, Any]:
+    """One raw generation -> its anonymised object, named by that generation, and the night's
+    recording if this generation is the newest of its upload.
+
+    Streams: the raw object is read in bounded chunks (``Storage.open_read``) and the anonymised
+    one written as it is produced (``Storage.write_stream``); neither sits whole in memory or in
+    ``/tmp`` (issue 26)."""
     raw = parse_raw_name(name)
-    with scratch_dir() as tmp:
-        src = Path(tmp) / "raw"
-        try:
-            info = ctx.storage.download_to_file(bucket, name, src, generation=generation)
-        except NotFound as exc:
-            raise PermanentError("object_gone", "the raw object (this generation) no longer exists") from exc
-        if info.size == 0:
-            raise PermanentError("empty_file", "the object has zero bytes")
-        out = Path(tmp) / "anonymised"
-        anon = _anonymise(raw, src, out, info.size)  # bad input: EdfError/LabelError (PermanentErrors)
-        start = anon.start
-        if start is None and raw.kind == "labels" and (anon.label_range is not None or anon.timeless):
-            return _dateless_label(ctx, key, upload, raw, name, anon, out)
-        if start is None:
-            raise PermanentError("invalid_start_date", anon.start_problem or "no usable recording start date")
-        night = identity.night_id(key, raw.site, raw.subject, start)
-        logs.bind(night_id=night)
-        label_key = identity.label_key(key, name, anon.label_kind) if raw.kind == "labels" else None
-        dest = names.anonymised_object(night, raw.kind, anon.ext, label_key)
-        sha = _sha256(out)
-        size = out.stat().st_size
-        anon_bucket = ctx.settings.bucket("anonymised")
-        current = ctx.storage.stat(anon_bucket, dest)
-        previous = _recording(ctx, night, raw.kind, label_key)
-        if current is not None and previous and previous.get("sha256") == sha and previous.get("generation") == current.generation:
-            written = current  # a redelivery after a crash: the same bytes are already there
-        else:
-            written = ctx.storage.upload_file(anon_bucket, dest, out, if_generation_match=None)
+    try:
+        with ctx.storage.open_read(bucket, name, generation=generation) as (info, src):
+            if info.size == 0:
+                raise PermanentError("empty_file", "the object has zero bytes")
+            _step("opened", generation)
+            return _ingest_stream(ctx, key, upload, raw, name, generation, src, info.size)
+    except NotFound as exc:
+        raise PermanentError("object_gone", "the raw object (this generation) no longer exists") from exc
+
+
+def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: str, generation: int,
+                   src: BinaryIO, size: int) -> dict[str, Any]:
+    head = src.read(HEAD_BYTES)
+    src.seek(0)
+    plan = _plan(raw, src, size, head)  # bad input: EdfError/LabelError (PermanentErrors)
+    start = plan.start
+    if start is None and raw.kind == "labels" and (plan.label_range is not None or plan.timeless):
+        return _dateless_label(ctx, key, upload, raw, name, generation, plan, src, size)
+    if start is None:
+        raise PermanentError("invalid_start_date", plan.start_problem or "no usable recording start date")
+    night = identity.night_id(key, raw.site, raw.subject, start)
+    logs.bind(night_id=night)
+    label_key = identity.label_key(key, name, plan.label_kind) if raw.kind == "labels" else None
+    slot = ("labels", label_key) if label_key else (raw.kind,)
+    _step("parsed", generation)
+    verdict = _verdict(_slot(ctx.state.get("nights", night), slot), upload, generation)
+    if verdict in ("superseded", "duplicate"):  # dropped before writing anything
+        return _not_recorded(ctx, night, raw.kind, slot, upload, verdict)
+    dest = names.anonymised_object(night, raw.kind, plan.ext, label_key,
+                                   version=identity.generation_token(key, upload, generation))
+    anon_bucket = ctx.settings.bucket("anonymised")
+    written, sha = _write(ctx, anon_bucket, dest, plan, src, size)
+    _step("written", generation)
     recording = Recording(
         object=dest, generation=written.generation, token=identity.upload_token(key, dest, written.generation),
-        sha256=sha, size=size, start_offset_s=identity.start_offset_s(start), duration_s=anon.duration_s,
-        year=start.year, upload_id=upload, format=anon.format, label_kind=anon.label_kind if label_key else None,
+        sha256=sha, size=written.size, start_offset_s=identity.start_offset_s(start), duration_s=plan.duration_s,
+        year=start.year, upload_id=upload, format=plan.format, label_kind=plan.label_kind if label_key else None,
+        raw_generation=generation,
     )
     site = identity.site_pseudonym(key, raw.site)
+    outcome: dict[str, str] = {}
     adopted = _adopt_waiting_labels(ctx, night, recording) if raw.kind == "psg" else {}
     doc = ctx.state.transact("nights", night, lambda d: _add_adopted(
-        _add_recording(d, night, raw, label_key, recording, site), adopted))
+        _add_recording(d, night, raw, label_key, recording, site, outcome), adopted))
+    if outcome["verdict"] == "same":  # a redelivery after this generation was recorded
+        doc = ctx.state.get("nights", night)
+    elif outcome["verdict"] in ("superseded", "duplicate"):
+        # A newer generation (or another upload) was recorded while this one was written: its
+        # object is referenced by nothing, and goes.
+        ctx.storage.delete(anon_bucket, dest)
+        return _not_recorded(ctx, night, raw.kind, slot, upload, outcome["verdict"])
+    _step("recorded", generation)
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
     message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
     ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
     pairing = doc["pairing"] if doc else {}
     return {
         "outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind},
-        "metrics": {"bytes": size},
+        "metrics": {"bytes": written.size},
         "night_id": night,
         "pairing": pairing,
     }
 
 
+def _not_recorded(ctx: Context, night: str, kind: str, slot: tuple[str, ...], upload: str,
+                  verdict: str) -> dict[str, Any]:
+    """The answer for a generation the night does not take.
+
+    ``superseded``: a newer generation of the same upload is the night's (its own event did, or
+    does, the work): done, nothing recorded, nothing published. ``duplicate``: the night already
+    holds another upload's recording of this kind; this upload is rejected with
+    ``duplicate_recording``, naming the other upload by its keyed id (the name is not stored;
+    ``sunrise status`` resolves it from the raw bucket)."""
+    if verdict == "superseded":
+        return {"status": "superseded", "night_id": night,
+                "detail": "a newer generation of this upload is the night's recording",
+                "outputs": {"night_id": night, "superseded": True}}
+    other = _slot(ctx.state.get("nights", night), slot) or {}
+    # The kind in capitals: ingest redacts the raw name's segments (``psg`` among them) from details.
+    what = "PSG" if kind == "psg" else kind.capitalize()
+    raise PermanentError("duplicate_recording",
+                         f"night {night} already has a {what} recording from upload {other.get('upload_id', '?')}; "
+                         f"a night takes one {what} recording: remove one of the two uploads, or upload the "
+                         f"corrected file under the first one's name to replace it")
+
+
+def _slot(doc: dict | None, slot: tuple[str, ...]) -> dict | None:
+    """The recording in ``slot`` (``("psg",)`` or ``("labels", label_key)``) of a night document."""
+    here: Any = (doc or {}).get("recordings", {})
+    for part in slot:
+        here = here.get(part) if isinstance(here, dict) else None
+    return here
+
+
+def _verdict(previous: dict | None, upload: str, generation: int) -> str:
+    """What one raw generation of ``upload`` does to the slot that holds ``previous``.
+
+    ``add``: the slot is empty or holds an older generation of the same upload (the newest raw
+    generation wins, whatever order the ingests finish in); ``same``: this generation is already
+    there (a redelivery); ``superseded``: a newer generation is; ``duplicate``: another upload's
+    recording is (defect 7: never silently replaced)."""
+    if previous is None:
+        return "add"
+    if previous.get("upload_id") not in (None, upload):
+        return "duplicate"
+    before = previous.get("raw_generation")
+    if before is None:  # written before raw generations were recorded: this one is newer
+        return "add"
+    before = int(before)
+    return "add" if before < generation else ("same" if before == generation else "superseded")
+
+
 @dataclass(frozen=True)
-class Anonymised:
-    """What anonymising one upload into ``out`` found.
+class Plan:
+    """What one upload is, read from its head before anything is written.
 
     ``start`` is the ORIGINAL recording start (naive, header time): it gives the night id and the
-    noon-anchor offset and is never written anywhere itself."""
+    noon-anchor offset and is never written anywhere itself. An EDF/BDF upload is anonymised
+    while it is written (:func:`_write`); a text label file is small and anonymised here."""
 
     start: datetime | None
     start_problem: str | None  # why ``start`` is None
@@ -145,33 +232,41 @@ class Anonymised:
     ext: str  # extension of the anonymised object
     format: str  # "EDF", "EDF+C", "BDF"..., or the label kind
     label_kind: str | None = None  # labels only: detected once, here, from the raw bytes and name
+    label: bytes | None = None  # text label files: the anonymised bytes
     # Labels without a date only: (first, last) s from the noon anchor that the file scores, from
     # its time of day (pairing.label_range); None when the time of day is unknown too.
     label_range: tuple[float, float] | None = None
     timeless: bool = False  # labels only: no date and no time of day either (placed at the PSG's start)
 
 
-def _anonymise(raw: RawPath, src: Path, out: Path, size: int) -> Anonymised:
-    """Anonymise the upload ``src`` into ``out`` by its kind (bad input raises a PermanentError)."""
-    with open(src, "rb") as f:
-        head = f.read(HEAD_BYTES)
+def _plan(raw: RawPath, src: BinaryIO, size: int, head: bytes) -> Plan:
+    """The plan for the upload ``src`` (at byte 0, left there) by its kind; bad input raises a
+    PermanentError."""
     if raw.kind in ("sunrise", "psg"):
-        return _anonymise_recording(raw, src, out, size, head)
-    return _anonymise_label(raw, src, out, size, head)
-
-
-def _anonymise_recording(raw: RawPath, src: Path, out: Path, size: int, head: bytes) -> Anonymised:
-    """A Sunrise or PSG recording: EDF/EDF+/BDF with data records."""
-    if head[:8] not in EDF_MAGIC:
-        raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
-    if _annotation_only(head):
-        raise PermanentError("annotation_only", "the file holds annotation signals only (a scoring or hypnogram "
-                                                "file, no recorded signal): upload it as labels")
-    report = _anonymise_edf(src, out, size)
-    if report.duration_s <= 0:
-        raise PermanentError("no_data", "the recording holds no data records")
-    return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report),
-                      report.fmt + (f"+{report.plus}" if report.plus else ""))
+        if head[:8] not in EDF_MAGIC:
+            raise PermanentError("not_edf", f"{raw.kind} uploads must be EDF/EDF+/BDF files")
+        if _annotation_only(head):
+            raise PermanentError("annotation_only", "the file holds annotation signals only (a scoring or hypnogram "
+                                                    "file, no recorded signal): upload it as labels")
+        plan = _plan_edf(src, size, None)
+        if plan.duration_s <= 0:
+            raise PermanentError("no_data", "the recording holds no data records")
+        return plan
+    kind = detect_label_kind(raw.file, head)
+    if kind == "edf_hypnogram":
+        plan = _plan_edf(src, size, kind)
+        if plan.start is not None:
+            return plan
+        check_size(size)  # a hypnogram without a date: small, read whole to place it by time of day
+        data = read_bounded(src)
+        src.seek(0)
+        rng = _dateless_range(kind, data)
+        return dataclasses.replace(plan, label_range=rng if rng != "timeless" else None)
+    check_size(size)  # labels.limits: MAX_BYTES, refused before reading
+    label = anonymise_label_file(kind, read_bounded(src))
+    rng = _dateless_range(kind, label.data) if label.start is None else None
+    return Plan(label.start, "the label file has no start date", 0.0, label.extension, kind, kind, label.data,
+                rng if rng != "timeless" else None, rng == "timeless")
 
 
 def _annotation_only(head: bytes) -> bool:
@@ -187,58 +282,80 @@ def _annotation_only(head: bytes) -> bool:
     return labels <= {"EDF Annotations", "BDF Annotations"}
 
 
-def _anonymise_label(raw: RawPath, src: Path, out: Path, size: int, head: bytes) -> Anonymised:
-    """A label file: its kind detected from the raw name and bytes, then anonymised as that kind."""
-    kind = detect_label_kind(raw.file, head)
-    if kind == "edf_hypnogram":
-        report = _anonymise_edf(src, out, size)
-        rng = _dateless_range(kind, out) if report.start is None else None
-        return Anonymised(report.start, report.start_problem, report.duration_s, _edf_ext(report), kind, kind,
-                          rng if rng != "timeless" else None)
-    with open(src, "rb") as f:
-        label = anonymise_label_file(kind, read_bounded(f))  # labels.limits: MAX_BYTES
-    out.write_bytes(label.data)
-    rng = _dateless_range(kind, out) if label.start is None else None
-    return Anonymised(label.start, "the label file has no start date", 0.0, label.extension, kind, kind,
-                      rng if rng != "timeless" else None, rng == "timeless")
+def _plan_edf(src: BinaryIO, size: int, label_kind: str | None) -> Plan:
+    header = parse_header(src, size)  # reads the header only (256 * (ns + 1) bytes)
+    src.seek(0)
+    return Plan(header.start, header.start_problem, header.duration, "bdf" if header.fmt == "BDF" else "edf",
+                label_kind or header.fmt + (f"+{header.plus}" if header.plus else ""), label_kind)
 
 
-def _anonymise_edf(src: Path, out: Path, size: int) -> AnonymisationReport:
-    with open(src, "rb") as f, open(out, "wb") as g:
-        return anonymise_edf(f, g, size)
+def _write(ctx: Context, bucket: str, dest: str, plan: Plan, src: BinaryIO, size: int) -> tuple[ObjectInfo, str]:
+    """Write the anonymised object ``dest`` create-if-absent; (its info, its hex SHA-256).
+
+    ``dest`` is named by the raw generation, so an object already there holds the same bytes (an
+    earlier attempt of this generation that stopped before recording it): it is kept and hashed.
+    An EDF is anonymised as it streams into the bucket, hashed on the way (a stream) or read back
+    through ``hashlib.file_digest`` (a local file, which the kernel copies)."""
+    try:
+        if plan.label is not None:
+            info = ctx.storage.write_bytes(bucket, dest, plan.label, if_generation_match=0)
+            return info, hashlib.sha256(plan.label).hexdigest()
+
+        def produce(dst: BinaryIO) -> str | None:
+            if _is_file(dst):
+                anonymise_edf(src, dst, size)
+                return None
+            hashing = _Hashing(dst)
+            anonymise_edf(src, hashing, size)
+            return hashing.sha.hexdigest()
+
+        info, sha = ctx.storage.write_stream(bucket, dest, produce, if_generation_match=0)
+    except PreconditionFailed:
+        info, sha = ctx.storage.stat(bucket, dest), None
+        if info is None:
+            raise TransientError("storage_race", "the anonymised object vanished while it was written") from None
+    if sha is None:
+        with ctx.storage.open_read(bucket, dest, generation=info.generation) as (_, written):
+            sha = hashlib.file_digest(written, "sha256").hexdigest()
+    return info, sha
 
 
-def _edf_ext(report: AnonymisationReport) -> str:
-    return "bdf" if report.fmt == "BDF" else "edf"
+def _is_file(stream: BinaryIO) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+class _Hashing:
+    """A write-only stream that hashes what passes through it (SHA-256, in C by hashlib)."""
 
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.sha = hashlib.sha256()
 
-def _recording(ctx: Context, night: str, kind: str, label_key: str | None) -> dict[str, Any] | None:
-    doc = ctx.state.get("nights", night) or {}
-    recordings = doc.get("recordings", {})
-    return recordings.get("labels", {}).get(label_key) if label_key else recordings.get(kind)
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self.inner.write(data)
 
 
 def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | None, recording: Recording,
-                   site_pseudonym: str) -> dict:
+                   site_pseudonym: str, outcome: dict[str, str]) -> dict | None:
+    """The night document with ``recording`` in its slot, if it is the newest raw generation of
+    its upload there (:func:`_verdict`, decided inside the transaction, so two ingests finishing
+    in any order leave the newest); None (unchanged) otherwise. ``outcome["verdict"]`` says which."""
+    previous = _slot(doc, ("labels", label_key) if label_key else (raw.kind,))
+    verdict = _verdict(previous, recording.upload_id or "", recording.raw_generation or 0)
+    outcome["verdict"] = verdict
+    if verdict != "add":
+        return None
     doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
     doc["subject"] = night.rsplit("-n", 1)[0]
     doc["site_pseudonym"] = site_pseudonym  # keyed (identity.site_pseudonym): per-site dataset stats
     recordings = doc.setdefault("recordings", {})
     slot = recordings.setdefault("labels", {}) if label_key else recordings
-    slot_key = label_key or raw.kind
-    previous = slot.get(slot_key)
-    # Two uploads racing for the same anonymised object: the object holds the last write (the
-    # larger generation), so that is the one the night must name.
-    if previous is None or int(previous.get("generation", 0)) <= recording.generation:
-        slot[slot_key] = recording.to_doc()
+    slot[label_key or raw.kind] = recording.to_doc()
     doc["pairing"] = pairing_status(recordings)
     now = time.time()
     doc.setdefault("stages", {})["ingest"] = StageRun(
@@ -251,11 +368,11 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
 # -- label files without a date (issue 23): paired by time of day, see ingest.pairing -----------
 
 
-def _dateless_range(kind: str, out: Path) -> tuple[float, float] | str | None:
+def _dateless_range(kind: str, data: bytes) -> tuple[float, float] | str | None:
     """(first, last) s from the noon anchor that an anonymised label file without a date scores,
     from its time of day and the span of its stages and events; ``"timeless"`` for a text label
     file without any time (it starts with the recording); None for an EDF without a usable time."""
-    labels = parse_labels(kind, out.read_bytes())  # the anonymised bytes: what psg_prep reads
+    labels = parse_labels(kind, data)  # anonymisation keeps relative times: as psg_prep will read them
     tod = labels.start_time_of_day_s
     if tod is None:
         return None if kind == "edf_hypnogram" else "timeless"
@@ -267,21 +384,27 @@ def _dateless_range(kind: str, out: Path) -> tuple[float, float] | str | None:
     return pairing.label_range(identity.time_of_day_offset_s(0, 0, tod), span)
 
 
-def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: str, anon: Anonymised,
-                    out: Path) -> dict[str, Any]:
+def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: str, generation: int, anon: Plan,
+                    src: BinaryIO, size: int) -> dict[str, Any]:
     """A label file with a time of day but no date: into the night of the subject's PSG that it
     overlaps, or waiting for that PSG (``pairing/{subject}``)."""
+    if anon.label is not None:
+        data = anon.label
+    else:  # an EDF+ hypnogram without a date: small (read whole by _plan), anonymised here
+        out = io.BytesIO()
+        anonymise_edf(src, out, size)
+        data = out.getvalue()
     subject = identity.subject_pseudonym(key, raw.site, raw.subject)
     label_key = identity.label_key(key, name, anon.label_kind)
     rng = anon.label_range  # None: a label file without any time, placed at its PSG's start
     entry = {"range_start_s": rng[0] if rng else None, "range_end_s": rng[1] if rng else None, "upload_id": upload,
-             "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext, "sha256": _sha256(out),
-             "size": out.stat().st_size}
+             "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext,
+             "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "raw_generation": generation}
     nights = pairing.candidate_nights(_pairing_doc(ctx, subject), rng)
     if not nights:
         # Park the anonymised bytes first: a PSG that registers right after may take them.
-        parked = ctx.storage.upload_file(ctx.settings.bucket("anonymised"),
-                                         pairing.waiting_object(subject, label_key, anon.ext), out,
+        parked = ctx.storage.write_bytes(ctx.settings.bucket("anonymised"),
+                                         pairing.waiting_object(subject, label_key, anon.ext), data,
                                          if_generation_match=None)
         entry.update(object=parked.name, generation=parked.generation, since=time.time())
 
@@ -305,10 +428,16 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
     logs.bind(night_id=night)
     registered = ctx.state.get(pairing.PAIRING, subject)["psg_nights"][night]
     dest = names.anonymised_object(night, "labels", anon.ext, label_key)
-    written = ctx.storage.upload_file(ctx.settings.bucket("anonymised"), dest, out, if_generation_match=None)
+    written = ctx.storage.write_bytes(ctx.settings.bucket("anonymised"), dest, data, if_generation_match=None)
     recording = _label_recording(key, dest, written.generation, entry, registered)
     site = identity.site_pseudonym(key, raw.site)
-    doc = ctx.state.transact("nights", night, lambda d: _add_recording(d, night, raw, label_key, recording, site))
+    outcome: dict[str, str] = {}
+    doc = ctx.state.transact("nights", night,
+                             lambda d: _add_recording(d, night, raw, label_key, recording, site, outcome))
+    if outcome["verdict"] in ("superseded", "duplicate"):
+        return _not_recorded(ctx, night, raw.kind, ("labels", label_key), upload, outcome["verdict"])
+    if outcome["verdict"] == "same":
+        doc = ctx.state.get("nights", night)
     message = NightMessage(night_id=night, kind="labels", object=dest, generation=written.generation)
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
     return {"outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind,
@@ -338,7 +467,7 @@ def _label_recording(key: bytes, dest: str, generation: int, entry: dict[str, An
                     sha256=entry["sha256"], size=entry["size"],
                     start_offset_s=psg.get("start_offset_s") if timeless else entry["range_start_s"] % 86400,
                     duration_s=0.0, year=psg.get("year"), upload_id=entry["upload_id"], format=entry["format"],
-                    label_kind=entry["label_kind"])
+                    label_kind=entry["label_kind"], raw_generation=entry.get("raw_generation"))
     # An extra field (Recording allows them), shown with the night by `sunrise status NIGHT`.
     rec.start_assumed = pairing.ASSUMED_TIMELESS if timeless else pairing.ASSUMED
     return rec
@@ -363,9 +492,10 @@ def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str,
     return adopted
 
 
-def _add_adopted(doc: dict, adopted: dict[str, Recording]) -> dict:
-    """The night document with the label files its PSG took (the newest generation wins)."""
-    if not adopted:
+def _add_adopted(doc: dict | None, adopted: dict[str, Recording]) -> dict | None:
+    """The night document with the label files its PSG took (the newest generation wins); None
+    (unchanged) when the PSG itself was not recorded (:func:`_add_recording`)."""
+    if not adopted or doc is None:
         return doc
     labels = doc["recordings"].setdefault("labels", {})
     for label_key, rec in adopted.items():

@@ -74,18 +74,9 @@ from fractions import Fraction
 
 import numpy as np
 
-# Not scipy.signal: its import alone costs 0.85 CPU-s and 80 MB per process (see dsp.py).
-from sunrise_common.dsp import (
-    AA_STOPBAND_DB,
-    anti_alias_edges,
-    anti_alias_fir,
-    butter_sos,
-    notch_sos,
-    sosfilt_inplace,
-    sosfilt_zi,
-    sosfiltfilt,
-    sosfiltfilt_padlen,
-)
+from scipy import signal as sps
+
+from sunrise_common.dsp import AA_STOPBAND_DB, anti_alias_edges, anti_alias_fir, sosfiltfilt_padlen
 
 
 EPOCH_S = 30.0
@@ -209,7 +200,7 @@ class ChannelPlan:
             self.restore_offset = self.band[0] is None
         self.poly = PolyphaseMatrix(self.up, self.down, self.fir) if self.fir is not None else None
         if self.sos is not None and self.zi is None:
-            self.zi = sosfilt_zi(self.sos)
+            self.zi = sps.sosfilt_zi(self.sos)
             self.padlen = sosfiltfilt_padlen(self.sos)
 
     @property
@@ -229,6 +220,11 @@ class PolyphaseMatrix:
     channels x 360 s at 256 Hz, loaded machine): 1.4-2x faster for 256 -> 100, 200 and 50 Hz,
     about equal for 256 -> 250 Hz. Float64 throughout: DC-coupled channels carry offsets
     100-1000x their signal, and float32 sums of them would leave periodic rounding patterns.
+
+    Kept over ``scipy.signal.resample_poly`` because it pays in a warm service (issue 25):
+    ``prepare_psg`` of the 8-h, 20-channel, 256-Hz night in a process that has served a night
+    already, median CPU of 3 nights, two rounds: 2.48 and 2.67 CPU-s with this class, 3.23 and
+    3.57 with ``resample_poly`` (same window, same offset handling), i.e. +30 %.
     """
 
     def __init__(self, up: int, down: int, h: np.ndarray) -> None:
@@ -302,16 +298,16 @@ def _band_sos(
     parts = []
     text = []
     if lo is not None and hi is not None:
-        parts.append(butter_sos(FILTER_ORDER, (lo, hi), "bandpass", fs))
+        parts.append(sps.butter(FILTER_ORDER, (lo, hi), "bandpass", fs=fs, output="sos"))
         text.append(f"butterworth bandpass {lo:g}-{hi:g} Hz order {FILTER_ORDER} zero-phase")
     elif lo is not None:
-        parts.append(butter_sos(FILTER_ORDER, lo, "highpass", fs))
+        parts.append(sps.butter(FILTER_ORDER, lo, "highpass", fs=fs, output="sos"))
         text.append(f"butterworth highpass {lo:g} Hz order {FILTER_ORDER} zero-phase")
     elif hi is not None:
-        parts.append(butter_sos(FILTER_ORDER, hi, "lowpass", fs))
+        parts.append(sps.butter(FILTER_ORDER, hi, "lowpass", fs=fs, output="sos"))
         text.append(f"butterworth lowpass {hi:g} Hz order {FILTER_ORDER} zero-phase")
     if notch is not None:
-        parts.append(notch_sos(notch, NOTCH_Q, fs))
+        parts.append(sps.tf2sos(*sps.iirnotch(notch, NOTCH_Q, fs=fs)))
         text.append(f"notch {notch:g} Hz Q {NOTCH_Q:g}")
     if not parts:
         return None, []
@@ -426,9 +422,9 @@ def plan_channel(
 
 
 def _filtfilt(plan: ChannelPlan, y: np.ndarray) -> np.ndarray:
-    """``scipy.signal.sosfiltfilt`` (odd extension, same padlen) along the last axis of a 2-D
-    (channels x samples) array with the plan's filter; float64 in and out."""
-    return sosfiltfilt(plan.sos, y, zi=plan.zi, padlen=plan.padlen)
+    """``scipy.signal.sosfiltfilt`` (odd extension, its default padlen, limited to the signal)
+    along the last axis of a 2-D (channels x samples) array with the plan's filter; float64."""
+    return sps.sosfiltfilt(plan.sos, y, axis=-1, padlen=min(plan.padlen, y.shape[-1] - 1))
 
 
 def segment_offset(plan: ChannelPlan, x: np.ndarray) -> np.ndarray:
@@ -623,7 +619,7 @@ class StreamProcessor:
         if self._zf is None:  # the segment's start: odd extension, as sosfiltfilt
             pad = p.padlen
             left = np.ascontiguousarray(2 * y_new[:, :1] - y_new[:, pad:0:-1])
-            self._zf = _sosfilt_inplace(sos, left, zi * left[None, :, :1])
+            _, self._zf = sps.sosfilt(sos, left, zi=zi * left[None, :, :1])
         y_all = np.concatenate([self._y_tail, y_new[:, -(p.padlen + 1) :]], axis=1)  # the end of the input
         n_new = y_new.shape[1]
         n_tail = self._f_tail.shape[1]
@@ -631,8 +627,8 @@ class StreamProcessor:
         pad = min(p.padlen, y_all.shape[1] - 1) if not final else min(p.padlen, e0 + n_all - 1)
         right = np.ascontiguousarray(2 * y_all[:, -1:] - y_all[:, -2 : -pad - 2 : -1])
         self._y_tail = y_all[:, -(p.padlen + 1) :].copy()
-        self._zf = _sosfilt_inplace(sos, y_new, self._zf)  # y_new is now the forward output
-        _sosfilt_inplace(sos, right, self._zf)  # a branch: the carried state stays at f_end
+        y_new, self._zf = sps.sosfilt(sos, y_new, zi=self._zf)  # y_new is now the forward output
+        right, _ = sps.sosfilt(sos, right, zi=self._zf)  # a branch: the carried state stays at f_end
         # The backward pass runs on [f_tail, f_new, f_ext] reversed, in one buffer.
         full = np.empty((self._rows, n_all + pad))
         full[:, :pad] = right[:, ::-1]
@@ -641,7 +637,7 @@ class StreamProcessor:
         n_emit = n_all if final else (block_end - self._pos) * p.up // p.down
         self._f_tail = y_new[:, n_emit - n_tail :].copy() if n_emit >= n_tail else np.concatenate(
             [self._f_tail[:, n_emit:], y_new], axis=1)
-        _sosfilt_inplace(sos, full, zi * full[None, :, :1])
+        full, _ = sps.sosfilt(sos, full, zi=zi * full[None, :, :1])
         out = self._emit(full[:, ::-1][:, :n_emit], p)  # back in time order: [f_tail, f_new, f_ext]
         self._f_end = e0 + n_all if not final else self._f_end
         self._pos = block_end
@@ -655,14 +651,6 @@ class StreamProcessor:
         if p.restore_offset:
             y = y + self._offset[:, None]
         return np.asarray(y, dtype=np.float32)
-
-
-def _sosfilt_inplace(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
-    """``sosfilt`` of a C-contiguous 2-D float64 array in place, row by row (cache-friendly, see
-    ``dsp.sosfiltfilt``); ``zi``: (sections, rows, 2), not modified. Returns the final state."""
-    zf = np.array(np.moveaxis(zi, 0, 1), dtype=np.float64, order="C")  # rows x sections x 2
-    sosfilt_inplace(sos, x, zf)
-    return np.moveaxis(zf, 1, 0)
 
 
 QUALITY_TYPES = frozenset(

@@ -9,6 +9,13 @@ offset (``os.pwrite``, from any thread; one writer per member), the CRC-32 is ac
 they arrive, and the zip headers are written last. The result is what ``numpy.savez`` writes
 (one ``NAME.npy`` member per array, stored, ZIP64), read back by ``numpy.load``.
 
+Why by hand (issue 25 asked whether it only pays in a one-file process): it pays in the running
+service. On Cloud Run ``/tmp`` is memory and counts against the instance's limit; spooling each
+channel before ``numpy.savez`` (or ``zipfile``, which needs each member's CRC before or while
+streaming it, one member at a time) holds the night's output twice (255 MB spooled + 255 MB
+archive for 8 h), so per-request memory would grow with the night; laid out in place it is held
+once. No kept library writes a zip from members filled concurrently with precomputed CRCs.
+
 Zip format: PKWARE APPNOTE 6.3 (local file header 4.3.7, central directory header 4.3.12,
 ZIP64 extended information 4.5.3, ZIP64 end of central directory record and locator 4.3.14-15).
 """

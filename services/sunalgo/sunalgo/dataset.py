@@ -27,8 +27,14 @@ if TYPE_CHECKING:
 _SUNRISE_INPUT = re.compile(r"\Ag(\d+)(?:r\d+)?\Z")
 
 
-def feature_fields() -> list[tuple[str, str, str]]:
-    """(name, unit, description) of every sunalgo feature, as the schema declares them."""
+def feature_fields(run_dir: Path | None = None) -> list[tuple[str, str, str]]:
+    """(name, unit, description) of every feature of a run, as the schema declares them: the
+    plug-in's own (``scores.json["features"]``, written by ``sunalgo.run``), else (results written
+    before plug-ins, or no run given) the built-in plug-in's."""
+    if run_dir is not None and (Path(run_dir) / "scores.json").is_file():
+        declared = json.loads((Path(run_dir) / "scores.json").read_text()).get("features")
+        if declared:
+            return [(f["name"], f["unit"], f.get("description", "")) for f in declared]
     return [(f.name, f.unit, f.description) for f in FEATURES]
 
 
@@ -85,7 +91,7 @@ def night_tables(run_dir: Path, lineage: ds.Lineage) -> dict[str, "pa.Table"]:
     run_dir = Path(run_dir)
     if not has_rows(run_dir):
         return {}
-    schema = ds.training_rows_schema(feature_fields())
+    schema = ds.training_rows_schema(feature_fields(run_dir))
     rows = _training_columns(run_dir / "training_rows.csv", schema)
     training = ds.with_lineage({n: rows.column(n) for n in rows.column_names if n in schema.names},
                                rows.num_rows, lineage, schema)

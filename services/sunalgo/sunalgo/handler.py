@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from functools import cache
 from typing import Any
 
 from sunrise_common import names
@@ -17,10 +18,14 @@ from sunrise_common.dataset import now_utc
 from sunrise_common.errors import Busy, PermanentError, TransientError
 from sunrise_common.events import Event
 from sunrise_common.nights import open_night
+from sunrise_common.settings import Settings
 from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
 from sunalgo.dataset import lineage_for, write_night
 from sunalgo.model import ModelError, check_version, load_model
+from sunrise_algo import registry
+from sunrise_algo.http import ExternalAlgorithm
+from sunrise_algo.interface import Algorithm, AlgorithmError
 from sunalgo.run import run_sunalgo
 
 STAGE = "sunalgo"
@@ -43,42 +48,60 @@ def score_night(ctx: Context, night: str, doc: NightDoc, *, model_version: str |
     if sunrise is None:
         return {"status": "waiting", "detail": "the Sunrise half is not prepared yet"}
     psg = doc.latest_done("psg_prep")
-    version = resolve_version(model_version, ctx.settings.model_store())
-    input_key = names.input_key(version, sunrise.input_key, psg.input_key if psg else "-",
+    algorithm, version = resolve_algorithm(model_version, ctx.settings)
+    label = run_label(algorithm, version)
+    input_key = names.input_key(label, sunrise.input_key, psg.input_key if psg else "-",
                                 reruns=doc.rerun_count(STAGE))
-    stage = STAGE if model_version is None else f"{STAGE}:{version}"
+    stage = STAGE if model_version is None else f"{STAGE}:{label}"
     return run_stage(ctx, "nights", night, stage, input_key,
-                     lambda: _score(ctx, night, sunrise, psg, version, input_key, doc))
+                     lambda: _score(ctx, night, sunrise, psg, algorithm, version, input_key, doc))
 
 
-def resolve_version(version: str | None, models_dir: Path) -> str:
-    """The model version to score with: the one asked for, else the activated one
-    (``models_dir/ACTIVE.json``, written by ``sunrise activate``), else the packaged default.
+def run_label(algorithm: Algorithm, version: str) -> str:
+    """The name a run goes by in the night's stages and input keys: the model version for the
+    built-in plug-in (as before plug-ins existed), ``{plugin}.{model}`` for any other."""
+    return version if algorithm.name == registry.BUILTIN else f"{algorithm.name}.{version}"
 
-    A version named by an event must match ``model.VERSION_PATTERN`` and be a model the store
-    lists (or a packaged one); anything else (a path, 5,000 characters, a number) is a permanent
-    rejection (``unknown_model``: answered 2xx, logged with the reason), checked before any file
-    is looked up."""
-    explicit = version is not None
-    if explicit:
+
+@cache
+def _external(url: str, timeout_s: float, retries: int) -> ExternalAlgorithm:
+    return ExternalAlgorithm(url, timeout_s=timeout_s, retries=retries)
+
+
+def resolve_algorithm(version: str | None, settings: Settings) -> tuple[Algorithm, str]:
+    """The plug-in and model version to score with: the external algorithm service when
+    ``algorithm_url`` is set and the run asks for nothing else, else
+    :func:`sunrise_algo.registry.resolve` (the version asked for, the activated one, the
+    active plug-in's default). An unknown name asked by an event is a permanent rejection
+    (``unknown_model``); an unloadable default is a deployment problem (transient)."""
+    if settings.algorithm_url:
         try:
-            check_version(version)
-        except ModelError as exc:
-            raise PermanentError("unknown_model", str(exc)) from exc
-    pointer = Path(models_dir) / "ACTIVE.json"
-    if version is None and pointer.is_file():
-        version = json.loads(pointer.read_text()).get("active")
+            external = _external(settings.algorithm_url, settings.algorithm_timeout_s, settings.algorithm_retries)
+        except AlgorithmError as exc:
+            raise (PermanentError if exc.permanent else TransientError)(f"algorithm_{exc.reason}"[:64], str(exc)) from exc
+        if version is None or version == external.name:
+            return external, external.default_model
+        if version in external.packaged_models() and registry.stored_artifact(version, settings.model_store()) is None:
+            return external, version
     try:
-        return load_model(version, model_dir=models_dir).version
-    except ModelError as exc:
-        if explicit:
+        return registry.resolve(version, settings.model_store(), active=settings.algorithm)
+    except (registry.UnknownAlgorithm, ModelError) as exc:
+        if version is not None:
             raise PermanentError("unknown_model", str(exc)) from exc
-        # The default or the activated model does not load: a deployment problem, not a bad night.
         raise TransientError("model_unavailable", str(exc)) from exc
 
 
-def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, version: str, input_key: str,
-           doc: NightDoc) -> dict[str, Any]:
+def resolve_version(version: str | None, models_dir: Path) -> str:
+    """The run label (:func:`run_label`) a version resolves to with the model store ``models_dir``.
+
+    A version named by an event must be a plain name (``registry.VERSION_PATTERN``) naming a
+    plug-in, a model the store lists or a packaged one; anything else (a path, 5,000 characters,
+    a number) is a permanent rejection (``unknown_model``), checked before any file is looked up."""
+    return run_label(*resolve_algorithm(version, Settings(models_dir=models_dir)))
+
+
+def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, algorithm: Algorithm, version: str,
+           input_key: str, doc: NightDoc) -> dict[str, Any]:
     prepped = ctx.settings.bucket("prepped")
     with scratch_dir() as tmp:
         tmp = Path(tmp)
@@ -86,7 +109,10 @@ def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, ve
         psg_dir = download_folder(ctx, prepped, psg.outputs["prefix"], tmp / "psg") if psg else None
         out = tmp / "out"
         out.mkdir()
-        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store())
+        reference = (_reference(ctx, prepped, sunrise.outputs["prefix"])
+                     if isinstance(algorithm, ExternalAlgorithm) else None)
+        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store(),
+                              algorithm=algorithm, night_id=night, reference=reference)
         prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)
         # The gold layer (sunrise_common.dataset): after the run's own results, create-only.
@@ -98,3 +124,9 @@ def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, ve
                         "sunrise_input": sunrise.input_key, "psg_input": psg.input_key if psg else None},
             "metrics": {"bytes": sum(written.values())},
             "summary": scalars(summary)}
+
+
+def _reference(ctx: Context, bucket: str, prefix: str) -> dict[str, str]:
+    """Signed references to a prepared night for an external algorithm service (valid 1 h)."""
+    return {"meta_url": ctx.storage.signed_url(bucket, prefix + "meta.json", expires_s=3600),
+            "signals_url": ctx.storage.signed_url(bucket, prefix + "prepped.npz", expires_s=3600)}

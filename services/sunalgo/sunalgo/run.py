@@ -1,4 +1,4 @@
-"""One sunalgo run: prepared Sunrise night (+ optional prepared PSG) -> results folder.
+"""One sunalgo run: prepared Sunrise night (+ optional prepared PSG) -> a plug-in -> results folder.
 
 Writes ``features.csv``, ``predictions.csv``, ``events.csv``, ``scores.json`` and, when the PSG
 folder holds labels, ``training_rows.csv`` and ``agreement.json``. Pure function on folders:
@@ -17,10 +17,12 @@ import numpy as np
 
 from sunrise_common.jsonsafe import json_safe
 
+from sunrise_algo.interface import (EVENT_TYPES, Algorithm, AlgorithmError, AlgorithmOutput, PreparedNight,
+                                    check_lengths, check_scores)
+from sunrise_common.errors import PermanentError, TransientError
+
 from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
-from sunalgo.features import FEATURE_NAMES, compute_features
-from sunalgo.model import load_model
-from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
+from sunalgo.plugin import Builtin
 from sunalgo.scores import sleep_scores
 
 EPOCH_S = 30.0
@@ -170,62 +172,100 @@ def psg_scores_from(psg: dict, win: dict | None = None) -> dict:
     return scores
 
 
-def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
-                model_version: str | None = None, model_dir: Path | None = None) -> dict:
-    """Run sunalgo on a ``sunrise_prep`` folder (and a ``psg_prep`` folder) into ``out_dir``.
+def run_algorithm(algorithm: Algorithm, night: PreparedNight, model_version: str,
+                  model_dir: Path | None) -> AlgorithmOutput:
+    """Run a plug-in and check what the pipeline relies on (one entry per epoch, namespaced
+    scores); a plug-in's permanent failure or a malformed output is the night's permanent reason."""
+    try:
+        output = algorithm.run(night, model_version=model_version, model_dir=model_dir)
+    except AlgorithmError as exc:
+        if exc.permanent:
+            raise PermanentError(f"algorithm_{exc.reason}"[:64], f"{algorithm.name}: {exc}") from exc
+        raise TransientError(f"algorithm_{exc.reason}"[:64], f"{algorithm.name}: {exc}") from exc
+    if not isinstance(output, AlgorithmOutput):
+        raise PermanentError("algorithm_bad_output", f"{algorithm.name} returned {type(output).__name__}, "
+                             "not an AlgorithmOutput")
+    problems = check_lengths(output, night.n_epochs) + check_scores(output, algorithm.name, tuple(CANONICAL_SCORES))
+    if problems:
+        raise PermanentError("algorithm_bad_output", f"{algorithm.name}: " + "; ".join(problems[:5]))
+    return output
 
-    Returns a summary: algo_version, n_epochs, TST (min), RDI (events/h), and the sleep/wake
-    accuracy when PSG labels exist.
+
+# The score names the pipeline computes itself (sunalgo.scores over an empty night lists them).
+CANONICAL_SCORES = frozenset(sleep_scores([], EPOCH_S, events=[], desaturations=[]))
+
+
+def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
+                model_version: str | None = None, model_dir: Path | None = None,
+                algorithm: Algorithm | None = None, night_id: str = "night",
+                reference: dict[str, str] | None = None) -> dict:
+    """Run a plug-in (the built-in one by default) on a ``sunrise_prep`` folder (and a
+    ``psg_prep`` folder) into ``out_dir``.
+
+    The plug-in gives features, predictions, events and extra scores; the canonical scores are
+    computed here from its predictions and events with :func:`sunalgo.scores.sleep_scores`, the
+    function applied to the PSG's labels. Returns a summary: algo_version, n_epochs, TST (min),
+    RDI/AHI (events/h), and the sleep/wake accuracy when PSG labels exist.
     """
     sunrise_dir, out_dir = Path(sunrise_dir), Path(out_dir)
-    meta = json.loads((sunrise_dir / "meta.json").read_text())
-    with np.load(sunrise_dir / "prepped.npz") as z:
-        arrays = {k: z[k] for k in z.files}
-    model = load_model(model_version, model_dir=model_dir)
-    feats = compute_features(arrays, meta)
-    n = int(meta["n_epochs"])
-    wake = model.predict_wake(feats)
-    stages = ["W" if w else "S" for w in wake]
-    events = detect_events(arrays, meta, ~wake, model.respiratory, EPOCH_S)
-    has_spo2 = bool(meta.get("has_spo2")) and "spo2" in arrays
-    sleep_sec = np.repeat(~wake, int(EPOCH_S))
-    desats = desaturations(arrays.get("spo2"), 3.0, sleep_sec) if has_spo2 else None
+    if algorithm is None:
+        algorithm = Builtin()
+        model_version = model_version or algorithm.default_model
+    elif model_version is None:
+        model_version = algorithm.default_model
+    night = PreparedNight.from_folder(night_id, sunrise_dir, reference)
+    meta = dict(night.meta)
+    n = night.n_epochs
+    output = run_algorithm(algorithm, night, model_version, model_dir)
+    algo_version = algorithm.algo_version(model_version)
+    feats = output.feature_arrays()
+    feature_names = [f.name for f in output.features]
+    feats["epoch"] = np.arange(n)
+    feats["onset_s"] = np.arange(n) * EPOCH_S
+    stages = output.stages()
+    scored = set(output.event_types_scored)
+    events = [e for e in output.events if e.type != "desaturation"]
     ev_tuples = [(e.type, e.onset_s, e.duration_s) for e in events]
-    scores = sleep_scores(stages, EPOCH_S, events=ev_tuples, desaturations=desats)
-    # How events were confirmed (issue 12): never a silently lower index without oximetry.
-    rule = rdi_rule(model.respiratory, has_spo2)
-    scores.update(RDI_rule=RDI_RULES[rule], RDI_rule_key=rule,
-                  RDI_flag=None if has_spo2 else "no_oximetry")
+    desats = ([(e.onset_s, e.duration_s, e.attributes.get("drop_pct")) for e in output.events
+               if e.type == "desaturation"] if "desaturation" in scored else None)
+    respiratory = scored - {"desaturation"}
+    scores = sleep_scores(stages, EPOCH_S, events=ev_tuples if respiratory else None, desaturations=desats)
+    scores.update(output.scores)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_csv(out_dir / "features.csv", ["epoch", "onset_s", *FEATURE_NAMES],
-               zip(feats["epoch"], feats["onset_s"], *(feats[k] for k in FEATURE_NAMES)))
-    flags = {t: np.zeros(n, dtype=int) for t in ("obstructive_event", "central_event")}
+    _write_csv(out_dir / "features.csv", ["epoch", "onset_s", *feature_names],
+               zip(feats["epoch"], feats["onset_s"], *(feats[k] for k in feature_names)))
+    flag_types = [t for t in EVENT_TYPES if t in respiratory]
+    flags = {t: np.zeros(n, dtype=int) for t in flag_types}
     for e in events:
+        if e.type not in flags:
+            continue
         a = int(e.onset_s // EPOCH_S)
         b = int(math.ceil((e.onset_s + e.duration_s) / EPOCH_S))
         flags[e.type][a : min(n, b)] = 1
-    p_wake = model.wake_probability(feats)
+    p_wake = output.predictions.p_wake
+    sleep_wake = output.predictions.sleep_wake
     _write_csv(out_dir / "predictions.csv",
-               ["epoch", "onset_s", "sleep_wake", "stage", "p_wake", "obstructive_event",
-                "central_event"],
-               ((i, i * EPOCH_S, "W" if wake[i] else "S", stages[i],
-                 float(p_wake[i]) if p_wake is not None else float("nan"),
-                 flags["obstructive_event"][i], flags["central_event"][i]) for i in range(n)))
-    _write_csv(out_dir / "events.csv",
-               ["type", "onset_s", "duration_s", "effort_ratio", "jaw_shift_deg",
-                "desaturation_pct", "confirmed_by"],
-               ((e.type, e.onset_s, e.duration_s, e.effort_ratio, e.jaw_shift_deg,
-                 float("nan") if e.desaturation_pct is None else e.desaturation_pct,
-                 e.confirmed_by)
+               ["epoch", "onset_s", "sleep_wake", "stage", "p_wake", *flag_types],
+               ((i, i * EPOCH_S, sleep_wake[i], stages[i],
+                 float("nan") if p_wake is None or p_wake[i] is None else float(p_wake[i]),
+                 *(flags[t][i] for t in flag_types)) for i in range(n)))
+    attributes = list(dict.fromkeys(k for e in events for k in e.attributes))
+    _write_csv(out_dir / "events.csv", ["type", "onset_s", "duration_s", *attributes],
+               ((e.type, e.onset_s, e.duration_s,
+                 *(float("nan") if e.attributes.get(k) is None else e.attributes[k] for k in attributes))
                 for e in events))
 
-    result = {"algo_version": model.algo_version, "model_version": model.version,
+    has_spo2 = bool(meta.get("has_spo2")) and "spo2" in night.signals
+    result = {"algo_version": algo_version, "algorithm": algorithm.name,
+              "algorithm_version": algorithm.version, "interface_version": output.interface_version,
+              "model_version": model_version,
               "prep_version": meta.get("prep_version"), "epoch_s": EPOCH_S, "n_epochs": n,
-              "has_spo2": has_spo2, "scores": scores}
-    summary = {"algo_version": model.algo_version, "n_epochs": n, "TST": scores["TST"],
+              "has_spo2": has_spo2, "scores": scores,
+              "features": [{"name": f.name, "unit": f.unit, "description": f.description} for f in output.features]}
+    summary = {"algo_version": algo_version, "n_epochs": n, "TST": scores["TST"],
                "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(events),
-               "RDI_rule": rule}
+               "RDI_rule": scores.get("RDI_rule_key")}
     psg = read_psg(psg_dir) if psg_dir is not None else None
     if psg is not None:
         win = psg_window(psg)
@@ -264,11 +304,11 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
             desaturations=None if desats is None else
             [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1])
         agr = agreement(stages, aligned, pred_win, psg_sc)
-        agr["algo_version"] = model.algo_version
+        agr["algo_version"] = algo_version
         agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
         (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
-        rows = training_rows(feats, FEATURE_NAMES, aligned)
-        header = ["epoch", "onset_s", *FEATURE_NAMES, "psg_stage", "psg_sleep"]
+        rows = training_rows(feats, feature_names, aligned)
+        header = ["epoch", "onset_s", *feature_names, "psg_stage", "psg_sleep"]
         _write_csv(out_dir / "training_rows.csv", header, ([r[h] for h in header] for r in rows))
         summary.update(accuracy_sw=agr.get("accuracy_sw"), kappa_sw=agr.get("kappa_sw"),
                        TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"])

@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
-from sunrise_common.dsp import anti_alias_fir, butter_sos, sosfilt_zi, sosfiltfilt
+from sunrise_common.dsp import anti_alias_fir, sosfiltfilt_padlen
 
 FS_OUT = 10.0
 GRAVITY_HZ = 0.1
@@ -32,19 +32,16 @@ ACTIVITY_BAND_HZ = (1.0, 10.0)
 
 
 @lru_cache(maxsize=32)
-def _sos(kind: str, freqs: tuple[float, ...], fs: float):
-    # The shared Butterworth design (sunrise_common.dsp.butter_sos: scipy.signal.butter's,
-    # output="sos", tested equal to it), one copy for psg_prep and sunrise_prep.
-    sos = butter_sos(2, freqs[0] if len(freqs) == 1 else freqs, kind, fs)
-    return sos, sosfilt_zi(sos)
+def _sos(kind: str, freqs: tuple[float, ...], fs: float) -> np.ndarray:
+    return sps.butter(2, freqs[0] if len(freqs) == 1 else freqs, kind, fs=fs, output="sos")
 
 
 def filtfilt(kind: str, freqs: tuple[float, ...], fs: float, x: np.ndarray) -> np.ndarray:
     """Zero-phase Butterworth (order 2, applied forward and backward) along the last axis:
-    ``scipy.signal.sosfiltfilt`` with odd padding and its default pad length
-    (``sunrise_common.dsp.sosfiltfilt``), the initial conditions cached per filter."""
-    sos, zi = _sos(kind, freqs, fs)
-    return sosfiltfilt(sos, x, zi=zi)
+    ``scipy.signal.sosfiltfilt`` with odd padding and its default pad length (limited to the
+    segment), the design cached per filter."""
+    sos = _sos(kind, freqs, fs)
+    return sps.sosfiltfilt(sos, x, axis=-1, padlen=min(sosfiltfilt_padlen(sos), x.shape[-1] - 1))
 
 
 @lru_cache(maxsize=8)
@@ -74,7 +71,7 @@ def derive(acc: np.ndarray, gyro: np.ndarray, fs: float) -> dict[str, np.ndarray
     roll = np.degrees(np.arctan2(gy, gz))
     hi = min(ACTIVITY_BAND_HZ[1], 0.45 * fs)
     # One forward pass is enough: the phase of an envelope averaged to 0.1 s does not matter.
-    sos, _ = _sos("bandpass", (ACTIVITY_BAND_HZ[0], hi), fs)
+    sos = _sos("bandpass", (ACTIVITY_BAND_HZ[0], hi), fs)
     dyn = sps.sosfilt(sos, np.concatenate([acc, gyro]), axis=-1)
     dyn *= dyn
     mags = np.sqrt(np.stack([dyn[:3].sum(axis=0), dyn[3:].sum(axis=0)]))

@@ -12,24 +12,7 @@ from sunrise_common.edf.header import (
     parse_header_bytes,
     read_header,
 )
-
-TYPE_CHECKING = False  # not typing's, whose import costs more than a header parse
-if TYPE_CHECKING:
-    from sunrise_common.edf.reader import Chunk, iter_chunks, read_annotations, read_record_onsets, read_start_offset
-
-# The reader needs numpy, whose import costs as much as copying 100 MB; header parsing and the
-# anonymiser do not, so its names are imported on first use (PEP 562) and a process that only
-# anonymises plain EDF files never loads numpy.
-_READER_NAMES = frozenset({"Chunk", "iter_chunks", "read_annotations", "read_record_onsets", "read_start_offset"})
-
-
-def __getattr__(name: str) -> object:
-    if name in _READER_NAMES:
-        from sunrise_common.edf import reader
-
-        return getattr(reader, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from sunrise_common.edf.reader import Chunk, iter_chunks, read_annotations, read_record_onsets, read_start_offset
 
 __all__ = [
     "KEEP_VOCABULARY",

@@ -25,13 +25,15 @@ suffix (``kept_text``), so the marker survives and nothing the suffix might hold
 
 from __future__ import annotations
 
-from sunrise_common.edf._lazy_re import LazyPattern
-from sunrise_common.edf._record import Record
+import re
+from dataclasses import dataclass
+
 from sunrise_common.edf.errors import EdfError
-from sunrise_common.edf.header import _is_unsigned_decimal
+from sunrise_common.edf.header import UNSIGNED_DECIMAL
 
 
-class Annotation(Record):
+@dataclass(frozen=True, slots=True)
+class Annotation:
     """One annotation.
 
     Attributes
@@ -49,7 +51,8 @@ class Annotation(Record):
     text: str
 
 
-class Tal(Record):
+@dataclass(frozen=True, slots=True)
+class Tal:
     """One TAL with its fields kept as raw bytes, so that re-encoding is byte-exact.
 
     Attributes
@@ -105,9 +108,9 @@ def parse_tals(data: bytes | bytearray | memoryview) -> list[Tal]:
             raise EdfError("bad_annotations", f"TAL is not terminated by 0x14 0x00: {piece[:60]!r}")
         head = parts[0]
         onset, sep, duration = head.partition(b"\x15")
-        if not (onset[:1] in (b"+", b"-") and _is_unsigned_decimal(onset[1:])):  # [+-](\d+\.?\d*|\.\d+)
+        if not (onset[:1] in (b"+", b"-") and UNSIGNED_DECIMAL.fullmatch(onset, 1)):
             raise EdfError("bad_annotations", f"TAL onset is not a signed number: {onset[:40]!r}")
-        if sep and not _is_unsigned_decimal(duration):
+        if sep and not UNSIGNED_DECIMAL.fullmatch(duration):
             raise EdfError("bad_annotations", f"TAL duration is not an unsigned number: {duration[:40]!r}")
         tals.append(Tal(onset, duration if sep else None, tuple(parts[1:-1])))
     return tals
@@ -213,7 +216,7 @@ CHANNEL_SEPARATOR = "@@"
 # Electrodes of the 10-20/10-10 systems (Fp1, AF3, F4, C3, Cz, T7, P4, O2, the A1/A2 and M1/M2
 # references, E1/E2 for EOG), the EOG names LOC/ROC, and signal names PSG systems give a channel.
 _ELECTRODE = r"(?:(?:Fp|AF|FC|FT|CP|TP|PO|F|C|T|P|O|I|A|M|E|N)(?:z|[0-9]{1,2})|LOC|ROC)"
-_CHANNEL_RE = LazyPattern(  # compiled on first use (see _lazy_re); case-insensitive
+_CHANNEL_RE = re.compile(  # case-insensitive
     rf"(?i:(?:(?:EEG|EOG|EMG|ECG|EKG)[ _]?)?{_ELECTRODE}(?:[-:/]{_ELECTRODE})?"
     r"|(?:ECG|EKG|EMG|EOG|EEG|Chin|SpO2|SaO2|Flow|Airflow|Thor|Abdo|Snore|Pleth|Pulse|Position)"
     r"(?:[ _]?(?:[0-9]|L|R|left|right))?)"

@@ -43,36 +43,30 @@ Memory is bounded by ``chunk_bytes``, the largest annotation signal of one recor
 pending patches, whatever the file size. A failure can leave ``dst`` partly written (on the
 kernel path at its full length, zeros where nothing was copied): write to a temporary object and
 publish it only when this function returns.
-
-The kernel path imports neither numpy (a tenth of a second or more, as much as copying 100 MB)
-nor dataclasses, typing, pathlib or threading, and ``re`` only for patterns it uses: a process
-that anonymises one file pays little more than the interpreter's start. The streaming path
-uses numpy.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import fcntl
 import mmap
 import os
+import re
 import stat
+import threading
+from dataclasses import dataclass, field
+from typing import BinaryIO
 
-from sunrise_common.edf._lazy_re import LazyPattern
-from sunrise_common.edf._record import Record
+import numpy as np
+
 from sunrise_common.edf.annotations import Tal, encode_tals, kept_text, parse_tals
 from sunrise_common.edf.errors import EdfError
 from sunrise_common.edf.header import FIXED_FIELDS, EdfHeader, parse_header, signal_field_offset
+from sunrise_common.edf.reader import _readinto_exact, iter_record_blocks
 
-TYPE_CHECKING = False  # not typing's: see sunrise_common.edf.header
-if TYPE_CHECKING:
-    import datetime as dt
-    from typing import BinaryIO
-
-    import numpy as np
-
-_SERIAL_WORD_RE = LazyPattern(r"(?i)\b(?:s/?n|serial)\b")
-_TOKEN_RE = LazyPattern(r"[A-Za-z0-9_-]{6,}")
+_SERIAL_WORD_RE = re.compile(r"(?i)\b(?:s/?n|serial)\b")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{6,}")
 
 #: Words a transducer field may hold (compared lower-case): sensor materials and kinds, body
 #: sites and signal types. Anything else (a name, a ward, a free remark) blanks the field. Keep
@@ -95,12 +89,12 @@ PREFILTER_KEYWORDS = frozenset({"HP", "LP", "N", "BP", "NOTCH", "DC", "NONE", "O
 # phone number is longer than any filter or sensor number.
 _NUMBER = r"(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)"
 _MAX_DIGITS = 6
-_PLAIN_NUMBER_RE = LazyPattern(rf"[+-]?{_NUMBER}")
-_TRANSDUCER_SPLIT_RE = LazyPattern(r"[\s,/-]+")
+_PLAIN_NUMBER_RE = re.compile(rf"[+-]?{_NUMBER}")
+_TRANSDUCER_SPLIT_RE = re.compile(r"[\s,/-]+")
 _UNIT = r"(?:hz|khz|mhz|s|ms)"
 # A value: a number with an optional unit (Hz, kHz, mHz, s, ms), a range ``0.3-35Hz``, or DC.
 _PREFILTER_VALUE = rf"(?:{_NUMBER}(?:-{_NUMBER})?{_UNIT}?|dc)"
-_PREFILTER_TOKEN_RE = LazyPattern(
+_PREFILTER_TOKEN_RE = re.compile(
     rf"(?i)(?:(?:{'|'.join(sorted(PREFILTER_KEYWORDS))})(?:[:=]{_PREFILTER_VALUE}?)?|{_PREFILTER_VALUE}|{_UNIT})"
 )
 
@@ -137,26 +131,18 @@ _UNSUPPORTED = frozenset(
 # An annotation row holding nothing but one time-keeping TAL ``[+-]digits\x14\x14\x00`` (digits:
 # at most one dot, not the dot alone) then NUL padding, or only NULs: exactly the rows
 # :func:`_simple_rows` accepts.
-_SIMPLE_ROW = LazyPattern(rb"[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)\x14\x14\x00+|\x00*")
+_SIMPLE_ROW = re.compile(rb"[+-](?:[0-9]+\.?[0-9]*|\.[0-9]+)\x14\x14\x00+|\x00*")
 # Largest request per copy call: Linux caps one call near 2 GiB anyway; smaller calls change nothing.
 _MAX_COPY = 1 << 30
 
 
-_DIGITS_OR_DOT: list[np.ndarray] = []  # the table, made on first use (numpy is imported lazily)
+_DIGITS_OR_DOT = np.zeros(256, dtype=bool)  # byte -> is it 0-9 or "."
+_DIGITS_OR_DOT[ord("0") : ord("9") + 1] = True
+_DIGITS_OR_DOT[ord(".")] = True
 
 
-def _digits_or_dot() -> np.ndarray:
-    if not _DIGITS_OR_DOT:
-        import numpy as np
-
-        table = np.zeros(256, dtype=bool)
-        table[ord("0") : ord("9") + 1] = True
-        table[ord(".")] = True
-        _DIGITS_OR_DOT.append(table)
-    return _DIGITS_OR_DOT[0]
-
-
-class AnonymisationReport(Record):
+@dataclass(frozen=True, slots=True)
+class AnonymisationReport:
     """What :func:`anonymise_edf` did.
 
     Attributes
@@ -190,7 +176,7 @@ class AnonymisationReport(Record):
         files ("none": the file has no records), "stream" through a buffer.
     """
 
-    start: dt.datetime | None
+    start: dt.datetime | None = field(repr=False)
     start_problem: str | None
     year: int | None
     duration_s: float
@@ -204,7 +190,6 @@ class AnonymisationReport(Record):
     suspect_transducers: tuple[int, ...] = ()
     copy_method: str = "stream"
     blanked_fields: tuple[tuple[int, str], ...] = ()
-    _hidden = ("start",)
 
 
 def _put(raw: bytearray, name: str, text: str) -> None:
@@ -304,8 +289,6 @@ def _simple_rows(a: np.ndarray) -> np.ndarray:
     Such rows are already anonymous; finding them with array operations keeps the per-record
     Python work to the rare records that carry annotation text.
     """
-    import numpy as np
-
     k, n = a.shape
     nonzero = a != 0
     first_zero = np.where(nonzero.all(axis=1), n, nonzero.argmin(axis=1))
@@ -317,7 +300,7 @@ def _simple_rows(a: np.ndarray) -> np.ndarray:
     sign_ok = (a[:, 0] == 0x2B) | (a[:, 0] == 0x2D)
     ends_ok = (a[rows, fz - 1] == 0x14) & (a[rows, fz - 2] == 0x14)
     body = (cols >= 1) & (cols < (first_zero - 2)[:, None])
-    body_ok = ~(body & ~_digits_or_dot()[a]).any(axis=1) & ((body & (a == 0x2E)).sum(axis=1) <= 1)
+    body_ok = ~(body & ~_DIGITS_OR_DOT[a]).any(axis=1) & ((body & (a == 0x2E)).sum(axis=1) <= 1)
     has_digit = ((a[:, 1] >= 0x30) & (a[:, 1] <= 0x39)) | ((a[:, 2] >= 0x30) & (a[:, 2] <= 0x39))
     timekeeping = (first_zero >= 4) & (first_zero < n) & ~tail & sign_ok & ends_ok & body_ok & has_digit
     return empty | timekeeping
@@ -332,8 +315,6 @@ def _scrub_rows(a: np.ndarray, first_record: int, index: int) -> tuple[int, int]
         Writable uint8 view, shape (records, bytes of the annotation signal per record).
 
     """
-    import numpy as np
-
     kept = dropped = 0
     simple = ~(a != 0).any(axis=1) if a.shape[1] < 4 else _simple_rows(a)
     for r in np.flatnonzero(~simple):
@@ -363,10 +344,6 @@ def _segments(header: EdfHeader) -> list[tuple[bool, int, int]]:
 
 
 def _stream_large_records(src: BinaryIO, dst: BinaryIO, header: EdfHeader, chunk_bytes: int) -> tuple[int, int]:
-    import numpy as np
-
-    from sunrise_common.edf.reader import _readinto_exact
-
     kept = dropped = 0
     buf = bytearray(chunk_bytes)
     mem = memoryview(buf)
@@ -461,8 +438,6 @@ def _report(header: EdfHeader, scrub: _Scrub, kept: int, dropped: int, written: 
 
 def _anonymise_stream(src: BinaryIO, dst: BinaryIO, file_size: int, chunk_bytes: int) -> AnonymisationReport:
     """Read every byte through a buffer of whole records (any stream)."""
-    from sunrise_common.edf.reader import iter_record_blocks
-
     header = parse_header(src, file_size)
     scrub = _Scrub(header)
     dst.write(scrub.header)
@@ -576,7 +551,7 @@ class _Copy:
         self.args = (sfd, dfd, src_offset, dst_offset, count, chunk_bytes)
         self.method = "none"
         self.error: BaseException | None = None
-        self.done: object = None  # a lock held while a started copy runs
+        self.thread: threading.Thread | None = None
 
     def run(self) -> None:
         try:
@@ -585,37 +560,17 @@ class _Copy:
             self.error = exc
 
     def start(self) -> None:
-        # _thread, not threading: importing threading would cost more than the overlap saves.
-        import _thread
-
-        done, started = _thread.allocate_lock(), _thread.allocate_lock()
-        done.acquire()
-        started.acquire()
-        self.done = done
-
-        def body() -> None:
-            try:
-                started.release()
-                self.run()
-            finally:
-                done.release()
-
+        self.thread = threading.Thread(target=self.run, name="edf-copy", daemon=True)
         try:
-            _thread.start_new_thread(body, ())
+            self.thread.start()
         except RuntimeError:  # no thread to be had: copy here, then scan
-            done.release()
+            self.thread = None
             self.run()
-            return
-        # Hand the GIL over now: the new thread would otherwise wait a switch interval (5 ms) for
-        # it; it gives it back on entering the system call.
-        started.acquire()
 
     def wait(self) -> str:
         """The method that finished the copy, once it has finished (errors in :attr:`error`)."""
-        done = self.done
-        if done is not None:
-            done.acquire()
-            done.release()
+        if self.thread is not None:
+            self.thread.join()
         return self.method
 
 

@@ -12,20 +12,15 @@ with ``ns <= 4096`` (at most ~1 MB).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
-import datetime as dt
-
-from sunrise_common.edf._record import Record
 from sunrise_common.edf.errors import EdfError
-
-# Not typing.TYPE_CHECKING: importing typing (and pathlib) would cost a one-file anonymising
-# process more than its header work; type checkers treat this name the same way.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
-    from typing import BinaryIO
 
 EDF_VERSION = b"0       "
 BDF_VERSION = b"\xffBIOSEMI"
@@ -58,59 +53,52 @@ SIGNAL_FIELDS: tuple[tuple[str, int], ...] = (
     ("reserved", 32),
 )
 
-MAX_SIGNALS = 4096
-MAX_SAMPLES_PER_RECORD = 10_000_000
-#: A record is read whole by the reader; 1 GiB is far beyond any real PSG record (30 s of
-#: 64 channels at 2 kHz in BDF is ~11 MB) and keeps memory bounded for hostile headers.
-MAX_RECORD_BYTES = 1 << 30
+# Limits checked from the header before anything is allocated from it (issue 22, defect 4). A
+# file beyond one is rejected permanently (``absurd_value``), with a reason that names the header
+# fields and their numbers. Each is far above any real sleep recording and low enough that a
+# service working block by block on such a file stays within its memory budget.
+
+#: Signals per file. PSGs carry 10-70, high-density EEG 256 (+ a few aux): 4x margin over that.
+MAX_SIGNALS = 1024
+#: Sampling rate of an ordinary signal, samples per record / record duration (Hz). The fastest
+#: real acquisition in the field, BioSemi ActiveTwo BDF, samples at 16,384 Hz; PSG amplifiers
+#: at 128-2,048 Hz. A claimed 10^13 Hz made psg_prep size its buffers from it (MemoryError).
+MAX_SAMPLE_RATE_HZ = 16_384.0
+#: Samples of one signal in one data record: the rate limit over the longest record the EDF
+#: spec recommends keeping a record under (1 MiB for all signals, 61,440 bytes per record is its
+#: advice for EDF; BDF files by BioSemi use 1-s records), with room for 60-s records at 16 kHz.
+MAX_SAMPLES_PER_RECORD = 1_048_576
+#: Bytes of one data record (all signals); the reader and the anonymiser hold a record whole.
+#: 30-s records of 64 channels at 2 kHz in BDF are ~11 MB.
+MAX_RECORD_BYTES = 32 << 20
+#: Bytes of all annotation signals over the whole file (records x annotation bytes per record).
+#: An 8-h EDF+ PSG with 1-s records and a 120-byte annotation signal holds 3.5 MB; a scored
+#: night's hypnogram file well under 1 MB. 76 MB of annotations cost ingest 1,250 MB and 43 s.
+MAX_ANNOTATION_BYTES = 16 << 20
 #: No recording is longer than a few days; a record longer than a day is a corrupt field.
 MAX_RECORD_DURATION_S = 86_400.0
+
+#: The limits above by name (documented in docs/architecture.md, "Input limits").
+LIMITS = {
+    "MAX_SIGNALS": MAX_SIGNALS,
+    "MAX_SAMPLE_RATE_HZ": MAX_SAMPLE_RATE_HZ,
+    "MAX_SAMPLES_PER_RECORD": MAX_SAMPLES_PER_RECORD,
+    "MAX_RECORD_BYTES": MAX_RECORD_BYTES,
+    "MAX_ANNOTATION_BYTES": MAX_ANNOTATION_BYTES,
+    "MAX_RECORD_DURATION_S": MAX_RECORD_DURATION_S,
+}
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
-# The field grammars below are checked by hand, not with regular expressions: ``re`` and the
-# patterns' compilation would cost a one-file anonymising process more than parsing its header.
-# tests/edf/test_grammar.py checks each against the regular expression it stands for.
-
-
-def _is_int(b: bytes) -> bool:
-    """``[+-]?[0-9]+`` (bytes)."""
-    if b[:1] in (b"+", b"-"):
-        b = b[1:]
-    return b.isdigit()  # bytes.isdigit: ASCII digits only, False for b""
-
-
-def _is_unsigned_decimal(b: bytes) -> bool:
-    """``[0-9]+\\.?[0-9]*|\\.[0-9]+`` (bytes): digits with at most one dot, not the dot alone."""
-    whole, dot, frac = b.partition(b".")
-    if not dot:
-        return whole.isdigit()
-    return (whole.isdigit() or (not whole and frac != b"")) and (not frac or frac.isdigit())
-
-
-def _is_float(b: bytes) -> bool:
-    """``[+-]?(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)(?:[eE][+-]?[0-9]+)?`` (bytes)."""
-    if b[:1] in (b"+", b"-"):
-        b = b[1:]
-    mantissa, e, exponent = b.replace(b"E", b"e").partition(b"e")
-    return _is_unsigned_decimal(mantissa) and (not e or _is_int(exponent))
-
-
-def _digits(text: str) -> bool:
-    """Only the ASCII digits 0-9 (what ``\\d`` matches in Latin-1 text), at least one."""
-    return text.isascii() and text.isdigit()
-
-
-def _dotted_triple(text: str, last_may_be_yy: bool = False) -> tuple[str, str, str] | None:
-    """``dd.dd.dd`` (``dd.dd.yy`` too when ``last_may_be_yy``): the three pairs, or None."""
-    if len(text) != 8 or text[2] != "." or text[5] != ".":
-        return None
-    a, b, c = text[:2], text[3:5], text[6:]
-    if not (_digits(a) and _digits(b) and (_digits(c) or (last_may_be_yy and c == "yy"))):
-        return None
-    return a, b, c
+# The field grammars (ASCII digits only: ``[0-9]``, not ``\d``, which is any Unicode digit in str).
+INT = re.compile(rb"[+-]?[0-9]+")
+UNSIGNED_DECIMAL = re.compile(rb"[0-9]+\.?[0-9]*|\.[0-9]+")
+FLOAT = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+DATE = re.compile(r"([0-9]{2})\.([0-9]{2})\.([0-9]{2}|yy)")  # dd.mm.yy ("yy": EDF+ after 2084)
+TIME = re.compile(r"([0-9]{2})\.([0-9]{2})\.([0-9]{2})")  # hh.mm.ss
+EDFPLUS_DATE = re.compile(rf"([0-9]{{2}})-({'|'.join(_MONTHS)})-([0-9]{{4}})")  # dd-MMM-yyyy
 
 
 def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
@@ -133,7 +121,8 @@ def signal_field_offset(name: str, index: int, ns: int) -> tuple[int, int]:
     raise KeyError(f"unknown signal header field {name!r}")
 
 
-class SignalHeader(Record):
+@dataclass(frozen=True, slots=True)
+class SignalHeader:
     """The header fields of one signal.
 
     Attributes
@@ -163,9 +152,8 @@ class SignalHeader(Record):
     prefiltering: str
     samples_per_record: int
     reserved: str
-    record_duration: float
+    record_duration: float = field(repr=False)
     is_annotation: bool
-    _hidden = ("record_duration",)
 
     @property
     def gain(self) -> float:
@@ -185,7 +173,8 @@ class SignalHeader(Record):
         return self.samples_per_record / self.record_duration
 
 
-class PatientFields(Record):
+@dataclass(frozen=True, slots=True)
+class PatientFields:
     """EDF+ patient identification subfields: ``code sex birthdate name [additional...]``."""
 
     code: str
@@ -195,7 +184,8 @@ class PatientFields(Record):
     additional: str
 
 
-class RecordingFields(Record):
+@dataclass(frozen=True, slots=True)
+class RecordingFields:
     """EDF+ recording identification: ``Startdate dd-MMM-yyyy admin technician equipment ...``."""
 
     startdate: dt.date | None  # None when "X"
@@ -205,7 +195,8 @@ class RecordingFields(Record):
     additional: str
 
 
-class EdfHeader(Record):
+@dataclass(frozen=True, slots=True)
+class EdfHeader:
     """A parsed, validated EDF/BDF header.
 
     Attributes
@@ -268,8 +259,7 @@ class EdfHeader(Record):
     record_bytes: int
     signal_offsets: tuple[int, ...]
     file_size: int
-    raw: bytes
-    _hidden = ("raw",)
+    raw: bytes = field(repr=False)
 
     @property
     def ns(self) -> int:
@@ -310,10 +300,10 @@ class EdfHeader(Record):
 
 def _edfplus_date(text: str) -> dt.date | None:
     """``dd-MMM-yyyy`` with an English month abbreviation; ValueError otherwise."""
-    day, month, year = text[:2], text[3:6], text[7:]
-    if len(text) != 11 or text[2] != "-" or text[6] != "-" or not (_digits(day) and _digits(year)) or month not in _MONTHS:
-        raise ValueError(text)
-    return dt.date(int(year), _MONTHS.index(month) + 1, int(day))
+    m = EDFPLUS_DATE.fullmatch(text)
+    if m is None:
+        raise ValueError("not dd-MMM-yyyy")
+    return dt.date(int(m[3]), _MONTHS.index(m[2]) + 1, int(m[1]))
 
 
 def parse_patient_field(text: str) -> PatientFields | None:
@@ -355,18 +345,18 @@ def _text(value: bytes) -> str:
 
 def _parse_int(value: bytes, what: str) -> int:
     stripped = value.strip(b" \x00")
-    if not _is_int(stripped):
-        raise EdfError("bad_header_field", f"{what} is not an integer: {value!r}")
+    if not INT.fullmatch(stripped):
+        raise EdfError("bad_header_field", f"{what} is not an integer ({len(stripped)} characters)")
     return int(stripped)
 
 
 def _parse_float(value: bytes, what: str) -> float:
     stripped = value.strip(b" \x00")
-    if not _is_float(stripped):
-        raise EdfError("bad_header_field", f"{what} is not a decimal number: {value!r}")
+    if not FLOAT.fullmatch(stripped):
+        raise EdfError("bad_header_field", f"{what} is not a decimal number ({len(stripped)} characters)")
     number = float(stripped)
     if not math.isfinite(number):
-        raise EdfError("absurd_value", f"{what} is not finite: {value!r}")
+        raise EdfError("absurd_value", f"{what} is not finite")
     return number
 
 
@@ -383,15 +373,15 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
 
 
 def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.datetime | None, int | None, str | None]:
-    date_m = _dotted_triple(startdate, last_may_be_yy=True)
+    date_m = DATE.fullmatch(startdate)
     rec = parse_recording_field(recording)
     rec_year = rec.startdate.year if rec is not None and rec.startdate is not None else None
     if date_m is None:
-        return None, None, f"startdate {startdate!r} is not dd.mm.yy"
-    day, month, yy = date_m
+        return None, None, "startdate is not dd.mm.yy"
+    day, month, yy = date_m.groups()
     if yy == "yy":  # EDF+: years after 2084 are only in the recording field
         if rec_year is None:
-            return None, None, f"startdate {startdate!r} needs a Startdate year in the recording field"
+            return None, None, "startdate year yy needs a Startdate year in the recording field"
         year = rec_year
     else:
         year = 1900 + int(yy) if int(yy) >= 85 else 2000 + int(yy)
@@ -400,14 +390,14 @@ def _resolve_start(startdate: str, starttime: str, recording: str) -> tuple[dt.d
     try:
         date = dt.date(year, int(month), int(day))
     except ValueError:
-        return None, None, f"startdate {startdate!r} is not a valid date"
-    time_m = _dotted_triple(starttime)
+        return None, None, "startdate is not a valid date"
+    time_m = TIME.fullmatch(starttime)
     if time_m is None:
-        return None, year, f"starttime {starttime!r} is not hh.mm.ss"
+        return None, year, "starttime is not hh.mm.ss"
     try:
-        time = dt.time(*(int(g) for g in time_m))
+        time = dt.time(*(int(g) for g in time_m.groups()))
     except ValueError:
-        return None, year, f"starttime {starttime!r} is not a valid time"
+        return None, year, "starttime is not a valid time"
     return dt.datetime.combine(date, time), year, None
 
 
@@ -423,12 +413,12 @@ def parse_header_bytes(fixed: bytes, file_size: int) -> int:
         raise EdfError("empty_file", "the file has 0 bytes")
     version = fixed[:8]
     if version not in (EDF_VERSION, BDF_VERSION):
-        raise EdfError("not_edf", f"version field is {version!r}, expected {EDF_VERSION!r} or {BDF_VERSION!r}")
+        raise EdfError("not_edf", f"version field is not {EDF_VERSION!r} (EDF) or {BDF_VERSION!r} (BDF)")
     if file_size < 256 or len(fixed) < 256:
         raise EdfError("truncated", f"file has {min(file_size, len(fixed))} bytes, the fixed header alone needs 256")
     ns = _parse_int(_field(fixed, "ns"), "number of signals")
     if not 1 <= ns <= MAX_SIGNALS:
-        raise EdfError("absurd_value", f"number of signals is {ns}, expected 1..{MAX_SIGNALS}")
+        raise EdfError("absurd_value", f"number of signals (ns) is {ns}, expected 1..{MAX_SIGNALS} (MAX_SIGNALS)")
     header_bytes = 256 * (ns + 1)
     if header_bytes > file_size:
         raise EdfError(
@@ -513,29 +503,36 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
     for i in range(ns):
         label = _text(columns["label"][i])
         is_annotation = label in ANNOTATION_LABELS
-        spr = _parse_int(columns["samples_per_record"][i], f"samples per record of signal {i} ({label!r})")
+        spr = _parse_int(columns["samples_per_record"][i], f"samples per record of signal {i}")
         if not 1 <= spr <= MAX_SAMPLES_PER_RECORD:
             raise EdfError(
                 "absurd_value",
-                f"samples per record of signal {i} ({label!r}) is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD}",
+                f"samples per record of signal {i} is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD} "
+                "(MAX_SAMPLES_PER_RECORD)",
             )
-        pmin = _parse_float(columns["physical_min"][i], f"physical minimum of signal {i} ({label!r})")
-        pmax = _parse_float(columns["physical_max"][i], f"physical maximum of signal {i} ({label!r})")
-        dmin = _parse_int(columns["digital_min"][i], f"digital minimum of signal {i} ({label!r})")
-        dmax = _parse_int(columns["digital_max"][i], f"digital maximum of signal {i} ({label!r})")
+        if not is_annotation and record_duration > 0 and spr > MAX_SAMPLE_RATE_HZ * record_duration:
+            raise EdfError(
+                "absurd_value",
+                f"signal {i}: samples per record {spr} over data record duration {record_duration:g} s is "
+                f"{spr / record_duration:g} Hz, limit {MAX_SAMPLE_RATE_HZ:g} Hz (MAX_SAMPLE_RATE_HZ)",
+            )
+        pmin = _parse_float(columns["physical_min"][i], f"physical minimum of signal {i}")
+        pmax = _parse_float(columns["physical_max"][i], f"physical maximum of signal {i}")
+        dmin = _parse_int(columns["digital_min"][i], f"digital minimum of signal {i}")
+        dmax = _parse_int(columns["digital_max"][i], f"digital maximum of signal {i}")
         if not is_annotation:
             if dmin >= dmax:
                 raise EdfError(
-                    "absurd_value", f"signal {i} ({label!r}): digital minimum {dmin} >= digital maximum {dmax}"
+                    "absurd_value", f"signal {i}: digital minimum {dmin} >= digital maximum {dmax}"
                 )
             if dmin < dig_lo or dmax > dig_hi:
                 raise EdfError(
                     "absurd_value",
-                    f"signal {i} ({label!r}): digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}",
+                    f"signal {i}: digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}",
                 )
             if pmin == pmax:
                 raise EdfError(
-                    "absurd_value", f"signal {i} ({label!r}): physical minimum == physical maximum == {pmin}"
+                    "absurd_value", f"signal {i}: physical minimum == physical maximum == {pmin}"
                 )
         signals.append(
             SignalHeader(
@@ -557,7 +554,7 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
     if record_duration == 0 and not all(s.is_annotation for s in signals):
         raise EdfError("absurd_value", "data record duration is 0 s but the file has ordinary signals")
     if plus == "D" and not any(s.is_annotation for s in signals):
-        raise EdfError("bad_header_field", f"reserved field {reserved!r} says EDF+D but there is no annotation signal")
+        raise EdfError("bad_header_field", "reserved field says EDF+D but there is no annotation signal")
 
     signal_offsets = []
     record_bytes = 0
@@ -565,7 +562,12 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
         signal_offsets.append(record_bytes)
         record_bytes += s.samples_per_record * sample_bytes
     if record_bytes > MAX_RECORD_BYTES:
-        raise EdfError("absurd_value", f"a data record would hold {record_bytes} bytes, limit {MAX_RECORD_BYTES}")
+        raise EdfError(
+            "absurd_value",
+            f"a data record would hold {record_bytes} bytes (sum of samples per record x {sample_bytes}), "
+            f"limit {MAX_RECORD_BYTES} (MAX_RECORD_BYTES)",
+        )
+    annotation_record_bytes = sum(s.samples_per_record * sample_bytes for s in signals if s.is_annotation)
 
     header_bytes = 256 * (ns + 1)
     data_bytes = file_size - header_bytes
@@ -582,6 +584,16 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
         raise EdfError("absurd_value", f"number of data records is {n_records_field}")
     else:
         n_records = n_records_field
+    # Before the size checks: a header claiming more annotation bytes than allowed is absurd
+    # whatever the file holds.
+    if n_records * annotation_record_bytes > MAX_ANNOTATION_BYTES:
+        raise EdfError(
+            "absurd_value",
+            f"{n_records} data records x {annotation_record_bytes} annotation bytes per record = "
+            f"{n_records * annotation_record_bytes} annotation bytes, limit {MAX_ANNOTATION_BYTES} "
+            "(MAX_ANNOTATION_BYTES)",
+        )
+    if n_records_field >= 0:
         expected = header_bytes + n_records * record_bytes
         if expected > file_size:
             raise EdfError(

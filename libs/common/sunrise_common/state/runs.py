@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sunrise_common.contracts import StageRun
 from sunrise_common.state import Doc, StateStore
 
 HISTORY_LIMIT = 20
@@ -240,15 +241,17 @@ def _holds(run: dict[str, Any] | None, attempt: int) -> bool:
 
 
 def _mirror(doc: Doc, stage: str, input_key: str, run: dict[str, Any], now: float) -> None:
-    doc.setdefault("stages", {})[stage] = {
-        "state": run["state"],
-        "input_key": input_key,
-        "attempts": run.get("attempts") or 0,
-        "lease_expires": run.get("lease_expires") or 0,
-        "started_at": run.get("started_at"),
-        "finished_at": run.get("finished_at"),
-        "duration_s": run.get("duration_s"),
-        "error": run.get("error"),
-        "outputs": run.get("outputs", {}),
-    }
+    """``doc["stages"][stage]``: the run's flat fields, written through the one model of a stage
+    run (``contracts.StageRun``, which readers parse it with)."""
+    doc.setdefault("stages", {})[stage] = StageRun(
+        state=run["state"],
+        input_key=input_key,
+        attempts=run.get("attempts") or 0,
+        lease_expires=run.get("lease_expires") or 0,
+        started_at=run.get("started_at"),
+        finished_at=run.get("finished_at"),
+        duration_s=run.get("duration_s"),
+        error=run.get("error"),
+        outputs=run.get("outputs", {}),
+    ).to_doc()
     doc["updated_at"] = now

@@ -1,14 +1,19 @@
 """Storage port: buckets of objects with generations and conditional writes.
 
 Adapters: :mod:`.local` (one folder per bucket) and :mod:`.gcs` (Cloud Storage or fake-gcs-server).
-Bucket arguments are physical names (``Settings.bucket("raw")``).
+Bucket arguments are physical names (``Settings.bucket("raw")``). Adapters whose backend keeps
+old versions (Cloud Storage with versioning) also offer ``list_versions(bucket, prefix)`` and
+``delete_version(bucket, name, generation)``, which an erasure (``sunrise forget``) uses to delete
+noncurrent versions too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,21 @@ class Storage(Protocol):
 
     def download_to_file(self, bucket: str, name: str, path: Path, *, generation: int | None = None) -> ObjectInfo:
         """Copy an object (a given generation, if asked) to a local file. Raises NotFound."""
+
+    def open_read(
+        self, bucket: str, name: str, *, generation: int | None = None
+    ) -> ContextManager[tuple[ObjectInfo, BinaryIO]]:
+        """``with open_read(...) as (info, stream)``: the object (that generation, if asked) as a
+        sequential binary stream read in bounded chunks, never whole. Raises NotFound, also when
+        the generation goes while it is being read (Cloud Storage)."""
+
+    def write_stream(
+        self, bucket: str, name: str, produce: Callable[[BinaryIO], T], *, if_generation_match: int | None = 0
+    ) -> tuple[ObjectInfo, T]:
+        """Write an object from what ``produce(stream)`` writes into ``stream`` (sequentially;
+        bounded memory: chunks of a resumable upload, or a staging file beside the bucket).
+        Nothing is committed if ``produce`` raises. Preconditions as :meth:`upload_file`.
+        Returns the object's info and what ``produce`` returned."""
 
     def upload_file(
         self, bucket: str, name: str, path: Path, *, if_generation_match: int | None = 0
@@ -46,6 +66,10 @@ class Storage(Protocol):
     def rewrite(self, bucket: str, name: str) -> ObjectInfo:
         """Write an object onto itself: same bytes, a new generation, so the bucket's finalize
         event fires again (how ``sunrise backfill --via rewrite`` replays uploads in the cloud)."""
+
+    def signed_url(self, bucket: str, name: str, *, expires_s: int = 3600) -> str:
+        """A URL that lets another service read the object for ``expires_s`` seconds without credentials
+        (Cloud Storage: a V4 signed URL; fake-gcs-server: its media URL; local folders: ``file://``)."""
 
     def delete(self, bucket: str, name: str) -> None:
         """Remove an object (tests, purges). Missing objects are ignored."""

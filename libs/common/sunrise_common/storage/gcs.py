@@ -4,19 +4,23 @@ SDK exceptions are translated here: missing object -> ``NotFound``, lost precond
 ``PreconditionFailed``, throttling, 5xx and connection trouble -> ``TransientError``.
 Uploads and downloads stream between the object and a local file; files above 8 MiB go up as a
 chunked resumable upload (16 MiB in memory at a time), so a 300 MB EDF never sits in memory.
+``open_read`` and ``write_stream`` go without a local file at all: range reads of 8 MiB pinned to
+one generation, and a resumable upload fed 16 MiB at a time (``BlobWriter``; an exception in the
+producer cancels the session, so no partial object is ever finalized).
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 import requests
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.cloud.storage.fileio import BlobWriter
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from sunrise_common.errors import NotFound, PreconditionFailed, TransientError
@@ -29,6 +33,10 @@ RETRY_TIMEOUT_S = 60.0
 CHUNK_SIZE = 16 * 1024 * 1024
 # Above this the SDK switches from one multipart request to a resumable session.
 SDK_MULTIPART_MAX = 8 * 1024 * 1024
+# Range read of a streamed download (open_read): what one read request holds in memory.
+READ_CHUNK_SIZE = 8 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -112,6 +120,23 @@ class GcsStorage:
                 blob.download_to_file(out, timeout=TIMEOUT_S, retry=self.retry, checksum="auto")
         return self._info(blob)
 
+    @contextlib.contextmanager
+    def open_read(self, bucket: str, name: str, *, generation: int | None = None
+                  ) -> Iterator[tuple[ObjectInfo, BinaryIO]]:
+        what = f"{bucket}/{name}" + (f"#{generation}" if generation is not None else "")
+        with _translated(f"read {what}"):
+            # The metadata first, then range reads of exactly that generation (blob.generation
+            # pins every range request), so a replacement meanwhile is a NotFound, never a mix.
+            blob = self.client.bucket(bucket).get_blob(name, generation=generation, timeout=TIMEOUT_S, retry=self.retry)
+            if blob is None:
+                raise NotFound("generation_gone" if generation is not None else "object_not_found", what)
+            reader = blob.open("rb", chunk_size=READ_CHUNK_SIZE, retry=self.retry, timeout=TIMEOUT_S)
+        try:
+            with _translated(f"read {what}"):
+                yield self._info(blob), reader
+        finally:
+            reader.close()
+
     def read_bytes(self, bucket: str, name: str) -> bytes:
         with _translated(f"read {bucket}/{name}"):
             return self.client.bucket(bucket).blob(name).download_as_bytes(timeout=TIMEOUT_S, retry=self.retry)
@@ -137,6 +162,19 @@ class GcsStorage:
                     src, size=size, if_generation_match=if_generation_match, timeout=TIMEOUT_S, retry=self.retry
                 )
         return self._info(blob)
+
+    def write_stream(self, bucket: str, name: str, produce: Callable[[BinaryIO], T], *,
+                     if_generation_match: int | None = 0) -> tuple[ObjectInfo, T]:
+        blob = self.client.bucket(bucket).blob(name, chunk_size=CHUNK_SIZE)
+        with _translated(f"upload {bucket}/{name}"):
+            if self.emulated_preconditions and if_generation_match is not None:
+                self._check_generation(bucket, name, if_generation_match)
+            writer = BlobWriter(blob, chunk_size=CHUNK_SIZE, ignore_flush=True, retry=self.retry,
+                                if_generation_match=if_generation_match, timeout=TIMEOUT_S)
+            with writer:  # an exception cancels the resumable session: nothing is finalized
+                result = produce(writer)
+            blob.reload(timeout=TIMEOUT_S, retry=self.retry)
+        return self._info(blob), result
 
     def _check_generation(self, bucket: str, name: str, expected: int) -> None:
         """Emulator only (racy by nature): refuse a write whose precondition already fails."""
@@ -179,6 +217,45 @@ class GcsStorage:
         with _translated(f"delete {bucket}/{name}"):
             try:
                 self.client.bucket(bucket).blob(name).delete(timeout=TIMEOUT_S, retry=self.retry)
+            except gexc.NotFound:
+                pass
+
+    def signed_url(self, bucket: str, name: str, *, expires_s: int = 3600) -> str:
+        """A V4 signed GET URL. In Cloud Run the runtime service account signs through the IAM
+        signBlob API (it needs ``iam.serviceAccountTokenCreator`` on itself, terraform/iam.tf);
+        fake-gcs-server does not check signatures, so the emulator gets its plain media URL."""
+        blob = self.client.bucket(bucket).blob(name)
+        if self.can_create_buckets:  # fake-gcs-server
+            from urllib.parse import quote
+
+            return f"{self.client._connection.API_BASE_URL}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+        with _translated(f"sign {bucket}/{name}"):
+            import datetime as dt
+
+            import google.auth
+            from google.auth.transport import requests as auth_requests
+
+            credentials, _ = google.auth.default()
+            credentials.refresh(auth_requests.Request())
+            return blob.generate_signed_url(version="v4", expiration=dt.timedelta(seconds=expires_s), method="GET",
+                                            service_account_email=getattr(credentials, "service_account_email", None),
+                                            access_token=getattr(credentials, "token", None))
+
+    def list_versions(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every stored version under prefix, noncurrent ones included (a versioned bucket keeps a
+        deleted or overwritten object as a noncurrent version): what an erasure must delete."""
+        with _translated(f"list versions {bucket}/{prefix}*"):
+            # "true", not True: the SDK sends a bool as "True", which Cloud Storage takes and
+            # fake-gcs-server reads as false (it compares with "true").
+            for blob in self.client.list_blobs(bucket, prefix=prefix or None, versions="true", timeout=TIMEOUT_S,
+                                               retry=self.retry):
+                yield self._info(blob)
+
+    def delete_version(self, bucket: str, name: str, generation: int) -> None:
+        """Remove one version of an object (live or noncurrent). Missing versions are ignored."""
+        with _translated(f"delete {bucket}/{name}#{generation}"):
+            try:
+                self.client.bucket(bucket).blob(name, generation=generation).delete(timeout=TIMEOUT_S, retry=self.retry)
             except gexc.NotFound:
                 pass
 

@@ -155,6 +155,24 @@ class Queue(QueueFile):
         """After a router crash, deliveries that were in flight are due again."""
         self._conn().execute("UPDATE deliveries SET state='pending' WHERE state='in_flight'")
 
+    def requeue_stale(self, deadline_s: float, held: set[int] | frozenset[int] = frozenset(), now: float | None = None) -> int:
+        """Make due again the deliveries in flight for more than ``deadline_s`` seconds that no
+        live delivery thread holds (``held``): their outcome was never written (a full disk, a
+        killed thread). They are sent again (at least once, as Eventarc redelivers an unacked
+        message). Returns how many."""
+        cutoff = (time.time() if now is None else now) - deadline_s
+        rows = self._conn().execute(
+            "SELECT id FROM deliveries WHERE state='in_flight' AND updated_at < ?", (cutoff,)
+        ).fetchall()
+        stale = [r[0] for r in rows if r[0] not in held]
+        if not stale:
+            return 0
+        marks = ",".join("?" * len(stale))
+        return self._conn().execute(
+            f"UPDATE deliveries SET state='pending', next_at=? WHERE state='in_flight' AND id IN ({marks})",
+            (time.time(), *stale),
+        ).rowcount
+
     def take_due(self, limit: int, *, shuffle: bool = False) -> list[Delivery]:
         """Mark up to ``limit`` due deliveries in flight (oldest first, or in random order)."""
         now = time.time()
@@ -176,6 +194,18 @@ class Queue(QueueFile):
             "UPDATE deliveries SET state='delivered', attempts=attempts+1, last_status=?, last_error=NULL, updated_at=?, "
             "headers=?, body='{}', subject=NULL WHERE id=?",
             (status, time.time(), headers, delivery_id),
+        )
+
+    def mark_superseded(self, delivery_id: int) -> None:
+        """Dropped unsent: the object it announces has a newer generation (that one has, or will
+        get, its own delivery). Redacted like a delivered one."""
+        conn = self._conn()
+        row = conn.execute("SELECT headers FROM deliveries WHERE id=?", (delivery_id,)).fetchone()
+        headers = _redacted_headers(row[0]) if row else "{}"
+        conn.execute(
+            "UPDATE deliveries SET state='superseded', last_status=NULL, last_error='superseded by a newer generation', "
+            "updated_at=?, headers=?, body='{}', subject=NULL WHERE id=?",
+            (time.time(), headers, delivery_id),
         )
 
     def mark_failed(self, delivery: Delivery, status: int | None, error: str, *, max_attempts: int, backoff_initial: float, backoff_max: float) -> str:
@@ -242,7 +272,7 @@ class Queue(QueueFile):
         ``retention_s`` seconds ago, and routed messages as old. Returns the deliveries deleted."""
         cutoff = (time.time() if now is None else now) - retention_s
         conn = self._conn()
-        cur = conn.execute("DELETE FROM deliveries WHERE state IN ('dead', 'delivered') AND updated_at < ?", (cutoff,))
+        cur = conn.execute("DELETE FROM deliveries WHERE state IN ('dead', 'delivered', 'superseded') AND updated_at < ?", (cutoff,))
         conn.execute("DELETE FROM seen_digests WHERE created_at < ?", (cutoff - 365 * 24 * 3600.0,))
         return cur.rowcount
 

@@ -1,0 +1,220 @@
+"""The newest raw generation of a recording is the night's, whatever order the work finishes in,
+and a second upload of a kind the night already has is refused, not swapped in (issue 22,
+defects 1 and 7).
+
+The interleavings are controlled, not timed: ingest calls ``ingest.handler.step_hook`` at each of
+its named steps, and the test holds one generation's ingest there (a ``threading.Event``) while
+the other generation is uploaded and ingested to the end. Real EDF files, the real handler, on
+the embedded backend and on the emulators (fake-gcs-server, the Firestore and Pub/Sub emulators).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+import ingest.handler as ingest_handler
+from sunrise_common import identity
+from sunrise_common.errors import PipelineError
+from sunrise_common.events import parse_event, storage_event
+from sunrise_common.service import Context
+from sunrise_common.settings import Settings
+from tests.conftest import CORPUS, TEST_KEY
+from tests.contracts.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
+
+PSG = CORPUS / "edf" / "edfio__short_psg.edf"
+NAME = "psg/namur/P001/night.edf"
+WAIT_S = 120.0  # a bound on a condition, not a timing: a loaded machine passes well within it
+
+
+@pytest.fixture(params=["embedded", pytest.param("emulators", marks=pytest.mark.emulators)])
+def ctx(request, tmp_path: Path) -> Context:
+    if request.param == "embedded":
+        settings = Settings(backend="embedded", data_dir=tmp_path / "data", pseudonym_key=TEST_KEY,
+                            prefix=PREFIX, project=PROJECT, lease_s=30)
+    else:
+        emu = request.getfixturevalue("emulators")
+        settings = Settings(backend="emulators", data_dir=tmp_path / "data", pseudonym_key=TEST_KEY,
+                            prefix=PREFIX, project=PROJECT, lease_s=30, gcs_endpoint=emu.gcs_endpoint,
+                            pubsub_emulator_host=emu.pubsub_emulator_host,
+                            firestore_emulator_host=emu.firestore_emulator_host)
+    context = Context.from_settings(settings)
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        context.storage.ensure_bucket(settings.bucket(logical))
+    return context
+
+
+def corrected(data: bytes, nth: int) -> bytes:
+    """The PSG with one data byte changed near its end: the same night (same header), other signals."""
+    at = len(data) - 1000 - nth
+    return data[:at] + bytes([data[at] ^ 0x5A]) + data[at + 1:]
+
+
+def put(ctx: Context, data: bytes, name: str = NAME):
+    return ctx.storage.write_bytes(ctx.settings.bucket("raw"), name, data, if_generation_match=None)
+
+
+def ingest(ctx: Context, info) -> dict:
+    """One finalize event through ingest's handler: its answer, or the error it raised."""
+    headers, body = storage_event(info.bucket, info.name, info.generation, info.size)
+    try:
+        return ingest_handler.handle(parse_event(headers, json.dumps(body).encode()), ctx)
+    except PipelineError as exc:
+        return {"status": "error", "reason": exc.reason}
+
+
+class Gate:
+    """Holds the ingest of one raw generation at one named step until released."""
+
+    def __init__(self, generation: int, step: str) -> None:
+        self.generation, self.step = generation, step
+        self.reached, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, step: str, generation: int) -> None:
+        if generation == self.generation and step == self.step:
+            self.reached.set()
+            if not self.release.wait(WAIT_S):
+                raise RuntimeError(f"gate at {step} never released")
+
+
+def held(ctx: Context, info, step: str, monkeypatch) -> tuple[threading.Thread, Gate, dict]:
+    """Start ``info``'s ingest in a thread and wait until it is held at ``step``."""
+    gate = Gate(info.generation, step)
+    monkeypatch.setattr(ingest_handler, "step_hook", gate)
+    answer: dict = {}
+    thread = threading.Thread(target=lambda: answer.update(ingest(ctx, info)), daemon=True)
+    thread.start()
+    if not gate.reached.wait(WAIT_S):
+        raise AssertionError(f"the ingest never reached {step}: {answer}")
+    return thread, gate, answer
+
+
+def anonymised_sha(ctx: Context, obj: str) -> str:
+    return hashlib.sha256(ctx.storage.read_bytes(ctx.settings.bucket("anonymised"), obj)).hexdigest()
+
+
+def night_psg(ctx: Context) -> tuple[str, dict]:
+    ((night, doc),) = list(ctx.state.list("nights"))
+    return night, doc["recordings"]["psg"]
+
+
+@pytest.mark.parametrize("step", ingest_handler.STEPS)
+def test_an_older_generation_finishing_last_never_replaces_the_newer_one(ctx, step, monkeypatch):
+    """G1's ingest is held at ``step`` while G2 replaces the raw object and is ingested to the
+    end; then G1 goes on. Today's main let G1 (finishing last) win."""
+    original = PSG.read_bytes()
+    g1 = put(ctx, original)
+    thread, gate, first = held(ctx, g1, step, monkeypatch)
+    g2 = put(ctx, corrected(original, 1))
+    assert g2.generation > g1.generation
+    second = ingest(ctx, g2)
+    assert second["status"] == "done", second
+    gate.release.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    # G1 either could not read its generation any more (Cloud Storage keeps no old generation
+    # here), found the newer one recorded, or recorded first and was then replaced.
+    assert first.get("status") in ("superseded", "done") or first.get("reason") == "object_gone", first
+    _, psg = night_psg(ctx)
+    assert psg["raw_generation"] == g2.generation
+    assert psg["object"] == second["outputs"]["object"]
+    assert anonymised_sha(ctx, psg["object"]) == psg["sha256"]  # the object holds G2's bytes, untouched
+    if step != "recorded":  # G1 never became the night's: its object is gone (or was never written)
+        objects = [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))]
+        assert objects == [psg["object"]]
+
+
+@pytest.mark.parametrize("step", ingest_handler.STEPS)
+def test_the_newer_generation_held_at_any_step_still_wins_over_an_older_one_finishing_first(ctx, step, monkeypatch):
+    original = PSG.read_bytes()
+    g1 = put(ctx, original)
+    holder, g1_gate, first = held(ctx, g1, "opened", monkeypatch)  # G1 holds its bytes open
+    g2 = put(ctx, corrected(original, 2))
+    g2_gate = Gate(g2.generation, step)
+    both = lambda s, g: (g1_gate(s, g), g2_gate(s, g))  # noqa: E731
+    monkeypatch.setattr(ingest_handler, "step_hook", both)
+    second: dict = {}
+    newer = threading.Thread(target=lambda: second.update(ingest(ctx, g2)), daemon=True)
+    newer.start()
+    assert g2_gate.reached.wait(WAIT_S)
+    g1_gate.release.set()  # G1 finishes while G2 is held
+    holder.join(WAIT_S)
+    g2_gate.release.set()
+    newer.join(WAIT_S)
+    assert second["status"] == "done", second
+    assert first.get("status") in ("done", "superseded") or first.get("reason") == "object_gone", first
+    _, psg = night_psg(ctx)
+    assert psg["raw_generation"] == g2.generation and psg["object"] == second["outputs"]["object"]
+    assert anonymised_sha(ctx, psg["object"]) == psg["sha256"]
+
+
+def test_a_stale_event_of_a_replaced_generation_is_dropped_by_psg_prep(ctx, monkeypatch):
+    """G1 recorded and published, then G2 recorded: G1's message reaches psg_prep late and is
+    dropped (its generation is no longer the night's); G2's message is prepared."""
+    from psg_prep.handler import handle as psg_prep
+
+    from sunrise_common.contracts import NightMessage
+
+    original = PSG.read_bytes()
+    g1 = put(ctx, original)
+    first = ingest(ctx, g1)
+    g2 = put(ctx, corrected(original, 3))
+    second = ingest(ctx, g2)
+    assert first["status"] == second["status"] == "done"
+    night, psg = night_psg(ctx)
+    for answer, expected in ((first, "superseded"), (second, "done")):
+        out = answer["outputs"]
+        message = NightMessage(night_id=night, kind="psg", object=out["object"], generation=out["generation"])
+        headers = {"ce-id": f"m-{expected}", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+                   "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-specversion": "1.0",
+                   "content-type": "application/json"}
+        body = {"message": {"data": base64.b64encode(message.to_bytes()).decode(), "messageId": "1"},
+                "subscription": "projects/p/subscriptions/s"}
+        result = psg_prep(parse_event(headers, json.dumps(body).encode()), ctx)
+        assert result["status"] == expected, result
+    assert psg["raw_generation"] == g2.generation
+
+
+def test_a_second_psg_upload_for_the_same_night_is_recorded_as_a_duplicate_not_swapped_in(ctx):
+    """Defect 7: two PSG files (two raw names) of one night. The first stays the night's; the
+    second upload ends ``failed`` with ``duplicate_recording`` naming the first by its keyed
+    upload id (no raw name is stored)."""
+    original = PSG.read_bytes()
+    first = ingest(ctx, put(ctx, original, "psg/namur/P001/night-a.edf"))
+    second = ingest(ctx, put(ctx, corrected(original, 4), "psg/namur/P001/night-b.edf"))
+    assert first["status"] == "done"
+    assert second == {"status": "error", "reason": "duplicate_recording"}
+    _, psg = night_psg(ctx)
+    assert psg["object"] == first["outputs"]["object"]
+    first_id = identity.upload_id(TEST_KEY.encode(), ctx.settings.bucket("raw"), "psg/namur/P001/night-a.edf")
+    second_id = identity.upload_id(TEST_KEY.encode(), ctx.settings.bucket("raw"), "psg/namur/P001/night-b.edf")
+    record = ctx.state.get("uploads", second_id)
+    assert record["stages"]["ingest"]["state"] == "failed"
+    assert record["stages"]["ingest"]["error"].startswith("duplicate_recording: ")
+    assert first_id in record["stages"]["ingest"]["error"]
+    assert "night-a" not in json.dumps(record) and "P001" not in json.dumps(record)
+    objects = [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))]
+    assert objects == [psg["object"]]  # nothing of the second upload was written
+
+
+def test_sunrise_status_upload_shows_the_duplicate_with_its_reason(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sunrise_cli.main import app
+
+    for var, value in (("SUNRISE_DATA_DIR", str(tmp_path / "data")), ("SUNRISE_PSEUDONYM_KEY", TEST_KEY),
+                       ("SUNRISE_PREFIX", PREFIX), ("SUNRISE_PROJECT", PROJECT)):
+        monkeypatch.setenv(var, value)
+    context = Context.from_settings(Settings())
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        context.storage.ensure_bucket(context.settings.bucket(logical))
+    original = PSG.read_bytes()
+    assert ingest(context, put(context, original, "psg/namur/P001/night-a.edf"))["status"] == "done"
+    ingest(context, put(context, corrected(original, 5), "psg/namur/P001/night-b.edf"))
+    out = CliRunner().invoke(app, ["status", "--upload", "psg/namur/P001/night-b.edf"]).output
+    assert "failed" in out and "duplicate_recording" in out and "already has a PSG recording" in out, out
