@@ -55,6 +55,17 @@ variable "image_tag" {
   default     = null
 }
 
+variable "images_kept" {
+  description = "Versions of each service image Artifact Registry keeps however old (registry.tf): the newest ones, what a rollback reaches for. Older images are deleted after 30 days, tagged or not."
+  type        = number
+  default     = 10
+  nullable    = false
+  validation {
+    condition     = var.images_kept >= 1
+    error_message = "images_kept must be at least 1."
+  }
+}
+
 variable "labels" {
   description = "Extra labels for every resource that takes labels."
   type        = map(string)
