@@ -81,7 +81,7 @@ init_copy() {
   local source="$1" work="$2"
   rm -rf "${work}"
   mkdir -p "${work}"
-  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' \) -print |
+  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' -o -name '*.json' \) -print |
     while read -r file; do mkdir -p "${work}/$(dirname "${file}")" && cp "${file}" "${work}/${file}"; done)
   # The module's backend is GCS (one state per environment); offline, a local state in the scratch
   # folder stands in for it through an override file. The committed lock file is not copied: its

@@ -11,6 +11,7 @@ references resolved, per environment) are in test_plan.py; test_validate.py show
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -102,6 +103,11 @@ def tf_locals() -> dict[str, Any]:
             duplicated = merged.keys() & block.keys()
             assert not duplicated, f"locals declared twice: {sorted(duplicated)}"
             merged.update(block)
+    # local.services is read from services.json (the service registry): evaluate it as
+    # Terraform does, so that the checks below see the map.
+    if "services.json" in str(merged.get("services")):
+        registry = json.loads((TF_DIR / "services.json").read_text())["services"]
+        merged["services"] = {s["key"]: {"name": s["name"], "account": s["account"]} for s in registry}
     return merged
 
 
@@ -1012,9 +1018,10 @@ def test_deploy_workflow_tests_first_and_authenticates_without_keys() -> None:
         return [s for s in jobs[job]["steps"] if s.get("uses", "").startswith(f"{action}@")]
 
     assert any(re.match(r"make test\b", run) for run in runs("test"))
-    assert jobs["build"]["needs"] == ["test", "target"], "images are built only after the tests pass"
-    assert "target" in jobs["deploy"]["needs"] and "build" in jobs["deploy"]["needs"]
-    for job in ("build", "deploy"):
+    assert {"test", "target"} <= set(jobs["build"]["needs"]), "images are built only after the tests pass"
+    assert {"test", "target"} <= set(jobs["promote"]["needs"]), "images are promoted only after the tests pass"
+    assert {"target", "build", "promote"} <= set(jobs["deploy"]["needs"])
+    for job in ("build", "promote", "deploy"):
         assert jobs[job]["permissions"] == {"contents": "read", "id-token": "write"}
         (auth,) = uses(job, "google-github-actions/auth")
         assert set(auth["with"]) == {"workload_identity_provider", "service_account"}, (
@@ -1026,8 +1033,16 @@ def test_deploy_workflow_tests_first_and_authenticates_without_keys() -> None:
         for step in body["steps"]:
             assert "credentials_json" not in step.get("with", {}), f"{job}: a service account key in CI"
     (build,) = [run for run in runs("build") if "docker build" in run]
-    assert '--tag "${image}:${GITHUB_SHA}"' in build and '--tag "${image}:${ENVIRONMENT}"' in build
+    assert '--tag "${image}:${GITHUB_SHA}"' in build and '--tag "${image}:dev"' in build
+    assert "--platform linux/amd64" in build
     assert 'services/${SERVICE}/Dockerfile' in build
+    # Built once, for dev; prod copies dev's digest of the same commit and runs that digest.
+    assert jobs["build"]["environment"] == "dev" and jobs["promote"]["environment"] == "prod"
+    (promote,) = [run for run in runs("promote") if "imagetools create" in run]
+    assert '"${DEV_REGISTRY}/${name}@${digest}"' in promote and "docker build " not in promote
+    assert '[[ "${copied}" == "${digest}" ]]' in promote
+    (deploy,) = [run for run in runs("deploy") if "gcloud run deploy" in run]
+    assert '--image "${REGISTRY}/${name}@${digest}"' in deploy
     assert any(run.lstrip().startswith("name=") and "gcloud run deploy" in run for run in runs("deploy"))
 
 
