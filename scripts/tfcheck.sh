@@ -18,7 +18,8 @@
 # Environment: TFCHECK_SCHEMA (default tools/tfcheck/google-6.50.0.schema.json.gz, a copy of
 # shared/reference/terraform/ kept in the repository so that GitHub's CI has it too),
 # TFCHECK_VENV (default .tfcheck-venv), TFCHECK_ENVIRONMENTS (default "dev prod": which tfvars
-# `plan` plans; the mutation test plans dev only).
+# `plan` plans; the mutation test plans dev only), TFCHECK_SKIP_VALIDATE (non-empty: `plan`
+# skips the separate `terraform validate`, which `terraform plan` repeats anyway).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -81,7 +82,7 @@ init_copy() {
   local source="$1" work="$2"
   rm -rf "${work}"
   mkdir -p "${work}"
-  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' -o -name '*.json' \) -print |
+  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' -o -name '*.json' -o -name '*.parquet' \) -print |
     while read -r file; do mkdir -p "${work}/$(dirname "${file}")" && cp "${file}" "${work}/${file}"; done)
   # The module's backend is GCS (one state per environment); offline, a local state in the scratch
   # folder stands in for it through an override file. The committed lock file is not copied: its
@@ -118,7 +119,8 @@ case "${cmd}" in
     work="$(mktemp -d "${state_dir}/plan.XXXXXX")"
     trap 'rm -rf "${work}"' EXIT
     init_copy "${module_dir}" "${work}/module"
-    terraform -chdir="${work}/module" validate -no-color
+    # plan validates too; the mutation test skips the separate validate to halve its time.
+    [[ -n "${TFCHECK_SKIP_VALIDATE:-}" ]] || terraform -chdir="${work}/module" validate -no-color
     plans=()
     for environment in ${TFCHECK_ENVIRONMENTS:-dev prod}; do
       # An empty state: a local state file in the scratch folder that does not exist yet.

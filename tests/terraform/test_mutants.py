@@ -7,7 +7,8 @@ fail on each, with a message that names the rule. The unmodified module passes (
 ``make terraform-check`` plan it); valid changes (another region for both the buckets and the
 storage trigger, more instances) still pass, so the check does not pin values.
 
-Each mutant plans the dev environment only (TFCHECK_ENVIRONMENTS=dev): ~15 s per mutant.
+Each mutant plans the dev environment only, without a separate ``terraform validate`` (the plan
+validates): ~10 s per mutant on an idle 2-core machine, ~30 s when it is loaded.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ MUTANTS = {
     "an audit log type that does not exist": (
         "iam.tf", 'log_type = "DATA_WRITE"', 'log_type = "DATA_WRITES"', "[api/logging/audit-log-type]",
     ),
+    "an explicit schema on a Parquet external table": (
+        "bigquery.tf", '    source_format             = "PARQUET"',
+        '    source_format             = "PARQUET"\n    schema                    = jsonencode([{ name = "run_at", type = "TIMESTAMP" }])',
+        "[api/bigquery/external-schema]",
+    ),
 }  # fmt: skip
 
 VALID_CHANGES = {
@@ -121,7 +127,7 @@ def plan(module: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(TFCHECK), "plan", str(out), str(module)],
         capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, "TFCHECK_ENVIRONMENTS": "dev"},
+        env={**os.environ, "TFCHECK_ENVIRONMENTS": "dev", "TFCHECK_SKIP_VALIDATE": "1"},
     )  # fmt: skip
 
 

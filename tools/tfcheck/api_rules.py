@@ -29,6 +29,10 @@ Rules (sources: the Google Cloud documentation pages named):
   ``api/run/scaling``: Cloud Run "CPU limits", "Memory limits", "Maximum concurrent requests per
   instance" (1–1000), "Request timeout" (≤ 3600 s), min ≤ max instances.
 - ``api/logging/audit-log-type``: DATA_READ, DATA_WRITE or ADMIN_READ (IAM AuditLogConfig).
+- ``api/bigquery/external-schema``: no explicit schema on an external table of a self-describing
+  format ("Schema is disallowed for Google Cloud Bigtable, Cloud Datastore backups, Avro, Iceberg,
+  ORC and Parquet formats", BigQuery ExternalDataConfiguration); such a table takes its schema
+  from a reference file (``reference_file_schema_uri``), which must then be a gs:// URI.
 """
 
 from __future__ import annotations
@@ -300,6 +304,21 @@ def check_audit_config(resource: dict[str, Any]) -> Iterator[Violation]:
             yield Violation("api/logging/audit-log-type", resource["address"], f"{where} is {log_type!r}, not DATA_READ, DATA_WRITE or ADMIN_READ")
 
 
+SELF_DESCRIBING = frozenset({"PARQUET", "AVRO", "ORC", "ICEBERG", "DATASTORE_BACKUP", "BIGTABLE"})
+
+
+def check_external_table(resource: dict[str, Any]) -> Iterator[Violation]:
+    if resource["type"] != "google_bigquery_table":
+        return
+    for where, config in values_at(resource["values"], "external_data_configuration"):
+        if config.get("source_format") in SELF_DESCRIBING and config.get("schema"):
+            yield Violation("api/bigquery/external-schema", resource["address"],
+                            f"{where}.schema is set, but BigQuery disallows a schema for {config['source_format']} external tables (use reference_file_schema_uri)")  # fmt: skip
+        reference = config.get("reference_file_schema_uri")
+        if isinstance(reference, str) and not re.fullmatch(r"gs://[a-z0-9._-]+/.+", reference):
+            yield Violation("api/bigquery/external-schema", resource["address"], f"{where}.reference_file_schema_uri {reference!r} is not a gs://bucket/object URI")
+
+
 def check(plan: dict[str, Any]) -> list[Violation]:
     """Every API-rule violation of a plan."""
     planned = list(resources(plan))
@@ -307,6 +326,7 @@ def check(plan: dict[str, Any]) -> list[Violation]:
     for resource in planned:
         found.extend(check_roles(resource))
         found.extend(check_audit_config(resource))
+        found.extend(check_external_table(resource))
         if resource["type"] == "google_storage_bucket" and isinstance(resource["values"].get("name"), str):
             for problem in bucket_name_problems(resource["values"]["name"]):
                 found.append(Violation("api/storage/bucket-name", resource["address"], f"bucket name {resource['values']['name']!r} {problem}"))
