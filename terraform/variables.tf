@@ -55,6 +55,17 @@ variable "image_tag" {
   default     = null
 }
 
+variable "images_kept" {
+  description = "Versions of each service image Artifact Registry keeps however old (registry.tf): the newest ones, what a rollback reaches for. Older images are deleted after 30 days, tagged or not."
+  type        = number
+  default     = 10
+  nullable    = false
+  validation {
+    condition     = var.images_kept >= 1
+    error_message = "images_kept must be at least 1."
+  }
+}
+
 variable "labels" {
   description = "Extra labels for every resource that takes labels."
   type        = map(string)
@@ -149,11 +160,10 @@ variable "service_scaling" {
     sunalgo      = { min_instances = 0, max_instances = 5 }
   }
   nullable = false
-  # The keys are names.SERVICES (a validation cannot read local.services on Terraform 1.5);
-  # tests/test_services_list.py checks that this list, the default and each tfvars agree with it.
+  # The keys are those of services.json (names.SERVICES).
   validation {
-    condition     = toset(keys(var.service_scaling)) == toset(["ingest", "sunrise_prep", "psg_prep", "sunalgo"])
-    error_message = "service_scaling must have exactly the keys ingest, sunrise_prep, psg_prep and sunalgo."
+    condition     = toset(keys(var.service_scaling)) == toset(keys(local.services))
+    error_message = "service_scaling must have exactly the keys of services.json (names.SERVICES)."
   }
   validation {
     condition     = alltrue([for s in values(var.service_scaling) : s.min_instances >= 0 && s.max_instances >= 1 && s.min_instances <= s.max_instances])
