@@ -742,6 +742,45 @@ def synth_batch(out_dir: Path, n: int, seed: int, *, hours: float = 8.0,
     return nights
 
 
+def cut_gap(path: Path, onset_s: float, duration_s: float, *, zero_fill: bool = False) -> None:
+    """Make an EDF+C recording lose ``[onset_s, onset_s + duration_s)`` (seconds from its start).
+
+    ``zero_fill=False``: the records are dropped and the file becomes **EDF+D**; every remaining
+    record keeps its time-keeping TAL, i.e. its true onset (a device that stops recording while
+    the sensor is off and resumes later). ``zero_fill=True``: the records stay and every ordinary
+    signal reads physical 0 there (a device that pads a dropout with zeros). Whole records only
+    (``onset_s`` and ``duration_s`` are rounded to records). The file is rewritten in place.
+    """
+    from sunrise_common.edf import read_header
+
+    path = Path(path)
+    header = read_header(path)
+    if header.plus != "C":
+        raise ValueError(f"cut_gap needs an EDF+C file, got plus={header.plus}")
+    rd = header.record_duration
+    r0, n = int(round(onset_s / rd)), int(round(duration_s / rd))
+    if not (0 < r0 and n > 0 and r0 + n < header.n_records):
+        raise ValueError(f"gap records {r0}..{r0 + n} must lie inside 1..{header.n_records - 1}")
+    raw = bytearray(path.read_bytes())
+    hb, rb = header.header_bytes, header.record_bytes
+    if zero_fill:
+        for i in header.ordinary_indices:
+            sig = header.signals[i]
+            digital = int(np.clip(round(-sig.offset / sig.gain), sig.digital_min, sig.digital_max))
+            block = np.full(sig.samples_per_record, digital, dtype="<i2").tobytes()
+            sl = header.signal_slice(i)
+            for r in range(r0, r0 + n):
+                base = hb + r * rb
+                raw[base + sl.start : base + sl.stop] = block
+        path.write_bytes(bytes(raw))
+        return
+    data = raw[hb : hb + r0 * rb] + raw[hb + (r0 + n) * rb : hb + header.n_records * rb]
+    head = bytearray(raw[:hb])
+    head[192:236] = b"EDF+D".ljust(44)
+    head[236:244] = str(header.n_records - n).encode().ljust(8)
+    path.write_bytes(bytes(head) + bytes(data))
+
+
 def write_truth_labels(night: SynthNight, out_dir: Path) -> Path:
     """Write the injected truth in psg_prep's output layout (a stand-in, named as such).
 

@@ -7,13 +7,18 @@ A second is **bad** when any of:
 * ``flat``: every accelerometer axis has a standard deviation below 0.1 mg over the second
   (stuck sensor, or a disconnected channel padded with constants);
 * ``off``: the mean acceleration magnitude is outside 0.5-1.5 g (a sensor at rest or worn
-  always reads ~1 g; anything else is a dropout or a decoding fault).
+  always reads ~1 g; anything else is a dropout or a decoding fault);
+* ``gap`` (set by ``prepare``): an EDF+D gap, the second was not recorded.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+CLIPPED, FLAT, OFF = 1, 2, 4
+#: EDF+D gap: the second was not recorded (set by ``prepare``, not by ``quality_mask``).
+GAP = 8
+QUALITY_UNIT = "bitmask (1 clipped, 2 flat, 4 off, 8 gap: not recorded)"
 FLAT_G = 1e-4
 MAG_RANGE_G = (0.5, 1.5)
 
