@@ -208,7 +208,7 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
     asleep = np.repeat(np.asarray(sleep_epochs, bool), int(epoch_s))[:n_sec]
     per_night = params.get("normalise") == "per_night"
     if per_night:
-        floor = activity_floor(activity)
+        floor = activity_floor(activity, quality)
         move_th = float(params["movement_floor_mult"]) * floor
         arousal_th = float(params["arousal_floor_mult"]) * floor
     else:
