@@ -119,6 +119,23 @@ def valid_seconds(quality: np.ndarray | None, n_sec: int) -> np.ndarray:
     return np.pad(q == 0, (0, n_sec - q.size), constant_values=True)
 
 
+#: Quality bits that make a second unusable (``sunrise_prep.quality.INVALID``: 2 flat, 4 off,
+#: 8 gap, 16 non-wear; 1 clipped is not: big movements saturate a worn sensor).
+INVALID_BITS = 2 | 4 | 8 | 16
+
+
+def invalid_epochs(quality: np.ndarray | None, n_epochs: int, epoch_s: float = EPOCH_S) -> np.ndarray:
+    """Boolean per epoch: more than half of its seconds unusable (not recorded, sensor not
+    worn, no signal). Such epochs are neither sleep nor wake (``UNS``): they leave TST, every
+    per-hour index and the valid recording time (issue 24)."""
+    if quality is None:
+        return np.zeros(n_epochs, dtype=bool)
+    per = int(epoch_s)
+    q = np.asarray(quality).astype(np.int64)[: n_epochs * per]
+    bad = np.pad((q & INVALID_BITS) != 0, (0, n_epochs * per - q.size), constant_values=False)
+    return bad.reshape(n_epochs, per).mean(axis=1) > 0.5
+
+
 def activity_floor(activity_dps_1s: np.ndarray, valid: np.ndarray | None = None) -> float:
     """The night's gyroscope activity floor (deg/s): ``ACTIVITY_FLOOR_PCT`` percentile of the
     finite 1-s means of ``activity_dps`` (10 Hz in ``prepped.npz``, averaged per second) over

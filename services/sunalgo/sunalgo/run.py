@@ -18,7 +18,7 @@ import numpy as np
 from sunrise_common.jsonsafe import json_safe
 
 from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
-from sunalgo.features import FEATURE_NAMES, compute_features
+from sunalgo.features import FEATURE_NAMES, compute_features, invalid_epochs
 from sunalgo.model import load_model
 from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
 from sunalgo.scores import sleep_scores
@@ -179,10 +179,12 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     feats = compute_features(arrays, meta)
     n = int(meta["n_epochs"])
     wake = model.predict_wake(feats)
-    stages = ["W" if w else "S" for w in wake]
-    events = detect_events(arrays, meta, ~wake, model.respiratory, EPOCH_S)
+    # Not recorded / sensor not worn (issue 24): neither sleep nor wake, out of every index.
+    invalid = invalid_epochs(arrays.get("quality"), n)
+    stages = ["UNS" if bad else "W" if w else "S" for w, bad in zip(wake, invalid)]
+    events = detect_events(arrays, meta, ~wake & ~invalid, model.respiratory, EPOCH_S)
     has_spo2 = bool(meta.get("has_spo2")) and "spo2" in arrays
-    sleep_sec = np.repeat(~wake, int(EPOCH_S))
+    sleep_sec = np.repeat(~wake & ~invalid, int(EPOCH_S))
     desats = desaturations(arrays.get("spo2"), 3.0, sleep_sec) if has_spo2 else None
     ev_tuples = [(e.type, e.onset_s, e.duration_s) for e in events]
     scores = sleep_scores(stages, EPOCH_S, events=ev_tuples, desaturations=desats)
@@ -203,7 +205,7 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     _write_csv(out_dir / "predictions.csv",
                ["epoch", "onset_s", "sleep_wake", "stage", "p_wake", "obstructive_event",
                 "central_event"],
-               ((i, i * EPOCH_S, "W" if wake[i] else "S", stages[i],
+               ((i, i * EPOCH_S, stages[i], stages[i],
                  float(p_wake[i]) if p_wake is not None else float("nan"),
                  flags["obstructive_event"][i], flags["central_event"][i]) for i in range(n)))
     _write_csv(out_dir / "events.csv",

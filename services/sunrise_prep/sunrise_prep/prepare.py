@@ -45,11 +45,12 @@ from sunrise_common.identity import time_of_day_offset_s
 from sunrise_prep.breathing import breathing_rate
 from sunrise_prep.channels import IMU_ROLES, map_channels
 from sunrise_prep.imu import FS_OUT, derive
-from sunrise_prep.quality import GAP, QUALITY_UNIT, quality_mask
+from sunrise_prep.quality import (GAP, INVALID, NONWEAR, QUALITY_UNIT, nonwear_seconds,
+                                   quality_mask)
 
 logger = logging.getLogger(__name__)
 
-PREP_VERSION = "sunrise_prep-1.1"  # 1.1: EDF+D gaps at true time, GAP bit
+PREP_VERSION = "sunrise_prep-1.1"  # 1.1: EDF+D gaps at true time, GAP and NONWEAR bits
 MARGIN_S = 60
 MAX_SPAN_S = 48 * 3600  # an EDF+D whose records span more than two days is not one night
 EPOCH_S = 30.0
@@ -250,7 +251,12 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
     n_epochs = int(math.floor(duration / EPOCH_S))
     rate, regularity = breathing_rate(derived["breath_gyro"], n_epochs)
     arrays = {k: v for k, v in derived.items()}
-    arrays["quality"] = quality.result()
+    q = quality.result()
+    nonwear = nonwear_seconds(derived["breath_gyro"], derived["mandible_angle_deg"],
+                              derived["head_roll_deg"], derived["activity_dps"], FS_OUT, q.size,
+                              valid=(q & INVALID) == 0)
+    q[: nonwear.size][nonwear] |= NONWEAR
+    arrays["quality"] = q
     for role, parts in slow_parts.items():
         arrays[role] = np.concatenate(parts).astype(np.float32)
     arrays["breathing_rate_bpm"] = rate
@@ -282,6 +288,8 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
                   "breathing_rate_bpm": "1/min", "breathing_regularity": "ratio"},
         "quality_good_fraction": float(np.mean(arrays["quality"] == 0)) if arrays["quality"].size
         else 0.0,
+        "nonwear_s": float(nonwear.sum()),
+        "valid_s": float(np.sum((q & INVALID) == 0)),
         "chunk_seconds": chunk_seconds,
         "margin_s": MARGIN_S,
     }
