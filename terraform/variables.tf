@@ -1,3 +1,20 @@
+variable "algorithm_service" {
+  description = "Name of the Cloud Run service (same project and region) of an external algorithm that sunalgo calls (docs/algorithms.md); empty: none. Grants sunalgo's runtime account run.invoker on it."
+  type        = string
+  default     = ""
+}
+
+variable "algorithm_url" {
+  description = "URL of an external algorithm service (SUNRISE_ALGORITHM_URL on sunalgo, docs/algorithms.md); empty: the built-in plug-in. sunalgo then signs URLs of the prepared night with its own identity."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.algorithm_url == "" || can(regex("^https://", var.algorithm_url))
+    error_message = "algorithm_url is empty or an https:// URL."
+  }
+}
+
 variable "configure_event_subscriptions" {
   description = "Run `gcloud pubsub subscriptions update` on the Eventarc-managed subscriptions after apply to give them the dead-letter topic, an ack deadline equal to the destination's timeout and a retry backoff (the google provider cannot set these, hashicorp/terraform-provider-google#17697). Needs gcloud where terraform runs."
   type        = bool

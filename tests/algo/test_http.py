@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from sunalgo.model import DEFAULT_MODEL
@@ -168,3 +168,26 @@ def test_an_output_that_breaks_the_interface_is_permanent_and_says_where(nights)
             ExternalAlgorithm(url).run(night_of(folder), model_version="v7")
     assert info.value.permanent and info.value.reason == "bad_output"
     assert "predictions.sleep_wake.0" in str(info.value)
+
+
+def test_each_call_carries_fresh_credentials_from_auth(nights):
+    _, folder, _ = nights[0]
+    seen: list[str | None] = []
+    app = FastAPI()
+
+    @app.get("/v1/describe")
+    def describe(request: Request) -> dict:
+        seen.append(request.headers.get("authorization"))
+        return {"name": "teamalgo", "version": "1", "interface_version": "1", "default_model": "v7", "models": ["v7"]}
+
+    @app.post("/v1/run")
+    def run(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization"))
+        return JSONResponse({"error": {"reason": "too_short", "permanent": True}}, status_code=422)
+
+    tokens = iter(["Bearer t1", "Bearer t2"])
+    with serve(app) as url:
+        external = ExternalAlgorithm(url, auth=lambda: {"Authorization": next(tokens)})
+        with pytest.raises(AlgorithmError):
+            external.run(night_of(folder), model_version="v7")
+    assert seen == ["Bearer t1", "Bearer t2"]
