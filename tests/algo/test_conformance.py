@@ -22,7 +22,11 @@ def check(plugin, nights):
     return conformance.check(plugin, nights, canonical_scores=CANONICAL_SCORES)
 
 
-@pytest.mark.parametrize("name", ["sunalgo", "activity-rule"])
+def test_the_repository_registers_both_plugins():
+    assert {"sunalgo", "activity-rule"} <= set(registry.names())
+
+
+@pytest.mark.parametrize("name", registry.names())
 def test_every_plugin_in_the_repository_passes_the_kit(nights, name):
     report = check(registry.load(name), nights)
     assert report.ok, report.render()
