@@ -142,9 +142,12 @@ def scan_cli(settings, storage, needles: Iterable[bytes], patterns: Iterable[re.
     needles, patterns, views = list(needles), list(patterns), list(views)
     shown = sorted((f"raw/{o.name}".encode() for o in storage.list(settings.bucket("raw"))), key=len, reverse=True)
     found: list[str] = []
-    counts = {"cli": 0, "raw_names_shown_by_status": 0}
+    counts = {"cli": 0, "cli_bytes": 0, "status_json_bytes": 0, "raw_names_shown_by_status": 0}
     for view, (command, code, output) in zip(views, cli_outputs(settings, views)):
         counts["cli"] += 1
+        counts["cli_bytes"] += len(output)
+        if view == ("status", "--json"):
+            counts["status_json_bytes"] += len(output)
         if code != 0:
             found.append(f"{command}: exit code {code}: {output[-300:]!r}")
         if view in RAW_NAMES_SHOWN_IN:
