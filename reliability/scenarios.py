@@ -1485,6 +1485,7 @@ def privacy_scan(h: Harness, needles: Iterable[bytes] = (), patterns: Iterable[r
     counts["staging_files"] = len(staging)
     for path in files_outside_raw(h.settings):
         counts["data_files"] += 1
+        counts["database_files"] += ".db" in path.name
         store = ("router_db" if path.name.startswith("router.db") else "state" if path.name.startswith("state.db")
                  else "staging" if path in staging else "data_files")
         hits.setdefault(store, []).extend(_scan_bytes(path.name, path.read_bytes(), needles, patterns))
