@@ -43,8 +43,16 @@ def test_a_header_claiming_2e8_hz_is_refused_before_anything_is_allocated(tmp_pa
     """The issue's bomb: 19 MB, one 0.05-s record of 10^7 samples (3,005 MB RSS and 37 s before)."""
     path = write_edf(tmp_path / "bomb.edf", [flat(2e8)], 1, record_duration=0.05)
     err, peak = refused(path, tmp_path)
-    assert err.reason == "sample_rate_too_high" and "2e+08 Hz" in err.detail and "65536" in err.detail
+    # The EDF header layer may refuse it first (its own rate and samples-per-record bounds).
+    assert (err.reason, "2e+08 Hz" in err.detail) == ("sample_rate_too_high", True) or err.reason == "absurd_value"
     assert peak < 4 << 20, peak
+
+
+def test_a_rate_just_over_the_limit_is_refused_with_its_numbers(tmp_path):
+    path = write_edf(tmp_path / "fast.edf", [flat(20_000.0)], 1, record_duration=1)
+    err, _ = refused(path, tmp_path)
+    assert err.reason in ("sample_rate_too_high", "absurd_value") and "20000 Hz" in err.detail
+    assert limits.MAX_SAMPLE_RATE_HZ < 20_000  # the rate this file claims is over psg_prep's own bound
 
 
 def test_an_irregular_rate_whose_filter_would_need_21_million_taps_is_refused(tmp_path):
@@ -58,9 +66,10 @@ def test_an_irregular_rate_whose_filter_would_need_21_million_taps_is_refused(tm
 
 
 def test_a_chunk_of_more_than_8_million_samples_is_refused(tmp_path):
-    path = write_edf(tmp_path / "wide.edf", [flat(65_536.0)], 130, record_duration=1)
+    # 16 channels at 2,048 Hz: 300-s chunks of 9.8e6 samples (each header field within bounds).
+    path = write_edf(tmp_path / "wide.edf", [flat(2048.0, f"EEG E{i}") for i in range(16)], 300, record_duration=1)
     err, _ = refused(path, tmp_path)
-    assert err.reason == "chunk_too_large" and str(130 * 65_536) in err.detail
+    assert err.reason == "chunk_too_large" and str(300 * 16 * 2048) in err.detail
 
 
 def test_the_limits_leave_room_for_real_recordings():

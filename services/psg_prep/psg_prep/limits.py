@@ -6,8 +6,9 @@ make absurd: a 19 MB EDF declaring 2·10⁸ Hz (0.05-s records of 10⁷ samples)
 3,005 MB RSS and 37 s designing a 2·10⁶-fold decimation filter (issue 22, defect 4). Each limit
 is far beyond a real recording and is checked from the header (and the channel mapping) alone:
 
-- ``MAX_SAMPLE_RATE_HZ``: 65,536 Hz per signal. Clinical PSG amplifiers record at 100-2,048 Hz,
-  research ones (BioSemi ActiveTwo) at up to 16,384 Hz.
+- ``MAX_SAMPLE_RATE_HZ``: 16,384 Hz per signal. Clinical PSG amplifiers record at 100-2,048 Hz,
+  research ones (BioSemi ActiveTwo) at up to 16,384 Hz. The EDF header layer is getting the same
+  bound (issue 22); psg_prep keeps its own so that its promise holds whatever the reader accepts.
 - ``MAX_CHUNK_SAMPLES``: 8·10⁶ samples decoded per processing chunk, all channels together
   (the reader's records per chunk times the samples of one record): the decoded chunk and its
   float64 working copies are what psg_prep holds per chunk. The 8-h, 20-channel, 256-Hz night
@@ -36,7 +37,7 @@ from sunrise_common.edf import EdfHeader
 from .errors import PrepError
 from .filters import TYPE_SPECS
 
-MAX_SAMPLE_RATE_HZ = 65_536.0
+MAX_SAMPLE_RATE_HZ = 16_384.0
 MAX_CHUNK_SAMPLES = 8_000_000
 MAX_FIR_TAPS = 2_000_000
 MAX_OUTPUT_SAMPLES = 1_000_000_000
