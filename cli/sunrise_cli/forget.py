@@ -114,6 +114,7 @@ class Plan:
     upload_ids: set[str] = field(default_factory=set)
     night_ids: set[str] = field(default_factory=set)
     dead_letters: list[str] = field(default_factory=list)
+    busy_nights: int = 0  # nights with a stage still running or retrying (it may write after the listing)
 
     def counts(self) -> dict[str, int]:
         """Items per category (objects count every stored version)."""
@@ -146,6 +147,7 @@ class Outcome:
     dataset_rows: int
     remaining: dict[str, int]
     resumed: bool = False
+    busy_nights: int = 0
 
     @property
     def complete(self) -> bool:
@@ -240,6 +242,8 @@ def make_plan(settings, storage, state, dead_letters, key: bytes, subject: Subje
         if night.startswith(subject.night_prefix):
             plan.night_ids.add(night)
             plan.upload_ids.update(_recording_uploads(doc))
+            states = {(s or {}).get("state") for s in (doc.get("stages") or {}).values() if isinstance(s, dict)}
+            plan.busy_nights += bool(states & {"running", "retrying", "pending"})
     for upload, doc in state.list("uploads"):
         if upload not in plan.upload_ids and subject.night_prefix in json.dumps(doc, default=str):
             plan.upload_ids.add(upload)
@@ -425,7 +429,7 @@ def forget(settings, storage, state, dead_letters, subject: Subject, *, apply: b
     plan = make_plan(settings, storage, state, dead_letters, key, subject, recorded_uploads=recorded, progress=say)
     if not apply:
         return Outcome(subject.pseudonym, False, plan.counts(), {c: 0 for c in CATEGORIES}, plan.dataset_rows,
-                       plan.counts(), resumed=audit_doc.get("state") == "running")
+                       plan.counts(), resumed=audit_doc.get("state") == "running", busy_nights=plan.busy_nights)
     audit = _Audit(state, subject.pseudonym, pause_after=pause_after)
     resumed = audit.start(plan)
     tick = progress or (lambda *_: None)
@@ -472,4 +476,5 @@ def forget(settings, storage, state, dead_letters, subject: Subject, *, apply: b
     audit.flush(state="done" if finished else "running", remaining=remaining,
                 finished_at=time.time() if finished else None,
                 **({"pending_upload_ids": []} if finished else {"pending_upload_ids": sorted(left.upload_ids)}))
-    return Outcome(subject.pseudonym, True, plan.counts(), dict(audit.removed), audit.rows, remaining, resumed=resumed)
+    return Outcome(subject.pseudonym, True, plan.counts(), dict(audit.removed), audit.rows, remaining, resumed=resumed,
+                   busy_nights=plan.busy_nights)

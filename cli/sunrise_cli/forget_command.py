@@ -58,7 +58,7 @@ def forget(
         print(json.dumps({"pseudonym": outcome.pseudonym, "applied": outcome.applied, "resumed": outcome.resumed,
                           "planned": outcome.planned, "removed": outcome.removed,
                           "dataset_rows": outcome.dataset_rows, "remaining": outcome.remaining,
-                          "complete": outcome.complete}))
+                          "busy_nights": outcome.busy_nights, "complete": outcome.complete}))
     else:
         verb = "removed" if apply else "would remove"
         status.print(f"subject {outcome.pseudonym}{' (resuming an interrupted forget)' if outcome.resumed else ''}:")
@@ -66,6 +66,10 @@ def forget(
             n = outcome.removed[category] if apply else outcome.planned[category]
             status.print(f"  {category:<15} {verb} {n}")
         status.print(f"  {'dataset rows':<15} {verb} {outcome.dataset_rows}")
+        if outcome.busy_nights:
+            status.print(f"[yellow]warning:[/] {outcome.busy_nights} night(s) of the subject still have a stage "
+                         "running or retrying: it may write after this run; stop its uploads, let `sunrise status` "
+                         "show them settled, then run forget (again)")
         if not apply:
             status.print("dry run: nothing was changed; run again with --apply to erase")
         elif outcome.complete:

@@ -195,7 +195,7 @@ def test_forget_is_a_dry_run_by_default_and_changes_nothing(data):
     assert code == 0, out
     report = json.loads(out.strip().splitlines()[-1])
     mine = of_subject(before)
-    assert report["applied"] is False and report["dataset_rows"] == mine["rows"]
+    assert report["applied"] is False and report["dataset_rows"] == mine["rows"] and report["busy_nights"] == 0
     planned = report["planned"]
     assert planned["dead_letters"] == 2 and planned["nights"] == 2
     assert sum(planned[b] for b in ("raw", "anonymised", "prepped", "results")) + planned["dataset_parts"] \
@@ -232,6 +232,16 @@ def test_forget_by_pseudonym_erases_the_same_and_a_second_run_finds_nothing(data
     code, out = cli(settings, "--pseudonym", PSEUDONYM, "--yes", "--json")
     again = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and again["complete"] and not any(again["planned"].values())
+
+
+def test_forget_warns_while_a_stage_still_works_on_one_of_the_nights(data):
+    settings = embedded_settings(data)
+    state = make_state(settings)
+    night = next(n for n, _ in state.list("nights") if n.startswith(PSEUDONYM))
+    state.transact("nights", night, lambda d: {**d, "stages": {**d["stages"], "sunalgo": {
+        **d["stages"]["sunalgo"], "state": "running"}}})
+    code, out = cli(settings, "--site", SITE, "--subject", GONE)
+    assert code == 0 and "1 night(s) of the subject still have a stage running or retrying" in out
 
 
 def test_forget_refuses_a_name_outside_the_raw_layout_and_a_mismatched_pseudonym(data):

@@ -57,6 +57,7 @@ from sunrise_common.labels.edf_hypnogram import header_time_of_day
 
 from .channels import ChannelInfo, load_table, map_channels
 from .errors import PrepError
+from .limits import check_header, check_plan
 from .npzfile import MemberWriter, NpzWriter
 from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, StreamProcessor, plan_channel
 
@@ -372,8 +373,9 @@ class PreparedSignals:
         }
 
 
-def open_recording(psg_path: Path) -> Recording:
-    """Read the header and the record onsets; split into contiguous segments."""
+def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> Recording:
+    """Read the header and the record onsets; split into contiguous segments. A header beyond
+    :mod:`psg_prep.limits` (sample rate, samples per chunk) is refused before anything else is read."""
     try:
         header = read_header(psg_path)
     except EdfError as exc:
@@ -383,6 +385,7 @@ def open_recording(psg_path: Path) -> Recording:
     ordinary = list(header.ordinary_indices)
     if not ordinary:
         raise PrepError("no_signals", f"{psg_path.name}: only annotation signals (a label file?)")
+    check_header(header, ordinary, chunk_seconds)
     try:
         if header.plus == "D":
             onsets = read_record_onsets(psg_path, header)
@@ -419,6 +422,7 @@ def plan_channels(
     """Map each ordinary signal to a canonical channel, plan its processing; per-channel meta."""
     header = rec.header
     infos = map_channels([header.signals[i].label for i in rec.ordinary], load_table(channel_map))
+    check_plan(header, rec.ordinary, [info.type for info in infos], rec.total_s)
     plans = []
     channels_meta = []
     for idx, info in zip(rec.ordinary, infos):
@@ -697,7 +701,7 @@ def prepare_signals(
     workers: int,
 ) -> PreparedSignals:
     """signals.npz and quality.npz of one PSG into ``out_dir``."""
-    rec = open_recording(psg_path)
+    rec = open_recording(psg_path, chunk_seconds=chunk_seconds)
     infos, plans, channels_meta = plan_channels(rec, chunk_seconds=chunk_seconds, notch_hz=notch_hz,
                                                 channel_map=channel_map)
     quality = _quality_accumulators(rec, infos)
