@@ -19,6 +19,7 @@ from psg_prep.prepare import prepare_psg
 from sunrise_common.events import storage_event
 from sunrise_common.labels import parse_labels
 from tests.conftest import app_client
+from tests.inprocess import published
 from tests.label_night import FORMATS, MASTER, START, canonical_stage
 from tests.label_night import psg_edf as examples_psg
 
@@ -138,6 +139,8 @@ def test_an_nsrr_xml_without_its_psg_waits_for_it_and_the_psg_takes_it(client, c
     (rec,) = doc["recordings"]["labels"].values()
     assert rec["label_kind"] == "nsrr_xml" and rec["object"].startswith(f"nights/{psg['night_id']}/labels/")
     assert doc["pairing"]["labels"] == 1
+    sent = [m for m in published(ctx.settings, "psg-anonymised") if m["night_id"] == psg["night_id"]]
+    assert sorted(m["kind"] for m in sent) == ["labels", "psg"]  # psg_prep hears of the label file too
     rows = prepared_hypnogram(ctx, psg["night_id"], tmp_path)
     assert [r["stage"] for r in rows] == [canonical_stage(s) for s in MASTER["stages"]]
 

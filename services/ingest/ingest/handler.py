@@ -150,6 +150,7 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     adopted = _adopt_waiting_labels(ctx, night, recording) if raw.kind == "psg" else {}
     doc = ctx.state.transact("nights", night, lambda d: _add_adopted(
         _add_recording(d, night, raw, label_key, recording, site, outcome), adopted))
+    _announce_adopted(ctx, night, adopted)
     if outcome["verdict"] == "same":  # a redelivery after this generation was recorded
         doc = ctx.state.get("nights", night)
     elif outcome["verdict"] in ("superseded", "duplicate"):
@@ -490,6 +491,15 @@ def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str,
                                               if_generation_match=None)
         adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.model_dump())
     return adopted
+
+
+def _announce_adopted(ctx: Context, night: str, adopted: dict[str, Recording]) -> None:
+    """One ``psg-anonymised`` message per label file a PSG took: psg_prep then prepares the night
+    with it even when this PSG upload is not the one recorded (a redelivery, a newer generation);
+    when it is, the PSG's own message finds the same inputs and one of the two runs is a duplicate."""
+    for rec in adopted.values():
+        message = NightMessage(night_id=night, kind="labels", object=rec.object, generation=rec.generation)
+        ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
 
 
 def _add_adopted(doc: dict | None, adopted: dict[str, Recording]) -> dict | None:
