@@ -197,3 +197,25 @@ def test_a_psg_ingested_before_dateless_pairing_existed_is_found_from_the_night_
     ctx.state.delete("pairing", subject)  # as a deployment from before this document kept it
     lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
     assert lab["status"] == "done" and lab["night_id"] == psg["night_id"], lab
+
+
+def test_a_psg_registering_while_a_dateless_label_decides_to_wait_still_gets_it(client, ctx, tmp_path, monkeypatch):
+    # The race the pairing document closes: the label file looked (no PSG yet), then the PSG is
+    # ingested in full, then the label file's waiting transaction runs: it must see the night.
+    from ingest import handler
+
+    real = handler._pairing_doc
+    psg_bytes = examples_psg(tmp_path / "raw.edf").read_bytes()
+    seen: dict = {}
+
+    def look_then_psg_arrives(ctx_, subject):
+        doc = real(ctx_, subject)
+        seen["psg"] = send_any(client, ctx, "psg/site/SUBJ/shhs1-200001.edf", psg_bytes)
+        return doc
+
+    monkeypatch.setattr(handler, "_pairing_doc", look_then_psg_arrives)
+    lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
+    assert lab["status"] == "done" and lab["night_id"] == seen["psg"]["night_id"], lab
+    subject = lab["night_id"].rsplit("-n", 1)[0]
+    assert not (ctx.state.get("pairing", subject) or {}).get("waiting_labels")
+    assert len(ctx.state.get("nights", lab["night_id"])["recordings"]["labels"]) == 1
