@@ -150,7 +150,6 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     adopted = _adopt_waiting_labels(ctx, night, recording) if raw.kind == "psg" else {}
     doc = ctx.state.transact("nights", night, lambda d: _add_adopted(
         _add_recording(d, night, raw, label_key, recording, site, outcome), adopted))
-    _announce_adopted(ctx, night, adopted)
     if outcome["verdict"] == "same":  # a redelivery after this generation was recorded
         doc = ctx.state.get("nights", night)
     elif outcome["verdict"] in ("superseded", "duplicate"):
@@ -161,6 +160,7 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     _step("recorded", generation)
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
     message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
+    _announce_adopted(ctx, night, adopted)
     ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
     pairing = doc["pairing"] if doc else {}
     return {
@@ -494,9 +494,9 @@ def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str,
 
 
 def _announce_adopted(ctx: Context, night: str, adopted: dict[str, Recording]) -> None:
-    """One ``psg-anonymised`` message per label file a PSG took: psg_prep then prepares the night
-    with it even when this PSG upload is not the one recorded (a redelivery, a newer generation);
-    when it is, the PSG's own message finds the same inputs and one of the two runs is a duplicate."""
+    """One ``psg-anonymised`` message per label file a recorded PSG took, as if it had just been
+    ingested: each label file's arrival is announced (a redelivered PSG announces them again; the
+    PSG's own message finds the same inputs, so all but one psg_prep run are duplicates)."""
     for rec in adopted.values():
         message = NightMessage(night_id=night, kind="labels", object=rec.object, generation=rec.generation)
         ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
