@@ -1456,13 +1456,10 @@ def _scan_bytes(where: str, data: bytes, needles: Iterable[bytes], patterns: Ite
 def privacy_scan(h: Harness, needles: Iterable[bytes] = (), patterns: Iterable[re.Pattern] = ()) -> dict[str, Any]:
     """Every store of one harness outside raw, scanned for personal strings: the non-raw buckets
     (object bytes and names, through the storage port: local folders or fake-gcs-server), the
-    state (every document, through the state port: SQLite or the Firestore emulator; and the
-    SQLite files with their WAL), the router's database with its WAL, the dead letters, the
-    service and router logs, and ``sunrise status --json``. Run it after the stack stopped."""
-    import subprocess
-    import sys
-
-    from sunrise_cli.stack import settings_env
+    state (every document, through the state port: SQLite or the Firestore emulator), every file
+    under the data dir but raw (the SQLite files with their WAL, the router's database, the
+    storage's staging folder), the dead letters, the service and router logs, and every CLI view
+    (``status``, ``status --json``, ``dlq list``, ``dataset stats``...). Run it after the stack stopped."""
     from sunrise_devstack.dead_letters import make_dead_letters
 
     needles = sorted(set(needles) | set(SYNTH_PERSONAL) | {n[0].encode() for n in h.inputs})
@@ -1482,11 +1479,18 @@ def privacy_scan(h: Harness, needles: Iterable[bytes] = (), patterns: Iterable[r
             counts["documents"] += 1
             hits.setdefault("state", []).extend(
                 _scan_bytes(f"{collection}/{doc_id}", json.dumps(doc, default=str).encode(), needles, patterns))
-    for path in sorted(h.settings.data_dir.glob("*.db*")):  # state.db, router.db and their -wal/-shm
-        if path.is_file():
-            counts["database_files"] += 1
-            store = "router_db" if path.name.startswith("router") else "state"
-            hits.setdefault(store, []).extend(_scan_bytes(path.name, path.read_bytes(), needles, patterns))
+    # Every file under the data dir but raw (tests/privacy.py): SQLite files with their -wal and
+    # -shm, the storage's staging folder buckets/.tmp, the local buckets, the gold layer.
+    from tests.privacy import files_outside_raw, scan_cli, staging_files
+
+    staging = set(staging_files(h.settings))
+    counts["staging_files"] = len(staging)
+    for path in files_outside_raw(h.settings):
+        counts["data_files"] += 1
+        counts["database_files"] += ".db" in path.name
+        store = ("router_db" if path.name.startswith("router.db") else "state" if path.name.startswith("state.db")
+                 else "staging" if path in staging else "data_files")
+        hits.setdefault(store, []).extend(_scan_bytes(path.name, path.read_bytes(), needles, patterns))
     letters = make_dead_letters(h.settings).list(limit=100_000)
     counts["dead_letters"] = len(letters)
     for letter in letters:
@@ -1495,16 +1499,10 @@ def privacy_scan(h: Harness, needles: Iterable[bytes] = (), patterns: Iterable[r
     for path in sorted((h.work / "logs").glob("*.log")):
         counts["log_files"] += 1
         hits.setdefault("logs", []).extend(_scan_bytes(f"logs/{path.name}", path.read_bytes(), needles, patterns))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUNRISE_")}
-    env.update(settings_env(h.settings))
-    env["SUNRISE_FAULT_RATE"] = "0"  # the operator's view, not another faulty client
-    out = subprocess.run([sys.executable, "-m", "sunrise_cli.main", "status", "--json"], env=env,
-                         capture_output=True, timeout=300)
-    if out.returncode != 0:
-        hits.setdefault("status_json", []).append(f"sunrise status --json failed: {out.stderr[-300:]!r}")
-    counts["status_json_bytes"] = len(out.stdout)
-    hits.setdefault("status_json", []).extend(_scan_bytes("sunrise status --json", out.stdout + out.stderr,
-                                                          needles, patterns))
+    # Every CLI view an operator reads: status, status --json, dlq list, dataset stats (tests/privacy.py).
+    cli_hits, cli_counts = scan_cli(h.settings, h.ctx.storage, needles, patterns)
+    hits.setdefault("cli", []).extend(cli_hits)
+    counts.update(cli_counts)
     return {"hits": {k: v[:20] for k, v in hits.items() if v}, "total": sum(len(v) for v in hits.values()),
             "stores": sorted(set(hits)), "scanned": dict(counts), "needles": len(needles)}
 

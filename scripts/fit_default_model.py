@@ -108,7 +108,10 @@ def main() -> None:
         s = run_sunalgo(d / "prep", psg, d / f"results-{BASE}", model_version=BASE)
         base.append(s)
         dest = rows_dir / f"dev-s{DEV_SEED}-{d.name}.csv"
-        shutil.copyfile(d / f"results-{BASE}" / "training_rows.csv", dest)
+        # Each synthetic night is its own person (sunrise_cli.train needs the subject column).
+        lines = (d / f"results-{BASE}" / "training_rows.csv").read_text().splitlines()
+        dest.write_text("\n".join([lines[0] + ",subject"]
+                                  + [f"{x},synth-{night.params['seed']}" for x in lines[1:]]) + "\n")
         rows.append(dest)
         nights.append(night)
     print(f"development batch: {len(nights)} nights of {DEV_HOURS:g} h (seed {DEV_SEED}) in {work}")

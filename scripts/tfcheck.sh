@@ -6,15 +6,20 @@
 # `tf` package's protobuf/grpcio pins are not the workspace's.
 #
 # Usage:
-#   scripts/tfcheck.sh plan OUT_DIR        init + validate + plan dev and prod; writes
+#   scripts/tfcheck.sh plan OUT_DIR [MODULE_DIR]
+#                                          init + validate + plan dev and prod; writes
 #                                          OUT_DIR/plan-{dev,prod}.json (terraform show -json)
+#                                          and checks each plan against the provider's validators
+#                                          and the API rules (tools/tfcheck/check_plan.py)
 #   scripts/tfcheck.sh validate MODULE_DIR init + validate of a module directory (copied first)
 #   scripts/tfcheck.sh workflow            check-jsonschema + zizmor --offline on deploy.yml
 #   scripts/tfcheck.sh env                 only install the tool environment and the mirror
 #
 # Environment: TFCHECK_SCHEMA (default tools/tfcheck/google-6.50.0.schema.json.gz, a copy of
 # shared/reference/terraform/ kept in the repository so that GitHub's CI has it too),
-# TFCHECK_VENV (default .tfcheck-venv).
+# TFCHECK_VENV (default .tfcheck-venv), TFCHECK_ENVIRONMENTS (default "dev prod": which tfvars
+# `plan` plans; the mutation test plans dev only), TFCHECK_SKIP_VALIDATE (non-empty: `plan`
+# skips the separate `terraform validate`, which `terraform plan` repeats anyway).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,9 +82,13 @@ init_copy() {
   local source="$1" work="$2"
   rm -rf "${work}"
   mkdir -p "${work}"
-  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' \) -print |
+  (cd "${source}" && find . -path ./.terraform -prune -o \( -name '*.tf' -o -name '*.tfvars' -o -name '*.json' -o -name '*.parquet' \) -print |
     while read -r file; do mkdir -p "${work}/$(dirname "${file}")" && cp "${file}" "${work}/${file}"; done)
-  terraform -chdir="${work}" init -input=false -no-color -backend=false >"${work}/init.log" 2>&1 ||
+  # The module's backend is GCS (one state per environment); offline, a local state in the scratch
+  # folder stands in for it through an override file. The committed lock file is not copied: its
+  # hashes are the real provider's, which the stand-in is not.
+  printf 'terraform {\n  backend "local" {}\n}\n' >"${work}/tfcheck_backend_override.tf"
+  terraform -chdir="${work}" init -input=false -no-color >"${work}/init.log" 2>&1 ||
     { cat "${work}/init.log" >&2; die "terraform init failed in ${work}"; }
 }
 
@@ -101,23 +110,29 @@ case "${cmd}" in
     terraform -chdir="${work}/module" validate -no-color
     ;;
   plan)
-    [[ $# -eq 2 ]] || die "usage: $0 plan OUT_DIR"
+    [[ $# -eq 2 || $# -eq 3 ]] || die "usage: $0 plan OUT_DIR [MODULE_DIR]"
+    module_dir="${3:-${repo_root}/terraform}"
     out="$(mkdir -p "$2" && cd "$2" && pwd)"
     install_env
     mkdir -p "${state_dir}"
     install_mirror
     work="$(mktemp -d "${state_dir}/plan.XXXXXX")"
     trap 'rm -rf "${work}"' EXIT
-    init_copy "${repo_root}/terraform" "${work}/module"
-    terraform -chdir="${work}/module" validate -no-color
-    for environment in dev prod; do
+    init_copy "${module_dir}" "${work}/module"
+    # plan validates too; the mutation test skips the separate validate to halve its time.
+    [[ -n "${TFCHECK_SKIP_VALIDATE:-}" ]] || terraform -chdir="${work}/module" validate -no-color
+    plans=()
+    for environment in ${TFCHECK_ENVIRONMENTS:-dev prod}; do
       # An empty state: a local state file in the scratch folder that does not exist yet.
       terraform -chdir="${work}/module" plan -input=false -no-color -lock=false -refresh=false \
         -var-file="environments/${environment}.tfvars" -var "project_id=sunrise-${environment}-project" -var "github_repository=example-org/sunrise" \
         -state="${work}/${environment}.tfstate" -out="${work}/${environment}.tfplan" >"${out}/plan-${environment}.txt"
       terraform -chdir="${work}/module" show -json "${work}/${environment}.tfplan" >"${out}/plan-${environment}.json"
       grep "^Plan:" "${out}/plan-${environment}.txt" | sed "s/^/${environment}: /"
+      plans+=("${out}/plan-${environment}.json")
     done
+    # What the provider validates only with every value known, and what only the APIs enforce.
+    "${venv}/bin/python" "${repo_root}/tools/tfcheck/check_plan.py" "${plans[@]}"
     ;;
   workflow)
     install_env

@@ -29,16 +29,30 @@ data "google_project" "project" {
   project_id = var.project_id
 }
 
-# The Eventarc service agent is created lazily and propagates slowly: on a fresh project the first
-# apply often fails with "Permission denied while using the Eventarc Service Agent". Creating the
-# identity up front and granting its role explicitly makes that rarer (docs/deploy.md: re-apply).
-resource "google_project_service_identity" "eventarc" {
+# Google's service agents are created lazily, on first use of their API, and propagate slowly: on a
+# fresh project a grant to an agent that does not exist yet fails ("Service account ... does not
+# exist") and the first trigger fails with "Permission denied while using the Eventarc Service
+# Agent". Every agent this module grants a role to is created here first, and each grant depends
+# on it (tools/tfcheck/api_rules.py: api/iam/service-agent-created checks that none is missing).
+# Cloud Storage's agent is the exception: it has no service identity, its data source (iam.tf)
+# creates it when read, after the APIs are on.
+locals {
+  service_agents = ["eventarc.googleapis.com", "pubsub.googleapis.com"]
+}
+
+resource "google_project_service_identity" "agents" {
+  for_each = toset(local.service_agents)
   provider = google-beta
 
   project = var.project_id
-  service = "eventarc.googleapis.com"
+  service = each.value
 
   depends_on = [google_project_service.apis]
+}
+
+moved {
+  from = google_project_service_identity.eventarc
+  to   = google_project_service_identity.agents["eventarc.googleapis.com"]
 }
 
 resource "google_project_iam_member" "eventarc_service_agent" {
@@ -48,5 +62,5 @@ resource "google_project_iam_member" "eventarc_service_agent" {
   # The agent's documented address, so that the plan shows it; depends_on keeps the order.
   member = "serviceAccount:service-${data.google_project.project.number}@gcp-sa-eventarc.iam.gserviceaccount.com"
 
-  depends_on = [google_project_service_identity.eventarc]
+  depends_on = [google_project_service_identity.agents]
 }

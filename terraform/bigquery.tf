@@ -43,6 +43,22 @@ resource "google_bigquery_dataset" "gold" {
   depends_on = [google_project_service.bigquery]
 }
 
+# The tables' schema, before the first night: BigQuery takes no explicit schema for a Parquet
+# external table, only a reference file whose schema becomes the table's. schemas/*.parquet are
+# empty Parquet files written from sunrise_common.dataset's own schemas (the ones sunalgo writes
+# its parts with: tests/terraform/bigquery_reference.py; tests/terraform/test_bigquery.py checks
+# that they agree). They live outside dataset/, so the tables' wildcard never reads them.
+resource "google_storage_bucket_object" "dataset_schema" {
+  for_each = local.dataset_tables
+
+  bucket       = local.results_bucket
+  name         = "schemas/${each.key}.parquet"
+  source       = "${path.module}/schemas/${each.key}.parquet"
+  content_type = "application/vnd.apache.parquet"
+  # The provider compares the file's MD5 with the object's at plan time: a new schema file is a
+  # new object, and (below) a new table.
+}
+
 resource "google_bigquery_table" "dataset_all" {
   #checkov:skip=CKV_GCP_80:an external table stores nothing in BigQuery: its rows are the results bucket's Parquet files, encrypted as the bucket is
   for_each = local.dataset_tables
@@ -55,9 +71,12 @@ resource "google_bigquery_table" "dataset_all" {
   deletion_protection = var.deletion_protection
 
   external_data_configuration {
-    autodetect    = true
-    source_format = "PARQUET"
-    source_uris   = ["gs://${local.results_bucket}/${local.dataset_prefix}/${each.key}/*"]
+    # The schema is the reference file's (every column of the code's schema, run_at and input_key
+    # included), not what autodetect would make of the parts that happen to exist.
+    autodetect                = true
+    reference_file_schema_uri = "gs://${local.results_bucket}/${google_storage_bucket_object.dataset_schema[each.key].name}"
+    source_format             = "PARQUET"
+    source_uris               = ["gs://${local.results_bucket}/${local.dataset_prefix}/${each.key}/*"]
 
     hive_partitioning_options {
       # CUSTOM: the prefix names the partition keys and their types, in path order.
@@ -65,6 +84,11 @@ resource "google_bigquery_table" "dataset_all" {
       source_uri_prefix        = "gs://${local.results_bucket}/${local.dataset_prefix}/${each.key}/{algo_version:STRING}/{night_id:STRING}"
       require_partition_filter = false
     }
+  }
+
+  lifecycle {
+    # The reference file is read when the table is created: a new schema needs a new table.
+    replace_triggered_by = [google_storage_bucket_object.dataset_schema[each.key]]
   }
 }
 

@@ -94,6 +94,10 @@ resource "google_project_iam_member" "trigger_event_receiver" {
 # agent publishes them.
 data "google_storage_project_service_account" "gcs" {
   project = var.project_id
+
+  # Reading it creates the agent, which needs the Storage API on (as cloud-foundation-fabric's
+  # project module does).
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_iam_member" "storage_agent_publisher" {
@@ -112,7 +116,7 @@ resource "google_service_account_iam_member" "pubsub_agent_token_creator" {
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
 
-  depends_on = [google_project_service.apis]
+  depends_on = [google_project_service_identity.agents]
 }
 
 # Dead-lettering is done by the Pub/Sub service agent: it must publish to the dead-letter topic
@@ -122,6 +126,8 @@ resource "google_pubsub_topic_iam_member" "pubsub_agent_dead_letter_publisher" {
   topic   = google_pubsub_topic.topics[local.dead_letter_topic].name
   role    = "roles/pubsub.publisher"
   member  = local.pubsub_service_agent
+
+  depends_on = [google_project_service_identity.agents]
 }
 
 resource "google_pubsub_subscription_iam_member" "pubsub_agent_trigger_subscriber" {
@@ -131,4 +137,26 @@ resource "google_pubsub_subscription_iam_member" "pubsub_agent_trigger_subscribe
   subscription = local.trigger_subscriptions[each.key]
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_service_agent
+
+  depends_on = [google_project_service_identity.agents]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Data-access audit logs: who read or wrote which object of the buckets (patient data in raw) and
+# which night state in Firestore. Cloud Storage usage logs (checkov CKV_GCP_62) are not used:
+# these are the record (scripts/checkov.sh).
+# ---------------------------------------------------------------------------------------------
+
+resource "google_project_iam_audit_config" "data_access" {
+  for_each = toset(["storage.googleapis.com", "firestore.googleapis.com"])
+
+  project = var.project_id
+  service = each.value
+
+  audit_log_config {
+    log_type = "DATA_READ"
+  }
+  audit_log_config {
+    log_type = "DATA_WRITE"
+  }
 }

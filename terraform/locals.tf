@@ -44,13 +44,12 @@ locals {
   # (docs/deploy.md). Raw object names in dead letters are personal data: the bound is deliberate.
   dead_letter_retention = "604800s"
 
-  # Service key (as in names.SERVICES) -> Cloud Run name suffix and runtime service account id
-  # suffix (account ids are limited to 30 characters, hence the short "r-" form).
+  # Service key (names.SERVICES) -> Cloud Run name suffix and runtime service account id suffix,
+  # read from services.json, which names.service_registry() writes (one registry for the code,
+  # Terraform and the deploy workflow; tests/test_services_list.py checks they agree).
   services = {
-    ingest       = { name = "ingest", account = "r-ingest" }
-    sunrise_prep = { name = "sunrise-prep", account = "r-sunrise-prep" }
-    psg_prep     = { name = "psg-prep", account = "r-psg-prep" }
-    sunalgo      = { name = "sunalgo", account = "r-sunalgo" }
+    for service in jsondecode(file("${path.module}/services.json")).services :
+    service.key => { name = service.name, account = service.account }
   }
 
   # Trigger name (names.TRIGGERS) -> event type, source (logical bucket for storage events,

@@ -110,6 +110,15 @@ resource "google_cloud_run_v2_service" "services" {
           }
         }
       }
+
+      # sunalgo calls an external algorithm service when one is configured (docs/algorithms.md).
+      dynamic "env" {
+        for_each = each.key == "sunalgo" && var.algorithm_url != "" ? { SUNRISE_ALGORITHM_URL = var.algorithm_url } : {}
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
     }
   }
 

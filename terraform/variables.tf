@@ -1,3 +1,20 @@
+variable "algorithm_service" {
+  description = "Name of the Cloud Run service (same project and region) of an external algorithm that sunalgo calls (docs/algorithms.md); empty: none. Grants sunalgo's runtime account run.invoker on it."
+  type        = string
+  default     = ""
+}
+
+variable "algorithm_url" {
+  description = "URL of an external algorithm service (SUNRISE_ALGORITHM_URL on sunalgo, docs/algorithms.md); empty: the built-in plug-in. sunalgo then signs URLs of the prepared night with its own identity."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.algorithm_url == "" || can(regex("^https://", var.algorithm_url))
+    error_message = "algorithm_url is empty or an https:// URL."
+  }
+}
+
 variable "configure_event_subscriptions" {
   description = "Run `gcloud pubsub subscriptions update` on the Eventarc-managed subscriptions after apply to give them the dead-letter topic, an ack deadline equal to the destination's timeout and a retry backoff (the google provider cannot set these, hashicorp/terraform-provider-google#17697). Needs gcloud where terraform runs."
   type        = bool
@@ -53,6 +70,17 @@ variable "image_tag" {
   description = "Tag of the service images in Artifact Registry that the Cloud Run services are created with (defaults to var.environment). Later deploys replace the image with `gcloud run deploy`, which Terraform then ignores."
   type        = string
   default     = null
+}
+
+variable "images_kept" {
+  description = "Versions of each service image Artifact Registry keeps however old (registry.tf): the newest ones, what a rollback reaches for. Older images are deleted after 30 days, tagged or not."
+  type        = number
+  default     = 10
+  nullable    = false
+  validation {
+    condition     = var.images_kept >= 1
+    error_message = "images_kept must be at least 1."
+  }
 }
 
 variable "labels" {
@@ -149,11 +177,10 @@ variable "service_scaling" {
     sunalgo      = { min_instances = 0, max_instances = 5 }
   }
   nullable = false
-  # The keys are names.SERVICES (a validation cannot read local.services on Terraform 1.5);
-  # tests/test_services_list.py checks that this list, the default and each tfvars agree with it.
+  # The keys are those of services.json (names.SERVICES).
   validation {
-    condition     = toset(keys(var.service_scaling)) == toset(["ingest", "sunrise_prep", "psg_prep", "sunalgo"])
-    error_message = "service_scaling must have exactly the keys ingest, sunrise_prep, psg_prep and sunalgo."
+    condition     = toset(keys(var.service_scaling)) == toset(keys(local.services))
+    error_message = "service_scaling must have exactly the keys of services.json (names.SERVICES)."
   }
   validation {
     condition     = alltrue([for s in values(var.service_scaling) : s.min_instances >= 0 && s.max_instances >= 1 && s.min_instances <= s.max_instances])

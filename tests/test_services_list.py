@@ -8,6 +8,7 @@ the ``services/`` folders. docs/adding-a-service.md lists the steps of adding on
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -67,17 +68,23 @@ def test_each_service_is_a_folder_with_a_package_a_dockerfile_and_a_workspace_en
             assert project["tool"]["uv"]["sources"][package] == {"workspace": True}
 
 
-def test_terraform_declares_each_service_once_with_its_resources_and_scaling():
-    assert set(tf_local("locals.tf", "services")) == set(SERVICES)
+def test_the_service_registry_file_is_names_services_as_data():
+    written = json.loads((REPO / "terraform" / "services.json").read_text())
+    assert written == names.service_registry(), "run: python -m sunrise_common.names > terraform/services.json"
+    assert [s["key"] for s in written["services"]] == SERVICES
+    for service in written["services"]:
+        folder = REPO / "services" / service["key"]
+        assert tomllib.loads((folder / "pyproject.toml").read_text())["project"]["name"] == service["package"]
+        module, _ = service["app"].split(":")
+        assert (folder / Path(*module.split("."))).with_suffix(".py").is_file(), service["app"]
+
+
+def test_terraform_reads_the_registry_and_sizes_and_scales_each_service():
+    assert "jsondecode(file(\"${path.module}/services.json\"))" in tf_local("locals.tf", "services")
     assert set(tf_local("run.tf", "service_resources")) == set(SERVICES)
     (scaling,) = [b["service_scaling"] for b in hcl("variables.tf")["variable"] if "service_scaling" in b]
     assert list(scaling["default"]) == SERVICES
-    condition = scaling["validation"][0]["condition"]
-    listed = re.fullmatch(r'\$\{toset\(keys\(var\.service_scaling\)\) == toset\(\[(.*)\]\)\}', condition)
-    assert listed, f"the first validation of service_scaling is not a key check: {condition}"
-    assert [item.strip().strip('"') for item in listed.group(1).split(",")] == SERVICES
-    message = scaling["validation"][0]["error_message"]
-    assert message == f"service_scaling must have exactly the keys {', '.join(SERVICES[:-1])} and {SERVICES[-1]}."
+    assert scaling["validation"][0]["condition"] == "${toset(keys(var.service_scaling)) == toset(keys(local.services))}"
 
 
 @pytest.mark.parametrize("environment", ["dev", "prod"])
@@ -85,10 +92,14 @@ def test_each_environment_scales_every_service(environment):
     assert list(hcl(f"environments/{environment}.tfvars")["service_scaling"]) == SERVICES
 
 
-@pytest.mark.parametrize("job", ["build", "deploy"])
-def test_the_workflow_builds_and_deploys_every_service(job):
+def test_the_workflow_reads_the_registry_for_every_matrix():
     # Parsed, so a service named only in a comment does not count.
-    assert load_workflow()["jobs"][job]["strategy"]["matrix"]["service"] == SERVICES
+    jobs = load_workflow()["jobs"]
+    (read,) = [s["run"] for s in jobs["services"]["steps"] if "run" in s]
+    assert "jq -c '[.services[].key]' terraform/services.json" in read
+    for job in ("build", "promote", "deploy"):
+        assert jobs[job]["strategy"]["matrix"]["service"] == "${{ fromJSON(needs.services.outputs.services) }}"
+        assert "services" in jobs[job]["needs"]
 
 
 def test_every_file_the_checklist_for_adding_a_service_names_exists():

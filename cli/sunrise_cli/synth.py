@@ -104,6 +104,11 @@ class SynthSettings:
         Probability that a hypopnea ends with an arousal (0.5).
     wake_block_min : float
         Minutes of wake forced in the middle of the sleep period (0 = none).
+    sensor_off_min : float
+        Minutes during which the sensor lies off the chin (on a bedside table: fixed
+        orientation, no breathing, no movement; taken off and put back with a movement burst);
+        0 = worn all night. Placed in the middle of the forced wake block when there is one
+        (taken off while awake), else in the middle of the sleep period (falls off asleep).
     """
 
     gyro_noise_dps: float = 0.08
@@ -117,6 +122,7 @@ class SynthSettings:
     hypopnea_desat_pct: tuple[float, float] = (3.5, 5.0)
     hypopnea_arousal_p: float = 0.5
     wake_block_min: float = 0.0
+    sensor_off_min: float = 0.0
 
     def __post_init__(self) -> None:
         if self.gyro_noise_dps < 0 or self.breathing_rate_mult <= 0:
@@ -126,6 +132,10 @@ class SynthSettings:
                 self.event_duration_s[1]:
             raise ValueError(f"event_duration_s must be (lo, hi) with 0 < lo <= hi, got "
                              f"{self.event_duration_s}")
+        if self.sensor_off_min < 0 or (self.wake_block_min and self.sensor_off_min
+                                        > self.wake_block_min):
+            raise ValueError(f"sensor_off_min must be >= 0 and fit in the wake block, got "
+                             f"{self.sensor_off_min}")
         if not 0.0 <= self.hypopnea_arousal_p <= 1.0 or self.wake_block_min < 0:
             raise ValueError(f"bad arousal/wake settings: {self.hypopnea_arousal_p}, "
                              f"{self.wake_block_min}")
@@ -222,6 +232,16 @@ def _insert_wake_block(hyp: np.ndarray, minutes: float) -> None:
     hyp[a:b] = _W
     if b < sleep[-1]:
         hyp[b] = _N1
+
+
+def _sensor_off(hyp: np.ndarray, cfg: SynthSettings) -> tuple[int, int]:
+    """Seconds from the PSG start ``(start, end)`` of the sensor-off interval: centred in the
+    forced wake block when there is one, else in the sleep period."""
+    n = int(round(cfg.sensor_off_min * 60))
+    # The same centre as _insert_wake_block's (which keeps the sleep period's ends).
+    sleep = np.flatnonzero(hyp != _W)
+    mid = ((int(sleep[0]) + int(sleep[-1])) // 2 if sleep.size else hyp.size // 2) * EPOCH_S
+    return mid - n // 2, mid - n // 2 + n
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,8 +477,13 @@ def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.
 def _imu(
     rng: np.random.Generator, ph: _Physiology, start_s: int, dur_s: int,
     gyro_noise_dps: float = DEFAULT_SETTINGS.gyro_noise_dps,
+    off: tuple[int, int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Sunrise IMU (accelerometer in g, gyroscope in deg/s) at ``IMU_FS`` for [start, start+dur)."""
+    """Sunrise IMU (accelerometer in g, gyroscope in deg/s) at ``IMU_FS`` for [start, start+dur).
+
+    ``off``: seconds (from the PSG start) during which the sensor lies on a table: gravity in
+    a fixed orientation, sensor noise and gyroscope bias only.
+    """
     fs = IMU_FS
     n = dur_s * fs
     sl = slice(start_s, start_s + dur_s + 1)
@@ -492,6 +517,14 @@ def _imu(
         np.gradient(theta) * fs,
         np.gradient(yaw) * fs,
     ]
+    if off is not None:
+        a0, b0 = (max(0, (t - start_s) * fs) for t in off)
+        table = np.deg2rad(rng.uniform(-10, 10, 2))  # lying roughly flat, a little tilted
+        still = (np.sin(table[0]), np.cos(table[0]) * np.sin(table[1]),
+                 np.cos(table[0]) * np.cos(table[1]))
+        for k in range(3):
+            acc[k][a0:b0] = still[k] + 0.0015 * rng.standard_normal(max(0, min(n, b0) - a0))
+            gyro[k][a0:b0] = 0.0
     bias = rng.normal(0, 0.3, 3)
     gyro = [g + b + gyro_noise_dps * rng.standard_normal(n) for g, b in zip(gyro, bias)]
     return {
@@ -681,9 +714,13 @@ def synth_night(
     n_sec = max(psg_dur, offset + sunrise_dur) + 2
     hyp_full = np.concatenate([hyp, np.full(n_sec // EPOCH_S + 1 - hyp.size, _W, np.int8)])
     ph = _physiology(rng, hyp_full, events, n_sec, settings)
+    off = _sensor_off(hyp, settings) if settings.sensor_off_min > 0 else None
+    if off is not None:
+        for t in off:  # taking the sensor off and putting it back: a movement burst
+            ph.move[max(0, t - 4) : t + 4] = np.maximum(ph.move[max(0, t - 4) : t + 4], 1.2)
 
     code = f"SYN-{seed:04d}"
-    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps)
+    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps, off)
     channels = [(label, "g" if label.startswith("Accel") else "deg/s", IMU_FS, data,
                  (-4.0, 4.0) if label.startswith("Accel") else (-500.0, 500.0))
                 for label, data in imu.items()]
@@ -710,7 +747,7 @@ def synth_night(
     rdi = len(events) / (tst_min / 60) if tst_min > 0 else 0.0
     params = {"seed": seed, "hours": hours, "ahi": ahi, "obstructive_fraction": obstructive_fraction,
               "with_spo2": with_spo2, "start": start.isoformat(), "imu_fs": IMU_FS,
-              "settings": asdict(settings)}
+              "settings": asdict(settings), "sensor_off_s": list(off) if off else None}
     night = SynthNight(sunrise_path, psg_path, labels, out_dir / "truth.json", stages,
                        truth_events, desats, tst_min, rdi, float(offset), float(sunrise_dur),
                        float(psg_dur), params)
@@ -740,6 +777,45 @@ def synth_batch(out_dir: Path, n: int, seed: int, *, hours: float = 8.0,
             if obstructive_fraction is None else obstructive_fraction,
             with_spo2=with_spo2, settings=settings))
     return nights
+
+
+def cut_gap(path: Path, onset_s: float, duration_s: float, *, zero_fill: bool = False) -> None:
+    """Make an EDF+C recording lose ``[onset_s, onset_s + duration_s)`` (seconds from its start).
+
+    ``zero_fill=False``: the records are dropped and the file becomes **EDF+D**; every remaining
+    record keeps its time-keeping TAL, i.e. its true onset (a device that stops recording while
+    the sensor is off and resumes later). ``zero_fill=True``: the records stay and every ordinary
+    signal reads physical 0 there (a device that pads a dropout with zeros). Whole records only
+    (``onset_s`` and ``duration_s`` are rounded to records). The file is rewritten in place.
+    """
+    from sunrise_common.edf import read_header
+
+    path = Path(path)
+    header = read_header(path)
+    if header.plus != "C":
+        raise ValueError(f"cut_gap needs an EDF+C file, got plus={header.plus}")
+    rd = header.record_duration
+    r0, n = int(round(onset_s / rd)), int(round(duration_s / rd))
+    if not (0 < r0 and n > 0 and r0 + n < header.n_records):
+        raise ValueError(f"gap records {r0}..{r0 + n} must lie inside 1..{header.n_records - 1}")
+    raw = bytearray(path.read_bytes())
+    hb, rb = header.header_bytes, header.record_bytes
+    if zero_fill:
+        for i in header.ordinary_indices:
+            sig = header.signals[i]
+            digital = int(np.clip(round(-sig.offset / sig.gain), sig.digital_min, sig.digital_max))
+            block = np.full(sig.samples_per_record, digital, dtype="<i2").tobytes()
+            sl = header.signal_slice(i)
+            for r in range(r0, r0 + n):
+                base = hb + r * rb
+                raw[base + sl.start : base + sl.stop] = block
+        path.write_bytes(bytes(raw))
+        return
+    data = raw[hb : hb + r0 * rb] + raw[hb + (r0 + n) * rb : hb + header.n_records * rb]
+    head = bytearray(raw[:hb])
+    head[192:236] = b"EDF+D".ljust(44)
+    head[236:244] = str(header.n_records - n).encode().ljust(8)
+    path.write_bytes(bytes(head) + bytes(data))
 
 
 def write_truth_labels(night: SynthNight, out_dir: Path) -> Path:

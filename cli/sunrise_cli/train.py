@@ -61,7 +61,7 @@ def read_training_rows(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} has no rows")
-    skip = {"psg_stage", "psg_sleep"}
+    skip = {"psg_stage", "psg_sleep", SUBJECT_COLUMN}
     cols = {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows])
             for k in rows[0] if k not in skip}
     label = np.array([int(r["psg_sleep"]) if r["psg_sleep"] != "" else -1 for r in rows])
@@ -88,8 +88,9 @@ def night_of(path: Path) -> tuple[str, str]:
 
     A dataset part names both in its lineage; a CSV named ``{night_id}.csv`` (as the results
     bucket's rows used to be collected) gives the subject pseudonym of its night id; any other CSV
-    is a night of its own subject (nothing tells two files of one person apart: name them by
-    night id, or use the dataset)."""
+    must carry a ``subject`` column with one value (issue 24: making every such file its own
+    subject put 3 nights of one person in train and the 4th in test). Raises ``ValueError``
+    for a CSV with neither, or with more than one subject."""
     path = Path(path)
     if path.suffix == ".parquet":
         from sunrise_common import dataset as ds
@@ -98,7 +99,22 @@ def night_of(path: Path) -> tuple[str, str]:
         return lineage.night_id, lineage.subject_pseudonym
     if _NIGHT_ID.match(path.stem):
         return path.stem, path.stem.rsplit("-n", 1)[0]
-    return str(path), str(path)  # the whole path: results folders all name their file training_rows.csv
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        subjects = {(r.get(SUBJECT_COLUMN) or "").strip() for r in reader}
+        has_column = SUBJECT_COLUMN in (reader.fieldnames or ())
+    if not has_column or "" in subjects or len(subjects) != 1:
+        raise ValueError(
+            f"{path.name}: a training-rows CSV not named by its night id needs a "
+            f"'{SUBJECT_COLUMN}' column holding one subject for every row (found "
+            f"{'no column' if not has_column else f'{len(subjects)} distinct values, empty included'}"
+            "): without it nights of one person could land in train and test")
+    # The whole path names the night: results folders all name their file training_rows.csv.
+    return str(path), subjects.pop()
+
+
+#: Column of a training-rows CSV naming its subject (any pseudonym; one value per file).
+SUBJECT_COLUMN = "subject"
 
 
 _NIGHT_ID = re.compile(r"\As[a-z2-7]{12}-n[a-z2-7]{8}\Z")

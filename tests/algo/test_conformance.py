@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sunalgo.model import DEFAULT_MODEL
 from sunalgo.plugin import Builtin
 from sunalgo.run import CANONICAL_SCORES
 from sunrise_algo import conformance, registry
@@ -21,7 +22,11 @@ def check(plugin, nights):
     return conformance.check(plugin, nights, canonical_scores=CANONICAL_SCORES)
 
 
-@pytest.mark.parametrize("name", ["sunalgo", "activity-rule"])
+def test_the_repository_registers_both_plugins():
+    assert {"sunalgo", "activity-rule"} <= set(registry.names())
+
+
+@pytest.mark.parametrize("name", registry.names())
 def test_every_plugin_in_the_repository_passes_the_kit(nights, name):
     report = check(registry.load(name), nights)
     assert report.ok, report.render()
@@ -84,7 +89,7 @@ def test_a_broken_plugin_fails_naming_the_rule(nights, plugin, rule):
 
 def test_the_builtin_is_run_through_the_interface_with_its_own_units(nights):
     _, folder, _ = nights[0]
-    out = Builtin().run(PreparedNight.from_folder("n", folder), model_version="logistic-2")
+    out = Builtin().run(PreparedNight.from_folder("n", folder), model_version=DEFAULT_MODEL)
     assert isinstance(out, AlgorithmOutput)
     units = {f.name: f.unit for f in out.features}
     assert units["act_mean_dps"] == "deg/s" and units["br_amp_mg"] == "mg"

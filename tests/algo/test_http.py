@@ -11,9 +11,10 @@ from contextlib import contextmanager
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from sunalgo.model import DEFAULT_MODEL
 from sunalgo.plugin import Builtin
 from sunalgo.run import run_sunalgo
 from sunrise_algo.http import ExternalAlgorithm, create_app, idempotency_key
@@ -57,7 +58,7 @@ def test_the_reference_plugin_served_over_http_gives_the_in_process_results(nigh
     _, folder, psg = nights[0]
     with serve(create_app(Builtin())) as url:
         external = ExternalAlgorithm(url, timeout_s=60)
-        assert (external.name, external.version, external.default_model) == ("sunalgo", "1.0", "logistic-2")
+        assert (external.name, external.version, external.default_model) == ("sunalgo", "1.0", DEFAULT_MODEL)
         remote = run_sunalgo(folder, psg, tmp_path / "remote", algorithm=external, night_id="night-1",
                              reference=night_of(folder).reference)
     local = run_sunalgo(folder, psg, tmp_path / "local")
@@ -77,8 +78,8 @@ def test_a_repeated_idempotency_key_is_answered_without_running_again(nights):
 
     with serve(create_app(Counting())) as url:
         external = ExternalAlgorithm(url)
-        first = external.run(night_of(folder), model_version="logistic-2")
-        second = external.run(night_of(folder), model_version="logistic-2")
+        first = external.run(night_of(folder), model_version=DEFAULT_MODEL)
+        second = external.run(night_of(folder), model_version=DEFAULT_MODEL)
     assert first == second and calls == ["night-1"]
     assert idempotency_key("n", "a", "file:///x?sig=1") == idempotency_key("n", "a", "file:///x?sig=2")
 
@@ -116,7 +117,7 @@ def test_5xx_is_retried_and_a_later_success_is_used(nights):
         status = next(answers)
         if status != 200:
             return JSONResponse({"detail": "busy"}, status_code=status)
-        return JSONResponse(builtin.run(night_of(folder), model_version="logistic-2").model_dump(mode="json"))
+        return JSONResponse(builtin.run(night_of(folder), model_version=DEFAULT_MODEL).model_dump(mode="json"))
 
     with serve(app) as url:
         out = ExternalAlgorithm(url, retries=3, backoff_s=0.0).run(night_of(folder), model_version="v7")
@@ -167,3 +168,26 @@ def test_an_output_that_breaks_the_interface_is_permanent_and_says_where(nights)
             ExternalAlgorithm(url).run(night_of(folder), model_version="v7")
     assert info.value.permanent and info.value.reason == "bad_output"
     assert "predictions.sleep_wake.0" in str(info.value)
+
+
+def test_each_call_carries_fresh_credentials_from_auth(nights):
+    _, folder, _ = nights[0]
+    seen: list[str | None] = []
+    app = FastAPI()
+
+    @app.get("/v1/describe")
+    def describe(request: Request) -> dict:
+        seen.append(request.headers.get("authorization"))
+        return {"name": "teamalgo", "version": "1", "interface_version": "1", "default_model": "v7", "models": ["v7"]}
+
+    @app.post("/v1/run")
+    def run(request: Request) -> JSONResponse:
+        seen.append(request.headers.get("authorization"))
+        return JSONResponse({"error": {"reason": "too_short", "permanent": True}}, status_code=422)
+
+    tokens = iter(["Bearer t1", "Bearer t2"])
+    with serve(app) as url:
+        external = ExternalAlgorithm(url, auth=lambda: {"Authorization": next(tokens)})
+        with pytest.raises(AlgorithmError):
+            external.run(night_of(folder), model_version="v7")
+    assert seen == ["Bearer t1", "Bearer t2"]

@@ -140,8 +140,11 @@ def test_the_router_recovers_from_a_full_disk_without_a_restart(small_disk: Path
                    for r in full if r.levelno >= logging.WARNING), [r.getMessage() for r in full]
         filler.unlink()
         filler = None
+        freed = time.monotonic()
         # Space is back: the orphaned deliveries are due again and delivered, same process.
         wait_for(lambda: Queue(settings.data_dir / "router.db").counts().get("delivered") == 4, "four deliveries done")
+        print(f"disk full: {len(full)} log lines ({backoffs} back-offs, 0 tracebacks); 4 in flight delivered "
+              f"{time.monotonic() - freed:.2f} s after space was freed; {len(received)} posts in all")
         assert sorted(set(received)) == sorted(names) and len(received) >= 8  # each sent again after the full disk
         assert router.is_alive()
         assert records.count("working again") >= 1

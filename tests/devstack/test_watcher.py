@@ -268,6 +268,7 @@ def test_links_and_fifos_in_raw_are_refused_with_a_reason_while_other_nights_go_
     from sunrise_cli import ops
     from tests.conftest import CORPUS
     from tests.inprocess import Pipeline
+    from tests.privacy import edf_personal_strings, leaks
 
     ctx = Context.from_settings(settings)
     pipeline = Pipeline(ctx)
@@ -297,3 +298,5 @@ def test_links_and_fifos_in_raw_are_refused_with_a_reason_while_other_nights_go_
     assert sum(1 for s in ingest if s.get("state") == "done") == 1
     anonymised = list(ctx.storage.list(settings.bucket("anonymised")))
     assert len(anonymised) == 1  # the linked EDF outside the data dir was not copied in
+    assert leaks(ctx, edf_personal_strings(outside)) == []
+    assert list(ctx.storage.tmp.iterdir()) == []

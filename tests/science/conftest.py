@@ -52,5 +52,16 @@ def baseline_batch(scored_batch) -> list[dict]:
     return out
 
 
+def with_subject(src: Path, dest: Path, subject: str) -> Path:
+    """A copy of a training_rows.csv with a ``subject`` column (sunrise_cli.train needs it)."""
+    lines = src.read_text().splitlines()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text("\n".join([lines[0] + ",subject"] + [f"{x},{subject}" for x in lines[1:]]) + "\n")
+    return dest
+
+
 def rows_of(batch: list[dict]) -> list[Path]:
-    return [b["dir"] / "results" / "training_rows.csv" for b in batch]
+    """Each synthetic night is its own person: its seed names the subject."""
+    return [with_subject(b["dir"] / "results" / "training_rows.csv",
+                         b["dir"] / "rows" / "training_rows.csv", f"synth-{b['night'].params['seed']}")
+            for b in batch]

@@ -118,5 +118,6 @@ def test_a_jaw_signal_without_wander_gives_no_obstructive_candidates():
     obs_ratio = np.exp(rng.normal(0.0, 0.2, n))  # effort wanders as usual
     shift = np.zeros(n)  # the jaw position never moves
     ok = np.ones(n, dtype=bool)
-    obstructive, _ = _per_night_masks(obs_ratio, shift, ok, params, gap=3)
+    obstructive, _, strong = _per_night_masks(obs_ratio, shift, ok, params, gap=3)
     assert not obstructive.any(), f"{int(obstructive.sum())} of {n} seconds flagged obstructive"
+    assert not strong.any()

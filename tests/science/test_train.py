@@ -65,3 +65,26 @@ def test_training_does_not_activate_and_activation_writes_pointer(trained, tmp_p
     assert not pointer.exists()
     activate_model("synthetic-lr-1", pointer, model_dir=models)
     assert json.loads(pointer.read_text())["active"] == "synthetic-lr-1"
+
+
+def test_rows_without_a_subject_are_refused_and_one_persons_nights_stay_together(scored_batch,
+                                                                                   tmp_path):
+    """Issue 24 defect 8: on main every CSV not named by a night id was its own subject, so
+    4 nights of one person went 3 to train and 1 to test without a warning."""
+    from sunrise_cli.train import night_of
+
+    from .conftest import with_subject
+
+    plain = [b["dir"] / "results" / "training_rows.csv" for b in scored_batch[:8]]
+    with pytest.raises(ValueError, match="'subject' column"):
+        train_model(plain, tmp_path / "m0", version="no-subject-1")
+    # Nights 0-3 are one person, 4-7 four others: person p1's nights never split.
+    rows = [with_subject(p, tmp_path / f"r{i}" / "training_rows.csv", "p1" if i < 4 else f"q{i}")
+            for i, p in enumerate(plain)]
+    assert {night_of(p)[1] for p in rows[:4]} == {"p1"}
+    for seed in range(4):
+        result = train_model(rows, tmp_path / "m", version=f"subject-{seed}", seed=seed)
+        splits = json.loads((tmp_path / "m" / f"subject-{seed}.json").read_text())["splits"]
+        where = {sp for sp, subjects in splits["subjects"].items() if "p1" in subjects}
+        assert len(where) == 1, where
+        assert result["metrics"]["model"]["n_epochs"] > 0

@@ -70,7 +70,7 @@ def test_a_night_with_psg_labels_writes_both_tables_with_schema_and_lineage(pipe
     assert lin.psg_generation == rec["psg"]["generation"]
     assert lin.label_generations == {k: v["generation"] for k, v in rec["labels"].items()} and lin.label_generations
     assert (lin.sunrise_prep_input, lin.psg_prep_input) == (run["outputs"]["sunrise_input"], run["outputs"]["psg_input"])
-    assert lin.prep_version == "sunrise_prep-1.0" and lin.model_version == algo.split("+")[1]
+    assert lin.prep_version == "sunrise_prep-1.1" and lin.model_version == algo.split("+")[1]
     assert lin.pipeline_version == ds.pipeline_version() != "unknown"
 
     # The rows are the run's training_rows.csv, to float32 precision, with the lineage on every row.

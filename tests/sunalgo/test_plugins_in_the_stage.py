@@ -7,6 +7,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from sunalgo.model import DEFAULT_MODEL
 from sunalgo.plugin import Builtin
 from sunrise_algo.http import create_app
 from sunrise_common import dataset as ds
@@ -39,11 +40,11 @@ def test_a_second_plugin_runs_beside_the_builtin_and_both_reach_the_gold_layer(p
     assert answer["status"] == "done", answer
     doc = pipeline.ctx.state.get("nights", night_id)
     prefixes = {doc["stages"][s]["outputs"]["prefix"].split("/")[2] for s in ("sunalgo", "sunalgo:activity-rule.default")}
-    assert prefixes == {"sunalgo-1.0+logistic-2", "activity-rule-1.0+default"}
+    assert prefixes == {f"sunalgo-1.0+{DEFAULT_MODEL}", "activity-rule-1.0+default"}
     data = ds.Dataset(pipeline.ctx.storage.bucket_path(pipeline.settings.bucket("results")) / "dataset")
     parts = data.latest(ds.TRAINING_ROWS)
     by_version = {p.lineage.algo_version: pq.read_schema(p.path) for p in parts}
-    assert set(by_version) == {"sunalgo-1.0+logistic-2", "activity-rule-1.0+default"}
+    assert set(by_version) == {f"sunalgo-1.0+{DEFAULT_MODEL}", "activity-rule-1.0+default"}
     rule = by_version["activity-rule-1.0+default"]
     assert rule.field("act_rule_sum").metadata[b"unit"] == b"1" and "act_mean_dps" not in rule.names
 
@@ -67,5 +68,5 @@ def test_the_stage_calls_an_external_algorithm_service_with_references(tmp_path)
         finally:
             p.close()
     run = doc["stages"]["sunalgo"]
-    assert run["state"] == "done" and run["outputs"]["prefix"].split("/")[2] == "sunalgo-1.0+logistic-2"
+    assert run["state"] == "done" and run["outputs"]["prefix"].split("/")[2] == f"sunalgo-1.0+{DEFAULT_MODEL}"
     assert "predictions.csv" in str(run["outputs"]["files"])

@@ -235,3 +235,24 @@ def test_a_flat_gyroscope_is_a_permanent_error_not_a_retry(tmp_path):
     with pytest.raises(FlatSensorError) as caught:
         run_sunalgo(prep, None, tmp_path / "out")
     assert isinstance(caught.value, PermanentError) and caught.value.reason == "flat_gyroscope"
+
+
+def test_sensor_off_epochs_are_unscored_and_leave_tst_and_the_indices(tmp_path):
+    """Issue 24 defect 3: a sensor taken off during a 30-min awakening made it sleep on main;
+    its epochs are now UNS, outside TST, every per-hour index and the valid recording time."""
+    from sunrise_cli.synth import SynthSettings
+
+    night = synth_night(tmp_path / "n", seed=33, hours=3.0, ahi=20,
+                        settings=SynthSettings(wake_block_min=30, sensor_off_min=20))
+    prepare_sunrise(night.sunrise, tmp_path / "prep")
+    psg = write_truth_labels(night, tmp_path / "psg")
+    run_sunalgo(tmp_path / "prep", psg, tmp_path / "out")
+    with (tmp_path / "out" / "predictions.csv").open() as f:
+        stage = [r["stage"] for r in csv.DictReader(f)]
+    a, b = (int((t - night.sunrise_offset_s) // 30) for t in night.params["sensor_off_s"])
+    assert set(stage[a + 2 : b - 2]) == {"UNS"}
+    assert "S" not in stage[a + 2 : b - 2]
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())["scores"]
+    n_uns = stage.count("UNS")
+    assert scores["UNS"] == n_uns * 0.5 and scores["VRT"] == scores["TRT"] - n_uns * 0.5
+    assert 38 <= n_uns <= 42

@@ -79,3 +79,31 @@ def test_a_non_edf_file_is_a_permanent_error(tmp_path):
     p.write_bytes(b"hello")
     with pytest.raises(PermanentError):
         prepare_sunrise(p, tmp_path / "out")
+
+
+def test_an_edf_plus_d_gap_keeps_true_time_is_marked_invalid_and_is_named_in_meta(tmp_path):
+    """Issue 24 defect 1: after a 20-min EDF+D gap every later second stays at its true time
+    (the same derived signals as the uncut recording), the gap seconds carry the gap bit and
+    meta.json names the gap."""
+    from sunrise_cli.synth import cut_gap
+    from sunrise_prep.quality import GAP
+
+    night = synth_night(tmp_path / "n", seed=5, hours=1.5, ahi=10)
+    whole = prepare_sunrise(night.sunrise, tmp_path / "whole", chunk_seconds=300)
+    cut_gap(night.sunrise, 1200, 1200)
+    meta = prepare_sunrise(night.sunrise, tmp_path / "cut", chunk_seconds=300)
+    assert meta["discontinuous"] is True
+    assert meta["gaps"] == [{"onset_s": 1200.0, "duration_s": 1200.0}]
+    assert meta["duration_s"] == whole["duration_s"] and meta["n_epochs"] == whole["n_epochs"]
+    assert meta["recorded_s"] == whole["duration_s"] - 1200
+    z, z0 = np.load(tmp_path / "cut" / "prepped.npz"), np.load(tmp_path / "whole" / "prepped.npz")
+    assert z["quality"].shape == z0["quality"].shape
+    gap = (z["quality"] & GAP) > 0
+    assert gap[1200:2400].all() and not gap[:1200].any() and not gap[2400:].any()
+    assert np.isnan(z["spo2"][1200:2400]).all()
+    # Two minutes after the gap (filter settling), signals sit where the uncut ones do.
+    after = slice(2520 * 10, (int(whole["duration_s"]) - 60) * 10)
+    np.testing.assert_allclose(z["mandible_angle_deg"][after], z0["mandible_angle_deg"][after],
+                               atol=0.05)
+    np.testing.assert_allclose(z["activity_dps"][after], z0["activity_dps"][after], atol=1e-3)
+    np.testing.assert_array_equal(z["spo2"][2400:], z0["spo2"][2400:])

@@ -38,9 +38,38 @@ def test_there_is_one_external_table_and_one_newest_view_per_dataset_table() -> 
     assert resource("google_project_service", "bigquery")["service"] == "bigquery.googleapis.com"
 
 
+def test_the_schema_files_terraform_uploads_are_the_dataset_codes_schemas() -> None:
+    import pyarrow.parquet as pq
+
+    from .bigquery_reference import SCHEMAS_DIR, code_schemas
+
+    for table, schema in code_schemas().items():
+        written = pq.read_schema(SCHEMAS_DIR / f"{table}.parquet")
+        # Names, types and order of every column (metadata aside: units and descriptions ride along).
+        assert [(f.name, f.type) for f in written] == [(f.name, f.type) for f in schema], (
+            f"{table}: run `uv run python -m tests.terraform.bigquery_reference`"
+        )
+        assert {"run_at", "input_key"} <= set(written.names)  # what the newest-part views order by
+        assert not set(ds.PARTITION_KEYS) & set(written.names)  # those come from the path
+
+
+def test_external_tables_take_their_schema_from_the_reference_file_not_from_the_data() -> None:
+    obj = resource("google_storage_bucket_object", "dataset_schema")
+    assert obj["for_each"] == "${local.dataset_tables}"
+    assert obj["source"] == "${path.module}/schemas/${each.key}.parquet"
+    assert not obj["name"].startswith(tf_locals()["dataset_prefix"])  # outside the tables' wildcard
+    table = resource("google_bigquery_table", "dataset_all")
+    config = one(table["external_data_configuration"])
+    assert config["reference_file_schema_uri"] == (
+        "gs://${local.results_bucket}/${google_storage_bucket_object.dataset_schema[each.key].name}"
+    )
+    assert "schema" not in config  # disallowed for Parquet (api/bigquery/external-schema)
+    assert one(table["lifecycle"])["replace_triggered_by"] == ["${google_storage_bucket_object.dataset_schema[each.key]}"]
+
+
 def test_external_tables_read_parquet_with_the_writers_hive_partitioning() -> None:
     config = one(resource("google_bigquery_table", "dataset_all")["external_data_configuration"])
-    assert config["source_format"] == "PARQUET" and config["autodetect"] is True
+    assert config["source_format"] == "PARQUET"
     base = "gs://${local.results_bucket}/${local.dataset_prefix}/${each.key}"
     assert config["source_uris"] == [base + "/*"]
     hive = one(config["hive_partitioning_options"])
@@ -148,6 +177,10 @@ def test_the_plan_creates_the_external_tables_with_their_partitioning(plans: dic
         [hive] = config["hive_partitioning_options"]
         assert hive["mode"] == "CUSTOM"
         assert hive["source_uri_prefix"] == f"gs://{bucket}/dataset/{table}/{{algo_version:STRING}}/{{night_id:STRING}}"
+        # The plan declares the schema: the reference file of this table, in the same bucket.
+        assert config["reference_file_schema_uri"] == f"gs://{bucket}/schemas/{table}.parquet"
+    objects = planned(plan, "google_storage_bucket_object")
+    assert {(o["bucket"], o["name"]) for o in objects.values()} == {(bucket, f"schemas/{t}.parquet") for t in ds.TABLES}
     views = {v["table_id"]: v for v in tables.values() if not v["table_id"].endswith("_all")}
     assert set(views) == set(ds.TABLES)
     for table, after in views.items():

@@ -11,6 +11,7 @@ references resolved, per environment) are in test_plan.py; test_validate.py show
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -102,6 +103,11 @@ def tf_locals() -> dict[str, Any]:
             duplicated = merged.keys() & block.keys()
             assert not duplicated, f"locals declared twice: {sorted(duplicated)}"
             merged.update(block)
+    # local.services is read from services.json (the service registry): evaluate it as
+    # Terraform does, so that the checks below see the map.
+    if "services.json" in str(merged.get("services")):
+        registry = json.loads((TF_DIR / "services.json").read_text())["services"]
+        merged["services"] = {s["key"]: {"name": s["name"], "account": s["account"]} for s in registry}
     return merged
 
 
@@ -177,7 +183,8 @@ def test_terraform_fmt_is_clean() -> None:
 
 def test_terraform_and_providers_are_pinned_to_bounded_ranges() -> None:
     terraform = one(tf_files()["versions.tf"]["terraform"])
-    assert terraform["required_version"] == ">= 1.5"
+    # 1.9: variable validations that read locals (services.json); make terraform-check runs 1.11.
+    assert terraform["required_version"] == ">= 1.9"
     providers = one(terraform["required_providers"])
     assert set(providers) == {"google", "google-beta"}
     for name, spec in providers.items():
@@ -634,10 +641,22 @@ def test_storage_service_agent_can_publish() -> None:
     )
 
 
-def test_eventarc_service_agent_exists_before_the_triggers() -> None:
-    identity = resource("google_project_service_identity", "eventarc")
-    assert identity["service"] == "eventarc.googleapis.com"
+def test_every_service_agent_granted_to_is_created_before_its_grants() -> None:
+    # Which agents must exist is checked on the plan by api/iam/service-agent-created
+    # (tools/tfcheck/api_rules.py, tests/terraform/test_mutants.py); here: how they are created.
+    identity = resource("google_project_service_identity", "agents")
     assert identity["provider"] in {"google-beta", "${google-beta}"}
+    assert "eventarc.googleapis.com" in tf_locals()["service_agents"]
+    for kind, name in [
+        ("google_service_account_iam_member", "pubsub_agent_token_creator"),
+        ("google_pubsub_topic_iam_member", "pubsub_agent_dead_letter_publisher"),
+        ("google_pubsub_subscription_iam_member", "pubsub_agent_trigger_subscriber"),
+        ("google_project_iam_member", "eventarc_service_agent"),
+    ]:
+        assert "${google_project_service_identity.agents}" in resource(kind, name)["depends_on"], name
+    # Reading the storage agent creates it: only once the APIs are on.
+    gcs = resources("google_storage_project_service_account", kind="data")["gcs"]
+    assert "${google_project_service.apis}" in gcs["depends_on"]
     grant = resource("google_project_iam_member", "eventarc_service_agent")
     assert grant["role"] == "roles/eventarc.serviceAgent"
     for body in resources("google_eventarc_trigger").values():
@@ -999,9 +1018,10 @@ def test_deploy_workflow_tests_first_and_authenticates_without_keys() -> None:
         return [s for s in jobs[job]["steps"] if s.get("uses", "").startswith(f"{action}@")]
 
     assert any(re.match(r"make test\b", run) for run in runs("test"))
-    assert jobs["build"]["needs"] == ["test", "target"], "images are built only after the tests pass"
-    assert "target" in jobs["deploy"]["needs"] and "build" in jobs["deploy"]["needs"]
-    for job in ("build", "deploy"):
+    assert {"test", "target"} <= set(jobs["build"]["needs"]), "images are built only after the tests pass"
+    assert {"test", "target"} <= set(jobs["promote"]["needs"]), "images are promoted only after the tests pass"
+    assert {"target", "build", "promote"} <= set(jobs["deploy"]["needs"])
+    for job in ("build", "promote", "deploy"):
         assert jobs[job]["permissions"] == {"contents": "read", "id-token": "write"}
         (auth,) = uses(job, "google-github-actions/auth")
         assert set(auth["with"]) == {"workload_identity_provider", "service_account"}, (
@@ -1013,8 +1033,16 @@ def test_deploy_workflow_tests_first_and_authenticates_without_keys() -> None:
         for step in body["steps"]:
             assert "credentials_json" not in step.get("with", {}), f"{job}: a service account key in CI"
     (build,) = [run for run in runs("build") if "docker build" in run]
-    assert '--tag "${image}:${GITHUB_SHA}"' in build and '--tag "${image}:${ENVIRONMENT}"' in build
+    assert '--tag "${image}:${GITHUB_SHA}"' in build and '--tag "${image}:dev"' in build
+    assert "--platform linux/amd64" in build
     assert 'services/${SERVICE}/Dockerfile' in build
+    # Built once, for dev; prod copies dev's digest of the same commit and runs that digest.
+    assert jobs["build"]["environment"] == "dev" and jobs["promote"]["environment"] == "prod"
+    (promote,) = [run for run in runs("promote") if "imagetools create" in run]
+    assert '"${DEV_REGISTRY}/${name}@${digest}"' in promote and "docker build " not in promote
+    assert '[[ "${copied}" == "${digest}" ]]' in promote
+    (deploy,) = [run for run in runs("deploy") if "gcloud run deploy" in run]
+    assert '--image "${REGISTRY}/${name}@${digest}"' in deploy
     assert any(run.lstrip().startswith("name=") and "gcloud run deploy" in run for run in runs("deploy"))
 
 

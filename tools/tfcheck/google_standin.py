@@ -19,8 +19,11 @@ What the stand-in decides itself, and how:
   ``google_storage_project_service_account`` the Cloud Storage service agent of that number;
   other computed attributes stay null.
 - ``ApplyResourceChange`` and ``ImportResourceState`` refuse: only the real provider can apply.
-- Provider-level validation (enum values, regexes, ``conflicts_with``) lives in the real
-  provider's Go code, not in its schema, and is not reproduced.
+- ``ValidateResourceConfig``: the provider's own validators (enums, regexes, lengths,
+  ``ExactlyOneOf``/``ConflictsWith``/``RequiredWith``) for the resource types terraform/ uses,
+  written as data in ``provider_rules.py`` from the provider's v6.50.0 source; values unknown at
+  that point are skipped, as the provider does. Each error names its rule. What only the API
+  enforces is checked on the plan afterwards (``api_rules.py``, ``check_plan.py``).
 
 The provider's own configuration block is not part of the published schema file: its attributes
 are written here from the provider's documentation ("Provider reference", all optional). The
@@ -49,6 +52,9 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provider_rules  # noqa: E402  (beside this file, not a package)
 
 PROVIDER_KEY = "registry.terraform.io/hashicorp/google"
 UNKNOWN = msgpack.ExtType(0, b"")
@@ -302,7 +308,11 @@ def make_servicer(pb: Any, rpc: Any, schemas: dict[str, Any], response_bytes: by
             return pb.ValidateProviderConfig.Response()
 
         def ValidateResourceConfig(self, request, context):  # noqa: N802
-            return pb.ValidateResourceConfig.Response()
+            config = decode(request.config)
+            violations = provider_rules.validate(request.type_name, request.type_name, config)
+            return pb.ValidateResourceConfig.Response(
+                diagnostics=[error(f"[{v.rule}]", v.message) for v in violations]
+            )
 
         def ValidateDataResourceConfig(self, request, context):  # noqa: N802
             return pb.ValidateDataResourceConfig.Response()

@@ -23,6 +23,7 @@ import hashlib
 import io
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -70,12 +71,15 @@ class ExternalAlgorithm(Algorithm):
     version = "0"
 
     def __init__(self, url: str, *, timeout_s: float = 120.0, retries: int = 3, backoff_s: float = 0.5,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, auth: Callable[[], dict[str, str]] | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
         self.headers = dict(headers or {})
+        # Called before each request: fresh credentials (a Cloud Run service wants an ID token
+        # whose audience is its URL; tokens expire within the hour, the adapter lives longer).
+        self.auth = auth
         described = self._call("GET", "/v1/describe", None, {})
         name = described.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
@@ -114,7 +118,9 @@ class ExternalAlgorithm(Algorithm):
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 with httpx.Client(timeout=self.timeout_s) as client:
-                    with client.stream(method, self.url + path, json=body, headers={**self.headers, **headers}) as r:
+                    extra = self.auth() if self.auth is not None else {}
+                    with client.stream(method, self.url + path, json=body,
+                                       headers={**self.headers, **extra, **headers}) as r:
                         data = _read_bounded(r)
             except httpx.TimeoutException:
                 last = f"no answer within {self.timeout_s:g} s"
@@ -221,3 +227,17 @@ def create_app(algorithm: Algorithm, *, model_dir: Path | None = None, cache_siz
 
 def _refusal(reason: str, status: int, message: str, *, permanent: bool = True) -> JSONResponse:
     return JSONResponse({"error": {"reason": reason, "permanent": permanent, "message": message}}, status_code=status)
+
+
+def google_id_token(audience: str) -> Callable[[], dict[str, str]]:
+    """An ``auth`` for :class:`ExternalAlgorithm` calling a private Cloud Run service: the runtime
+    identity's ID token for ``audience`` (the service URL), from the metadata server."""
+
+    def headers() -> dict[str, str]:
+        import google.auth.transport.requests
+        import google.oauth2.id_token
+
+        token = google.oauth2.id_token.fetch_id_token(google.auth.transport.requests.Request(), audience)
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers

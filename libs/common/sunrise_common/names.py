@@ -31,6 +31,29 @@ TOPICS = (
 SERVICES = ("ingest", "sunrise_prep", "psg_prep", "sunalgo")
 STAGES = SERVICES
 
+
+def service_registry() -> dict[str, object]:
+    """``SERVICES`` as data for what cannot import Python: ``terraform/services.json``, read by
+    Terraform (``jsondecode``) and by the deploy workflow's matrix. Per service: its key, Cloud
+    Run name suffix, runtime service-account id suffix (ids are at most 30 characters with the
+    prefix, hence ``r-``), workspace package and ASGI app. Write it with
+    ``python -m sunrise_common.names > terraform/services.json``; tests/test_services_list.py
+    checks that the file equals this."""
+    return {
+        "source": "libs/common/sunrise_common/names.py SERVICES (python -m sunrise_common.names)",
+        "services": [
+            {
+                "key": service,
+                "name": service.replace("_", "-"),
+                "account": "r-" + service.replace("_", "-"),
+                "package": "sunrise-" + service.replace("_", "-"),
+                "app": f"{service}.main:app",
+            }
+            for service in SERVICES
+        ],
+    }
+
+
 # Upload kinds accepted in the raw bucket: {kind}/{site}/{subject}/{file}
 UPLOAD_KINDS = ("sunrise", "psg", "labels")
 
@@ -142,3 +165,9 @@ def prepped_prefix(night_id: str, kind: str, input_key: str) -> str:
 def results_prefix(night_id: str, algo_version: str, input_key: str) -> str:
     """Folder of one sunalgo run: ``nights/{night_id}/{algo_version}/{input_key}/``."""
     return f"nights/{night_id}/{algo_version}/{input_key}/"
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(service_registry(), indent=2))

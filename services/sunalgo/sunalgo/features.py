@@ -110,17 +110,51 @@ class FlatSensorError(PermanentError, ValueError):
     """
 
 
-def activity_floor(activity_dps_1s: np.ndarray) -> float:
-    """The night's gyroscope activity floor (deg/s): ``ACTIVITY_FLOOR_PCT`` percentile of the
-    finite 1-s means of ``activity_dps`` (10 Hz in ``prepped.npz``, averaged per second).
+def valid_seconds(quality: np.ndarray | None, n_sec: int) -> np.ndarray:
+    """Boolean per second: the quality mask of ``prepped.npz`` says good (0). Seconds beyond
+    the mask (or every second without one) count as valid, as before the mask existed."""
+    if quality is None:
+        return np.ones(n_sec, dtype=bool)
+    q = np.asarray(quality)[:n_sec]
+    return np.pad(q == 0, (0, n_sec - q.size), constant_values=True)
 
-    Raises :class:`FlatSensorError` (a permanent error) when no second is finite or the floor is
-    not positive: a flat or absent gyroscope cannot be normalised.
+
+#: Quality bits that make a second unusable (``sunrise_prep.quality.INVALID``: 2 flat, 4 off,
+#: 8 gap, 16 non-wear; 1 clipped is not: big movements saturate a worn sensor).
+INVALID_BITS = 2 | 4 | 8 | 16
+
+
+def invalid_epochs(quality: np.ndarray | None, n_epochs: int, epoch_s: float = EPOCH_S) -> np.ndarray:
+    """Boolean per epoch: more than half of its seconds unusable (not recorded, sensor not
+    worn, no signal). Such epochs are neither sleep nor wake (``UNS``): they leave TST, every
+    per-hour index and the valid recording time (issue 24)."""
+    if quality is None:
+        return np.zeros(n_epochs, dtype=bool)
+    per = int(epoch_s)
+    q = np.asarray(quality).astype(np.int64)[: n_epochs * per]
+    bad = np.pad((q & INVALID_BITS) != 0, (0, n_epochs * per - q.size), constant_values=False)
+    return bad.reshape(n_epochs, per).mean(axis=1) > 0.5
+
+
+def activity_floor(activity_dps_1s: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """The night's gyroscope activity floor (deg/s): ``ACTIVITY_FLOOR_PCT`` percentile of the
+    finite 1-s means of ``activity_dps`` (10 Hz in ``prepped.npz``, averaged per second) over
+    the ``valid`` seconds (quality mask good; all when None). Issue 24: a zero-filled or
+    disconnected stretch is the stillest part of a night and, counted in, collapsed the floor
+    to ~0 so that every real second read as movement.
+
+    Raises :class:`FlatSensorError` (a permanent error) when no valid second is finite or the
+    floor is not positive: a flat or absent gyroscope cannot be normalised.
     """
     x = np.asarray(activity_dps_1s, dtype=np.float64)
+    if valid is not None:
+        v = np.asarray(valid, dtype=bool)
+        m = min(v.size, x.size)
+        x = x[:m][v[:m]]
     x = x[np.isfinite(x)]
     if x.size == 0:
-        raise FlatSensorError("flat_gyroscope", "no finite gyroscope activity: cannot estimate the night's floor")
+        raise FlatSensorError("flat_gyroscope", "no finite gyroscope activity in a valid second: cannot estimate the "
+                              "night's floor")
     floor = float(np.percentile(x, ACTIVITY_FLOOR_PCT))
     if not floor > 0:
         raise FlatSensorError("flat_gyroscope",
@@ -147,7 +181,8 @@ def compute_features(arrays: dict[str, np.ndarray], meta: dict) -> dict[str, np.
     act_sec = np.nanmean(act_d.reshape(n, -1, per_s), axis=2)
     out["act_count"] = (act_sec > ACTIVE_DPS).sum(axis=1).astype(float)
     out["act_max_dps"] = np.nanmax(act_sec, axis=1)
-    floor = activity_floor(act_sec)
+    valid_1s = valid_seconds(arrays.get("quality"), act_sec.size).reshape(act_sec.shape)
+    floor = activity_floor(act_sec.ravel(), valid_1s.ravel())
     out["act_floor_dps"] = np.full(n, floor)
     out["act_count_rel"] = (act_sec > ACTIVE_FLOOR_MULT * floor).sum(axis=1).astype(float)
     out["act_mean_rel"] = out["act_mean_dps"] / floor

@@ -22,9 +22,9 @@ from sunrise_common.settings import Settings
 from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
 from sunalgo.dataset import lineage_for, write_night
-from sunalgo.model import ModelError, check_version, load_model
+from sunalgo.model import ModelError
 from sunrise_algo import registry
-from sunrise_algo.http import ExternalAlgorithm
+from sunrise_algo.http import ExternalAlgorithm, google_id_token
 from sunrise_algo.interface import Algorithm, AlgorithmError
 from sunalgo.run import run_sunalgo
 
@@ -64,8 +64,10 @@ def run_label(algorithm: Algorithm, version: str) -> str:
 
 
 @cache
-def _external(url: str, timeout_s: float, retries: int) -> ExternalAlgorithm:
-    return ExternalAlgorithm(url, timeout_s=timeout_s, retries=retries)
+def _external(url: str, timeout_s: float, retries: int, cloud: bool) -> ExternalAlgorithm:
+    # In the cloud the service is private: each call carries an ID token for it (terraform/algorithm.tf
+    # grants run.invoker); locally it is called as it is.
+    return ExternalAlgorithm(url, timeout_s=timeout_s, retries=retries, auth=google_id_token(url) if cloud else None)
 
 
 def resolve_algorithm(version: str | None, settings: Settings) -> tuple[Algorithm, str]:
@@ -76,7 +78,8 @@ def resolve_algorithm(version: str | None, settings: Settings) -> tuple[Algorith
     (``unknown_model``); an unloadable default is a deployment problem (transient)."""
     if settings.algorithm_url:
         try:
-            external = _external(settings.algorithm_url, settings.algorithm_timeout_s, settings.algorithm_retries)
+            external = _external(settings.algorithm_url, settings.algorithm_timeout_s, settings.algorithm_retries,
+                                 settings.backend == "cloud")
         except AlgorithmError as exc:
             raise (PermanentError if exc.permanent else TransientError)(f"algorithm_{exc.reason}"[:64], str(exc)) from exc
         if version is None or version == external.name:

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ALGO_VERSION = "sunalgo-1.0"
-DEFAULT_MODEL = "logistic-2"
+DEFAULT_MODEL = "logistic-3"
 #: Versions shipped inside the package (``sunalgo/models/{version}.json``).
-MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2")
+MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2", "baseline-3", "logistic-3")
 OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
 
 

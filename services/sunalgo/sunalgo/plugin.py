@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sunrise_algo.interface import Algorithm, AlgorithmError, AlgorithmOutput, FeatureColumn, PreparedNight
 
-from sunalgo.features import FEATURES, compute_features
+from sunalgo.features import FEATURES, compute_features, invalid_epochs
 from sunalgo.model import ALGO_VERSION, DEFAULT_MODEL, MODEL_VERSIONS, ModelError, load_model
 from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
 
@@ -45,15 +45,18 @@ class Builtin(Algorithm):
         feats = compute_features(arrays, meta)
         wake = model.predict_wake(feats)
         epoch_s = night.epoch_s
-        events = detect_events(arrays, meta, ~wake, model.respiratory, epoch_s)
+        # Not recorded / sensor not worn (issue 24): neither sleep nor wake, out of every index.
+        invalid = invalid_epochs(arrays.get("quality"), night.n_epochs)
+        asleep = ~wake & ~invalid
+        events = detect_events(arrays, meta, asleep, model.respiratory, epoch_s)
         has_spo2 = bool(meta.get("has_spo2")) and "spo2" in arrays
-        desats = (desaturations(arrays.get("spo2"), 3.0, np.repeat(~wake, int(epoch_s))) if has_spo2 else [])
+        desats = (desaturations(arrays.get("spo2"), 3.0, np.repeat(asleep, int(epoch_s))) if has_spo2 else [])
         p_wake = model.wake_probability(feats)
         rule = rdi_rule(model.respiratory, has_spo2)
         scored = ["obstructive_event", "central_event"] + (["desaturation"] if has_spo2 else [])
         return AlgorithmOutput(
             features=[FeatureColumn(name=f.name, unit=f.unit, description=f.description, values=_values(feats[f.name])) for f in FEATURES],
-            predictions={"sleep_wake": ["W" if w else "S" for w in wake],
+            predictions={"sleep_wake": ["UNS" if bad else "W" if w else "S" for w, bad in zip(wake, invalid)],
                          "p_wake": None if p_wake is None else _values(p_wake)},
             events=[{"type": e.type, "onset_s": e.onset_s, "duration_s": e.duration_s,
                      "attributes": {"effort_ratio": e.effort_ratio, "jaw_shift_deg": e.jaw_shift_deg,

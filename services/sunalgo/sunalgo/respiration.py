@@ -48,7 +48,10 @@ above so their outputs do not change under the same version):
   after the event end (arousal movement at event termination is the published MM marker of
   arousal; arousals without movement are not seen). Without oximetry, obstructive-type events
   stay unconfirmed and hypopnea-like central events need the arousal; the index is flagged
-  (``RDI_RULES``, ``scores.json`` ``RDI_rule``).
+  (``RDI_RULES``, ``scores.json`` ``RDI_rule``). With ``arousal_rule: "burst"`` (version-3
+  artifacts, issue 24) the arousal must be one contiguous run of >= ``arousal_min_s`` seconds
+  (AASM arousals last >= 3 s) instead of that many scattered seconds: on event-free nights
+  scattered REM twitches confirmed ~1.9 chance candidates per hour of sleep.
 
 Output types: ``obstructive_event`` and ``central_event`` (MM cannot separate apneas from
 hypopneas; the split between them needs airflow).
@@ -108,27 +111,32 @@ def _centre_sd(x: np.ndarray) -> tuple[float, float]:
 
 
 def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray, params: dict,
-                     gap: int) -> tuple[np.ndarray, np.ndarray]:
+                     gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Obstructive (hysteresis on effort rise and jaw drop, in units of the night's own wander)
-    and central (effort drop) candidate masks per second; see the module docstring."""
+    and central (effort drop) candidate masks per second, and the seconds whose rise and drop
+    reach ``arousal_core_z_mult`` x the core margins (the evidence an arousal-only obstructive
+    event must show, version 3); see the module docstring."""
     central = _bridge(obs_ratio <= params["central_ratio"], gap)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_r = np.log(np.where(obs_ratio > 0, obs_ratio, np.nan))
     ref = ok & np.isfinite(log_r)
+    none = np.zeros(obs_ratio.size, dtype=bool)
     if ref.sum() < 60:  # under a minute of scorable sleep: nothing to normalise against
-        return np.zeros(obs_ratio.size, dtype=bool), central
+        return none, central, none
     r_med, r_sd = _centre_sd(log_r[ref])
     p_med, p_sd = _centre_sd(shift[ref])
     if not (r_sd > 0 and p_sd > 0):
         # No wander to measure a rise against (a flat or quantised jaw signal): a zero margin
         # would make half the night's seconds "obstructive". Report none instead.
-        return np.zeros(obs_ratio.size, dtype=bool), central
+        return none, central, none
     r_m = float(params["obstructive_ratio_z"]) * r_sd
     p_m = float(params["obstructive_drop_z"]) * p_sd
     frac = float(params["extent_fraction"])
     core = (log_r >= r_med + r_m) & (shift >= p_med + p_m)
     extent = (log_r >= r_med + frac * r_m) & (shift >= p_med + frac * p_m)
-    return _hysteresis(_bridge(core, gap), _bridge(extent, gap)), central
+    k = float(params.get("arousal_core_z_mult", 1.0))
+    strong = (log_r >= r_med + k * r_m) & (shift >= p_med + k * p_m)
+    return _hysteresis(_bridge(core, gap), _bridge(extent, gap)), central, strong
 
 
 def _hysteresis(core: np.ndarray, extent: np.ndarray) -> np.ndarray:
@@ -208,7 +216,7 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
     asleep = np.repeat(np.asarray(sleep_epochs, bool), int(epoch_s))[:n_sec]
     per_night = params.get("normalise") == "per_night"
     if per_night:
-        floor = activity_floor(activity)
+        floor = activity_floor(activity, quality)
         move_th = float(params["movement_floor_mult"]) * floor
         arousal_th = float(params["arousal_floor_mult"]) * floor
     else:
@@ -238,18 +246,24 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
     need_desat = bool(params["require_desaturation"]) and has_spo2
     events: list[RespEvent] = []
     if per_night:
-        obstructive, central = _per_night_masks(obs_ratio, shift, ok, params, gap)
+        obstructive, central, strong = _per_night_masks(obs_ratio, shift, ok, params, gap)
     else:
         obstructive = _bridge((obs_ratio >= params["obstructive_ratio"])
                               & (shift >= params["obstructive_drop_deg"]), gap)
         central = _bridge(ratio <= params["central_ratio"], gap)
 
-    def arousal(b: int) -> bool:
+    def arousal(a: int, b: int) -> bool:
         if not per_night:
             return False
         lo = max(0, b - int(params["arousal_pre_s"]))
         hi = min(n_sec, b + int(params["arousal_window_s"]))
-        return int(np.sum(activity[lo:hi] > arousal_th)) >= int(params["arousal_min_s"])
+        above = activity[lo:hi] > arousal_th
+        if params.get("arousal_rule") != "burst":
+            return int(np.sum(above)) >= int(params["arousal_min_s"])
+        # Issue 24: an arousal is one sustained burst (AASM arousals last >= 3 s; 4 s chosen,
+        # see the artifact), not scattered seconds: brief REM twitches, which recur all
+        # through phasic REM, added up to "arousals" at the end of chance effort rises.
+        return max((e - s for s, e in _runs(above)), default=0) >= int(params["arousal_min_s"])
 
     candidates = (
         ("obstructive_event", obstructive & ok),
@@ -272,8 +286,17 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
                     # AASM 1A: desaturation or arousal. Without oximetry an obstructive-type MM
                     # event stays unconfirmed (it may be an apnea, which needs no confirmation,
                     # and MM cannot tell); a hypopnea-like central one needs the arousal.
+                    # Version 3: with oximetry a hypopnea-like central event needs its
+                    # desaturation; REM breathing amplitude varies by itself, and with an
+                    # arousal burst at a chance dip it confirmed ~0.1 false events/h.
+                    central_by_arousal = not (has_spo2 and etype == "central_event"
+                                              and params.get("central_arousal_no_oximetry_only"))
                     if not desat_ok:
-                        if arousal(end):
+                        # An obstructive candidate confirmed by an arousal alone must show a
+                        # clear rise and drop (version 3): chance candidates of ordinary
+                        # breathing wander met spontaneous movement arousals ~0.3/h.
+                        clear = etype != "obstructive_event" or bool(strong[a:b].any())
+                        if central_by_arousal and clear and arousal(a, end):
                             how = "arousal"
                         elif etype == "obstructive_event" and not has_spo2:
                             how = "none"

@@ -9,6 +9,9 @@ predictions); ``UNS`` = unscored/artefact/movement (neither sleep nor wake; YASA
 
 * TRT (= YASA TIB): the whole hypnogram given; the caller crops it to the scoring window
   (lights-off..lights-on, and never beyond the recording: see ``sunalgo.run.psg_window``).
+* VRT (valid recording time): TRT minus the ``UNS`` epochs (for sunalgo: epochs not recorded
+  or with the sensor not worn, issue 24; for a PSG: gaps and unscored epochs). Per-hour
+  indices are per hour of TST, which never includes ``UNS``.
 * Sleep onset (SO): first sleep epoch (AASM: any sleep stage). SOL = SO - start.
   ``SOL_5min`` (YASA): start of the first run of >= 5 min of consecutive sleep epochs (any
   sleep stage; a ``W`` or ``UNS`` epoch breaks the run; 5 min rounded up to whole epochs).
@@ -143,7 +146,8 @@ def sleep_scores(
     n = st.size
     is_sleep = np.isin(st, SLEEP_STAGES)
     sleep_idx = np.flatnonzero(is_sleep)
-    out: dict = {"epoch_s": epoch_s, "n_epochs": int(n), "TRT": n * to_min, "TIB": n * to_min}
+    out: dict = {"epoch_s": epoch_s, "n_epochs": int(n), "TRT": n * to_min, "TIB": n * to_min,
+                 "VRT": float(np.sum(st != "UNS")) * to_min}
     if sleep_idx.size:
         first, last = int(sleep_idx[0]), int(sleep_idx[-1])
         spt = st[first : last + 1]

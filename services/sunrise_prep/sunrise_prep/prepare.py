@@ -22,7 +22,7 @@ mandible_angle_deg    (n10,)         deg     pitch of gravity (jaw position)
 head_roll_deg         (n10,)         deg     roll of gravity (body position)
 activity_g            (n10,)         g       1-10 Hz accelerometer magnitude envelope
 activity_dps          (n10,)         deg/s   1-10 Hz gyroscope magnitude envelope
-quality               (n1,)          bits    per second: 1 clipped, 2 flat, 4 off; 0 good
+quality               (n1,)          bits    per second: see ``quality``; 0 good
 spo2                  (n1,)          %       1 Hz, NaN if absent/invalid (optional)
 pulse                 (n1,)          bpm     1 Hz, NaN if absent/invalid (optional)
 breathing_rate_bpm    (n_epochs,)    1/min   Welch peak of PC1 over 60-s windows
@@ -39,18 +39,20 @@ from pathlib import Path
 
 import numpy as np
 
-from sunrise_common.edf import EdfError, iter_chunks, read_header
+from sunrise_common.edf import EdfError, iter_chunks, read_header, read_record_onsets
 from sunrise_common.errors import PermanentError
 from sunrise_common.identity import time_of_day_offset_s
 from sunrise_prep.breathing import breathing_rate
 from sunrise_prep.channels import IMU_ROLES, map_channels
 from sunrise_prep.imu import FS_OUT, derive
-from sunrise_prep.quality import quality_mask
+from sunrise_prep.quality import (GAP, INVALID, NONWEAR, QUALITY_UNIT, nonwear_seconds,
+                                   quality_mask)
 
 logger = logging.getLogger(__name__)
 
-PREP_VERSION = "sunrise_prep-1.0"
+PREP_VERSION = "sunrise_prep-1.1"  # 1.1: EDF+D gaps at true time, GAP and NONWEAR bits
 MARGIN_S = 60
+MAX_SPAN_S = 48 * 3600  # an EDF+D whose records span more than two days is not one night
 EPOCH_S = 30.0
 
 
@@ -97,11 +99,96 @@ class _Segmenter:
         return {k: np.concatenate(v, axis=-1) for k, v in self.parts.items()}
 
 
+class _QualityStream:
+    """Per-second quality of a stream of IMU pieces whose lengths need not be whole seconds
+    (EDF+D runs, gap fills): samples of an unfinished second wait for the next piece."""
+
+    def __init__(self, fs: float, acc_limits: np.ndarray, gyro_limits: np.ndarray) -> None:
+        self.fs, self.k = fs, int(round(fs))
+        self.acc_limits, self.gyro_limits = acc_limits, gyro_limits
+        self.rest: np.ndarray | None = None  # (6, < k) raw samples
+        self.rest_gap: np.ndarray | None = None
+        self.parts: list[np.ndarray] = []
+
+    def push(self, block: np.ndarray, gap: np.ndarray) -> None:
+        if self.rest is not None:
+            block = np.concatenate([self.rest, block], axis=1)
+            gap = np.concatenate([self.rest_gap, gap])
+        n_sec = block.shape[1] // self.k
+        used = n_sec * self.k
+        self.rest, self.rest_gap = block[:, used:], gap[used:]
+        if n_sec == 0:
+            return
+        q = quality_mask(block[:3, :used], block[3:, :used], self.fs, self.acc_limits,
+                         self.gyro_limits)
+        q[gap[:used].reshape(n_sec, self.k).any(axis=1)] |= GAP
+        self.parts.append(q)
+
+    def result(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, np.uint8)
+
+
+def _record_layout(edf_path: Path, header) -> tuple[np.ndarray | None, float, float]:
+    """EDF+D: (record onsets from the first record's onset, origin, span in s); None for
+    continuous files (EDF, EDF+C), whose span is the header duration.
+
+    Raises ``PermanentError`` for overlapping records or a span beyond ``MAX_SPAN_S``.
+    """
+    if header.plus != "D":
+        return None, 0.0, float(header.duration)
+    try:
+        onsets = read_record_onsets(edf_path, header)
+    except EdfError as exc:
+        raise PermanentError(exc.reason, exc.detail) from exc
+    rd = header.record_duration
+    steps = np.diff(onsets)
+    if steps.size and np.any(steps < rd - 1e-3):
+        bad = int(np.argmax(steps < rd - 1e-3))
+        raise PermanentError("overlapping_records",
+                             f"record {bad + 1} starts at {onsets[bad + 1]:g} s, before record "
+                             f"{bad} ends ({onsets[bad]:g} + {rd:g} s)")
+    origin = float(onsets[0])
+    span = float(onsets[-1] + rd - origin)
+    if span > MAX_SPAN_S:
+        raise PermanentError("absurd_gap", f"records span {span / 3600:.1f} h (limit "
+                             f"{MAX_SPAN_S / 3600:.0f} h)")
+    return onsets - origin, origin, span
+
+
+def _pieces(edf_path: Path, header, chunk_seconds: float, wanted: list[int],
+            onsets: np.ndarray | None, fs_of: dict[int, float]):
+    """Contiguous pieces of the timeline, in order: ``(data, is_gap, gap_s)``.
+
+    ``data`` maps signal index -> samples; for a gap (EDF+D: time between one record's end and
+    the next record's onset) ``data`` is None and ``gap_s`` its length in seconds.
+    """
+    rd = header.record_duration
+    t_next = 0.0
+    for chunk in iter_chunks(edf_path, header, chunk_seconds=chunk_seconds, signals=wanted):
+        if onsets is None:
+            yield chunk.data, False, 0.0
+            continue
+        on = onsets[chunk.start_record : chunk.start_record + chunk.n_records]
+        breaks = np.flatnonzero(np.abs(np.diff(on) - rd) > 1e-3) + 1
+        for a, b in zip(np.r_[0, breaks], np.r_[breaks, on.size]):
+            gap_s = float(on[a]) - t_next
+            if gap_s > 1e-3:
+                yield None, True, gap_s
+            yield ({i: chunk.data[i][int(a * round(fs_of[i] * rd)) : int(b * round(fs_of[i] * rd))]
+                    for i in wanted}, False, 0.0)
+            t_next = float(on[b - 1]) + rd
+
+
 def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600.0) -> dict:
     """Prepare a Sunrise EDF+ into ``out_dir/prepped.npz`` and ``out_dir/meta.json``.
 
+    EDF+D recordings keep their true timeline: a gap between records (sensor off, device
+    paused) becomes samples that every array carries at their true time, flagged ``GAP`` in the
+    quality mask (the IMU is bridged linearly so that filters do not ring, SpO2/pulse are NaN);
+    ``meta.json`` lists the gaps and the ``recorded_s`` beside the span ``duration_s``.
+
     Returns the meta dictionary. Raises ``PermanentError`` for files that cannot be prepared
-    (not EDF, no IMU channels, too short).
+    (not EDF, no IMU channels, too short, overlapping EDF+D records).
     """
     edf_path, out_dir = Path(edf_path), Path(out_dir)
     try:
@@ -112,11 +199,11 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
     fs = channels["acc_x"].sample_rate
     if fs < 2 * 0.6 or abs(fs * EPOCH_S - round(fs * EPOCH_S)) > 1e-6:
         raise PermanentError("bad_imu_rate", f"IMU rate {fs} Hz is too low or not usable")
-    duration = header.duration
-    if duration < 5 * 60:
-        raise PermanentError("too_short", f"recording lasts {duration:.0f} s; need >= 300 s")
+    if header.duration < 5 * 60:
+        raise PermanentError("too_short", f"recording lasts {header.duration:.0f} s; need >= 300 s")
     if header.start is None:
         raise PermanentError("no_start_time", f"unusable start: {header.start_problem}")
+    onsets, origin, duration = _record_layout(edf_path, header)
 
     imu_idx = [channels[r].index for r in IMU_ROLES]
     scales = np.array([channels[r].scale for r in IMU_ROLES])[:, None]
@@ -125,27 +212,51 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
     limits.sort(axis=1)
     slow = {r: channels[r] for r in ("spo2", "pulse") if r in channels}
     wanted = imu_idx + [c.index for c in slow.values()]
+    fs_of = {i: header.signals[i].sample_rate for i in wanted}
 
     seg = _Segmenter(fs, MARGIN_S)
-    quality_parts = []
+    quality = _QualityStream(fs, limits[:3], limits[3:])
     slow_parts: dict[str, list[np.ndarray]] = {r: [] for r in slow}
-    chunks = iter_chunks(edf_path, header, chunk_seconds=chunk_seconds, signals=wanted)
-    pending = next(chunks, None)
+    gaps: list[dict] = []
+    t = 0.0  # seconds of timeline emitted so far
+    last = None  # last IMU sample column, for bridging a gap
+    pieces = _pieces(edf_path, header, chunk_seconds, wanted, onsets, fs_of)
+    pending = next(pieces, None)
     while pending is not None:
-        nxt = next(chunks, None)
-        block = np.stack([pending.data[i] for i in imu_idx]).astype(np.float64) * scales
+        nxt = next(pieces, None)
+        data, is_gap, gap_s = pending
+        if is_gap:
+            # Bridge the IMU from the last sample before the gap to the first one after it:
+            # no step for the zero-phase filters to ring on; every bridged second is GAP.
+            n_fill = int(round(gap_s * fs))
+            first = np.stack([nxt[0][i][:1] for i in imu_idx]).astype(np.float64) * scales
+            w = (np.arange(1, n_fill + 1) / (n_fill + 1))[None, :]
+            block = (last if last is not None else first) * (1 - w) + first * w
+            quality.push(block, np.ones(n_fill, dtype=bool))
+            for role, ch in slow.items():
+                slow_parts[role].append(np.full(int(round(gap_s * ch.sample_rate)), np.nan))
+            gaps.append({"onset_s": round(t, 3), "duration_s": round(gap_s, 3)})
+        else:
+            block = np.stack([data[i] for i in imu_idx]).astype(np.float64) * scales
+            quality.push(block, np.zeros(block.shape[1], dtype=bool))
+            for role, ch in slow.items():
+                lo, hi = (50.0, 100.0) if role == "spo2" else (25.0, 250.0)
+                slow_parts[role].append(_to_1hz(data[ch.index], ch.sample_rate, lo, hi))
+        last = block[:, -1:]
         seg.push(block, final=nxt is None)
-        quality_parts.append(quality_mask(block[:3], block[3:], fs, limits[:3], limits[3:]))
-        for role, ch in slow.items():
-            lo, hi = (50.0, 100.0) if role == "spo2" else (25.0, 250.0)
-            slow_parts[role].append(_to_1hz(pending.data[ch.index], ch.sample_rate, lo, hi))
+        t += block.shape[1] / fs
         pending = nxt
     derived = seg.result()
 
     n_epochs = int(math.floor(duration / EPOCH_S))
     rate, regularity = breathing_rate(derived["breath_gyro"], n_epochs)
     arrays = {k: v for k, v in derived.items()}
-    arrays["quality"] = np.concatenate(quality_parts)
+    q = quality.result()
+    nonwear = nonwear_seconds(derived["breath_gyro"], derived["mandible_angle_deg"],
+                              derived["head_roll_deg"], derived["activity_dps"], FS_OUT, q.size,
+                              valid=(q & INVALID) == 0)
+    q[: nonwear.size][nonwear] |= NONWEAR
+    arrays["quality"] = q
     for role, parts in slow_parts.items():
         arrays[role] = np.concatenate(parts).astype(np.float32)
     arrays["breathing_rate_bpm"] = rate
@@ -156,8 +267,11 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
         "kind": "sunrise",
         "prep_version": PREP_VERSION,
         "start_offset_s": time_of_day_offset_s(start.hour, start.minute,
-                                               start.second + start.microsecond / 1e6),
+                                               start.second + start.microsecond / 1e6 + origin),
         "duration_s": float(duration),
+        "recorded_s": float(header.duration),
+        "discontinuous": onsets is not None and bool(gaps),
+        "gaps": gaps,
         "epoch_s": EPOCH_S,
         "n_epochs": n_epochs,
         "fs_imu": fs,
@@ -170,10 +284,12 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
         "has_pulse": "pulse" in slow,
         "units": {"breath_gyro": "deg/s", "breath_acc": "g", "mandible_angle_deg": "deg",
                   "head_roll_deg": "deg", "activity_g": "g", "activity_dps": "deg/s",
-                  "quality": "bitmask (1 clipped, 2 flat, 4 off)", "spo2": "%", "pulse": "bpm",
+                  "quality": QUALITY_UNIT, "spo2": "%", "pulse": "bpm",
                   "breathing_rate_bpm": "1/min", "breathing_regularity": "ratio"},
         "quality_good_fraction": float(np.mean(arrays["quality"] == 0)) if arrays["quality"].size
         else 0.0,
+        "nonwear_s": float(nonwear.sum()),
+        "valid_s": float(np.sum((q & INVALID) == 0)),
         "chunk_seconds": chunk_seconds,
         "margin_s": MARGIN_S,
     }

@@ -206,6 +206,10 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
             stop.wait(settings.router_poll_s)
     for t in threads:
         t.join(timeout=10)
+    for source in sources:
+        close = getattr(source, "close", None)  # the raw watcher's inotify descriptor
+        if close is not None:
+            close()
     deliverer.pool.shutdown(wait=True)
     try:
         housekeeping(queue, settings)
