@@ -12,6 +12,8 @@ What a subject leaves behind, and how each is found (docs/privacy.md, "Forgettin
   subject's ``night_id=`` partitions hold every row of the subject and nothing else: rewriting
   them without the subject's rows leaves no row, and they are removed (create-only parts are
   never edited in place). A local mirror of the dataset (``data/dataset-mirror``) loses them too.
+- date-less label files waiting for their PSG: ``anonymised/waiting/{pseudonym}/…`` and the
+  subject's pairing document ``pairing/{pseudonym}`` (``ingest.pairing``).
 - Firestore/SQLite ``nights/{pseudonym}-n…`` and the ``uploads/{id}`` documents of the subject's
   raw objects (ids from the raw names, from the night documents' recordings, and any upload
   document naming one of the nights).
@@ -48,7 +50,9 @@ from sunrise_common import identity, names
 AUDIT_COLLECTION = "forgets"
 #: What a forget removes, in the order it removes them.
 CATEGORIES = ("dead_letters", "raw", "anonymised", "prepped", "results", "dataset_parts",
-              "dataset_mirror", "uploads", "nights")
+              "dataset_mirror", "uploads", "nights", "pairing")
+#: ``ingest.pairing.PAIRING``: one document per subject pseudonym.
+PAIRING_COLLECTION = "pairing"
 OBJECT_BUCKETS = ("raw", "anonymised", "prepped", "results")
 #: The raw layout's site and subject folders (``ingest.layout``): what ``--site``/``--subject`` accept.
 _FOLDER = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
@@ -115,6 +119,7 @@ class Plan:
     night_ids: set[str] = field(default_factory=set)
     dead_letters: list[str] = field(default_factory=list)
     busy_nights: int = 0  # nights with a stage still running or retrying (it may write after the listing)
+    pairing: bool = False  # the subject has a pairing/{pseudonym} document
 
     def counts(self) -> dict[str, int]:
         """Items per category (objects count every stored version)."""
@@ -125,6 +130,7 @@ class Plan:
             "dataset_mirror": len(self.mirror_files),
             "uploads": len(self.upload_ids),
             "nights": len(self.night_ids),
+            "pairing": int(self.pairing),
         }
 
     @property
@@ -226,6 +232,7 @@ def make_plan(settings, storage, state, dead_letters, key: bytes, subject: Subje
     for logical in ("anonymised", "prepped", "results"):
         say(f"listing the {logical} bucket")
         plan.objects[logical].extend(_versions(storage, settings.bucket(logical), f"nights/{subject.night_prefix}"))
+    plan.objects["anonymised"].extend(_versions(storage, settings.bucket("anonymised"), f"waiting/{subject.pseudonym}/"))
     say("listing the dataset")
     results = settings.bucket("results")
     for table in ds.TABLES:
@@ -248,6 +255,7 @@ def make_plan(settings, storage, state, dead_letters, key: bytes, subject: Subje
         if upload not in plan.upload_ids and subject.night_prefix in json.dumps(doc, default=str):
             plan.upload_ids.add(upload)
     plan.upload_ids = {u for u in plan.upload_ids if state.get("uploads", u) is not None}
+    plan.pairing = state.get(PAIRING_COLLECTION, subject.pseudonym) is not None
     say("reading the dead letters")
     plan.dead_letters = [d.id for d in dead_letters.list(limit=DEAD_LETTER_LIMIT)
                          if mentions(key, subject, [d.body, d.subject, d.error])]
@@ -466,6 +474,9 @@ def forget(settings, storage, state, dead_letters, subject: Subject, *, apply: b
     for night in sorted(plan.night_ids):
         state.delete("nights", night)
         step("nights")
+    if plan.pairing:
+        state.delete(PAIRING_COLLECTION, subject.pseudonym)
+        step("pairing")
     audit.flush()
     _compact_embedded(settings)
     # What is left (a stage that wrote while this ran, an item that reappeared): reported, and

@@ -19,6 +19,7 @@ from psg_prep.prepare import prepare_psg
 from sunrise_common.events import storage_event
 from sunrise_common.labels import parse_labels
 from tests.conftest import app_client
+from tests.inprocess import published
 from tests.label_night import FORMATS, MASTER, START, canonical_stage
 from tests.label_night import psg_edf as examples_psg
 
@@ -138,6 +139,8 @@ def test_an_nsrr_xml_without_its_psg_waits_for_it_and_the_psg_takes_it(client, c
     (rec,) = doc["recordings"]["labels"].values()
     assert rec["label_kind"] == "nsrr_xml" and rec["object"].startswith(f"nights/{psg['night_id']}/labels/")
     assert doc["pairing"]["labels"] == 1
+    sent = [m for m in published(ctx.settings, "psg-anonymised") if m["night_id"] == psg["night_id"]]
+    assert sorted(m["kind"] for m in sent) == ["labels", "psg"]  # psg_prep hears of the label file too
     rows = prepared_hypnogram(ctx, psg["night_id"], tmp_path)
     assert [r["stage"] for r in rows] == [canonical_stage(s) for s in MASTER["stages"]]
 
@@ -194,3 +197,25 @@ def test_a_psg_ingested_before_dateless_pairing_existed_is_found_from_the_night_
     ctx.state.delete("pairing", subject)  # as a deployment from before this document kept it
     lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
     assert lab["status"] == "done" and lab["night_id"] == psg["night_id"], lab
+
+
+def test_a_psg_registering_while_a_dateless_label_decides_to_wait_still_gets_it(client, ctx, tmp_path, monkeypatch):
+    # The race the pairing document closes: the label file looked (no PSG yet), then the PSG is
+    # ingested in full, then the label file's waiting transaction runs: it must see the night.
+    from ingest import handler
+
+    real = handler._pairing_doc
+    psg_bytes = examples_psg(tmp_path / "raw.edf").read_bytes()
+    seen: dict = {}
+
+    def look_then_psg_arrives(ctx_, subject):
+        doc = real(ctx_, subject)
+        seen["psg"] = send_any(client, ctx, "psg/site/SUBJ/shhs1-200001.edf", psg_bytes)
+        return doc
+
+    monkeypatch.setattr(handler, "_pairing_doc", look_then_psg_arrives)
+    lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
+    assert lab["status"] == "done" and lab["night_id"] == seen["psg"]["night_id"], lab
+    subject = lab["night_id"].rsplit("-n", 1)[0]
+    assert not (ctx.state.get("pairing", subject) or {}).get("waiting_labels")
+    assert len(ctx.state.get("nights", lab["night_id"])["recordings"]["labels"]) == 1

@@ -56,6 +56,26 @@ IN_FILE = {
     "sof-like-sro.xml": [b"18.11.23"],
 }
 
+#: Personal fields added to an example for its personal-data test: (old, new) replacements.
+#: Birth date and hospital where the format has a header or element that could hold them.
+INJECT = {
+    "remlogic-export-en.txt": [(b"Patient ID:\tPSG-0001\n",
+                                b"Patient ID:\tPSG-0001\nDate of Birth:\t09/03/1961\nHospital:\tSt Mary Hospital\n")],
+    "remlogic-export-fr.txt": [(b"Patient ID:\tPSG-0002\r\n", b"Patient ID:\tPSG-0002\r\nDate de naissance:\t"
+                                b"09/03/1961\r\nH\xf4pital:\tSt Mary Hospital\r\n")],
+    "sandman-events.txt": [(b"Patient ID:\tPSG-0003\r\n",
+                            b"Patient ID:\tPSG-0003\r\nDate of Birth:\t09/03/1961\r\nHospital:\tSt Mary Hospital\r\n")],
+    "alice-study.rml": [(b"  <ChannelConfig>", b"  <Patient><Name>Jane Example</Name><BirthDate>1961-03-09</BirthDate>"
+                        b"<Hospital>St Mary Hospital</Hospital></Patient>\n  <ChannelConfig>")],
+    "study-profusion.xml": [(b"<EpochLength>30</EpochLength>", b"<EpochLength>30</EpochLength><PatientName>Jane Example"
+                            b"</PatientName><DOB>09/03/1961</DOB><Hospital>St Mary Hospital</Hospital>")],
+    "sof-like-sro.xml": [(b"<SoftwareVersion>Compumedics</SoftwareVersion>",
+                          b"<SoftwareVersion>Compumedics</SoftwareVersion>"
+                          b"<PatientInfo><Name>Jane Example</Name><DOB>09.03.1961</DOB>"
+                          b"<Hospital>St Mary Hospital</Hospital></PatientInfo>")],
+}
+INJECTED = [b"09/03/1961", b"1961-03-09", b"09.03.1961", b"St Mary Hospital", b"Jane Example"]
+
 #: Personal data in every raw object name: site, subject and a file name with a name, date, hospital.
 SITE, SUBJECT, NAME_PREFIX = "StMaryHospital", "JaneExample1961", "Jane Example 18.11.2023 StMary "
 IN_NAME = [b"StMaryHospital", b"JaneExample1961", b"Jane Example", b"StMary"]
@@ -164,6 +184,15 @@ GENERATED = [
 ]
 
 
+def _injected(path: Path) -> bytes:
+    data = path.read_bytes()
+    for after, insert in INJECT[path.name]:
+        if data.count(after) != 1:
+            raise ValueError(f"{path.name}: the injection point is not unique")
+        data = data.replace(after, insert)
+    return data
+
+
 def _from_corpus() -> list[Example]:
     out = []
     for truth_path in sorted(FORMATS.rglob("*.truth.json")):
@@ -171,6 +200,9 @@ def _from_corpus() -> list[Example]:
         folder = path.relative_to(FORMATS).parts[0]
         personal = IN_FILE.get(path.name, [])
         personal_maker = _nsrr_personal if folder == "nsrr_xml" else None
+        if path.name in INJECT:
+            personal_maker = lambda _t, p=path: _injected(p)  # noqa: E731
+            personal = personal + [n for n in INJECTED if n in _injected(path)]
         if folder == "nsrr_xml":
             personal = [b"18.11.23"]
         out.append(Example(f"{folder}/{path.name}", path.name, lambda _t, p=path: p.read_bytes(),

@@ -160,6 +160,7 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     _step("recorded", generation)
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
     message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
+    _announce_adopted(ctx, night, adopted)
     ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
     pairing = doc["pairing"] if doc else {}
     return {
@@ -490,6 +491,15 @@ def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str,
                                               if_generation_match=None)
         adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.model_dump())
     return adopted
+
+
+def _announce_adopted(ctx: Context, night: str, adopted: dict[str, Recording]) -> None:
+    """One ``psg-anonymised`` message per label file a recorded PSG took, as if it had just been
+    ingested: each label file's arrival is announced (a redelivered PSG announces them again; the
+    PSG's own message finds the same inputs, so all but one psg_prep run are duplicates)."""
+    for rec in adopted.values():
+        message = NightMessage(night_id=night, kind="labels", object=rec.object, generation=rec.generation)
+        ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
 
 
 def _add_adopted(doc: dict | None, adopted: dict[str, Recording]) -> dict | None:
