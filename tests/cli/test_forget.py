@@ -100,7 +100,7 @@ def snapshot(settings: Settings, dead_letters=None) -> dict:
     objects = {f"{logical}/{o.name}": o.size for logical in names.BUCKETS
                for o in storage.list(settings.bucket(logical))}
     docs = {f"{c}/{i}": json.dumps(d, sort_keys=True, default=str)
-            for c in ("nights", "uploads", lib.AUDIT_COLLECTION) for i, d in state.list(c)}
+            for c in ("nights", "uploads", "pairing", lib.AUDIT_COLLECTION) for i, d in state.list(c)}
     rows: dict[str, int] = {}
     for name in objects:
         if name.startswith("results/dataset/"):

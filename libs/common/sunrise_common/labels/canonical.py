@@ -264,6 +264,10 @@ class LabelSet:
     source_kind: str
     warnings: list[str] = field(default_factory=list)
     start_time: time | None = None
+    #: The file is a complete event export that lists no event: a night without scored events
+    #: (healthy sleepers have them), not an unread file. Set by the parser that saw the export's
+    #: own structure (header and no data row, nothing skipped).
+    empty_export: bool = False
     lights_off_s: float | None = None
     lights_on_s: float | None = None
 

@@ -361,7 +361,8 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
         warnings.append(f"{point_rows} row(s) without an end time: not events, skipped")
     if first is not None:
         _warn_late_first_row(warnings, first, start)
-    return LabelSet(start=start, hypnogram=None, events=events, source_kind=kind, warnings=warnings)
+    return LabelSet(start=start, hypnogram=None, events=events, source_kind=kind, warnings=warnings,
+                    empty_export=not events and not df.rows)
 
 
 def _shifted_date(text: str, shift: timedelta, cache: dict[str, str]) -> str:

@@ -106,7 +106,10 @@ class Format:
         ls = self.parse_fn(data)
         ls.source_kind = self.kind
         n_epochs = len(ls.hypnogram.stages) if ls.hypnogram is not None else 0
-        if n_epochs == 0 and not ls.events:
+        if n_epochs == 0 and not ls.events and ls.empty_export:
+            # Recorded on the night (psg_prep's warnings), never a silent empty result.
+            ls.warnings.append(f"{self.title}: the export lists no event (a night without scored events)")
+        elif n_epochs == 0 and not ls.events:
             raise LabelError(
                 "no_labels",
                 f"{self.title}: no sleep stage and no scored event found "
