@@ -232,6 +232,7 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
         raise LabelError("unknown_label_format", f"{TITLE}: root element is not PSGAnnotation")
     start: datetime | None = None
     root.tag = "PSGAnnotation"
+    root.attrib.clear()
     for child in list(root):
         if local(child.tag) not in _ROOT_KEEP:
             root.remove(child)
@@ -243,6 +244,7 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
             if local(ev.tag) != "ScoredEvent":
                 events.remove(ev)
                 continue
+            ev.attrib.clear()
             for child in list(ev):
                 if local(child.tag) not in _EVENT_KEEP:
                     ev.remove(child)
