@@ -223,3 +223,16 @@ def name_has(name: str, extensions: tuple[str, ...]) -> bool:
     """True when ``name`` ends with one of ``extensions`` (case-insensitive)."""
     low = name.lower()
     return any(low.endswith(e) for e in extensions)
+
+
+def docs_table() -> str:
+    """The Markdown table of docs/label-formats.md, generated from ``FORMATS`` (a test keeps the
+    page in step with the registry)."""
+    head = "| kind | format | producer | extensions | what is read | what is anonymised | assumptions |\n"
+    head += "|---|---|---|---|---|---|---|\n"
+    rows = []
+    for f in FORMATS:
+        cells = (f"`{f.kind}`", f.title, f.producer, ", ".join(f"`{e}`" for e in f.extensions), f.reads,
+                 f.anonymised, f.assumptions)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return head + "\n".join(rows) + "\n"
