@@ -119,7 +119,7 @@ def bids_events() -> bytes:
 
 def luna_annot() -> bytes:
     t = _read("luna_annot/night.annot").decode()
-    t = f"# {NAME} | {HOSPITAL} {BIRTH} 18.11.2023\n" + t
+    t = f"# {NAME} | {HOSPITAL} {BIRTH} 18.11.2023\n# arousal:respiratory | {HOSPITAL} | Hildegard[txt]\n" + t
     t = t.replace("arousal:respiratory\tRERA", f"arousal:respiratory\t{NAME}", 1)
     return (t + f"{NAME}\t{PATIENT_ID}\t.\t100\t+1\tpatient={NAME};dob={BIRTH}\n").encode()
 
