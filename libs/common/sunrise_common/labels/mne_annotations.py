@@ -24,7 +24,7 @@ import re
 from datetime import datetime, timedelta
 
 from .canonical import Event, LabelSet
-from .common import anon_shift, decode, encode, event_type, expand_spans, newline_of, number, safe_label
+from .common import anon_shift, csv_rows, decode, encode, event_type, expand_spans, newline_of, number, safe_label
 from .edf_hypnogram import lights_word, stage_of_text
 from .errors import LabelError
 from .registry import Format, name_has
@@ -77,7 +77,7 @@ def _txt_rows(text: str) -> tuple[datetime | None, list[tuple[int, list[str]]]]:
             if m:
                 start = _orig_time(m.group(1), TITLE_TXT)
             continue
-        cells = next(csv.reader([line]))
+        cells = csv_rows(line)[0]
         if len(cells) < 3:
             raise LabelError("bad_row", f"{TITLE_TXT}: line {n} has {len(cells)} fields, expected 3 or 4")
         rows.append((n, cells))
@@ -115,7 +115,7 @@ def anonymise_txt(data: bytes) -> tuple[bytes, datetime | None]:
 
 
 def _csv_rows(text: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = csv_rows(text)
     if not rows:
         raise LabelError("no_labels", f"{TITLE_CSV}: empty")
     head = [c.strip().lower() for c in rows[0]]
