@@ -154,6 +154,7 @@ _MODULES = (
     "nsrr_xml",
     "profusion_xml",
     "alice_rml",
+    "embla_xml",
     "remlogic_txt",
     "sandman_txt",
     "respironics_csv",
