@@ -103,6 +103,12 @@ def mne_txt() -> bytes:
     return (t + f"100.0,0.0,{NAME} 14/03/1957\n").encode()
 
 
+def onset_duration_tsv() -> bytes:
+    t = _read("mne_annotations/night-annot.txt").decode()
+    rows = [ln.replace(",", "\t") for ln in t.splitlines() if not ln.startswith("#")]
+    return ("\n".join(rows) + f"\n100.0\t0.0\t{NAME} {HOSPITAL} {BIRTH} 18.11.2023 {PATIENT_ID}\n").encode()
+
+
 def mne_csv() -> bytes:
     t = _read("mne_annotations/night-annot.csv").decode()
     return (t + f"2023-11-18 23:30:00.000000,0.0,{NAME} {HOSPITAL} {PATIENT_ID} 14.03.1957\n").encode()
@@ -154,6 +160,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "respironics_events_csv": ("respironics_events_csv", respironics_events),
     "mne_annotations_txt": ("mne_annotations_txt", mne_txt),
     "mne_annotations_csv": ("mne_annotations_csv", mne_csv),
+    "onset_duration_tsv": ("onset_duration_tsv", onset_duration_tsv),
     "bids_events": ("bids_events", bids_events),
     "luna_annot": ("luna_annot", luna_annot),
     "visbrain_stage_duration": ("visbrain_stage_duration", visbrain_sd),

@@ -50,6 +50,7 @@ EMPTY = {
     "respironics_stages_csv": b"\n",
     "mne_annotations_txt": b"# MNE-Annotations\n# onset, duration, description\n",
     "mne_annotations_csv": b"onset,duration,description\n",
+    "onset_duration_tsv": b"\n",
     "bids_events": b"onset\tduration\ttrial_type\n",
     "luna_annot": b"class\tinstance\tchannel\tstart\tstop\tmeta\n",
     "elan_hyp": b"time_base 1\nsampling_period 0.004\nepoch_nb 0\nepoch_list\n",
@@ -219,3 +220,14 @@ def test_the_misspelled_translator_root_is_accepted():
            b"<EventConcept>Wake|0</EventConcept><Start>0</Start><Duration>30</Duration></ScoredEvent></ScoredEvents></PSGAnnotaion>"
     assert detect(data, "x.xml").kind == "nsrr_xml"
     assert by_kind("nsrr_xml").parse(data).hypnogram.stages == ["W"]
+
+
+def test_a_headerless_nch_style_tsv_reads_runs_off_the_grid_events_and_lights():
+    data = (b"0.0\t30.0\tSleep stage W\n30.0\t60.0\tSleep stage N2\n35.5\t0\tLights Off\n"
+            b"40.25\t12.5\tOxygen Desaturation\n90\t30\tSleep stage R\n")
+    fmt = detect(data, "nch.tsv")
+    assert fmt.kind == "onset_duration_tsv"
+    ls = fmt.parse(data)
+    assert ls.hypnogram.stages == ["W", "N2", "N2", "REM"]
+    assert ls.lights_off_s == 35.5
+    assert [(e.type, e.onset_s, e.duration_s) for e in ls.events] == [("desaturation", 40.25, 12.5)]

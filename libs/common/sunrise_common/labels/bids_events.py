@@ -30,7 +30,7 @@ from .errors import LabelError
 from .registry import Format, name_has
 
 TITLE = "BIDS events/hypnogram TSV"
-LABEL_COLUMNS = ("stage", "sleep_stage", "trial_type", "label", "value")
+LABEL_COLUMNS = ("stage", "sleep_stage", "trial_type", "label", "value", "description")
 _SHORT = {"w": "W", "r": "REM", "?": "UNS"}
 
 
