@@ -199,8 +199,8 @@ def test_formats_of_numbers_only_refuse_text_with_a_reason_that_does_not_quote_i
 def test_every_text_format_has_a_personal_data_case() -> None:
     from sunrise_common.labels import FORMATS
 
-    # embla_xml: its own file writes the patient block and notes (test_label_embla_xml.py).
-    covered = {k for k, _ in CASES.values()} | {"respironics_stages_csv", "elan_hyp", "embla_xml"}
+    # embla_xml, luna_xml: their own files writes the patient block and notes (test_label_embla_xml.py).
+    covered = {k for k, _ in CASES.values()} | {"respironics_stages_csv", "elan_hyp", "embla_xml", "luna_xml"}
     # EDF+ label files go through the EDF anonymiser (tests/edf); the other DOMINO kinds share
     # the sleep profile's anonymiser (tests/labels/test_label_anonymise.py).
     skipped = {"edf_hypnogram", "domino_flow_events", "domino_arousals", "domino_generic", "domino_other"}

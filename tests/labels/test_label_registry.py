@@ -44,6 +44,7 @@ EMPTY = {
     "profusion_xml": b"<CMPStudyConfig><EpochLength>30</EpochLength><SleepStages/></CMPStudyConfig>",
     "alice_rml": b'<PatientStudy xmlns="http://www.respironics.com/PatientStudy.xsd"><ScoringData/></PatientStudy>',
     "embla_xml": b"<EventExport><Event><Type>SLEEP-S0</Type><Location>C4</Location></Event></EventExport>",
+    "luna_xml": b"<Annotations><StartTime>23.10.00</StartTime><Instances/></Annotations>",
     "remlogic_txt": b"RemLogic Event Export\nRecording Date:\t18/11/2023\n\nTime [hh:mm:ss]\tEvent\tDuration[s]\n",
     "sandman_txt": b"Sandman Elite\nStart Time: 18/11/2023 11:10:00 PM\n\nEpoch\tEvent\tStart Time\tDuration\n",
     "respironics_events_csv": b'"Event type","Stage","Time","Epoch","Date","Duration"\n',

@@ -155,6 +155,7 @@ _MODULES = (
     "profusion_xml",
     "alice_rml",
     "embla_xml",
+    "luna_xml",
     "remlogic_txt",
     "sandman_txt",
     "respironics_csv",
