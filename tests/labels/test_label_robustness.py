@@ -114,7 +114,7 @@ def _format_examples():
 def test_mutated_format_examples_parse_or_raise_a_label_error(path, data):
     """Every registered format: an example with lines cut, swapped or overwritten with garbage
     parses (and its anonymisation reads the same) or fails with a LabelError, never a crash."""
-    from sunrise_common.labels import by_kind, detect
+    from sunrise_common.labels import detect
 
     original = path.read_bytes()
     fmt = detect(original, path.name)
