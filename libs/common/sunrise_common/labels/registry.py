@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 from .canonical import LabelSet
 from .errors import LabelError
@@ -48,6 +48,10 @@ class AnonymisedLabel:
     warnings : list[str]
     start_time_only : bool
         True when the file has a time of day but no date (pair by time of day).
+    start_time : datetime.time | None
+        The ORIGINAL time of day of the start (also when the date is unknown), for pairing only.
+    label_set : LabelSet | None
+        The anonymised file as parsed (what psg_prep will read), for checks such as coverage.
     """
 
     data: bytes
@@ -56,6 +60,8 @@ class AnonymisedLabel:
     extension: str
     warnings: list[str] = field(default_factory=list)
     start_time_only: bool = False
+    start_time: time | None = None
+    label_set: LabelSet | None = None
 
 
 Sniff = Callable[[bytes, str], int]
@@ -128,7 +134,8 @@ class Format:
         after = self.parse(out)
         _same(self, before, after)
         only_time = start is None and before.start_time is not None
-        return AnonymisedLabel(out, start, self.kind, self.out_extension, list(before.warnings), only_time)
+        return AnonymisedLabel(out, start, self.kind, self.out_extension, list(before.warnings), only_time,
+                               before.start_time, after)
 
 
 def _same(fmt: Format, a: LabelSet, b: LabelSet) -> None:
