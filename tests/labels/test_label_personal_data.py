@@ -142,6 +142,11 @@ def stage_per_line_csv() -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
+def alice_staging() -> bytes:
+    rows = [f"{i + 1},11:{10 + i // 2:02d}:{30 * (i % 2):02d} PM,{'WK' if i < 4 else 'N2'},{NAME} {HOSPITAL}" for i in range(10)]
+    return (f"Patient {NAME} {BIRTH} {PATIENT_ID} 18.11.2023\r\n" + "\r\n".join(rows) + "\r\n").encode()
+
+
 def domino() -> bytes:
     t = (CORPUS / "labels/domino/rbdtector_test1/Sleep profile - test1 Unbekannt.txt").read_text()
     t = t.replace("Start Time: 23.09.2020 01:00:00", "Start Time: 18.11.2023 01:00:00")
@@ -165,6 +170,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "visbrain_stage_duration": ("visbrain_stage_duration", visbrain_sd),
     "stage_per_line": ("stage_per_line", stage_per_line_csv),
     "domino_sleep_profile": ("domino_sleep_profile", domino),
+    "alice_staging_csv": ("alice_staging_csv", alice_staging),
 }
 
 

@@ -52,6 +52,7 @@ EMPTY = {
     "mne_annotations_txt": b"# MNE-Annotations\n# onset, duration, description\n",
     "mne_annotations_csv": b"onset,duration,description\n",
     "onset_duration_tsv": b"\n",
+    "alice_staging_csv": b"Epoch,Time,Stage\n",
     "bids_events": b"onset\tduration\ttrial_type\n",
     "luna_annot": b"class\tinstance\tchannel\tstart\tstop\tmeta\n",
     "elan_hyp": b"time_base 1\nsampling_period 0.004\nepoch_nb 0\nepoch_list\n",
@@ -232,3 +233,13 @@ def test_a_headerless_nch_style_tsv_reads_runs_off_the_grid_events_and_lights():
     assert ls.hypnogram.stages == ["W", "N2", "N2", "REM"]
     assert ls.lights_off_s == 35.5
     assert [(e.type, e.onset_s, e.duration_s) for e in ls.events] == [("desaturation", 40.25, 12.5)]
+
+
+def test_alice_plain_staging_reads_epochs_by_their_clock_across_midnight():
+    data = (b"Epoch,Time,Stage\r\n1,11:59:00 PM,WK\r\n2,11:59:30 PM,N1\r\n3,12:00:00 AM,N2\r\n"
+            b"5,12:01:00 AM,RE\r\n6,12:01:30 AM,12\r\n")
+    fmt = detect(data, "staging.csv")
+    assert fmt.kind == "alice_staging_csv"
+    ls = fmt.parse(data)
+    assert ls.hypnogram.stages == ["W", "N1", "N2", "UNS", "REM", "N2"]
+    assert str(ls.start_time) == "23:59:00"

@@ -166,6 +166,7 @@ _MODULES = (
     "remlogic_txt",
     "sandman_txt",
     "respironics_csv",
+    "alice_staging_csv",
     "mne_annotations",
     "bids_events",
     "luna_annot",
