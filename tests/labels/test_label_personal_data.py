@@ -147,6 +147,12 @@ def alice_staging() -> bytes:
     return (f"Patient {NAME} {BIRTH} {PATIENT_ID} 18.11.2023\r\n" + "\r\n".join(rows) + "\r\n").encode()
 
 
+def wsc_txt() -> bytes:
+    from .test_label_registry import WSC
+
+    return WSC + f"00:20:00.00\tCOMMENT - {NAME} - {BIRTH} - {HOSPITAL} - {PATIENT_ID} - 18.11.2023\n".encode()
+
+
 def domino() -> bytes:
     t = (CORPUS / "labels/domino/rbdtector_test1/Sleep profile - test1 Unbekannt.txt").read_text()
     t = t.replace("Start Time: 23.09.2020 01:00:00", "Start Time: 18.11.2023 01:00:00")
@@ -171,6 +177,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "stage_per_line": ("stage_per_line", stage_per_line_csv),
     "domino_sleep_profile": ("domino_sleep_profile", domino),
     "alice_staging_csv": ("alice_staging_csv", alice_staging),
+    "wsc_txt": ("wsc_txt", wsc_txt),
 }
 
 

@@ -53,6 +53,7 @@ EMPTY = {
     "mne_annotations_csv": b"onset,duration,description\n",
     "onset_duration_tsv": b"\n",
     "alice_staging_csv": b"Epoch,Time,Stage\n",
+    "wsc_txt": b"\n",
     "bids_events": b"onset\tduration\ttrial_type\n",
     "luna_annot": b"class\tinstance\tchannel\tstart\tstop\tmeta\n",
     "elan_hyp": b"time_base 1\nsampling_period 0.004\nepoch_nb 0\nepoch_list\n",
@@ -243,3 +244,20 @@ def test_alice_plain_staging_reads_epochs_by_their_clock_across_midnight():
     ls = fmt.parse(data)
     assert ls.hypnogram.stages == ["W", "N1", "N2", "UNS", "REM", "N2"]
     assert str(ls.start_time) == "23:59:00"
+
+
+WSC = (b"23:50:00.00\tLIGHTS OUT\n23:50:00.00\tSTAGE - W\n23:55:00.00\tSTAGE - N1\n23:56:00.00\tSTAGE - N2\n"
+       b"23:57:10.50\tRESPIRATORY EVENT - DUR: 44.9 SEC. - HYPOPNEA - DESAT 91.6 %\n"
+       b"00:02:00.00\tDESATURATION - DUR: 20 SEC. - MIN 91.6 % - DROP 3.1 %\n00:05:00.00\tSTAGE - R\n"
+       b"00:15:00.00\tLIGHTS ON\n")
+
+
+def test_wsc_text_reads_stage_changes_across_midnight_events_and_desaturation_values():
+    fmt = detect(WSC, "wsc.txt")
+    assert fmt.kind == "wsc_txt"
+    ls = fmt.parse(WSC)
+    assert ls.hypnogram.counts() == {"W": 10, "N1": 2, "N2": 18, "N3": 0, "REM": 20, "UNS": 0}
+    assert (ls.lights_off_s, ls.lights_on_s) == (0.0, 1500.0)
+    hyp, desat = ls.events
+    assert (hyp.type, hyp.onset_s, hyp.duration_s) == ("hypopnea", 430.5, 44.9)
+    assert (desat.type, desat.onset_s, desat.nadir, round(desat.baseline, 1)) == ("desaturation", 720.0, 91.6, 94.7)

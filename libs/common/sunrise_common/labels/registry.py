@@ -168,6 +168,7 @@ _MODULES = (
     "respironics_csv",
     "alice_staging_csv",
     "mne_annotations",
+    "wsc_txt",
     "bids_events",
     "luna_annot",
     "visbrain",
