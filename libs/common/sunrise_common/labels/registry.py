@@ -247,3 +247,4 @@ def docs_table() -> str:
                  f.anonymised, f.assumptions)
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return head + "\n".join(rows) + "\n"
+
