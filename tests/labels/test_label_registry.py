@@ -261,3 +261,11 @@ def test_wsc_text_reads_stage_changes_across_midnight_events_and_desaturation_va
     hyp, desat = ls.events
     assert (hyp.type, hyp.onset_s, hyp.duration_s) == ("hypopnea", 430.5, 44.9)
     assert (desat.type, desat.onset_s, desat.nadir, round(desat.baseline, 1)) == ("desaturation", 720.0, 91.6, 94.7)
+
+
+def test_a_one_column_hypnogram_with_its_column_name_is_read():
+    data = b"stage\nW\nN1\nN2\nR\n"
+    fmt = detect(data, "hypno.csv")
+    assert fmt.kind == "stage_per_line"
+    assert fmt.parse(data).hypnogram.stages == ["W", "N1", "N2", "REM"]
+    assert fmt.parse(fmt.anonymise(data).data).hypnogram.stages == ["W", "N1", "N2", "REM"]
