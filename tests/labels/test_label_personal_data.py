@@ -153,6 +153,14 @@ def wsc_txt() -> bytes:
     return WSC + f"00:20:00.00\tCOMMENT - {NAME} - {BIRTH} - {HOSPITAL} - {PATIENT_ID} - 18.11.2023\n".encode()
 
 
+def yasa_json() -> bytes:
+    import json
+
+    return json.dumps({"values": ["WAKE", "N1", "N2"] * 10, "n_stages": 5, "freq": "30s",
+                       "start": "2023-11-18T23:10:00", "scorer": f"{NAME} {HOSPITAL} {PATIENT_ID}",
+                       "proba": None, "patient": {"name": NAME, "dob": BIRTH}}).encode()
+
+
 def domino() -> bytes:
     t = (CORPUS / "labels/domino/rbdtector_test1/Sleep profile - test1 Unbekannt.txt").read_text()
     t = t.replace("Start Time: 23.09.2020 01:00:00", "Start Time: 18.11.2023 01:00:00")
@@ -178,6 +186,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "domino_sleep_profile": ("domino_sleep_profile", domino),
     "alice_staging_csv": ("alice_staging_csv", alice_staging),
     "wsc_txt": ("wsc_txt", wsc_txt),
+    "yasa_json": ("yasa_json", yasa_json),
 }
 
 

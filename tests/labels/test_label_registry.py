@@ -54,6 +54,7 @@ EMPTY = {
     "onset_duration_tsv": b"\n",
     "alice_staging_csv": b"Epoch,Time,Stage\n",
     "wsc_txt": b"\n",
+    "yasa_json": b'{"values": [], "n_stages": 5, "freq": "30s", "start": null}',
     "bids_events": b"onset\tduration\ttrial_type\n",
     "luna_annot": b"class\tinstance\tchannel\tstart\tstop\tmeta\n",
     "elan_hyp": b"time_base 1\nsampling_period 0.004\nepoch_nb 0\nepoch_list\n",
@@ -269,3 +270,19 @@ def test_a_one_column_hypnogram_with_its_column_name_is_read():
     assert fmt.kind == "stage_per_line"
     assert fmt.parse(data).hypnogram.stages == ["W", "N1", "N2", "REM"]
     assert fmt.parse(fmt.anonymise(data).data).hypnogram.stages == ["W", "N1", "N2", "REM"]
+
+
+def test_a_yasa_json_hypnogram_reads_values_freq_and_start():
+    data = (b'{"values": ["WAKE", "N1", "N2", "N3", "REM", "ART", "UNS"], "n_stages": 5, "freq": "30s", '
+            b'"start": "2023-11-18 23:10:00+01:00", "scorer": "S1", "proba": null}')
+    fmt = detect(data, "night.json")
+    assert fmt.kind == "yasa_json"
+    ls = fmt.parse(data)
+    assert ls.hypnogram.stages == ["W", "N1", "N2", "N3", "REM", "UNS", "UNS"]
+    assert str(ls.start) == "2023-11-18 23:10:00"
+
+
+def test_deeply_nested_json_is_a_reason_not_a_recursion_error():
+    with pytest.raises(LabelError) as info:
+        by_kind("yasa_json").parse(b"[" * 100_000 + b"]" * 100_000)
+    assert info.value.reason in ("json_too_deep", "bad_json")

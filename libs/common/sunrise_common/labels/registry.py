@@ -163,6 +163,7 @@ _MODULES = (
     "alice_rml",
     "embla_xml",
     "luna_xml",
+    "yasa_json",
     "remlogic_txt",
     "sandman_txt",
     "respironics_csv",
