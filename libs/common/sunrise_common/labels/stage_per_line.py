@@ -93,7 +93,6 @@ def parse(data: bytes) -> LabelSet:
         raise LabelError("no_labels", f"{TITLE}: no stage lines")
     si, oi = _cols(header, len(rows[0][1]))
     codes = []
-    unknown = 0
     onsets = []
     for n, cells in rows:
         if si >= len(cells):
@@ -112,8 +111,6 @@ def parse(data: bytes) -> LabelSet:
         if not 1 <= epoch_s <= 120:
             raise LabelError("absurd_value", f"{TITLE}: onset step {epoch_s:g} s outside 1..120")
     warnings = ["one stage per line has no clock time: epoch 0 is the PSG start"]
-    if unknown:
-        warnings.append(f"{unknown} unknown label(s): {UNSCORED}")
     return LabelSet(start=None, hypnogram=per_epoch(codes, epoch_s, onset), events=[], source_kind="stage_per_line",
                     warnings=warnings)
 
