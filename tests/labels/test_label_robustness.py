@@ -109,7 +109,7 @@ def _format_examples():
 
 
 @pytest.mark.parametrize("path", _format_examples(), ids=lambda p: p.name)
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_mutated_format_examples_parse_or_raise_a_label_error(path, data):
     """Every registered format: an example with lines cut, swapped or overwritten with garbage
