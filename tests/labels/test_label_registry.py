@@ -286,3 +286,10 @@ def test_deeply_nested_json_is_a_reason_not_a_recursion_error():
     with pytest.raises(LabelError) as info:
         by_kind("yasa_json").parse(b"[" * 100_000 + b"]" * 100_000)
     assert info.value.reason in ("json_too_deep", "bad_json")
+
+
+def test_a_domino_header_missing_start_time_is_named_in_dominos_words():
+    with pytest.raises(LabelError) as info:
+        detect(b"Signal ID: SchlafProfil\\profil\nRate: 30 s\n\n01:00:00,000; N2\n", "x.txt")
+    assert info.value.reason == "bad_start_time"
+    assert info.value.detail == "SOMNOmedics DOMINO: the header has no Start Time: line"

@@ -469,7 +469,11 @@ def classify(head: bytes, name: str) -> str | None:
         return None
     df = split_file(decode_text(head))
     signal_id = df.get("Signal ID")
-    if signal_id is None or df.get("Start Time") is None:
+    if signal_id is not None and df.get("Start Time") is None:
+        # DOMINO's own header key without its start: say so in DOMINO's words ("Start Time:"
+        # alone is not DOMINO's: Sandman writes it too).
+        raise LabelError("bad_start_time", "SOMNOmedics DOMINO: the header has no Start Time: line")
+    if signal_id is None:
         return None
     sid = signal_id.lower()
     lname = name.lower()
