@@ -61,8 +61,9 @@ def test_generic_no_reads_the_us_start_time_and_flags_the_odd_pm(domino_dir):
     ls = _parse(domino_dir, "Generic_NO_test1.txt", "domino_generic")
     assert ls.start == datetime(2020, 9, 23, 13, 0, 0)
     assert len(ls.events) == 862
-    # Rows are at 01:18..01:51 while the header says 1 PM: the rows are on the next day, reported.
-    assert ls.events[0].onset_s == pytest.approx(12 * 3600 + 18 * 60 + 0.865)
+    # Rows are at 01:18..01:51 while the header says 1 PM: within ±12 h of the start the first row
+    # is 11.7 h before it (the midnight rule), reported as a likely AM/PM mistake.
+    assert ls.events[0].onset_s == pytest.approx(-(11 * 3600 + 42 * 60) + 0.865)
     assert any("AM/PM" in w for w in ls.warnings)
 
 

@@ -42,3 +42,23 @@ def test_epoch_counts_agree_with_mne(corpus):
     assert per_label["Sleep stage W"] == EXPECTED_EPOCHS["W"]
     assert per_label["Sleep stage 3"] + per_label["Sleep stage 4"] == EXPECTED_EPOCHS["N3"]
     assert per_label["Sleep stage ?"] == EXPECTED_EPOCHS["UNS"]
+
+
+def test_hmc_style_lights_markers_with_a_channel_suffix_set_the_lights_and_events_keep_their_channel():
+    """HMC and MNE write ``Lights off@@EEG F4-A1``: the marker is the lights time, not an event."""
+    import io
+    from datetime import date, time
+
+    from edfio import Edf, EdfAnnotation
+
+    anns = [EdfAnnotation(0, None, "Lights off@@EEG F4-A1")]
+    anns += [EdfAnnotation(30 * i, 30, f"Sleep stage {s}") for i, s in enumerate(["W", "W", "N1", "N2", "N3", "R"])]
+    anns += [EdfAnnotation(175, None, "Lights on@@EEG F4-A1"), EdfAnnotation(40, 12.5, "Obstructive apnea@@Flow")]
+    edf = Edf([], annotations=anns, starttime=time(23, 10, 0))
+    edf.startdate = date(2023, 11, 18)
+    buf = io.BytesIO()
+    edf.write(buf)
+    ls = parse_labels("edf_hypnogram", buf.getvalue())
+    assert ls.hypnogram.stages == ["W", "W", "N1", "N2", "N3", "REM"]
+    assert (ls.lights_off_s, ls.lights_on_s) == (0.0, 175.0)
+    assert [(e.type, e.channel, e.onset_s, e.duration_s) for e in ls.events] == [("obstructive_apnea", "Flow", 40.0, 12.5)]

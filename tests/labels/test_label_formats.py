@@ -114,6 +114,8 @@ def _check(ls: LabelSet, truth: dict, anonymised: bool = False) -> None:
                 assert abs(e.nadir - w["spo2_nadir"]) < 0.01
             if "spo2_baseline" in w and e.baseline is not None:
                 assert abs(e.baseline - w["spo2_baseline"]) < 0.01
+            if e.stage is not None and "stage_at_onset" in w:  # the file's own stage column
+                assert e.stage == TRUTH_STAGE[w["stage_at_onset"]], w
             got.remove(e)
         spo2 = [w for w in want if "spo2_nadir" in w]
         if spo2 and truth["file"] in SPO2_FILES:

@@ -99,3 +99,43 @@ def test_anonymised_rows_parse_exactly_like_the_original(rows, kind):
         return  # e.g. a profile spanning more than 72 h: refused, nothing to compare
     anonymised = parse_labels(kind, anonymise_label_file(kind, data).data)
     _same(original, anonymised)
+
+
+def _format_examples():
+    from tests.conftest import CORPUS
+
+    root = CORPUS / "labels" / "formats"
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix not in (".json", ".py") and "scans" not in p.name)
+
+
+@pytest.mark.parametrize("path", _format_examples(), ids=lambda p: p.name)
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_mutated_format_examples_parse_or_raise_a_label_error(path, data):
+    """Every registered format: an example with lines cut, swapped or overwritten with garbage
+    parses (and its anonymisation reads the same) or fails with a LabelError, never a crash."""
+    from sunrise_common.labels import detect
+
+    original = path.read_bytes()
+    fmt = detect(original, path.name)
+    lines = original.splitlines(keepends=True)
+    n = len(lines)
+    ops = data.draw(st.lists(st.tuples(st.sampled_from(["drop", "dup", "garble", "truncate"]),
+                                       st.integers(0, n - 1), st.binary(max_size=12)), min_size=1, max_size=4))
+    for op, i, junk in ops:
+        i = min(i, len(lines) - 1)
+        if op == "drop" and len(lines) > 1:
+            del lines[i]
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        elif op == "garble":
+            cut = len(lines[i]) // 2
+            lines[i] = lines[i][:cut] + junk + lines[i][cut:]
+        elif op == "truncate":
+            lines = lines[: max(i, 1)]
+    mutated = b"".join(lines)
+    try:
+        fmt.parse(mutated)
+        fmt.anonymise(mutated)
+    except LabelError as exc:
+        assert exc.reason and "\x00" not in exc.detail

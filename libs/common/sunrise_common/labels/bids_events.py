@@ -27,10 +27,10 @@ from .canonical import Event, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, number, safe_label
 from .edf_hypnogram import lights_word
 from .errors import LabelError
-from .registry import Format, name_has
+from .registry import Format
 
 TITLE = "BIDS events/hypnogram TSV"
-LABEL_COLUMNS = ("stage", "sleep_stage", "trial_type", "label", "value")
+LABEL_COLUMNS = ("stage", "sleep_stage", "trial_type", "label", "value", "description")
 _SHORT = {"w": "W", "r": "REM", "?": "UNS"}
 
 

@@ -290,3 +290,14 @@ def safe_label(label: str) -> str:
     if map_stage(text)[1] or event_type(text) != "other":
         return label
     return "other"
+
+
+def csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
+    """Comma-separated rows, one per line (CR, LF or CRLF; a quoted field cannot span lines)."""
+    import csv  # noqa: PLC0415
+
+    try:
+        return list(csv.reader(text.splitlines(), delimiter=delimiter))
+    except csv.Error as exc:
+        line = getattr(exc, "line_num", 0)
+        raise LabelError("bad_row", f"CSV row does not parse (line {line})") from None

@@ -17,9 +17,8 @@ event. Two row layouts exist:
 
 Midnight rollover for time-only rows: a row whose time of day is more than 12 h earlier than
 the previous row's is on the next day (rows are sorted, so a smaller backward step is an
-out-of-order row, not a new day). The first row is compared with ``Start Time`` more strictly: a
-first row more than 5 min before the start is on the next day (time-only rows cannot say that
-they precede the start; rows with dates can, and their dates are used as they are). The event
+out-of-order row, not a new day). The first row is placed within ±12 h of ``Start Time``: up to
+12 h before the start it stays before it (rows with dates use their dates as they are). The event
 duration is computed from the start and end times (ms resolution);
 the rounded duration column is ignored.
 """
@@ -56,7 +55,9 @@ _HEADER = re.compile(r"^\s*([A-Za-z][A-Za-z0-9 _]*?)\s*:\s*(.*?)\s*$")
 
 _ROLLOVER_S = 12 * 3600.0
 MAX_PROFILE_S = 72 * 3600.0  # a longer profile is a corrupt date, not a night
-_FIRST_ROW_SLACK_S = 300.0
+# The first time-only row is placed within ±12 h of Start Time (the midnight rule every text
+# format shares, labels.common.MIDNIGHT_RULE_S): a row before the start stays before it.
+_FIRST_ROW_SLACK_S = _ROLLOVER_S
 
 
 def decode_text(data: bytes) -> str:
@@ -201,6 +202,8 @@ class _Clock:
             slack = _ROLLOVER_S if self.prev is not None else _FIRST_ROW_SLACK_S
             if (ref - dt).total_seconds() > slack:
                 dt += timedelta(days=1)
+            elif self.prev is None and (dt - ref).total_seconds() >= _ROLLOVER_S:
+                dt -= timedelta(days=1)  # 23:55 before a 00:05 start: the evening before
         self.prev = dt
         return dt
 
@@ -280,9 +283,9 @@ def parse_sleep_profile(data: bytes, kind: str = "domino_sleep_profile") -> Labe
 
 def _warn_late_first_row(warnings: list[str], first: datetime, start: datetime) -> None:
     gap = (first - start).total_seconds()
-    if gap > 6 * 3600:
+    if abs(gap) > 6 * 3600:
         warnings.append(
-            f"first row is {gap / 3600:.2f} h after Start Time {start:%H:%M:%S} "
+            f"first row is {abs(gap) / 3600:.2f} h {'after' if gap > 0 else 'before'} Start Time "
             "(check the Start Time's AM/PM or locale)"
         )
 
@@ -467,7 +470,11 @@ def classify(head: bytes, name: str) -> str | None:
         return None
     df = split_file(decode_text(head))
     signal_id = df.get("Signal ID")
-    if signal_id is None or df.get("Start Time") is None:
+    if signal_id is not None and df.get("Start Time") is None:
+        # DOMINO's own header key without its start: say so in DOMINO's words ("Start Time:"
+        # alone is not DOMINO's: Sandman writes it too).
+        raise LabelError("bad_start_time", "SOMNOmedics DOMINO: the header has no Start Time: line")
+    if signal_id is None:
         return None
     sid = signal_id.lower()
     lname = name.lower()
@@ -507,9 +514,10 @@ def _format(kind: str, what: str) -> Format:
         anonymise_fn=anonymise,
         reads="one stage per epoch (Rate)" if kind == "domino_sleep_profile"
         else "events (start-end; [duration;] label[; stage])",
-        anonymised="Start Time -> 01.01.<year>, row dates shifted by the same days, unknown header lines dropped",
-        assumptions="time-only rows: > 12 h back from the previous row is the next day; the first row "
-        "more than 5 min before Start Time is on the next day",
+        anonymised="Start Time -> 01.01.YYYY (year kept), row dates shifted by the same days, unknown header "
+        "lines dropped",
+        assumptions="time-only rows: the first within ±12 h of Start Time, each next one > 12 h back "
+        "from the previous row is the next day",
     )
 
 

@@ -77,6 +77,22 @@ class _Rows:
             self.rows.append((n, cells))
 
 
+def _meta(meta: str, names: list[str]) -> dict[str, float]:
+    """Numeric meta values by lower-case key: ``key=value`` pairs or positional values named by
+    the class's header keys (``baseline[num] nadir[num]`` + ``95;90``)."""
+    values: dict[str, float] = {}
+    if meta in (".", ""):
+        return values
+    for j, p in enumerate(re.split(r"[;|]", meta)):
+        k, eq, v = p.partition("=")
+        key, val = (k.strip(), v) if eq else (names[j] if j < len(names) else f"v{j}", k)
+        try:
+            values[key.lower()] = float(val.strip().replace(",", "."))
+        except ValueError:
+            continue
+    return values
+
+
 def parse(data: bytes) -> LabelSet:
     text, _, _ = decode(data)
     table = _Rows(text)
@@ -130,17 +146,7 @@ def parse(data: bytes) -> LabelSet:
         if which is not None:
             lights.setdefault(which, onset)
             continue
-        values: dict[str, float] = {}
-        if meta not in (".", ""):
-            parts = re.split(r"[;|]", meta)
-            names = table.keys.get(cls, [])
-            for j, p in enumerate(parts):
-                k, eq, v = p.partition("=")
-                key, val = (k.strip(), v) if eq else (names[j] if j < len(names) else f"v{j}", k)
-                try:
-                    values[key.lower()] = float(val.strip().replace(",", "."))
-                except ValueError:
-                    continue
+        values = _meta(meta, table.keys.get(cls, []))
         etype = event_type(inst) if inst not in (".", "") else "other"
         if etype == "other":
             etype = event_type(cls)
@@ -153,24 +159,23 @@ def parse(data: bytes) -> LabelSet:
 
 
 def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
-    """Header lines keep only the class and key names (descriptions dropped); free-text classes
-    and instances that name no stage, event or lights marker become ``other``; meta keeps only
-    numbers. Times carry no date here, so none is shifted."""
+    """Header lines keep only the class (descriptions and keys dropped); free-text classes and
+    instances that name no stage, event or lights marker become ``other``; meta keeps only the
+    ``baseline=``/``nadir=`` values (header keys and other meta dropped). Times carry no date here,
+    so none is shifted."""
     text, codec, bom = decode(data)
     nl = newline_of(text)
     table = _Rows(text)
     out = []
-    for cls, keys in table.keys.items():
-        name = cls if stage_of(cls) is not None else safe_label(cls)
-        out.append(f"# {name} | {name}" + (f" | {' '.join(k + '[num]' for k in keys)}" if keys else ""))
+    for cls in table.keys:
+        name = cls if stage_of(cls) is not None or lights_word(cls.replace("_", " ")) else safe_label(cls)
+        out.append(f"# {name} | {name}")
     out.append("class\tinstance\tchannel\tstart\tstop\tmeta")
     for _, cells in table.rows:
         cls = cells[0] if stage_of(cells[0]) is not None or lights_word(cells[0].replace("_", " ")) else safe_label(cells[0])
         inst = cells[1] if cells[1] == "." else safe_label(cells[1])
-        meta = cells[5]
-        if meta != ".":
-            kept = [p for p in re.split(r"[;|]", meta) if re.fullmatch(r"\s*(?:[A-Za-z_]\w{0,30}=)?-?\d+(?:[.,]\d+)?\s*", p)]
-            meta = ";".join(kept) or "."
+        values = _meta(cells[5], table.keys.get(cells[0], []))
+        meta = ";".join(f"{k}={values[k]:g}" for k in ("baseline", "nadir") if k in values) or "."
         out.append("\t".join([cls, inst, cells[2], cells[3], cells[4], meta]))
     return encode(nl.join(out) + nl, codec, bom), None
 

@@ -12,7 +12,11 @@ Descriptions: ``Sleep stage W/N1/N2/N3/R/?``, R&K ``Sleep stage 1``-``4`` (3/4 -
 0; ``Lights off``/``Lights on`` with an optional ``@@channel`` suffix (HMC, MNE) are the lights
 markers; everything else is an event, ``@@channel`` giving its channel.
 
-Sources: reference/label-formats.md §10 (MNE ``read_annotations``; MNE 1.13.2 run on the
+The same rows without any header, tab-separated (``11460.76171875\t30.0\tSleep stage W``,
+``Lights Off``, ``Oxygen Desaturation``), are the NSRR NCH Sleep DataBank layout
+(``onset_duration_tsv``): onsets in seconds from the PSG start.
+
+Sources: reference/label-formats.md §10, §15 (NSRR harmonisation note for NCH-SDB) (MNE ``read_annotations``; MNE 1.13.2 run on the
 examples).
 """
 
@@ -24,13 +28,14 @@ import re
 from datetime import datetime, timedelta
 
 from .canonical import Event, LabelSet
-from .common import anon_shift, decode, encode, event_type, expand_spans, newline_of, number, safe_label
+from .common import anon_shift, csv_rows, decode, encode, event_type, expand_spans, newline_of, number, safe_label
 from .edf_hypnogram import lights_word, stage_of_text
 from .errors import LabelError
 from .registry import Format, name_has
 
 TITLE_TXT = "MNE annotations text"
 TITLE_CSV = "MNE annotations CSV"
+TITLE_TSV = "Onset-duration-description TSV"
 _ORIG = re.compile(r"^#\s*orig_time\s*:\s*(.+?)\s*$", re.IGNORECASE)
 
 
@@ -77,7 +82,7 @@ def _txt_rows(text: str) -> tuple[datetime | None, list[tuple[int, list[str]]]]:
             if m:
                 start = _orig_time(m.group(1), TITLE_TXT)
             continue
-        cells = next(csv.reader([line]))
+        cells = csv_rows(line)[0]
         if len(cells) < 3:
             raise LabelError("bad_row", f"{TITLE_TXT}: line {n} has {len(cells)} fields, expected 3 or 4")
         rows.append((n, cells))
@@ -115,7 +120,7 @@ def anonymise_txt(data: bytes) -> tuple[bytes, datetime | None]:
 
 
 def _csv_rows(text: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = csv_rows(text)
     if not rows:
         raise LabelError("no_labels", f"{TITLE_CSV}: empty")
     head = [c.strip().lower() for c in rows[0]]
@@ -174,6 +179,42 @@ def anonymise_csv(data: bytes) -> tuple[bytes, datetime | None]:
     return encode(buf.getvalue(), codec, bom), start
 
 
+def _tsv_rows(text: str) -> list[tuple[int, list[str]]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != 3:
+            raise LabelError("bad_row", f"{TITLE_TSV}: line {n} has {len(cells)} fields, expected onset, duration, description")
+        rows.append((n, cells))
+    return rows
+
+
+def parse_tsv(data: bytes) -> LabelSet:
+    text, _, _ = decode(data)
+    out = []
+    for n, cells in _tsv_rows(text):
+        where = f"{TITLE_TSV}: line {n}"
+        out.append((number(cells[0], "onset", where), number(cells[1], "duration", where), cells[2], ""))
+    return _build(out, None, "onset_duration_tsv", ["no start in the file: onsets are from the PSG start"])
+
+
+def anonymise_tsv(data: bytes) -> tuple[bytes, datetime | None]:
+    """Onset and duration kept; descriptions naming no stage, event or lights marker -> ``other``."""
+    text, codec, bom = decode(data)
+    nl = newline_of(text)
+    rows = [f"{c[0].strip()}\t{c[1].strip()}\t{safe_label(c[2].strip())}" for _, c in _tsv_rows(text)]
+    return encode(nl.join(rows) + nl, codec, bom), None
+
+
+def sniff_tsv(head: bytes, name: str) -> int:
+    lines = [ln for ln in decode(head)[0].splitlines()[:-1] if ln.strip()][:50]
+    if lines and all(re.fullmatch(r"-?\d+(?:\.\d+)?\t\d+(?:\.\d+)?\t[^\t]+", ln.strip("\r")) for ln in lines):
+        return 2
+    return 0
+
+
 def sniff_txt(head: bytes, name: str) -> int:
     return 2 if decode(head)[0].lstrip().startswith("# MNE-Annotations") else 0
 
@@ -186,6 +227,19 @@ def sniff_csv(head: bytes, name: str) -> int:
 
 
 FORMATS = (
+    Format(
+        kind="onset_duration_tsv",
+        title=TITLE_TSV,
+        producer="NCH Sleep DataBank annotation .tsv and similar headerless exports",
+        extensions=(".tsv", ".txt"),
+        out_extension="tsv",
+        sniff=sniff_tsv,
+        parse_fn=parse_tsv,
+        anonymise_fn=anonymise_tsv,
+        reads="onset (s), duration (s), description per line: stage runs, events, Lights Off/On",
+        anonymised="free-text descriptions -> other",
+        assumptions="no header, onsets in seconds from the PSG start (not on the epoch grid: snapped)",
+    ),
     Format(
         kind="mne_annotations_txt",
         title=TITLE_TXT,

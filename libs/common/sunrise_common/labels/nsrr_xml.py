@@ -25,7 +25,8 @@ Translator files without ``<EventType>`` name stages by one ontology concept:
 ``SRO:Wake``, ``SRO:Stage1Sleep`` ... ``SRO:Stage4Sleep``, ``SRO:Stage34Sleep``,
 ``SRO:RapidEyeMovement``, ``SRO:MovementTime``, ``SRO:UnscoredEpoch``, ``SRO:ArtifactEpoch``;
 ``SDO:WakeState``, ``SDO:NonRapidEyeMovementSleep-N1`` ... ``-N4``/``-Stage4``,
-``SDO:RapidEyeMovementSleep``. ``<Starttime>`` is read where ``<Start>`` is missing; concepts
+``SDO:RapidEyeMovementSleep``; Embla codes ``SLEEP-S0`` ... ``SLEEP-S4``, ``SLEEP-REM``,
+``SLEEP-MT``, ``SLEEP-UNSCORED``. ``<Starttime>`` is read where ``<Start>`` is missing; concepts
 are trimmed. Stage runs (``Start``, ``Duration``) are expanded onto the ``EpochLength`` grid from
 second 0. Stage codes after ``|``: 0 W, 1 N1, 2 N2, 3 and 4 N3 (R&K), 5 REM, 6 movement, 9
 unscored, 10 artefact (all three ``UNS``, native code kept). The root element is matched by
@@ -78,6 +79,15 @@ _ONTOLOGY_STAGES = {
     "sdo:rapideyemovementsleep": "REM",
     "sdo:movementtime": UNSCORED,
     "movementtime": UNSCORED,
+    # Embla concepts the translator passes through (RemLogic codes).
+    "sleep-s0": "W",
+    "sleep-s1": "N1",
+    "sleep-s2": "N2",
+    "sleep-s3": "N3",
+    "sleep-s4": "N3",
+    "sleep-rem": "REM",
+    "sleep-mt": UNSCORED,
+    "sleep-unscored": UNSCORED,
 }
 
 # The per-event children read (and kept by anonymisation); everything else is dropped.
@@ -232,6 +242,7 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
         raise LabelError("unknown_label_format", f"{TITLE}: root element is not PSGAnnotation")
     start: datetime | None = None
     root.tag = "PSGAnnotation"
+    root.attrib.clear()
     for child in list(root):
         if local(child.tag) not in _ROOT_KEEP:
             root.remove(child)
@@ -243,6 +254,7 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
             if local(ev.tag) != "ScoredEvent":
                 events.remove(ev)
                 continue
+            ev.attrib.clear()
             for child in list(ev):
                 if local(child.tag) not in _EVENT_KEEP:
                     ev.remove(child)

@@ -82,6 +82,8 @@ def parse(data: bytes) -> LabelSet:
         if local(st.tag) != "SleepStage":
             continue
         raw = (st.text or "").strip()
+        if not re.fullmatch(r"-?\d{1,3}", raw):
+            raise LabelError("bad_xml", f"{TITLE}: SleepStage {len(codes) + 1} is not an integer code")
         stage = CODES.get(raw)
         if stage is None:
             unknown += 1

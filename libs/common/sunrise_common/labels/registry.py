@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 
 from .canonical import LabelSet
 from .errors import LabelError
@@ -48,6 +48,10 @@ class AnonymisedLabel:
     warnings : list[str]
     start_time_only : bool
         True when the file has a time of day but no date (pair by time of day).
+    start_time : datetime.time | None
+        The ORIGINAL time of day of the start (also when the date is unknown), for pairing only.
+    label_set : LabelSet | None
+        The anonymised file as parsed (what psg_prep will read), for checks such as coverage.
     """
 
     data: bytes
@@ -56,6 +60,8 @@ class AnonymisedLabel:
     extension: str
     warnings: list[str] = field(default_factory=list)
     start_time_only: bool = False
+    start_time: time | None = None
+    label_set: LabelSet | None = None
 
 
 Sniff = Callable[[bytes, str], int]
@@ -131,7 +137,8 @@ class Format:
         after = self.parse(out)
         _same(self, before, after)
         only_time = start is None and before.start_time is not None
-        return AnonymisedLabel(out, start, self.kind, self.out_extension, list(before.warnings), only_time)
+        return AnonymisedLabel(out, start, self.kind, self.out_extension, list(before.warnings), only_time,
+                               before.start_time, after)
 
 
 def _same(fmt: Format, a: LabelSet, b: LabelSet) -> None:
@@ -157,10 +164,15 @@ _MODULES = (
     "nsrr_xml",
     "profusion_xml",
     "alice_rml",
+    "embla_xml",
+    "luna_xml",
+    "yasa_json",
     "remlogic_txt",
     "sandman_txt",
     "respironics_csv",
+    "alice_staging_csv",
     "mne_annotations",
+    "wsc_txt",
     "bids_events",
     "luna_annot",
     "visbrain",
@@ -226,3 +238,17 @@ def name_has(name: str, extensions: tuple[str, ...]) -> bool:
     """True when ``name`` ends with one of ``extensions`` (case-insensitive)."""
     low = name.lower()
     return any(low.endswith(e) for e in extensions)
+
+
+def docs_table() -> str:
+    """The Markdown table of docs/label-formats.md, generated from ``FORMATS`` (a test keeps the
+    page in step with the registry)."""
+    head = "| kind | format | producer | extensions | what is read | what is anonymised | assumptions |\n"
+    head += "|---|---|---|---|---|---|---|\n"
+    rows = []
+    for f in FORMATS:
+        cells = (f"`{f.kind}`", f.title, f.producer, ", ".join(f"`{e}`" for e in f.extensions), f.reads,
+                 f.anonymised, f.assumptions)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return head + "\n".join(rows) + "\n"
+

@@ -163,7 +163,7 @@ def parse(data: bytes) -> LabelSet:
     def offset(r: _Row) -> float:
         if r.iso is not None and start is not None:
             return (r.iso - start).total_seconds()
-        return offset_from_start(r.tod, start_tod) + (first.tod.microsecond * 0)
+        return offset_from_start(r.tod, start_tod)
 
     sleep = [(n, r) for n, r in rows if fold(r.event).startswith("sleep-")]
     epoch_s = 30.0

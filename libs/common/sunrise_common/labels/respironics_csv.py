@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from .canonical import UNSCORED, Event, LabelSet, map_stage
 from .common import (
+    csv_rows,
     anon_shift,
     decode,
     encode,
@@ -63,7 +64,7 @@ _STAGE_LINE = re.compile(r"^\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,?\s*$")
 
 def _table(data: bytes) -> tuple[list[list[str]], dict[str, int], str, str, bytes]:
     text, codec, bom = decode(data)
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = csv_rows(text)
     if not rows:
         raise LabelError("no_labels", f"{TITLE_EVENTS}: empty")
     cols = find_columns(rows[0], ALIASES)

@@ -18,7 +18,7 @@ Sources: reference/label-formats.md §7 (NSRR translator ``convertSandman``, won
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .canonical import Event, LabelSet, map_stage
 from .common import (

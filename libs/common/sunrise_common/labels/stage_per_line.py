@@ -68,6 +68,9 @@ def _rows(text: str) -> tuple[str | None, list[str] | None, list[tuple[int, list
         if not ln.strip():
             raise LabelError("bad_row", f"{TITLE}: line {n} is blank (blank lines are not allowed inside)")
         cells = [c.strip() for c in ln.split(sep)] if sep else [ln.strip()]
+        if n == 1 and sep is None and cells[0].lower() in _STAGE_COLS:
+            header = [cells[0].lower()]  # a one-column file with its column name
+            continue
         if n == 1 and sep and not any(re.fullmatch(r"-?\d+(?:[.,]\d+)?", c) for c in cells):
             header = [c.lower() for c in cells]
             continue
@@ -90,7 +93,6 @@ def parse(data: bytes) -> LabelSet:
         raise LabelError("no_labels", f"{TITLE}: no stage lines")
     si, oi = _cols(header, len(rows[0][1]))
     codes = []
-    unknown = 0
     onsets = []
     for n, cells in rows:
         if si >= len(cells):
@@ -109,8 +111,6 @@ def parse(data: bytes) -> LabelSet:
         if not 1 <= epoch_s <= 120:
             raise LabelError("absurd_value", f"{TITLE}: onset step {epoch_s:g} s outside 1..120")
     warnings = ["one stage per line has no clock time: epoch 0 is the PSG start"]
-    if unknown:
-        warnings.append(f"{unknown} unknown label(s): {UNSCORED}")
     return LabelSet(start=None, hypnogram=per_epoch(codes, epoch_s, onset), events=[], source_kind="stage_per_line",
                     warnings=warnings)
 
@@ -124,7 +124,7 @@ def anonymise(data: bytes) -> tuple[bytes, datetime | None]:
     si, oi = _cols(header, len(rows[0][1]) if rows else 1)
     out = []
     if header is not None:
-        out.append(sep.join(["onset_s", "stage"] if oi is not None else ["stage"]))  # type: ignore[union-attr]
+        out.append((sep or ",").join(["onset_s", "stage"] if oi is not None else ["stage"]))
     for _, cells in rows:
         if oi is not None and header is not None:
             out.append(sep.join([cells[oi], cells[si]]))  # type: ignore[union-attr]

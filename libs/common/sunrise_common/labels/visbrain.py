@@ -25,7 +25,7 @@ from datetime import datetime
 from .canonical import UNSCORED, LabelSet, map_stage
 from .common import decode, encode, expand_spans, newline_of, number, per_epoch
 from .errors import LabelError
-from .registry import Format, name_has
+from .registry import Format
 
 TITLE_HYP = "ELAN .hyp hypnogram"
 TITLE_SD = "Visbrain stage-duration hypnogram"
