@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sunrise_common import names
-from tests.terraform.test_terraform import _instructions
+from tests.terraform.test_terraform import service_instructions
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_DISTS = {"sunrise-devstack", "sunrise-cli"}
@@ -53,7 +53,7 @@ def test_the_lock_file_knows_the_dev_stack_and_the_cli_needs_it(lock: dict) -> N
 
 @pytest.mark.parametrize("service", names.SERVICES)
 def test_no_service_image_installs_the_dev_stack_or_the_cli(service: str, lock: dict) -> None:
-    steps = _instructions(REPO / "services" / service / "Dockerfile")
+    steps = service_instructions(service)
     copied = {src.rstrip("/") for keyword, args in steps if keyword == "COPY" and "--from=" not in args
               for src in args.split()[:-1]}  # fmt: skip
     assert not {src for src in copied if src in {".", "libs"} or src.startswith(FORBIDDEN_PATHS)}, copied
