@@ -67,3 +67,10 @@ def test_no_service_image_installs_the_dev_stack_or_the_cli(service: str, lock: 
     installed = _closure(lock, project)
     assert {project, "sunrise-common"} <= installed
     assert not installed & FORBIDDEN_DISTS, f"{service}'s image would install {sorted(installed & FORBIDDEN_DISTS)}"
+
+
+def test_the_build_context_leaves_out_every_local_virtualenv_and_tool_state() -> None:
+    # The context is the repository root: each of these holds thousands of files (or state) that
+    # no image needs, and .tfcheck-venv alone is hundreds of MB.
+    ignored = {line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".checkov-venv", ".tfcheck-venv", ".tfcheck", ".git", "data"} <= ignored
