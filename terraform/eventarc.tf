@@ -81,14 +81,24 @@ locals {
 # #17701). gcloud can: dead-letter after var.max_delivery_attempts, an ack deadline equal to the
 # destination's request timeout (so a slow but healthy request is not redelivered meanwhile), and
 # Eventarc's own 10 s -> 600 s backoff.
+# triggers_replace names every input of the command, so that a change of any of them (a new
+# subscription after a trigger is recreated, another dead-letter topic, attempts, timeout or
+# backoff) replaces the resource and runs gcloud again: Terraform never reads these settings back.
+# tests/terraform/test_plan.py checks that the command references nothing triggers_replace does not.
+locals {
+  event_retry_delay = { min = "10s", max = "600s" }
+}
+
 resource "terraform_data" "event_subscription_policy" {
   for_each = var.configure_event_subscriptions ? local.triggers : {}
 
   triggers_replace = [
     local.trigger_subscriptions[each.key],
+    var.project_id,
     google_pubsub_topic.topics[local.dead_letter_topic].id,
     var.max_delivery_attempts,
     local.service_resources[each.value.service].timeout,
+    local.event_retry_delay,
   ]
 
   provisioner "local-exec" {
@@ -99,8 +109,8 @@ resource "terraform_data" "event_subscription_policy" {
       "--dead-letter-topic=${google_pubsub_topic.topics[local.dead_letter_topic].id}",
       "--max-delivery-attempts=${var.max_delivery_attempts}",
       "--ack-deadline=${trimsuffix(local.service_resources[each.value.service].timeout, "s")}",
-      "--min-retry-delay=10s",
-      "--max-retry-delay=600s",
+      "--min-retry-delay=${local.event_retry_delay.min}",
+      "--max-retry-delay=${local.event_retry_delay.max}",
     ])
   }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sunrise_common import names
-from tests.terraform.test_terraform import _instructions
+from tests.terraform.test_terraform import service_instructions
 
 REPO = Path(__file__).resolve().parents[2]
 FORBIDDEN_DISTS = {"sunrise-devstack", "sunrise-cli"}
@@ -53,7 +53,7 @@ def test_the_lock_file_knows_the_dev_stack_and_the_cli_needs_it(lock: dict) -> N
 
 @pytest.mark.parametrize("service", names.SERVICES)
 def test_no_service_image_installs_the_dev_stack_or_the_cli(service: str, lock: dict) -> None:
-    steps = _instructions(REPO / "services" / service / "Dockerfile")
+    steps = service_instructions(service)
     copied = {src.rstrip("/") for keyword, args in steps if keyword == "COPY" and "--from=" not in args
               for src in args.split()[:-1]}  # fmt: skip
     assert not {src for src in copied if src in {".", "libs"} or src.startswith(FORBIDDEN_PATHS)}, copied
@@ -67,3 +67,10 @@ def test_no_service_image_installs_the_dev_stack_or_the_cli(service: str, lock: 
     installed = _closure(lock, project)
     assert {project, "sunrise-common"} <= installed
     assert not installed & FORBIDDEN_DISTS, f"{service}'s image would install {sorted(installed & FORBIDDEN_DISTS)}"
+
+
+def test_the_build_context_leaves_out_every_local_virtualenv_and_tool_state() -> None:
+    # The context is the repository root: each of these holds thousands of files (or state) that
+    # no image needs, and .tfcheck-venv alone is hundreds of MB.
+    ignored = {line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".checkov-venv", ".tfcheck-venv", ".tfcheck", ".git", "data"} <= ignored

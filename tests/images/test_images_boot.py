@@ -11,6 +11,7 @@ does not: the base image's system libraries (python:3.11-slim), which only a rea
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -26,7 +27,7 @@ from sunrise_common import names
 from sunrise_devstack import status
 from sunrise_common.service import Context
 from tests.e2e.conftest import stack_settings
-from tests.terraform.test_terraform import _instructions
+from tests.terraform.test_terraform import service_instructions
 
 pytestmark = pytest.mark.slow
 
@@ -45,12 +46,13 @@ def uv_binary() -> str:
     return found
 
 
-def build_stage(dockerfile: Path) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """The build stage's and the runtime stage's instructions."""
-    steps = _instructions(dockerfile)
+def build_stage(service: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The build stage's and the runtime stage's instructions of services/Dockerfile for
+    ``--build-arg SERVICE=service`` (the argument substituted where Docker substitutes it)."""
+    steps = service_instructions(service)
     starts = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
     if len(starts) != 2:
-        raise ValueError(f"{dockerfile}: expected a build and a runtime stage, found {len(starts)} FROM")
+        raise ValueError(f"services/Dockerfile: expected a build and a runtime stage, found {len(starts)} FROM")
     return steps[starts[0] + 1 : starts[1]], steps[starts[1] + 1 :]
 
 
@@ -60,7 +62,7 @@ def env_pairs(arguments: str) -> dict[str, str]:
 
 def build_image_env(service: str, root: Path) -> Path:
     """Replay the Dockerfile's build stage under ``root``; returns the mapped ``/app/.venv``."""
-    build, _ = build_stage(REPO / "services" / service / "Dockerfile")
+    build, _ = build_stage(service)
 
     def mapped(path: str) -> Path:
         if not path.startswith("/"):
@@ -70,6 +72,7 @@ def build_image_env(service: str, root: Path) -> Path:
     # This machine's settings for reaching PyPI (index, certificates), as a build host would
     # have them; not the workspace's virtualenv.
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}}
+    env["SERVICE"] = service  # the build argument, which RUN sees as a variable
     workdir = root
     for keyword, arguments in build:
         if keyword == "ENV":
@@ -101,10 +104,13 @@ def build_image_env(service: str, root: Path) -> Path:
                     raise RuntimeError(f"the image pins uv {pinned}, this machine has {version}")
                 continue
             command = arguments.replace("uv sync", shlex.quote(uv_binary()) + " sync", 1)
-            result = subprocess.run(["bash", "-c", command], cwd=workdir, env=env,
+            result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=workdir, env=env,
                                     capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
             if result.returncode != 0:
                 raise RuntimeError(f"{service}: RUN {arguments} failed:\n{result.stderr[-3000:]}")
+        elif keyword == "SHELL":
+            if json.loads(arguments)[:3] != ["/bin/bash", "-o", "pipefail"]:
+                raise ValueError(f"{service}: SHELL {arguments} is not replayed here")
         elif keyword not in {"ARG", "LABEL"}:
             raise ValueError(f"{service}: build-stage instruction {keyword} is not replayed here")
     venv = Path(env["UV_PROJECT_ENVIRONMENT"])
@@ -115,7 +121,7 @@ def build_image_env(service: str, root: Path) -> Path:
 
 def runtime_command(service: str, root: Path, port: int) -> tuple[list[str], dict[str, str], Path]:
     """The image's CMD, PATH and WORKDIR, mapped under ``root`` (bound to loopback, not 0.0.0.0)."""
-    _, runtime = build_stage(REPO / "services" / service / "Dockerfile")
+    _, runtime = build_stage(service)
     env: dict[str, str] = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
     workdir = root
     cmd: list[str] = []
@@ -127,7 +133,6 @@ def runtime_command(service: str, root: Path, port: int) -> tuple[list[str], dic
         elif keyword == "WORKDIR":
             workdir = root / arguments.lstrip("/")
         elif keyword == "CMD":
-            import json
 
             cmd = json.loads(arguments)
     if not cmd:

@@ -20,10 +20,11 @@ from sunrise_common import names
 
 from .conftest import ENVIRONMENTS, REPO
 
-# What each environment's tfvars set (terraform/environments/*.tfvars).
-RAW_RETENTION_DAYS = {"dev": 7, "prod": 30}
-NONCURRENT_DAYS = {"dev": 7, "prod": 30}
-MAX_DELIVERY_ATTEMPTS = {"dev": 5, "prod": 10}
+# Values an environment chooses (retention days, delivery attempts, region, ...) are read from the
+# plan's variables, never pinned: the tests check that the plan applies them, and the rules
+# (tools/tfcheck, test_mutants.py) check that they are values the provider and the APIs accept.
+# Pinned below are only values that are requirements themselves (least-privilege roles, the
+# 7-day bound on dead letters and raw soft delete off, docs/privacy.md).
 PREFIX = {"dev": "sunrise-dev", "prod": "sunrise-prod"}
 PROJECT = {"dev": "sunrise-dev-project", "prod": "sunrise-prod-project"}  # scripts/tfcheck.sh
 REPOSITORY = "example-org/sunrise"
@@ -106,6 +107,11 @@ def bindings_by_member(plan: dict[str, Any]) -> dict[str, set[tuple[str, str, st
             target = after.get(targets[rc["type"]])
             found[after["member"]].add((rc["type"], str(target), after["role"]))
     return found
+
+
+def var(plan: dict[str, Any], name: str) -> Any:
+    """The value of a variable as the plan was made with (tfvars applied)."""
+    return plan["variables"][name]["value"]
 
 
 def sa(environment: str, account: str) -> str:
@@ -431,13 +437,13 @@ def test_buckets_are_private_versioned_and_raw_really_deletes(
         ]  # fmt: skip
         soft_delete = value["soft_delete_policy"][0]["retention_duration_seconds"]
         if key == "raw":
-            assert ages == [RAW_RETENTION_DAYS[environment]]
+            assert ages == [var(plans[environment], "raw_retention_days")]
             assert noncurrent == [1]
             # Personal data: no 7-day soft-delete copy on top of the lifecycle deletion.
             assert soft_delete == 0
         else:
             assert ages == []
-            assert noncurrent == [NONCURRENT_DAYS[environment]]
+            assert noncurrent == [var(plans[environment], "noncurrent_version_retention_days")]
             assert soft_delete == 7 * 24 * 3600
 
 
@@ -452,12 +458,14 @@ def test_triggers_route_each_event_kind_to_the_service_the_code_expects(
         assert trigger["name"] == f"{PREFIX[environment]}-{key}"
         destination = trigger["destination"][0]["cloud_run_service"][0]
         assert destination["service"] == cloud_run_name(environment, spec.service)
-        assert destination["region"] == "europe-west1"
+        assert destination["region"] == var(plans[environment], "region")
         criteria = {c["attribute"]: c["value"] for c in trigger["matching_criteria"]}
         assert criteria["type"] == spec.event_type
         if spec.event_type == names.STORAGE_FINALIZED:
             assert criteria == {"type": spec.event_type, "bucket": bucket(environment, spec.source)}
-            assert trigger["location"] == "europe-west1"
+            # In its bucket's location (api/eventarc/storage-trigger-location checks the rule).
+            buckets = changes(plans[environment], "google_storage_bucket")
+            assert trigger["location"] == buckets[spec.source]["location"].lower()
         else:
             assert criteria == {"type": spec.event_type}
             topic = trigger["transport"][0]["pubsub"][0]["topic"]
@@ -474,11 +482,13 @@ def test_every_trigger_subscription_gets_the_dead_letter_policy_and_its_services
     assert set(policies) == set(TRIGGERS)
     for key, policy in policies.items():
         # The subscription and the dead-letter topic's id exist only after apply.
-        subscription, dead_letter_topic, attempts, ack_deadline = unknown_aware(
+        subscription, project, dead_letter_topic, attempts, ack_deadline, retry = unknown_aware(
             policy["triggers_replace"], unknown(plan, f'terraform_data.event_subscription_policy["{key}"]')
         )
         assert subscription is None and dead_letter_topic is None
-        assert attempts == MAX_DELIVERY_ATTEMPTS[environment]
+        assert project == var(plan, "project_id")
+        assert attempts == var(plan, "max_delivery_attempts")
+        assert set(retry) == {"min", "max"}
         # The ack deadline equals the destination's request timeout (at most Pub/Sub's 600 s).
         timeout = services[TRIGGERS[key].service]["template"][0]["timeout"]
         assert ack_deadline == timeout and int(timeout.rstrip("s")) <= 600
@@ -486,8 +496,21 @@ def test_every_trigger_subscription_gets_the_dead_letter_policy_and_its_services
         r for r in plan["configuration"]["root_module"]["resources"]
         if r["address"] == "terraform_data.event_subscription_policy"
     )["provisioners"]  # fmt: skip
+    resource_config = next(
+        r for r in plan["configuration"]["root_module"]["resources"]
+        if r["address"] == "terraform_data.event_subscription_policy"
+    )  # fmt: skip
     references = set(provisioners[0]["expressions"]["command"]["references"])
     assert {"var.max_delivery_attempts", "local.dead_letter_topic"} <= references
+    # Drift: the command runs once per replacement, so every input it reads must be one of the
+    # values whose change replaces it.
+    replaced_on = set(resource_config["expressions"]["triggers_replace"]["references"])
+
+    def covered(reference: str) -> bool:  # named itself, or a part of a value that is
+        return any(reference == t or reference.startswith((t + ".", t + "[")) for t in replaced_on)
+
+    missing = sorted(r for r in references if not r.startswith("each.") and not covered(r))
+    assert not missing, f"the command reads {missing}, which triggers_replace does not name"
 
 
 def unknown_aware(values: list[Any], after_unknown: dict[str, Any]) -> list[Any]:
@@ -536,8 +559,8 @@ def test_alerts_cover_dead_letters_stuck_events_and_5xx_per_service(
     stuck = by_address["google_monitoring_alert_policy.oldest_unacked"]
     condition = stuck["conditions"][0]["condition_threshold"][0]
     assert "subscription/oldest_unacked_message_age" in condition["filter"]
-    assert f'starts_with("eventarc-europe-west1-{PREFIX[environment]}-")' in condition["filter"]
-    assert condition["threshold_value"] == 30 * 60  # var.oldest_unacked_alert_minutes, seconds
+    assert f'starts_with("eventarc-{var(plan, "region")}-{PREFIX[environment]}-")' in condition["filter"]
+    assert condition["threshold_value"] == var(plan, "oldest_unacked_alert_minutes") * 60
 
     errors = {
         key: after

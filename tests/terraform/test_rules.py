@@ -19,6 +19,7 @@ from .conftest import ENVIRONMENTS, REPO
 
 sys.path.insert(0, str(REPO / "tools" / "tfcheck"))
 
+import api_rules  # noqa: E402
 import check_plan  # noqa: E402
 import provider_rules  # noqa: E402
 
@@ -99,3 +100,47 @@ def test_the_checkov_skip_notes_say_what_the_module_does() -> None:
     # CKV_GCP_83 must not claim that no message carries personal data: dead letters do.
     assert "no personal data" not in notes
     assert "raw object name" in notes
+
+
+# --------------------------------------------------------------------------------------------
+# The API rules on values (the mutants prove them through Terraform; these are their edges)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [("sunrise-dev-raw", True), ("a.b.c", True), ("ab", False), ("Sunrise-raw", False), ("-raw", False),
+     ("goog-raw", False), ("my-g00gle-bucket", False), ("192.168.5.4", False), ("x" * 64, False),
+     (".".join(["x" * 63] * 3), True), ("under_score", True)],
+)  # fmt: skip
+def test_bucket_names_follow_cloud_storage_naming_rules(name: str, ok: bool) -> None:
+    assert (api_rules.bucket_name_problems(name) == []) is ok, api_rules.bucket_name_problems(name)
+
+
+def run_service(cpu: str, memory: str, concurrency: int = 1, timeout: str = "60s") -> dict[str, Any]:
+    template = {"max_instance_request_concurrency": concurrency, "timeout": timeout,
+                "containers": [{"resources": [{"limits": {"cpu": cpu, "memory": memory}}]}]}  # fmt: skip
+    return {"address": "run", "type": "google_cloud_run_v2_service", "values": {"template": [template]}}
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "concurrency", "rule"),
+    [("1", "4Gi", 80, None), ("1", "4097Mi", 1, "api/run/cpu"), ("2", "8Gi", 1, None),
+     ("4", "1Gi", 1, "api/run/memory"), ("3", "2Gi", 1, "api/run/cpu"), ("0.5", "512Mi", 1, None),
+     ("0.5", "512Mi", 2, "api/run/concurrency"), ("1000m", "512Mi", 1000, None),
+     ("1", "512Mi", 1001, "api/run/concurrency"), ("8", "33Gi", 1, "api/run/memory")],
+)  # fmt: skip
+def test_cloud_run_accepts_only_its_cpu_memory_pairs_and_concurrency(
+    cpu: str, memory: str, concurrency: int, rule: str | None
+) -> None:
+    rules = {v.rule for v in api_rules.check_run_service(run_service(cpu, memory, concurrency))}
+    assert rules == ({rule} if rule else set()), rules
+
+
+def test_an_unknown_role_of_a_covered_service_and_a_role_of_an_uncovered_service_both_fail() -> None:
+    def grant(role: str) -> dict[str, Any]:
+        return {"address": "g", "type": "google_project_iam_member", "values": {"role": role}}
+
+    assert list(api_rules.check_roles(grant("roles/storage.objectViewer"))) == []
+    assert [v.rule for v in api_rules.check_roles(grant("roles/storage.objectReader"))] == ["api/iam/role-exists"]
+    (uncovered,) = api_rules.check_roles(grant("roles/compute.admin"))
+    assert "does not cover" in uncovered.message
