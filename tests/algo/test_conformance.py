@@ -129,3 +129,47 @@ def test_a_trainable_plugin_is_trained_on_the_training_subjects_only(nights, tmp
     assert (plugin.name, version) == ("activity-rule", "rule-2")
     out = plugin.run(PreparedNight.from_folder("n", nights[0][1]), model_version="rule-2", model_dir=tmp_path / "models")
     assert out.scores["activity-rule.threshold"] == artifact["threshold"]
+
+
+class HoldsMemory(ActivityRule):
+    name = "holds-memory"
+
+    def run(self, night, *, model_version, model_dir=None):
+        import numpy as np
+
+        block = np.ones(40_000_000)  # 320 MB, touched: resident, as a model runtime's arrays would be
+        out = super().run(night, model_version="default")
+        return out.model_copy(update={"scores": {f"{self.name}.sum": float(block[:10].sum())}})
+
+
+class InvalidAndLeaking(ActivityRule):
+    name = "invalid-and-leaking"
+
+    def run(self, night, *, model_version, model_dir=None):
+        out = super().run(night, model_version="default")
+        bad = out.model_dump()
+        bad["predictions"]["sleep_wake"][0] = "maybe"
+        bad["scores"] = {f"{self.name}.who": night.meta["upstream_notes"]["patient"]}
+        return AlgorithmOutput.model_construct(**{**bad, "predictions": out.predictions.model_construct(**bad["predictions"])})
+
+
+def test_the_memory_budget_sees_what_a_run_keeps_resident(nights):
+    report = conformance.check(HoldsMemory(), nights[:1], budget_mb=200.0, canonical_scores=CANONICAL_SCORES)
+    assert report.failed_rules() == ["budget"]
+    assert report.peak_mb[0] >= 300
+
+
+def test_an_invalid_output_is_still_scanned_for_personal_data(nights):
+    report = check(InvalidAndLeaking(), nights[:1])
+    assert {"schema", "no_personal_data"} <= set(report.failed_rules())
+
+
+def test_a_service_check_reports_the_psg_rule_as_not_checked(nights):
+    from tests.algo.test_http import serve
+
+    from sunrise_algo.http import ExternalAlgorithm, create_app
+
+    with serve(create_app(ActivityRule())) as url:
+        report = check(ExternalAlgorithm(url), nights[:1])
+    assert report.ok, report.render()
+    assert "n/a  no_psg" in report.render()

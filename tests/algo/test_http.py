@@ -191,3 +191,45 @@ def test_each_call_carries_fresh_credentials_from_auth(nights):
         with pytest.raises(AlgorithmError):
             external.run(night_of(folder), model_version="v7")
     assert seen == ["Bearer t1", "Bearer t2"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 408, 409])
+def test_a_4xx_that_does_not_say_permanent_is_retried_then_transient(nights, status):
+    # An invoker grant still propagating (403), a service still deploying (404): not the night's fault.
+    _, folder, _ = nights[0]
+    attempts = []
+    app = describing(FastAPI())
+
+    @app.post("/v1/run")
+    def run() -> JSONResponse:
+        attempts.append(status)
+        return JSONResponse({"detail": "no"}, status_code=status)
+
+    with serve(app) as url:
+        with pytest.raises(AlgorithmError) as info:
+            ExternalAlgorithm(url, retries=2, backoff_s=0.0).run(night_of(folder), model_version="v7")
+    assert not info.value.permanent and f"HTTP {status} after 3 attempts" in str(info.value)
+    assert len(attempts) == 3
+
+
+def test_an_answer_trickling_past_the_deadline_is_a_timeout(nights):
+    import asyncio
+
+    from fastapi.responses import StreamingResponse
+
+    _, folder, _ = nights[0]
+    app = describing(FastAPI())
+
+    @app.post("/v1/run")
+    async def run() -> StreamingResponse:
+        async def trickle():
+            for _ in range(100):
+                yield b" "
+                await asyncio.sleep(0.05)  # each byte well inside the read timeout, the whole far beyond
+
+        return StreamingResponse(trickle(), media_type="application/json")
+
+    with serve(app) as url:
+        with pytest.raises(AlgorithmError) as info:
+            ExternalAlgorithm(url, timeout_s=0.5, retries=0).run(night_of(folder), model_version="v7")
+    assert not info.value.permanent and "took longer than 0.5 s" in str(info.value)

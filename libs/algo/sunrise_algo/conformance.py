@@ -11,24 +11,25 @@ Each rule is run on every night given and reported pass/fail with the numbers it
 * ``scores``: extra scores are namespaced ``{plugin}.``; string values are short codes.
 * ``no_psg``: the plug-in opens no file of the night's PSG preparation (a Python audit hook sees
   every ``open`` during the run; the PSG folder lies next to the night, as in the stage's scratch
-  folder).
+  folder). Not observable for an algorithm service: reported ``n/a``, not passed.
 * ``deterministic``: a second run on the same input gives the same output, byte for byte.
 * ``no_personal_data``: none of the personal strings planted in the night's metadata (a patient
   name, a birth date, a hospital: what an upstream mistake could leave there) appears in the
   output, nor any calendar date.
-* ``budget``: wall time and peak traced memory (numpy's allocations included) per night within
-  the budgets.
+* ``budget``: wall time and the peak resident memory a run adds, per night, within the budgets
+  (each run happens in a forked child, so native allocations count too).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
+import resource
 import shutil
 import sys
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class Finding:
     ok: bool
     detail: str
     night: str = ""
+    checked: bool = True  # False: the rule could not be observed here (reported as such, not as passed)
 
 
 @dataclass
@@ -74,13 +76,13 @@ class Report:
         lines = [f"sunrise algo check: {self.plugin} ({self.algo_version}), interface {INTERFACE_VERSION}",
                  f"nights: {len(self.nights)}"
                  + (f"; per night {min(self.timings_s):.2f}-{max(self.timings_s):.2f} s, "
-                    f"peak {max(self.peak_mb):.0f} MB traced" if self.timings_s else ""), ""]
+                    f"peak {max(self.peak_mb):.0f} MB RSS added" if self.timings_s else ""), ""]
         for rule in RULES:
             mine = [f for f in self.findings if f.rule == rule]
             if not mine:
                 continue
             bad = [f for f in mine if not f.ok]
-            mark = "FAIL" if bad else "ok  "
+            mark = "FAIL" if bad else ("ok  " if all(f.checked for f in mine) else "n/a ")
             detail = bad[0].detail + (f" (night {bad[0].night})" if bad[0].night else "") if bad else mine[0].detail
             lines.append(f"{mark} {rule:<17} {detail}")
         lines += ["", "PASSED" if self.ok else f"FAILED: {', '.join(self.failed_rules())}"]
@@ -139,26 +141,49 @@ def _stage_night(folder: Path, psg: Path | None, work: Path) -> tuple[Path, Path
     return night_dir, psg_dir
 
 
-def _run(plugin: Algorithm, night: PreparedNight, model_version: str, model_dir: Path | None,
-         watch_root: Path) -> tuple[AlgorithmOutput | None, str, float, float, list[str]]:
+def _child(conn, plugin: Algorithm, night: PreparedNight, model_version: str,  # noqa: ANN001 - a Connection
+           model_dir: Path | None, watch_root: str) -> None:
+    """One run in a forked process: its output JSON (or why there is none), wall time, the peak
+    resident memory the run added (``ru_maxrss`` starts afresh in a forked child on Linux, so native
+    allocations — a model runtime's — count too) and the PSG paths it opened."""
+    rss_start = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize()
     watch = _OpenWatch.get()
     watch.seen = []
-    tracemalloc.start()
     t0 = time.perf_counter()
-    watch.root = str(watch_root)
+    watch.root = watch_root
+    text, error = None, ""
     try:
         output = plugin.run(night, model_version=model_version, model_dir=model_dir)
-        error = ""
+        text = output.model_dump_json() if isinstance(output, AlgorithmOutput) else None
+        error = "" if text is not None else f"returned {type(output).__name__}, not an AlgorithmOutput"
     except AlgorithmError as exc:
-        output, error = None, f"raised {'permanent' if exc.permanent else 'transient'} {exc.reason}"
-    except Exception as exc:  # a plug-in's crash is a finding, not the kit's crash
-        output, error = None, f"raised {type(exc).__name__}"
+        error = f"raised {'permanent' if exc.permanent else 'transient'} {exc.reason}"
+    except Exception as exc:  # a plug-in's crash (or an unserialisable output) is a finding
+        error = f"raised {type(exc).__name__}"
     finally:
         watch.root = None
-        elapsed = time.perf_counter() - t0
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    return output, error, elapsed, peak / 2**20, list(watch.seen)
+    elapsed = time.perf_counter() - t0
+    peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_start, 0)
+    conn.send((text, error, elapsed, peak / 2**20, list(watch.seen)))
+    conn.close()
+
+
+def _run(plugin: Algorithm, night: PreparedNight, model_version: str, model_dir: Path | None,
+         watch_root: Path) -> tuple[str | None, str, float, float, list[str]]:
+    """Run the plug-in once in a forked child (:func:`_child`); (output JSON or None, error, s, MB, PSG paths)."""
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, plugin, night, model_version, model_dir, str(watch_root)))
+    proc.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:  # the child died (killed for memory, a segfault in native code)
+        result = None
+    proc.join()
+    if result is None:
+        return None, f"crashed (exit code {proc.exitcode})", 0.0, 0.0, []
+    return result
 
 
 def check(plugin: Algorithm, nights: Iterable[tuple[str, Path, Path | None]], *, model_version: str | None = None,
@@ -181,40 +206,47 @@ def check(plugin: Algorithm, nights: Iterable[tuple[str, Path, Path | None]], *,
             reference = {"meta_url": (night_dir / "meta.json").as_uri(),
                          "signals_url": (night_dir / "prepped.npz").as_uri()}
             night = PreparedNight.from_folder(night_id, night_dir, reference)
-            out1, err, elapsed, peak, opened = _run(plugin, night, version, model_dir, psg_dir)
+            text1, err, elapsed, peak, opened = _run(plugin, night, version, model_dir, psg_dir)
             report.timings_s.append(elapsed)
             report.peak_mb.append(peak)
             if getattr(plugin, "url", None):  # an algorithm service: its file access is another process's
-                report.findings.append(Finding("no_psg", True, "not observable here: the service runs in its own "
-                                               "process and is sent references to the Sunrise night only", night_id))
+                report.findings.append(Finding("no_psg", True, "not checked: the service runs in its own process "
+                                               "(it is sent references to the Sunrise night only)", night_id,
+                                               checked=False))
             else:
                 report.findings.append(Finding("no_psg", not opened, f"{len(opened)} PSG file(s) opened"
                                                if opened else "no PSG file opened", night_id))
-            if out1 is None:
+            if text1 is None:
                 report.findings.append(Finding("schema", False, f"no output: the plug-in {err}", night_id))
                 continue
+            report.findings.append(_leak_finding(text1, night_id))
+            try:
+                out1 = AlgorithmOutput.model_validate_json(text1)
+            except ValidationError as exc:
+                report.findings.append(Finding("schema", False, f"{exc.error_count()} schema error(s) in the "
+                                               "output's JSON", night_id))
+                continue
             report.findings += _output_findings(plugin, night, out1, canonical, night_id)
-            out2, err2, *_ = _run(plugin, night, version, model_dir, psg_dir)
-            same = out2 is not None and out1.model_dump_json() == out2.model_dump_json()
+            text2, err2, *_ = _run(plugin, night, version, model_dir, psg_dir)
+            same = text1 == text2
             report.findings.append(Finding("deterministic", same, "two runs gave identical outputs" if same else
-                                           ("the second run " + err2 if out2 is None else "two runs differ"), night_id))
+                                           ("the second run " + err2 if text2 is None else "two runs differ"), night_id))
             report.findings.append(Finding("budget", elapsed <= budget_s and peak <= budget_mb,
-                                           f"{elapsed:.2f} s (<= {budget_s:g}), {peak:.0f} MB (<= {budget_mb:g})",
-                                           night_id))
+                                           f"{elapsed:.2f} s (<= {budget_s:g}), {peak:.0f} MB peak RSS added "
+                                           f"(<= {budget_mb:g})", night_id))
     return report
+
+
+def _leak_finding(text: str, night_id: str) -> Finding:
+    """``no_personal_data`` on the output's JSON as the plug-in produced it (valid or not)."""
+    leaks = [c for c in PERSONAL_CANARIES if c in text] + (["a calendar date"] if DATE.search(text) else [])
+    return Finding("no_personal_data", not leaks, f"{len(leaks)} planted personal string(s) in the output"
+                   if leaks else "no planted personal string or date in the output", night_id)
 
 
 def _output_findings(plugin: Algorithm, night: PreparedNight, output: AlgorithmOutput, canonical: tuple[str, ...],
                      night_id: str) -> list[Finding]:
-    found = []
-    try:
-        text = output.model_dump_json()
-        AlgorithmOutput.model_validate_json(text)
-        found.append(Finding("schema", True, "the output re-validates from its JSON", night_id))
-    except (ValidationError, ValueError) as exc:
-        n = exc.error_count() if isinstance(exc, ValidationError) else 1
-        found.append(Finding("schema", False, f"{n} schema error(s) in the output's JSON", night_id))
-        text = output.model_dump_json() if not isinstance(exc, ValueError) else ""
+    found = [Finding("schema", True, "the output re-validates from its JSON", night_id)]
     problems = check_lengths(output, night.n_epochs)
     found.append(Finding("epochs", not problems, problems[0] if problems else
                          f"{night.n_epochs} epochs, {len(output.features)} feature(s)", night_id))
@@ -228,7 +260,4 @@ def _output_findings(plugin: Algorithm, night: PreparedNight, output: AlgorithmO
     bad_scores = check_scores(output, plugin.name, canonical)
     found.append(Finding("scores", not bad_scores, bad_scores[0] if bad_scores else
                          f"{len(output.scores)} extra score(s), namespaced", night_id))
-    leaks = [c for c in PERSONAL_CANARIES if c in text] + (["a calendar date"] if DATE.search(text) else [])
-    found.append(Finding("no_personal_data", not leaks, f"{len(leaks)} planted personal string(s) in the output"
-                         if leaks else "no planted personal string or date in the output", night_id))
     return found

@@ -112,6 +112,10 @@ class ExternalAlgorithm(Algorithm):
                                  permanent=True) from None
 
     def _call(self, method: str, path: str, body: dict | None, headers: dict[str, str]) -> Any:
+        """One protocol call with retries. Permanent only when the service says so (a 4xx whose
+        body is ``{"error": {"permanent": true}}``, or a 200 that is not JSON); everything else —
+        5xx, 429, 401/403 while an invoker grant propagates, 404 while a service deploys, a
+        timeout, a refused connection — is retried here, then handed on as transient."""
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -121,37 +125,56 @@ class ExternalAlgorithm(Algorithm):
                     extra = self.auth() if self.auth is not None else {}
                     with client.stream(method, self.url + path, json=body,
                                        headers={**self.headers, **extra, **headers}) as r:
-                        data = _read_bounded(r)
+                        data = _read_bounded(r, time.monotonic() + self.timeout_s)
             except httpx.TimeoutException:
                 last = f"no answer within {self.timeout_s:g} s"
                 continue
             except httpx.TransportError as exc:
                 last = f"connection failed ({type(exc).__name__})"
                 continue
-            if r.status_code >= 500 or r.status_code == 429:
-                last = f"HTTP {r.status_code}"
+            except _Overdue:
+                last = f"the answer took longer than {self.timeout_s:g} s"
                 continue
-            payload = _json(data)
             if r.status_code == 200:
-                return payload
-            error = payload.get("error", {}) if isinstance(payload, dict) else {}
-            reason = error.get("reason") if isinstance(error, dict) else None
-            reason = reason if isinstance(reason, str) and NAME_PATTERN.match(reason) else f"http_{r.status_code}"
-            raise AlgorithmError(reason, f"the algorithm service refused the night (HTTP {r.status_code}, {reason})",
-                                 permanent=True)
+                return _json(data)
+            error = _error_of(data)
+            if 400 <= r.status_code < 500 and error.get("permanent") is True:
+                reason = error.get("reason")
+                reason = reason if isinstance(reason, str) and NAME_PATTERN.match(reason) else f"http_{r.status_code}"
+                raise AlgorithmError(reason, f"the algorithm service refused the night (HTTP {r.status_code}, "
+                                     f"{reason})", permanent=True)
+            last = f"HTTP {r.status_code}"
         raise AlgorithmError("unavailable", f"{method} {path}: {last} after {self.retries + 1} attempts",
                              permanent=False)
 
 
-def _read_bounded(response: httpx.Response) -> bytes:
+class _Overdue(Exception):
+    """The answer is still arriving after the call's deadline (a trickling server)."""
+
+
+def _read_bounded(response: httpx.Response, deadline: float) -> bytes:
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise AlgorithmError("bad_output", f"the service answered more than {MAX_RESPONSE_BYTES} bytes",
                                  permanent=True)
+        if time.monotonic() > deadline:
+            raise _Overdue()
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _error_of(data: bytes) -> dict:
+    """The ``error`` object of a refusal's body; empty when the body is not the protocol's."""
+    import json
+
+    try:
+        payload = json.loads(data) if data else {}
+    except ValueError:
+        return {}
+    error = payload.get("error") if isinstance(payload, dict) else None
+    return error if isinstance(error, dict) else {}
 
 
 def _json(data: bytes) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from functools import cache
 from typing import Any
 
 from sunrise_common import names
@@ -63,10 +62,11 @@ def run_label(algorithm: Algorithm, version: str) -> str:
     return version if algorithm.name == registry.BUILTIN else f"{algorithm.name}.{version}"
 
 
-@cache
 def _external(url: str, timeout_s: float, retries: int, cloud: bool) -> ExternalAlgorithm:
-    # In the cloud the service is private: each call carries an ID token for it (terraform/algorithm.tf
-    # grants run.invoker); locally it is called as it is.
+    # Described again for every run (one small GET): a redeployed algorithm's new name or version
+    # names its results from its first night on, never under the old algo_version. In the cloud the
+    # service is private: each call carries an ID token for it (terraform/algorithm.tf grants
+    # run.invoker); locally it is called as it is.
     return ExternalAlgorithm(url, timeout_s=timeout_s, retries=retries, auth=google_id_token(url) if cloud else None)
 
 
