@@ -25,7 +25,7 @@ from datetime import datetime
 
 from .canonical import Event, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, number, safe_label
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .registry import Format
 

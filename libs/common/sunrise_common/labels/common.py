@@ -11,7 +11,7 @@ import math
 import re
 from datetime import date, datetime, time, timedelta
 
-from .canonical import UNSCORED, Hypnogram
+from .canonical import UNSCORED, Hypnogram, map_stage
 from .errors import LabelError
 
 # A label file spanning longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
@@ -281,8 +281,6 @@ def event_type(code: str) -> str:
 def safe_label(label: str) -> str:
     """The label itself when it names a known stage, event type or lights marker, else ``other``:
     free text (``Lights out - tech Jane Doe``, comments) never survives anonymisation."""
-    from .canonical import map_stage  # noqa: PLC0415
-    from .edf_hypnogram import lights_word, stage_of_text  # noqa: PLC0415
 
     text = label.split("@@")[0]
     if stage_of_text(text) is not None or lights_word(text.replace("-", " ")) is not None:
@@ -301,3 +299,30 @@ def csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
     except csv.Error as exc:
         line = getattr(exc, "line_num", 0)
         raise LabelError("bad_row", f"CSV row does not parse (line {line})") from None
+
+
+# Stage and lights vocabulary of annotation texts (EDF+ hypnograms, MNE/BIDS descriptions).
+_STAGE_TEXT = re.compile(r"^\s*(?:sleep\s*stage|stage)\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def stage_of_text(text: str) -> str | None:
+    """The canonical stage of an annotation text (``Sleep stage N2``, ``Movement time``), or None."""
+    m = _STAGE_TEXT.match(text)
+    if m:
+        stage, _ = map_stage(m.group(1))
+        return stage
+    stage, known = map_stage(text)
+    if known and len(text.strip()) > 1:  # "W"/"R"/"A" alone are too ambiguous as free text
+        return stage
+    return None
+
+
+_LIGHTS = re.compile(r"^\s*lights?[\s_\-]*(off|out|on)\s*$", re.IGNORECASE)
+
+
+def lights_word(text: str) -> str | None:
+    """``off``/``on`` for a lights marker (``Lights off``, ``LIGHTS-OUT``, ``lights_on``...), else None."""
+    m = _LIGHTS.match(text)
+    if m is None:
+        return None
+    return "on" if m.group(1).lower() == "on" else "off"

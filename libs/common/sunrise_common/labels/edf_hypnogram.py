@@ -16,12 +16,11 @@ from datetime import datetime, time
 
 from sunrise_common.edf import EdfError, EdfHeader, parse_header, read_annotations
 
-from .canonical import EPOCH_S, Event, LabelSet, map_event, map_stage
-from .common import expand_spans
+from .canonical import EPOCH_S, Event, LabelSet, map_event
+from .common import expand_spans, lights_word, stage_of_text
 from .errors import LabelError
 from .registry import Format
 
-_STAGE_TEXT = re.compile(r"^\s*(?:sleep\s*stage|stage)\s*(.+?)\s*$", re.IGNORECASE)
 _TIME_RAW = re.compile(r"(\d{2})[.:](\d{2})[.:](\d{2})")
 
 
@@ -36,18 +35,6 @@ def header_time_of_day(header: EdfHeader) -> time | None:
     if h > 23 or mi > 59 or s > 59:
         return None
     return time(h, mi, s)
-
-
-def stage_of_text(text: str) -> str | None:
-    """The canonical stage of an annotation text (``Sleep stage N2``, ``Movement time``), or None."""
-    m = _STAGE_TEXT.match(text)
-    if m:
-        stage, _ = map_stage(m.group(1))
-        return stage
-    stage, known = map_stage(text)
-    if known and len(text.strip()) > 1:  # "W"/"R"/"A" alone are too ambiguous as free text
-        return stage
-    return None
 
 
 def parse(data: bytes, epoch_s: float = EPOCH_S) -> LabelSet:
@@ -90,17 +77,6 @@ def parse(data: bytes, epoch_s: float = EPOCH_S) -> LabelSet:
         start=start, hypnogram=hyp, events=events, source_kind="edf_hypnogram", warnings=warnings,
         start_time=tod, lights_off_s=lights.get("off"), lights_on_s=lights.get("on"),
     )
-
-
-_LIGHTS = re.compile(r"^\s*lights?[\s_\-]*(off|out|on)\s*$", re.IGNORECASE)
-
-
-def lights_word(text: str) -> str | None:
-    """``off``/``on`` for a lights marker (``Lights off``, ``LIGHTS-OUT``, ``lights_on``...), else None."""
-    m = _LIGHTS.match(text)
-    if m is None:
-        return None
-    return "on" if m.group(1).lower() == "on" else "off"
 
 
 def sniff(head: bytes, name: str) -> int:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from .canonical import UNSCORED, Event, LabelSet
 from .common import anon_shift, event_type, per_epoch, safe_label
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .limits import local, parse_xml
 from .registry import Format

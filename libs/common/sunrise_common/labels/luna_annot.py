@@ -29,7 +29,7 @@ from datetime import datetime, time
 
 from .canonical import UNSCORED, Event, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, number, offset_from_start, parse_clock, safe_label
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .nsrr_xml import stage_of as nsrr_stage_of
 from .registry import Format, name_has

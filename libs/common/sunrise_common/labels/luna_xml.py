@@ -23,7 +23,7 @@ from datetime import datetime, time
 
 from .canonical import Event, LabelSet
 from .common import event_type, expand_spans, offset_from_start, parse_clock, safe_label
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .limits import local, parse_xml
 from .luna_annot import stage_of

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from .canonical import Event, LabelSet
 from .common import anon_shift, csv_rows, decode, encode, event_type, expand_spans, newline_of, number, safe_label
-from .edf_hypnogram import lights_word, stage_of_text
+from .common import lights_word, stage_of_text
 from .errors import LabelError
 from .registry import Format, name_has
 

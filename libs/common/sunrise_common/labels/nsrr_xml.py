@@ -47,7 +47,7 @@ from datetime import datetime, time
 
 from .canonical import EPOCH_S, UNSCORED, Event, LabelSet, map_event, map_stage
 from .common import expand_spans, safe_label
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .limits import local, parse_xml
 from .registry import Format

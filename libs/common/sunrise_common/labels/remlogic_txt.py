@@ -55,7 +55,7 @@ from .common import (
     per_epoch,
     safe_label,
 )
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .registry import Format, name_has
 

@@ -19,7 +19,7 @@ from datetime import datetime
 
 from .canonical import Event, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, offset_from_start, parse_clock, safe_label, transitions_to_spans
-from .edf_hypnogram import lights_word
+from .common import lights_word
 from .errors import LabelError
 from .registry import Format
 
