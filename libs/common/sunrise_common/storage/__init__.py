@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
 
+from sunrise_common.settings import Settings
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -54,13 +56,8 @@ class Storage(Protocol):
         """Create the bucket where the backend allows it (embedded, emulators)."""
 
 
-def make_storage(settings) -> Storage:  # noqa: ANN001 - Settings, avoided import cycle
-    from sunrise_common.faults import wrap
-
-    return wrap(_make_storage(settings), settings, "storage")
-
-
-def _make_storage(settings) -> Storage:  # noqa: ANN001
+def make_storage(settings: Settings) -> Storage:
+    """The storage adapter of ``settings.backend``."""
     if settings.backend == "embedded":
         from sunrise_common.storage.local import LocalStorage
 
