@@ -277,7 +277,7 @@ def _task_cost(plan: ChannelPlan, rows: list[int]) -> float:
 
 
 @dataclass
-class Recording:
+class PsgLayout:
     """The PSG's time layout, from its header and record onsets (``open_recording``).
 
     ``segments``: contiguous runs of records (first record, number of records, onset in s);
@@ -322,7 +322,7 @@ class PreparedSignals:
         }
 
 
-def open_recording(psg_path: Path) -> Recording:
+def open_recording(psg_path: Path) -> PsgLayout:
     """Read the header and the record onsets; split into contiguous segments."""
     try:
         header = read_header(psg_path)
@@ -352,7 +352,7 @@ def open_recording(psg_path: Path) -> Recording:
     total_s = float(onsets[-1] + header.record_duration - t_origin)
     if total_s > MAX_SPAN_S:
         raise PrepError("absurd_gap", f"records span {total_s / 3600:.1f} h (limit {MAX_SPAN_S / 3600:.0f} h)")
-    return Recording(
+    return PsgLayout(
         path=psg_path,
         header=header,
         ordinary=ordinary,
@@ -364,7 +364,7 @@ def open_recording(psg_path: Path) -> Recording:
 
 
 def plan_channels(
-    rec: Recording, *, chunk_seconds: float, notch_hz: float | None, channel_map: Path | None
+    rec: PsgLayout, *, chunk_seconds: float, notch_hz: float | None, channel_map: Path | None
 ) -> tuple[list[ChannelInfo], list[ChannelPlan], list[dict[str, Any]]]:
     """Map each ordinary signal to a canonical channel, plan its processing; per-channel meta."""
     header = rec.header
@@ -404,7 +404,7 @@ def plan_channels(
     return infos, plans, channels_meta
 
 
-def _quality_accumulators(rec: Recording, infos: list[ChannelInfo]) -> list[QualityAccumulator]:
+def _quality_accumulators(rec: PsgLayout, infos: list[ChannelInfo]) -> list[QualityAccumulator]:
     sigs = [rec.header.signals[i] for i in rec.ordinary]
     return [
         QualityAccumulator(
@@ -419,7 +419,7 @@ def _quality_accumulators(rec: Recording, infos: list[ChannelInfo]) -> list[Qual
     ]
 
 
-def _runs(rec: Recording, chunk_seconds: float):
+def _runs(rec: PsgLayout, chunk_seconds: float):
     """(segment index, onset from the origin in s, per-channel samples) of each contiguous run
     of records in each decoded chunk."""
     header, segments = rec.header, rec.segments
@@ -536,7 +536,7 @@ class _ChannelRunner:
             self._raise()
 
 
-def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[QualityAccumulator],
+def process_channels(rec: PsgLayout, plans: list[ChannelPlan], quality: list[QualityAccumulator],
                      writers: list[MemberWriter], *, chunk_seconds: float, workers: int) -> None:
     """Stream the recording through every channel's processing into its writer; EDF+D gaps (and
     a trailing partial output sample) are NaN. The calling thread decodes the chunks while the
@@ -563,7 +563,7 @@ def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[Qua
         sp.pad_to(int(round(rec.total_s * plan.fs_out)))
 
 
-def output_lengths(rec: Recording, plans: list[ChannelPlan]) -> list[int]:
+def output_lengths(rec: PsgLayout, plans: list[ChannelPlan]) -> list[int]:
     """Samples of each channel in signals.npz, known before processing: per segment, NaN up to
     the segment's onset, then ``ceil(n_in x up / down)`` outputs (polyphase, reducers and 1:1
     alike), and NaN up to the end of the last record."""
@@ -578,7 +578,7 @@ def output_lengths(rec: Recording, plans: list[ChannelPlan]) -> list[int]:
     return out
 
 
-def missing_epochs(rec: Recording) -> np.ndarray:
+def missing_epochs(rec: PsgLayout) -> np.ndarray:
     """Bool per epoch: less than half of it covered by records (EDF+D gaps)."""
     covered = np.zeros(rec.n_epochs)
     for _, n, onset in rec.segments:
@@ -590,7 +590,7 @@ def missing_epochs(rec: Recording) -> np.ndarray:
     return covered < 0.5 * EPOCH_S
 
 
-def write_quality(out_dir: Path, rec: Recording, infos: list[ChannelInfo], quality: list[QualityAccumulator],
+def write_quality(out_dir: Path, rec: PsgLayout, infos: list[ChannelInfo], quality: list[QualityAccumulator],
                   missing: np.ndarray, channels_meta: list[dict[str, Any]]) -> None:
     """quality.npz; also the per-channel flat/saturated epoch counts into ``channels_meta``."""
     flags = [q.flags() for q in quality]
@@ -606,7 +606,7 @@ def write_quality(out_dir: Path, rec: Recording, infos: list[ChannelInfo], quali
         ch["saturated_epochs"] = int(s.sum())
 
 
-def _start_offset(rec: Recording, warnings: list[str]) -> float | None:
+def _start_offset(rec: PsgLayout, warnings: list[str]) -> float | None:
     """Seconds from the night's noon anchor to the first record (None: start time unusable)."""
     header = rec.header
     tod = header_time_of_day(header)
@@ -617,7 +617,7 @@ def _start_offset(rec: Recording, warnings: list[str]) -> float | None:
     return None if tod is None else time_of_day_offset_s(tod.hour, tod.minute, tod.second + rec.t_origin)
 
 
-def _discontinuity(rec: Recording, missing: np.ndarray) -> Any:
+def _discontinuity(rec: PsgLayout, missing: np.ndarray) -> Any:
     """False for a contiguous recording, else its segments and gaps (meta.json)."""
     if len(rec.segments) <= 1:
         return False

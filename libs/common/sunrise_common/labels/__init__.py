@@ -5,7 +5,7 @@ annotation files (Sleep-EDF hypnograms) and NSRR XML. See ``canonical`` for the 
 """
 
 from .anonymise import AnonymisedLabel, anonymise_label_file, parse_labels
-from .canonical import EVENT_TYPES, STAGES, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
+from .canonical import EVENT_TYPES, STAGES, UNSCORED, LabelEvent, Hypnogram, LabelSet, map_event, map_stage
 from .detect import HEAD_BYTES, LABEL_KINDS, detect_label_kind
 from .errors import LabelError
 
@@ -16,7 +16,7 @@ __all__ = [
     "STAGES",
     "UNSCORED",
     "AnonymisedLabel",
-    "Event",
+    "LabelEvent",
     "Hypnogram",
     "LabelError",
     "LabelSet",

@@ -4,7 +4,7 @@ Each stage annotation (``Sleep stage W/1/2/3/4/R/?``, ``Movement time``; AASM sp
 ``Sleep stage N2`` too) has an onset and a duration in seconds from the file's start; it is
 expanded into ``duration / 30`` epochs (R&K 3 and 4 -> N3; ``?`` and movement time -> UNS).
 A stage annotation without a duration lasts until the next stage annotation (one epoch for the
-last one). Any other annotation becomes an ``Event`` (type from ``map_event``, usually ``other``).
+last one). Any other annotation becomes a ``LabelEvent`` (type from ``map_event``, usually ``other``).
 The annotations are read with :func:`sunrise_common.edf.read_annotations`.
 """
 
@@ -16,7 +16,7 @@ from datetime import datetime, time
 
 from sunrise_common.edf import EdfError, EdfHeader, parse_header, read_annotations
 
-from .canonical import EPOCH_S, Event, LabelSet, map_event, map_stage
+from .canonical import EPOCH_S, LabelEvent, LabelSet, map_event, map_stage
 from .errors import LabelError
 from .nsrr_xml import expand_spans
 
@@ -68,7 +68,7 @@ def parse(data: bytes, epoch_s: float = EPOCH_S) -> LabelSet:
             duration = nxt - a.onset
         spans.append((a.onset, duration, stage))
     events = [
-        Event(type=map_event(a.text), onset_s=a.onset, duration_s=a.duration or 0.0, channel="", label=a.text)
+        LabelEvent(type=map_event(a.text), onset_s=a.onset, duration_s=a.duration or 0.0, channel="", label=a.text)
         for a, s in stage_anns
         if s is None
     ]

@@ -24,7 +24,7 @@ Structure::
 ``Start``/``Duration`` are seconds from the recording start. Stage codes after ``|``: 0 W,
 1 N1, 2 N2, 3 and 4 N3 (R&K), 5 REM, anything else (``Unsure``, 6 movement, 9 unscored) UNS.
 The date in ``ClockTime`` is de-identified to ``00.00.00`` by NSRR; only the time of day is used
-then. A ``ScoredEvent`` carries no sleep stage, so ``Event.stage`` is None (the stage at an event
+then. A ``ScoredEvent`` carries no sleep stage, so ``LabelEvent.stage`` is None (the stage at an event
 comes from the hypnogram). Entity expansion is refused: any ``<!DOCTYPE`` or ``<!ENTITY`` is rejected (``unsafe_xml``).
 """
 
@@ -35,7 +35,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
-from .canonical import EPOCH_S, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
+from .canonical import EPOCH_S, UNSCORED, LabelEvent, Hypnogram, LabelSet, map_event, map_stage
 from .errors import LabelError
 
 # A label file longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
@@ -104,7 +104,7 @@ def parse(data: bytes) -> LabelSet:
     start: datetime | None = None
     tod: time | None = None
     stage_spans: list[tuple[float, float, str]] = []
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     unknown: dict[str, int] = {}
     for i, ev in enumerate(root.iter("ScoredEvent")):
         concept = _text(ev, "EventConcept") or ""
@@ -132,7 +132,7 @@ def parse(data: bytes) -> LabelSet:
         name = concept.split("|")[0].strip()
         label = concept.split("|")[-1].strip() or name
         events.append(
-            Event(
+            LabelEvent(
                 type=map_event(name),
                 onset_s=onset,
                 duration_s=duration,
