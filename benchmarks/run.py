@@ -430,9 +430,25 @@ def _loads(r: dict) -> list[float]:
 
 
 def write_report(r: dict, output: Path, quick: bool) -> list[str]:
+    """BENCHMARKS.md from the raw numbers: the header and goals, then one part per section that ran;
+    returns the goals not met."""
+    rows = goal_rows(r)
+    lines = _report_head(r, rows, quick)
+    lines += _warm_part(r)
+    lines += _psg_part(r)
+    lines += _anonymise_part(r)
+    lines += _sunrise_part(r)
+    lines += _duplicates_part(r)
+    lines += _stack_part(r)
+    lines += _profiles_part(r)
+    output.write_text("\n".join(lines).rstrip("\n") + "\n")
+    return [a + " " + b for a, b, _, d in rows if d == "**not met**"]
+
+
+def _report_head(r: dict, rows: list[tuple[str, str, str, str]], quick: bool) -> list[str]:
+    """Title, when, machine, load, how, and the goals table."""
     m = r["machine"]
     loads = _loads(r)
-    rows = goal_rows(r)
     lines = [
         "# Benchmarks",
         "",
@@ -473,6 +489,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
         "",
     ]
+    return lines
+
+
+def _warm_part(r: dict) -> list[str]:
+    lines: list[str] = []
     warm = r.get("warm")
     if warm:
         lines += [
@@ -497,6 +518,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
         lines += [f"| {x['hours']:g} h | {x['file_mb']:.0f} | {x['peak_rss_mb']:.0f} | {x['tmp_mb']:.0f} | {x['request_mb']:.0f} |"
                   for x in warm["memory"]]
         lines.append("")
+    return lines
+
+
+def _psg_part(r: dict) -> list[str]:
+    lines: list[str] = []
     psg = r.get("psg")
     if psg:
         lines += [
@@ -522,6 +548,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
                   "| night | file (MB) | wall (s) | peak RSS (MB) |", "| --- | --- | --- | --- |"]
         lines += [f"| {x['hours']:g} h | {x['file_mb']:.0f} | {x['wall_s']:.2f} | {x['peak_rss_mb']:.0f} |" for x in psg["by_length"]]
         lines.append("")
+    return lines
+
+
+def _anonymise_part(r: dict) -> list[str]:
+    lines: list[str] = []
     an = r.get("anonymise")
     if an:
         lines += [
@@ -547,6 +578,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
         lines += ["", "The difference between the whole process and the time inside `anonymise_edf` is the interpreter"
                   " start and the imports, which a one-file process pays and the running ingest service does not"
                   + (f"; `python -c pass` alone takes {_range(floor, 3)} s here." if floor else "."), ""]
+    return lines
+
+
+def _sunrise_part(r: dict) -> list[str]:
+    lines: list[str] = []
     sun = r.get("sunrise")
     if sun:
         lines += [
@@ -559,6 +595,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
             f" Load {sun['load'][0][0]:.1f} → {sun['load'][1][0]:.1f}.",
             "",
         ]
+    return lines
+
+
+def _duplicates_part(r: dict) -> list[str]:
+    lines: list[str] = []
     dup = r.get("duplicates")
     if dup:
         lines += [
@@ -571,6 +612,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
             f"- bare FastAPI: p50 {dup['bare_p50_ms']:.2f} ms, p99 {dup['bare_p99_ms']:.2f} ms, {dup['bare_events_per_s']:.0f} events/s",
             "",
         ]
+    return lines
+
+
+def _stack_part(r: dict) -> list[str]:
+    lines: list[str] = []
     stk = r.get("stack")
     if stk:
         lines += [
@@ -626,12 +672,16 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
                       " requests in flight on the same 2 cores):", "", "| stage | wall per request (s) |", "| --- | --- |"]
             lines += [f"| {k} | {_range(v)} |" for k, v in sorted(big["wall_per_stage"].items())]
         lines.append("")
+    return lines
+
+
+def _profiles_part(r: dict) -> list[str]:
+    lines: list[str] = []
     if r.get("profiles"):
         lines += ["## Profiles of what misses its target", ""]
         for name, text in r["profiles"].items():
             lines += [f"### {name}", "", "```", text, "```", ""]
-    output.write_text("\n".join(lines).rstrip("\n") + "\n")
-    return [a + " " + b for a, b, _, d in rows if d == "**not met**"]
+    return lines
 
 
 def _scaling_run(result: dict) -> dict | None:
