@@ -34,6 +34,7 @@ import math
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,14 +155,32 @@ def _write_labels(
     events.sort(key=lambda e: e[1])
 
     def in_rec(k: int) -> int:
-        if duration_s is None:
-            return 0
-        if not 0 <= k * EPOCH_S < duration_s:
-            return 0
-        if missing is not None and k < len(missing) and missing[k]:
-            return 0
-        return 1
+        return _in_recording(k, duration_s, missing)
 
+    _write_label_tables(out_dir, hyp_rows, events, in_rec)
+    overlap = _label_overlap(spans, duration_s, sum(1 for k, _, _ in hyp_rows if not in_rec(k)), warnings)
+    return {
+        "files": files,
+        "hypnogram_epochs": len(hyp_rows),
+        "n_events": len(events),
+        "warnings": warnings,
+        "overlap": overlap,
+    }
+
+
+def _in_recording(k: int, duration_s: float | None, missing: np.ndarray | None) -> int:
+    """1 when label epoch ``k`` lies in the recorded signal (not past its end, not in a gap)."""
+    if duration_s is None or not 0 <= k * EPOCH_S < duration_s:
+        return 0
+    if missing is not None and k < len(missing) and missing[k]:
+        return 0
+    return 1
+
+
+def _write_label_tables(out_dir: Path, hyp_rows: list[tuple[int, float, str]],
+                        events: list[tuple[str, float, float, str, float | None, str, str | None]],
+                        in_rec: Callable[[int], int]) -> None:
+    """hypnogram.csv and events.csv."""
     with open(out_dir / "hypnogram.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", "onset_s", "stage", "in_recording"])
@@ -174,39 +193,37 @@ def _write_labels(
             w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label,
                         stage or ""])
 
-    overlap: dict[str, Any] | None = None
-    if duration_s is not None and spans:
-        lo = min(s for s, _ in spans)
-        hi = max(e for _, e in spans)
-        ov = max(0.0, min(hi, duration_s) - max(lo, 0.0))
-        tol = 1.0
-        if ov <= 0:
-            status = "none"
-        elif lo >= -tol and hi <= duration_s + tol:
-            status = "full"
-        else:
-            status = "partial"
-        overlap = {
-            "status": status,
-            "overlap_s": round(ov, 3),
-            "label_start_s": round(lo, 3),
-            "label_end_s": round(hi, 3),
-            "before_recording_s": round(max(0.0, min(0.0, hi) - lo), 3),
-            "after_recording_s": round(max(0.0, hi - max(duration_s, lo)), 3),
-            "hypnogram_epochs_outside": sum(1 for k, _, _ in hyp_rows if not in_rec(k)),
-        }
-        if status != "full":
-            warnings.append(
-                f"labels overlap the recording {'partially' if status == 'partial' else 'not at all'}: "
-                f"{ov:.0f} s of {hi - lo:.0f} s "
-                "(tables kept whole; out-of-recording epochs marked in_recording=0)"
-            )
+
+def _label_overlap(spans: list[tuple[float, float]], duration_s: float | None, epochs_outside: int,
+                   warnings: list[str]) -> dict[str, Any] | None:
+    """How the labels' time span overlaps the recording (meta.json ``labels.overlap``); a warning
+    when not fully."""
+    if duration_s is None or not spans:
+        return None
+    lo = min(s for s, _ in spans)
+    hi = max(e for _, e in spans)
+    ov = max(0.0, min(hi, duration_s) - max(lo, 0.0))
+    tol = 1.0
+    if ov <= 0:
+        status = "none"
+    elif lo >= -tol and hi <= duration_s + tol:
+        status = "full"
+    else:
+        status = "partial"
+    if status != "full":
+        warnings.append(
+            f"labels overlap the recording {'partially' if status == 'partial' else 'not at all'}: "
+            f"{ov:.0f} s of {hi - lo:.0f} s "
+            "(tables kept whole; out-of-recording epochs marked in_recording=0)"
+        )
     return {
-        "files": files,
-        "hypnogram_epochs": len(hyp_rows),
-        "n_events": len(events),
-        "warnings": warnings,
-        "overlap": overlap,
+        "status": status,
+        "overlap_s": round(ov, 3),
+        "label_start_s": round(lo, 3),
+        "label_end_s": round(hi, 3),
+        "before_recording_s": round(max(0.0, min(0.0, hi) - lo), 3),
+        "after_recording_s": round(max(0.0, hi - max(duration_s, lo)), 3),
+        "hypnogram_epochs_outside": epochs_outside,
     }
 
 
