@@ -434,12 +434,11 @@ def write_report(r: dict, output: Path, quick: bool) -> list[str]:
     returns the goals not met."""
     rows = goal_rows(r)
     lines = _report_head(r, rows, quick)
-    lines += _warm_part(r)
-    lines += _psg_part(r)
-    lines += _anonymise_part(r)
-    lines += _sunrise_part(r)
-    lines += _duplicates_part(r)
-    lines += _stack_part(r)
+    parts = {"warm": _warm_part, "psg": _psg_part, "anonymise": _anonymise_part, "sunrise": _sunrise_part,
+             "duplicates": _duplicates_part, "stack": _stack_part}
+    for section, part in parts.items():
+        if r.get(section):
+            lines += part(r, r[section])
     lines += _profiles_part(r)
     output.write_text("\n".join(lines).rstrip("\n") + "\n")
     return [a + " " + b for a, b, _, d in rows if d == "**not met**"]
@@ -492,186 +491,168 @@ def _report_head(r: dict, rows: list[tuple[str, str, str, str]], quick: bool) ->
     return lines
 
 
-def _warm_part(r: dict) -> list[str]:
-    lines: list[str] = []
-    warm = r.get("warm")
-    if warm:
-        lines += [
-            "## Per night in a warm service",
-            "",
-            "What a running service pays per night: each variant in its own process imports what it needs, processes"
-            " the night once untimed (the night served before), then processes it again"
-            f" {warm['runs']} time(s), timed (`benchmarks/warm.py`); medians. The baselines run the same way, in the"
-            f" same run. PSG: {warm['file_mb']:.0f} MB, {warm['hours']:g} h, 20 channels at 256 Hz; Sunrise:"
-            f" {warm['sunrise_hours']:g}-h synthetic night. Load {warm['load'][0][0]:.1f} → {warm['load'][1][0]:.1f}."
-            " Memory per request as Cloud Run counts it: peak RSS plus the bytes the request keeps in `/tmp` (its"
-            " downloaded input and its outputs before upload).",
-            "",
-            "| variant | wall per night (s) | CPU-s per night | peak RSS (MB) | /tmp (MB) | per request (MB) |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for k, x in warm["variants"].items():
-            lines.append(f"| {x['label']} | {x['wall_s']:.2f} | {x['cpu_s']:.2f} | {x['peak_rss_mb']:.0f} | {x['tmp_mb']:.0f} |"
-                         f" {x['request_mb']:.0f} |")
-        lines += ["", "psg_prep's memory per request by night length (a warm process per length):", "",
-                  "| night | file (MB) | peak RSS (MB) | /tmp (MB) | per request (MB) |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {x['hours']:g} h | {x['file_mb']:.0f} | {x['peak_rss_mb']:.0f} | {x['tmp_mb']:.0f} | {x['request_mb']:.0f} |"
-                  for x in warm["memory"]]
-        lines.append("")
+def _warm_part(r: dict, warm: dict) -> list[str]:
+    lines = [
+        "## Per night in a warm service",
+        "",
+        "What a running service pays per night: each variant in its own process imports what it needs, processes"
+        " the night once untimed (the night served before), then processes it again"
+        f" {warm['runs']} time(s), timed (`benchmarks/warm.py`); medians. The baselines run the same way, in the"
+        f" same run. PSG: {warm['file_mb']:.0f} MB, {warm['hours']:g} h, 20 channels at 256 Hz; Sunrise:"
+        f" {warm['sunrise_hours']:g}-h synthetic night. Load {warm['load'][0][0]:.1f} → {warm['load'][1][0]:.1f}."
+        " Memory per request as Cloud Run counts it: peak RSS plus the bytes the request keeps in `/tmp` (its"
+        " downloaded input and its outputs before upload).",
+        "",
+        "| variant | wall per night (s) | CPU-s per night | peak RSS (MB) | /tmp (MB) | per request (MB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for k, x in warm["variants"].items():
+        lines.append(f"| {x['label']} | {x['wall_s']:.2f} | {x['cpu_s']:.2f} | {x['peak_rss_mb']:.0f} | {x['tmp_mb']:.0f} |"
+                     f" {x['request_mb']:.0f} |")
+    lines += ["", "psg_prep's memory per request by night length (a warm process per length):", "",
+              "| night | file (MB) | peak RSS (MB) | /tmp (MB) | per request (MB) |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {x['hours']:g} h | {x['file_mb']:.0f} | {x['peak_rss_mb']:.0f} | {x['tmp_mb']:.0f} | {x['request_mb']:.0f} |"
+              for x in warm["memory"]]
+    lines.append("")
     return lines
 
 
-def _psg_part(r: dict) -> list[str]:
-    lines: list[str] = []
-    psg = r.get("psg")
-    if psg:
-        lines += [
-            "## psg_prep and its baselines on the same night",
-            "",
-            f"Synthetic {psg['hours']:g}-hour night, 20 channels at 256 Hz, {psg['file_mb']:.0f} MB EDF (`make_big_psg`);"
-            f" {psg['runs']} runs of each, whole processes, rotated order. Load {psg['load'][0][0]:.1f} → {psg['load'][1][0]:.1f}.",
-            "",
-            "| variant | wall (s) | CPU (s) | peak RSS (MB) | psg_prep / this, pair by pair |",
-            "| --- | --- | --- | --- | --- |",
-        ]
-        for key, v in psg["variants"].items():
-            lines.append(f"| {v['label']} | {_range(v['wall_s'])} | {_range(v['cpu_s'])} | {_range(v['peak_rss_mb'], 0)} |"
-                         f" {_range(v['ours_over_this'], 3) if key != 'psg_prep' else '1'} |")
-        for key, label in psg["missing"].items():
-            if key not in psg["variants"]:
-                lines.append(f"| {label} | not measured | not measured | not measured | not measured |")
-        inside = psg["variants"].get("mne_naive", {}).get("inside")
-        if inside:
-            lines += ["", f"MNE naive's own steps (first run): read {inside['read_s']:.2f} s, filter {inside['filter_s']:.2f} s,"
-                      f" resample {inside['resample_s']:.2f} s."]
-        lines += ["", "psg_prep peak memory by night length (one run each, the 8-h row is the maximum of the runs above):", "",
-                  "| night | file (MB) | wall (s) | peak RSS (MB) |", "| --- | --- | --- | --- |"]
-        lines += [f"| {x['hours']:g} h | {x['file_mb']:.0f} | {x['wall_s']:.2f} | {x['peak_rss_mb']:.0f} |" for x in psg["by_length"]]
-        lines.append("")
+def _psg_part(r: dict, psg: dict) -> list[str]:
+    lines = [
+        "## psg_prep and its baselines on the same night",
+        "",
+        f"Synthetic {psg['hours']:g}-hour night, 20 channels at 256 Hz, {psg['file_mb']:.0f} MB EDF (`make_big_psg`);"
+        f" {psg['runs']} runs of each, whole processes, rotated order. Load {psg['load'][0][0]:.1f} → {psg['load'][1][0]:.1f}.",
+        "",
+        "| variant | wall (s) | CPU (s) | peak RSS (MB) | psg_prep / this, pair by pair |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for key, v in psg["variants"].items():
+        lines.append(f"| {v['label']} | {_range(v['wall_s'])} | {_range(v['cpu_s'])} | {_range(v['peak_rss_mb'], 0)} |"
+                     f" {_range(v['ours_over_this'], 3) if key != 'psg_prep' else '1'} |")
+    for key, label in psg["missing"].items():
+        if key not in psg["variants"]:
+            lines.append(f"| {label} | not measured | not measured | not measured | not measured |")
+    inside = psg["variants"].get("mne_naive", {}).get("inside")
+    if inside:
+        lines += ["", f"MNE naive's own steps (first run): read {inside['read_s']:.2f} s, filter {inside['filter_s']:.2f} s,"
+                  f" resample {inside['resample_s']:.2f} s."]
+    lines += ["", "psg_prep peak memory by night length (one run each, the 8-h row is the maximum of the runs above):", "",
+              "| night | file (MB) | wall (s) | peak RSS (MB) |", "| --- | --- | --- | --- |"]
+    lines += [f"| {x['hours']:g} h | {x['file_mb']:.0f} | {x['wall_s']:.2f} | {x['peak_rss_mb']:.0f} |" for x in psg["by_length"]]
+    lines.append("")
     return lines
 
 
-def _anonymise_part(r: dict) -> list[str]:
-    lines: list[str] = []
-    an = r.get("anonymise")
-    if an:
-        lines += [
-            "## ingest: anonymisation against `cp`",
-            "",
-            "`cp SRC DST` (coreutils; one `copy_file_range`) against `python benchmarks/anonymise_bench.py anonymise SRC DST`"
-            " (interpreter start, imports, header rewrite, kernel copy of the records, annotation patching). Each run"
-            " writes a new file after `sync`, so no run pays for the previous one's writeback; the pairs alternate"
-            f" which side runs first. {an['runs']} pairs per file. Load {an['load'][0][0]:.1f} → {an['load'][1][0]:.1f}."
-            " The 1 GB files repeat the night's records (20 channels, 27 h); the EDF+C files add an annotation signal"
-            " with every record's time-keeping TAL and, once a minute, a scored event (kept) and a name (dropped).",
-            "",
-            "| file | MB | `cp` (s) | anonymise, whole process (s) | of which in `anonymise_edf` (s) | throughput vs `cp` | peak RSS `cp` / anonymise (MB) | copy | texts kept / dropped |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for name, f in an["files"].items():
-            t = f["throughput_ratio"]
-            lines.append(f"| {_ANON_LABELS[name]} | {f['file_mb']:.0f} | {_range(f['cp_s'], 3)} | {_range(f['anonymise_s'], 3)} |"
-                         f" {_range(f['anonymise_inside_s'], 3)} | {100 * t['median']:.0f} % ({100 * t['min']:.0f}–{100 * t['max']:.0f} %) |"
-                         f" {f['cp_rss_mb']['max']:.0f} / {f['anonymise_rss_mb']['max']:.0f} | {f['copy_method']}"
-                         f"{'' if f['numpy_imported'] else ', numpy not imported'} | {f['annotations'][0]} / {f['annotations'][1]} |")
-        floor = an.get("python_floor_s")
-        lines += ["", "The difference between the whole process and the time inside `anonymise_edf` is the interpreter"
-                  " start and the imports, which a one-file process pays and the running ingest service does not"
-                  + (f"; `python -c pass` alone takes {_range(floor, 3)} s here." if floor else "."), ""]
+def _anonymise_part(r: dict, an: dict) -> list[str]:
+    lines = [
+        "## ingest: anonymisation against `cp`",
+        "",
+        "`cp SRC DST` (coreutils; one `copy_file_range`) against `python benchmarks/anonymise_bench.py anonymise SRC DST`"
+        " (interpreter start, imports, header rewrite, kernel copy of the records, annotation patching). Each run"
+        " writes a new file after `sync`, so no run pays for the previous one's writeback; the pairs alternate"
+        f" which side runs first. {an['runs']} pairs per file. Load {an['load'][0][0]:.1f} → {an['load'][1][0]:.1f}."
+        " The 1 GB files repeat the night's records (20 channels, 27 h); the EDF+C files add an annotation signal"
+        " with every record's time-keeping TAL and, once a minute, a scored event (kept) and a name (dropped).",
+        "",
+        "| file | MB | `cp` (s) | anonymise, whole process (s) | of which in `anonymise_edf` (s) | throughput vs `cp` | peak RSS `cp` / anonymise (MB) | copy | texts kept / dropped |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, f in an["files"].items():
+        t = f["throughput_ratio"]
+        lines.append(f"| {_ANON_LABELS[name]} | {f['file_mb']:.0f} | {_range(f['cp_s'], 3)} | {_range(f['anonymise_s'], 3)} |"
+                     f" {_range(f['anonymise_inside_s'], 3)} | {100 * t['median']:.0f} % ({100 * t['min']:.0f}–{100 * t['max']:.0f} %) |"
+                     f" {f['cp_rss_mb']['max']:.0f} / {f['anonymise_rss_mb']['max']:.0f} | {f['copy_method']}"
+                     f"{'' if f['numpy_imported'] else ', numpy not imported'} | {f['annotations'][0]} / {f['annotations'][1]} |")
+    floor = an.get("python_floor_s")
+    lines += ["", "The difference between the whole process and the time inside `anonymise_edf` is the interpreter"
+              " start and the imports, which a one-file process pays and the running ingest service does not"
+              + (f"; `python -c pass` alone takes {_range(floor, 3)} s here." if floor else "."), ""]
     return lines
 
 
-def _sunrise_part(r: dict) -> list[str]:
-    lines: list[str] = []
-    sun = r.get("sunrise")
-    if sun:
-        lines += [
-            "## sunrise_prep + sunalgo",
-            "",
-            f"- {sun['hours']:g}-hour synthetic night, inside one process (what a running service pays per night):"
-            f" total {_range(sun['total_s'], 3, ' s')}; sunrise_prep {_range(sun['sunrise_prep_s'], 3, ' s')};"
-            f" sunalgo {_range(sun['sunalgo_s'], 3, ' s')}",
-            f"- the whole process (imports included): {_range(sun['process_s'], 2, ' s')}; peak RSS {_range(sun['peak_rss_mb'], 0, ' MB')}."
-            f" Load {sun['load'][0][0]:.1f} → {sun['load'][1][0]:.1f}.",
-            "",
-        ]
+def _sunrise_part(r: dict, sun: dict) -> list[str]:
+    lines = [
+        "## sunrise_prep + sunalgo",
+        "",
+        f"- {sun['hours']:g}-hour synthetic night, inside one process (what a running service pays per night):"
+        f" total {_range(sun['total_s'], 3, ' s')}; sunrise_prep {_range(sun['sunrise_prep_s'], 3, ' s')};"
+        f" sunalgo {_range(sun['sunalgo_s'], 3, ' s')}",
+        f"- the whole process (imports included): {_range(sun['process_s'], 2, ' s')}; peak RSS {_range(sun['peak_rss_mb'], 0, ' MB')}."
+        f" Load {sun['load'][0][0]:.1f} → {sun['load'][1][0]:.1f}.",
+        "",
+    ]
     return lines
 
 
-def _duplicates_part(r: dict) -> list[str]:
-    lines: list[str] = []
-    dup = r.get("duplicates")
-    if dup:
-        lines += [
-            "## A duplicate (already done) event",
-            "",
-            f"{dup['n']} redeliveries of a done finalize event through the real ingest FastAPI app (in-process test client,"
-            " SQLite state), beside a bare FastAPI endpoint through the same client as the ceiling:",
-            "",
-            f"- ingest: p50 {dup['p50_ms']:.2f} ms, p99 {dup['p99_ms']:.2f} ms, {dup['events_per_s']:.0f} events/s",
-            f"- bare FastAPI: p50 {dup['bare_p50_ms']:.2f} ms, p99 {dup['bare_p99_ms']:.2f} ms, {dup['bare_events_per_s']:.0f} events/s",
-            "",
-        ]
+def _duplicates_part(r: dict, dup: dict) -> list[str]:
+    lines = [
+        "## A duplicate (already done) event",
+        "",
+        f"{dup['n']} redeliveries of a done finalize event through the real ingest FastAPI app (in-process test client,"
+        " SQLite state), beside a bare FastAPI endpoint through the same client as the ceiling:",
+        "",
+        f"- ingest: p50 {dup['p50_ms']:.2f} ms, p99 {dup['p99_ms']:.2f} ms, {dup['events_per_s']:.0f} events/s",
+        f"- bare FastAPI: p50 {dup['bare_p50_ms']:.2f} ms, p99 {dup['bare_p99_ms']:.2f} ms, {dup['bare_events_per_s']:.0f} events/s",
+        "",
+    ]
     return lines
 
 
-def _stack_part(r: dict) -> list[str]:
-    lines: list[str] = []
-    stk = r.get("stack")
-    if stk:
-        lines += [
-            "## End to end: the embedded stack on 2 cores",
-            "",
-            f"Each service in its own process, as `make run` starts them. Load {stk['load'][0][0]:.1f} → {stk['load'][1][0]:.1f}.",
-            "",
-            "### Cold start (process start to the first 200 from `/healthz`)",
-            "",
-            "What a Cloud Run scale-up waits for before a new instance takes traffic (plus the image pull).",
-            "",
-            "| service | wall (s) | CPU (s) by then |",
-            "| --- | --- | --- |",
-            *[f"| {k} | {_range(v['wall_s'])} | {_range(v['cpu_s'])} |" for k, v in stk["cold_start"].items()],
-            "",
-            "### Throughput and latency with N nights",
-            "",
-            f"N night pairs ({stk['hours']:g}-h synthetic Sunrise EDF+, a PSG, 4 DOMINO label files: 6 uploads a night) are"
-            " put in the raw bucket, then `sunrise backfill`'s sender replays them to ingest with 4 requests in flight."
-            " Throughput is N over the time from the first event sent to the last night scored with its PSG half;"
-            " latency is per night, from its first ingested file to its last sunalgo result. Distinct synthetic"
-            " Sunrise nights are reused round-robin (4 of them) under different subjects; the 20-channel PSG is the"
-            " 295 MB night above with its start moved to the Sunrise night's. The N=100 run uses the light 7-channel"
-            " PSG: with the 295 MB one, 100 nights keep about 85 GB on disk (raw, anonymised and prepared copies,"
-            " 100 x (295 + 295 + 255) MB), more than this machine has free.",
-            "",
-            "| N | PSG | nights/min | wall (s) | latency p50 (s) | p95 (s) | max (s) | failed requests | load before → after |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for run in stk["scaling"]:
-            lat = run["latency_s"]
-            lines.append(f"| {run['n']} | {run['psg']} | {run['nights_per_minute']:.1f} | {run['wall_s']:.1f} | {lat['median']:.1f} |"
-                         f" {run['latency_p95_s']:.1f} | {lat['max']:.1f} | {run['failed']} | {run['load_before'][0]:.1f} → {run['load_after'][0]:.1f} |")
-        stages = sorted({k for run in stk["scaling"] for k in run["cpu_s_per_night"]})
-        lines += [
-            "",
-            "### CPU seconds per night and stage",
-            "",
-            "Each service process's CPU time (its threads and children included) over the whole backfill, divided by N:"
-            " nothing double counted, idle polling included. `router` is the local event router (Eventarc and Pub/Sub"
-            " in the cloud, not billed per CPU-second).",
-            "",
-            "| N | PSG | " + " | ".join(stages) + " | total |",
-            "| --- | --- | " + " | ".join("---" for _ in stages) + " | --- |",
-        ]
-        for run in stk["scaling"]:
-            c = run["cpu_s_per_night"]
-            lines.append(f"| {run['n']} | {run['psg']} | " + " | ".join(f"{c.get(s, 0):.2f}" for s in stages)
-                         + f" | {sum(c.values()):.2f} |")
-        big = _scaling_run(r)
-        if big:
-            lines += ["", f"Per-request wall time by stage in the N={big['n']} run (state store; inflated by the other"
-                      " requests in flight on the same 2 cores):", "", "| stage | wall per request (s) |", "| --- | --- |"]
-            lines += [f"| {k} | {_range(v)} |" for k, v in sorted(big["wall_per_stage"].items())]
-        lines.append("")
+def _stack_part(r: dict, stk: dict) -> list[str]:
+    lines = [
+        "## End to end: the embedded stack on 2 cores",
+        "",
+        f"Each service in its own process, as `make run` starts them. Load {stk['load'][0][0]:.1f} → {stk['load'][1][0]:.1f}.",
+        "",
+        "### Cold start (process start to the first 200 from `/healthz`)",
+        "",
+        "What a Cloud Run scale-up waits for before a new instance takes traffic (plus the image pull).",
+        "",
+        "| service | wall (s) | CPU (s) by then |",
+        "| --- | --- | --- |",
+        *[f"| {k} | {_range(v['wall_s'])} | {_range(v['cpu_s'])} |" for k, v in stk["cold_start"].items()],
+        "",
+        "### Throughput and latency with N nights",
+        "",
+        f"N night pairs ({stk['hours']:g}-h synthetic Sunrise EDF+, a PSG, 4 DOMINO label files: 6 uploads a night) are"
+        " put in the raw bucket, then `sunrise backfill`'s sender replays them to ingest with 4 requests in flight."
+        " Throughput is N over the time from the first event sent to the last night scored with its PSG half;"
+        " latency is per night, from its first ingested file to its last sunalgo result. Distinct synthetic"
+        " Sunrise nights are reused round-robin (4 of them) under different subjects; the 20-channel PSG is the"
+        " 295 MB night above with its start moved to the Sunrise night's. The N=100 run uses the light 7-channel"
+        " PSG: with the 295 MB one, 100 nights keep about 85 GB on disk (raw, anonymised and prepared copies,"
+        " 100 x (295 + 295 + 255) MB), more than this machine has free.",
+        "",
+        "| N | PSG | nights/min | wall (s) | latency p50 (s) | p95 (s) | max (s) | failed requests | load before → after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in stk["scaling"]:
+        lat = run["latency_s"]
+        lines.append(f"| {run['n']} | {run['psg']} | {run['nights_per_minute']:.1f} | {run['wall_s']:.1f} | {lat['median']:.1f} |"
+                     f" {run['latency_p95_s']:.1f} | {lat['max']:.1f} | {run['failed']} | {run['load_before'][0]:.1f} → {run['load_after'][0]:.1f} |")
+    stages = sorted({k for run in stk["scaling"] for k in run["cpu_s_per_night"]})
+    lines += [
+        "",
+        "### CPU seconds per night and stage",
+        "",
+        "Each service process's CPU time (its threads and children included) over the whole backfill, divided by N:"
+        " nothing double counted, idle polling included. `router` is the local event router (Eventarc and Pub/Sub"
+        " in the cloud, not billed per CPU-second).",
+        "",
+        "| N | PSG | " + " | ".join(stages) + " | total |",
+        "| --- | --- | " + " | ".join("---" for _ in stages) + " | --- |",
+    ]
+    for run in stk["scaling"]:
+        c = run["cpu_s_per_night"]
+        lines.append(f"| {run['n']} | {run['psg']} | " + " | ".join(f"{c.get(s, 0):.2f}" for s in stages)
+                     + f" | {sum(c.values()):.2f} |")
+    big = _scaling_run(r)
+    if big:
+        lines += ["", f"Per-request wall time by stage in the N={big['n']} run (state store; inflated by the other"
+                  " requests in flight on the same 2 cores):", "", "| stage | wall per request (s) |", "| --- | --- |"]
+        lines += [f"| {k} | {_range(v)} |" for k, v in sorted(big["wall_per_stage"].items())]
+    lines.append("")
     return lines
 
 
