@@ -143,7 +143,9 @@ def stats(data: ds.Dataset) -> dict[str, Any]:
     subject pseudonym, and the missing (null) fraction of each feature, over the newest training
     rows of every night. Computed by DuckDB over the Parquet files (it streams them: memory does
     not grow with the number of nights)."""
-    con = ds.duckdb_views(data.root)
+    from sunrise_cli.duckdb_views import duckdb_views  # duckdb only for the commands that query
+
+    con = duckdb_views(data.root)
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if ds.TRAINING_ROWS not in tables:
         return {"nights": 0, "epochs": 0, "stages": {}, "sleep": {}, "sites": {}, "subjects": 0,

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from sunrise_common.agreement import kappa_from_confusion
+
 #: Clinical RDI thresholds (events/h) of the severity classes.
 THRESHOLDS = (5.0, 15.0, 30.0)
 
@@ -77,17 +79,6 @@ def bland_altman(pred, ref) -> dict[str, float] | None:  # noqa: ANN001 - array-
     bias = float(np.mean(diff))
     sd = float(np.std(diff, ddof=1)) if diff.size > 1 else float("nan")
     return {"n": int(diff.size), "bias": bias, "sd": sd, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
-
-
-def kappa_from_confusion(cm: np.ndarray) -> float:
-    """Cohen's κ of a square confusion matrix (rows truth, columns prediction); NaN if empty."""
-    cm = np.asarray(cm, float)
-    n = cm.sum()
-    if n == 0:
-        return float("nan")
-    po = np.trace(cm) / n
-    pe = float(cm.sum(axis=0) @ cm.sum(axis=1)) / n**2
-    return float((po - pe) / (1 - pe)) if pe < 1 else float("nan")
 
 
 def _ratio(num: int, den: int) -> float | None:

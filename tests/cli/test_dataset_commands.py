@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sunrise_common import dataset as ds
+from sunrise_cli.duckdb_views import duckdb_views
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from sunrise_cli.dataset import open_dataset
@@ -159,7 +160,7 @@ def test_export_copies_the_newest_parts_for_a_notebook(stack, tmp_path):
     for table in ds.TABLES:
         assert [p.lineage for p in copy.latest(table)] == [p.lineage for p in source.latest(table)]
         assert copy.read(table).equals(source.read(table))
-    con = ds.duckdb_views(out)
+    con = duckdb_views(out)
     assert con.execute("SELECT count(*) FROM training_rows").fetchone()[0] == source.read(ds.TRAINING_ROWS).num_rows
 
 
@@ -198,7 +199,7 @@ def test_the_documented_duckdb_queries_run_over_the_pipelines_dataset(stack):
     queries = documented_queries()
     assert len(queries) == 3
     data = open_dataset(pipeline.ctx)
-    con = ds.duckdb_views(data.root)
+    con = duckdb_views(data.root)
     rows = data.read(ds.TRAINING_ROWS)
     scores = data.read(ds.NIGHT_SCORES)
 

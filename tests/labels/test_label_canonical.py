@@ -1,7 +1,7 @@
 import pytest
 
 from sunrise_common.labels import EVENT_TYPES, STAGES, map_event, map_stage
-from sunrise_common.labels.canonical import Event, Hypnogram, LabelSet
+from sunrise_common.labels.canonical import LabelEvent, Hypnogram, LabelSet
 
 
 def test_rk_stages_3_and_4_become_n3():
@@ -60,7 +60,7 @@ def test_labelset_takes_time_of_day_from_start():
 
 
 def test_an_event_stage_must_be_a_canonical_stage_or_none():
-    assert Event("hypopnea", 0.0, 10.0).stage is None
-    assert Event("hypopnea", 0.0, 10.0, stage="REM").stage == "REM"
+    assert LabelEvent("hypopnea", 0.0, 10.0).stage is None
+    assert LabelEvent("hypopnea", 0.0, 10.0, stage="REM").stage == "REM"
     with pytest.raises(ValueError, match="S2"):
-        Event("hypopnea", 0.0, 10.0, stage="S2")
+        LabelEvent("hypopnea", 0.0, 10.0, stage="S2")

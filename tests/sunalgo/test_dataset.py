@@ -14,6 +14,7 @@ import pytest
 
 from sunalgo.features import FEATURES
 from sunrise_common import dataset as ds
+from sunrise_cli.duckdb_views import duckdb_views
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from tests.conftest import TEST_KEY
@@ -155,7 +156,7 @@ def test_a_reuploaded_night_adds_a_part_and_the_reader_returns_only_the_newest(p
     assert scores.lineage.input_key == newest.lineage.input_key
 
     # DuckDB's views pick the same part.
-    con = ds.duckdb_views(data.root)
+    con = duckdb_views(data.root)
     assert con.execute("SELECT count(*) FROM training_rows_all").fetchone()[0] == sum(p.n_rows for p in every)
     assert con.execute("SELECT DISTINCT input_key FROM training_rows").fetchall() == [(newest.lineage.input_key,)]
     assert con.execute("SELECT count(*) FROM night_scores").fetchone()[0] == 1

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from sunrise_common import dataset as ds
+from sunrise_cli.duckdb_views import duckdb_views
 from sunrise_common.storage.local import LocalStorage
 
 from .conftest import ENVIRONMENTS
@@ -121,7 +122,7 @@ def test_the_bigquery_views_keep_the_newest_part_per_night_as_the_readers_do(tmp
         _write(storage, "results", table, a, "sunalgo-1.0+m-2", "k3", t0 + timedelta(hours=2))  # rerun, new model
         _write(storage, "results", table, b, "sunalgo-1.0+m-1", "k4", t0)
     data = ds.Dataset(tmp_path / "results" / "dataset")
-    con = ds.duckdb_views(data.root)
+    con = duckdb_views(data.root)
     for table in ds.TABLES:
         sql = bigquery_view_sql(table)
         assert " ".join(sql.split()) == ds.newest_view_sql(table, f"{table}_all")

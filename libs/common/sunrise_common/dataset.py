@@ -368,7 +368,7 @@ class Dataset:
 
     def export(self, out: Path, *, every_part: bool = False) -> list[Path]:
         """Copy the newest parts (every part with ``every_part``) into ``out`` in the same Hive
-        layout, for a notebook: ``Dataset(out)`` and ``duckdb_views(out)`` read the copy."""
+        layout, for a notebook: ``Dataset(out)`` and ``sunrise_cli.duckdb_views.duckdb_views(out)`` read the copy."""
         written = []
         for table in TABLES:
             for part in self.parts(table) if every_part else self.latest(table):
@@ -385,38 +385,6 @@ def newest_view_sql(table: str, source: str) -> str:
     per = "night_id" if table == TRAINING_ROWS else "algo_version, night_id"
     return (f"SELECT * FROM {source} WHERE TRUE QUALIFY "
             f"DENSE_RANK() OVER (PARTITION BY {per} ORDER BY run_at DESC, input_key DESC) = 1")
-
-
-def duckdb_views(root: Path, con=None, *, memory_limit: str | None = "1GB"):  # noqa: ANN001, ANN201
-    """A DuckDB connection (``con`` or a new in-memory one) with four views over ``root``:
-    ``training_rows_all`` and ``night_scores_all`` (every part) and ``training_rows`` and
-    ``night_scores`` (the newest part per night). A table with no part yet gets no view.
-
-    The newest-part views read the files :meth:`Dataset.latest` picks (their footers decide),
-    not a window over every row: DuckDB then streams them, and an aggregate over 2,000 nights
-    holds a few MB instead of every row (benchmarks/dataset_bench.py). :func:`newest_view_sql`
-    is the same rule as one query (BigQuery's views). ``memory_limit`` caps DuckDB's own memory
-    (it spills to disk beyond), None leaves DuckDB's default (80 % of RAM)."""
-    import duckdb
-
-    con = con if con is not None else duckdb.connect()
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-    data = Dataset(root)
-
-    def files(paths: Iterable[Path]) -> str:
-        return "[" + ", ".join("'" + Path(p).as_posix().replace("'", "''") + "'" for p in paths) + "]"
-
-    for table in TABLES:
-        parts = data.parts(table)
-        if not parts:
-            continue
-        options = "hive_partitioning = true, union_by_name = true"
-        con.execute(f"CREATE OR REPLACE VIEW {table}_all AS SELECT * FROM read_parquet("
-                    f"{files(p.path for p in parts)}, {options})")
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet("
-                    f"{files(p.path for p in data.latest(table, parts=parts))}, {options})")
-    return con
 
 
 # --------------------------------------------------------------------------- splits

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from sunrise_common.contracts import NightDoc, NightMessage
 from sunrise_common.errors import NotFound, PermanentError
 from sunrise_common.events import Event, _problems
+from sunrise_common.service import Context
 
 
 def night_event(event: Event) -> NightMessage:
@@ -18,7 +19,7 @@ def night_event(event: Event) -> NightMessage:
     return NightMessage.parse(event.payload())
 
 
-def load_night(ctx, night_id: str) -> NightDoc:  # noqa: ANN001 - Context
+def load_night(ctx: Context, night_id: str) -> NightDoc:
     """The night document.
 
     A night that does not exist is a permanent rejection (:class:`NotFound`, answered 2xx with
@@ -41,7 +42,7 @@ def parse_night(night_id: str, doc: dict[str, Any]) -> NightDoc:
         raise PermanentError("bad_night_document", f"nights/{night_id}: {_problems(exc)}") from None
 
 
-def open_night(ctx, event: Event) -> tuple[str, NightMessage, NightDoc]:  # noqa: ANN001 - Context
+def open_night(ctx: Context, event: Event) -> tuple[str, NightMessage, NightDoc]:
     """(night id, message, night document) of a per-night event; binds the night id to the log
     context."""
     from sunrise_common import logs

@@ -67,7 +67,16 @@ class Context:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Context":
-        return cls(settings, make_storage(settings), make_state(settings), make_publisher(settings))
+        ports = {"storage": make_storage(settings), "state": make_state(settings), "publisher": make_publisher(settings)}
+        for wrapper in PORT_WRAPPERS:
+            ports = {port: wrapper(port, adapter) for port, adapter in ports.items()}
+        return cls(settings, ports["storage"], ports["state"], ports["publisher"])
+
+
+#: Wrappers ``(port name, adapter) -> adapter`` that every :class:`Context` built afterwards applies
+#: to its storage, state and publisher. The library registers none; the dev stack's fault injection
+#: (``sunrise_devstack.faults.install``, for the reliability suite) is the one user.
+PORT_WRAPPERS: list[Callable[[str, Any], Any]] = []
 
 
 Handler = Callable[[Event, Context], dict[str, Any]]

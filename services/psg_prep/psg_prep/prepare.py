@@ -41,6 +41,7 @@ import math
 import os
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,14 +171,35 @@ def _write_labels(
     events.sort(key=lambda e: e[1])
 
     def in_rec(k: int) -> int:
-        if duration_s is None:
-            return 0
-        if not 0 <= k * EPOCH_S < duration_s:
-            return 0
-        if missing is not None and k < len(missing) and missing[k]:
-            return 0
-        return 1
+        return _in_recording(k, duration_s, missing)
 
+    _write_label_tables(out_dir, hyp_rows, events, in_rec)
+    misaligned, coverage = _check_alignment(hyp_rows, hyp_start, duration_s, warnings)
+    overlap = _label_overlap(spans, duration_s, sum(1 for k, _, _ in hyp_rows if not in_rec(k)), warnings)
+    return {
+        "files": files,
+        "hypnogram_epochs": len(hyp_rows),
+        "n_events": len(events),
+        "warnings": warnings,
+        "overlap": overlap,
+        "misaligned": misaligned,
+        "coverage": coverage,
+    }
+
+
+def _in_recording(k: int, duration_s: float | None, missing: np.ndarray | None) -> int:
+    """1 when label epoch ``k`` lies in the recorded signal (not past its end, not in a gap)."""
+    if duration_s is None or not 0 <= k * EPOCH_S < duration_s:
+        return 0
+    if missing is not None and k < len(missing) and missing[k]:
+        return 0
+    return 1
+
+
+def _write_label_tables(out_dir: Path, hyp_rows: list[tuple[int, float, str]],
+                        events: list[tuple[str, float, float, str, float | None, str, str | None]],
+                        in_rec: Callable[[int], int]) -> None:
+    """hypnogram.csv and events.csv."""
     with open(out_dir / "hypnogram.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", "onset_s", "stage", "in_recording"])
@@ -190,42 +212,37 @@ def _write_labels(
             w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label,
                         stage or ""])
 
-    misaligned, coverage = _check_alignment(hyp_rows, hyp_start, duration_s, warnings)
-    overlap: dict[str, Any] | None = None
-    if duration_s is not None and spans:
-        lo = min(s for s, _ in spans)
-        hi = max(e for _, e in spans)
-        ov = max(0.0, min(hi, duration_s) - max(lo, 0.0))
-        tol = 1.0
-        if ov <= 0:
-            status = "none"
-        elif lo >= -tol and hi <= duration_s + tol:
-            status = "full"
-        else:
-            status = "partial"
-        overlap = {
-            "status": status,
-            "overlap_s": round(ov, 3),
-            "label_start_s": round(lo, 3),
-            "label_end_s": round(hi, 3),
-            "before_recording_s": round(max(0.0, min(0.0, hi) - lo), 3),
-            "after_recording_s": round(max(0.0, hi - max(duration_s, lo)), 3),
-            "hypnogram_epochs_outside": sum(1 for k, _, _ in hyp_rows if not in_rec(k)),
-        }
-        if status != "full":
-            warnings.append(
-                f"labels overlap the recording {'partially' if status == 'partial' else 'not at all'}: "
-                f"{ov:.0f} s of {hi - lo:.0f} s "
-                "(tables kept whole; out-of-recording epochs marked in_recording=0)"
-            )
+
+def _label_overlap(spans: list[tuple[float, float]], duration_s: float | None, epochs_outside: int,
+                   warnings: list[str]) -> dict[str, Any] | None:
+    """How the labels' time span overlaps the recording (meta.json ``labels.overlap``); a warning
+    when not fully."""
+    if duration_s is None or not spans:
+        return None
+    lo = min(s for s, _ in spans)
+    hi = max(e for _, e in spans)
+    ov = max(0.0, min(hi, duration_s) - max(lo, 0.0))
+    tol = 1.0
+    if ov <= 0:
+        status = "none"
+    elif lo >= -tol and hi <= duration_s + tol:
+        status = "full"
+    else:
+        status = "partial"
+    if status != "full":
+        warnings.append(
+            f"labels overlap the recording {'partially' if status == 'partial' else 'not at all'}: "
+            f"{ov:.0f} s of {hi - lo:.0f} s "
+            "(tables kept whole; out-of-recording epochs marked in_recording=0)"
+        )
     return {
-        "files": files,
-        "hypnogram_epochs": len(hyp_rows),
-        "n_events": len(events),
-        "warnings": warnings,
-        "overlap": overlap,
-        "misaligned": misaligned,
-        "coverage": coverage,
+        "status": status,
+        "overlap_s": round(ov, 3),
+        "label_start_s": round(lo, 3),
+        "label_end_s": round(hi, 3),
+        "before_recording_s": round(max(0.0, min(0.0, hi) - lo), 3),
+        "after_recording_s": round(max(0.0, hi - max(duration_s, lo)), 3),
+        "hypnogram_epochs_outside": epochs_outside,
     }
 
 
@@ -328,7 +345,7 @@ def _task_cost(plan: ChannelPlan, rows: list[int]) -> float:
 
 
 @dataclass
-class Recording:
+class PsgLayout:
     """The PSG's time layout, from its header and record onsets (``open_recording``).
 
     ``segments``: contiguous runs of records (first record, number of records, onset in s);
@@ -373,7 +390,7 @@ class PreparedSignals:
         }
 
 
-def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> Recording:
+def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> PsgLayout:
     """Read the header and the record onsets; split into contiguous segments. A header beyond
     :mod:`psg_prep.limits` (sample rate, samples per chunk) is refused before anything else is read."""
     try:
@@ -405,7 +422,7 @@ def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> Recording
     total_s = float(onsets[-1] + header.record_duration - t_origin)
     if total_s > MAX_SPAN_S:
         raise PrepError("absurd_gap", f"records span {total_s / 3600:.1f} h (limit {MAX_SPAN_S / 3600:.0f} h)")
-    return Recording(
+    return PsgLayout(
         path=psg_path,
         header=header,
         ordinary=ordinary,
@@ -417,7 +434,7 @@ def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> Recording
 
 
 def plan_channels(
-    rec: Recording, *, chunk_seconds: float, notch_hz: float | None, channel_map: Path | None
+    rec: PsgLayout, *, chunk_seconds: float, notch_hz: float | None, channel_map: Path | None
 ) -> tuple[list[ChannelInfo], list[ChannelPlan], list[dict[str, Any]]]:
     """Map each ordinary signal to a canonical channel, plan its processing; per-channel meta."""
     header = rec.header
@@ -458,7 +475,7 @@ def plan_channels(
     return infos, plans, channels_meta
 
 
-def _quality_accumulators(rec: Recording, infos: list[ChannelInfo]) -> list[QualityAccumulator]:
+def _quality_accumulators(rec: PsgLayout, infos: list[ChannelInfo]) -> list[QualityAccumulator]:
     sigs = [rec.header.signals[i] for i in rec.ordinary]
     return [
         QualityAccumulator(
@@ -473,7 +490,7 @@ def _quality_accumulators(rec: Recording, infos: list[ChannelInfo]) -> list[Qual
     ]
 
 
-def _runs(rec: Recording, chunk_seconds: float):
+def _runs(rec: PsgLayout, chunk_seconds: float):
     """(segment index, onset from the origin in s, per-channel samples) of each contiguous run
     of records in each decoded chunk."""
     header, segments = rec.header, rec.segments
@@ -590,7 +607,7 @@ class _ChannelRunner:
             self._raise()
 
 
-def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[QualityAccumulator],
+def process_channels(rec: PsgLayout, plans: list[ChannelPlan], quality: list[QualityAccumulator],
                      writers: list[MemberWriter], *, chunk_seconds: float, workers: int) -> None:
     """Stream the recording through every channel's processing into its writer; EDF+D gaps (and
     a trailing partial output sample) are NaN. The calling thread decodes the chunks while the
@@ -617,7 +634,7 @@ def process_channels(rec: Recording, plans: list[ChannelPlan], quality: list[Qua
         sp.pad_to(int(round(rec.total_s * plan.fs_out)))
 
 
-def output_lengths(rec: Recording, plans: list[ChannelPlan]) -> list[int]:
+def output_lengths(rec: PsgLayout, plans: list[ChannelPlan]) -> list[int]:
     """Samples of each channel in signals.npz, known before processing: per segment, NaN up to
     the segment's onset, then ``ceil(n_in x up / down)`` outputs (polyphase, reducers and 1:1
     alike), and NaN up to the end of the last record."""
@@ -632,7 +649,7 @@ def output_lengths(rec: Recording, plans: list[ChannelPlan]) -> list[int]:
     return out
 
 
-def missing_epochs(rec: Recording) -> np.ndarray:
+def missing_epochs(rec: PsgLayout) -> np.ndarray:
     """Bool per epoch: less than half of it covered by records (EDF+D gaps)."""
     covered = np.zeros(rec.n_epochs)
     for _, n, onset in rec.segments:
@@ -644,7 +661,7 @@ def missing_epochs(rec: Recording) -> np.ndarray:
     return covered < 0.5 * EPOCH_S
 
 
-def write_quality(out_dir: Path, rec: Recording, infos: list[ChannelInfo], quality: list[QualityAccumulator],
+def write_quality(out_dir: Path, rec: PsgLayout, infos: list[ChannelInfo], quality: list[QualityAccumulator],
                   missing: np.ndarray, channels_meta: list[dict[str, Any]]) -> None:
     """quality.npz; also the per-channel flat/saturated epoch counts into ``channels_meta``."""
     flags = [q.flags() for q in quality]
@@ -660,7 +677,7 @@ def write_quality(out_dir: Path, rec: Recording, infos: list[ChannelInfo], quali
         ch["saturated_epochs"] = int(s.sum())
 
 
-def _start_offset(rec: Recording, warnings: list[str]) -> float | None:
+def _start_offset(rec: PsgLayout, warnings: list[str]) -> float | None:
     """Seconds from the night's noon anchor to the first record (None: start time unusable)."""
     header = rec.header
     tod = header_time_of_day(header)
@@ -671,7 +688,7 @@ def _start_offset(rec: Recording, warnings: list[str]) -> float | None:
     return None if tod is None else time_of_day_offset_s(tod.hour, tod.minute, tod.second + rec.t_origin)
 
 
-def _discontinuity(rec: Recording, missing: np.ndarray) -> Any:
+def _discontinuity(rec: PsgLayout, missing: np.ndarray) -> Any:
     """False for a contiguous recording, else its segments and gaps (meta.json)."""
     if len(rec.segments) <= 1:
         return False

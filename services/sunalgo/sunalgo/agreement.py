@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sunrise_common.agreement import cohen_kappa
 from sunrise_common.identity import wrap_offset_s
 
 SLEEP = ("N1", "N2", "N3", "REM", "S")
@@ -56,17 +57,6 @@ def to_sleep_wake(stages: Sequence[str]) -> np.ndarray:
     """'W' -> 'W', any sleep stage -> 'S', anything else -> 'UNS' (object array)."""
     st = np.asarray(stages, dtype=object)
     return np.where(st == "W", "W", np.where(np.isin(st, SLEEP), "S", "UNS"))
-
-
-def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
-    """Cohen's kappa of two label sequences (None when undefined: a single class)."""
-    a, b = np.asarray(a, dtype=object), np.asarray(b, dtype=object)
-    if a.size == 0:
-        return None
-    labels = sorted(set(a.tolist()) | set(b.tolist()))
-    po = float(np.mean(a == b))
-    pe = sum(float(np.mean(a == lab)) * float(np.mean(b == lab)) for lab in labels)
-    return None if pe >= 1.0 else (po - pe) / (1.0 - pe)
 
 
 def confusion(truth: Sequence[str], pred: Sequence[str], labels: Sequence[str]) -> list[list[int]]:

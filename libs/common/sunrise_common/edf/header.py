@@ -475,87 +475,135 @@ def read_header(path: str | Path) -> EdfHeader:
 
 
 def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
-    version = raw[:8]
-    fmt, sample_bytes = ("EDF", 2) if version == EDF_VERSION else ("BDF", 3)
-    dig_lo, dig_hi = (-32768, 32767) if sample_bytes == 2 else (-(1 << 23), (1 << 23) - 1)
-
-    columns: dict[str, list[bytes]] = {}
-    offset = 256
-    for name, width in SIGNAL_FIELDS:
-        columns[name] = [raw[offset + i * width : offset + (i + 1) * width] for i in range(ns)]
-        offset += ns * width
-
+    """The whole header, in steps: the fixed fields, each signal's fields, the record layout and
+    the record count, each checked (and bounded) before the next uses it."""
+    fmt, sample_bytes = ("EDF", 2) if raw[:8] == EDF_VERSION else ("BDF", 3)
     reserved = _text(_field(raw, "reserved"))
-    plus = None
+    plus = _continuity(reserved)
+    record_duration = _record_duration(raw)
+    signals = [_signal(_signal_fields(raw, ns, i), i, fmt, sample_bytes, record_duration) for i in range(ns)]
+    if record_duration == 0 and not all(s.is_annotation for s in signals):
+        raise EdfError("absurd_value", "data record duration is 0 s but the file has ordinary signals")
+    if plus == "D" and not any(s.is_annotation for s in signals):
+        raise EdfError("bad_header_field", "reserved field says EDF+D but there is no annotation signal")
+    signal_offsets, record_bytes = _record_layout(signals, sample_bytes)
+    header_bytes = 256 * (ns + 1)
+    n_records_field = _parse_int(_field(raw, "n_records"), "number of data records")
+    annotation_record_bytes = sum(s.samples_per_record * sample_bytes for s in signals if s.is_annotation)
+    n_records = _record_count(n_records_field, file_size, header_bytes, record_bytes, annotation_record_bytes)
+
+    patient = _text(_field(raw, "patient"))
+    recording = _text(_field(raw, "recording"))
+    startdate_raw = _field(raw, "startdate").decode("latin-1")
+    starttime_raw = _field(raw, "starttime").decode("latin-1")
+    start, year, start_problem = _resolve_start(startdate_raw, starttime_raw, recording)
+    return EdfHeader(
+        fmt=fmt,
+        sample_bytes=sample_bytes,
+        plus=plus,
+        patient=patient,
+        recording=recording,
+        startdate_raw=startdate_raw,
+        starttime_raw=starttime_raw,
+        start=start,
+        start_problem=start_problem,
+        year=year,
+        header_bytes=header_bytes,
+        reserved=reserved,
+        n_records=n_records,
+        n_records_field=n_records_field,
+        record_duration=record_duration,
+        signals=tuple(signals),
+        record_bytes=record_bytes,
+        signal_offsets=tuple(signal_offsets),
+        file_size=file_size,
+        raw=raw,
+    )
+
+
+def _continuity(reserved: str) -> str | None:
+    """EDF+/BDF+ continuity from the reserved field: "C", "D" or None (plain EDF/BDF)."""
     for tag in ("EDF+", "BDF+"):
         if reserved.startswith(tag + "C"):
-            plus = "C"
-        elif reserved.startswith(tag + "D"):
-            plus = "D"
+            return "C"
+        if reserved.startswith(tag + "D"):
+            return "D"
+    return None
 
+
+def _record_duration(raw: bytes) -> float:
     record_duration = _parse_float(_field(raw, "record_duration"), "data record duration")
     if not 0 <= record_duration <= MAX_RECORD_DURATION_S:
         raise EdfError(
             "absurd_value", f"data record duration is {record_duration} s, expected 0..{MAX_RECORD_DURATION_S}"
         )
+    return record_duration
 
-    signals = []
-    for i in range(ns):
-        label = _text(columns["label"][i])
-        is_annotation = label in ANNOTATION_LABELS
-        spr = _parse_int(columns["samples_per_record"][i], f"samples per record of signal {i}")
-        if not 1 <= spr <= MAX_SAMPLES_PER_RECORD:
-            raise EdfError(
-                "absurd_value",
-                f"samples per record of signal {i} is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD} "
-                "(MAX_SAMPLES_PER_RECORD)",
-            )
-        if not is_annotation and record_duration > 0 and spr > MAX_SAMPLE_RATE_HZ * record_duration:
-            raise EdfError(
-                "absurd_value",
-                f"signal {i}: samples per record {spr} over data record duration {record_duration:g} s is "
-                f"{spr / record_duration:g} Hz, limit {MAX_SAMPLE_RATE_HZ:g} Hz (MAX_SAMPLE_RATE_HZ)",
-            )
-        pmin = _parse_float(columns["physical_min"][i], f"physical minimum of signal {i}")
-        pmax = _parse_float(columns["physical_max"][i], f"physical maximum of signal {i}")
-        dmin = _parse_int(columns["digital_min"][i], f"digital minimum of signal {i}")
-        dmax = _parse_int(columns["digital_max"][i], f"digital maximum of signal {i}")
-        if not is_annotation:
-            if dmin >= dmax:
-                raise EdfError(
-                    "absurd_value", f"signal {i}: digital minimum {dmin} >= digital maximum {dmax}"
-                )
-            if dmin < dig_lo or dmax > dig_hi:
-                raise EdfError(
-                    "absurd_value",
-                    f"signal {i}: digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}",
-                )
-            if pmin == pmax:
-                raise EdfError(
-                    "absurd_value", f"signal {i}: physical minimum == physical maximum == {pmin}"
-                )
-        signals.append(
-            SignalHeader(
-                label=label,
-                transducer=_text(columns["transducer"][i]),
-                physical_dimension=_text(columns["physical_dimension"][i]),
-                physical_min=pmin,
-                physical_max=pmax,
-                digital_min=dmin,
-                digital_max=dmax,
-                prefiltering=_text(columns["prefiltering"][i]),
-                samples_per_record=spr,
-                reserved=_text(columns["reserved"][i]),
-                record_duration=record_duration,
-                is_annotation=is_annotation,
-            )
+
+def _signal_fields(raw: bytes, ns: int, index: int) -> dict[str, bytes]:
+    """The raw per-signal fields of signal ``index`` (the header stores them field by field)."""
+    fields = {}
+    offset = 256
+    for name, width in SIGNAL_FIELDS:
+        fields[name] = raw[offset + index * width : offset + (index + 1) * width]
+        offset += ns * width
+    return fields
+
+
+def _signal(fields: dict[str, bytes], i: int, fmt: str, sample_bytes: int, record_duration: float) -> SignalHeader:
+    """One signal's header, its samples per record and rate bounded, its ranges checked."""
+    label = _text(fields["label"])
+    is_annotation = label in ANNOTATION_LABELS
+    spr = _parse_int(fields["samples_per_record"], f"samples per record of signal {i}")
+    if not 1 <= spr <= MAX_SAMPLES_PER_RECORD:
+        raise EdfError(
+            "absurd_value",
+            f"samples per record of signal {i} is {spr}, expected 1..{MAX_SAMPLES_PER_RECORD} "
+            "(MAX_SAMPLES_PER_RECORD)",
         )
+    if not is_annotation and record_duration > 0 and spr > MAX_SAMPLE_RATE_HZ * record_duration:
+        raise EdfError(
+            "absurd_value",
+            f"signal {i}: samples per record {spr} over data record duration {record_duration:g} s is "
+            f"{spr / record_duration:g} Hz, limit {MAX_SAMPLE_RATE_HZ:g} Hz (MAX_SAMPLE_RATE_HZ)",
+        )
+    pmin = _parse_float(fields["physical_min"], f"physical minimum of signal {i}")
+    pmax = _parse_float(fields["physical_max"], f"physical maximum of signal {i}")
+    dmin = _parse_int(fields["digital_min"], f"digital minimum of signal {i}")
+    dmax = _parse_int(fields["digital_max"], f"digital maximum of signal {i}")
+    if not is_annotation:
+        _check_ranges(i, fmt, sample_bytes, pmin, pmax, dmin, dmax)
+    return SignalHeader(
+        label=label,
+        transducer=_text(fields["transducer"]),
+        physical_dimension=_text(fields["physical_dimension"]),
+        physical_min=pmin,
+        physical_max=pmax,
+        digital_min=dmin,
+        digital_max=dmax,
+        prefiltering=_text(fields["prefiltering"]),
+        samples_per_record=spr,
+        reserved=_text(fields["reserved"]),
+        record_duration=record_duration,
+        is_annotation=is_annotation,
+    )
 
-    if record_duration == 0 and not all(s.is_annotation for s in signals):
-        raise EdfError("absurd_value", "data record duration is 0 s but the file has ordinary signals")
-    if plus == "D" and not any(s.is_annotation for s in signals):
-        raise EdfError("bad_header_field", "reserved field says EDF+D but there is no annotation signal")
 
+def _check_ranges(i: int, fmt: str, sample_bytes: int, pmin: float, pmax: float, dmin: int, dmax: int) -> None:
+    """An ordinary signal's digital range fits its format and maps onto a physical range."""
+    dig_lo, dig_hi = (-32768, 32767) if sample_bytes == 2 else (-(1 << 23), (1 << 23) - 1)
+    if dmin >= dmax:
+        raise EdfError("absurd_value", f"signal {i}: digital minimum {dmin} >= digital maximum {dmax}")
+    if dmin < dig_lo or dmax > dig_hi:
+        raise EdfError(
+            "absurd_value", f"signal {i}: digital range {dmin}..{dmax} exceeds the {fmt} range {dig_lo}..{dig_hi}"
+        )
+    if pmin == pmax:
+        raise EdfError("absurd_value", f"signal {i}: physical minimum == physical maximum == {pmin}")
+
+
+def _record_layout(signals: list[SignalHeader], sample_bytes: int) -> tuple[list[int], int]:
+    """Each signal's byte offset in a data record, and the record's size (bounded)."""
     signal_offsets = []
     record_bytes = 0
     for s in signals:
@@ -567,11 +615,14 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
             f"a data record would hold {record_bytes} bytes (sum of samples per record x {sample_bytes}), "
             f"limit {MAX_RECORD_BYTES} (MAX_RECORD_BYTES)",
         )
-    annotation_record_bytes = sum(s.samples_per_record * sample_bytes for s in signals if s.is_annotation)
+    return signal_offsets, record_bytes
 
-    header_bytes = 256 * (ns + 1)
+
+def _record_count(n_records_field: int, file_size: int, header_bytes: int, record_bytes: int,
+                  annotation_record_bytes: int) -> int:
+    """The number of data records: the field's, or (for -1) the file size's; its annotation bytes
+    bounded, then checked against the file size."""
     data_bytes = file_size - header_bytes
-    n_records_field = _parse_int(_field(raw, "n_records"), "number of data records")
     if n_records_field == -1:
         if data_bytes % record_bytes:
             raise EdfError(
@@ -607,32 +658,4 @@ def _parse_full(raw: bytes, ns: int, file_size: int) -> EdfHeader:
                 f"{n_records} records of {record_bytes} bytes + {header_bytes} header bytes = {expected} bytes, "
                 f"but the file has {file_size} ({file_size - expected} extra)",
             )
-
-    patient = _text(_field(raw, "patient"))
-    recording = _text(_field(raw, "recording"))
-    startdate_raw = _field(raw, "startdate").decode("latin-1")
-    starttime_raw = _field(raw, "starttime").decode("latin-1")
-    start, year, start_problem = _resolve_start(startdate_raw, starttime_raw, recording)
-
-    return EdfHeader(
-        fmt=fmt,
-        sample_bytes=sample_bytes,
-        plus=plus,
-        patient=patient,
-        recording=recording,
-        startdate_raw=startdate_raw,
-        starttime_raw=starttime_raw,
-        start=start,
-        start_problem=start_problem,
-        year=year,
-        header_bytes=header_bytes,
-        reserved=reserved,
-        n_records=n_records,
-        n_records_field=n_records_field,
-        record_duration=record_duration,
-        signals=tuple(signals),
-        record_bytes=record_bytes,
-        signal_offsets=tuple(signal_offsets),
-        file_size=file_size,
-        raw=raw,
-    )
+    return n_records

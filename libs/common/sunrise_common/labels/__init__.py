@@ -5,7 +5,7 @@ Every format is one module registered in ``registry.FORMATS`` (see docs/label-fo
 """
 
 from . import registry
-from .canonical import EVENT_TYPES, STAGES, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
+from .canonical import EVENT_TYPES, STAGES, UNSCORED, LabelEvent, Hypnogram, LabelSet, map_event, map_stage
 from .errors import LabelError
 from .registry import HEAD_BYTES, AnonymisedLabel, Format, by_kind, detect
 
@@ -27,7 +27,7 @@ __all__ = [
     "STAGES",
     "UNSCORED",
     "AnonymisedLabel",
-    "Event",
+    "LabelEvent",
     "Format",
     "Hypnogram",
     "LabelError",

@@ -23,7 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
-from .canonical import UNSCORED, Event, LabelSet, map_event
+from .canonical import UNSCORED, LabelEvent, LabelSet, map_event
 from .common import XmlSpec, anon_shift, expand_spans, prune, transitions_to_spans
 from .errors import LabelError
 from .limits import local, parse_xml
@@ -134,7 +134,7 @@ def parse(data: bytes) -> LabelSet:
             end = max(c[0] for c in changes) + 30.0
             warnings.append("no Session Duration: the last stage run is one epoch long")
         hyp = expand_spans(transitions_to_spans(changes, end), 30.0, warnings, origin=0.0)
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     for i, ev in enumerate(_find(root, "ScoringData", "Events", "Event")):
         where = f"Event {i}"
         onset = _num(ev.get("Start"), "Start", where)
@@ -149,7 +149,7 @@ def parse(data: bytes) -> LabelSet:
             channel = (label_el.text or "").strip() if label_el is not None else ""
         before = _find(ev, "O2Before")
         low = _find(ev, "O2Min")
-        events.append(Event(
+        events.append(LabelEvent(
             type=map_event(etype), onset_s=onset, duration_s=_num(ev.get("Duration"), "Duration", where) or 0.0,
             channel=channel, label=etype,
             baseline=_num(before[0].text if before else None, "O2Before", where),

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from .canonical import Event, LabelSet, map_stage
+from .canonical import LabelEvent, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, number, safe_label
 from .common import lights_word
 from .errors import LabelError
@@ -87,7 +87,7 @@ def parse(data: bytes) -> LabelSet:
             lights.setdefault(which, onset)
             continue
         channel = cells[ch].strip() if ch is not None and ch < len(cells) else ""
-        events.append(Event(
+        events.append(LabelEvent(
             type=event_type(label), onset_s=onset, duration_s=duration or 0.0,
             channel="" if channel == "n/a" else channel, label=label,
             baseline=_opt(cells, head, "spo2_baseline", where), nadir=_opt(cells, head, "spo2_nadir", where),

@@ -7,7 +7,7 @@ mapped onto AASM: stages 3 and 4 become ``N3``; ``?`` and movement time become `
 Event types: ``obstructive_apnea``, ``central_apnea``, ``mixed_apnea``, ``apnea`` (type not
 given), ``hypopnea``, ``rera``, ``desaturation``, ``arousal``, ``limb_movement`` and ``other``.
 Labels we cannot map exactly (DOMINO ``Flow Limitation``, ``Body event``, RBD muscle-activity
-marks such as ``ChinPhasic``) become ``other`` with the original label kept in ``Event.label``:
+marks such as ``ChinPhasic``) become ``other`` with the original label kept in ``LabelEvent.label``:
 flow limitation alone is not a RERA (a RERA needs the arousal that ends it), so calling it one
 would inflate the RDI.
 """
@@ -197,7 +197,7 @@ class Hypnogram:
 
 
 @dataclass
-class Event:
+class LabelEvent:
     """One scored event.
 
     Attributes
@@ -244,7 +244,7 @@ class LabelSet:
     start : datetime | None
         Naive local start of the label file (None when the file carries no usable date).
     hypnogram : Hypnogram | None
-    events : list[Event]
+    events : list[LabelEvent]
     source_kind : str
         The detected kind (``domino_sleep_profile``, ``edf_hypnogram``, ``nsrr_xml`` ...).
     warnings : list[str]
@@ -260,7 +260,7 @@ class LabelSet:
 
     start: datetime | None
     hypnogram: Hypnogram | None
-    events: list[Event]
+    events: list[LabelEvent]
     source_kind: str
     warnings: list[str] = field(default_factory=list)
     start_time: time | None = None

@@ -9,7 +9,7 @@ event. Two row layouts exist:
 - newer, a date on every row: ``30.05.2024 20:59:00,000; Wake`` and
   ``30.05.2024 23:48:45,119-23:49:01,408; 16;Hypopnea; N1``; the field after the label is the
   sleep stage at the event (DOMINO's sleep-profile names: ``Wake``, ``N1`` ... ``REM``), kept as
-  ``Event.stage`` (a canonical code, None when the row has no such field). Row dates come as
+  ``LabelEvent.stage`` (a canonical code, None when the row has no such field). Row dates come as
   ``dd.mm.yyyy`` or ``m/d/yyyy``.
 
 ``Start Time`` comes as ``dd.mm.yyyy HH:MM:SS``, ``m/d/yyyy h:mm:ss AM/PM`` or
@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from .canonical import EPOCH_S, UNSCORED, Event, Hypnogram, LabelSet, map_event, map_stage
+from .canonical import EPOCH_S, UNSCORED, LabelEvent, Hypnogram, LabelSet, map_event, map_stage
 from .errors import LabelError
 from .registry import Format
 
@@ -309,7 +309,7 @@ def _event_stage(text: str, unknown: dict[str, int]) -> str | None:
 def parse_events(data: bytes, kind: str) -> LabelSet:
     """Parse a DOMINO event export (flow events, arousals, generic, other).
 
-    Each ``start-end; [duration;] label[; stage]`` row becomes an ``Event`` whose type comes from
+    Each ``start-end; [duration;] label[; stage]`` row becomes a ``LabelEvent`` whose type comes from
     ``map_event`` (``Flow Limitation`` and ``Body event`` are ``other``; any label with
     ``Arousal`` is ``arousal``) and whose ``stage`` is the canonical code of the stage field
     (``Wake`` -> ``W``, ``N4`` -> ``N3``, ``Movement`` -> ``UNS``; None when the row has none or
@@ -323,7 +323,7 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
     if df.is_signal_export:
         return LabelSet(start, None, [], kind, ["DOMINO signal export (Data: section): no events"])
     clock = _Clock(start)
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     unknown_stages: dict[str, int] = {}
     bad_rows = 0
     point_rows = 0
@@ -346,7 +346,7 @@ def parse_events(data: bytes, kind: str) -> LabelSet:
         label = fields[at]
         stage = _event_stage(fields[at + 1] if len(fields) > at + 1 else "", unknown_stages)
         events.append(
-            Event(
+            LabelEvent(
                 type=map_event(label),
                 onset_s=(t_start - start).total_seconds(),
                 duration_s=(t_end - t_start).total_seconds(),

@@ -16,7 +16,7 @@ from datetime import datetime, time
 
 from sunrise_common.edf import EdfError, EdfHeader, parse_header, read_annotations
 
-from .canonical import EPOCH_S, Event, LabelSet, map_event
+from .canonical import EPOCH_S, LabelEvent, LabelSet, map_event
 from .common import expand_spans, lights_word, stage_of_text
 from .errors import LabelError
 from .registry import Format
@@ -66,7 +66,7 @@ def parse(data: bytes, epoch_s: float = EPOCH_S) -> LabelSet:
         if which is not None:
             lights.setdefault(which, a.onset)
             continue
-        events.append(Event(type=map_event(text), onset_s=a.onset, duration_s=a.duration or 0.0,
+        events.append(LabelEvent(type=map_event(text), onset_s=a.onset, duration_s=a.duration or 0.0,
                             channel=channel.strip(), label=text.strip()))
     hyp = expand_spans(spans, epoch_s, warnings) if spans else None
     start: datetime | None = header.start

@@ -22,7 +22,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
-from .canonical import UNSCORED, Event, LabelSet
+from .canonical import UNSCORED, LabelEvent, LabelSet
 from .common import anon_shift, event_type, per_epoch, safe_label
 from .common import lights_word
 from .errors import LabelError
@@ -110,7 +110,7 @@ def parse(data: bytes) -> LabelSet:
             lights.setdefault(which, onset)
             continue
         p = _params(ev)
-        events.append(Event(type=event_type(t), onset_s=onset, duration_s=max((b - a).total_seconds(), 0.0),
+        events.append(LabelEvent(type=event_type(t), onset_s=onset, duration_s=max((b - a).total_seconds(), 0.0),
                             channel=_child(ev, "Location") or "", label=t,
                             baseline=_num(p.get("begin of desat")), nadir=_num(p.get("end of desat"))))
     return LabelSet(start=start, hypnogram=hyp, events=events, source_kind="embla_xml", warnings=warnings,

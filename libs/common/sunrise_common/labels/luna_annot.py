@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, time
 
-from .canonical import UNSCORED, Event, LabelSet, map_stage
+from .canonical import UNSCORED, LabelEvent, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, number, offset_from_start, parse_clock, safe_label
 from .common import lights_word
 from .errors import LabelError
@@ -150,7 +150,7 @@ def parse(data: bytes) -> LabelSet:
         etype = event_type(inst) if inst not in (".", "") else "other"
         if etype == "other":
             etype = event_type(cls)
-        events.append(Event(type=etype, onset_s=onset, duration_s=max(duration, 0.0),
+        events.append(LabelEvent(type=etype, onset_s=onset, duration_s=max(duration, 0.0),
                             channel="" if chan == "." else chan, label=cls,
                             baseline=values.get("baseline"), nadir=values.get("nadir")))
     hyp = expand_spans(spans, 30.0, warnings, origin=0.0) if spans else None

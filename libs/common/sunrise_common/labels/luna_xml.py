@@ -21,7 +21,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
-from .canonical import Event, LabelSet
+from .canonical import LabelEvent, LabelSet
 from .common import event_type, expand_spans, offset_from_start, parse_clock, safe_label
 from .common import lights_word
 from .errors import LabelError
@@ -92,7 +92,7 @@ def parse(data: bytes) -> LabelSet:
         if etype == "other":
             etype = event_type(cls)
         ch = _text(inst, "Channel")
-        events.append(Event(type=etype, onset_s=onset, duration_s=max(duration, 0.0),
+        events.append(LabelEvent(type=etype, onset_s=onset, duration_s=max(duration, 0.0),
                             channel="" if ch == "." else ch, label=cls,
                             baseline=values.get("baseline"), nadir=values.get("nadir")))
     warnings = [] if start_tod is not None else ["no StartTime: onsets are from the PSG start"]

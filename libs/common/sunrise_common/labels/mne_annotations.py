@@ -27,7 +27,7 @@ import io
 import re
 from datetime import datetime, timedelta
 
-from .canonical import Event, LabelSet
+from .canonical import LabelEvent, LabelSet
 from .common import anon_shift, csv_rows, decode, encode, event_type, expand_spans, newline_of, number, safe_label
 from .common import lights_word, stage_of_text
 from .errors import LabelError
@@ -65,7 +65,7 @@ def _build(rows: list[tuple[float, float, str, str]], start: datetime | None, ki
         if which is not None:
             lights.setdefault(which, onset)
             continue
-        events.append(Event(type=event_type(text), onset_s=onset, duration_s=duration, channel=channel, label=text.strip()))
+        events.append(LabelEvent(type=event_type(text), onset_s=onset, duration_s=duration, channel=channel, label=text.strip()))
     hyp = expand_spans(spans, 30.0, warnings, origin=0.0) if spans else None
     return LabelSet(start=start, hypnogram=hyp, events=events, source_kind=kind, warnings=warnings,
                     lights_off_s=lights.get("off"), lights_on_s=lights.get("on"))

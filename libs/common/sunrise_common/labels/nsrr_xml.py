@@ -45,7 +45,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
-from .canonical import EPOCH_S, UNSCORED, Event, LabelSet, map_event, map_stage
+from .canonical import EPOCH_S, UNSCORED, LabelEvent, LabelSet, map_event, map_stage
 from .common import expand_spans, safe_label
 from .common import lights_word
 from .errors import LabelError
@@ -177,7 +177,7 @@ def parse(data: bytes) -> LabelSet:
     start: datetime | None = None
     tod: time | None = None
     spans: list[tuple[float, float, str, str]] = []
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     lights: dict[str, float] = {}
     unknown = 0
     for i, ev in enumerate(el for el in root.iter() if local(el.tag) == "ScoredEvent"):
@@ -209,7 +209,7 @@ def parse(data: bytes) -> LabelSet:
             continue
         label = concept.split("|")[-1].strip() or name
         events.append(
-            Event(
+            LabelEvent(
                 type=map_event(name),
                 onset_s=onset,
                 duration_s=duration,

@@ -21,7 +21,7 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
-from .canonical import EPOCH_S, UNSCORED, Event, LabelSet, map_event
+from .canonical import EPOCH_S, UNSCORED, LabelEvent, LabelSet, map_event
 from .common import XmlSpec, per_epoch, prune, safe_label
 from .errors import LabelError
 from .limits import local, parse_xml
@@ -91,7 +91,7 @@ def parse(data: bytes) -> LabelSet:
         codes.append((stage, raw))
     if unknown:
         warnings.append(f"{unknown} SleepStage value(s) outside 0-6, 9, 10: mapped to {UNSCORED}")
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     evs = _child(root, "ScoredEvents")
     for i, ev in enumerate(evs if evs is not None else []):
         name = _text(ev, "Name") or ""
@@ -104,7 +104,7 @@ def parse(data: bytes) -> LabelSet:
             continue
         nadir = _num(ev, "LowestSpO2", where)
         drop = _num(ev, "Desaturation", where)
-        events.append(Event(
+        events.append(LabelEvent(
             type=map_event(name), onset_s=onset, duration_s=_num(ev, "Duration", where) or 0.0,
             channel=_text(ev, "Input") or "", nadir=nadir,
             baseline=nadir + drop if nadir is not None and drop is not None else None, label=name,

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 
-from .canonical import UNSCORED, Event, LabelSet, map_stage
+from .canonical import UNSCORED, LabelEvent, LabelSet, map_stage
 from .common import (
     anon_shift,
     decode,
@@ -202,7 +202,7 @@ def parse(data: bytes) -> LabelSet:
         warnings.append(f"{dup} SLEEP row(s) repeat an epoch: first kept")
     if off_grid:
         warnings.append(f"{off_grid} SLEEP row(s) off the {epoch_s:g}-s grid: snapped")
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     lights: dict[str, float] = {}
     for _n, r in rows:
         if fold(r.event).startswith("sleep-"):
@@ -215,7 +215,7 @@ def parse(data: bytes) -> LabelSet:
         if r.stage:
             st, known = map_stage(r.stage)
             stage = st if known else None
-        events.append(Event(type=event_type(r.event), onset_s=offset(r), duration_s=r.duration,
+        events.append(LabelEvent(type=event_type(r.event), onset_s=offset(r), duration_s=r.duration,
                             channel=r.location, label=r.event, stage=stage))
     return LabelSet(start=start, hypnogram=hyp, events=events, source_kind="remlogic_txt", warnings=warnings,
                     start_time=start_tod, lights_off_s=lights.get("off"), lights_on_s=lights.get("on"))

@@ -24,7 +24,7 @@ import io
 import re
 from datetime import datetime, timedelta
 
-from .canonical import UNSCORED, Event, LabelSet, map_stage
+from .canonical import UNSCORED, LabelEvent, LabelSet, map_stage
 from .common import (
     csv_rows,
     anon_shift,
@@ -116,7 +116,7 @@ def parse_events(data: bytes) -> LabelSet:
         b = _cell(row, cols, "baseline")
         m = _cell(row, cols, "nadir")
         d = _cell(row, cols, "duration")
-        events.append(Event(
+        events.append(LabelEvent(
             type=event_type(label), onset_s=(dt - start).total_seconds(),
             duration_s=number(d, "Duration", where) if d else 0.0, label=label, stage=stage,
             baseline=number(b, "O2 bef.", where) if b else None, nadir=number(m, "O2 min.", where) if m else None,

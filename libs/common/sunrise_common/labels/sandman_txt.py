@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from .canonical import Event, LabelSet, map_stage
+from .canonical import LabelEvent, LabelSet, map_stage
 from .common import (
     anon_shift,
     decode,
@@ -98,7 +98,7 @@ def parse(data: bytes) -> LabelSet:
     if start is None:
         warnings.append("no 'Start Time:' line: the first row's time is the start, date unknown")
     codes: dict[int, tuple[str, str]] = {}
-    events: list[Event] = []
+    events: list[LabelEvent] = []
     lights: dict[str, float] = {}
     t0: float | None = None
     for label, tod, dur in rows:
@@ -113,7 +113,7 @@ def parse(data: bytes) -> LabelSet:
         if which is not None:
             lights.setdefault(which, off)
             continue
-        events.append(Event(type=event_type(label), onset_s=off, duration_s=dur or 0.0, label=label))
+        events.append(LabelEvent(type=event_type(label), onset_s=off, duration_s=dur or 0.0, label=label))
     hyp = None
     if codes:
         n = max(codes) + 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from .canonical import Event, LabelSet, map_stage
+from .canonical import LabelEvent, LabelSet, map_stage
 from .common import decode, encode, event_type, expand_spans, newline_of, offset_from_start, parse_clock, safe_label, transitions_to_spans
 from .common import lights_word
 from .errors import LabelError
@@ -87,7 +87,7 @@ def parse(data: bytes) -> LabelSet:
             nadir = pct.get("min", pct.get("desat"))
             if nadir is not None and "drop" in pct:
                 baseline = nadir + pct["drop"]
-        events.append(Event(type=etype, onset_s=off, duration_s=duration, label=label, nadir=nadir, baseline=baseline))
+        events.append(LabelEvent(type=etype, onset_s=off, duration_s=duration, label=label, nadir=nadir, baseline=baseline))
     hyp = None
     warnings = ["WSC text has no date: time of day only"]
     if changes:

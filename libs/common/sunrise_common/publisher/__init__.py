@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from typing import Mapping, Protocol
 
+from sunrise_common.settings import Settings
+
 
 class Publisher(Protocol):
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
         """Publish and return the message id. Raises TransientError when the broker is unreachable."""
 
 
-def make_publisher(settings) -> Publisher:  # noqa: ANN001
-    from sunrise_common.faults import wrap
-
-    return wrap(_make_publisher(settings), settings, "publisher")
-
-
-def _make_publisher(settings) -> Publisher:  # noqa: ANN001
+def make_publisher(settings: Settings) -> Publisher:
+    """The publisher adapter of ``settings.backend``."""
     if settings.backend == "embedded":
         from sunrise_common.publisher.local import LocalPublisher
 

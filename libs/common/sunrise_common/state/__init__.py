@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Protocol
 
+from sunrise_common.settings import Settings
+
 Doc = dict[str, Any]
 
 
@@ -31,13 +33,8 @@ class StateStore(Protocol):
         """Remove a document (tests, purges)."""
 
 
-def make_state(settings) -> StateStore:  # noqa: ANN001
-    from sunrise_common.faults import wrap
-
-    return wrap(_make_state(settings), settings, "state")
-
-
-def _make_state(settings) -> StateStore:  # noqa: ANN001
+def make_state(settings: Settings) -> StateStore:
+    """The state adapter of ``settings.backend``."""
     if settings.backend == "embedded":
         from sunrise_common.state.sqlite import SqliteState
 

@@ -15,6 +15,8 @@ from typing import BinaryIO, Callable, ContextManager, Iterator, Protocol, TypeV
 
 T = TypeVar("T")
 
+from sunrise_common.settings import Settings
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -78,13 +80,8 @@ class Storage(Protocol):
         """Create the bucket where the backend allows it (embedded, emulators)."""
 
 
-def make_storage(settings) -> Storage:  # noqa: ANN001 - Settings, avoided import cycle
-    from sunrise_common.faults import wrap
-
-    return wrap(_make_storage(settings), settings, "storage")
-
-
-def _make_storage(settings) -> Storage:  # noqa: ANN001
+def make_storage(settings: Settings) -> Storage:
+    """The storage adapter of ``settings.backend``."""
     if settings.backend == "embedded":
         from sunrise_common.storage.local import LocalStorage
 

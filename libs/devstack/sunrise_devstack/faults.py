@@ -1,5 +1,7 @@
 """Fault injection at the adapter boundary, for the reliability suite (``make reliability``).
 
+A dev-stack tool, not the library's: the local server (``sunrise_devstack.server``) installs it in
+every service process it starts (:func:`install`), through ``sunrise_common.service.PORT_WRAPPERS``.
 Off unless ``SUNRISE_FAULT_RATE`` > 0. When on, each call to a port method (storage, state,
 publisher) fails with a :class:`TransientError` with that probability (seeded by
 ``SUNRISE_FAULT_SEED``; rate 1 fails every call, deterministically), exactly as an SDK timeout
@@ -14,6 +16,7 @@ import threading
 from typing import Any
 
 from sunrise_common.errors import TransientError
+from sunrise_common.settings import Settings
 
 
 class Flaky:
@@ -46,8 +49,24 @@ class Flaky:
         return call
 
 
-def wrap(adapter: Any, settings: Any, port: str) -> Any:
-    rate = getattr(settings, "fault_rate", 0.0)
-    if rate <= 0 or port not in settings.fault_ports.split(","):
+def wrap(adapter: Any, settings: Settings, port: str) -> Any:
+    """``adapter`` made flaky when ``settings`` ask for faults on ``port``, else ``adapter``."""
+    if settings.fault_rate <= 0 or port not in settings.fault_ports.split(","):
         return adapter
-    return Flaky(adapter, port, rate, settings.fault_seed)
+    return Flaky(adapter, port, settings.fault_rate, settings.fault_seed)
+
+
+def install(settings: Settings) -> bool:
+    """Make every Context this process builds from now on flaky as ``settings`` ask (once per
+    process); False, installing nothing, when the fault rate is 0."""
+    from sunrise_common import service
+
+    if settings.fault_rate <= 0 or any(getattr(w, "faults", False) for w in service.PORT_WRAPPERS):
+        return False
+
+    def wrapper(port: str, adapter: Any) -> Any:
+        return wrap(adapter, settings, port)
+
+    wrapper.faults = True  # type: ignore[attr-defined]
+    service.PORT_WRAPPERS.append(wrapper)
+    return True

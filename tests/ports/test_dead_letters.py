@@ -9,7 +9,7 @@ import pytest
 from sunrise_common import names
 from sunrise_devstack.dead_letters import SOURCE_ATTRIBUTE, PubsubDeadLetters
 from sunrise_devstack.router.pubsub_source import emulator_subscriber_client
-from tests.contracts.conftest import PREFIX, PROJECT, make_settings
+from tests.ports.conftest import PREFIX, PROJECT, make_settings
 
 pytestmark = pytest.mark.emulators
 

@@ -1,4 +1,4 @@
-"""Fixtures for the contract tests: the same cases against every adapter of a port.
+"""Fixtures for the port tests: the same cases against every adapter of a port.
 
 The emulator-backed parameters (fake-gcs-server, the Firestore and Pub/Sub emulators) are marked
 ``emulators``. The emulators start once per session and are emptied before every test that uses
