@@ -25,7 +25,7 @@ from sunrise_common.events import parse_event, storage_event
 from sunrise_common.service import Context
 from sunrise_common.settings import Settings
 from tests.conftest import CORPUS, TEST_KEY
-from tests.contracts.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
+from tests.ports.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
 
 PSG = CORPUS / "edf" / "edfio__short_psg.edf"
 NAME = "psg/namur/P001/night.edf"

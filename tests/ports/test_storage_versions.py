@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from sunrise_common.storage.gcs import GcsStorage
-from tests.contracts.conftest import PREFIX, PROJECT
+from tests.ports.conftest import PREFIX, PROJECT
 
 pytestmark = pytest.mark.emulators
 
