@@ -218,3 +218,35 @@ def test_sunrise_status_upload_shows_the_duplicate_with_its_reason(tmp_path, mon
     ingest(context, put(context, corrected(original, 5), "psg/namur/P001/night-b.edf"))
     out = CliRunner().invoke(app, ["status", "--upload", "psg/namur/P001/night-b.edf"]).output
     assert "failed" in out and "duplicate_recording" in out and "already has a PSG recording" in out, out
+
+
+def test_psg_prep_that_read_the_night_before_a_newer_generation_was_recorded_does_not_start(ctx, monkeypatch):
+    """psg_prep reads the night (G1 current), then G2's ingest commits, then psg_prep claims its
+    run: the claim sees the newer recording in its transaction and answers ``superseded``, so a
+    run of the old input can never become the stage's latest."""
+    import psg_prep.handler as psg_prep_handler
+
+    from sunrise_common.contracts import NightMessage
+
+    original = PSG.read_bytes()
+    g1 = put(ctx, original)
+    first = ingest(ctx, g1)
+    real_open_night = psg_prep_handler.open_night
+
+    def open_then_replace(context, event):
+        opened = real_open_night(context, event)  # the document as it was: G1 is the night's PSG
+        assert ingest(ctx, put(ctx, corrected(original, 6)))["status"] == "done"  # G2 recorded meanwhile
+        return opened
+
+    monkeypatch.setattr(psg_prep_handler, "open_night", open_then_replace)
+    out = first["outputs"]
+    message = NightMessage(night_id=out["night_id"], kind="psg", object=out["object"], generation=out["generation"])
+    headers = {"ce-id": "m-race", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+               "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-specversion": "1.0",
+               "content-type": "application/json"}
+    body = {"message": {"data": base64.b64encode(message.to_bytes()).decode(), "messageId": "1"},
+            "subscription": "projects/p/subscriptions/s"}
+    result = psg_prep_handler.handle(parse_event(headers, json.dumps(body).encode()), ctx)
+    assert result["status"] == "superseded", result
+    doc = ctx.state.get("nights", out["night_id"])
+    assert "psg_prep" not in doc.get("runs", {})  # no run of the old input was ever started
