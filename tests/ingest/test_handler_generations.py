@@ -250,3 +250,27 @@ def test_psg_prep_that_read_the_night_before_a_newer_generation_was_recorded_doe
     assert result["status"] == "superseded", result
     doc = ctx.state.get("nights", out["night_id"])
     assert "psg_prep" not in doc.get("runs", {})  # no run of the old input was ever started
+
+
+def test_sunrise_status_upload_says_an_older_generation_was_superseded(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sunrise_cli.main import app
+
+    for var, value in (("SUNRISE_DATA_DIR", str(tmp_path / "data")), ("SUNRISE_PSEUDONYM_KEY", TEST_KEY),
+                       ("SUNRISE_PREFIX", PREFIX), ("SUNRISE_PROJECT", PROJECT)):
+        monkeypatch.setenv(var, value)
+    context = Context.from_settings(Settings())
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        context.storage.ensure_bucket(context.settings.bucket(logical))
+    original = PSG.read_bytes()
+    g1 = put(context, original)
+    thread, gate, first = held(context, g1, "parsed", monkeypatch)
+    assert ingest(context, put(context, corrected(original, 7)))["status"] == "done"
+    gate.release.set()
+    thread.join(WAIT_S)
+    assert first["status"] == "superseded", first
+    out = CliRunner().invoke(app, ["status", "--upload", NAME]).output
+    lines = out.strip().splitlines()
+    assert "(newest, in the bucket now): ingested" in lines[0], out
+    assert any(f"generation {g1.generation}: superseded" in line for line in lines), out
