@@ -274,3 +274,25 @@ def test_sunrise_status_upload_says_an_older_generation_was_superseded(tmp_path,
     lines = out.strip().splitlines()
     assert "(newest, in the bucket now): ingested" in lines[0], out
     assert any(f"generation {g1.generation}: superseded" in line for line in lines), out
+
+
+@pytest.mark.parametrize("step", ingest_handler.STEPS)
+def test_an_ingest_that_dies_at_any_step_is_finished_by_its_retry_with_one_object(ctx, step, monkeypatch):
+    """A crash at ``step`` (an exception there: the answer is 5xx, the event is redelivered): the
+    retry finds what the first attempt wrote (create-if-absent, same name, same bytes) and ends
+    with the night naming exactly one object of this generation."""
+
+    def crash(s, generation):
+        if s == step:
+            raise RuntimeError(f"simulated crash at {s}")
+
+    g1 = put(ctx, PSG.read_bytes())
+    monkeypatch.setattr(ingest_handler, "step_hook", crash)
+    assert ingest(ctx, g1) == {"status": "error", "reason": "unexpected"}
+    monkeypatch.setattr(ingest_handler, "step_hook", None)
+    retried = ingest(ctx, g1)
+    assert retried["status"] == "done", retried
+    _, psg = night_psg(ctx)
+    assert psg["raw_generation"] == g1.generation and psg["object"] == retried["outputs"]["object"]
+    assert [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))] == [psg["object"]]
+    assert anonymised_sha(ctx, psg["object"]) == psg["sha256"]
