@@ -3,7 +3,14 @@
 The privacy boundary. Whatever leaves here is free of personal data by construction: EDF headers
 and annotation text are rewritten by :mod:`sunrise_common.edf`, label files by
 :mod:`sunrise_common.labels`, object names derive from the night id, and the upload record is
-keyed by a keyed hash of the raw name (which holds the subject id).
+keyed by a keyed hash of the raw name (which holds the subject id). Error details leave through
+:func:`redact` (``sunrise_common.errors.safe_detail``): no file text, no raw-name part.
+
+Streaming: the raw object is read and the anonymised one written in bounded chunks, never whole
+in memory or ``/tmp`` (issue 26). Ordering: each raw generation writes its own anonymised object
+(named by a keyed token of the generation), and the night keeps the newest raw generation of each
+upload, decided inside the transaction that records it (issue 22: whatever order the ingests finish
+in); another upload of a kind the night already has is refused as ``duplicate_recording``.
 """
 
 from __future__ import annotations
