@@ -296,3 +296,23 @@ def test_an_ingest_that_dies_at_any_step_is_finished_by_its_retry_with_one_objec
     assert psg["raw_generation"] == g1.generation and psg["object"] == retried["outputs"]["object"]
     assert [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))] == [psg["object"]]
     assert anonymised_sha(ctx, psg["object"]) == psg["sha256"]
+
+
+def test_a_rewrite_with_the_same_bytes_keeps_the_recording_so_no_stage_runs_again(ctx):
+    """`sunrise backfill --via rewrite`: a new raw generation, the same bytes. The night takes the
+    newer raw generation but keeps naming the object already there (same token, same input keys
+    downstream); the object the rewrite's ingest wrote goes."""
+    g1 = put(ctx, PSG.read_bytes())
+    first = ingest(ctx, g1)
+    _, before = night_psg(ctx)
+    g2 = ctx.storage.rewrite(ctx.settings.bucket("raw"), NAME)
+    assert g2.generation > g1.generation
+    second = ingest(ctx, g2)
+    assert second["status"] == "done", second
+    _, after = night_psg(ctx)
+    assert after["raw_generation"] == g2.generation
+    assert {k: v for k, v in after.items() if k != "raw_generation"} == \
+        {k: v for k, v in before.items() if k != "raw_generation"}
+    assert second["outputs"]["object"] == first["outputs"]["object"]
+    assert second["outputs"]["generation"] == first["outputs"]["generation"]
+    assert [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))] == [before["object"]]

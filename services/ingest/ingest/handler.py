@@ -159,6 +159,12 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
         # object is referenced by nothing, and goes.
         ctx.storage.delete(anon_bucket, dest)
         return _not_recorded(ctx, night, raw.kind, slot, upload, outcome["verdict"])
+    elif outcome["verdict"] == "unchanged":
+        # The same anonymised bytes as the recording it replaces (a rewrite, `sunrise backfill
+        # --via rewrite`): the night keeps naming the existing object, so no later stage runs again.
+        ctx.storage.delete(anon_bucket, dest)
+        kept = _slot(doc, slot) or {}
+        dest, written = kept["object"], ObjectInfo(anon_bucket, kept["object"], int(kept["generation"]), written.size)
     _step("recorded", generation)
     topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
     message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
@@ -324,16 +330,22 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
     outcome["verdict"] = verdict
     if verdict != "add":
         return None
+    entry = recording.to_doc()
+    if previous is not None and previous.get("sha256") == recording.sha256 and previous.get("object"):
+        # A newer generation with the same anonymised bytes: keep naming the object already
+        # prepared (its token, hence every later stage's input key, stays), newer raw generation.
+        entry = {**previous, "raw_generation": recording.raw_generation}
+        outcome["verdict"] = "unchanged"
     doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
     doc["subject"] = night.rsplit("-n", 1)[0]
     doc["site_pseudonym"] = site_pseudonym  # keyed (identity.site_pseudonym): per-site dataset stats
     recordings = doc.setdefault("recordings", {})
     slot = recordings.setdefault("labels", {}) if label_key else recordings
-    slot[label_key or raw.kind] = recording.to_doc()
+    slot[label_key or raw.kind] = entry
     doc["pairing"] = pairing_status(recordings)
     now = time.time()
     doc.setdefault("stages", {})["ingest"] = StageRun(
-        state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": recording.object},
+        state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": entry["object"]},
     ).to_doc()
     doc["updated_at"] = now
     return doc
