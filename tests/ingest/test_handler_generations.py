@@ -298,7 +298,7 @@ def test_an_ingest_that_dies_at_any_step_is_finished_by_its_retry_with_one_objec
     assert anonymised_sha(ctx, psg["object"]) == psg["sha256"]
 
 
-def test_a_rewrite_with_the_same_bytes_keeps_the_recording_so_no_stage_runs_again(ctx):
+def test_a_rewrite_with_the_same_bytes_keeps_the_recording_so_no_stage_runs_again(ctx, monkeypatch):
     """`sunrise backfill --via rewrite`: a new raw generation, the same bytes. The night takes the
     newer raw generation but keeps naming the object already there (same token, same input keys
     downstream); the object the rewrite's ingest wrote goes."""
@@ -307,7 +307,15 @@ def test_a_rewrite_with_the_same_bytes_keeps_the_recording_so_no_stage_runs_agai
     _, before = night_psg(ctx)
     g2 = ctx.storage.rewrite(ctx.settings.bucket("raw"), NAME)
     assert g2.generation > g1.generation
-    second = ingest(ctx, g2)
+
+    def crash(step, generation):  # the first attempt dies once the night is updated
+        if step == "recorded":
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(ingest_handler, "step_hook", crash)
+    assert ingest(ctx, g2)["reason"] == "unexpected"
+    monkeypatch.setattr(ingest_handler, "step_hook", None)
+    second = ingest(ctx, g2)  # the retry finds this generation recorded and announces it again
     assert second["status"] == "done", second
     _, after = night_psg(ctx)
     assert after["raw_generation"] == g2.generation

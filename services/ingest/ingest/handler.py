@@ -134,9 +134,12 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     label_key = identity.label_key(key, name, plan.label_kind) if raw.kind == "labels" else None
     slot = ("labels", label_key) if label_key else (raw.kind,)
     _step("parsed", generation)
-    verdict = _verdict(_slot(ctx.state.get("nights", night), slot), upload, generation)
+    doc = ctx.state.get("nights", night)
+    verdict = _verdict(_slot(doc, slot), upload, generation)
     if verdict in ("superseded", "duplicate"):  # dropped before writing anything
         return _not_recorded(ctx, night, raw.kind, slot, upload, verdict)
+    if verdict == "same":  # a redelivery after this generation was recorded: announce it again
+        return _announce(ctx, night, raw.kind, doc, _slot(doc, slot))
     dest = names.anonymised_object(night, raw.kind, plan.ext, label_key,
                                    version=identity.generation_token(key, upload, generation))
     anon_bucket = ctx.settings.bucket("anonymised")
@@ -152,29 +155,31 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     outcome: dict[str, str] = {}
     doc = ctx.state.transact("nights", night,
                              lambda d: _add_recording(d, night, raw, label_key, recording, site, outcome))
-    if outcome["verdict"] == "same":  # a redelivery after this generation was recorded
-        doc = ctx.state.get("nights", night)
-    elif outcome["verdict"] in ("superseded", "duplicate"):
+    if outcome["verdict"] in ("superseded", "duplicate"):
         # A newer generation (or another upload) was recorded while this one was written: its
         # object is referenced by nothing, and goes.
         ctx.storage.delete(anon_bucket, dest)
         return _not_recorded(ctx, night, raw.kind, slot, upload, outcome["verdict"])
-    elif outcome["verdict"] == "unchanged":
-        # The same anonymised bytes as the recording it replaces (a rewrite, `sunrise backfill
-        # --via rewrite`): the night keeps naming the existing object, so no later stage runs again.
+    kept = _slot(doc, slot) or {}  # transact returns the stored document, changed or not
+    if kept.get("object") != dest:
+        # "unchanged": the same anonymised bytes as the recording it replaces (a rewrite, `sunrise
+        # backfill --via rewrite`): the night keeps naming the existing object, so no later stage
+        # runs again, and the copy this attempt wrote goes.
         ctx.storage.delete(anon_bucket, dest)
-        kept = _slot(doc, slot) or {}
-        dest, written = kept["object"], ObjectInfo(anon_bucket, kept["object"], int(kept["generation"]), written.size)
     _step("recorded", generation)
-    topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
-    message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
-    ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
-    pairing = doc["pairing"] if doc else {}
+    return _announce(ctx, night, raw.kind, doc, kept)
+
+
+def _announce(ctx: Context, night: str, kind: str, doc: dict | None, rec: dict) -> dict[str, Any]:
+    """Publish the night's recording ``rec`` on its kind's topic, and the stage's answer."""
+    topic = names.TOPIC_SUNRISE_ANONYMISED if kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
+    message = NightMessage(night_id=night, kind=kind, object=rec["object"], generation=rec["generation"])
+    ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": kind})
     return {
-        "outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind},
-        "metrics": {"bytes": written.size},
+        "outputs": {"night_id": night, "object": rec["object"], "generation": int(rec["generation"]), "kind": kind},
+        "metrics": {"bytes": rec.get("size") or 0},
         "night_id": night,
-        "pairing": pairing,
+        "pairing": (doc or {}).get("pairing", {}),
     }
 
 
