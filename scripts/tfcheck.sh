@@ -35,13 +35,20 @@ command -v terraform >/dev/null || die "terraform is not on PATH (Terraform 1.11
 [[ -f "${schema}" ]] || die "provider schema not found: ${schema} (set TFCHECK_SCHEMA)"
 schema="$(cd "$(dirname "${schema}")" && pwd)/$(basename "${schema}")"
 
+# uv: the interpreter's module (how the Makefile installs it), else the uv on PATH (inside `uv run`,
+# python3 is the project venv's, which has no uv module).
+if python3 -m uv --version >/dev/null 2>&1; then uv_cmd=(python3 -m uv)
+elif command -v uv >/dev/null; then uv_cmd=(uv)
+else die "uv is needed (python3 -m pip install uv==0.13.9)"
+fi
+
 install_env() {
   # Reinstall only when the lock changes; the stamp holds the lock's hash.
   local stamp="${venv}/.requirements.sha256" want
   want="$(sha256sum "${requirements}" | cut -d' ' -f1)"
   if [[ ! -x "${venv}/bin/python" || "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
-    python3 -m uv venv --quiet --allow-existing --python python3 "${venv}"
-    python3 -m uv pip sync --quiet --require-hashes --python "${venv}/bin/python" "${requirements}"
+    "${uv_cmd[@]}" venv --quiet --allow-existing --python python3 "${venv}"
+    "${uv_cmd[@]}" pip sync --quiet --require-hashes --python "${venv}/bin/python" "${requirements}"
     echo "${want}" >"${stamp}"
   fi
 }

@@ -202,7 +202,9 @@ def print_upload(console: Console, name: str, doc: dict[str, Any] | None, curren
         tags = [t for t, on in (("newest", key == str(newest)), ("in the bucket now", key == str(current_generation))) if on]
         head = f"raw/{name} generation {key}" + (f" ({', '.join(tags)})" if tags else "")
         outcome = run.get("state", "pending")
-        if outcome == "done":
+        if outcome == "done" and (run.get("outputs") or {}).get("superseded"):
+            text = "superseded: a newer generation of this file is the night's recording (nothing recorded or published)"
+        elif outcome == "done":
             night = (run.get("outputs") or {}).get("night_id")
             text = f"ingested {fmt_time(run.get('finished_at'))} in {fmt_seconds(run.get('duration_s'))}" + (
                 f" -> night {night} (`sunrise status {night}`)" if night else

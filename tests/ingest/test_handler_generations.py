@@ -218,3 +218,109 @@ def test_sunrise_status_upload_shows_the_duplicate_with_its_reason(tmp_path, mon
     ingest(context, put(context, corrected(original, 5), "psg/namur/P001/night-b.edf"))
     out = CliRunner().invoke(app, ["status", "--upload", "psg/namur/P001/night-b.edf"]).output
     assert "failed" in out and "duplicate_recording" in out and "already has a PSG recording" in out, out
+
+
+def test_psg_prep_that_read_the_night_before_a_newer_generation_was_recorded_does_not_start(ctx, monkeypatch):
+    """psg_prep reads the night (G1 current), then G2's ingest commits, then psg_prep claims its
+    run: the claim sees the newer recording in its transaction and answers ``superseded``, so a
+    run of the old input can never become the stage's latest."""
+    import psg_prep.handler as psg_prep_handler
+
+    from sunrise_common.contracts import NightMessage
+
+    original = PSG.read_bytes()
+    g1 = put(ctx, original)
+    first = ingest(ctx, g1)
+    real_open_night = psg_prep_handler.open_night
+
+    def open_then_replace(context, event):
+        opened = real_open_night(context, event)  # the document as it was: G1 is the night's PSG
+        assert ingest(ctx, put(ctx, corrected(original, 6)))["status"] == "done"  # G2 recorded meanwhile
+        return opened
+
+    monkeypatch.setattr(psg_prep_handler, "open_night", open_then_replace)
+    out = first["outputs"]
+    message = NightMessage(night_id=out["night_id"], kind="psg", object=out["object"], generation=out["generation"])
+    headers = {"ce-id": "m-race", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+               "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-specversion": "1.0",
+               "content-type": "application/json"}
+    body = {"message": {"data": base64.b64encode(message.to_bytes()).decode(), "messageId": "1"},
+            "subscription": "projects/p/subscriptions/s"}
+    result = psg_prep_handler.handle(parse_event(headers, json.dumps(body).encode()), ctx)
+    assert result["status"] == "superseded", result
+    doc = ctx.state.get("nights", out["night_id"])
+    assert "psg_prep" not in doc.get("runs", {})  # no run of the old input was ever started
+
+
+def test_sunrise_status_upload_says_an_older_generation_was_superseded(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sunrise_cli.main import app
+
+    for var, value in (("SUNRISE_DATA_DIR", str(tmp_path / "data")), ("SUNRISE_PSEUDONYM_KEY", TEST_KEY),
+                       ("SUNRISE_PREFIX", PREFIX), ("SUNRISE_PROJECT", PROJECT)):
+        monkeypatch.setenv(var, value)
+    context = Context.from_settings(Settings())
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        context.storage.ensure_bucket(context.settings.bucket(logical))
+    original = PSG.read_bytes()
+    g1 = put(context, original)
+    thread, gate, first = held(context, g1, "parsed", monkeypatch)
+    assert ingest(context, put(context, corrected(original, 7)))["status"] == "done"
+    gate.release.set()
+    thread.join(WAIT_S)
+    assert first["status"] == "superseded", first
+    out = CliRunner().invoke(app, ["status", "--upload", NAME]).output
+    lines = out.strip().splitlines()
+    assert "(newest, in the bucket now): ingested" in lines[0], out
+    assert any(f"generation {g1.generation}: superseded" in line for line in lines), out
+
+
+@pytest.mark.parametrize("step", ingest_handler.STEPS)
+def test_an_ingest_that_dies_at_any_step_is_finished_by_its_retry_with_one_object(ctx, step, monkeypatch):
+    """A crash at ``step`` (an exception there: the answer is 5xx, the event is redelivered): the
+    retry finds what the first attempt wrote (create-if-absent, same name, same bytes) and ends
+    with the night naming exactly one object of this generation."""
+
+    def crash(s, generation):
+        if s == step:
+            raise RuntimeError(f"simulated crash at {s}")
+
+    g1 = put(ctx, PSG.read_bytes())
+    monkeypatch.setattr(ingest_handler, "step_hook", crash)
+    assert ingest(ctx, g1) == {"status": "error", "reason": "unexpected"}
+    monkeypatch.setattr(ingest_handler, "step_hook", None)
+    retried = ingest(ctx, g1)
+    assert retried["status"] == "done", retried
+    _, psg = night_psg(ctx)
+    assert psg["raw_generation"] == g1.generation and psg["object"] == retried["outputs"]["object"]
+    assert [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))] == [psg["object"]]
+    assert anonymised_sha(ctx, psg["object"]) == psg["sha256"]
+
+
+def test_a_rewrite_with_the_same_bytes_keeps_the_recording_so_no_stage_runs_again(ctx, monkeypatch):
+    """`sunrise backfill --via rewrite`: a new raw generation, the same bytes. The night takes the
+    newer raw generation but keeps naming the object already there (same token, same input keys
+    downstream); the object the rewrite's ingest wrote goes."""
+    g1 = put(ctx, PSG.read_bytes())
+    first = ingest(ctx, g1)
+    _, before = night_psg(ctx)
+    g2 = ctx.storage.rewrite(ctx.settings.bucket("raw"), NAME)
+    assert g2.generation > g1.generation
+
+    def crash(step, generation):  # the first attempt dies once the night is updated
+        if step == "recorded":
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(ingest_handler, "step_hook", crash)
+    assert ingest(ctx, g2)["reason"] == "unexpected"
+    monkeypatch.setattr(ingest_handler, "step_hook", None)
+    second = ingest(ctx, g2)  # the retry finds this generation recorded and announces it again
+    assert second["status"] == "done", second
+    _, after = night_psg(ctx)
+    assert after["raw_generation"] == g2.generation
+    assert {k: v for k, v in after.items() if k != "raw_generation"} == \
+        {k: v for k, v in before.items() if k != "raw_generation"}
+    assert second["outputs"]["object"] == first["outputs"]["object"]
+    assert second["outputs"]["generation"] == first["outputs"]["generation"]
+    assert [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))] == [before["object"]]

@@ -124,6 +124,43 @@ def test_gcs_unreachable_is_a_transient_error():
         storage.write_bytes("sunrise-contracts-raw", "x", b"x", if_generation_match=None)
 
 
+def test_open_read_streams_one_generation_and_refuses_a_replaced_one(storage, bucket):
+    data = bytes(range(256)) * 40_000  # 10 MB: more than one 8 MiB range read on Cloud Storage
+    old = storage.write_bytes(bucket, "big.bin", b"old", if_generation_match=None)
+    info = storage.write_bytes(bucket, "big.bin", data, if_generation_match=None)
+    with storage.open_read(bucket, "big.bin", generation=info.generation) as (got, stream):
+        assert got == info
+        chunks = iter(lambda: stream.read(1 << 20), b"")
+        assert b"".join(chunks) == data
+    with pytest.raises(NotFound):
+        with storage.open_read(bucket, "big.bin", generation=old.generation):
+            pass
+    with pytest.raises(NotFound):
+        with storage.open_read(bucket, "nope"):
+            pass
+
+def test_write_stream_commits_what_the_producer_wrote_create_if_absent(storage, bucket):
+    def produce(out):
+        for i in range(20):  # 20 MiB in 1 MiB writes: several chunks of a resumable upload
+            out.write(bytes([i]) * (1 << 20))
+        return "made"
+
+    info, result = storage.write_stream(bucket, "nights/n1/psg-gx.edf", produce)
+    assert result == "made" and info.size == 20 << 20 and storage.stat(bucket, "nights/n1/psg-gx.edf") == info
+    with pytest.raises(PreconditionFailed):
+        storage.write_stream(bucket, "nights/n1/psg-gx.edf", lambda out: out.write(b"again"))
+    assert storage.stat(bucket, "nights/n1/psg-gx.edf") == info
+
+def test_a_producer_that_fails_commits_nothing(storage, bucket):
+    def produce(out):
+        out.write(b"x" * (17 << 20))  # past the first upload chunk
+        raise ValueError("bad input halfway")
+
+    with pytest.raises(ValueError):
+        storage.write_stream(bucket, "half.bin", produce)
+    assert storage.stat(bucket, "half.bin") is None
+
+
 # -- the local adapter only: an object is a regular file inside its bucket's folder (issue 22) --
 
 def _refused_within(call, seconds: float = 30.0) -> BaseException | None:

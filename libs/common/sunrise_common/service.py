@@ -110,17 +110,22 @@ def run_stage(
     work: Callable[[], dict[str, Any]],
     *,
     base: dict[str, Any] | None = None,
+    current: Callable[[dict[str, Any] | None], bool] | None = None,
 ) -> dict[str, Any]:
     """Run ``work`` at most once per (document, stage, input_key), under a lease.
 
-    ``work`` returns ``{"outputs": {...}, "metrics": {...}, ...}``. A permanent error is recorded
+    ``work`` returns ``{"outputs": {...}, "metrics": {...}, ...}``. ``current`` (optional) is
+    checked on the document inside the claim: False answers ``superseded`` without running. A permanent error is recorded
     and re-raised (the app answers 2xx); a transient one is recorded as ``retrying`` and re-raised
     (5xx). A duplicate delivery of finished work returns ``{"status": "duplicate"}``.
     The lease is renewed while ``work`` runs (:class:`~sunrise_common.state.runs.Heartbeat`); the
     completion is fenced on this claim's attempt, and an attempt that was taken over raises
     :class:`LeaseLost` (429) instead of completing a second time.
     """
-    claim = ctx.runs.claim(collection, doc_id, stage, input_key, base=base)
+    claim = ctx.runs.claim(collection, doc_id, stage, input_key, base=base, current=current)
+    if claim.outcome is Outcome.SUPERSEDED:  # ``current`` found the inputs replaced: nothing to do
+        return {"status": "superseded", "input_key": input_key,
+                "detail": "the document's inputs changed since this event was read; the newer input's event does the work"}
     if claim.outcome is Outcome.DONE:
         return {"status": "duplicate", "input_key": input_key, "outputs": claim.run.get("outputs", {})}
     if claim.outcome is Outcome.FAILED:

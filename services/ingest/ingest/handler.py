@@ -3,7 +3,14 @@
 The privacy boundary. Whatever leaves here is free of personal data by construction: EDF headers
 and annotation text are rewritten by :mod:`sunrise_common.edf`, label files by
 :mod:`sunrise_common.labels`, object names derive from the night id, and the upload record is
-keyed by a keyed hash of the raw name (which holds the subject id).
+keyed by a keyed hash of the raw name (which holds the subject id). Error details leave through
+:func:`redact` (``sunrise_common.errors.safe_detail``): no file text, no raw-name part.
+
+Streaming: the raw object is read and the anonymised one written in bounded chunks, never whole
+in memory or ``/tmp`` (issue 26). Ordering: each raw generation writes its own anonymised object
+(named by a keyed token of the generation), and the night keeps the newest raw generation of each
+upload, decided inside the transaction that records it (issue 22: whatever order the ingests finish
+in); another upload of a kind the night already has is refused as ``duplicate_recording``.
 """
 
 from __future__ import annotations
@@ -131,9 +138,12 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     label_key = identity.label_key(key, name, plan.label_kind) if raw.kind == "labels" else None
     slot = ("labels", label_key) if label_key else (raw.kind,)
     _step("parsed", generation)
-    verdict = _verdict(_slot(ctx.state.get("nights", night), slot), upload, generation)
+    doc = ctx.state.get("nights", night)
+    verdict = _verdict(_slot(doc, slot), upload, generation)
     if verdict in ("superseded", "duplicate"):  # dropped before writing anything
         return _not_recorded(ctx, night, raw.kind, slot, upload, verdict)
+    if verdict == "same":  # a redelivery after this generation was recorded: announce it again
+        return _announce(ctx, night, raw.kind, doc, _slot(doc, slot))
     dest = names.anonymised_object(night, raw.kind, plan.ext, label_key,
                                    version=identity.generation_token(key, upload, generation))
     anon_bucket = ctx.settings.bucket("anonymised")
@@ -150,24 +160,32 @@ def _ingest_stream(ctx: Context, key: bytes, upload: str, raw: RawPath, name: st
     adopted = _adopt_waiting_labels(ctx, night, recording) if raw.kind == "psg" else {}
     doc = ctx.state.transact("nights", night, lambda d: _add_adopted(
         _add_recording(d, night, raw, label_key, recording, site, outcome), adopted))
-    if outcome["verdict"] == "same":  # a redelivery after this generation was recorded
-        doc = ctx.state.get("nights", night)
-    elif outcome["verdict"] in ("superseded", "duplicate"):
+    if outcome["verdict"] in ("superseded", "duplicate"):
         # A newer generation (or another upload) was recorded while this one was written: its
         # object is referenced by nothing, and goes.
         ctx.storage.delete(anon_bucket, dest)
         return _not_recorded(ctx, night, raw.kind, slot, upload, outcome["verdict"])
+    kept = _slot(doc, slot) or {}  # transact returns the stored document, changed or not
+    if kept.get("object") != dest:
+        # "unchanged": the same anonymised bytes as the recording it replaces (a rewrite, `sunrise
+        # backfill --via rewrite`): the night keeps naming the existing object, so no later stage
+        # runs again, and the copy this attempt wrote goes.
+        ctx.storage.delete(anon_bucket, dest)
     _step("recorded", generation)
-    topic = names.TOPIC_SUNRISE_ANONYMISED if raw.kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
-    message = NightMessage(night_id=night, kind=raw.kind, object=dest, generation=written.generation)
     _announce_adopted(ctx, night, adopted)
-    ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": raw.kind})
-    pairing = doc["pairing"] if doc else {}
+    return _announce(ctx, night, raw.kind, doc, kept)
+
+
+def _announce(ctx: Context, night: str, kind: str, doc: dict | None, rec: dict) -> dict[str, Any]:
+    """Publish the night's recording ``rec`` on its kind's topic, and the stage's answer."""
+    topic = names.TOPIC_SUNRISE_ANONYMISED if kind == "sunrise" else names.TOPIC_PSG_ANONYMISED
+    message = NightMessage(night_id=night, kind=kind, object=rec["object"], generation=rec["generation"])
+    ctx.publisher.publish(ctx.settings.topic(topic), message.to_bytes(), {"kind": kind})
     return {
-        "outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind},
-        "metrics": {"bytes": written.size},
+        "outputs": {"night_id": night, "object": rec["object"], "generation": int(rec["generation"]), "kind": kind},
+        "metrics": {"bytes": rec.get("size") or 0},
         "night_id": night,
-        "pairing": pairing,
+        "pairing": (doc or {}).get("pairing", {}),
     }
 
 
@@ -351,16 +369,22 @@ def _add_recording(doc: dict | None, night: str, raw: RawPath, label_key: str | 
     outcome["verdict"] = verdict
     if verdict != "add":
         return None
+    entry = recording.to_doc()
+    if previous is not None and previous.get("sha256") == recording.sha256 and previous.get("object"):
+        # A newer generation with the same anonymised bytes: keep naming the object already
+        # prepared (its token, hence every later stage's input key, stays), newer raw generation.
+        entry = {**previous, "raw_generation": recording.raw_generation}
+        outcome["verdict"] = "unchanged"
     doc = copy.deepcopy(doc) if doc else {"night_id": night, "created_at": time.time(), "recordings": {}}
     doc["subject"] = night.rsplit("-n", 1)[0]
     doc["site_pseudonym"] = site_pseudonym  # keyed (identity.site_pseudonym): per-site dataset stats
     recordings = doc.setdefault("recordings", {})
     slot = recordings.setdefault("labels", {}) if label_key else recordings
-    slot[label_key or raw.kind] = recording.to_doc()
+    slot[label_key or raw.kind] = entry
     doc["pairing"] = pairing_status(recordings)
     now = time.time()
     doc.setdefault("stages", {})["ingest"] = StageRun(
-        state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": recording.object},
+        state="done", input_key=recording.upload_id, finished_at=now, error=None, outputs={"object": entry["object"]},
     ).to_doc()
     doc["updated_at"] = now
     return doc

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sunrise_common import names
-from sunrise_common.contracts import NightMessage, Recording, Recordings
+from sunrise_common.contracts import NightDoc, NightMessage, Recording, Recordings
 from sunrise_common.events import Event
-from sunrise_common.nights import open_night
+from sunrise_common.nights import open_night, parse_night
 from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
 
 from psg_prep.prepare import prepare_psg
@@ -41,9 +41,20 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
     if psg is None:
         return {"status": "waiting", "detail": "labels recorded; the PSG recording has not arrived yet"}
     labels = doc.recordings.labels
-    input_key = names.input_key(psg.input, *sorted(f"{k}:{v.input}" for k, v in labels.items()),
-                                reruns=doc.rerun_count(STAGE))
-    return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, psg, labels, input_key))
+    input_key = _input_key(doc)
+    # Checked again inside the claim: a newer upload recorded since this document was read makes
+    # this run superseded before it starts (issue 22, defect 1).
+    return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, psg, labels, input_key),
+                     current=lambda d: d is not None and _input_key(parse_night(night, d)) == input_key)
+
+
+def _input_key(doc: NightDoc) -> str | None:
+    """The run's input key: the PSG's token and each label file's, sorted (names.input_key)."""
+    psg = doc.recordings.psg
+    if psg is None:
+        return None
+    return names.input_key(psg.input, *sorted(f"{k}:{v.input}" for k, v in doc.recordings.labels.items()),
+                           reruns=doc.rerun_count(STAGE))
 
 
 def _prepare(ctx: Context, night: str, psg: Recording, labels: dict[str, Recording], input_key: str) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from sunrise_common import names
-from sunrise_common.contracts import NightMessage, Recording
+from sunrise_common.contracts import NightDoc, NightMessage, Recording
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import Event
-from sunrise_common.nights import open_night
+from sunrise_common.nights import open_night, parse_night
 from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
 
 from sunrise_prep.prepare import prepare_sunrise
@@ -25,8 +25,16 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
         raise PermanentError("no_sunrise_recording", f"nights/{night} lists no Sunrise recording")
     if rec.generation != message.generation:
         return {"status": "superseded", "detail": "a newer upload of this recording exists"}
-    input_key = names.input_key(rec.input, reruns=doc.rerun_count(STAGE))
-    return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, rec, input_key))
+    input_key = _input_key(doc)
+    # Checked again inside the claim: a newer upload recorded since this document was read makes
+    # this run superseded before it starts (issue 22, defect 1).
+    return run_stage(ctx, "nights", night, STAGE, input_key, lambda: _prepare(ctx, night, rec, input_key),
+                     current=lambda d: d is not None and _input_key(parse_night(night, d)) == input_key)
+
+
+def _input_key(doc: NightDoc) -> str | None:
+    rec = doc.recordings.sunrise
+    return None if rec is None else names.input_key(rec.input, reruns=doc.rerun_count(STAGE))
 
 
 def _prepare(ctx: Context, night: str, rec: Recording, input_key: str) -> dict[str, Any]:

@@ -6,6 +6,8 @@ the inputs and their generations. Claiming a run happens in one transaction:
 - the run is ``done``                      -> ``DONE``  (answer 2xx, do nothing)
 - the run failed permanently               -> ``FAILED`` (answer 2xx, reason already recorded)
 - the run is ``running`` with a live lease -> ``BUSY``  (answer 429: retry later)
+- the caller's ``current(doc)`` says the inputs were replaced meanwhile -> ``SUPERSEDED`` (answer
+  2xx, do nothing: the newer input's own event does the work)
 - otherwise (new, retrying, lease expired) -> ``ACQUIRED``: state ``running``, lease set, attempt+1
 
 The claim's attempt number is its fencing token. While the work runs, :class:`Heartbeat` renews the
@@ -41,6 +43,7 @@ class Outcome(str, enum.Enum):
     DONE = "done"
     BUSY = "busy"
     FAILED = "failed"
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -58,12 +61,21 @@ class StageRuns:
         self.clock = clock
 
     def claim(
-        self, collection: str, doc_id: str, stage: str, input_key: str, *, base: Doc | None = None
+        self, collection: str, doc_id: str, stage: str, input_key: str, *, base: Doc | None = None,
+        current: Callable[[Doc | None], bool] | None = None,
     ) -> Claim:
+        """Claim the run (see the module docstring). ``current``, evaluated on the document inside
+        the claim's transaction, says whether ``input_key`` still describes the document's inputs:
+        a stage that read the document, then lost the race to a newer upload, finds out here, in
+        the same transaction order as ingest's (issue 22: a superseded run never starts, so it can
+        never become the stage's latest)."""
         now = self.clock()
         result: dict[str, Any] = {}
 
         def fn(doc: Doc | None) -> Doc | None:
+            if current is not None and not current(doc):
+                result.update(outcome=Outcome.SUPERSEDED, run={})
+                return None
             doc = copy.deepcopy(doc) if doc is not None else {**(base or {}), "created_at": now}
             run = doc.setdefault("runs", {}).setdefault(stage, {}).get(input_key)
             if run is not None:
