@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_KEY
-from tests.contracts.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
+from tests.ports.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.slow
 
