@@ -370,3 +370,28 @@ def test_a_metadata_change_is_announced_as_the_new_generation_it_makes(watcher, 
     assert after > before
     assert watcher.poll_once() == 1
     assert [g for _, g, _ in announced(queue)] == [before, after]
+
+
+def test_a_file_replacing_one_with_a_future_mtime_is_announced_above_it(settings, queue, watcher, tmp_path):
+    """A device with a fast clock leaves an mtime an hour ahead: the correction moved over it has
+    a smaller generation (its ctime is now). The watcher gives it the next one up, so it is not
+    dropped, and the first announcement is the one the deliverer drops as superseded."""
+    from sunrise_devstack.router.watcher import superseded
+
+    path = watcher.root / "psg" / "site" / "subj" / "night.edf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"1" * 100)
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(ahead, ahead))
+    assert watcher.poll_once() == 1
+    ((_, first, _),) = announced(queue)
+    assert first == ahead
+    fixed = tmp_path / "fixed.edf"
+    fixed.write_bytes(b"2" * 50)
+    os.rename(fixed, path)
+    assert watcher.poll_once() == 1
+    assert watcher.poll_once() == 0
+    older, newer = list(queue.deliveries("pending"))
+    assert int(newer.body["generation"]) == ahead + 1 == generation_of(path.stat())
+    assert superseded(settings, older) and not superseded(settings, newer)
+    assert path.read_bytes() == b"2" * 50

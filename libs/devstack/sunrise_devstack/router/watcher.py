@@ -130,6 +130,8 @@ class RawWatcher:
         self._started = False
         # Files waiting out the quiet period: name -> ((generation, size), monotonic time first seen so).
         self._quiet: dict[str, tuple[tuple[int, int], float]] = {}
+        # The last generation announced for each name (memory only: names are personal data).
+        self._last: dict[str, int] = {}
 
     @property
     def mode(self) -> str:
@@ -247,7 +249,7 @@ class RawWatcher:
                 continue
             if event.mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
                 self._quiet.pop(name, None)
-                announced += self._announce(name, path)
+                announced += self._announce(name, path, written=True)
             elif event.mask & flags.MODIFY:
                 self._quiet.pop(name, None)  # a writer has it open: its close announces it
             elif event.mask & flags.ATTRIB:
@@ -294,11 +296,48 @@ class RawWatcher:
                 announced += self._announce(name, path)
         return announced
 
-    def _announce(self, name: str, path: Path) -> int:
-        """Queue the file's current generation (once per generation, the queue's guard)."""
+    def _announce(self, name: str, path: Path, *, written: bool = False) -> int:
+        """Queue the file's current generation (once per generation, the queue's guard).
+
+        Generations strictly increase per name: a regular file found with a generation below the
+        last one announced for its name (it replaced a file whose mtime was in the future: a
+        device with a fast clock), or equal to it right after a write or a rename (``written``:
+        two changes within one tick of a coarse file clock), is a new file that would be dropped
+        as superseded or as a repeat; its mtime is set one above that last generation first, as
+        :meth:`LocalStorage.rewrite` does (the last generations are kept in memory only, so
+        since the router started)."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:  # renamed or removed since: its new name has its own event
             return 0
+        generation = generation_of(st)
+        last = self._last.get(name)
+        if stat.S_ISREG(st.st_mode) and last is not None and (generation < last or (written and generation == last)):
+            bumped = self._bump(path, st, last + 1)
+            if bumped is None:
+                return 0
+            st, generation = bumped, generation_of(bumped)
         size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-        return self.queue.enqueue_storage(self.settings, self.bucket, name, generation_of(st), size)
+        self._last[name] = max(generation, last or 0)
+        return self.queue.enqueue_storage(self.settings, self.bucket, name, generation, size)
+
+    @staticmethod
+    def _bump(path: Path, seen: os.stat_result, mtime_ns: int) -> os.stat_result | None:
+        """Set the mtime of the file ``seen`` describes (not of one that replaced it since) to
+        ``mtime_ns``; its new status, or None if it is gone or cannot be changed (logged)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # gone or replaced by a link: the replacement has its own event
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+                return None  # replaced since: the replacement has its own event
+            os.utime(fd, ns=(now.st_atime_ns, mtime_ns))
+            return os.fstat(fd)
+        except OSError as exc:
+            logger.warning("raw watcher: cannot give a file a newer generation (%s); it is not announced",
+                           os.strerror(exc.errno or 0))
+            return None
+        finally:
+            os.close(fd)
