@@ -348,7 +348,7 @@ def test_a_corrected_file_renamed_into_place_with_an_older_mtime_wins_through_in
     assert watcher.poll_once() == 1
     ((_, generation, _),) = announced(queue)
     assert generation > first["raw_generation"]
-    assert generation == LocalStorage(settings.data_dir / "buckets").stat(settings.bucket("raw"), "psg/namur/P001/night.edf").generation
+    assert generation == ctx.storage.stat(settings.bucket("raw"), "psg/namur/P001/night.edf").generation
     assert [a["status"] for a in ingest_pending()] == ["done"]
     newest = night_psg()
     assert newest["raw_generation"] == generation

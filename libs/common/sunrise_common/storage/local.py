@@ -1,16 +1,20 @@
 """Storage adapter on local folders: ``root/<bucket>/<object name>``.
 
-Generations are :func:`generation_of` a file's status: the later of its ``st_mtime_ns`` and
+A file's generation is :func:`generation_of` its status: the later of its ``st_mtime_ns`` and
 ``st_ctime_ns``. ``mv``, ``cp -p``, ``rsync -a``, tar and unzip keep a file's old modification
 time, so the mtime alone would give a corrected file moved into place a generation older than the
 one it replaced, and ingest would keep the old one (issue 22); the ctime is set by the kernel on
 every write, rename and link and cannot be set by users, so it lifts such a file above the one
 it replaced. Every generation this module reports or checks (stat, list, open_read,
-download_to_file, write, rewrite) and the raw-folder watcher's announcements use it. A write goes to ``root/.tmp`` first and is then
-linked (create-if-absent, atomic) or renamed (overwrite) into place, so a reader never sees a
-half-written object — the same promise GCS makes. A write that fails (a full disk, an
-interrupted copy) removes its staging file at once: ``root/.tmp`` never keeps the bytes of a
-failed upload (raw personal data outside raw, issue 22).
+download_to_file, write, rewrite) and the raw-folder watcher's announcements use it. A change of
+metadata (``chmod``, ``touch``) moves the ctime too: a new generation, which the watcher
+announces. A file replacing one whose mtime is ahead of the clock is lifted above it by the
+watcher (:mod:`sunrise_devstack.router.watcher`), as an overwrite here is (:meth:`_commit`).
+
+A write goes to ``root/.tmp`` first and is then linked (create-if-absent, atomic) or renamed
+(overwrite) into place, so a reader never sees a half-written object — the same promise GCS
+makes. A write that fails (a full disk, an interrupted copy) removes its staging file at once:
+``root/.tmp`` never keeps the bytes of a failed upload (raw personal data outside raw, issue 22).
 
 An object is a regular file inside its bucket's folder, and nothing else (issue 22): every path
 is walked one component at a time from the bucket's folder with ``O_NOFOLLOW`` (``openat`` through
@@ -198,7 +202,8 @@ class LocalStorage:
                 raise NotFound("object_not_found", f"{bucket}/{name}") from exc
             info = ObjectInfo(bucket, name, generation_of(st), st.st_size)
             if generation is not None and info.generation != generation:
-                raise NotFound("generation_gone", f"{bucket}/{name} is at generation {info.generation}, not {generation}")
+                raise NotFound("generation_gone",
+                               f"{bucket}/{name} is at generation {info.generation}, not {generation}")
             yield info, f
 
     def read_bytes(self, bucket: str, name: str) -> bytes:
