@@ -13,11 +13,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from sunrise_common.storage.local import LocalStorage
+from sunrise_common.storage.local import LocalStorage, generation_of
 from sunrise_devstack.router.main import Deliverer
 from sunrise_devstack.router.watcher import RawWatcher, in_progress
 from tests.devstack.test_router_main import deliver_all
@@ -91,7 +92,7 @@ def test_a_slow_writer_yields_exactly_one_announcement_of_the_complete_file(watc
     for _ in range(3):
         assert watcher.poll_once() == 0
     st = path.stat()
-    assert announced(queue) == [("psg/site/subj/night.edf", st.st_mtime_ns, 30 * 64 * 1024)]
+    assert announced(queue) == [("psg/site/subj/night.edf", generation_of(st), 30 * 64 * 1024)]
 
 
 def test_a_part_file_is_announced_once_when_renamed_into_place(watcher, queue):
@@ -122,7 +123,7 @@ def test_an_in_place_overwrite_delivers_the_newest_generation_only(settings, que
     path.parent.mkdir(parents=True)
     path.write_bytes(b"W\n" * 100)
     assert watcher.poll_once() == 1
-    first = path.stat().st_mtime_ns
+    first = generation_of(path.stat())
     # Overwritten in place before the first generation was delivered: opened, truncated, written
     # in two steps, then closed.
     writer = SlowWriter(path, chunk=300)
@@ -134,10 +135,10 @@ def test_an_in_place_overwrite_delivers_the_newest_generation_only(settings, que
         writer.close()
     assert watcher.poll_once() == 1
     newest = path.stat()
-    assert newest.st_mtime_ns != first
+    assert generation_of(newest) != first
     assert deliver_all(Deliverer(settings, queue)) == 2
     posted = [int(json.loads(body)["generation"]) for _, body in handler.received]
-    assert posted == [newest.st_mtime_ns]
+    assert posted == [generation_of(newest)]
     states = {int(d.id): d.state for d in queue.deliveries()}
     assert sorted(states.values()) == ["delivered", "superseded"]
     # The dropped delivery is redacted like a delivered one: no object name kept.
@@ -160,7 +161,7 @@ def test_an_older_generation_is_dropped_while_the_newer_one_is_still_being_writt
     finally:
         writer.close()
     assert watcher.poll_once() == 1
-    assert announced(queue)[-1][1:] == (path.stat().st_mtime_ns, 1000)
+    assert announced(queue)[-1][1:] == (generation_of(path.stat()), 1000)
 
 
 def test_an_object_written_by_the_local_storage_is_announced_once_whether_linked_or_renamed(watcher, queue, settings):
@@ -300,3 +301,97 @@ def test_links_and_fifos_in_raw_are_refused_with_a_reason_while_other_nights_go_
     assert len(anonymised) == 1  # the linked EDF outside the data dir was not copied in
     assert leaks(ctx, edf_personal_strings(outside)) == []
     assert list(ctx.storage.tmp.iterdir()) == []
+
+
+def test_a_corrected_file_renamed_into_place_with_an_older_mtime_wins_through_ingest(settings, queue, watcher,
+                                                                                      tmp_path):
+    """``mv``, ``cp -p``, ``rsync -a`` and tar keep a file's old modification time: a corrected PSG
+    renamed over the one already ingested must still get a newer generation, be announced with
+    it and replace the night's recording (on today's main its generation was its older mtime and
+    ingest answered "superseded", the night keeping the old file)."""
+    import ingest.handler as ingest_handler
+    from sunrise_common.events import parse_event
+    from sunrise_common.service import Context
+    from tests.conftest import CORPUS
+    from tests.ingest.test_handler_generations import corrected
+
+    ctx = Context.from_settings(settings)
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        ctx.storage.ensure_bucket(settings.bucket(logical))
+
+    def ingest_pending() -> list[dict]:
+        answers = []
+        for d in queue.deliveries("pending"):
+            if d.service == "ingest":
+                answers.append(ingest_handler.handle(parse_event(d.headers, json.dumps(d.body).encode()), ctx))
+                queue.mark_superseded(d.id)  # taken off the pending list: the next call sees only new ones
+        return answers
+
+    def night_psg() -> dict:
+        ((_, doc),) = list(ctx.state.list("nights"))
+        return doc["recordings"]["psg"]
+
+    original = (CORPUS / "edf" / "edfio__short_psg.edf").read_bytes()
+    path = watcher.root / "psg" / "namur" / "P001" / "night.edf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(original)
+    assert watcher.poll_once() == 1
+    assert [a["status"] for a in ingest_pending()] == ["done"]
+    first = night_psg()
+
+    # The correction, made elsewhere an hour before the original was uploaded, then moved in.
+    fixed = tmp_path / "corrected.edf"
+    fixed.write_bytes(corrected(original, 1))
+    hour_ago = path.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(fixed, ns=(hour_ago, hour_ago))
+    os.rename(fixed, path)
+    assert watcher.poll_once() == 1
+    ((_, generation, _),) = announced(queue)
+    assert generation > first["raw_generation"]
+    assert generation == ctx.storage.stat(settings.bucket("raw"), "psg/namur/P001/night.edf").generation
+    assert [a["status"] for a in ingest_pending()] == ["done"]
+    newest = night_psg()
+    assert newest["raw_generation"] == generation
+    assert newest["sha256"] != first["sha256"]
+
+
+def test_a_metadata_change_is_announced_as_the_new_generation_it_makes(watcher, queue):
+    """chmod moves the ctime, hence the generation: the deliverer drops the older announcement as
+    superseded, so the new generation must be announced too, or the file would never be ingested."""
+    path = watcher.root / "labels" / "site" / "subj" / "hypnogram.txt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"W\n" * 10)
+    assert watcher.poll_once() == 1
+    before = generation_of(path.stat())
+    while time.time_ns() <= before + 50_000_000:  # past the file clock's coarse tick (a condition)
+        time.sleep(0.01)
+    os.chmod(path, 0o600)
+    after = generation_of(path.stat())
+    assert after > before
+    assert watcher.poll_once() == 1
+    assert [g for _, g, _ in announced(queue)] == [before, after]
+
+
+def test_a_file_replacing_one_with_a_future_mtime_is_announced_above_it(settings, queue, watcher, tmp_path):
+    """A device with a fast clock leaves an mtime an hour ahead: the correction moved over it has
+    a smaller generation (its ctime is now). The watcher gives it the next one up, so it is not
+    dropped, and the first announcement is the one the deliverer drops as superseded."""
+    from sunrise_devstack.router.watcher import superseded
+
+    path = watcher.root / "psg" / "site" / "subj" / "night.edf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"1" * 100)
+    ahead = time.time_ns() + 3600 * 10**9
+    os.utime(path, ns=(ahead, ahead))
+    assert watcher.poll_once() == 1
+    ((_, first, _),) = announced(queue)
+    assert first == ahead
+    fixed = tmp_path / "fixed.edf"
+    fixed.write_bytes(b"2" * 50)
+    os.rename(fixed, path)
+    assert watcher.poll_once() == 1
+    assert watcher.poll_once() == 0
+    older, newer = list(queue.deliveries("pending"))
+    assert int(newer.body["generation"]) == ahead + 1 == generation_of(path.stat())
+    assert superseded(settings, older) and not superseded(settings, newer)
+    assert path.read_bytes() == b"2" * 50

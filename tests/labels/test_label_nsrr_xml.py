@@ -4,6 +4,7 @@ import importlib.util
 from collections import Counter
 from datetime import time
 from pathlib import Path
+from time import process_time
 
 import pytest
 
@@ -81,3 +82,36 @@ def test_absurd_stage_duration_is_refused_not_expanded(xml_bytes):
     with pytest.raises(LabelError) as info:
         parse_labels("nsrr_xml", bad)
     assert info.value.reason == "absurd_value"
+
+
+def overlapping_72_h_runs(n_runs: int) -> bytes:
+    """A small NSRR XML (a few kB per hundred runs) of ``n_runs`` stage runs, each 72 h long from
+    second 0, at an EpochLength of 1 s: each run alone is within the span limit."""
+    run = ("<ScoredEvent><EventType>Stages|Stages</EventType><EventConcept>Stage 2 sleep|2</EventConcept>"
+           "<Start>0</Start><Duration>259200</Duration></ScoredEvent>\n")
+    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<PSGAnnotation><EpochLength>1</EpochLength><ScoredEvents>\n"
+            + run * n_runs + "</ScoredEvents></PSGAnnotation>\n").encode()
+
+
+def test_many_overlapping_72_h_runs_are_refused_within_a_fraction_of_a_second_of_cpu():
+    """Overlapping runs were only checked against the 72-h span, and every epoch of every run was
+    filled: ~18 ms of CPU per run here, so 300 runs (40 kB) took seconds and a 64-MiB file hours
+    (issue 23). The total of epochs filled is now bounded: refused with the parser's numbers."""
+    data = overlapping_72_h_runs(300)
+    assert len(data) < 50_000
+    started = process_time()
+    with pytest.raises(LabelError) as err:
+        parse_labels("nsrr_xml", data)
+    cpu_s = process_time() - started
+    assert err.value.reason == "absurd_value"
+    assert "overlap" in str(err.value) and "300 stage runs" in str(err.value)
+    assert cpu_s < 0.5, f"{cpu_s:.2f} s of CPU to refuse 300 runs"
+
+
+def test_two_overlapping_72_h_runs_are_still_parsed_the_later_one_winning():
+    """Within the bound (twice the epochs of the 72-h limit), overlapping runs parse as before."""
+    ls = parse_labels("nsrr_xml", overlapping_72_h_runs(2))
+    assert len(ls.hypnogram.stages) == 259_200
+    counts = ls.hypnogram.counts()
+    assert counts["N2"] == sum(counts.values()) == 259_200
+    assert any("259200 epoch(s) covered by more than one stage run" in w for w in ls.warnings)

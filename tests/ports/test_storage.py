@@ -269,3 +269,35 @@ def test_an_object_written_over_a_link_replaces_the_link_not_its_target(local, t
     info = local.write_bytes("raw", "x.bin", b"new", if_generation_match=None)
     assert info.size == 3 and local.read_bytes("raw", "x.bin") == b"new"
     assert target.read_bytes() == b"keep me"
+
+
+def test_a_file_moved_into_place_with_an_older_mtime_gets_a_larger_generation_everywhere(local, tmp_path: Path):
+    """``mv``/``cp -p``/``rsync -a``/tar keep an old mtime: the generation still grows (it is the
+    later of mtime and ctime, and rename sets ctime), and every read reports the same one."""
+    first = local.write_bytes("raw", "psg/a/night.edf", b"1" * 100, if_generation_match=0)
+    fixed = tmp_path / "fixed.edf"
+    fixed.write_bytes(b"2" * 50)
+    hour_ago = first.generation - 3600 * 10**9
+    os.utime(fixed, ns=(hour_ago, hour_ago))
+    os.rename(fixed, local.bucket_path("raw") / "psg" / "a" / "night.edf")
+    now = local.stat("raw", "psg/a/night.edf")
+    assert now.generation > first.generation
+    assert [o.generation for o in local.list("raw")] == [now.generation]
+    with local.open_read("raw", "psg/a/night.edf", generation=now.generation) as (info, f):
+        assert (info.generation, f.read()) == (now.generation, b"2" * 50)
+    assert local.download_to_file("raw", "psg/a/night.edf", tmp_path / "out", generation=now.generation) == now
+    with pytest.raises(NotFound):
+        local.download_to_file("raw", "psg/a/night.edf", tmp_path / "out", generation=first.generation)
+    assert local.rewrite("raw", "psg/a/night.edf").generation > now.generation
+    current = local.stat("raw", "psg/a/night.edf").generation
+    assert local.write_bytes("raw", "psg/a/night.edf", b"3", if_generation_match=current).size == 1
+
+
+def test_the_generation_a_write_returns_is_the_one_every_read_reports(local, tmp_path: Path):
+    """Create-if-absent links the staging file into place and removes it: both change the inode's
+    ctime, so the generation is taken after both (else ingest's read of it says generation_gone)."""
+    for if_match in (0, None):
+        written = local.write_bytes("raw", f"x/{if_match}.edf", b"abc", if_generation_match=if_match)
+        assert local.stat("raw", f"x/{if_match}.edf") == written
+        with local.open_read("raw", f"x/{if_match}.edf", generation=written.generation) as (info, _):
+            assert info == written

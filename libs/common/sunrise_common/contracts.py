@@ -47,8 +47,9 @@ class Recording(BaseModel):
 
     object: str = Field(description="object name in the anonymised bucket (nights/{night_id}/...)")
     generation: int = Field(ge=0, description="storage generation of that object (a write time: µs on "
-                            "Cloud Storage, the file's mtime in ns locally); personal in the sense of "
-                            "docs/privacy.md, so it never appears in a name (see names.input_key)")
+                            "Cloud Storage, the later of the file's mtime and ctime in ns locally); "
+                            "personal in the sense of docs/privacy.md, so it never appears in a name "
+                            "(see names.input_key)")
     token: str | None = Field(default=None, description="keyed digest of (object, generation) "
                               "(identity.upload_token): what later stages put into their input keys. "
                               "Absent in documents written before issue 17")

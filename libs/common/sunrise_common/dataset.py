@@ -91,8 +91,8 @@ def parse_object_name(name: str) -> tuple[str, str, str, str] | None:
 @dataclass(frozen=True)
 class Lineage:
     """Where a night's rows come from. Generations are the anonymised objects' (Cloud Storage
-    generations: µs since the epoch; local folders: mtime in ns), as the night document named them
-    when sunalgo ran; ``run_at`` is when that sunalgo run wrote its results (UTC)."""
+    generations: µs since the epoch; local folders: the later of mtime and ctime in ns), as the
+    night document named them when sunalgo ran; ``run_at`` is when that sunalgo run wrote its results (UTC)."""
 
     night_id: str
     algo_version: str

@@ -78,7 +78,7 @@ MAX_ANNOTATION_BYTES = 16 << 20
 #: No recording is longer than a few days; a record longer than a day is a corrupt field.
 MAX_RECORD_DURATION_S = 86_400.0
 
-#: The limits above by name (documented in docs/architecture.md, "Input limits").
+#: The limits above by name (documented in docs/limits.md, "EDF/BDF headers").
 LIMITS = {
     "MAX_SIGNALS": MAX_SIGNALS,
     "MAX_SAMPLE_RATE_HZ": MAX_SAMPLE_RATE_HZ,

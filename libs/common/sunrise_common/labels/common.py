@@ -11,11 +11,16 @@ import math
 import re
 from datetime import date, datetime, time, timedelta
 
+import numpy as np
+
 from .canonical import UNSCORED, Hypnogram, map_stage
 from .errors import LabelError
 
 # A label file spanning longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
 MAX_SPAN_S = 72 * 3600.0
+# Stage runs may together cover at most this many times the epochs of MAX_SPAN_S (overlaps
+# included): a rescored stretch overlaps a little, a hostile file covers the span over and over.
+MAX_FILL_FACTOR = 2
 # Time-only rows: a row whose clock is more than this before the start is on the next day.
 MIDNIGHT_RULE_S = 12 * 3600.0
 
@@ -159,6 +164,11 @@ def expand_spans(
     Epoch 0 starts at ``origin`` (default: the earliest run); a run covers
     ``round(duration / epoch_s)`` epochs; uncovered epochs are ``UNS`` (native ``""``); where runs
     overlap the later one wins (reported); runs off the epoch grid are snapped (reported).
+
+    Runs may overlap a little (a rescored stretch), not cover the span again and again: the
+    epochs all runs cover together are bounded by ``MAX_FILL_FACTOR`` times the epochs of
+    ``MAX_SPAN_S`` (issue 23: a 40-kB file of 300 overlapping 72-h runs at 1-s epochs cost
+    seconds of CPU, a 64-MiB one hours). Runs are filled as numpy slices of stage codes.
     """
     spans = sorted(spans, key=lambda s: s[0])
     t0 = spans[0][0] if origin is None else origin
@@ -167,27 +177,42 @@ def expand_spans(
         raise LabelError(
             "absurd_value", f"stage runs cover {t0:g}..{end:g} s (limit {MAX_SPAN_S / 3600:g} h, durations >= 0)"
         )
-    grid: dict[int, tuple[str, str]] = {}
-    off_grid = overlaps = 0
+    ranges: list[tuple[int, int, str, str]] = []  # [first epoch, end epoch) of each run, clipped at 0
+    off_grid = filled = 0
     for onset, duration, stage, native in spans:
         first = (onset - t0) / epoch_s
         n = duration / epoch_s
         if abs(first - round(first)) > 1e-3 or abs(n - round(n)) > 1e-3:
             off_grid += 1
         i0 = round(first)
-        for i in range(max(i0, 0), i0 + max(int(round(n)), 0)):
-            if i in grid:
-                overlaps += 1
-            grid[i] = (stage, native)
+        lo, hi = max(i0, 0), i0 + max(int(round(n)), 0)
+        if hi > lo:
+            ranges.append((lo, hi, stage, native))
+            filled += hi - lo
+    span_epochs = math.ceil(MAX_SPAN_S / epoch_s)
+    if filled > MAX_FILL_FACTOR * span_epochs:
+        raise LabelError(
+            "absurd_value",
+            f"stage runs overlap: {len(spans)} stage runs cover {filled} epochs of {epoch_s:g} s together, over "
+            f"{MAX_FILL_FACTOR} x the {span_epochs} epochs of the {MAX_SPAN_S / 3600:g}-h limit",
+        )
+    n_epochs = max((hi for _, hi, _, _ in ranges), default=0)
+    kinds: dict[tuple[str, str], int] = {}
+    codes = np.full(n_epochs, -1, dtype=np.int32)  # -1: no run covers the epoch
+    overlaps = 0
+    for lo, hi, stage, native in ranges:
+        cell = codes[lo:hi]
+        overlaps += int(np.count_nonzero(cell >= 0))
+        cell[:] = kinds.setdefault((stage, native), len(kinds))
     if off_grid:
         warnings.append(f"{off_grid} stage run(s) off the {epoch_s:g}-s grid: snapped")
     if overlaps:
         warnings.append(f"{overlaps} epoch(s) covered by more than one stage run: last kept")
-    n_epochs = max(grid) + 1 if grid else 0
-    missing = n_epochs - len(grid)
+    missing = int(np.count_nonzero(codes < 0))
     if missing:
         warnings.append(f"{missing} epoch(s) not covered by any stage run: {UNSCORED}")
-    cells = [grid.get(i, (UNSCORED, "")) for i in range(n_epochs)]
+    table = [*kinds, (UNSCORED, "")]  # code -1 indexes the last entry: UNS
+    cells = [table[c] for c in codes.tolist()]
     return Hypnogram(epoch_s=epoch_s, onset_s=t0, stages=[c[0] for c in cells], native=[c[1] for c in cells])
 
 

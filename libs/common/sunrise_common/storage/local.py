@@ -1,10 +1,20 @@
 """Storage adapter on local folders: ``root/<bucket>/<object name>``.
 
-Generations are the file's ``st_mtime_ns``; a write goes to ``root/.tmp`` first and is then
-linked (create-if-absent, atomic) or renamed (overwrite) into place, so a reader never sees a
-half-written object — the same promise GCS makes. A write that fails (a full disk, an
-interrupted copy) removes its staging file at once: ``root/.tmp`` never keeps the bytes of a
-failed upload (raw personal data outside raw, issue 22).
+A file's generation is :func:`generation_of` its status: the later of its ``st_mtime_ns`` and
+``st_ctime_ns``. ``mv``, ``cp -p``, ``rsync -a``, tar and unzip keep a file's old modification
+time, so the mtime alone would give a corrected file moved into place a generation older than the
+one it replaced, and ingest would keep the old one (issue 22); the ctime is set by the kernel on
+every write, rename and link and cannot be set by users, so it lifts such a file above the one
+it replaced. Every generation this module reports or checks (stat, list, open_read,
+download_to_file, write, rewrite) and the raw-folder watcher's announcements use it. A change of
+metadata (``chmod``, ``touch``) moves the ctime too: a new generation, which the watcher
+announces. A file replacing one whose mtime is ahead of the clock is lifted above it by the
+watcher (:mod:`sunrise_devstack.router.watcher`), as an overwrite here is (:meth:`_commit`).
+
+A write goes to ``root/.tmp`` first and is then linked (create-if-absent, atomic) or renamed
+(overwrite) into place, so a reader never sees a half-written object — the same promise GCS
+makes. A write that fails (a full disk, an interrupted copy) removes its staging file at once:
+``root/.tmp`` never keeps the bytes of a failed upload (raw personal data outside raw, issue 22).
 
 An object is a regular file inside its bucket's folder, and nothing else (issue 22): every path
 is walked one component at a time from the bucket's folder with ``O_NOFOLLOW`` (``openat`` through
@@ -44,6 +54,12 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 # Errors that mean "the disk is full": the write is retried later, its staging file removed.
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def generation_of(st: os.stat_result) -> int:
+    """The generation of a file with status ``st`` (ns since the epoch): the later of its mtime
+    and its ctime (the ctime moves on rename, write and link, and cannot be set back by users)."""
+    return max(st.st_mtime_ns, st.st_ctime_ns)
 
 
 def file_kind(mode: int) -> str:
@@ -157,12 +173,12 @@ class LocalStorage:
     # -- reads
     def stat(self, bucket: str, name: str) -> ObjectInfo | None:
         found = self._lstat(bucket, name)
-        return None if found is None else ObjectInfo(bucket, name, found.st_mtime_ns, found.st_size)
+        return None if found is None else ObjectInfo(bucket, name, generation_of(found), found.st_size)
 
     def download_to_file(self, bucket: str, name: str, path: Path, *, generation: int | None = None) -> ObjectInfo:
         try:
             with self._open(bucket, name) as (f, st):
-                info = ObjectInfo(bucket, name, st.st_mtime_ns, st.st_size)
+                info = ObjectInfo(bucket, name, generation_of(st), st.st_size)
                 if generation is not None and info.generation != generation:
                     raise NotFound("generation_gone",
                                    f"{bucket}/{name} is at generation {info.generation}, not {generation}")
@@ -184,9 +200,11 @@ class LocalStorage:
                 f, st = stack.enter_context(self._open(bucket, name))
             except FileNotFoundError as exc:
                 raise NotFound("object_not_found", f"{bucket}/{name}") from exc
-            if generation is not None and st.st_mtime_ns != generation:
-                raise NotFound("generation_gone", f"{bucket}/{name} is at generation {st.st_mtime_ns}, not {generation}")
-            yield ObjectInfo(bucket, name, st.st_mtime_ns, st.st_size), f
+            info = ObjectInfo(bucket, name, generation_of(st), st.st_size)
+            if generation is not None and info.generation != generation:
+                raise NotFound("generation_gone",
+                               f"{bucket}/{name} is at generation {info.generation}, not {generation}")
+            yield info, f
 
     def read_bytes(self, bucket: str, name: str) -> bytes:
         try:
@@ -217,7 +235,7 @@ class LocalStorage:
                     except FileNotFoundError:
                         continue
                     if st_mode.S_ISREG(own.st_mode):
-                        found.append(ObjectInfo(bucket, name, own.st_mtime_ns, own.st_size))
+                        found.append(ObjectInfo(bucket, name, generation_of(own), own.st_size))
         yield from sorted(found, key=lambda o: o.name)
 
     def clean_stale_staging(self, max_age_s: float = 3600.0, now: float | None = None) -> int:
@@ -266,6 +284,9 @@ class LocalStorage:
                         os.link(tmp, last, dst_dir_fd=dfd)
                     except FileExistsError as exc:
                         raise PreconditionFailed("object_exists", f"{bucket}/{name}") from exc
+                    # Unlinked before the object's status is taken: the link count's change moves
+                    # its ctime, hence its generation.
+                    tmp.unlink()
                     # A link appears complete but sends no close-write; closing a write handle on
                     # it (nothing written, mtime unchanged) does, so a close-write watcher (the
                     # router's raw watcher) announces it as it does a renamed-in overwrite.
@@ -281,11 +302,12 @@ class LocalStorage:
                         if current is not None and tmp.stat().st_mtime_ns <= current.generation:
                             # File times can be coarser than two quick writes: a new version must still
                             # get a new, larger generation (GCS guarantees that; the watcher relies on it).
+                            # The rename moves the ctime, never below this mtime: the generation grows.
                             os.utime(tmp, ns=(current.generation + 1, current.generation + 1))
                         # rename(2) replaces a link or a FIFO found there by the object; never writes through it.
                         os.replace(tmp, last, dst_dir_fd=dfd)
                 found = os.stat(last, dir_fd=dfd, follow_symlinks=False)
-            return ObjectInfo(bucket, name, found.st_mtime_ns, found.st_size)
+            return ObjectInfo(bucket, name, generation_of(found), found.st_size)
         except OSError as exc:
             if exc.errno in _FULL:
                 raise TransientError("storage_full", f"no space left under {self.root} ({os.strerror(exc.errno)})") from None
@@ -317,7 +339,7 @@ class LocalStorage:
                 tmp = self._stage(lambda f: shutil.copyfileobj(src, f, 1 << 20))
         except FileNotFoundError as exc:
             raise NotFound("object_not_found", f"{bucket}/{name}") from exc
-        return self._commit(bucket, name, tmp, current.st_mtime_ns)
+        return self._commit(bucket, name, tmp, generation_of(current))
 
     def delete(self, bucket: str, name: str) -> None:
         """Remove the object; a link or special file at its name is removed itself, never what

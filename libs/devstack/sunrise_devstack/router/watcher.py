@@ -19,15 +19,20 @@ once. The embedded raw folder (``data/buckets/{prefix}-raw``) gives the same gua
 - **quiet period**, where inotify cannot be used (another OS, a network or bind mount that sends
   no events, ``Settings.router_raw_inotify = False``), where the lease question has no answer
   (a file of another user), and for a file that appeared with neither a writer's close nor a
-  rename (a hard link made by hand): announced once its size and mtime have not changed for
-  ``Settings.router_raw_quiet_s`` seconds (default 10 s), its mtime is at least that old and no
+  rename (a hard link made by hand): announced once its size and generation (mtime or ctime) have not changed for
+  ``Settings.router_raw_quiet_s`` seconds (default 10 s), its generation is at least that old and no
   writer holds it open. Under inotify a write to such a file takes it off the quiet list: its
   close will announce it.
 
 Dot-files and names ending in ``.part`` or ``.tmp`` are uploads in progress: ignored until they
 are renamed to their final name. Each announcement carries the file's generation at that moment
-(``st_mtime_ns``); the queue's once-per-generation guard drops repeats, and the deliverer drops a
-delivery whose generation a newer one has replaced (:func:`superseded`).
+(:func:`~sunrise_common.storage.local.generation_of`: the later of mtime and ctime, the one the
+local storage reports, so a file moved in with an older mtime still gets a newer generation); the
+queue's once-per-generation guard drops repeats, and the deliverer drops a delivery whose
+generation a newer one has replaced (:func:`superseded`). A change of a file's metadata
+(``IN_ATTRIB``: ``chmod``, ``touch``, tar setting the times after writing) moves its ctime, hence
+its generation: the file is settled again, so the new generation is announced too and the one it
+replaced is never the only one delivered.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import time
 from pathlib import Path
 
 from sunrise_common.settings import Settings
-from sunrise_common.storage.local import LocalStorage
+from sunrise_common.storage.local import LocalStorage, generation_of
 from sunrise_devstack.router.queue import Delivery, Queue
 
 logger = logging.getLogger(__name__)
@@ -123,8 +128,10 @@ class RawWatcher:
         self._inotify = None  # inotify_simple.INotify once started
         self._folders: dict[int, Path] = {}  # watch descriptor -> folder
         self._started = False
-        # Files waiting out the quiet period: name -> ((mtime_ns, size), monotonic time first seen so).
+        # Files waiting out the quiet period: name -> ((generation, size), monotonic time first seen so).
         self._quiet: dict[str, tuple[tuple[int, int], float]] = {}
+        # The last generation announced for each name (memory only: names are personal data).
+        self._last: dict[str, int] = {}
 
     @property
     def mode(self) -> str:
@@ -160,7 +167,7 @@ class RawWatcher:
         many deliveries were queued."""
         from inotify_simple import flags
 
-        mask = (flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE | flags.MODIFY | flags.DONT_FOLLOW
+        mask = (flags.CLOSE_WRITE | flags.MOVED_TO | flags.CREATE | flags.MODIFY | flags.ATTRIB | flags.DONT_FOLLOW
                 | flags.ONLYDIR)
         announced = 0
         for dirpath, dirnames, filenames in os.walk(top):
@@ -242,9 +249,19 @@ class RawWatcher:
                 continue
             if event.mask & (flags.CLOSE_WRITE | flags.MOVED_TO):
                 self._quiet.pop(name, None)
-                announced += self._announce(name, path)
+                announced += self._announce(name, path, written=True)
             elif event.mask & flags.MODIFY:
                 self._quiet.pop(name, None)  # a writer has it open: its close announces it
+            elif event.mask & flags.ATTRIB:
+                # New metadata, new ctime, new generation: announced unless a writer still has it
+                # open (its close announces it); a link count change of a file being linked in
+                # gives the generation its close-write announces (the queue drops the repeat).
+                try:
+                    mode = os.lstat(path).st_mode
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(mode):
+                    announced += self._settle(path)
             elif event.mask & flags.CREATE:
                 try:
                     mode = os.lstat(path).st_mode
@@ -267,11 +284,11 @@ class RawWatcher:
             except FileNotFoundError:
                 del self._quiet[name]
                 continue
-            current = (st.st_mtime_ns, st.st_size)
+            current = (generation_of(st), st.st_size)
             if current != sig:
                 self._quiet[name] = (current, now)  # changed (or first look): the clock starts again
                 continue
-            if now - since >= self.quiet_s and (wall - st.st_mtime_ns) / 1e9 >= self.quiet_s:
+            if now - since >= self.quiet_s and (wall - generation_of(st)) / 1e9 >= self.quiet_s:
                 if writer_holds(path):  # still open for writing, only idle: wait on
                     self._quiet[name] = (current, now)
                     continue
@@ -279,11 +296,48 @@ class RawWatcher:
                 announced += self._announce(name, path)
         return announced
 
-    def _announce(self, name: str, path: Path) -> int:
-        """Queue the file's current generation (once per generation, the queue's guard)."""
+    def _announce(self, name: str, path: Path, *, written: bool = False) -> int:
+        """Queue the file's current generation (once per generation, the queue's guard).
+
+        Generations strictly increase per name: a regular file found with a generation below the
+        last one announced for its name (it replaced a file whose mtime was in the future: a
+        device with a fast clock), or equal to it right after a write or a rename (``written``:
+        two changes within one tick of a coarse file clock), is a new file that would be dropped
+        as superseded or as a repeat; its mtime is set one above that last generation first, as
+        :meth:`LocalStorage.rewrite` does (the last generations are kept in memory only, so
+        since the router started)."""
         try:
             st = os.lstat(path)
         except FileNotFoundError:  # renamed or removed since: its new name has its own event
             return 0
+        generation = generation_of(st)
+        last = self._last.get(name)
+        if stat.S_ISREG(st.st_mode) and last is not None and (generation < last or (written and generation == last)):
+            bumped = self._bump(path, st, last + 1)
+            if bumped is None:
+                return 0
+            st, generation = bumped, generation_of(bumped)
         size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-        return self.queue.enqueue_storage(self.settings, self.bucket, name, st.st_mtime_ns, size)
+        self._last[name] = max(generation, last or 0)
+        return self.queue.enqueue_storage(self.settings, self.bucket, name, generation, size)
+
+    @staticmethod
+    def _bump(path: Path, seen: os.stat_result, mtime_ns: int) -> os.stat_result | None:
+        """Set the mtime of the file ``seen`` describes (not of one that replaced it since) to
+        ``mtime_ns``; its new status, or None if it is gone or cannot be changed (logged)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None  # gone or replaced by a link: the replacement has its own event
+        try:
+            now = os.fstat(fd)
+            if (now.st_dev, now.st_ino) != (seen.st_dev, seen.st_ino):
+                return None  # replaced since: the replacement has its own event
+            os.utime(fd, ns=(now.st_atime_ns, mtime_ns))
+            return os.fstat(fd)
+        except OSError as exc:
+            logger.warning("raw watcher: cannot give a file a newer generation (%s); it is not announced",
+                           os.strerror(exc.errno or 0))
+            return None
+        finally:
+            os.close(fd)
