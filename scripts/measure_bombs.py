@@ -19,7 +19,27 @@ CHILD = r"""
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 kind, path = sys.argv[1], sys.argv[2]
-if kind == "psg":
+if kind in ("ingest-psg", "ingest-labels"):
+    import tempfile
+    from pathlib import Path
+    from fastapi.testclient import TestClient
+    from sunrise_common.events import storage_event
+    from sunrise_common.service import Context, create_app
+    from sunrise_common.settings import Settings
+    from ingest.handler import handle
+    settings = Settings(backend="embedded", data_dir=Path(tempfile.mkdtemp()) / "d", pseudonym_key="k" * 32,
+                        prefix="bomb-x", project="bomb")
+    ctx = Context.from_settings(settings)
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        ctx.storage.ensure_bucket(settings.bucket(logical))
+    info = ctx.storage.upload_file(settings.bucket("raw"), f"{kind[7:]}/site/subject/{Path(path).name}", Path(path),
+                                   if_generation_match=None)
+    client = TestClient(create_app("ingest", handle, settings=settings)).__enter__()
+    headers, body = storage_event(info.bucket, info.name, info.generation, info.size)
+    def work():
+        resp = client.post("/", headers=headers, content=json.dumps(body))
+        return f"HTTP {resp.status_code} {resp.json().get('status')} {resp.json().get('reason')}"
+elif kind == "psg":
     from pathlib import Path
     from psg_prep.prepare import prepare_psg
     work = lambda: prepare_psg(Path(path), [], Path(path + ".out"))
@@ -70,9 +90,11 @@ def main() -> None:
                                                         dimension="%", physical_min=0, physical_max=100)],
                       60, record_duration=0.999),
     }
+    ingest_files = _ingest_bombs(folder)
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.hogs)]
     try:
         runs = [(name, "psg", str(path)) for name, path in files.items()]
+        runs += [(name, kind, str(path)) for name, (kind, path) in ingest_files.items()]
         runs += [("MemoryError in a stage run", "service", "memory"), ("RecursionError in a stage run", "service", "recursion")]
         for name, kind, arg in runs:
             out = subprocess.run([sys.executable, "-c", CHILD, kind, arg], capture_output=True, text=True, timeout=600)
@@ -83,6 +105,36 @@ def main() -> None:
         for hog in hogs:
             hog.kill()
             hog.wait()
+
+
+def _ingest_bombs(folder: Path) -> dict[str, tuple[str, Path]]:
+    """The uploads of issue 22 defect 4 that ingest meets first: EDF headers and label files."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.edf.malformed import build_edf, set_field, set_signal_field
+
+    rate = build_edf(n_records=1, labels=("EEG C3-M2",), samples_per_record=(8,), plus=None)
+    rate = set_signal_field(rate, "samples_per_record", 0, "99999999", 1)
+    rate = set_field(rate, "record_duration", "0.000001")  # 1e8 samples in 1 us: 1e14 Hz claimed
+    (folder / "claims.edf").write_bytes(rate)
+    annot = build_edf(n_records=1, labels=("EEG C3-M2",), samples_per_record=(8,), plus="C",
+                      annotation_bytes=76 << 20)
+    (folder / "annotations.edf").write_bytes(annot)
+    with open(folder / "one_line.txt", "wb") as f:  # 500 MB without a line break
+        f.write(b"Signal ID: FlowD\\flow ")
+        f.truncate(500 << 20)
+    with open(folder / "Flow Events - rows.txt", "wb") as f:  # 10 M DOMINO rows
+        f.write(b"Signal ID: FlowD\\flow\nStart Time: 23.09.2020 01:00:00\nUnit: s\nSignal Type: Impuls\n\n")
+        row = b"01:00:00,000-01:00:10,000; 10;Hypopnea\n"
+        block = row * 100_000
+        for _ in range(100):
+            f.write(block)
+    depth = 300_000
+    (folder / "deep.xml").write_bytes(b"<PSGAnnotation>" + b"<a>" * depth + b"</a>" * depth + b"</PSGAnnotation>")
+    return {"EDF header claiming 1e14 Hz": ("ingest-psg", folder / "claims.edf"),
+            "EDF+ with 76 MB of annotations": ("ingest-psg", folder / "annotations.edf"),
+            "500 MB single-line label file": ("ingest-labels", folder / "one_line.txt"),
+            "10 M-row DOMINO export": ("ingest-labels", folder / "Flow Events - rows.txt"),
+            "NSRR XML nested 300,000 deep": ("ingest-labels", folder / "deep.xml")}
 
 
 if __name__ == "__main__":
