@@ -57,17 +57,17 @@ def night_metrics(cond: Condition, j: int, n_nights: int, work: Path,
     prep_s = time.perf_counter() - t0
     psg = write_truth_labels(night, d / "truth")
     out = {"condition": cond.name, "night": j, "seed": SEED0 + j, "ahi_target": ahi,
-           "tst_true": night.tst_min, "rdi_true": night.rdi, "prep_s": prep_s, "models": {}}
+           "tst_true": night.tst_min, "rdi_true": night.ahi, "prep_s": prep_s, "models": {}}
     for version in models:
         t0 = time.perf_counter()
         s = run_sunalgo(d / "prep", psg, d / f"out-{version}", model_version=version)
         algo_s = time.perf_counter() - t0
         scores = json.loads((d / f"out-{version}" / "scores.json").read_text())["scores"]
-        rdi = s["RDI"]
+        rdi = s["AHI"]  # no RERA detector: the predicted index is an AHI (issue 24)
         out["models"][version] = {
             "accuracy": s["accuracy_sw"], "tst": s["TST"], "rdi": rdi,
             "tst_err": s["TST"] - night.tst_min,
-            "rdi_err": (rdi - night.rdi) if rdi is not None else float("nan"),
+            "rdi_err": (rdi - night.ahi) if rdi is not None else float("nan"),
             "rdi_rule": scores.get("RDI_rule"), "algo_s": algo_s}
     shutil.rmtree(d, ignore_errors=True)
     return out

@@ -179,6 +179,12 @@ class SynthNight:
     psg_duration_s: float
     params: dict = field(default_factory=dict)
 
+    @property
+    def ahi(self) -> float:
+        """True events per hour of TST: an AHI (the generator makes no RERAs; ``rdi`` is the
+        same number under its historical name)."""
+        return self.rdi
+
 
 # --------------------------------------------------------------------------------------------
 # Hypnogram

@@ -24,6 +24,10 @@ from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rul
 from sunalgo.scores import sleep_scores
 
 EPOCH_S = 30.0
+#: How each side's desaturations were counted (scores.json / agreement.json ``ODI_criterion``).
+ODI_CRITERION = ("fall >= 3 % below the maximum of the preceding 120 s, >= 3 s "
+                 "(sunalgo.respiration.desaturations)")
+PSG_ODI_CRITERION = "every desaturation the PSG export lists (its criterion is not in the export)"
 
 
 def _fmt(v) -> str:
@@ -160,6 +164,10 @@ def psg_scores_from(psg: dict, win: dict | None = None) -> dict:
     has_desat = any(t == "desaturation" for t, *_ in psg["events"])
     scores = sleep_scores(win["stages"], psg["epoch_s"], events=win["events"],
                           desaturations=[] if has_desat else None)
+    # The PSG's desaturations are counted as exported; their criterion (3 % or 4 %, AASM 1A
+    # or 1B) is the scoring software's and is not in the export (issue 24: recorded, so that
+    # an ODI difference is never read as one criterion against itself).
+    scores["ODI_criterion"] = PSG_ODI_CRITERION if has_desat else None
     scores["window"] = win["window"]
     return scores
 
@@ -168,8 +176,8 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
                 model_version: str | None = None, model_dir: Path | None = None) -> dict:
     """Run sunalgo on a ``sunrise_prep`` folder (and a ``psg_prep`` folder) into ``out_dir``.
 
-    Returns a summary: algo_version, n_epochs, TST (min), RDI (events/h), and the sleep/wake
-    accuracy when PSG labels exist.
+    Returns a summary: algo_version, n_epochs, TST (min), AHI (events/h; ``RDI`` is None: no
+    RERA detector), and the sleep/wake accuracy when PSG labels exist.
     """
     sunrise_dir, out_dir = Path(sunrise_dir), Path(out_dir)
     meta = json.loads((sunrise_dir / "meta.json").read_text())
@@ -187,7 +195,9 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     sleep_sec = np.repeat(~wake & ~invalid, int(EPOCH_S))
     desats = desaturations(arrays.get("spo2"), 3.0, sleep_sec) if has_spo2 else None
     ev_tuples = [(e.type, e.onset_s, e.duration_s) for e in events]
-    scores = sleep_scores(stages, EPOCH_S, events=ev_tuples, desaturations=desats)
+    scores = sleep_scores(stages, EPOCH_S, events=ev_tuples, desaturations=desats,
+                          reras_scored=False)
+    scores["ODI_criterion"] = ODI_CRITERION if desats is not None else None
     # How events were confirmed (issue 12): never a silently lower index without oximetry.
     rule = rdi_rule(model.respiratory, has_spo2)
     scores.update(RDI_rule=RDI_RULES[rule], RDI_rule_key=rule,
@@ -250,15 +260,17 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
             stages[a:b], EPOCH_S,
             events=[(t, o - t0, d) for t, o, d in ev_tuples if t0 <= o < t1],
             desaturations=None if desats is None else
-            [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1])
+            [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1], reras_scored=False)
         agr = agreement(stages, aligned, pred_win, psg_sc)
         agr["algo_version"] = model.algo_version
         agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
+        agr["ODI_criterion_pred"] = scores["ODI_criterion"]
+        agr["ODI_criterion_psg"] = psg_sc.get("ODI_criterion")
         (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
         rows = training_rows(feats, FEATURE_NAMES, aligned)
         header = ["epoch", "onset_s", *FEATURE_NAMES, "psg_stage", "psg_sleep"]
         _write_csv(out_dir / "training_rows.csv", header, ([r[h] for h in header] for r in rows))
         summary.update(accuracy_sw=agr.get("accuracy_sw"), kappa_sw=agr.get("kappa_sw"),
-                       TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"])
+                       TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"], AHI_psg=psg_sc["AHI"])
     (out_dir / "scores.json").write_text(json.dumps(json_safe(result), indent=1))
     return json_safe(summary)
