@@ -109,6 +109,27 @@ class SynthSettings:
         orientation, no breathing, no movement; taken off and put back with a movement burst);
         0 = worn all night. Placed in the middle of the forced wake block when there is one
         (taken off while awake), else in the middle of the sleep period (falls off asleep).
+    periodic_breathing_min : float
+        Minutes of Cheyne-Stokes breathing in NREM sleep from the first NREM stretch after a
+        third of the night (0 = none): cycles of 45-90 s (Cheyne-Stokes cycle length 45-90 s,
+        AASM Manual v2.6 rule VII.2 needs >= 40 s; typically ~60 s in heart failure, Naughton
+        2016), each a central apnea of 10-30 s followed by crescendo-decrescendo breathing
+        peaking at 1.3-1.8 x the stage's amplitude. The apneas are truth events.
+    desat_pct : tuple[float, float] or None
+        SpO2 fall of every event type, percentage points (None: the per-type defaults,
+        obstructive apnea 4-6, hypopnea ``hypopnea_desat_pct``, central 3.5-5.5, mixed 4-6).
+        The widened condition uses 2-8 (issue 24 review: falls from below the 3 % AASM
+        criterion to well above it).
+    nadir_delay_s : tuple[float, float]
+        Delay of the SpO2 nadir after the event end, s (default 20-20; the widened condition
+        10-40: circulation time plus oximeter averaging, issue 24 review).
+    arousal_offset_s : tuple[float, float]
+        Where the arousal movement starts relative to the event end, s (default 0-0; widened
+        -5 to +15, issue 24 review).
+    breathing_base_hz, breathing_clip_hz : tuple[float, float]
+        The night's base breathing rate range and the clip of the instantaneous rate, Hz
+        (defaults 0.22-0.30 and 0.16-0.58; widened 0.13-0.50 and 0.10-0.70: 6-42 breaths/min,
+        issue 24 review), both multiplied by ``breathing_rate_mult``.
     """
 
     gyro_noise_dps: float = 0.08
@@ -123,6 +144,12 @@ class SynthSettings:
     hypopnea_arousal_p: float = 0.5
     wake_block_min: float = 0.0
     sensor_off_min: float = 0.0
+    periodic_breathing_min: float = 0.0
+    desat_pct: tuple[float, float] | None = None
+    nadir_delay_s: tuple[float, float] = (20.0, 20.0)
+    arousal_offset_s: tuple[float, float] = (0.0, 0.0)
+    breathing_base_hz: tuple[float, float] = (0.22, 0.30)
+    breathing_clip_hz: tuple[float, float] = (0.16, 0.58)
 
     def __post_init__(self) -> None:
         if self.gyro_noise_dps < 0 or self.breathing_rate_mult <= 0:
@@ -266,6 +293,8 @@ class _Event:
     desat: float  # SpO2 fall, percentage points
     arousal: bool
     arousal_move: float  # movement intensity at the arousal (0 = none)
+    nadir_delay: float = 20.0  # SpO2 nadir after the event end, s
+    arousal_offset: float = 0.0  # arousal movement start relative to the event end, s
 
 
 def _place_events(
@@ -325,9 +354,45 @@ def _place_events(
         ev.duration = round(ev.duration, 3)
         if ev.arousal:
             ev.arousal_move = float(rng.uniform(0.3, 1.5)) if rng.random() < 0.7 else 0.0
+        # Widened ranges draw extra numbers only when set, so default nights stay identical.
+        if cfg.desat_pct is not None:
+            ev.desat = float(rng.uniform(*cfg.desat_pct))
+        if cfg.nadir_delay_s != (20.0, 20.0):
+            ev.nadir_delay = float(rng.uniform(*cfg.nadir_delay_s))
+        if cfg.arousal_offset_s != (0.0, 0.0):
+            ev.arousal_offset = float(rng.uniform(*cfg.arousal_offset_s))
         events.append(ev)
     events.sort(key=lambda e: e.onset)
     return events
+
+
+def _periodic_breathing(rng: np.random.Generator, hyp: np.ndarray, events: list[_Event],
+                        cfg: SynthSettings) -> tuple[list[_Event], list[tuple[int, int, float]]]:
+    """Cheyne-Stokes stretch (see ``SynthSettings.periodic_breathing_min``): the events list
+    without the events inside the stretch plus its central apneas, and the crescendo-
+    decrescendo hyperpneas ``(start_s, end_s, peak multiplier)``."""
+    sleep_sec = np.repeat((hyp != _W) & (hyp != _REM), EPOCH_S)
+    start = int(np.argmax(sleep_sec[sleep_sec.size // 3 :])) + sleep_sec.size // 3
+    end_cap = start + int(cfg.periodic_breathing_min * 60)
+    t = start
+    apneas, hyperpneas = [], []
+    while t < end_cap:
+        apnea = float(rng.uniform(10.5, 30.0))
+        cycle = float(rng.uniform(45.0, 90.0))
+        a, b = t, t + int(math.ceil(apnea))
+        c = t + int(cycle)
+        if c >= sleep_sec.size or not sleep_sec[a:c].all():
+            break
+        apneas.append(_Event("central_apnea", float(a), round(apnea, 3), rng.uniform(0.0, 0.15),
+                             rng.uniform(0.0, 0.08), rng.uniform(0.3, 1.2), rng.uniform(3.5, 5.5),
+                             rng.random() < 0.3, 0.0))
+        hyperpneas.append((b, c, float(rng.uniform(1.3, 1.8))))
+        t = c
+    if not apneas:
+        return events, []
+    lo, hi = apneas[0].onset - 15, hyperpneas[-1][1] + 15
+    kept = [e for e in events if e.onset + e.duration < lo or e.onset > hi]
+    return sorted(kept + apneas, key=lambda e: e.onset), hyperpneas
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,15 +442,15 @@ class _Physiology:
 
 def _physiology(
     rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int,
-    cfg: SynthSettings = DEFAULT_SETTINGS,
+    cfg: SynthSettings = DEFAULT_SETTINGS, hyperpneas: list[tuple[int, int, float]] = (),
 ) -> _Physiology:
     stage = np.repeat(hyp, EPOCH_S)
     stage = np.concatenate([stage, np.full(max(0, n_sec - stage.size), _W, dtype=np.int8)])[:n_sec]
 
     m = cfg.breathing_rate_mult
-    base_rate = rng.uniform(0.22, 0.30) * m
+    base_rate = rng.uniform(*cfg.breathing_base_hz) * m
     rate = base_rate * _RATE_MULT[stage] * (1 + _RATE_SD[stage] * _ar1(rng, n_sec, 40))
-    rate = np.clip(rate, 0.16 * m, 0.58 * m)
+    rate = np.clip(rate, cfg.breathing_clip_hz[0] * m, cfg.breathing_clip_hz[1] * m)
     amp_night = rng.lognormal(0.0, 0.2)
     amp = amp_night * _AMP_DEG[stage] * np.exp(_AMP_SD[stage] * _ar1(rng, n_sec, 20))
 
@@ -412,14 +477,22 @@ def _physiology(
         # Recovery breaths after the event: a few larger breaths.
         amp_mult[b : b + 8] = np.maximum(amp_mult[b : b + 8], 1.5)
         flow_mult[b : b + 8] = 1.6
-        # Desaturation: fall from onset+20 s to the nadir at end+20 s, recover over ~15 s.
-        t = np.arange(a + 20, min(n_sec, b + 36))
-        shape = np.where(t <= b + 20, (t - a - 20) / max(1, b - a), 1 - (t - b - 20) / 15)
+        # Desaturation: fall from onset + delay to the nadir at end + delay (delay 20 s by
+        # default, ``nadir_delay_s``), recover over ~15 s.
+        nd = int(round(ev.nadir_delay))
+        t = np.arange(a + nd, min(n_sec, b + nd + 16))
+        shape = np.where(t <= b + nd, (t - a - nd) / max(1, b - a), 1 - (t - b - nd) / 15)
         np.maximum.at(spo2_drop, t, ev.desat * np.clip(shape, 0, 1))
         if ev.arousal and ev.arousal_move > 0:
-            move_starts.append(b)
+            move_starts.append(b + int(round(ev.arousal_offset)))
             move_len.append(rng.integers(3, 10))
             move_val.append(ev.arousal_move)
+
+    # Cheyne-Stokes: crescendo-decrescendo ventilation between the periodic central apneas.
+    for a, b, peak in hyperpneas:
+        hump = np.sin(np.pi * (np.arange(b - a) + 0.5) / max(1, b - a))
+        amp_mult[a:b] = 0.3 + (peak - 0.3) * hump
+        flow_mult[a:b] = 0.3 + (peak - 0.3) * hump
 
     # Movement bursts: frequent in wake (quiet-wake bouts have few), rare in sleep, REM twitches.
     wake = stage == _W
@@ -715,11 +788,14 @@ def synth_night(
     if settings.wake_block_min > 0:
         _insert_wake_block(hyp, settings.wake_block_min)
     events = _place_events(rng, hyp, ahi, obstructive_fraction, settings)
+    hyperpneas: list[tuple[int, int, float]] = []
+    if settings.periodic_breathing_min > 0:
+        events, hyperpneas = _periodic_breathing(rng, hyp, events, settings)
     offset = int(rng.integers(60, 301))
     sunrise_dur = psg_dur - offset + int(rng.integers(60, 301))
     n_sec = max(psg_dur, offset + sunrise_dur) + 2
     hyp_full = np.concatenate([hyp, np.full(n_sec // EPOCH_S + 1 - hyp.size, _W, np.int8)])
-    ph = _physiology(rng, hyp_full, events, n_sec, settings)
+    ph = _physiology(rng, hyp_full, events, n_sec, settings, hyperpneas)
     off = _sensor_off(hyp, settings) if settings.sensor_off_min > 0 else None
     if off is not None:
         for t in off:  # taking the sensor off and putting it back: a movement burst
@@ -745,8 +821,8 @@ def synth_night(
     stages = [STAGE_CODES[s] for s in hyp]
     truth_events = [(e.type, e.onset, e.duration) for e in events]
     arousals = [(round(e.onset + e.duration, 3), 5.0) for e in events if e.arousal]
-    desats = [(round(e.onset + 20, 3), round(e.duration, 3), round(e.desat, 2)) for e in events
-              if e.onset + e.duration + 20 < psg_dur]
+    desats = [(round(e.onset + e.nadir_delay, 3), round(e.duration, 3), round(e.desat, 2))
+              for e in events if e.onset + e.duration + e.nadir_delay < psg_dur]
     labels = write_domino_labels(out_dir / "labels", code, start, stages, truth_events,
                                  arousals, desats)
     tst_min = float(np.sum(hyp != _W)) * EPOCH_S / 60
