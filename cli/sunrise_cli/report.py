@@ -48,7 +48,24 @@ def _night_from_folder(folder: Path) -> dict:
             "TST_pred": agr.get("TST_pred"), "TST_psg": agr.get("TST_psg"),
             "AHI_pred": agr.get("AHI_pred"), "AHI_psg": agr.get("AHI_psg"),
             "accuracy_sw": agr.get("accuracy_sw"), "kappa_sw": agr.get("kappa_sw"),
-            "confusion_sw": (agr.get("confusion_sw") or {}).get("matrix")}
+            "confusion_sw": (agr.get("confusion_sw") or {}).get("matrix"),
+            "events": agr.get("events")}
+
+
+def pooled_events(nights: list[dict]) -> dict[str, dict[str, Any]]:
+    """Event-level figures pooled over nights (each night's agreement.json ``events``):
+    per PSG type the sensitivity (any sunalgo event overlapping) and per sunalgo type the PPV,
+    as counts-weighted means, with the event counts (issue 24)."""
+    out: dict[str, dict[str, Any]] = {}
+    for side, metric in (("psg", "sensitivity"), ("pred", "ppv")):
+        for n in nights:
+            for etype, v in ((n.get("events") or {}).get(side) or {}).items():
+                acc = out.setdefault(etype, {"metric": metric, "n": 0, "hits": 0.0})
+                if v.get(metric) is not None:
+                    acc["n"] += v["n"]
+                    acc["hits"] += v[metric] * v["n"]
+    return {k: {"metric": v["metric"], "n": v["n"],
+                "value": v["hits"] / v["n"] if v["n"] else None} for k, v in out.items()}
 
 
 def _from_dict(r: dict) -> dict:
@@ -149,6 +166,7 @@ def summarize_version(nights: list[dict]) -> dict[str, Any]:
         "sensitivity_sleep": _ratio(int(cm[1, 1]), int(cm[1].sum())),
         "specificity_wake": _ratio(int(cm[0, 0]), int(cm[0].sum())),
         "severity": severity_agreement([n["AHI_pred"] for n in ahi], [n["AHI_psg"] for n in ahi]),
+        "events": pooled_events(nights),
     }
 
 
@@ -319,6 +337,13 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
         row("specificity (wake)", "", each(lambda s: _fmt(s["specificity_wake"]))),
         row("epochs compared", "n", each(lambda s: str(s["n_epochs"]))),
     ]
+    event_types = sorted({k for s in summaries.values() for k in s.get("events", {})})
+    for etype in event_types:
+        def cell(s: dict, etype: str = etype) -> str:
+            e = s.get("events", {}).get(etype)
+            return "–" if not e or e["value"] is None else f"{_fmt(e['value'])} <small>(n {e['n']})</small>"
+        metric = next(s["events"][etype]["metric"] for s in summaries.values() if etype in s.get("events", {}))
+        rows.append(row(f"event {metric}: {etype.replace('_', ' ')}", "overlap", each(cell)))
     sev_rows = []
     for i, t in enumerate(THRESHOLDS):
         label = f"AHI ≥ {t:g}"

@@ -130,6 +130,17 @@ class SynthSettings:
         The night's base breathing rate range and the clip of the instantaneous rate, Hz
         (defaults 0.22-0.30 and 0.16-0.58; widened 0.13-0.50 and 0.10-0.70: 6-42 breaths/min,
         issue 24 review), both multiplied by ``breathing_rate_mult``.
+    still_wake : {None, "wake_breathing", "sleep_breathing"}
+        Makes the forced wake block still: no movement bursts and no restless micro-movement.
+        ``"wake_breathing"`` keeps wake's breathing physiology there (breath-to-breath rate
+        variability 15 % vs 4 % in N2, amplitude variability 0.40 vs 0.12 log-SD, shallower
+        0.22 vs 0.33 deg: quiet wake breathing is more irregular and variable than NREM
+        breathing, Bulow 1963, Krieger 1990, Douglas et al. 1982); ``"sleep_breathing"``
+        gives the block N2 breathing, an awakening identical to sleep in every signal (the
+        limit of any chin sensor).
+    drift_1f_dps : float
+        SD (deg/s) of a 1/f (pink) drift added to every gyroscope axis (0 = none): sensor
+        bias instability and temperature drift of MEMS gyroscopes.
     """
 
     gyro_noise_dps: float = 0.08
@@ -150,6 +161,8 @@ class SynthSettings:
     arousal_offset_s: tuple[float, float] = (0.0, 0.0)
     breathing_base_hz: tuple[float, float] = (0.22, 0.30)
     breathing_clip_hz: tuple[float, float] = (0.16, 0.58)
+    still_wake: str | None = None
+    drift_1f_dps: float = 0.0
 
     def __post_init__(self) -> None:
         if self.gyro_noise_dps < 0 or self.breathing_rate_mult <= 0:
@@ -253,11 +266,12 @@ def generate_hypnogram(rng: np.random.Generator, n_epochs: int) -> np.ndarray:
     return hyp
 
 
-def _insert_wake_block(hyp: np.ndarray, minutes: float) -> None:
-    """Force ``minutes`` of wake centred in the sleep period (in place), followed by N1."""
+def _insert_wake_block(hyp: np.ndarray, minutes: float) -> tuple[int, int] | None:
+    """Force ``minutes`` of wake centred in the sleep period (in place), followed by N1;
+    returns the block's epochs ``(first, end)``."""
     sleep = np.flatnonzero(hyp != _W)
     if sleep.size == 0:
-        return
+        return None
     n = int(round(minutes * 60 / EPOCH_S))
     mid = (int(sleep[0]) + int(sleep[-1])) // 2
     a = max(int(sleep[0]) + 1, mid - n // 2)
@@ -265,6 +279,7 @@ def _insert_wake_block(hyp: np.ndarray, minutes: float) -> None:
     hyp[a:b] = _W
     if b < sleep[-1]:
         hyp[b] = _N1
+    return a, b
 
 
 def _sensor_off(hyp: np.ndarray, cfg: SynthSettings) -> tuple[int, int]:
@@ -443,9 +458,14 @@ class _Physiology:
 def _physiology(
     rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int,
     cfg: SynthSettings = DEFAULT_SETTINGS, hyperpneas: list[tuple[int, int, float]] = (),
+    still: tuple[int, int] | None = None,
 ) -> _Physiology:
     stage = np.repeat(hyp, EPOCH_S)
     stage = np.concatenate([stage, np.full(max(0, n_sec - stage.size), _W, dtype=np.int8)])[:n_sec]
+    true_stage = stage
+    if still is not None and cfg.still_wake == "sleep_breathing":
+        stage = stage.copy()  # breathing (rate, amplitude, posture) as in N2
+        stage[still[0] * EPOCH_S : still[1] * EPOCH_S] = _N2
 
     m = cfg.breathing_rate_mult
     base_rate = rng.uniform(*cfg.breathing_base_hz) * m
@@ -512,6 +532,8 @@ def _physiology(
     move = np.maximum(move, twitch * 0.08)
     # Restless micro-movement (jaw tone, small swallows) while awake, absent in quiet wake.
     move = np.maximum(move, np.where(wake, np.where(quiet_bout[bout_id], 0.004, 0.03), 0.0))
+    if still is not None and cfg.still_wake:
+        move[still[0] * EPOCH_S : still[1] * EPOCH_S] = 0.0  # lying still, awake
 
     # Body position (head roll): changes happen during movement bursts, mostly awake.
     roll = np.zeros(n_sec)
@@ -530,7 +552,7 @@ def _physiology(
     spo2 = baseline_spo2 + 0.4 * _ar1(rng, n_sec, 300) - spo2_drop - 0.5 * (stage == _REM)
     pulse = rng.uniform(55, 70) + 6 * wake + 3 * (stage == _REM) + 2 * _ar1(rng, n_sec, 60)
     pulse = pulse + 8 * np.convolve(spo2_drop > 0, np.ones(10) / 10, "same")
-    return _Physiology(stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
+    return _Physiology(true_stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
                        _smooth_steps(effort_mult, 3), posture, _smooth_steps(roll, 4), move,
                        spo2, pulse)
 
@@ -547,6 +569,16 @@ def _band_noise(rng: np.random.Generator, n: int, fs: float, lo: float, hi: floa
     return x / (x.std() + 1e-12)
 
 
+def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Unit-SD 1/f noise (power ~ 1/f, shaped in the frequency domain)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.size, dtype=np.float64)
+    spec[1:] /= np.sqrt(f[1:])
+    spec[0] = 0.0
+    x = np.fft.irfft(spec, n)
+    return x / (x.std() + 1e-12)
+
+
 def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.ndarray:
     f = _upsample(rate_hz_1hz, fs)
     phase = 2 * np.pi * np.cumsum(f) / fs
@@ -556,7 +588,7 @@ def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.
 def _imu(
     rng: np.random.Generator, ph: _Physiology, start_s: int, dur_s: int,
     gyro_noise_dps: float = DEFAULT_SETTINGS.gyro_noise_dps,
-    off: tuple[int, int] | None = None,
+    off: tuple[int, int] | None = None, drift_1f_dps: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Sunrise IMU (accelerometer in g, gyroscope in deg/s) at ``IMU_FS`` for [start, start+dur).
 
@@ -606,6 +638,8 @@ def _imu(
             gyro[k][a0:b0] = 0.0
     bias = rng.normal(0, 0.3, 3)
     gyro = [g + b + gyro_noise_dps * rng.standard_normal(n) for g, b in zip(gyro, bias)]
+    if drift_1f_dps > 0:
+        gyro = [g + drift_1f_dps * _pink(rng, n) for g in gyro]
     return {
         "Accel X": acc[0], "Accel Y": acc[1], "Accel Z": acc[2],
         "Gyro X": gyro[0], "Gyro Y": gyro[1], "Gyro Z": gyro[2],
@@ -785,8 +819,8 @@ def synth_night(
     psg_dur = int(round(hours * 3600 / EPOCH_S)) * EPOCH_S
     n_epochs = psg_dur // EPOCH_S
     hyp = generate_hypnogram(rng, n_epochs)
-    if settings.wake_block_min > 0:
-        _insert_wake_block(hyp, settings.wake_block_min)
+    block = _insert_wake_block(hyp, settings.wake_block_min) if settings.wake_block_min > 0 \
+        else None
     events = _place_events(rng, hyp, ahi, obstructive_fraction, settings)
     hyperpneas: list[tuple[int, int, float]] = []
     if settings.periodic_breathing_min > 0:
@@ -795,14 +829,15 @@ def synth_night(
     sunrise_dur = psg_dur - offset + int(rng.integers(60, 301))
     n_sec = max(psg_dur, offset + sunrise_dur) + 2
     hyp_full = np.concatenate([hyp, np.full(n_sec // EPOCH_S + 1 - hyp.size, _W, np.int8)])
-    ph = _physiology(rng, hyp_full, events, n_sec, settings, hyperpneas)
+    ph = _physiology(rng, hyp_full, events, n_sec, settings, hyperpneas,
+                     block if settings.still_wake else None)
     off = _sensor_off(hyp, settings) if settings.sensor_off_min > 0 else None
     if off is not None:
         for t in off:  # taking the sensor off and putting it back: a movement burst
             ph.move[max(0, t - 4) : t + 4] = np.maximum(ph.move[max(0, t - 4) : t + 4], 1.2)
 
     code = f"SYN-{seed:04d}"
-    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps, off)
+    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps, off, settings.drift_1f_dps)
     channels = [(label, "g" if label.startswith("Accel") else "deg/s", IMU_FS, data,
                  (-4.0, 4.0) if label.startswith("Accel") else (-500.0, 500.0))
                 for label, data in imu.items()]

@@ -272,3 +272,10 @@ def test_the_predicted_index_is_an_ahi_and_each_sides_odi_criterion_is_recorded(
     assert agr["AHI_diff"] == pytest.approx(agr["AHI_pred"] - agr["AHI_psg"])
     assert s["AHI_psg"] == agr["AHI_psg"]
     assert "3 %" in agr["ODI_criterion_pred"] and "export" in agr["ODI_criterion_psg"]
+    # Event level on the Sunrise time base: the truth events of the window are all counted.
+    ev = agr["events"]
+    in_window = sum(1 for t, o, d in night.events if o >= night.sunrise_offset_s)
+    assert sum(v["n"] for v in ev["psg"].values()) == in_window >= 5
+    found = sum(v["n"] * v["sensitivity"] for v in ev["psg"].values() if v["n"])
+    assert found / in_window >= 0.6
+    assert agr["specificity_wake"] is not None

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sunrise_common.identity import wrap_offset_s
 from sunrise_common.jsonsafe import json_safe
 
-from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
+from sunalgo.agreement import (agreement, align_psg_stages, event_agreement, training_rows,
+                               window_epochs)
 from sunalgo.features import FEATURE_NAMES, compute_features, invalid_epochs
 from sunalgo.model import load_model
 from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
@@ -264,6 +266,16 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
         agr = agreement(stages, aligned, pred_win, psg_sc)
         agr["algo_version"] = model.algo_version
         agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
+        # Event level (issue 24): PSG events of the window moved to the Sunrise time base.
+        shift = wrap_offset_s(p_off - s_off) + (win["window"]["start_s"] or 0.0)
+        # True events starting in epochs the device left unscored (not recorded, not worn)
+        # are out of its figures, as they are out of its indices; their number is kept.
+        psg_ev = [(t, o + shift, d) for t, o, d, _ in win["events"]]
+        scored = [e for e in psg_ev if 0 <= int(e[1] // EPOCH_S) < n
+                  and stages[int(e[1] // EPOCH_S)] != "UNS"]
+        agr["events"] = event_agreement([(t, o, d) for t, o, d in ev_tuples if t0 <= o < t1],
+                                        scored)
+        agr["events"]["n_psg_events_unscored_epochs"] = len(psg_ev) - len(scored)
         agr["ODI_criterion_pred"] = scores["ODI_criterion"]
         agr["ODI_criterion_psg"] = psg_sc.get("ODI_criterion")
         (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
