@@ -135,7 +135,7 @@ class SynthSettings:
         ``"wake_breathing"`` keeps wake's breathing physiology there (breath-to-breath rate
         variability 15 % vs 4 % in N2, amplitude variability 0.40 vs 0.12 log-SD, shallower
         0.22 vs 0.33 deg: quiet wake breathing is more irregular and variable than NREM
-        breathing, Bulow 1963, Krieger 1990, Douglas et al. 1982); ``"sleep_breathing"``
+        breathing, Bulow 1963, Douglas et al. 1982); ``"sleep_breathing"``
         gives the block N2 breathing, an awakening identical to sleep in every signal (the
         limit of any chin sensor).
     drift_1f_dps : float
