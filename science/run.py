@@ -322,11 +322,12 @@ _STILL_WAKE = (
     "features of quiet wake from physiology, a refit) is NOT done in this round."
 )
 _CSB = (
-    "Issue 24 defect 6 is not fixed: central effort is compared with a 30th-percentile 120-s "
-    "baseline that is itself apneic in periodic breathing, so central apneas of Cheyne-Stokes "
-    "breathing are missed (choice batch 9170-9173: 23 of 52 missed, 28 typed central). An AASM "
-    "'three largest breaths' baseline (90th percentile) recovered them (45 of 52) but raised "
-    "false events on event-free nights from 0.12 to 0.9-1.4 per hour; not adopted."
+    "Version 3 judges central apneas also against the largest breaths of the preceding 2 min "
+    "(AASM baseline for unstable breathing; choice batch 9170-9173: 45 of 52 Cheyne-Stokes "
+    "apneas typed central vs 28 in version 2). Without oximetry, central hypopnea-like drops "
+    "still need an arousal, and obstructive-type MM events are not confirmed at all; the "
+    "crescendo breaths of periodic breathing are not recognised as such. Not read night by "
+    "night on the report batch."
 )
 REASONS: dict[str, str] = {
     **{f"gyro_noise_x{k}/{v}": _NOISE_WHY for k in (2, 3, 5)

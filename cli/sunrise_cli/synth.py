@@ -111,7 +111,7 @@ class SynthSettings:
         (taken off while awake), else in the middle of the sleep period (falls off asleep).
     periodic_breathing_min : float
         Minutes of Cheyne-Stokes breathing in NREM sleep from the first NREM stretch after a
-        third of the night (0 = none): cycles of 45-90 s (Cheyne-Stokes cycle length 45-90 s,
+        third of the night, resumed in the next NREM stretches (0 = none): cycles of 45-90 s (Cheyne-Stokes cycle length 45-90 s,
         AASM Manual v2.6 rule VII.2 needs >= 40 s; typically ~60 s in heart failure, Naughton
         2016), each a central apnea of 10-30 s followed by crescendo-decrescendo breathing
         peaking at 1.3-1.8 x the stage's amplitude. The apneas are truth events.
@@ -388,16 +388,24 @@ def _periodic_breathing(rng: np.random.Generator, hyp: np.ndarray, events: list[
     decrescendo hyperpneas ``(start_s, end_s, peak multiplier)``."""
     sleep_sec = np.repeat((hyp != _W) & (hyp != _REM), EPOCH_S)
     start = int(np.argmax(sleep_sec[sleep_sec.size // 3 :])) + sleep_sec.size // 3
-    end_cap = start + int(cfg.periodic_breathing_min * 60)
+    budget = int(cfg.periodic_breathing_min * 60)  # seconds of periodic breathing wanted
     t = start
     apneas, hyperpneas = [], []
-    while t < end_cap:
+    while budget > 0 and t < sleep_sec.size:
         apnea = float(rng.uniform(10.5, 30.0))
         cycle = float(rng.uniform(45.0, 90.0))
         a, b = t, t + int(math.ceil(apnea))
         c = t + int(cycle)
-        if c >= sleep_sec.size or not sleep_sec[a:c].all():
+        if c >= sleep_sec.size:
             break
+        if not sleep_sec[a:c].all():
+            # Periodic breathing is a NREM pattern: resume at the next NREM stretch.
+            later = np.flatnonzero(sleep_sec[c:])
+            if not later.size:
+                break
+            t = c + int(later[0]) + EPOCH_S
+            continue
+        budget -= c - a
         apneas.append(_Event("central_apnea", float(a), round(apnea, 3), rng.uniform(0.0, 0.15),
                              rng.uniform(0.0, 0.08), rng.uniform(0.3, 1.2), rng.uniform(3.5, 5.5),
                              rng.random() < 0.3, 0.0))
@@ -405,8 +413,9 @@ def _periodic_breathing(rng: np.random.Generator, hyp: np.ndarray, events: list[
         t = c
     if not apneas:
         return events, []
-    lo, hi = apneas[0].onset - 15, hyperpneas[-1][1] + 15
-    kept = [e for e in events if e.onset + e.duration < lo or e.onset > hi]
+    spans = [(ap.onset - 15, hy[1] + 15) for ap, hy in zip(apneas, hyperpneas)]
+    kept = [e for e in events
+            if not any(e.onset < hi and e.onset + e.duration > lo for lo, hi in spans)]
     return sorted(kept + apneas, key=lambda e: e.onset), hyperpneas
 
 
