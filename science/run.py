@@ -358,6 +358,17 @@ REASONS: dict[str, str] = {
        for c in ("wake_60min", "all_central", "gap_zero_20min", "gap_edfplus_d_20min",
                  "sensor_off_asleep", "sensor_off_awake", "drift_1f_moderate",
                  "drift_1f_strong", "event_free", "widened_ranges", "night_12h", "default")},
+    "event_free/logistic-2": "Version 2's arousal path counts >= 2 scattered seconds of "
+    "movement at the end of a candidate: REM twitches confirm chance candidates (issue 24 "
+    "defect 5; version 3 needs one contiguous >= 4 s burst, see logistic-3's row).",
+    **{f"drift_1f_{k}/{v}": "Observed, not read night by night: TST over-estimated by ~18 min "
+       "as in the gyroscope-noise rows (likely the same mechanism: the raised activity floor "
+       "hides wake's micro-movement); 1/f drift also puts power into the breathing band, and "
+       "central-apnea sensitivity falls (0.59 moderate, 0.04 strong for logistic-3)."
+       for k in ("moderate", "strong") for v in ("logistic-3", "baseline-3", "logistic-2")},
+    **{f"events_10-12s/{v}": "After 5-s smoothing the effort drop of a 10-12 s central apnea "
+       "has a core shorter than 10 s: most are missed (read on seeds 9001-9003 for issue 12)."
+       for v in ("logistic-3", "baseline-3", "logistic-2")},
     "breathing_x0.7/logistic-1": "Sleep breathing leaves the 0.15-0.60 Hz band: the rate sticks "
     "at the band edge and spectral regularity falls, which logistic-1's weights read as wake.",
     "events_10-12s/logistic-1": "After 5-s smoothing a 10-12 s effort rise stays above the "
