@@ -33,6 +33,15 @@ class Condition:
         Whether the Sunrise recording carries oximetry.
     obstructive_fraction : float
         Probability that an event is obstructive-type.
+    ahi : float or None
+        Fixed target AHI of every night (None: spread over 5-45/h); 0 = event-free nights,
+        where false events per hour of sleep are the figure.
+    gap : {None, "zero", "edfplus_d"}
+        20 minutes in the middle of the Sunrise recording lost: zero-filled, or cut out as an
+        EDF+D gap (``sunrise_cli.synth.cut_gap``).
+    wake_target : bool
+        The condition carries still wake with wake's breathing physiology: wake specificity
+        must reach 0.65 (the published jaw-sensor figure, Senny 2012, Chakar 2017).
     """
 
     name: str
@@ -41,6 +50,9 @@ class Condition:
     hours: float = 8.0
     with_spo2: bool = True
     obstructive_fraction: float = 0.8
+    ahi: float | None = None
+    gap: str | None = None
+    wake_target: bool = False
 
 
 CONDITIONS: tuple[Condition, ...] = (
@@ -71,4 +83,34 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("night_12h", "12-h recording", hours=12.0),
     Condition("all_central", "every event central-type (central or mixed apnea)",
               obstructive_fraction=0.0),
+    # Issue 24: recordings as they really come.
+    Condition("gap_zero_20min", "20 min mid-recording zero-filled (dropout padded with 0)",
+              gap="zero"),
+    Condition("gap_edfplus_d_20min", "20 min mid-recording cut out as an EDF+D gap",
+              gap="edfplus_d"),
+    Condition("sensor_off_asleep", "sensor on the bedside table for 20 min while asleep",
+              SynthSettings(sensor_off_min=20.0)),
+    Condition("sensor_off_awake", "sensor off for 20 min inside a 40-min awakening",
+              SynthSettings(wake_block_min=40.0, sensor_off_min=20.0)),
+    Condition("still_wake_60min", "60 min of wake without any movement, wake's breathing "
+              "(irregular, variable, shallower)",
+              SynthSettings(wake_block_min=60.0, still_wake="wake_breathing"), wake_target=True),
+    Condition("still_wake_as_sleep_60min", "60 min of wake without movement and with N2 "
+              "breathing: identical to sleep in every signal (the limit)",
+              SynthSettings(wake_block_min=60.0, still_wake="sleep_breathing")),
+    Condition("drift_1f_moderate", "1/f gyroscope drift, SD 0.3 deg/s per axis",
+              SynthSettings(drift_1f_dps=0.3)),
+    Condition("drift_1f_strong", "1/f gyroscope drift, SD 1.0 deg/s per axis",
+              SynthSettings(drift_1f_dps=1.0)),
+    Condition("cheyne_stokes", "90 min of Cheyne-Stokes breathing (central apneas every "
+              "45-90 s), target AHI 10 besides", SynthSettings(periodic_breathing_min=90.0),
+              ahi=10.0),
+    Condition("cheyne_stokes_no_oximetry", "cheyne_stokes without SpO2/pulse",
+              SynthSettings(periodic_breathing_min=90.0), ahi=10.0, with_spo2=False),
+    Condition("event_free", "no respiratory event (AHI 0)", ahi=0.0),
+    Condition("widened_ranges", "desaturations 2-8 %, nadir 10-40 s after the end, arousal "
+              "movement -5..+15 s around the end, breathing 0.10-0.70 Hz",
+              SynthSettings(desat_pct=(2.0, 8.0), nadir_delay_s=(10.0, 40.0),
+                            arousal_offset_s=(-5.0, 15.0), breathing_base_hz=(0.13, 0.50),
+                            breathing_clip_hz=(0.10, 0.70))),
 )

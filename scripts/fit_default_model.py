@@ -173,10 +173,10 @@ def main() -> None:
         "leave_one_night_out": cv,
         "final_in_sample": _summary([s["accuracy_sw"] for s in fin],
                                     np.array([s["TST"] for s in fin]) - truth_tst,
-                                    np.array([s["RDI"] for s in fin]) - rdi_truth),
+                                    np.array([s["AHI"] for s in fin]) - rdi_truth),
         BASE: _summary([s["accuracy_sw"] for s in base],
                                np.array([s["TST"] for s in base]) - truth_tst,
-                               np.array([s["RDI"] for s in base]) - rdi_truth),
+                               np.array([s["AHI"] for s in base]) - rdi_truth),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{VERSION}.json"

@@ -2,11 +2,12 @@
 
 For each sunalgo version (``sunalgo-1.0+MODEL``) against the PSG reference of the same nights:
 
-- Bland-Altman of TST (min) and RDI (events/h): bias (mean of sunalgo − PSG) and 95 % limits of
+- Bland-Altman of TST (min) and AHI (events/h; sunalgo detects no RERAs, so its index is an AHI
+  and is compared with the PSG AHI, issue 24): bias (mean of sunalgo − PSG) and 95 % limits of
   agreement (bias ± 1.96 SD of the differences, SD with ddof=1) — Bland & Altman, Lancet 1986;
 - pooled 30-s epoch sleep/wake confusion matrix (rows PSG W/S, columns sunalgo W/S), accuracy and
   Cohen's κ, and the mean of the per-night κ;
-- severity-class agreement at the clinical RDI thresholds 5, 15 and 30 events/h (AASM severity:
+- severity-class agreement at the clinical AHI thresholds 5, 15 and 30 events/h (AASM severity:
   < 5 normal, 5–15 mild, 15–30 moderate, ≥ 30 severe; docs/reference/science.md): for each threshold a
   2×2 table of nights (PSG ≥ t vs sunalgo ≥ t), sensitivity, specificity and accuracy, the way
   the Sunrise validation studies report (Pépin et al., JAMA Netw Open 2020: accuracy 0.92 at
@@ -16,7 +17,7 @@ For each sunalgo version (``sunalgo-1.0+MODEL``) against the PSG reference of th
 Input: sunalgo result folders holding ``scores.json`` and ``agreement.json`` (and optionally the
 ``meta.json`` that :func:`sunrise_cli.train.collect_result_folders` writes: night id, stage,
 finish time), or per-night dicts with the keys ``night``, ``algo_version``, ``TST_pred``,
-``TST_psg``, ``RDI_pred``, ``RDI_psg``, ``accuracy_sw``, ``kappa_sw``, ``confusion_sw`` (2×2,
+``TST_psg``, ``AHI_pred``, ``AHI_psg``, ``accuracy_sw``, ``kappa_sw``, ``confusion_sw`` (2×2,
 rows truth W/S, columns prediction).
 """
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from sunrise_common.agreement import kappa_from_confusion
 
-#: Clinical RDI thresholds (events/h) of the severity classes.
+#: Clinical AHI thresholds (events/h) of the severity classes.
 THRESHOLDS = (5.0, 15.0, 30.0)
 
 #: Published accuracy of the Sunrise RDI at each PSG-RDI threshold (Pépin et al. 2020, Key Points).
@@ -47,9 +48,36 @@ def _night_from_folder(folder: Path) -> dict:
             "algo_version": agr.get("algo_version") or scores.get("algo_version") or "unknown",
             "finished_at": meta.get("finished_at"),
             "TST_pred": agr.get("TST_pred"), "TST_psg": agr.get("TST_psg"),
-            "RDI_pred": agr.get("RDI_pred"), "RDI_psg": agr.get("RDI_psg"),
+            "AHI_pred": agr.get("AHI_pred"), "AHI_psg": agr.get("AHI_psg"),
             "accuracy_sw": agr.get("accuracy_sw"), "kappa_sw": agr.get("kappa_sw"),
-            "confusion_sw": (agr.get("confusion_sw") or {}).get("matrix")}
+            "confusion_sw": (agr.get("confusion_sw") or {}).get("matrix"),
+            "events": agr.get("events")}
+
+
+def pooled_events(nights: list[dict]) -> dict[str, dict[str, Any]]:
+    """Event-level figures pooled over nights (each night's agreement.json ``events``):
+    per PSG type the sensitivity (any sunalgo event overlapping) and per sunalgo type the PPV,
+    as counts-weighted means, with the event counts (issue 24)."""
+    out: dict[str, dict[str, Any]] = {}
+    for side, metric in (("psg", "sensitivity"), ("pred", "ppv")):
+        for n in nights:
+            for etype, v in ((n.get("events") or {}).get(side) or {}).items():
+                acc = out.setdefault(etype, {"metric": metric, "n": 0, "hits": 0.0})
+                if v.get(metric) is not None:
+                    acc["n"] += v["n"]
+                    acc["hits"] += v[metric] * v["n"]
+    return {k: {"metric": v["metric"], "n": v["n"],
+                "value": v["hits"] / v["n"] if v["n"] else None} for k, v in out.items()}
+
+
+def _from_dict(r: dict) -> dict:
+    """A per-night dict; an older one naming the index ``RDI_pred``/``RDI_psg`` (before issue
+    24 the predicted AHI was written under that name) is read as the AHI it was."""
+    n = dict(r)
+    for side in ("pred", "psg"):
+        if f"AHI_{side}" not in n and f"RDI_{side}" in n:
+            n[f"AHI_{side}"] = n[f"RDI_{side}"]
+    return n
 
 
 def model_of(algo_version: str) -> str:
@@ -86,7 +114,7 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def severity_agreement(pred, ref, thresholds=THRESHOLDS) -> list[dict[str, Any]]:  # noqa: ANN001
-    """Per threshold t (events/h): nights with PSG RDI ≥ t (positives) against sunalgo RDI ≥ t.
+    """Per threshold t (events/h): nights with PSG AHI ≥ t (positives) against sunalgo AHI ≥ t.
 
     Returns, per threshold, the counts ``tp``, ``fn``, ``fp``, ``tn`` (nights), ``sensitivity``
     = tp / (tp + fn), ``specificity`` = tn / (tn + fp), ``accuracy`` (None where a denominator is
@@ -121,7 +149,7 @@ def summarize_version(nights: list[dict]) -> dict[str, Any]:
             cm += np.asarray(n["confusion_sw"], int)
     total = int(cm.sum())
     kappas = [n["kappa_sw"] for n in nights if n.get("kappa_sw") is not None]
-    rdi = [n for n in nights if n.get("RDI_pred") is not None and n.get("RDI_psg") is not None]
+    ahi = [n for n in nights if n.get("AHI_pred") is not None and n.get("AHI_psg") is not None]
     times = [n["finished_at"] for n in nights if n.get("finished_at")]
     return {
         "n_nights": len(nights),
@@ -129,7 +157,7 @@ def summarize_version(nights: list[dict]) -> dict[str, Any]:
         "first_at": min(times) if times else None,
         "last_at": max(times) if times else None,
         "tst": bland_altman([n["TST_pred"] for n in nights], [n["TST_psg"] for n in nights]),
-        "rdi": bland_altman([n["RDI_pred"] for n in rdi], [n["RDI_psg"] for n in rdi]),
+        "ahi": bland_altman([n["AHI_pred"] for n in ahi], [n["AHI_psg"] for n in ahi]),
         "confusion_sw": cm.tolist(),
         "n_epochs": total,
         "accuracy_sw": float(np.trace(cm) / total) if total else None,
@@ -137,7 +165,8 @@ def summarize_version(nights: list[dict]) -> dict[str, Any]:
         "mean_night_kappa_sw": float(np.mean(kappas)) if kappas else None,
         "sensitivity_sleep": _ratio(int(cm[1, 1]), int(cm[1].sum())),
         "specificity_wake": _ratio(int(cm[0, 0]), int(cm[0].sum())),
-        "severity": severity_agreement([n["RDI_pred"] for n in rdi], [n["RDI_psg"] for n in rdi]),
+        "severity": severity_agreement([n["AHI_pred"] for n in ahi], [n["AHI_psg"] for n in ahi]),
+        "events": pooled_events(nights),
     }
 
 
@@ -172,7 +201,7 @@ def _figures(out_dir: Path, versions: list[str], by_version: dict[str, list[dict
     fig, axes = plt.subplots(k, 2, figsize=(11, 3.6 * k), squeeze=False, sharex="col", sharey="col")
     for row, v in enumerate(versions):
         nights = by_version[v]
-        for col, (key, unit) in enumerate((("TST", "min"), ("RDI", "events/h"))):
+        for col, (key, unit) in enumerate((("TST", "min"), ("AHI", "events/h"))):
             ax = axes[row][col]
             pairs = [(n[f"{key}_pred"], n[f"{key}_psg"]) for n in nights
                      if n.get(f"{key}_pred") is not None and n.get(f"{key}_psg") is not None]
@@ -259,7 +288,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
     Nights without PSG agreement are left out. Several versions are shown side by side, oldest
     results first; per-night differences are each version minus the first.
     """
-    nights = [_night_from_folder(Path(r)) if isinstance(r, (str, Path)) else dict(r) for r in results]
+    nights = [_night_from_folder(Path(r)) if isinstance(r, (str, Path)) else _from_dict(r) for r in results]
     nights = [n for n in nights if n.get("TST_psg") is not None]
     if not nights:
         raise ValueError("no night with PSG agreement to report")
@@ -299,8 +328,8 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
                                                                     if s["last_at"] != s["first_at"] else ""))),
         row("TST bias", "min", each(lambda s: _fmt(s["tst"]["bias"] if s["tst"] else None, 1, True)), "key"),
         row("TST limits of agreement", "min", each(lambda s: loa(s["tst"]))),
-        row("RDI bias", "events/h", each(lambda s: _fmt(s["rdi"]["bias"] if s["rdi"] else None, 2, True)), "key"),
-        row("RDI limits of agreement", "events/h", each(lambda s: loa(s["rdi"]))),
+        row("AHI bias", "events/h", each(lambda s: _fmt(s["ahi"]["bias"] if s["ahi"] else None, 2, True)), "key"),
+        row("AHI limits of agreement", "events/h", each(lambda s: loa(s["ahi"]))),
         row("sleep/wake accuracy", "30-s epochs", each(lambda s: _fmt(s["accuracy_sw"])), "key"),
         row("Cohen's κ (pooled)", "", each(lambda s: _fmt(s["kappa_sw"])), "key"),
         row("κ, mean of nights", "", each(lambda s: _fmt(s["mean_night_kappa_sw"]))),
@@ -308,9 +337,16 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
         row("specificity (wake)", "", each(lambda s: _fmt(s["specificity_wake"]))),
         row("epochs compared", "n", each(lambda s: str(s["n_epochs"]))),
     ]
+    event_types = sorted({k for s in summaries.values() for k in s.get("events", {})})
+    for etype in event_types:
+        def cell(s: dict, etype: str = etype) -> str:
+            e = s.get("events", {}).get(etype)
+            return "–" if not e or e["value"] is None else f"{_fmt(e['value'])} <small>(n {e['n']})</small>"
+        metric = next(s["events"][etype]["metric"] for s in summaries.values() if etype in s.get("events", {}))
+        rows.append(row(f"event {metric}: {etype.replace('_', ' ')}", "overlap", each(cell)))
     sev_rows = []
     for i, t in enumerate(THRESHOLDS):
-        label = f"RDI ≥ {t:g}"
+        label = f"AHI ≥ {t:g}"
         sev_rows.append(row(f"{label}: PSG+ sunalgo+ / PSG+ sunalgo− / PSG− sunalgo+ / PSG− sunalgo−", "nights",
                             each(lambda s: "{tp} / {fn} / {fp} / {tn}".format(**s["severity"][i])), "counts"))
         for metric in ("sensitivity", "specificity", "accuracy"):
@@ -325,26 +361,26 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
     night_head = ("<tr><th rowspan='2'>night</th><th colspan='2'>PSG</th>"
                   + "".join(f"<th colspan='{4 if v == first else 7}' class='group'>{html.escape(label_of(v))}</th>"
                             for v in versions)
-                  + "</tr><tr><th>TST<br>min</th><th>RDI<br>events/h</th>"
-                  + "".join("<th>TST<br>min</th><th>RDI<br>events/h</th><th>accuracy</th><th>κ</th>"
-                            + ("" if v == first else "<th>Δ TST<br>min</th><th>Δ RDI<br>events/h</th><th>Δ accuracy</th>")
+                  + "</tr><tr><th>TST<br>min</th><th>AHI<br>events/h</th>"
+                  + "".join("<th>TST<br>min</th><th>AHI<br>events/h</th><th>accuracy</th><th>κ</th>"
+                            + ("" if v == first else "<th>Δ TST<br>min</th><th>Δ AHI<br>events/h</th><th>Δ accuracy</th>")
                             for v in versions) + "</tr>")
     night_rows = []
     for night in all_nights:
         ref = next(per[v][night] for v in versions if night in per[v])
-        cells = [html.escape(night), _fmt(ref.get("TST_psg"), 1), _fmt(ref.get("RDI_psg"), 1)
-                 + f" <small>{severity_class(ref.get('RDI_psg'))}</small>"]
+        cells = [html.escape(night), _fmt(ref.get("TST_psg"), 1), _fmt(ref.get("AHI_psg"), 1)
+                 + f" <small>{severity_class(ref.get('AHI_psg'))}</small>"]
         for v in versions:
             n = per[v].get(night)
             if n is None:
                 cells += ["–"] * (4 if v == first else 7)
                 continue
-            cells += [_fmt(n.get("TST_pred"), 1), _fmt(n.get("RDI_pred"), 1), _fmt(n.get("accuracy_sw")),
+            cells += [_fmt(n.get("TST_pred"), 1), _fmt(n.get("AHI_pred"), 1), _fmt(n.get("accuracy_sw")),
                       _fmt(n.get("kappa_sw"))]
             if v != first:
                 b = base.get(night)
                 cells += ["–"] * 3 if b is None else [
-                    _fmt(_diff(n, b, "TST_pred"), 1, True), _fmt(_diff(n, b, "RDI_pred"), 1, True),
+                    _fmt(_diff(n, b, "TST_pred"), 1, True), _fmt(_diff(n, b, "AHI_pred"), 1, True),
                     _fmt(_diff(n, b, "accuracy_sw"), 3, True)]
         night_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
 
@@ -367,15 +403,15 @@ Differences are sunalgo − PSG; limits of agreement are bias ± 1.96 SD.</p>
 <h2>Side by side</h2>
 <table><tr><th></th><th>unit</th>{head}</tr>
 {"".join(rows)}</table>
-<h2>Severity classes at RDI 5, 15 and 30 events/h</h2>
-<p>Nights, PSG RDI as the reference. Counts are PSG+ sunalgo+ (true positives) / PSG+ sunalgo− / PSG− sunalgo+ /
+<h2>Severity classes at AHI 5, 15 and 30 events/h</h2>
+<p>Nights, PSG AHI as the reference (sunalgo detects no RERAs, so its index is an AHI; the published figures are at the RDI). Counts are PSG+ sunalgo+ (true positives) / PSG+ sunalgo− / PSG− sunalgo+ /
 PSG− sunalgo− (true negatives). Published Sunrise accuracy: Pépin et al., JAMA Netw Open 2020.</p>
 <table><tr><th></th><th>unit</th>{head}</tr>
 {"".join(sev_rows)}</table>
 </section>
 <section id="figures">
 <h2>Bland-Altman</h2>
-<img src="bland_altman.png" alt="Bland-Altman plots of TST and RDI, one row per model version">
+<img src="bland_altman.png" alt="Bland-Altman plots of TST and AHI, one row per model version">
 <h2>Sleep/wake epochs</h2>
 <img src="confusion.png" alt="Sleep/wake confusion matrices, one per model version">
 </section>

@@ -109,6 +109,38 @@ class SynthSettings:
         orientation, no breathing, no movement; taken off and put back with a movement burst);
         0 = worn all night. Placed in the middle of the forced wake block when there is one
         (taken off while awake), else in the middle of the sleep period (falls off asleep).
+    periodic_breathing_min : float
+        Minutes of Cheyne-Stokes breathing in NREM sleep from the first NREM stretch after a
+        third of the night, resumed in the next NREM stretches (0 = none): cycles of 45-90 s (Cheyne-Stokes cycle length 45-90 s,
+        AASM Manual v2.6 rule VII.2 needs >= 40 s; typically ~60 s in heart failure, Naughton
+        2016), each a central apnea of 10-30 s followed by crescendo-decrescendo breathing
+        peaking at 1.3-1.8 x the stage's amplitude. The apneas are truth events.
+    desat_pct : tuple[float, float] or None
+        SpO2 fall of every event type, percentage points (None: the per-type defaults,
+        obstructive apnea 4-6, hypopnea ``hypopnea_desat_pct``, central 3.5-5.5, mixed 4-6).
+        The widened condition uses 2-8 (issue 24 review: falls from below the 3 % AASM
+        criterion to well above it).
+    nadir_delay_s : tuple[float, float]
+        Delay of the SpO2 nadir after the event end, s (default 20-20; the widened condition
+        10-40: circulation time plus oximeter averaging, issue 24 review).
+    arousal_offset_s : tuple[float, float]
+        Where the arousal movement starts relative to the event end, s (default 0-0; widened
+        -5 to +15, issue 24 review).
+    breathing_base_hz, breathing_clip_hz : tuple[float, float]
+        The night's base breathing rate range and the clip of the instantaneous rate, Hz
+        (defaults 0.22-0.30 and 0.16-0.58; widened 0.13-0.50 and 0.10-0.70: 6-42 breaths/min,
+        issue 24 review), both multiplied by ``breathing_rate_mult``.
+    still_wake : {None, "wake_breathing", "sleep_breathing"}
+        Makes the forced wake block still: no movement bursts and no restless micro-movement.
+        ``"wake_breathing"`` keeps wake's breathing physiology there (breath-to-breath rate
+        variability 15 % vs 4 % in N2, amplitude variability 0.40 vs 0.12 log-SD, shallower
+        0.22 vs 0.33 deg: quiet wake breathing is more irregular and variable than NREM
+        breathing, Bulow 1963, Douglas et al. 1982); ``"sleep_breathing"``
+        gives the block N2 breathing, an awakening identical to sleep in every signal (the
+        limit of any chin sensor).
+    drift_1f_dps : float
+        SD (deg/s) of a 1/f (pink) drift added to every gyroscope axis (0 = none): sensor
+        bias instability and temperature drift of MEMS gyroscopes.
     """
 
     gyro_noise_dps: float = 0.08
@@ -123,6 +155,14 @@ class SynthSettings:
     hypopnea_arousal_p: float = 0.5
     wake_block_min: float = 0.0
     sensor_off_min: float = 0.0
+    periodic_breathing_min: float = 0.0
+    desat_pct: tuple[float, float] | None = None
+    nadir_delay_s: tuple[float, float] = (20.0, 20.0)
+    arousal_offset_s: tuple[float, float] = (0.0, 0.0)
+    breathing_base_hz: tuple[float, float] = (0.22, 0.30)
+    breathing_clip_hz: tuple[float, float] = (0.16, 0.58)
+    still_wake: str | None = None
+    drift_1f_dps: float = 0.0
 
     def __post_init__(self) -> None:
         if self.gyro_noise_dps < 0 or self.breathing_rate_mult <= 0:
@@ -179,6 +219,12 @@ class SynthNight:
     psg_duration_s: float
     params: dict = field(default_factory=dict)
 
+    @property
+    def ahi(self) -> float:
+        """True events per hour of TST: an AHI (the generator makes no RERAs; ``rdi`` is the
+        same number under its historical name)."""
+        return self.rdi
+
 
 # --------------------------------------------------------------------------------------------
 # Hypnogram
@@ -220,11 +266,12 @@ def generate_hypnogram(rng: np.random.Generator, n_epochs: int) -> np.ndarray:
     return hyp
 
 
-def _insert_wake_block(hyp: np.ndarray, minutes: float) -> None:
-    """Force ``minutes`` of wake centred in the sleep period (in place), followed by N1."""
+def _insert_wake_block(hyp: np.ndarray, minutes: float) -> tuple[int, int] | None:
+    """Force ``minutes`` of wake centred in the sleep period (in place), followed by N1;
+    returns the block's epochs ``(first, end)``."""
     sleep = np.flatnonzero(hyp != _W)
     if sleep.size == 0:
-        return
+        return None
     n = int(round(minutes * 60 / EPOCH_S))
     mid = (int(sleep[0]) + int(sleep[-1])) // 2
     a = max(int(sleep[0]) + 1, mid - n // 2)
@@ -232,6 +279,7 @@ def _insert_wake_block(hyp: np.ndarray, minutes: float) -> None:
     hyp[a:b] = _W
     if b < sleep[-1]:
         hyp[b] = _N1
+    return a, b
 
 
 def _sensor_off(hyp: np.ndarray, cfg: SynthSettings) -> tuple[int, int]:
@@ -260,6 +308,8 @@ class _Event:
     desat: float  # SpO2 fall, percentage points
     arousal: bool
     arousal_move: float  # movement intensity at the arousal (0 = none)
+    nadir_delay: float = 20.0  # SpO2 nadir after the event end, s
+    arousal_offset: float = 0.0  # arousal movement start relative to the event end, s
 
 
 def _place_events(
@@ -319,9 +369,54 @@ def _place_events(
         ev.duration = round(ev.duration, 3)
         if ev.arousal:
             ev.arousal_move = float(rng.uniform(0.3, 1.5)) if rng.random() < 0.7 else 0.0
+        # Widened ranges draw extra numbers only when set, so default nights stay identical.
+        if cfg.desat_pct is not None:
+            ev.desat = float(rng.uniform(*cfg.desat_pct))
+        if cfg.nadir_delay_s != (20.0, 20.0):
+            ev.nadir_delay = float(rng.uniform(*cfg.nadir_delay_s))
+        if cfg.arousal_offset_s != (0.0, 0.0):
+            ev.arousal_offset = float(rng.uniform(*cfg.arousal_offset_s))
         events.append(ev)
     events.sort(key=lambda e: e.onset)
     return events
+
+
+def _periodic_breathing(rng: np.random.Generator, hyp: np.ndarray, events: list[_Event],
+                        cfg: SynthSettings) -> tuple[list[_Event], list[tuple[int, int, float]]]:
+    """Cheyne-Stokes stretch (see ``SynthSettings.periodic_breathing_min``): the events list
+    without the events inside the stretch plus its central apneas, and the crescendo-
+    decrescendo hyperpneas ``(start_s, end_s, peak multiplier)``."""
+    sleep_sec = np.repeat((hyp != _W) & (hyp != _REM), EPOCH_S)
+    start = int(np.argmax(sleep_sec[sleep_sec.size // 3 :])) + sleep_sec.size // 3
+    budget = int(cfg.periodic_breathing_min * 60)  # seconds of periodic breathing wanted
+    t = start
+    apneas, hyperpneas = [], []
+    while budget > 0 and t < sleep_sec.size:
+        apnea = float(rng.uniform(10.5, 30.0))
+        cycle = float(rng.uniform(45.0, 90.0))
+        a, b = t, t + int(math.ceil(apnea))
+        c = t + int(cycle)
+        if c >= sleep_sec.size:
+            break
+        if not sleep_sec[a:c].all():
+            # Periodic breathing is a NREM pattern: resume at the next NREM stretch.
+            later = np.flatnonzero(sleep_sec[c:])
+            if not later.size:
+                break
+            t = c + int(later[0]) + EPOCH_S
+            continue
+        budget -= c - a
+        apneas.append(_Event("central_apnea", float(a), round(apnea, 3), rng.uniform(0.0, 0.15),
+                             rng.uniform(0.0, 0.08), rng.uniform(0.3, 1.2), rng.uniform(3.5, 5.5),
+                             rng.random() < 0.3, 0.0))
+        hyperpneas.append((b, c, float(rng.uniform(1.3, 1.8))))
+        t = c
+    if not apneas:
+        return events, []
+    spans = [(ap.onset - 15, hy[1] + 15) for ap, hy in zip(apneas, hyperpneas)]
+    kept = [e for e in events
+            if not any(e.onset < hi and e.onset + e.duration > lo for lo, hi in spans)]
+    return sorted(kept + apneas, key=lambda e: e.onset), hyperpneas
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,15 +466,20 @@ class _Physiology:
 
 def _physiology(
     rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int,
-    cfg: SynthSettings = DEFAULT_SETTINGS,
+    cfg: SynthSettings = DEFAULT_SETTINGS, hyperpneas: list[tuple[int, int, float]] = (),
+    still: tuple[int, int] | None = None,
 ) -> _Physiology:
     stage = np.repeat(hyp, EPOCH_S)
     stage = np.concatenate([stage, np.full(max(0, n_sec - stage.size), _W, dtype=np.int8)])[:n_sec]
+    true_stage = stage
+    if still is not None and cfg.still_wake == "sleep_breathing":
+        stage = stage.copy()  # breathing (rate, amplitude, posture) as in N2
+        stage[still[0] * EPOCH_S : still[1] * EPOCH_S] = _N2
 
     m = cfg.breathing_rate_mult
-    base_rate = rng.uniform(0.22, 0.30) * m
+    base_rate = rng.uniform(*cfg.breathing_base_hz) * m
     rate = base_rate * _RATE_MULT[stage] * (1 + _RATE_SD[stage] * _ar1(rng, n_sec, 40))
-    rate = np.clip(rate, 0.16 * m, 0.58 * m)
+    rate = np.clip(rate, cfg.breathing_clip_hz[0] * m, cfg.breathing_clip_hz[1] * m)
     amp_night = rng.lognormal(0.0, 0.2)
     amp = amp_night * _AMP_DEG[stage] * np.exp(_AMP_SD[stage] * _ar1(rng, n_sec, 20))
 
@@ -406,14 +506,22 @@ def _physiology(
         # Recovery breaths after the event: a few larger breaths.
         amp_mult[b : b + 8] = np.maximum(amp_mult[b : b + 8], 1.5)
         flow_mult[b : b + 8] = 1.6
-        # Desaturation: fall from onset+20 s to the nadir at end+20 s, recover over ~15 s.
-        t = np.arange(a + 20, min(n_sec, b + 36))
-        shape = np.where(t <= b + 20, (t - a - 20) / max(1, b - a), 1 - (t - b - 20) / 15)
+        # Desaturation: fall from onset + delay to the nadir at end + delay (delay 20 s by
+        # default, ``nadir_delay_s``), recover over ~15 s.
+        nd = int(round(ev.nadir_delay))
+        t = np.arange(a + nd, min(n_sec, b + nd + 16))
+        shape = np.where(t <= b + nd, (t - a - nd) / max(1, b - a), 1 - (t - b - nd) / 15)
         np.maximum.at(spo2_drop, t, ev.desat * np.clip(shape, 0, 1))
         if ev.arousal and ev.arousal_move > 0:
-            move_starts.append(b)
+            move_starts.append(b + int(round(ev.arousal_offset)))
             move_len.append(rng.integers(3, 10))
             move_val.append(ev.arousal_move)
+
+    # Cheyne-Stokes: crescendo-decrescendo ventilation between the periodic central apneas.
+    for a, b, peak in hyperpneas:
+        hump = np.sin(np.pi * (np.arange(b - a) + 0.5) / max(1, b - a))
+        amp_mult[a:b] = 0.3 + (peak - 0.3) * hump
+        flow_mult[a:b] = 0.3 + (peak - 0.3) * hump
 
     # Movement bursts: frequent in wake (quiet-wake bouts have few), rare in sleep, REM twitches.
     wake = stage == _W
@@ -433,6 +541,8 @@ def _physiology(
     move = np.maximum(move, twitch * 0.08)
     # Restless micro-movement (jaw tone, small swallows) while awake, absent in quiet wake.
     move = np.maximum(move, np.where(wake, np.where(quiet_bout[bout_id], 0.004, 0.03), 0.0))
+    if still is not None and cfg.still_wake:
+        move[still[0] * EPOCH_S : still[1] * EPOCH_S] = 0.0  # lying still, awake
 
     # Body position (head roll): changes happen during movement bursts, mostly awake.
     roll = np.zeros(n_sec)
@@ -451,7 +561,7 @@ def _physiology(
     spo2 = baseline_spo2 + 0.4 * _ar1(rng, n_sec, 300) - spo2_drop - 0.5 * (stage == _REM)
     pulse = rng.uniform(55, 70) + 6 * wake + 3 * (stage == _REM) + 2 * _ar1(rng, n_sec, 60)
     pulse = pulse + 8 * np.convolve(spo2_drop > 0, np.ones(10) / 10, "same")
-    return _Physiology(stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
+    return _Physiology(true_stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
                        _smooth_steps(effort_mult, 3), posture, _smooth_steps(roll, 4), move,
                        spo2, pulse)
 
@@ -468,6 +578,16 @@ def _band_noise(rng: np.random.Generator, n: int, fs: float, lo: float, hi: floa
     return x / (x.std() + 1e-12)
 
 
+def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Unit-SD 1/f noise (power ~ 1/f, shaped in the frequency domain)."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.size, dtype=np.float64)
+    spec[1:] /= np.sqrt(f[1:])
+    spec[0] = 0.0
+    x = np.fft.irfft(spec, n)
+    return x / (x.std() + 1e-12)
+
+
 def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.ndarray:
     f = _upsample(rate_hz_1hz, fs)
     phase = 2 * np.pi * np.cumsum(f) / fs
@@ -477,7 +597,7 @@ def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.
 def _imu(
     rng: np.random.Generator, ph: _Physiology, start_s: int, dur_s: int,
     gyro_noise_dps: float = DEFAULT_SETTINGS.gyro_noise_dps,
-    off: tuple[int, int] | None = None,
+    off: tuple[int, int] | None = None, drift_1f_dps: float = 0.0,
 ) -> dict[str, np.ndarray]:
     """Sunrise IMU (accelerometer in g, gyroscope in deg/s) at ``IMU_FS`` for [start, start+dur).
 
@@ -527,6 +647,8 @@ def _imu(
             gyro[k][a0:b0] = 0.0
     bias = rng.normal(0, 0.3, 3)
     gyro = [g + b + gyro_noise_dps * rng.standard_normal(n) for g, b in zip(gyro, bias)]
+    if drift_1f_dps > 0:
+        gyro = [g + drift_1f_dps * _pink(rng, n) for g in gyro]
     return {
         "Accel X": acc[0], "Accel Y": acc[1], "Accel Z": acc[2],
         "Gyro X": gyro[0], "Gyro Y": gyro[1], "Gyro Z": gyro[2],
@@ -706,21 +828,25 @@ def synth_night(
     psg_dur = int(round(hours * 3600 / EPOCH_S)) * EPOCH_S
     n_epochs = psg_dur // EPOCH_S
     hyp = generate_hypnogram(rng, n_epochs)
-    if settings.wake_block_min > 0:
-        _insert_wake_block(hyp, settings.wake_block_min)
+    block = _insert_wake_block(hyp, settings.wake_block_min) if settings.wake_block_min > 0 \
+        else None
     events = _place_events(rng, hyp, ahi, obstructive_fraction, settings)
+    hyperpneas: list[tuple[int, int, float]] = []
+    if settings.periodic_breathing_min > 0:
+        events, hyperpneas = _periodic_breathing(rng, hyp, events, settings)
     offset = int(rng.integers(60, 301))
     sunrise_dur = psg_dur - offset + int(rng.integers(60, 301))
     n_sec = max(psg_dur, offset + sunrise_dur) + 2
     hyp_full = np.concatenate([hyp, np.full(n_sec // EPOCH_S + 1 - hyp.size, _W, np.int8)])
-    ph = _physiology(rng, hyp_full, events, n_sec, settings)
+    ph = _physiology(rng, hyp_full, events, n_sec, settings, hyperpneas,
+                     block if settings.still_wake else None)
     off = _sensor_off(hyp, settings) if settings.sensor_off_min > 0 else None
     if off is not None:
         for t in off:  # taking the sensor off and putting it back: a movement burst
             ph.move[max(0, t - 4) : t + 4] = np.maximum(ph.move[max(0, t - 4) : t + 4], 1.2)
 
     code = f"SYN-{seed:04d}"
-    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps, off)
+    imu = _imu(rng, ph, offset, sunrise_dur, settings.gyro_noise_dps, off, settings.drift_1f_dps)
     channels = [(label, "g" if label.startswith("Accel") else "deg/s", IMU_FS, data,
                  (-4.0, 4.0) if label.startswith("Accel") else (-500.0, 500.0))
                 for label, data in imu.items()]
@@ -739,8 +865,8 @@ def synth_night(
     stages = [STAGE_CODES[s] for s in hyp]
     truth_events = [(e.type, e.onset, e.duration) for e in events]
     arousals = [(round(e.onset + e.duration, 3), 5.0) for e in events if e.arousal]
-    desats = [(round(e.onset + 20, 3), round(e.duration, 3), round(e.desat, 2)) for e in events
-              if e.onset + e.duration + 20 < psg_dur]
+    desats = [(round(e.onset + e.nadir_delay, 3), round(e.duration, 3), round(e.desat, 2))
+              for e in events if e.onset + e.duration + e.nadir_delay < psg_dur]
     labels = write_domino_labels(out_dir / "labels", code, start, stages, truth_events,
                                  arousals, desats)
     tst_min = float(np.sum(hyp != _W)) * EPOCH_S / 60

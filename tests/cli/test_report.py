@@ -50,14 +50,14 @@ def test_the_report_names_both_versions_and_shows_them_side_by_side(two_versions
     assert "<title>sunalgo vs PSG: logistic-1, mine-1</title>" in page
     old, new = summary["summaries"][OLD], summary["summaries"][NEW]
     assert old["tst"]["bias"] == pytest.approx(11.5) and new["tst"]["bias"] == pytest.approx(1.0)
-    assert old["rdi"]["bias"] == pytest.approx(4.0) and new["rdi"]["bias"] == pytest.approx(0.5)
+    assert old["ahi"]["bias"] == pytest.approx(4.0) and new["ahi"]["bias"] == pytest.approx(0.5)
     # both biases in one row of the side-by-side table, with its unit
     assert "<th class='rowhead'>TST bias</th><td class='unit'>min</td><td>+11.5</td><td>+1.0</td>" in page
-    assert "<th class='rowhead'>RDI bias</th><td class='unit'>events/h</td><td>+4.00</td><td>+0.50</td>" in page
+    assert "<th class='rowhead'>AHI bias</th><td class='unit'>events/h</td><td>+4.00</td><td>+0.50</td>" in page
     # severity classes at 5/15/30 with counts in words and the published figure beside accuracy
     for t in ("5", "15", "30"):
-        assert f"RDI ≥ {t}: PSG+ sunalgo+ / PSG+ sunalgo− / PSG− sunalgo+ / PSG− sunalgo−" in page
-    assert "RDI ≥ 5: accuracy <small>(published 0.92)</small>" in page
+        assert f"AHI ≥ {t}: PSG+ sunalgo+ / PSG+ sunalgo− / PSG− sunalgo+ / PSG− sunalgo−" in page
+    assert "AHI ≥ 5: accuracy <small>(published 0.92)</small>" in page
     assert "<td>3 / 0 / 1 / 0</td><td>3 / 0 / 0 / 1</td>" in page  # logistic-1 over-calls n0 at 5/h
     # per-night deltas: the new model minus the first
     assert "<th colspan='7' class='group'>mine-1</th>" in page and "<th>Δ TST<br>min</th>" in page

@@ -44,7 +44,7 @@ def _medians(tmp_path, settings: SynthSettings, **kw) -> tuple[float, float, flo
         s, _, night = _score(tmp_path, seed, settings, **dict(kw))
         acc.append(s["accuracy_sw"])
         tst.append(abs(s["TST"] - night.tst_min))
-        rdi.append(abs(s["RDI"] - night.rdi))
+        rdi.append(abs(s["AHI"] - night.ahi))
     print(f"\n{settings}: accuracy {acc}, |TST err| {tst}, |RDI err| {np.round(rdi, 2)}")
     return float(np.median(acc)), float(np.median(tst)), float(np.median(rdi))
 

@@ -9,7 +9,7 @@ import pytest
 
 from sunalgo.model import DEFAULT_MODEL
 from science.conditions import CONDITIONS
-from science.run import BASELINE, PREVIOUS, main
+from science.run import BASELINE, OLDEST, PREVIOUS, main
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_quick_robustness_suite_reports_every_condition_for_both_models(tmp_path
     data = json.loads(rows.read_text())
     assert len(data["nights"]) == 2 * len(CONDITIONS)
     for night in data["nights"]:
-        assert set(night["models"]) == {DEFAULT_MODEL, BASELINE, PREVIOUS}
+        assert set(night["models"]) == {DEFAULT_MODEL, BASELINE, PREVIOUS, OLDEST}
         for m in night["models"].values():
             assert 0.0 <= m["accuracy"] <= 1.0
     # A condition that misses is marked and explained, never dropped.

@@ -21,7 +21,7 @@ from sunrise_prep.prepare import prepare_sunrise
 def _errors(batch: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     acc = np.array([b["agreement"]["accuracy_sw"] for b in batch])
     tst_err = np.array([b["summary"]["TST"] - b["night"].tst_min for b in batch])
-    rdi_err = np.array([b["summary"]["RDI"] - b["night"].rdi for b in batch])
+    rdi_err = np.array([b["summary"]["AHI"] - b["night"].rdi for b in batch])
     return acc, tst_err, rdi_err
 
 
@@ -87,7 +87,7 @@ def test_truth_stand_in_scores_equal_generator_truth(scored_batch):
 
 
 def test_rdi_tracks_severity_across_the_batch(scored_batch):
-    pred = [b["summary"]["RDI"] for b in scored_batch]
+    pred = [b["summary"]["AHI"] for b in scored_batch]
     true = [b["night"].rdi for b in scored_batch]
     assert np.corrcoef(pred, true)[0, 1] > 0.95
 
@@ -103,7 +103,7 @@ def test_eight_hour_night_end_to_end(tmp_path):
     print(f"\n8-h night: sunrise_prep {t1 - t0:.2f} s + sunalgo {t2 - t1:.2f} s "
           f"= {t2 - t0:.2f} s; accuracy {summary['accuracy_sw']:.3f}, "
           f"TST {summary['TST']:.1f} vs {night.tst_min:.1f} min, "
-          f"RDI {summary['RDI']:.1f} vs {night.rdi:.1f} /h")
+          f"AHI {summary['AHI']:.1f} vs {night.ahi:.1f} /h")
     assert summary["accuracy_sw"] >= 0.90
     assert abs(summary["TST"] - night.tst_min) <= 30
-    assert abs(summary["RDI"] - night.rdi) <= 5
+    assert abs(summary["AHI"] - night.ahi) <= 5

@@ -256,3 +256,26 @@ def test_sensor_off_epochs_are_unscored_and_leave_tst_and_the_indices(tmp_path):
     n_uns = stage.count("UNS")
     assert scores["UNS"] == n_uns * 0.5 and scores["VRT"] == scores["TRT"] - n_uns * 0.5
     assert 38 <= n_uns <= 42
+
+
+def test_the_predicted_index_is_an_ahi_and_each_sides_odi_criterion_is_recorded(tmp_path):
+    """Issue 24 defect 7: sunalgo detects no RERAs, so its index is an AHI (compared with the
+    PSG AHI) and its RDI is None, not the AHI under a name that the PSG fills with RERAs."""
+    night = synth_night(tmp_path / "n", seed=34, hours=1.0, ahi=20)
+    prepare_sunrise(night.sunrise, tmp_path / "prep")
+    psg = write_truth_labels(night, tmp_path / "psg")
+    s = run_sunalgo(tmp_path / "prep", psg, tmp_path / "out")
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())["scores"]
+    agr = json.loads((tmp_path / "out" / "agreement.json").read_text())
+    assert scores["RDI"] is None and s["RDI"] is None and scores["AHI"] is not None
+    assert agr["RDI_pred"] is None and agr["RDI_diff"] is None
+    assert agr["AHI_diff"] == pytest.approx(agr["AHI_pred"] - agr["AHI_psg"])
+    assert s["AHI_psg"] == agr["AHI_psg"]
+    assert "3 %" in agr["ODI_criterion_pred"] and "export" in agr["ODI_criterion_psg"]
+    # Event level on the Sunrise time base: the truth events of the window are all counted.
+    ev = agr["events"]
+    in_window = sum(1 for t, o, d in night.events if o >= night.sunrise_offset_s)
+    assert sum(v["n"] for v in ev["psg"].values()) == in_window >= 5
+    found = sum(v["n"] * v["sensitivity"] for v in ev["psg"].values() if v["n"])
+    assert found / in_window >= 0.6
+    assert agr["specificity_wake"] is not None

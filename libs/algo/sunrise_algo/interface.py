@@ -39,8 +39,9 @@ STAGES = ("W", "N1", "N2", "N3", "REM", "S", "UNS")
 #: Event types a plug-in may score (those ``sunalgo.scores`` counts; ``desaturation`` feeds the ODI).
 EVENT_TYPES = ("obstructive_event", "central_event", "obstructive_apnea", "central_apnea", "mixed_apnea",
                "hypopnea", "rera", "arousal", "desaturation")
-#: Score keys any plug-in may set without a namespace: how its respiratory index was confirmed.
-SHARED_SCORE_KEYS = ("RDI_rule", "RDI_rule_key", "RDI_flag")
+#: Score keys any plug-in may set without a namespace: how its respiratory index was confirmed and
+#: how it counts desaturations.
+SHARED_SCORE_KEYS = ("RDI_rule", "RDI_rule_key", "RDI_flag", "ODI_criterion")
 NAME_PATTERN = re.compile(r"\A[a-z][a-z0-9_-]{0,31}\Z")
 FEATURE_PATTERN = re.compile(r"\A[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 # A string attribute or score is a code, never free text (it could carry personal data).

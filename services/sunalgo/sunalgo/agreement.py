@@ -103,6 +103,49 @@ def agreement(pred_stages: Sequence[str], psg_aligned: Sequence[str], pred_score
     return out
 
 
+#: PSG event type -> the class an MM event can show (MM cannot tell apneas from hypopneas:
+#: ``obstructive_event`` covers obstructive/mixed apneas and hypopneas).
+PSG_EVENT_CLASS = {"obstructive_apnea": "obstructive_event", "mixed_apnea": "obstructive_event",
+                   "hypopnea": "obstructive_event", "central_apnea": "central_event"}
+EVENT_TYPES_SCORED = ("obstructive_apnea", "central_apnea", "mixed_apnea", "hypopnea")
+
+
+def event_agreement(pred_events: Sequence[tuple], psg_events: Sequence[tuple]) -> dict:
+    """Event-level agreement (issue 24). Both lists hold ``(type, onset_s, duration_s, ...)`` on
+    the same time base; an event matches when the two intervals overlap.
+
+    Per PSG type (obstructive/central/mixed apnea, hypopnea): ``n``, ``sensitivity`` (share
+    overlapped by any sunalgo event) and ``sensitivity_typed`` (by an event of its class,
+    :data:`PSG_EVENT_CLASS`). Per sunalgo type: ``n``, ``ppv`` (share overlapping any PSG event
+    of those types) and ``ppv_typed`` (one of its class). None where ``n`` is 0.
+    """
+    psg = [(str(t), float(o), float(o) + float(d)) for t, o, d, *_ in psg_events
+           if str(t) in EVENT_TYPES_SCORED]
+    pred = [(str(t), float(o), float(o) + float(d)) for t, o, d, *_ in pred_events]
+
+    def hits(a: float, b: float, others: list, cls: str | None, of_pred: bool) -> tuple[bool, bool]:
+        any_hit = typed = False
+        for t, c, d in others:
+            if c < b and a < d:
+                any_hit = True
+                typed = typed or (PSG_EVENT_CLASS.get(t) == cls if of_pred else t == cls)
+        return any_hit, typed
+
+    out: dict = {"psg": {}, "pred": {}, "match": "intervals overlap"}
+    for etype in EVENT_TYPES_SCORED:
+        mine = [e for e in psg if e[0] == etype]
+        h = [hits(a, b, pred, PSG_EVENT_CLASS[etype], False) for _, a, b in mine]
+        out["psg"][etype] = {"n": len(mine),
+                             "sensitivity": (sum(x for x, _ in h) / len(h)) if h else None,
+                             "sensitivity_typed": (sum(y for _, y in h) / len(h)) if h else None}
+    for etype in ("obstructive_event", "central_event"):
+        mine = [e for e in pred if e[0] == etype]
+        h = [hits(a, b, psg, etype, True) for _, a, b in mine]
+        out["pred"][etype] = {"n": len(mine), "ppv": (sum(x for x, _ in h) / len(h)) if h else None,
+                              "ppv_typed": (sum(y for _, y in h) / len(h)) if h else None}
+    return out
+
+
 def training_rows(features: dict[str, np.ndarray], feature_names: Sequence[str],
                   psg_aligned: Sequence[str]) -> list[dict]:
     """One row per Sunrise epoch: epoch, onset_s, features, ``psg_stage`` and ``psg_sleep``.

@@ -17,6 +17,9 @@ from sunalgo.model import ALGO_VERSION, DEFAULT_MODEL, MODEL_VERSIONS, ModelErro
 from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
 
 NAME, VERSION = ALGO_VERSION.split("-", 1)  # "sunalgo-1.0": results stay where they were
+#: How this algorithm counts desaturations (scores.json / agreement.json ``ODI_criterion``).
+ODI_CRITERION = ("fall >= 3 % below the maximum of the preceding 120 s, >= 3 s "
+                 "(sunalgo.respiration.desaturations)")
 
 
 def _values(x: np.ndarray) -> list[float | None]:
@@ -66,7 +69,8 @@ class Builtin(Algorithm):
                for o, d, drop in desats],
             event_types_scored=scored,
             scores={"RDI_rule": RDI_RULES[rule], "RDI_rule_key": rule,
-                    "RDI_flag": None if has_spo2 else "no_oximetry"},
+                    "RDI_flag": None if has_spo2 else "no_oximetry",
+                    "ODI_criterion": ODI_CRITERION if has_spo2 else None},
         )
 
     def fit(self, features, sleep, *, version: str) -> dict:

@@ -15,17 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
+from sunrise_common.identity import wrap_offset_s
 from sunrise_common.jsonsafe import json_safe
 
 from sunrise_algo.interface import (EVENT_TYPES, Algorithm, AlgorithmError, AlgorithmOutput, PreparedNight,
                                     check_lengths, check_scores)
 from sunrise_common.errors import PermanentError, TransientError
 
-from sunalgo.agreement import agreement, align_psg_stages, training_rows, window_epochs
+from sunalgo.agreement import (agreement, align_psg_stages, event_agreement, training_rows,
+                               window_epochs)
 from sunalgo.plugin import Builtin
 from sunalgo.scores import sleep_scores
 
 EPOCH_S = 30.0
+#: How the PSG side's desaturations were counted (scores.json / agreement.json ``ODI_criterion``).
+PSG_ODI_CRITERION = "every desaturation the PSG export lists (its criterion is not in the export)"
 
 
 def _fmt(v) -> str:
@@ -168,6 +172,10 @@ def psg_scores_from(psg: dict, win: dict | None = None) -> dict:
     has_desat = any(t == "desaturation" for t, *_ in psg["events"])
     scores = sleep_scores(win["stages"], psg["epoch_s"], events=win["events"],
                           desaturations=[] if has_desat else None)
+    # The PSG's desaturations are counted as exported; their criterion (3 % or 4 %, AASM 1A
+    # or 1B) is the scoring software's and is not in the export (issue 24: recorded, so that
+    # an ODI difference is never read as one criterion against itself).
+    scores["ODI_criterion"] = PSG_ODI_CRITERION if has_desat else None
     scores["window"] = win["window"]
     return scores
 
@@ -205,7 +213,8 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     The plug-in gives features, predictions, events and extra scores; the canonical scores are
     computed here from its predictions and events with :func:`sunalgo.scores.sleep_scores`, the
     function applied to the PSG's labels. Returns a summary: algo_version, n_epochs, TST (min),
-    RDI/AHI (events/h), and the sleep/wake accuracy when PSG labels exist.
+    AHI (events/h; ``RDI`` is None unless the plug-in scores RERAs), and the sleep/wake accuracy
+    when PSG labels exist.
     """
     sunrise_dir, out_dir = Path(sunrise_dir), Path(out_dir)
     if algorithm is None:
@@ -229,8 +238,11 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     desats = ([(e.onset_s, e.duration_s, e.attributes.get("drop_pct")) for e in output.events
                if e.type == "desaturation"] if "desaturation" in scored else None)
     respiratory = scored - {"desaturation"}
-    scores = sleep_scores(stages, EPOCH_S, events=ev_tuples if respiratory else None, desaturations=desats)
+    scores = sleep_scores(stages, EPOCH_S, events=ev_tuples if respiratory else None, desaturations=desats,
+                          reras_scored="rera" in scored)
     scores.update(output.scores)
+    # How each side's desaturations were counted: the plug-in names its criterion (issue 24).
+    scores["ODI_criterion"] = output.scores.get("ODI_criterion") if desats is not None else None
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_csv(out_dir / "features.csv", ["epoch", "onset_s", *feature_names],
@@ -302,15 +314,27 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
             stages[a:b], EPOCH_S,
             events=[(t, o - t0, d) for t, o, d in ev_tuples if t0 <= o < t1],
             desaturations=None if desats is None else
-            [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1])
+            [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1], reras_scored="rera" in scored)
         agr = agreement(stages, aligned, pred_win, psg_sc)
         agr["algo_version"] = algo_version
         agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
+        # Event level (issue 24): PSG events of the window moved to the Sunrise time base.
+        shift = wrap_offset_s(p_off - s_off) + (win["window"]["start_s"] or 0.0)
+        # True events starting in epochs the device left unscored (not recorded, not worn)
+        # are out of its figures, as they are out of its indices; their number is kept.
+        psg_ev = [(t, o + shift, d) for t, o, d, _ in win["events"]]
+        psg_scored = [e for e in psg_ev if 0 <= int(e[1] // EPOCH_S) < n
+                      and stages[int(e[1] // EPOCH_S)] != "UNS"]
+        agr["events"] = event_agreement([(t, o, d) for t, o, d in ev_tuples if t0 <= o < t1],
+                                        psg_scored)
+        agr["events"]["n_psg_events_unscored_epochs"] = len(psg_ev) - len(psg_scored)
+        agr["ODI_criterion_pred"] = scores["ODI_criterion"]
+        agr["ODI_criterion_psg"] = psg_sc.get("ODI_criterion")
         (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
         rows = training_rows(feats, feature_names, aligned)
         header = ["epoch", "onset_s", *feature_names, "psg_stage", "psg_sleep"]
         _write_csv(out_dir / "training_rows.csv", header, ([r[h] for h in header] for r in rows))
         summary.update(accuracy_sw=agr.get("accuracy_sw"), kappa_sw=agr.get("kappa_sw"),
-                       TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"])
+                       TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"], AHI_psg=psg_sc["AHI"])
     (out_dir / "scores.json").write_text(json.dumps(json_safe(result), indent=1))
     return json_safe(summary)

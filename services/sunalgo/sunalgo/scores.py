@@ -103,6 +103,7 @@ def sleep_scores(
     epoch_s: float = 30.0,
     events: Iterable | None = None,
     desaturations: Iterable | None = None,
+    reras_scored: bool = True,
 ) -> dict:
     """Scores of one night.
 
@@ -125,6 +126,9 @@ def sleep_scores(
         Extra desaturations as ``(onset_s, duration_s[, drop_pct])`` tuples (the form
         ``sunalgo.respiration.desaturations`` returns) or dicts with ``onset_s``. Giving it
         (even empty) says oximetry exists.
+    reras_scored : bool
+        Whether RERAs were looked for. When not (sunalgo's predictions: there is no RERA
+        detector), ``RDI`` is None rather than a copy of the AHI under another name (issue 24).
 
     Returns
     -------
@@ -213,7 +217,7 @@ def sleep_scores(
         return k / hours if hours > 0 else None
 
     out["AHI"] = per_hour(n_apnea + n_hyp + n_mm)
-    out["RDI"] = per_hour(n_apnea + n_hyp + n_mm + n_rera)
+    out["RDI"] = per_hour(n_apnea + n_hyp + n_mm + n_rera) if reras_scored else None
     out["ORDI"] = per_hour(sum(counts.get(t, 0) for t in OBSTRUCTIVE))
     out["CAI"] = per_hour(sum(counts.get(t, 0) for t in CENTRAL))
     out["severity"] = severity(out["AHI"])
