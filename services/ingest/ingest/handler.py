@@ -111,8 +111,17 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
             if info.size == 0:
                 raise PermanentError("empty_file", "the object has zero bytes")
             _step("opened", generation)
-            return _ingest_stream(ctx, key, upload, raw, name, generation, src, info.size)
+            try:
+                return _ingest_stream(ctx, key, upload, raw, name, generation, src, info.size)
+            except NotFound as exc:
+                # Another object missing (a 404 writing or reading back the anonymised object, a
+                # parked label file replaced meanwhile) says nothing about this raw generation:
+                # retried. ``exc.reason`` is the storage's own word (object_not_found...).
+                raise TransientError("object_missing", "an object ingest uses besides the raw one is missing "
+                                                       f"({exc.reason})") from exc
     except NotFound as exc:
+        # Raised opening the raw generation, or by the storage as the raw stream's own error
+        # leaves its read (Cloud Storage: the generation was replaced mid-read).
         raise PermanentError("object_gone", "the raw object (this generation) no longer exists") from exc
 
 
