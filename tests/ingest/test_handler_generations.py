@@ -197,6 +197,10 @@ def test_a_second_psg_upload_for_the_same_night_is_recorded_as_a_duplicate_not_s
     assert record["stages"]["ingest"]["state"] == "failed"
     assert record["stages"]["ingest"]["error"].startswith("duplicate_recording: ")
     assert first_id in record["stages"]["ingest"]["error"]
+    # It advises only what frees the night's place: nothing handles a deleted upload.
+    assert "remove one of the two uploads" not in record["stages"]["ingest"]["error"]
+    assert "under the first upload's name" in record["stages"]["ingest"]["error"]
+    assert "forget command" in record["stages"]["ingest"]["error"]
     assert "night-a" not in json.dumps(record) and "P001" not in json.dumps(record)
     objects = [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))]
     assert objects == [psg["object"]]  # nothing of the second upload was written

@@ -198,8 +198,9 @@ def _not_recorded(ctx: Context, night: str, kind: str, slot: tuple[str, ...], up
     what = "PSG" if kind == "psg" else kind.capitalize()
     raise PermanentError("duplicate_recording",
                          f"night {night} already has a {what} recording from upload {other.get('upload_id', '?')}; "
-                         f"a night takes one {what} recording: remove one of the two uploads, or upload the "
-                         f"corrected file under the first one's name to replace it")
+                         f"a night takes one {what} recording: to replace it, upload the corrected file under "
+                         f"the first upload's name; removing an upload does not free the night's place (to "
+                         f"start the subject over, erase it with the CLI's forget command, then upload again)")
 
 
 def _slot(doc: dict | None, slot: tuple[str, ...]) -> dict | None:
