@@ -34,3 +34,17 @@ def test_names_dates_and_characters_outside_printable_ascii_go():
     out = safe_detail("startdate '24.04.89' of psg/site1/SUBJ7/night.edf, 24-APR-1989, Zoé",
                       ("psg/site1/SUBJ7/night.edf",))
     assert out == "startdate <value> of <name>, <date>, Zo?"
+
+
+def test_a_quote_between_two_letters_that_is_no_english_contraction_opens_a_literal():
+    # Issue 22 review: `line'Kowalczyk ward'` was taken for an apostrophe and leaked the name.
+    for detail in ("first line'Kowalczyk ward'", "first line'Kowalczyk ward", "row'salt water' is bad",
+                   "it's row'Zofia' again"):
+        out = safe_detail(detail)
+        assert "Kowalczyk" not in out and "ward" not in out and "salt" not in out and "Zofia" not in out, (detail, out)
+    assert safe_detail("first line'Kowalczyk ward'") == "first line<value>"
+
+
+def test_english_contractions_stay_apostrophes():
+    detail = "the file's start isn't set, they're late, it'll fail, we've seen, he'd know, I'm sure"
+    assert safe_detail(detail) == detail

@@ -197,6 +197,10 @@ def test_a_second_psg_upload_for_the_same_night_is_recorded_as_a_duplicate_not_s
     assert record["stages"]["ingest"]["state"] == "failed"
     assert record["stages"]["ingest"]["error"].startswith("duplicate_recording: ")
     assert first_id in record["stages"]["ingest"]["error"]
+    # It advises only what frees the night's place: nothing handles a deleted upload.
+    assert "remove one of the two uploads" not in record["stages"]["ingest"]["error"]
+    assert "under the first upload's name" in record["stages"]["ingest"]["error"]
+    assert "forget command" in record["stages"]["ingest"]["error"]
     assert "night-a" not in json.dumps(record) and "P001" not in json.dumps(record)
     objects = [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))]
     assert objects == [psg["object"]]  # nothing of the second upload was written
@@ -324,3 +328,121 @@ def test_a_rewrite_with_the_same_bytes_keeps_the_recording_so_no_stage_runs_agai
     assert second["outputs"]["object"] == first["outputs"]["object"]
     assert second["outputs"]["generation"] == first["outputs"]["generation"]
     assert [o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised"))] == [before["object"]]
+
+
+# -- date-less label files (issue 22 review, item 1): the same rule on the pairing path ---------
+
+from tests.label_night import FORMATS  # noqa: E402
+from tests.label_night import psg_edf as label_night_psg  # noqa: E402
+
+NSRR_XML = FORMATS / "nsrr_xml" / "shhs-like-nsrr.xml"  # ClockTime "00.00.00 23.10.00": no date
+LABEL_NAME = "labels/namur/P001/shhs1-200001-nsrr.xml"
+LABEL_PSG = "psg/namur/P001/shhs1-200001.edf"
+
+
+def corrected_xml(data: bytes) -> bytes:
+    """The XML with one event's duration changed: the same night and time of day, other content."""
+    assert b"<Duration>18.5</Duration>" in data
+    return data.replace(b"<Duration>18.5</Duration>", b"<Duration>19.5</Duration>", 1)
+
+
+def anonymised_names(ctx: Context, prefix: str) -> list[str]:
+    return sorted(o.name for o in ctx.storage.list(ctx.settings.bucket("anonymised")) if o.name.startswith(prefix))
+
+
+def night_label(ctx: Context, night: str) -> dict:
+    (rec,) = ctx.state.get("nights", night)["recordings"]["labels"].values()
+    return rec
+
+
+def prepares(ctx: Context, night: str) -> dict:
+    """psg_prep on the night as it stands (it reads every recorded object at its generation)."""
+    from psg_prep.handler import handle as psg_prep
+
+    from sunrise_common.contracts import NightMessage
+
+    rec = ctx.state.get("nights", night)["recordings"]["psg"]
+    message = NightMessage(night_id=night, kind="psg", object=rec["object"], generation=rec["generation"])
+    headers = {"ce-id": "m-prep", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+               "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-specversion": "1.0",
+               "content-type": "application/json"}
+    body = {"message": {"data": base64.b64encode(message.to_bytes()).decode(), "messageId": "1"},
+            "subscription": "projects/p/subscriptions/s"}
+    try:
+        return psg_prep(parse_event(headers, json.dumps(body).encode()), ctx)
+    except PipelineError as exc:
+        return {"status": "error", "reason": exc.reason}
+
+
+@pytest.mark.parametrize("step", ingest_handler.STEPS)
+def test_an_older_dateless_label_generation_finishing_last_never_replaces_the_newer_one(ctx, step, monkeypatch,
+                                                                                       tmp_path):
+    """The PSG is there; label G1 is held at ``step`` while G2 is ingested into the night; then G1
+    goes on. Today's main: G1 overwrote the night's label object (one fixed name, no precondition),
+    the night kept G2's generation, and psg_prep failed for good (NotFound)."""
+    psg = ingest(ctx, put(ctx, label_night_psg(tmp_path / "psg.edf").read_bytes(), LABEL_PSG))
+    night = psg["night_id"]
+    original = NSRR_XML.read_bytes()
+    g1 = put(ctx, original, LABEL_NAME)
+    thread, gate, first = held(ctx, g1, step, monkeypatch)
+    g2 = put(ctx, corrected_xml(original), LABEL_NAME)
+    second = ingest(ctx, g2)
+    assert second["status"] == "done" and second["night_id"] == night, second
+    gate.release.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert first.get("status") in ("superseded", "done") or first.get("reason") == "object_gone", first
+    rec = night_label(ctx, night)
+    assert rec["raw_generation"] == g2.generation and rec["object"] == second["outputs"]["object"]
+    assert anonymised_sha(ctx, rec["object"]) == rec["sha256"]
+    if step != "recorded":  # G1 never became the night's: its object is gone (or was never written)
+        assert anonymised_names(ctx, f"nights/{night}/labels/") == [rec["object"]]
+    assert prepares(ctx, night)["status"] == "done"
+
+
+@pytest.mark.parametrize("step", ingest_handler.STEPS)
+def test_an_older_waiting_label_generation_finishing_last_never_replaces_the_newer_one(ctx, step, monkeypatch,
+                                                                                      tmp_path):
+    """No PSG yet: label G1 is held at ``step`` while G2 is parked; G1 goes on; then the PSG
+    arrives and takes the label file. Today's main: G1 replaced the waiting entry and the parked
+    object, and the PSG took G1."""
+    original = NSRR_XML.read_bytes()
+    g1 = put(ctx, original, LABEL_NAME)
+    thread, gate, first = held(ctx, g1, step, monkeypatch)
+    g2 = put(ctx, corrected_xml(original), LABEL_NAME)
+    second = ingest(ctx, g2)
+    assert second["status"] == "done" and second["outputs"]["waiting_for"] == "psg", second
+    gate.release.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert first.get("status") in ("superseded", "done") or first.get("reason") == "object_gone", first
+    assert anonymised_names(ctx, "waiting/") == [second["outputs"]["object"]]  # G1's parked object went
+    psg = ingest(ctx, put(ctx, label_night_psg(tmp_path / "psg.edf").read_bytes(), LABEL_PSG))
+    assert psg["status"] == "done", psg
+    rec = night_label(ctx, psg["night_id"])
+    assert rec["raw_generation"] == g2.generation
+    assert anonymised_sha(ctx, rec["object"]) == rec["sha256"]
+    assert rec["sha256"] == anonymised_sha(ctx, second["outputs"]["object"])  # G2's bytes
+    assert prepares(ctx, psg["night_id"])["status"] == "done"
+
+
+@pytest.mark.parametrize("second_name", [LABEL_PSG, "psg/namur/P001/other.edf"], ids=["superseded", "duplicate"])
+def test_a_psg_that_loses_its_night_does_not_rewrite_the_nights_pairing_entry(ctx, second_name, monkeypatch,
+                                                                              tmp_path):
+    """A 10-minute PSG of the night is held after writing its object while the 2-hour PSG (a
+    newer generation of the same upload, or another upload) is recorded; then it goes on and
+    loses. Today's main: it registered its 600 s in ``pairing/{subject}`` before losing."""
+    short = put(ctx, label_night_psg(tmp_path / "short.edf", seconds=600).read_bytes(),
+                LABEL_PSG if second_name == LABEL_PSG else "psg/namur/P001/first-short.edf")
+    thread, gate, first = held(ctx, short, "written", monkeypatch)
+    long_info = put(ctx, label_night_psg(tmp_path / "long.edf").read_bytes(), second_name)
+    second = ingest(ctx, long_info)
+    assert second["status"] == "done", second
+    gate.release.set()
+    thread.join(WAIT_S)
+    assert not thread.is_alive()
+    assert first.get("status") == "superseded" or first.get("reason") in ("object_gone", "duplicate_recording"), first
+    night = second["night_id"]
+    registered = ctx.state.get("pairing", night.rsplit("-n", 1)[0])["psg_nights"][night]
+    assert registered["duration_s"] == 7200.0  # the recorded PSG's, not the loser's 600 s
+    assert registered.get("raw_generation") == long_info.generation

@@ -16,9 +16,10 @@ import pytest
 from edfio import Edf, EdfSignal, Recording
 
 from psg_prep.prepare import prepare_psg
+from sunrise_common import identity
 from sunrise_common.events import storage_event
 from sunrise_common.labels import parse_labels
-from tests.conftest import app_client
+from tests.conftest import TEST_KEY, app_client
 from tests.inprocess import published
 from tests.label_night import FORMATS, MASTER, START, canonical_stage
 from tests.label_night import psg_edf as examples_psg
@@ -219,3 +220,19 @@ def test_a_psg_registering_while_a_dateless_label_decides_to_wait_still_gets_it(
     subject = lab["night_id"].rsplit("-n", 1)[0]
     assert not (ctx.state.get("pairing", subject) or {}).get("waiting_labels")
     assert len(ctx.state.get("nights", lab["night_id"])["recordings"]["labels"]) == 1
+
+
+def test_a_parked_label_file_missing_when_its_psg_takes_it_is_retried_not_object_gone(client, ctx, tmp_path):
+    # Issue 22 review, item 2: only the raw generation's absence is the permanent object_gone.
+    # A parked label file gone from the anonymised bucket (a newer generation of it replaced it
+    # meanwhile) says nothing about the PSG: its ingest is retried (5xx), not failed for good.
+    lab = send_any(client, ctx, "labels/site/SUBJ/shhs1-200001-nsrr.xml", NSRR_XML.read_bytes())
+    ctx.storage.delete(ctx.settings.bucket("anonymised"), lab["outputs"]["object"])
+    info = ctx.storage.write_bytes(ctx.settings.bucket("raw"), "psg/site/SUBJ/shhs1-200001.edf",
+                                   examples_psg(tmp_path / "raw.edf").read_bytes(), if_generation_match=None)
+    headers, body = storage_event(info.bucket, info.name, info.generation, info.size)
+    resp = client.post("/", headers=headers, content=json.dumps(body))
+    assert resp.status_code >= 500, resp.text  # today's main: 200, rejected object_gone
+    upload = ctx.state.get("uploads", identity.upload_id(TEST_KEY.encode(), info.bucket, info.name))
+    assert upload["stages"]["ingest"]["state"] != "failed", upload
+    assert "object_gone" not in json.dumps(upload)

@@ -119,8 +119,9 @@ def strip_literals(detail: str) -> str:
     repr chooses its delimiter by the text's own quotes and escapes the delimiter inside
     (``'Patient "Zofia" O\\'Neill'``), so a pattern such as ``'[^']*'`` ends at the escaped quote
     and lets the rest of the text through. This scans as the repr was written: a quote opens a
-    literal unless it is an apostrophe of the message's own words (``'`` between two letters:
-    ``file's``), a backslash escapes the next character, and the literal ends at the same quote
+    literal unless it is an apostrophe of the message's own words (``'`` after a letter and
+    before an English contraction ending, ``s t re ll ve d m``, that a non-letter follows:
+    ``file's``, ``isn't``; ``line'Kowalczyk`` is a literal), a backslash escapes the next character, and the literal ends at the same quote
     character unescaped. A literal that never ends (text cut mid-repr by a length limit) takes the
     whole rest of the detail with it: what follows an open quote is file text. ``b'...'`` and
     ``r'...'`` prefixes go with their literal. If a double quote or a backslash is still left
@@ -132,8 +133,7 @@ def strip_literals(detail: str) -> str:
     while i < n:
         ch = detail[i]
         prev = detail[i - 1] if i else " "
-        nxt = detail[i + 1] if i + 1 < n else " "
-        apostrophe = ch == "'" and prev.isalpha() and nxt.isalpha() and not _is_prefix(detail, i - 1)
+        apostrophe = ch == "'" and prev.isalpha() and _contraction_at(detail, i + 1) and not _is_prefix(detail, i - 1)
         if ch in _QUOTES and not apostrophe:
             if out and _is_prefix(detail, i - 1):
                 out.pop()  # the b/r/f prefix of this literal
@@ -150,6 +150,19 @@ def strip_literals(detail: str) -> str:
         cut = min(k for k in (result.find("'"), result.find('"'), result.find("\\")) if k >= 0)
         result = result[:cut] + _PLACEHOLDER_VALUE
     return result
+
+
+#: What follows the apostrophe of an English contraction (``file's``, ``isn't``, ``they're``...).
+_CONTRACTIONS = ("s", "t", "re", "ll", "ve", "d", "m")
+
+
+def _contraction_at(text: str, k: int) -> bool:
+    """``text[k:]`` starts with a contraction ending that a non-letter (or the end) follows."""
+    for end in _CONTRACTIONS:
+        after = k + len(end)
+        if text[k:after].lower() == end and (after >= len(text) or not text[after].isalpha()):
+            return True
+    return False
 
 
 def _is_prefix(text: str, k: int) -> bool:

@@ -118,8 +118,17 @@ def _ingest(ctx: Context, key: bytes, upload: str, bucket: str, name: str, gener
             if info.size == 0:
                 raise PermanentError("empty_file", "the object has zero bytes")
             _step("opened", generation)
-            return _ingest_stream(ctx, key, upload, raw, name, generation, src, info.size)
+            try:
+                return _ingest_stream(ctx, key, upload, raw, name, generation, src, info.size)
+            except NotFound as exc:
+                # Another object missing (a 404 writing or reading back the anonymised object, a
+                # parked label file replaced meanwhile) says nothing about this raw generation:
+                # retried. ``exc.reason`` is the storage's own word (object_not_found...).
+                raise TransientError("object_missing", "an object ingest uses besides the raw one is missing "
+                                                       f"({exc.reason})") from exc
     except NotFound as exc:
+        # Raised opening the raw generation, or by the storage as the raw stream's own error
+        # leaves its read (Cloud Storage: the generation was replaced mid-read).
         raise PermanentError("object_gone", "the raw object (this generation) no longer exists") from exc
 
 
@@ -207,8 +216,9 @@ def _not_recorded(ctx: Context, night: str, kind: str, slot: tuple[str, ...], up
     what = "PSG" if kind == "psg" else kind.capitalize()
     raise PermanentError("duplicate_recording",
                          f"night {night} already has a {what} recording from upload {other.get('upload_id', '?')}; "
-                         f"a night takes one {what} recording: remove one of the two uploads, or upload the "
-                         f"corrected file under the first one's name to replace it")
+                         f"a night takes one {what} recording: to replace it, upload the corrected file under "
+                         f"the first upload's name; removing an upload does not free the night's place (to "
+                         f"start the subject over, erase it with the CLI's forget command, then upload again)")
 
 
 def _slot(doc: dict | None, slot: tuple[str, ...]) -> dict | None:
@@ -412,15 +422,23 @@ def _dateless_range(kind: str, data: bytes) -> tuple[float, float] | str | None:
 def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: str, generation: int, anon: Plan,
                     src: BinaryIO, size: int) -> dict[str, Any]:
     """A label file with a time of day but no date: into the night of the subject's PSG that it
-    overlaps, or waiting for that PSG (``pairing/{subject}``)."""
+    overlaps, or waiting for that PSG (``pairing/{subject}``).
+
+    As for every upload, the newest raw generation wins whatever order the ingests finish in: the
+    parked and the night's objects are named by the raw generation and written create-only, the
+    waiting entry and the night's recording are replaced only by a newer raw generation, and an
+    object written by a generation that lost is removed (issue 22)."""
     if anon.label is not None:
         data = anon.label
     else:  # an EDF+ hypnogram without a date: small (read whole by _plan), anonymised here
         out = io.BytesIO()
         anonymise_edf(src, out, size)
         data = out.getvalue()
+    _step("parsed", generation)
     subject = identity.subject_pseudonym(key, raw.site, raw.subject)
     label_key = identity.label_key(key, name, anon.label_kind)
+    version = identity.generation_token(key, upload, generation)
+    anon_bucket = ctx.settings.bucket("anonymised")
     rng = anon.label_range  # None: a label file without any time, placed at its PSG's start
     entry = {"range_start_s": rng[0] if rng else None, "range_end_s": rng[1] if rng else None, "upload_id": upload,
              "label_kind": anon.label_kind, "format": anon.format, "ext": anon.ext,
@@ -428,46 +446,80 @@ def _dateless_label(ctx: Context, key: bytes, upload: str, raw: RawPath, name: s
     nights = pairing.candidate_nights(_pairing_doc(ctx, subject), rng)
     if not nights:
         # Park the anonymised bytes first: a PSG that registers right after may take them.
-        parked = ctx.storage.write_bytes(ctx.settings.bucket("anonymised"),
-                                         pairing.waiting_object(subject, label_key, anon.ext), data,
-                                         if_generation_match=None)
+        parked = _create(ctx, anon_bucket, pairing.waiting_object(subject, label_key, anon.ext, version), data)
+        _step("written", generation)
         entry.update(object=parked.name, generation=parked.generation, since=time.time())
+        outcome: dict[str, Any] = {}
 
-        def wait(doc: dict | None) -> dict:
+        def wait(doc: dict | None) -> dict | None:
             doc = copy.deepcopy(doc) if doc else {}
-            found = pairing.candidate_nights(doc, rng)
-            if not found:
-                doc.setdefault("waiting_labels", {})[label_key] = {**entry, "paired_night": None}
+            if pairing.candidate_nights(doc, rng):
+                outcome["verdict"] = "night"
+                return doc
+            waiting = doc.setdefault("waiting_labels", {})
+            outcome["verdict"] = verdict = _verdict(waiting.get(label_key), upload, generation)
+            if verdict != "add":
+                return None  # unchanged: a newer generation (or this one) is already parked
+            outcome["replaced"] = (waiting.get(label_key) or {}).get("object")
+            waiting[label_key] = {**entry, "paired_night": None}
             return doc
 
         doc = ctx.state.transact(pairing.PAIRING, subject, wait)
-        nights = pairing.candidate_nights(doc, rng)
-        if not nights:
+        if outcome["verdict"] in ("superseded", "duplicate"):
+            ctx.storage.delete(anon_bucket, parked.name)  # this generation lost: its object goes
+            # Same label key, same raw name, same upload: only ever superseded, never a duplicate.
+            return {"status": "superseded", "detail": "a newer generation of this upload is waiting for its PSG",
+                    "outputs": {"waiting_for": "psg", "superseded": True}}
+        if outcome.get("replaced") not in (None, parked.name):
+            ctx.storage.delete(anon_bucket, outcome["replaced"])  # the older generation's parked object
+        if outcome["verdict"] != "night":
+            _step("recorded", generation)
             logs.bind(subject=subject)
             return {"outputs": {"waiting_for": "psg", "object": parked.name, "kind": raw.kind},
                     "metrics": {"bytes": entry["size"]}}
+        ctx.storage.delete(anon_bucket, parked.name)  # a PSG registered meanwhile: the night takes it
+        nights = pairing.candidate_nights(ctx.state.get(pairing.PAIRING, subject), rng)
     if len(nights) > 1:
         raise PermanentError("ambiguous_night", f"the label file carries no date and {len(nights)} PSG nights of its "
                                                 "subject overlap its time of day; upload it with its date")
     (night,) = nights
     logs.bind(night_id=night)
+    slot = ("labels", label_key)
+    verdict = _verdict(_slot(ctx.state.get("nights", night), slot), upload, generation)
+    if verdict in ("superseded", "duplicate"):  # dropped before writing anything
+        return _not_recorded(ctx, night, raw.kind, slot, upload, verdict)
     registered = ctx.state.get(pairing.PAIRING, subject)["psg_nights"][night]
-    dest = names.anonymised_object(night, "labels", anon.ext, label_key)
-    written = ctx.storage.write_bytes(ctx.settings.bucket("anonymised"), dest, data, if_generation_match=None)
+    dest = names.anonymised_object(night, "labels", anon.ext, label_key, version=version)
+    written = _create(ctx, anon_bucket, dest, data)
+    _step("written", generation)
     recording = _label_recording(key, dest, written.generation, entry, registered)
     site = identity.site_pseudonym(key, raw.site)
-    outcome: dict[str, str] = {}
+    outcome = {}
     doc = ctx.state.transact("nights", night,
                              lambda d: _add_recording(d, night, raw, label_key, recording, site, outcome))
     if outcome["verdict"] in ("superseded", "duplicate"):
-        return _not_recorded(ctx, night, raw.kind, ("labels", label_key), upload, outcome["verdict"])
+        ctx.storage.delete(anon_bucket, dest)  # a newer generation was recorded meanwhile: this object goes
+        return _not_recorded(ctx, night, raw.kind, slot, upload, outcome["verdict"])
     if outcome["verdict"] == "same":
         doc = ctx.state.get("nights", night)
+    _step("recorded", generation)
     message = NightMessage(night_id=night, kind="labels", object=dest, generation=written.generation)
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_ANONYMISED), message.to_bytes(), {"kind": "labels"})
     return {"outputs": {"night_id": night, "object": dest, "generation": written.generation, "kind": raw.kind,
                         "start_assumed": recording.start_assumed},
             "metrics": {"bytes": entry["size"]}, "night_id": night, "pairing": doc["pairing"] if doc else {}}
+
+
+def _create(ctx: Context, bucket: str, name: str, data: bytes) -> ObjectInfo:
+    """Write ``data`` as ``name`` create-only. The name carries the raw generation, so an object
+    already there holds these bytes (an earlier attempt of this generation): it is kept."""
+    try:
+        return ctx.storage.write_bytes(bucket, name, data, if_generation_match=0)
+    except PreconditionFailed:
+        info = ctx.storage.stat(bucket, name)
+        if info is None:
+            raise TransientError("storage_race", "the anonymised object vanished while it was written") from None
+        return info
 
 
 def _pairing_doc(ctx: Context, subject: str) -> dict[str, Any] | None:
@@ -508,11 +560,13 @@ def _adopt_waiting_labels(ctx: Context, night: str, psg: Recording) -> dict[str,
     adopted: dict[str, Recording] = {}
     key = ctx.settings.key_bytes()
     for label_key, entry in sorted(pairing.taken_by(doc, night).items()):
-        dest = names.anonymised_object(night, "labels", entry["ext"], label_key)
+        raw_generation = entry.get("raw_generation")
+        version = (identity.generation_token(key, entry["upload_id"], int(raw_generation))
+                   if raw_generation is not None else None)  # None: parked before generations were kept
+        dest = names.anonymised_object(night, "labels", entry["ext"], label_key, version=version)
         current = ctx.storage.stat(bucket, dest)
-        if current is None:
-            current = ctx.storage.write_bytes(bucket, dest, ctx.storage.read_bytes(bucket, entry["object"]),
-                                              if_generation_match=None)
+        if current is None:  # a parked object gone meanwhile (a newer generation replaced it): retried
+            current = _create(ctx, bucket, dest, ctx.storage.read_bytes(bucket, entry["object"]))
         adopted[label_key] = _label_recording(key, dest, current.generation, entry, psg.model_dump())
     return adopted
 
@@ -527,13 +581,13 @@ def _announce_adopted(ctx: Context, night: str, adopted: dict[str, Recording]) -
 
 
 def _add_adopted(doc: dict | None, adopted: dict[str, Recording]) -> dict | None:
-    """The night document with the label files its PSG took (the newest generation wins); None
+    """The night document with the label files its PSG took (the newest raw generation wins); None
     (unchanged) when the PSG itself was not recorded (:func:`_add_recording`)."""
     if not adopted or doc is None:
         return doc
     labels = doc["recordings"].setdefault("labels", {})
     for label_key, rec in adopted.items():
-        if int(labels.get(label_key, {}).get("generation", -1)) <= rec.generation:
+        if _verdict(labels.get(label_key), rec.upload_id or "", rec.raw_generation or 0) == "add":
             labels[label_key] = rec.to_doc()
     doc["pairing"] = pairing_status(doc["recordings"])
     return doc

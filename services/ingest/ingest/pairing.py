@@ -53,9 +53,11 @@ ASSUMED_TIMELESS = ("the label file carries no date and no time: assumed to star
                     "PSG recording (its only PSG night when it arrived)")
 
 
-def waiting_object(subject: str, label_key: str, ext: str) -> str:
-    """Where a date-less label file waits in the anonymised bucket (no night yet)."""
-    return f"waiting/{subject}/labels/{label_key}.{ext}"
+def waiting_object(subject: str, label_key: str, ext: str, version: str | None = None) -> str:
+    """Where a date-less label file waits in the anonymised bucket (no night yet); ``version``
+    (``identity.generation_token`` of the raw generation) names one object per raw generation, so
+    an older generation's ingest never overwrites a newer one's, as ``names.anonymised_object``."""
+    return f"waiting/{subject}/labels/{label_key}{'-' + version if version else ''}.{ext}"
 
 
 def label_range(start_offset_s: float, span: tuple[float, float]) -> tuple[float, float]:
@@ -82,11 +84,18 @@ def candidate_nights(doc: dict[str, Any] | None, rng: tuple[float, float] | None
 def register_psg(doc: dict[str, Any] | None, night: str, psg: dict[str, Any], now: float, *,
                  take: bool = True) -> dict[str, Any]:
     """Transaction body (PSG side): note the PSG of ``night`` and (``take``) give it every waiting
-    label file it meets that no other night took (a redelivery finds its own label files again)."""
+    label file it meets that no other night took (a redelivery finds its own label files again).
+
+    The night's entry is the newest raw generation of its PSG upload: a PSG of another upload
+    (a duplicate) or an older generation of the same one (superseded) changes nothing, whatever
+    order the ingests finish in (issue 22)."""
     doc = copy.deepcopy(doc) if doc else {}
-    doc.setdefault("psg_nights", {})[night] = {"start_offset_s": psg["start_offset_s"],
-                                               "duration_s": psg.get("duration_s") or 0.0,
-                                               "year": psg.get("year")}
+    before = doc.setdefault("psg_nights", {}).get(night)
+    if before is not None and not _newer(psg, before):
+        return doc
+    doc["psg_nights"][night] = {"start_offset_s": psg["start_offset_s"], "duration_s": psg.get("duration_s") or 0.0,
+                                "year": psg.get("year"), "upload_id": psg.get("upload_id"),
+                                "raw_generation": psg.get("raw_generation")}
     for entry in doc.setdefault("waiting_labels", {}).values() if take else ():
         if entry.get("paired_night") is None and (entry.get("range_start_s") is None or _meets(
                 (entry["range_start_s"], entry["range_end_s"]), doc["psg_nights"][night])):
@@ -94,6 +103,16 @@ def register_psg(doc: dict[str, Any] | None, night: str, psg: dict[str, Any], no
             entry["paired_at"] = now
     doc["updated_at"] = now
     return doc
+
+
+def _newer(psg: dict[str, Any], before: dict[str, Any]) -> bool:
+    """``psg`` replaces the registered ``before``: same upload (or one registered without its
+    upload id) and a newer raw generation (or one of them unknown: registered before raw
+    generations were kept)."""
+    if before.get("upload_id") not in (None, psg.get("upload_id")):
+        return False
+    old, new = before.get("raw_generation"), psg.get("raw_generation")
+    return old is None or new is None or int(new) >= int(old)
 
 
 def taken_by(doc: dict[str, Any] | None, night: str) -> dict[str, dict[str, Any]]:
