@@ -235,7 +235,9 @@ def service_write_modes(service: str) -> set[str]:
 def test_the_scan_finds_the_write_modes_the_code_uses() -> None:
     # Guards the scan itself: if it stopped finding these, the next test would pass vacuously.
     assert "upload_folder" in shared_writers()
-    assert service_write_modes("ingest") == {"replace"}
+    # ingest writes each raw generation's anonymised object create-only and deletes the one a
+    # generation that lost wrote (issue 22: the newest raw generation wins).
+    assert service_write_modes("ingest") == {"create-only", "delete"}
     for service in ("sunrise_prep", "psg_prep", "sunalgo"):
         assert service_write_modes(service) == {"create-only"}, service
 

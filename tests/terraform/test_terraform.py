@@ -580,8 +580,12 @@ def test_every_service_and_trigger_has_its_own_service_account() -> None:
 
 def test_each_trigger_account_can_invoke_only_its_destination() -> None:
     invokers = resources("google_cloud_run_v2_service_iam_member")
-    # deploy_developer is CI's run.developer (no run.invoker: checked below).
-    assert set(invokers) == {"trigger_invoker", "deploy_developer"}
+    # deploy_developer is CI's run.developer (no run.invoker: checked below); algorithm_invoker is
+    # sunalgo's run.invoker on an external algorithm service (terraform/algorithm.tf), not on ours.
+    assert set(invokers) == {"trigger_invoker", "deploy_developer", "algorithm_invoker"}
+    external = invokers["algorithm_invoker"]
+    assert external["name"] == "${var.algorithm_service}"
+    assert external["member"] == "serviceAccount:${google_service_account.runtime[\"sunalgo\"].email}"
     invoker = invokers["trigger_invoker"]
     assert invoker["for_each"] == "${local.triggers}"
     assert invoker["role"] == "roles/run.invoker"
@@ -596,9 +600,9 @@ def test_each_trigger_account_can_invoke_only_its_destination() -> None:
     # ...the same service the trigger delivers to (checked in test_declared_triggers_equal_the_codes_triggers),
     # and nobody gets run.invoker anywhere else (project-wide invoker would reach every service).
     for resource_type, name, body in all_resources():
-        if (resource_type, name) != (
-            "google_cloud_run_v2_service_iam_member",
-            "trigger_invoker",
+        if (resource_type, name) not in (
+            ("google_cloud_run_v2_service_iam_member", "trigger_invoker"),
+            ("google_cloud_run_v2_service_iam_member", "algorithm_invoker"),
         ):
             assert "run.invoker" not in str(body.get("role", "")), (
                 f"{resource_type}.{name} grants run.invoker"
@@ -815,11 +819,16 @@ def test_services_get_the_cloud_backend_and_only_ingest_gets_the_pseudonym_key()
     }
     # Every setting the cloud backend refuses to boot without (settings.CLOUD_REQUIRED).
     assert {f"SUNRISE_{name.upper()}" for name in CLOUD_REQUIRED} <= set(env)
-    secret_env = one(one(container["dynamic"])["env"])
+    dynamic_envs = [block["env"] for block in container["dynamic"]]
+    (secret_env,) = [e for e in dynamic_envs if "PSEUDONYM_KEY" in e["for_each"]]
     assert (
         secret_env["for_each"]
         == '${each.key == "ingest" ? ["SUNRISE_PSEUDONYM_KEY"] : []}'
     )
+    # The only other one: sunalgo's external algorithm URL, a plain value, set only when configured.
+    (algorithm_env,) = [e for e in dynamic_envs if e is not secret_env]
+    assert algorithm_env["for_each"].startswith('${each.key == "sunalgo" && var.algorithm_url != ""')
+    assert "value_source" not in one(algorithm_env["content"])
     ref = one(one(one(secret_env["content"])["value_source"])["secret_key_ref"])
     assert ref["secret"] == "${google_secret_manager_secret.pseudonym_key.secret_id}"
     assert "value" not in one(secret_env["content"]), (
@@ -980,12 +989,16 @@ def test_dockerfiles_follow_the_rules(service: str) -> None:
         "uv.lock",
         "libs/common",
         "libs/common/pyproject.toml",
+        # the algorithm interface (docs/algorithms.md): sunalgo installs it, the others only copy
+        # its pyproject so that the workspace resolves (uv sync --package installs what one needs)
+        "libs/algo",
+        "libs/algo/pyproject.toml",
         f"services/{service}",
         f"services/{service}/pyproject.toml",
     }
     sources = {src for srcs in copied for src in srcs}
     assert sources <= allowed, (
-        f"copies more than this service and sunrise-common: {sorted(sources - allowed)}"
+        f"copies more than this service and the libraries: {sorted(sources - allowed)}"
     )
     assert {"uv.lock", "libs/common", f"services/{service}"} <= sources
 
