@@ -81,12 +81,31 @@ def _io_floor() -> Callable[[Path, Path], object]:
 
 
 def _ingest() -> Callable[[Path, Path], object]:
-    from ingest.handler import _anonymise_edf, _sha256
+    """ingest's work as it runs since issue 26: the raw object streamed through the anonymiser into
+    its bucket, SHA-256 on the way (``ingest.handler._write``'s path for a stream), nothing in /tmp.
+    The "bucket" is a folder outside the request's scratch folder, emptied after each night."""
+    import hashlib
+    import shutil
+
+    from sunrise_common.edf import anonymise_edf
+
+    bucket = Path(tempfile.mkdtemp(prefix="warm-ingest-bucket-"))
+
+    class Hashing:
+        def __init__(self, inner) -> None:  # noqa: ANN001 - a binary file
+            self.inner, self.sha = inner, hashlib.sha256()
+
+        def write(self, data: bytes) -> int:
+            self.sha.update(data)
+            return self.inner.write(data)
 
     def work(src: Path, out: Path) -> None:
-        dst = out / "anonymised.edf"
-        _anonymise_edf(src, dst, src.stat().st_size)
-        _sha256(dst)
+        with open(src, "rb") as raw, open(bucket / "anonymised.edf", "wb") as dst:
+            hashing = Hashing(dst)
+            anonymise_edf(raw, hashing, src.stat().st_size)
+            hashing.sha.hexdigest()
+        shutil.rmtree(bucket, ignore_errors=True)
+        bucket.mkdir()
 
     return work
 
@@ -123,7 +142,7 @@ VARIANTS: dict[str, Callable[[], Callable[[Path, Path], object]]] = {
     "sunalgo": _sunalgo,
 }
 #: The stages whose handler downloads its input object into its scratch folder before working.
-STAGED_INPUT = frozenset({"psg_prep", "ingest", "sunrise_prep"})
+STAGED_INPUT = frozenset({"psg_prep", "sunrise_prep"})  # ingest streams (issue 26)
 
 
 def _folder_bytes(folder: Path) -> int:
