@@ -116,9 +116,10 @@ class Watcher:
         if not scores or not scores["sunalgo"]:
             return
         s, p = scores["sunalgo"], scores["psg_reference"] or {}
-        ref = f" (PSG: TST {p.get('TST')} min, RDI {p.get('RDI')}/h)" if p else ""
+        # AHI on both sides (issue 24): the chin sensor has no RERA detector, so no predicted RDI.
+        ref = f" (PSG: TST {p.get('TST')} min, AHI {p.get('AHI')}/h)" if p else ""
         self.console.print(f"  night {night_id} scored with {scores['algo_version']}: TST {s.get('TST')} min, "
-                           f"RDI {s.get('RDI')}/h{ref}", soft_wrap=True, highlight=False)
+                           f"AHI {s.get('AHI')}/h{ref}", soft_wrap=True, highlight=False)
 
 
 def seed_nights(ctx: Context, folder: Path, *, n: int, hours: float, console: Console) -> list[str]:
@@ -240,7 +241,7 @@ def _scores(ctx: Context, settings: Settings, prefix: str) -> dict | None:
         scores = json.loads(ctx.storage.read_bytes(settings.bucket("results"), prefix + "scores.json"))
     except Exception:  # noqa: BLE001 - the scores are a courtesy print; their absence is not an error here
         return None
-    keep = ("TRT", "TST", "SE", "SOL", "WASO", "RDI", "ORDI", "ODI", "severity")
+    keep = ("TRT", "TST", "SE", "SOL", "WASO", "AHI", "RDI", "ORDI", "ODI", "severity")
 
     def pick(d: dict | None) -> dict | None:
         return {k: round(v, 1) if isinstance(v, float) else v for k, v in d.items() if k in keep} if d else None
