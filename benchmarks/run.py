@@ -1,4 +1,4 @@
-"""``make bench``: every performance target of DESIGN.md, each beside its baseline in the same run.
+"""``make bench``: every performance target of docs/architecture.md, each beside its baseline in the same run.
 
 Writes ``BENCHMARKS.md`` (or ``--output``) and docs/scaling.md. Per-night costs are measured in
 warm processes on both sides (``benchmarks/warm.py``, issue 25); cold start, memory per request
@@ -329,7 +329,7 @@ def _range(s: dict, digits: int = 2, unit: str = "") -> str:
 
 
 def goal_rows(r: dict) -> list[tuple[str, str, str, str]]:
-    """(goal, target, measured, verdict) for every goal of issue 14 / DESIGN.md."""
+    """(goal, target, measured, verdict) for every goal of issue 14 / docs/architecture.md."""
     rows = []
     warm = r.get("warm")
     if warm:
@@ -482,7 +482,7 @@ def _report_head(r: dict, rows: list[tuple[str, str, str, str]], quick: bool) ->
         " cores. Each figure is the median of its runs (with min–max and n where several processes ran). The"
         " workspace sources are byte-compiled before the run, as the Docker images install them.",
         "",
-        "## Goals (DESIGN.md \"Performance targets\", issue 25)",
+        "## Goals (docs/architecture.md \"Performance targets\", issue 25)",
         "",
         "| goal | target | measured | verdict |",
         "| --- | --- | --- | --- |",

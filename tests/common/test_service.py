@@ -88,7 +88,7 @@ def test_a_huge_integer_in_pubsub_data_is_rejected_with_its_reason_not_a_5xx(set
     headers, body = pubsub_event("p", settings.topic("sunrise-prepped"), data)
     with TestClient(create_app(service, handle, settings=settings)) as client:
         resp = client.post("/", headers=headers, content=json.dumps(body).encode())
-    # Bad Pub/Sub data is acknowledged with its reason (DESIGN.md: redelivery cannot help, and
+    # Bad Pub/Sub data is acknowledged with its reason (docs/architecture.md: redelivery cannot help, and
     # Eventarc retries every non-2xx for 24 h).
     assert resp.status_code == 200, resp.text
     assert resp.json()["reason"] == "bad_pubsub_data"

@@ -1,6 +1,6 @@
 """Offline checks of terraform/'s text, the service Dockerfiles and the deploy workflow.
 
-Every .tf file is parsed with python-hcl2 and the rules of docs/deploy.md and DESIGN.md are
+Every .tf file is parsed with python-hcl2 and the rules of docs/deploy.md and docs/architecture.md are
 asserted on the configuration as written: least privilege, no public access, one identity per
 service and per trigger, and the agreement between what Terraform declares and the names the code
 uses (``sunrise_common.names``). The same rules as Terraform evaluated them (for_each expanded,

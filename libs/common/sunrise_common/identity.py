@@ -4,7 +4,7 @@
 - A night is the noon-to-noon window containing the recording start (local header time).
 - ``night_id = pseudonym + "-n" + base32(HMAC-SHA256(key, "night/" + site/subject/night date))[:8]``:
   the same night always gets the same id, and nothing of the date can be read back without the key
-  (DESIGN.md: the date is personal data). An earlier linear day index (days since 1970 plus a
+  (docs/privacy.md: the date is personal data). An earlier linear day index (days since 1970 plus a
   per-subject shift) was dropped: with the recording year kept in the headers, two nights of one
   subject in different years pinned the shift down, and with it every date of that subject.
 - ``start_offset_s``: seconds from the night's noon anchor to the recording start. It depends only

