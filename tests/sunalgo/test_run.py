@@ -127,15 +127,6 @@ def test_psg_events_in_wake_use_the_exported_stage_or_the_hypnogram(tmp_path):
     assert s["event_counts_not_sleep"] == {"hypopnea": 1}
 
 
-@pytest.fixture(scope="module")
-def one_hour_night(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("night")
-    night = synth_night(root / "n", seed=5, hours=1.0, ahi=20.0)
-    prepare_sunrise(night.sunrise, root / "prep")
-    write_truth_labels(night, root / "psg")
-    return root
-
-
 def test_agreement_and_training_rows_use_the_psg_window(one_hour_night, tmp_path):
     root = one_hour_night
     psg_dir = tmp_path / "psg"

@@ -6,22 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
-
-import pytest
 
 from sunalgo.run import run_sunalgo
-from sunrise_cli.synth import synth_night, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
-
-
-@pytest.fixture(scope="module")
-def one_hour_night(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("night")
-    night = synth_night(root / "n", seed=5, hours=1.0, ahi=20.0)
-    prepare_sunrise(night.sunrise, root / "prep")
-    write_truth_labels(night, root / "psg")
-    return root
 
 
 def test_sunalgo_makes_no_training_rows_from_misaligned_labels(one_hour_night, tmp_path):
