@@ -3,12 +3,12 @@
 ``python -m benchmarks.dataset_bench [--nights 2000] [--epochs 960] [--markdown FILE] [--json FILE]``
 
 Synthetic nights, features only (no signals): each night is a sunalgo results folder
-(``training_rows.csv`` with every feature of ``sunalgo.features``, ``scores.json``,
+(``training_rows.csv`` with every feature of ``sunrise_algo.builtin.features``, ``scores.json``,
 ``agreement.json``) as sunalgo writes it, from ~2 nights per subject. Each phase runs in its own
 process and reports its wall time, CPU time and peak RSS (``ru_maxrss``), imports included in RSS
 but not in the times:
 
-- ``build``: ``sunalgo.dataset.write_night`` for every night into a local results bucket,
+- ``build``: ``sunrise_algo.dataset.write_night`` for every night into a local results bucket,
   create-only through the storage port: exactly the handler's extra step per night.
 - ``latest``: ``Dataset.latest`` over every part (footers only).
 - ``train_read``: what ``sunrise train`` reads: every newest part through
@@ -57,7 +57,7 @@ def make_runs(folder: Path, nights: int, epochs: int, seed: int = 0) -> list[tup
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    from sunalgo.features import FEATURE_NAMES
+    from sunrise_algo.builtin.features import FEATURE_NAMES
 
     rng = np.random.default_rng(seed)
     runs = []
@@ -92,13 +92,13 @@ def phase_floor(root: Path) -> dict:
     import numpy  # noqa: F401
     import pyarrow.parquet  # noqa: F401
 
-    import sunalgo.model  # noqa: F401
+    import sunrise_algo.builtin.model  # noqa: F401
 
     return {}
 
 
 def phase_build(root: Path, nights: int, epochs: int) -> dict:
-    from sunalgo.dataset import write_night
+    from sunrise_algo.dataset import write_night
     from sunrise_common import dataset as ds
     from sunrise_common.storage.local import LocalStorage
 
@@ -152,7 +152,7 @@ def phase_latest(root: Path) -> dict:
 def phase_train_read(root: Path) -> dict:
     import numpy as np
 
-    from sunalgo.model import design_matrix
+    from sunrise_algo.builtin.model import design_matrix
     from sunrise_cli.train import TRAIN_FEATURES, read_training_rows
     from sunrise_common import dataset as ds
 

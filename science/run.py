@@ -416,7 +416,7 @@ def run(conditions: list[Condition], n_nights: int, work: Path, workers: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sunalgo.model import DEFAULT_MODEL
+    from sunrise_algo.builtin.model import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description="Robustness suite -> SCIENCE.md")
     ap.add_argument("--nights", type=int, default=10, help="nights per condition (>= 10 for "

@@ -17,7 +17,7 @@ Steps (docs/science.md §4):
    the 12th), then the threshold in [0.30, 0.70] whose median signed TST error over the 12
    out-of-night predictions is closest to 0 (ties: closest to 0.5).
 4. Final fit on all 12 nights with ``sunrise_cli.train.train_model`` (``holdout_fraction=0``),
-   written to ``services/sunalgo/sunalgo/models/logistic-2.json`` with ``fitted_on`` and the
+   written to ``libs/algo/sunrise_algo/builtin/models/logistic-2.json`` with ``fitted_on`` and the
    development-batch numbers (out-of-night and in-sample, and baseline-2 on the same nights).
 
 Takes ~30 s on 2 cores. Deterministic (seeded generator, lbfgs).
@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sunalgo.model import design_matrix
+from sunrise_algo.builtin.model import design_matrix
 from sunalgo.run import run_sunalgo
-from sunalgo.scores import sleep_scores
+from sunrise_algo.scores import sleep_scores
 from sunrise_cli.synth import synth_batch, write_truth_labels
 from sunrise_cli.train import fit_logistic, read_training_rows, train_model, wake_probability
 from sunrise_prep.prepare import prepare_sunrise
@@ -45,7 +45,7 @@ VERSION = "logistic-2"
 BASE = "baseline-2"  # respiratory rules and the comparison row
 DEV_SEED, DEV_NIGHTS, DEV_HOURS = 7, 12, 4.0
 TEST_SEED = 2024  # recorded in fitted_on as the batch *not* used
-MODELS_DIR = Path(__file__).resolve().parents[1] / "services/sunalgo/sunalgo/models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "libs/algo/sunrise_algo/builtin/models"
 
 #: Design-matrix columns and why (quiet wake = lying still awake, the weak spot of activity).
 FEATURES = [

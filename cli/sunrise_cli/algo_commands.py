@@ -61,7 +61,7 @@ def check(
     report: Annotated[Optional[Path], typer.Option(help="Also write the report to this file.")] = None,
 ) -> None:
     """Run a plug-in on the example nights and check what the pipeline relies on."""
-    from sunalgo.run import CANONICAL_SCORES
+    from sunrise_algo.scores import CANONICAL_SCORES
     from sunrise_algo import conformance, registry
     from sunrise_algo.interface import AlgorithmError
 

@@ -82,7 +82,7 @@ def build(ctx: Context, *, progress: Callable[[Iterable], Iterable] = lambda it:
     PSG labels whose parts are missing gets them, from its own ``training_rows.csv``,
     ``scores.json`` and ``agreement.json`` (the files the handler converts), with ``run_at`` the
     run's finish time. Parts that exist are left alone (create-only), so build is idempotent."""
-    from sunalgo.dataset import lineage_for, write_night
+    from sunrise_algo.dataset import lineage_for, write_night
 
     from sunrise_common.contracts import NightDoc
 

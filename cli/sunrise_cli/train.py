@@ -1,6 +1,6 @@
 """Close the loop: fit a sleep/wake model on sunalgo training rows and export it as JSON.
 
-The exported artifact has the format ``sunalgo.model`` loads with numpy only (logistic
+The exported artifact has the format ``sunrise_algo.builtin.model`` loads with numpy only (logistic
 regression: feature names with context suffixes, standardisation mean/scale, coefficients,
 intercept, threshold); the respiratory thresholds are copied from the base model. Training never
 replaces the active model: :func:`activate_model` is a separate, explicit step.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sunalgo.agreement import cohen_kappa
-from sunalgo.model import design_matrix, load_model
+from sunrise_algo.builtin.model import design_matrix, load_model
+from sunrise_common.agreement import cohen_kappa
 from sunrise_common.dataset import SPLITS, subject_splits
 
-#: Design-matrix columns of the trained model (see ``sunalgo.model.context_column``).
+#: Design-matrix columns of the trained model (see ``sunrise_algo.builtin.model.context_column``).
 TRAIN_FEATURES = [
     "act_count@oakley",
     "act_count@mean9",
@@ -144,7 +144,7 @@ def fit_logistic(x: np.ndarray, y_wake: np.ndarray, *, c: float = 1.0) -> dict:
 
 
 def wake_probability(fit: dict, x: np.ndarray) -> np.ndarray:
-    """P(wake) of a :func:`fit_logistic` result on a design matrix (as ``sunalgo.model``)."""
+    """P(wake) of a :func:`fit_logistic` result on a design matrix (as ``sunrise_algo.builtin.model``)."""
     mean, scale = np.asarray(fit["mean"]), np.asarray(fit["scale"])
     z = (np.where(np.isfinite(x), x, mean) - mean) / scale @ np.asarray(fit["coef"])
     return 1 / (1 + np.exp(-(z + fit["intercept"])))

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from sunalgo.model import DEFAULT_MODEL
-from sunalgo.plugin import Builtin
-from sunalgo.run import CANONICAL_SCORES
+from sunrise_algo.builtin.model import DEFAULT_MODEL
+from sunrise_algo.builtin.plugin import Builtin
+from sunrise_algo.scores import CANONICAL_SCORES
 from sunrise_algo import conformance, registry
 from sunrise_algo.interface import AlgorithmOutput, PreparedNight
 from sunrise_algo.plugins.activity_rule import ActivityRule

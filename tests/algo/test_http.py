@@ -14,8 +14,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from sunalgo.model import DEFAULT_MODEL
-from sunalgo.plugin import Builtin
+from sunrise_algo.builtin.model import DEFAULT_MODEL
+from sunrise_algo.builtin.plugin import Builtin
 from sunalgo.run import run_sunalgo
 from sunrise_algo.http import ExternalAlgorithm, create_app, idempotency_key
 from sunrise_algo.interface import AlgorithmError, PreparedNight

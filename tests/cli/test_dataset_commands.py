@@ -179,7 +179,7 @@ def test_stats_gives_class_balance_sites_subjects_and_missing_features(stack):
     # ingest records the site's keyed pseudonym in the night document; every night here is "lab"
     assert s["sites"] == {site_pseudonym(pipeline.ctx.settings.key_bytes(), "lab"): len(NIGHTS)}
     assert s["nights_per_subject"] == {"1": 3, "2": 2}
-    from sunalgo.features import FEATURE_NAMES
+    from sunrise_algo.builtin.features import FEATURE_NAMES
 
     assert sorted(s["missing"]) == sorted(FEATURE_NAMES)
     for name in FEATURE_NAMES:

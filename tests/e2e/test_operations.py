@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sunalgo.model import DEFAULT_MODEL
+from sunrise_algo.builtin.model import DEFAULT_MODEL
 from sunrise_devstack import status
 from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context

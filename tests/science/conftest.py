@@ -1,6 +1,6 @@
 """Shared synthetic batch for the science tests: generated, prepared and scored once per session.
 
-``scored_batch`` is scored with the packaged default model (``sunalgo.model.DEFAULT_MODEL``),
+``scored_batch`` is scored with the packaged default model (``sunrise_algo.builtin.model.DEFAULT_MODEL``),
 ``baseline_batch`` with the rule baseline ``baseline-1`` on the same prepared nights. The batch
 (seed 2024) is the TEST batch: no model or threshold is fitted on it (the packaged models were
 fitted on the development batch, seed 7; see scripts/fit_default_model.py).

@@ -1,10 +1,10 @@
-"""Context suffixes used by the packaged logistic-1 model (numpy-only, sunalgo.model)."""
+"""Context suffixes used by the packaged logistic-1 model (numpy-only, sunrise_algo.builtin.model)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from sunalgo.model import context_column
+from sunrise_algo.builtin.model import context_column
 
 
 def test_nightlog_is_log_ratio_to_the_night_median_and_ignores_nonpositive():

@@ -17,7 +17,7 @@ import json
 import numpy as np
 import pytest
 
-from sunalgo.features import activity_floor
+from sunrise_algo.builtin.features import activity_floor
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import SynthSettings, synth_night, write_truth_labels
 from sunrise_prep.prepare import prepare_sunrise
@@ -109,8 +109,8 @@ def test_a_jaw_signal_without_wander_gives_no_obstructive_candidates():
     """Per-night margins are multiples of the night's own spread (MAD): a flat or quantised jaw
     position has none, and a zero margin would turn every second at or above the median into an
     obstructive candidate. Such a night reports none instead."""
-    from sunalgo.model import load_model
-    from sunalgo.respiration import _per_night_masks
+    from sunrise_algo.builtin.model import load_model
+    from sunrise_algo.builtin.respiration import _per_night_masks
 
     params = load_model().respiratory
     n = 3600

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sunalgo.model import DEFAULT_MODEL
+from sunrise_algo.builtin.model import DEFAULT_MODEL
 from science.conditions import CONDITIONS
 from science.run import BASELINE, OLDEST, PREVIOUS, main
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from sunalgo.model import DEFAULT_MODEL, load_model
+from sunrise_algo.builtin.model import DEFAULT_MODEL, load_model
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import synth_night, write_truth_labels
 from sunrise_prep.prepare import prepare_sunrise

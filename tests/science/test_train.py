@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sunalgo.model import DEFAULT_MODEL, load_model
+from sunrise_algo.builtin.model import DEFAULT_MODEL, load_model
 from sunalgo.run import run_sunalgo
 from sunrise_cli.train import activate_model, train_model
 

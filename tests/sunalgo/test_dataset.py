@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from sunalgo.features import FEATURES
+from sunrise_algo.builtin.features import FEATURES
 from sunrise_common import dataset as ds
 from sunrise_cli.duckdb_views import duckdb_views
 from sunrise_common.service import Context
@@ -111,7 +111,7 @@ def test_a_redelivered_event_adds_no_part_and_keeps_the_first(pipeline, tmp_path
     resp = pipeline.clients["sunalgo"].post("/", headers=headers, content=json.dumps(body))
     assert resp.json()["status"] == "duplicate"
     # And the writer itself, asked again for the same run, keeps the object it finds.
-    from sunalgo.dataset import write_night
+    from sunrise_algo.dataset import write_night
 
     part = dataset_of(pipeline).latest(ds.TRAINING_ROWS)[0]
     run_dir = tmp_path / "run"
@@ -165,7 +165,7 @@ def test_a_reuploaded_night_adds_a_part_and_the_reader_returns_only_the_newest(p
 def test_lineage_for_reads_the_typed_night_document():
     from datetime import datetime, timezone
 
-    from sunalgo.dataset import lineage_for
+    from sunrise_algo.dataset import lineage_for
     from sunrise_common.contracts import NightDoc
 
     night = "s" + "a" * 12 + "-n" + "b" * 8

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from sunalgo.features import activity_floor, compute_features
-from sunalgo.respiration import detect_events
-from sunalgo.model import load_model
+from sunrise_algo.builtin.features import activity_floor, compute_features
+from sunrise_algo.builtin.respiration import detect_events
+from sunrise_algo.builtin.model import load_model
 from sunrise_cli.synth import cut_gap, synth_night
 from sunrise_prep.prepare import prepare_sunrise
 

@@ -10,7 +10,7 @@ from importlib import resources
 import pytest
 
 from sunalgo.handler import resolve_version
-from sunalgo.model import ModelError, load_model
+from sunrise_algo.builtin.model import ModelError, load_model
 from sunrise_common.errors import PermanentError
 from sunrise_common.events import pubsub_event
 from tests.conftest import app_client
@@ -23,7 +23,7 @@ def evil_model(tmp_path):
     """A valid artifact outside the model store, named as a path would name it."""
     folder = tmp_path / "x"
     folder.mkdir()
-    spec = json.loads(resources.files("sunalgo").joinpath("models", "logistic-1.json").read_text())
+    spec = json.loads(resources.files("sunrise_algo.builtin").joinpath("models", "logistic-1.json").read_text())
     spec["version"] = str(folder / "evil")
     (folder / "evil.json").write_text(json.dumps(spec))
     return folder / "evil"
@@ -48,7 +48,7 @@ def test_a_path_to_a_real_artifact_is_not_loaded(tmp_path, evil_model):
 def test_only_models_the_store_lists_are_loaded(tmp_path):
     store = tmp_path / "models"
     store.mkdir()
-    spec = json.loads(resources.files("sunalgo").joinpath("models", "logistic-1.json").read_text())
+    spec = json.loads(resources.files("sunrise_algo.builtin").joinpath("models", "logistic-1.json").read_text())
     spec["version"] = "mine-1"
     (store / "mine-1.json").write_text(json.dumps(spec))
     assert resolve_version("mine-1", store) == "mine-1"

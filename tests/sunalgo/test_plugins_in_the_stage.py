@@ -7,8 +7,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from sunalgo.model import DEFAULT_MODEL
-from sunalgo.plugin import Builtin
+from sunrise_algo.builtin.model import DEFAULT_MODEL
+from sunrise_algo.builtin.plugin import Builtin
 from sunrise_algo.http import create_app
 from sunrise_common import dataset as ds
 from sunrise_common.service import Context

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sunalgo.model import DEFAULT_MODEL
+from sunrise_algo.builtin.model import DEFAULT_MODEL
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import synth_night, write_truth_labels
 from sunrise_prep.prepare import prepare_sunrise

@@ -213,7 +213,7 @@ def test_a_flat_gyroscope_is_a_permanent_error_not_a_retry(tmp_path):
     night's floor: that is bad input, recorded and acknowledged, never a retry storm."""
     import numpy as np
 
-    from sunalgo.features import FlatSensorError
+    from sunrise_algo.builtin.features import FlatSensorError
     from sunrise_common.errors import PermanentError
 
     night = synth_night(tmp_path / "n", seed=5, hours=1.0, ahi=20.0)

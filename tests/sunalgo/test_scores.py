@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from psg_prep.prepare import prepare_psg
 from sunalgo.run import psg_scores_from, read_psg
-from sunalgo.scores import severity, sleep_scores
+from sunrise_algo.scores import severity, sleep_scores
 
 from tests.conftest import CORPUS
 
@@ -155,7 +155,7 @@ def test_severity_boundaries(ahi, cls):
 
 # --- YASA (installed as a test dependency) on the corpus's Sleep-EDF hypnogram ---------------
 #
-# Conventions where the names differ (module docstring of sunalgo.scores): our ``W`` is YASA's
+# Conventions where the names differ (module docstring of sunrise_algo.scores): our ``W`` is YASA's
 # ``WAKE`` (we report both); the canonical labels fold YASA's ``ART`` (artefact, movement time)
 # into ``UNS``; our ``S`` (sleep/wake-only) is YASA's 2-stage ``SLEEP``; None is YASA's NaN.
 

@@ -26,7 +26,7 @@ SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "terraform" / "schemas"
 
 def code_schemas() -> dict[str, object]:
     """Table name -> the pyarrow schema the dataset code writes that table's parts with."""
-    from sunalgo.dataset import feature_fields
+    from sunrise_algo.dataset import feature_fields
 
     return {
         ds.TRAINING_ROWS: ds.training_rows_schema(feature_fields()),

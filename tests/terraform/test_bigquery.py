@@ -96,7 +96,7 @@ def bigquery_view_sql(table: str) -> str:
 
 
 def _write(storage: LocalStorage, bucket: str, table: str, night: str, algo: str, key: str, run_at: datetime) -> None:
-    from sunalgo.dataset import feature_fields
+    from sunrise_algo.dataset import feature_fields
 
     lineage = ds.Lineage(night_id=night, algo_version=algo, input_key=key, subject_pseudonym=night.split("-n")[0],
                          run_at=run_at, pipeline_version="test")

@@ -9,7 +9,7 @@ the reference is used by the pipeline for agreement and training rows only, afte
 It returns an :class:`AlgorithmOutput`: per-epoch features (named, with units), per-epoch
 predictions (sleep/wake, optionally a stage, optionally P(wake)), scored events (type, onset,
 duration, numeric attributes) and extra scores. The canonical clinical scores (TST, SE, WASO,
-AHI, ODI, ... with the names and units of ``sunalgo.scores``) are computed by the pipeline from
+AHI, ODI, ... with the names and units of ``sunrise_algo.scores``) are computed by the pipeline from
 the predictions and events, with the same function it applies to the PSG's labels, so both sides
 of an agreement are computed alike; a plug-in's own extra scores are namespaced
 ``"{plugin name}.{key}"``.
@@ -36,7 +36,7 @@ EPOCH_S = 30.0
 
 #: Stage codes of a prediction (``S`` = sleep without a stage, ``UNS`` = not scored: no valid signal).
 STAGES = ("W", "N1", "N2", "N3", "REM", "S", "UNS")
-#: Event types a plug-in may score (those ``sunalgo.scores`` counts; ``desaturation`` feeds the ODI).
+#: Event types a plug-in may score (those ``sunrise_algo.scores`` counts; ``desaturation`` feeds the ODI).
 EVENT_TYPES = ("obstructive_event", "central_event", "obstructive_apnea", "central_apnea", "mixed_apnea",
                "hypopnea", "rera", "arousal", "desaturation")
 #: Score keys any plug-in may set without a namespace: how its respiratory index was confirmed and

@@ -174,7 +174,7 @@ class NightMessage(BaseModel):
     generation: int | None = Field(default=None, ge=0, description="storage generation of ``object`` "
                                    "(a decimal string on the wire)")
     model_version: Any = Field(default=None, description="sunalgo: score with this model; checked there "
-                               "(sunalgo.model.check_version), which rejects anything else as unknown_model")
+                               "(sunrise_algo.builtin.model.check_version), which rejects anything else as unknown_model")
 
     @field_validator("generation", mode="before")
     @classmethod

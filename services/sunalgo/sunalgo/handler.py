@@ -20,11 +20,12 @@ from sunrise_common.nights import open_night
 from sunrise_common.settings import Settings
 from sunrise_common.service import Context, download_folder, run_stage, scalars, scratch_dir, upload_folder
 
-from sunalgo.dataset import lineage_for, write_night
-from sunalgo.model import ModelError
 from sunrise_algo import registry
+from sunrise_algo.builtin.model import ModelError
+from sunrise_algo.dataset import lineage_for, write_night
 from sunrise_algo.http import ExternalAlgorithm, google_id_token
 from sunrise_algo.interface import Algorithm, AlgorithmError
+
 from sunalgo.run import run_sunalgo
 
 STAGE = "sunalgo"

@@ -15,17 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
+from sunrise_algo.builtin.plugin import Builtin
+from sunrise_algo.interface import (EVENT_TYPES, Algorithm, AlgorithmError, AlgorithmOutput, PreparedNight,
+                                    check_lengths, check_scores)
+from sunrise_algo.scores import CANONICAL_SCORES, sleep_scores
+from sunrise_common.errors import PermanentError, TransientError
 from sunrise_common.identity import wrap_offset_s
 from sunrise_common.jsonsafe import json_safe
 
-from sunrise_algo.interface import (EVENT_TYPES, Algorithm, AlgorithmError, AlgorithmOutput, PreparedNight,
-                                    check_lengths, check_scores)
-from sunrise_common.errors import PermanentError, TransientError
-
 from sunalgo.agreement import (agreement, align_psg_stages, event_agreement, training_rows,
                                window_epochs)
-from sunalgo.plugin import Builtin
-from sunalgo.scores import sleep_scores
 
 EPOCH_S = 30.0
 #: How the PSG side's desaturations were counted (scores.json / agreement.json ``ODI_criterion``).
@@ -199,10 +198,6 @@ def run_algorithm(algorithm: Algorithm, night: PreparedNight, model_version: str
     return output
 
 
-# The score names the pipeline computes itself (sunalgo.scores over an empty night lists them).
-CANONICAL_SCORES = frozenset(sleep_scores([], EPOCH_S, events=[], desaturations=[]))
-
-
 def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
                 model_version: str | None = None, model_dir: Path | None = None,
                 algorithm: Algorithm | None = None, night_id: str = "night",
@@ -211,7 +206,7 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     ``psg_prep`` folder) into ``out_dir``.
 
     The plug-in gives features, predictions, events and extra scores; the canonical scores are
-    computed here from its predictions and events with :func:`sunalgo.scores.sleep_scores`, the
+    computed here from its predictions and events with :func:`sunrise_algo.scores.sleep_scores`, the
     function applied to the PSG's labels. Returns a summary: algo_version, n_epochs, TST (min),
     AHI (events/h; ``RDI`` is None unless the plug-in scores RERAs), and the sleep/wake accuracy
     when PSG labels exist.

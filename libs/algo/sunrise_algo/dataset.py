@@ -17,7 +17,7 @@ from sunrise_common import dataset as ds
 from sunrise_common.contracts import NightDoc
 from sunrise_common.storage import Storage
 
-from sunalgo.features import FEATURES
+from sunrise_algo.builtin.features import FEATURES
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -1,7 +1,7 @@
 """Versioned sunalgo models: JSON artifacts (coefficients and thresholds, never pickles).
 
 An artifact has a ``version``, a ``sleep_wake`` section and a ``respiratory`` section (the
-thresholds of ``sunalgo.respiration``). Two sleep/wake kinds exist:
+thresholds of ``sunrise_algo.builtin.respiration``). Two sleep/wake kinds exist:
 
 * ``oakley``: the Oakley/Actiware weighted-sum rule (science.md §2.1; for 30-s epochs weights
   1/25 at +-3..4 epochs, 1/5 at +-1..2, 2 at the centre) applied to a per-epoch activity feature,
@@ -28,7 +28,7 @@ import numpy as np
 
 ALGO_VERSION = "sunalgo-1.0"
 DEFAULT_MODEL = "logistic-3"
-#: Versions shipped inside the package (``sunalgo/models/{version}.json``).
+#: Versions shipped inside the package (``sunrise_algo/builtin/models/{version}.json``).
 MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2", "baseline-3", "logistic-3")
 OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
 
@@ -182,7 +182,7 @@ def load_model(version: str | None = None, *, model_dir: Path | None = None) -> 
     if version in stored_versions(model_dir):
         text = (Path(model_dir) / f"{version}.json").read_text()
     elif version in MODEL_VERSIONS:
-        text = resources.files("sunalgo").joinpath("models", f"{version}.json").read_text()
+        text = resources.files("sunrise_algo.builtin").joinpath("models", f"{version}.json").read_text()
     if text is None:
         raise ModelError(f"unknown model version {version!r}; packaged: {MODEL_VERSIONS}, "
                          f"in the model store: {sorted(stored_versions(model_dir))[:20]}")

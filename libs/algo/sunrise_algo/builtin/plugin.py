@@ -1,8 +1,9 @@
 """The built-in algorithm as the reference plug-in of ``sunrise_algo`` (entry point ``sunalgo``).
 
-Features (``sunalgo.features``), the versioned sleep/wake model (``sunalgo.model``), the
-respiratory event detector and the oximetry desaturations (``sunalgo.respiration``), returned
-through the same interface as any other plug-in: the stage has no special path for it.
+Features (``features``), the versioned sleep/wake model (``model``), the respiratory event detector
+and the oximetry desaturations (``respiration``), returned through the same interface as any other
+plug-in: the stage has no special path for it. The entry point is declared by this library
+(libs/algo/pyproject.toml), so the CLI's ``sunrise algo`` finds the plug-in without the service.
 """
 
 from __future__ import annotations
@@ -10,16 +11,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sunrise_algo.interface import Algorithm, AlgorithmError, AlgorithmOutput, FeatureColumn, PreparedNight
 
-from sunalgo.features import FEATURES, compute_features, invalid_epochs
-from sunalgo.model import ALGO_VERSION, DEFAULT_MODEL, MODEL_VERSIONS, ModelError, load_model
-from sunalgo.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
+from sunrise_algo.interface import Algorithm, AlgorithmError, AlgorithmOutput, FeatureColumn, PreparedNight
+from sunrise_algo.builtin.features import FEATURES, compute_features, invalid_epochs
+from sunrise_algo.builtin.model import ALGO_VERSION, DEFAULT_MODEL, MODEL_VERSIONS, ModelError, load_model
+from sunrise_algo.builtin.respiration import RDI_RULES, desaturations, detect_events, rdi_rule
 
 NAME, VERSION = ALGO_VERSION.split("-", 1)  # "sunalgo-1.0": results stay where they were
 #: How this algorithm counts desaturations (scores.json / agreement.json ``ODI_criterion``).
 ODI_CRITERION = ("fall >= 3 % below the maximum of the preceding 120 s, >= 3 s "
-                 "(sunalgo.respiration.desaturations)")
+                 "(sunrise_algo.builtin.respiration.desaturations)")
 
 
 def _values(x: np.ndarray) -> list[float | None]:

@@ -32,7 +32,7 @@ Per-night normalisation (artifacts whose ``respiratory`` section has ``normalise
 above so their outputs do not change under the same version):
 
 * movement: 1-s gyroscope activity > ``movement_floor_mult`` x the night's activity floor
-  (``sunalgo.features.activity_floor``) instead of a fixed ``movement_dps``;
+  (``sunrise_algo.builtin.features.activity_floor``) instead of a fixed ``movement_dps``;
 * central: effort / the lower-percentile baseline (as for obstructive events), so the normal
   breathing between clustered obstructive events (raised effort) does not read as a drop;
 * obstructive: log(effort / baseline) and position - baseline, each compared with its own
@@ -68,7 +68,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.stats import median_abs_deviation
 
-from sunalgo.features import activity_floor
+from sunrise_algo.builtin.features import activity_floor
 
 #: How the respiratory index was confirmed, written to scores.json as ``RDI_rule``.
 RDI_RULES = {

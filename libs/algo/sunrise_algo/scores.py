@@ -124,7 +124,7 @@ def sleep_scores(
         the ODI.
     desaturations : iterable, optional
         Extra desaturations as ``(onset_s, duration_s[, drop_pct])`` tuples (the form
-        ``sunalgo.respiration.desaturations`` returns) or dicts with ``onset_s``. Giving it
+        ``sunrise_algo.builtin.respiration.desaturations`` returns) or dicts with ``onset_s``. Giving it
         (even empty) says oximetry exists.
     reras_scored : bool
         Whether RERAs were looked for. When not (sunalgo's predictions: there is no RERA
@@ -227,3 +227,8 @@ def sleep_scores(
         desat += [e for e in extra if in_sleep(e)]
     out["ODI"] = per_hour(len(desat)) if has_ox else None
     return out
+
+
+#: The score names the pipeline computes itself (``sleep_scores`` over an empty night lists them):
+#: a plug-in may not return one of these under its own name (``conformance.check_scores``).
+CANONICAL_SCORES = frozenset(sleep_scores([], 30.0, events=[], desaturations=[]))
