@@ -38,7 +38,7 @@ def task_psg_baseline(src: str):
 
 def task_sunrise_algo(sunrise_edf: str, out: str):
     from sunalgo.run import run_sunalgo
-    from sunrise_prep.prepare import prepare_sunrise
+    from sunrise_night.prepare import prepare_sunrise
 
     prep, res = Path(out) / "prep", Path(out) / "res"
     prep.mkdir(parents=True, exist_ok=True)

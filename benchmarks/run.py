@@ -792,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
         sun = result.get("sunrise") if "sunrise" in sections else None
         if sun and not args.quick and sun["total_s"]["median"] > 0.5:
             from sunalgo.run import run_sunalgo
-            from sunrise_prep.prepare import prepare_sunrise
+            from sunrise_night.prepare import prepare_sunrise
 
             def both(edf: Path) -> None:
                 (tmp / "p1").mkdir(exist_ok=True)

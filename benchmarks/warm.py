@@ -111,14 +111,14 @@ def _ingest() -> Callable[[Path, Path], object]:
 
 
 def _sunrise_prep() -> Callable[[Path, Path], object]:
-    from sunrise_prep.prepare import prepare_sunrise
+    from sunrise_night.prepare import prepare_sunrise
 
     return prepare_sunrise
 
 
 def _sunalgo() -> Callable[[Path, Path], object]:
     from sunalgo.run import run_sunalgo
-    from sunrise_prep.prepare import prepare_sunrise
+    from sunrise_night.prepare import prepare_sunrise
 
     prepped: dict[Path, Path] = {}
 

@@ -84,7 +84,7 @@ def night_metrics(cond: Condition, j: int, n_nights: int, work: Path,
     """Generate, prepare and score night ``j`` of ``cond``; one metrics dict per model."""
     from sunalgo.run import run_sunalgo
     from sunrise_cli.synth import cut_gap, synth_night, write_truth_labels
-    from sunrise_prep.prepare import prepare_sunrise
+    from sunrise_night.prepare import prepare_sunrise
 
     if cond.ahi is not None:
         ahi = cond.ahi

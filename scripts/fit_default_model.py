@@ -39,7 +39,7 @@ from sunalgo.run import run_sunalgo
 from sunrise_algo.scores import sleep_scores
 from sunrise_cli.synth import synth_batch, write_truth_labels
 from sunrise_cli.train import fit_logistic, read_training_rows, train_model, wake_probability
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 VERSION = "logistic-2"
 BASE = "baseline-2"  # respiratory rules and the comparison row

@@ -21,7 +21,7 @@ EXAMPLE_NIGHTS = ({"seed": 101, "hours": 1.0}, {"seed": 202, "hours": 1.0, "ahi"
 def example_nights(root: Path, count: int = len(EXAMPLE_NIGHTS)) -> list[tuple[str, Path, Path]]:
     """Prepare the example nights under ``root``: ``(night_id, sunrise_prep folder, truth PSG folder)``."""
     from sunrise_cli.synth import synth_night, write_truth_labels
-    from sunrise_prep.prepare import prepare_sunrise
+    from sunrise_night.prepare import prepare_sunrise
 
     out = []
     for i, params in enumerate(EXAMPLE_NIGHTS[:count]):
@@ -61,9 +61,9 @@ def check(
     report: Annotated[Optional[Path], typer.Option(help="Also write the report to this file.")] = None,
 ) -> None:
     """Run a plug-in on the example nights and check what the pipeline relies on."""
-    from sunrise_algo.scores import CANONICAL_SCORES
     from sunrise_algo import conformance, registry
     from sunrise_algo.interface import AlgorithmError
+    from sunrise_algo.scores import CANONICAL_SCORES
 
     with tempfile.TemporaryDirectory(prefix="sunrise-algo-check-") as tmp:
         tmp = Path(tmp)

@@ -83,7 +83,6 @@ def build(ctx: Context, *, progress: Callable[[Iterable], Iterable] = lambda it:
     ``scores.json`` and ``agreement.json`` (the files the handler converts), with ``run_at`` the
     run's finish time. Parts that exist are left alone (create-only), so build is idempotent."""
     from sunrise_algo.dataset import lineage_for, write_night
-
     from sunrise_common.contracts import NightDoc
 
     bucket = ctx.settings.bucket("results")

@@ -19,7 +19,7 @@ import pytest
 
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import synth_batch, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 N_NIGHTS = 20
 HOURS = 3.5

@@ -20,7 +20,7 @@ import pytest
 from sunrise_algo.builtin.features import activity_floor
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import SynthSettings, synth_night, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 
 SEEDS = (310, 311, 312)

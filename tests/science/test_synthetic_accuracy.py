@@ -15,7 +15,7 @@ import pytest
 from sunrise_algo.builtin.model import DEFAULT_MODEL, load_model
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import synth_night, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 
 def _errors(batch: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sunrise_cli.synth import synth_night, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from sunrise_algo.builtin.features import activity_floor, compute_features
 from sunrise_algo.builtin.respiration import detect_events
 from sunrise_algo.builtin.model import load_model
 from sunrise_cli.synth import cut_gap, synth_night
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 
 def _prepared(path):

@@ -9,7 +9,7 @@ import pytest
 from sunrise_algo.builtin.model import DEFAULT_MODEL
 from sunalgo.run import run_sunalgo
 from sunrise_cli.synth import synth_night, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 SEEDS = (2024500, 2024501, 2024502)  # not the fit (7000-) nor the choice (9100-) batch
 

@@ -15,7 +15,7 @@ import pytest
 from psg_prep.prepare import prepare_psg
 from sunalgo.run import psg_scores_from, psg_window, read_psg, run_sunalgo
 from sunrise_cli.synth import synth_night, write_truth_labels
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 from tests.conftest import CORPUS
 

@@ -10,11 +10,11 @@ import pytest
 
 from sunrise_common.errors import PermanentError
 from sunrise_cli.synth import synth_night
-from sunrise_prep.breathing import breathing_rate
-from sunrise_prep.channels import map_channels
-from sunrise_prep.imu import derive
+from sunrise_night.breathing import breathing_rate
+from sunrise_night.channels import map_channels
+from sunrise_night.imu import derive
 from sunrise_common.identity import time_of_day_offset_s as start_offset_s
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 
 def _sig(label, unit, fs=25.0):
@@ -86,7 +86,7 @@ def test_an_edf_plus_d_gap_keeps_true_time_is_marked_invalid_and_is_named_in_met
     (the same derived signals as the uncut recording), the gap seconds carry the gap bit and
     meta.json names the gap."""
     from sunrise_cli.synth import cut_gap
-    from sunrise_prep.quality import GAP
+    from sunrise_night.quality import GAP
 
     night = synth_night(tmp_path / "n", seed=5, hours=1.5, ahi=10)
     whole = prepare_sunrise(night.sunrise, tmp_path / "whole", chunk_seconds=300)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sunrise_cli.synth import SynthSettings, synth_night
-from sunrise_prep.prepare import prepare_sunrise
-from sunrise_prep.quality import NONWEAR
+from sunrise_night.prepare import prepare_sunrise
+from sunrise_night.quality import NONWEAR
 
 
 def _nonwear(tmp_path, seed, settings, **kw):

@@ -993,6 +993,9 @@ def test_dockerfiles_follow_the_rules(service: str) -> None:
         # its pyproject so that the workspace resolves (uv sync --package installs what one needs)
         "libs/algo",
         "libs/algo/pyproject.toml",
+        # the Sunrise night preparation (sunrise_prep installs it), on the same terms
+        "libs/night",
+        "libs/night/pyproject.toml",
         f"services/{service}",
         f"services/{service}/pyproject.toml",
     }

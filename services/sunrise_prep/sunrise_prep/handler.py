@@ -11,8 +11,7 @@ from sunrise_common.errors import PermanentError
 from sunrise_common.events import Event
 from sunrise_common.nights import open_night, parse_night
 from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
-
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 STAGE = "sunrise_prep"
 

@@ -119,7 +119,7 @@ def valid_seconds(quality: np.ndarray | None, n_sec: int) -> np.ndarray:
     return np.pad(q == 0, (0, n_sec - q.size), constant_values=True)
 
 
-#: Quality bits that make a second unusable (``sunrise_prep.quality.INVALID``: 2 flat, 4 off,
+#: Quality bits that make a second unusable (``sunrise_night.quality.INVALID``: 2 flat, 4 off,
 #: 8 gap, 16 non-wear; 1 clipped is not: big movements saturate a worn sensor).
 INVALID_BITS = 2 | 4 | 8 | 16
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
-from sunrise_prep.imu import BREATH_BAND_HZ, FS_OUT
+from sunrise_night.imu import BREATH_BAND_HZ, FS_OUT
 
 WINDOW_S = 60.0
 EPOCH_S = 30.0

@@ -42,10 +42,10 @@ import numpy as np
 from sunrise_common.edf import EdfError, iter_chunks, read_header, read_record_onsets
 from sunrise_common.errors import PermanentError
 from sunrise_common.identity import time_of_day_offset_s
-from sunrise_prep.breathing import breathing_rate
-from sunrise_prep.channels import IMU_ROLES, map_channels
-from sunrise_prep.imu import FS_OUT, derive
-from sunrise_prep.quality import (GAP, INVALID, NONWEAR, QUALITY_UNIT, nonwear_seconds,
+from sunrise_night.breathing import breathing_rate
+from sunrise_night.channels import IMU_ROLES, map_channels
+from sunrise_night.imu import FS_OUT, derive
+from sunrise_night.quality import (GAP, INVALID, NONWEAR, QUALITY_UNIT, nonwear_seconds,
                                    quality_mask)
 
 logger = logging.getLogger(__name__)
