@@ -15,7 +15,7 @@ console = Console()
 # The example nights the kit runs on: the generator's default night and two shifted ones
 # (more obstructive events with oximetry; central events without), 1 h each to keep it quick.
 EXAMPLE_NIGHTS = ({"seed": 101, "hours": 1.0}, {"seed": 202, "hours": 1.0, "ahi": 30.0},
-                  {"seed": 303, "hours": 1.0, "ahi": 10.0, "obstructive_fraction": 0.2, "spo2": False})
+                  {"seed": 303, "hours": 1.0, "ahi": 10.0, "obstructive_fraction": 0.2, "with_spo2": False})
 
 
 def example_nights(root: Path, count: int = len(EXAMPLE_NIGHTS)) -> list[tuple[str, Path, Path]]:
