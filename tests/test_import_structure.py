@@ -1,14 +1,18 @@
 """The import structure, read from the imports themselves (AST of every .py under services/,
-libs/ and cli/; issue 17, "Must show" 1):
+libs/ and cli/; issue 17, "Must show" 1; issue 25, item 3):
 
-- a service imports only the libraries (``sunrise_common``, ``sunrise_algo``), its own package and
-  third-party distributions;
-- ``sunrise_algo`` (the algorithm interface) imports ``sunrise_common`` only;
+- a service imports only the libraries (``sunrise_common``, ``sunrise_algo``, ``sunrise_night``), its
+  own package and third-party distributions;
+- ``sunrise_algo`` (the algorithm interface and the built-in algorithm) and ``sunrise_night`` (the
+  Sunrise night preparation) import ``sunrise_common`` only;
 - ``sunrise_common`` imports no service, no ``sunrise_cli`` and no ``sunrise_devstack`` (the dev
   stack never ships in a service image: tests/images/test_dockerfiles.py checks the images);
 - ``sunrise_devstack`` imports ``sunrise_common`` only (no service, no CLI);
-- nothing imports a service except the CLI, the benchmarks, the tests, science, reliability and
-  scripts (those are outside services/, libs/ and cli/, so every import scanned here counts);
+- nothing imports a service but the tests and the measurement harnesses (benchmarks, science,
+  reliability, scripts), which exist to run the services' code: not the libraries, not the CLI
+  (those harnesses are outside services/, libs/ and cli/, so every import scanned here counts);
+- no library declares a service as a dependency (its pyproject.toml). The CLI does, and the root
+  project: ``sunrise run`` starts the services with the CLI's interpreter (tests/test_services_list.py);
 - no import cycle among first-party modules.
 
 How an import is counted: for the direction rules above, every import anywhere in a file counts,
@@ -22,6 +26,7 @@ involved has loaded, which is how a lazy import legitimately breaks a load-time 
 from __future__ import annotations
 
 import ast
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +54,9 @@ def _packages() -> dict[str, Path]:
 
 
 PACKAGES = _packages()
-COMMON, DEVSTACK, CLI, ALGO = "sunrise_common", "sunrise_devstack", "sunrise_cli", "sunrise_algo"
+COMMON, DEVSTACK, CLI, ALGO, NIGHT = "sunrise_common", "sunrise_devstack", "sunrise_cli", "sunrise_algo", "sunrise_night"
 SERVICES = {name for name, path in PACKAGES.items() if path.parent.parent.name == "services"}
+LIBRARIES = {name for name, path in PACKAGES.items() if path.parent.parent.name == "libs"}
 # Top-level first-party names outside the workspace packages (they may import services).
 HARNESSES = {"tests", "benchmarks", "science", "reliability", "scripts", "tools"}
 
@@ -137,14 +143,18 @@ def _first_party(dotted: str) -> bool:
 
 
 def test_the_scan_sees_every_package_and_resolves_imports(imports: list[Import]) -> None:
-    assert {COMMON, DEVSTACK, CLI} <= set(PACKAGES)
+    assert {COMMON, DEVSTACK, CLI, ALGO, NIGHT} <= set(PACKAGES)
     assert SERVICES == {"ingest", "sunrise_prep", "psg_prep", "sunalgo"}
+    assert LIBRARIES == {COMMON, ALGO, NIGHT, DEVSTACK}
     importers = {_top(i.importer) for i in imports}
-    assert importers >= {COMMON, DEVSTACK, CLI, *SERVICES}
+    assert importers >= {COMMON, DEVSTACK, CLI, ALGO, NIGHT, *SERVICES}
     # Imports are resolved to modules: the local publisher imports the queue's publishing side.
     assert any(i.importer == f"{COMMON}.publisher.local" and i.target == f"{COMMON}.publisher.queue" for i in imports)
-    # Function-level imports are seen (the publisher factory imports its adapters lazily).
+    # Function-level imports are seen (the publisher factory imports its adapters lazily; the
+    # CLI's `algo check` imports the night preparation inside its function).
     assert any(i.importer == f"{COMMON}.publisher" and not i.at_load for i in imports)
+    assert any(i.importer == f"{CLI}.algo_commands" and i.target == f"{NIGHT}.prepare" and not i.at_load
+               for i in imports)
 
 
 def test_services_import_only_the_shared_library_and_themselves(imports: list[Import]) -> None:
@@ -152,16 +162,17 @@ def test_services_import_only_the_shared_library_and_themselves(imports: list[Im
         f"{i.where}: {i.importer} imports {i.target}"
         for i in imports
         if _top(i.importer) in SERVICES and _first_party(i.target)
-        and _top(i.target) not in {COMMON, ALGO, _top(i.importer)}
+        and _top(i.target) not in {COMMON, ALGO, NIGHT, _top(i.importer)}
     ]
     assert bad == []
 
 
-def test_the_algorithm_interface_imports_only_the_shared_library(imports: list[Import]) -> None:
+@pytest.mark.parametrize("library", [ALGO, NIGHT])
+def test_the_algorithm_and_night_libraries_import_only_the_shared_library(imports: list[Import], library: str) -> None:
     bad = [
         f"{i.where}: {i.importer} imports {i.target}"
         for i in imports
-        if _top(i.importer) == ALGO and _first_party(i.target) and _top(i.target) not in {COMMON, ALGO}
+        if _top(i.importer) == library and _first_party(i.target) and _top(i.target) not in {COMMON, library}
     ]
     assert bad == []
 
@@ -184,12 +195,17 @@ def test_the_dev_stack_imports_only_the_shared_library(imports: list[Import]) ->
     assert bad == []
 
 
-def test_only_the_cli_imports_a_service_or_the_dev_stack(imports: list[Import]) -> None:
+def test_no_library_and_not_the_cli_imports_a_service(imports: list[Import]) -> None:
     bad = [
         f"{i.where}: {i.importer} imports {i.target}"
         for i in imports
-        if _top(i.target) in SERVICES | {CLI} and _top(i.importer) not in {CLI, _top(i.target)}
+        if _top(i.target) in SERVICES and _top(i.importer) != _top(i.target)
     ]
+    assert bad == []
+
+
+def test_nothing_imports_the_cli_and_only_the_cli_imports_the_dev_stack(imports: list[Import]) -> None:
+    bad = [f"{i.where}: {i.importer} imports {i.target}" for i in imports if _top(i.target) == CLI and _top(i.importer) != CLI]
     assert bad == []
     # The CLI is the one workspace package above the dev stack (the direction CLI -> devstack).
     users = {_top(i.importer) for i in imports if _top(i.target) == DEVSTACK} - {DEVSTACK}
@@ -271,3 +287,23 @@ def test_no_cycle_through_lazy_imports_either_but_a_ports_factory(imports: list[
         if _top(i.target) in PACKAGES and i.target != i.importer and not factory:
             edges.setdefault(i.importer, set()).add(i.target)
     assert _cycles(edges) == []
+
+
+def _dependencies(pyproject: Path) -> set[str]:
+    """Distribution names a pyproject.toml depends on (its extras and version bounds dropped)."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    names = set()
+    for requirement in project.get("dependencies", []):
+        name = requirement
+        for stop in "[<>=!~; ":
+            name = name.split(stop)[0]
+        names.add(name.strip())
+    return names
+
+
+def test_no_library_declares_a_service_as_a_dependency() -> None:
+    service_dists = {tomllib.loads((path.parent / "pyproject.toml").read_text())["project"]["name"]
+                     for name, path in PACKAGES.items() if name in SERVICES}
+    assert service_dists == {"sunrise-ingest", "sunrise-sunrise-prep", "sunrise-psg-prep", "sunrise-sunalgo"}
+    declared = {name: _dependencies(PACKAGES[name].parent / "pyproject.toml") & service_dists for name in LIBRARIES}
+    assert declared == {name: set() for name in LIBRARIES}
