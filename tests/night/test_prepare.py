@@ -1,4 +1,5 @@
-"""sunrise_prep on synthetic recordings: channel mapping, breathing rate, outputs."""
+"""The Sunrise night preparation (sunrise_night, run by sunrise_prep) on synthetic recordings:
+channel mapping, breathing rate, outputs."""
 
 from __future__ import annotations
 
