@@ -1,6 +1,7 @@
-"""The detector cannot read the generator's answer: sunalgo and sunrise_prep never import the
-synthetic-night generator (or anything of the CLI), and the generator's settings shift the
-signals they claim to shift."""
+"""The detector cannot read the generator's answer: sunalgo and sunrise_prep, and the libraries
+holding their science (sunrise_algo: features, models, respiratory events, scores; sunrise_night:
+the preparation), never import the synthetic-night generator (or anything of the CLI), and the
+generator's settings shift the signals they claim to shift."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from sunrise_cli.synth import SynthSettings, synth_night
 
 ROOT = Path(__file__).resolve().parents[2]
-DETECTOR_PACKAGES = (ROOT / "services/sunalgo/sunalgo", ROOT / "services/sunrise_prep/sunrise_prep")
+DETECTOR_PACKAGES = (ROOT / "services/sunalgo/sunalgo", ROOT / "services/sunrise_prep/sunrise_prep",
+                     ROOT / "libs/algo/sunrise_algo", ROOT / "libs/night/sunrise_night")
 
 
 def _imported_modules(path: Path) -> set[str]:
