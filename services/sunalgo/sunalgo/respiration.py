@@ -120,10 +120,7 @@ def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray, p
     and central (effort drop) candidate masks per second, and the seconds whose rise and drop
     reach ``arousal_core_z_mult`` x the core margins (the evidence an arousal-only obstructive
     event must show, version 3); see the module docstring."""
-    drop = obs_ratio <= params["central_ratio"]
-    if central_ratio is not None:  # version 3: apneas against the largest breaths too
-        drop |= central_ratio <= params["largest_breaths_apnea_ratio"]
-    central = _bridge(drop, gap)
+    central = _central_candidates(obs_ratio, central_ratio, params, gap)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_r = np.log(np.where(obs_ratio > 0, obs_ratio, np.nan))
     ref = ok & np.isfinite(log_r)
@@ -164,6 +161,61 @@ def _largest_breaths_ratio(effort: np.ndarray, low_base: np.ndarray, exclude: np
     big = trailing_percentile(clean, base_w, float(params["central_baseline_pct"]))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(big > 0, effort / big, 1.0)
+
+
+def _central_candidates(ratio: np.ndarray, central_ratio: np.ndarray | None, params: dict,
+                        gap: int) -> np.ndarray:
+    """Central (effort drop) candidate seconds: effort / baseline <= ``central_ratio``, or
+    (version 3) <= ``largest_breaths_apnea_ratio`` against the largest breaths, extended to
+    ``central_extent_ratio`` when the artifact sets it (:func:`_central_extent`)."""
+    drop = ratio <= params["central_ratio"]
+    if central_ratio is not None:  # version 3: apneas against the largest breaths too
+        drop |= central_ratio <= params["largest_breaths_apnea_ratio"]
+    central = _bridge(drop, gap)
+    if params.get("central_extent_ratio") is not None:
+        central = _central_extent(central, ratio, float(params["central_extent_ratio"]), gap)
+    return central
+
+
+def _central_extent(core: np.ndarray, ratio: np.ndarray, extent_ratio: float,
+                    gap: int) -> np.ndarray:
+    """A central drop's extent: the seconds around its core whose effort stays below
+    ``extent_ratio`` x the baseline (hysteresis, version 3, issue 24 defect 6).
+
+    AASM Manual v2.6 (respiratory rule 3) times an apnea from the first breath clearly
+    reduced to the first breath that approaches baseline, not by how long the signal stays
+    below the detection threshold. On the chin, central apneas show an abrupt *fall* of
+    mandibular-movement amplitude (no central drive, no effort: Martinot et al. 2017, Front
+    Neurol 8:353; Pepin et al. 2022, Nat Sci Sleep 14:635: median MM amplitude 0.60 in central
+    apneas against larger amplitudes in normal breathing and obstructive events). The smoothed
+    effort crosses the 30 % drop threshold a few seconds after that fall starts and leaves it a
+    few seconds before breathing resumes, so a 10-12 s central apnea showed only 6-9 s below
+    the threshold and was dropped by the 10-s rule (choice batch 9100-9103: 31 of 33 missed
+    central apneas of the all-central nights). Measuring the duration on the extent
+    (``extent_ratio``, e.g. 0.85: half the detection margin, as ``extent_fraction`` does for
+    obstructive events) restores it.
+    """
+    extent = _bridge(core | (ratio <= extent_ratio), gap)
+    return _hysteresis(core, extent)
+
+
+def _fall_after_onset(post: np.ndarray) -> float | None:
+    """Largest SpO2 fall (points) that happens after the event onset: the largest drop from
+    a running maximum that starts at the onset (version 3, issue 24 defect 6).
+
+    SpO2 at the finger lags the lungs by the circulation time, so the SpO2 of the first
+    seconds of an event still shows pre-event oxygenation and an event's own desaturation
+    falls from there to a nadir after the event end. Measuring from the highest value of the
+    preceding 2 min instead let an event be "confirmed" by a fall already under way, i.e. by
+    the desaturation of the event before it: on the choice batch (seeds 9100-9103) every one
+    of the 22 false central events of the default nights was confirmed that way (3.5-6 point
+    "falls" that began before its onset).
+    """
+    x = np.asarray(post, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return None
+    return float(np.max(np.maximum.accumulate(x) - x))
 
 
 def _hysteresis(core: np.ndarray, extent: np.ndarray) -> np.ndarray:
@@ -269,6 +321,8 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
         post = spo2[a : min(n_sec, b + int(params["desat_window_s"]))]
         if not np.isfinite(pre).any() or not np.isfinite(post).any():
             return None
+        if params.get("desat_after_onset"):
+            return _fall_after_onset(post)
         return float(np.nanmax(pre) - np.nanmin(post))
 
     min_d = int(params["min_duration_s"])
