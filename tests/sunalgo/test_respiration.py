@@ -148,3 +148,27 @@ def test_the_fall_after_onset_ignores_a_fall_that_began_before_it():
     recovering = np.array([91.0, 92, 94, 96, 96, 95, 94])
     assert _fall_after_onset(recovering) == 2.0  # 96 -> 94 after the onset, not 96 -> 91
     assert _fall_after_onset(np.array([np.nan, np.nan])) is None
+
+
+# --- Typed parameters (issue 25 item 4). ---
+
+def test_every_packaged_artifact_gives_typed_respiratory_parameters():
+    from sunalgo.model import MODEL_VERSIONS, load_model
+    from sunalgo.respiration import RespiratoryParams
+
+    for version in MODEL_VERSIONS:
+        p = RespiratoryParams.from_artifact(load_model(version).respiratory)
+        assert p.per_night == (version[-1] != "1"), version
+        assert p.min_duration_s == 10
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"surprise": 1}, "unknown respiratory parameters: ['surprise']"),
+    ({"obstructive_ratio_z": None}, "missing respiratory parameters: ['obstructive_ratio_z']"),
+    ({"normalise": "weekly"}, "'normalise' must be absent or 'per_night'"),
+])
+def test_respiratory_parameters_name_what_is_wrong(change, message):
+    from sunalgo.respiration import RespiratoryParams
+
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        RespiratoryParams.from_artifact(_params(**change))
