@@ -172,3 +172,28 @@ def test_respiratory_parameters_name_what_is_wrong(change, message):
 
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         RespiratoryParams.from_artifact(_params(**change))
+
+
+def test_a_dip_just_before_an_event_does_not_borrow_that_events_desaturation():
+    """The SpO2 fall that follows a second effort dip (circulation delay) belongs to it: the
+    first dip, 25 s earlier, is not confirmed by it; on main it was (the 45-s window reached
+    the second dip's nadir)."""
+    import numpy as np
+
+    from sunalgo.respiration import detect_events
+
+    n = 600
+    amplitude = np.full(n, 1.0)
+    amplitude[303:315] = 0.5  # a chance dip, no desaturation of its own
+    amplitude[330:350] = 0.5  # the next dip, 15 s later, followed by its own fall
+    spo2 = np.full(n, 96.0)
+    spo2[352:362] -= np.linspace(0, 5, 10)  # starts 22 s after the second onset
+    spo2[362:377] = np.linspace(91, 96, 15)
+    arrays, meta = _night(amplitude, spo2)
+    sleep = np.ones(n // 30, dtype=bool)
+    found = [e for e in detect_events(arrays, meta, sleep, _params())
+             if e.type == "central_event"]
+    assert len(found) == 1 and 325 <= found[0].onset_s <= 332
+    legacy = _params(desat_to_latest_event=None)
+    assert len([e for e in detect_events(arrays, meta, sleep, legacy)
+                if e.type == "central_event"]) == 2
