@@ -207,13 +207,14 @@ def _centre_sd(x: np.ndarray) -> tuple[float, float]:
 
 
 def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray,
-                     params: RespiratoryParams, gap: int,
+                     params: Mapping[str, Any] | RespiratoryParams, gap: int,
                      central_ratio: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Obstructive (hysteresis on effort rise and jaw drop, in units of the night's own wander)
     and central (effort drop) candidate masks per second, and the seconds whose rise and drop
     reach ``arousal_core_z_mult`` x the core margins (the evidence an arousal-only obstructive
     event must show, version 3); see the module docstring."""
+    params = RespiratoryParams.from_artifact(params)
     central = _central_candidates(obs_ratio, central_ratio, params, gap)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_r = np.log(np.where(obs_ratio > 0, obs_ratio, np.nan))
