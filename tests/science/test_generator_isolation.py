@@ -13,7 +13,9 @@ import pytest
 from sunrise_cli.synth import SynthSettings, synth_night
 
 ROOT = Path(__file__).resolve().parents[2]
-DETECTOR_PACKAGES = (ROOT / "services/sunalgo/sunalgo", ROOT / "services/sunrise_prep/sunrise_prep")
+# libs/algo/sunrise_algo: where the built-in detector moves (issue 25), checked there too.
+DETECTOR_PACKAGES = (ROOT / "services/sunalgo/sunalgo", ROOT / "services/sunrise_prep/sunrise_prep",
+                     ROOT / "libs/algo/sunrise_algo")
 
 
 def _imported_modules(path: Path) -> set[str]:
