@@ -118,18 +118,37 @@ class SynthSettings:
     desat_pct : tuple[float, float] or None
         SpO2 fall of every event type, percentage points (None: the per-type defaults,
         obstructive apnea 4-6, hypopnea ``hypopnea_desat_pct``, central 3.5-5.5, mixed 4-6).
-        The widened condition uses 2-8 (issue 24 review: falls from below the 3 % AASM
-        criterion to well above it).
+        The widened condition uses 2-8. Source: SpO2 falls 0.18-0.28 points per second of
+        apnea (Zhou et al. 2026, Front Physiol, doi:10.3389/fphys.2025.1691994, 1716 OSA
+        patients), i.e. ~2 points for a 10-s event to ~8 for a 30-s one; desaturations
+        below the 3 % AASM criterion are common (Koch et al. 2017, Sleep 40:zsx152:
+        breathing disturbances without hypoxia).
     nadir_delay_s : tuple[float, float]
         Delay of the SpO2 nadir after the event end, s (default 20-20; the widened condition
-        10-40: circulation time plus oximeter averaging, issue 24 review).
+        10-40). Sources: the 3 % desaturation begins ~20 s after airflow stops (IOS Press,
+        ebooks.iospress.nl/publication/9299: ten PSG patients, lung-to-finger circulation
+        time); oximeter averaging adds 0-10 s (Vagedes et al. 2024, Nat Sci Sleep 16:1131;
+        3 s most often); desaturations last 20 +/- 1 s, longer in REM (27 s) than NREM
+        (19 s) (SLEEP 2023 abstract "Effect of OSA severity, sleep stage and position on
+        patterns of oximetric desaturations and resaturations"). The 10-s lower end is
+        ours (short circulation time, beat-to-beat oximeter); no source gives a range.
     arousal_offset_s : tuple[float, float]
         Where the arousal movement starts relative to the event end, s (default 0-0; widened
-        -5 to +15, issue 24 review).
+        -5 to +15). Source: EEG arousals follow apneas and hypopneas by 2.2-2.9 s on average
+        (respiratory arousal latency, 127 patients, 20,510 apneas and 21,227 hypopneas; the
+        authors searched -10 to +20 s around the end; SLEEP abstract, synapsesocial.com
+        paper 6a002147c8f74e3340f9c1e9), and arousal may come before or after airway opening
+        (Younes 2004, Am J Respir Crit Care Med 169:623). The literature gives a mean, not a
+        range: -5..+15 is kept inside the published search window and is wider than the
+        mean's spread on purpose.
     breathing_base_hz, breathing_clip_hz : tuple[float, float]
         The night's base breathing rate range and the clip of the instantaneous rate, Hz
-        (defaults 0.22-0.30 and 0.16-0.58; widened 0.13-0.50 and 0.10-0.70: 6-42 breaths/min,
-        issue 24 review), both multiplied by ``breathing_rate_mult``.
+        (defaults 0.22-0.30 and 0.16-0.58), both multiplied by ``breathing_rate_mult``. The
+        widened condition uses the adult range of the literature, 10-30 breaths/min =
+        0.17-0.50 Hz for both (12-20/min at rest and in sleep for adults, 12-28/min at 65-80
+        years, 10-30/min above 80: Sleep Foundation, "Sleep respiratory rate", summarising
+        the clinical ranges), not the issue's 0.1-0.7 Hz (6-42/min), which no source gives
+        for adult sleep.
     still_wake : {None, "wake_breathing", "sleep_breathing"}
         Makes the forced wake block still: no movement bursts and no restless micro-movement.
         ``"wake_breathing"`` keeps wake's breathing physiology there (breath-to-breath rate

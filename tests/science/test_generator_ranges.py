@@ -9,8 +9,8 @@ import numpy as np
 from sunrise_cli.synth import SynthSettings, synth_night
 
 WIDE = SynthSettings(desat_pct=(2.0, 8.0), nadir_delay_s=(10.0, 40.0),
-                     arousal_offset_s=(-5.0, 15.0), breathing_base_hz=(0.13, 0.50),
-                     breathing_clip_hz=(0.10, 0.70))
+                     arousal_offset_s=(-5.0, 15.0), breathing_base_hz=(0.17, 0.50),
+                     breathing_clip_hz=(0.17, 0.50))
 
 
 def test_default_settings_still_give_byte_identical_nights(tmp_path):
@@ -36,3 +36,24 @@ def test_cheyne_stokes_apneas_recur_every_45_to_90_s(tmp_path):
     cycles = np.diff(onsets)
     periodic = cycles[(cycles >= 45) & (cycles <= 90)]
     assert periodic.size >= 5  # a stretch stops at the first REM or wake epoch
+
+
+def test_the_widened_condition_uses_the_sourced_ranges():
+    """Issue 24 defect 9: the widened ranges are the literature's (sources in SynthSettings):
+    breathing 10-30/min (0.17-0.50 Hz), not the issue's 0.1-0.7 Hz."""
+    from science.conditions import CONDITIONS
+
+    wide = {c.name: c for c in CONDITIONS}["widened_ranges"].settings
+    assert wide == WIDE
+    assert 10 <= 60 * wide.breathing_clip_hz[0] and 60 * wide.breathing_clip_hz[1] <= 30
+
+
+def test_arousal_movements_start_from_5_s_before_to_15_s_after_the_event_end(tmp_path):
+    from sunrise_cli import synth
+
+    rng = np.random.default_rng(2024800)
+    hyp = np.full(8 * 120, synth._N2)
+    events = synth._place_events(rng, hyp, 40.0, 0.8, WIDE)
+    offsets = np.array([e.arousal_offset for e in events])
+    assert offsets.size > 100
+    assert offsets.min() >= -5 and offsets.max() <= 15 and offsets.min() < 0 < offsets.max()

@@ -55,6 +55,14 @@ above so their outputs do not change under the same version):
   ``central_baseline_pct`` (version 3, issue 24 defect 6) a central apnea is also judged
   against the largest breaths of the preceding 2 min (AASM's baseline for unstable
   breathing, ``_largest_breaths_ratio``): median ratio <= ``largest_breaths_apnea_ratio``.
+  With ``central_extent_ratio`` a central event lasts from the fall to the recovery (its
+  extent below that ratio, ``_central_extent``), and with ``desat_after_onset`` only a SpO2
+  fall after the onset confirms an event (``_fall_after_onset``), and with
+  ``desat_to_latest_event`` a fall that began after a later candidate's onset belongs to
+  that later event (``_fall_is_later_events``); all version 3, defect 6.
+
+Parameters are typed by :class:`RespiratoryParams`; :func:`detect_events` runs named steps:
+signals and baselines, candidates, confirmation, overlaps.
 
 Output types: ``obstructive_event`` and ``central_event`` (MM cannot separate apneas from
 hypopneas; the split between them needs airflow).
@@ -62,7 +70,8 @@ hypopneas; the split between them needs airflow).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -96,9 +105,93 @@ class RespEvent:
     confirmed_by: str = "desaturation"
 
 
-def rdi_rule(params: dict, has_spo2: bool) -> str:
+@dataclass(frozen=True)
+class RespiratoryParams:
+    """The detector's thresholds: the model artifact's ``respiratory`` section, typed (issue 25
+    item 4). Durations in s, ratios of effort to its baseline, angles in deg, SpO2 in points.
+
+    Common to every version: ``smooth_s``, ``baseline_s``, ``obstructive_baseline_pct``,
+    ``central_ratio``, ``apnea_ratio``, ``min_duration_s``, ``max_duration_s``,
+    ``merge_gap_s``, ``require_desaturation``, ``desaturation_pct``, ``desat_baseline_s``,
+    ``desat_window_s``. Absolute rules (version 1): ``obstructive_ratio``,
+    ``obstructive_drop_deg``, ``movement_dps``. Per-night rules (``normalise: "per_night"``,
+    version 2 on): the z margins, ``extent_fraction``, the floor multiples and the arousal
+    window. Version 3 (issue 24): the burst arousal rule, the largest-breaths baseline of
+    central apneas, the central extent and the desaturation after onset. What each does: the
+    module docstring.
+    """
+
+    smooth_s: int
+    baseline_s: int
+    obstructive_baseline_pct: float
+    central_ratio: float
+    apnea_ratio: float
+    min_duration_s: int
+    max_duration_s: int
+    merge_gap_s: int
+    require_desaturation: bool
+    desaturation_pct: float
+    desat_baseline_s: int
+    desat_window_s: int
+    # Absolute rules (version 1).
+    obstructive_ratio: float | None = None
+    obstructive_drop_deg: float | None = None
+    movement_dps: float | None = None
+    # Per-night rules (version 2 on).
+    normalise: str | None = None
+    obstructive_ratio_z: float | None = None
+    obstructive_drop_z: float | None = None
+    extent_fraction: float | None = None
+    movement_floor_mult: float | None = None
+    arousal_floor_mult: float | None = None
+    arousal_min_s: int | None = None
+    arousal_pre_s: int | None = None
+    arousal_window_s: int | None = None
+    # Version 3 (issue 24).
+    arousal_rule: str | None = None
+    central_arousal_no_oximetry_only: bool = False
+    arousal_core_z_mult: float = 1.0
+    central_baseline_pct: float | None = None
+    largest_breaths_apnea_ratio: float | None = None
+    central_extent_ratio: float | None = None
+    desat_after_onset: bool = False
+    desat_to_latest_event: bool = False
+
+    _ABSOLUTE = ("obstructive_ratio", "obstructive_drop_deg", "movement_dps")
+    _PER_NIGHT = ("obstructive_ratio_z", "obstructive_drop_z", "extent_fraction",
+                  "movement_floor_mult", "arousal_floor_mult", "arousal_min_s", "arousal_pre_s",
+                  "arousal_window_s")
+
+    @property
+    def per_night(self) -> bool:
+        return self.normalise == "per_night"
+
+    @classmethod
+    def from_artifact(cls, section: Mapping[str, Any] | RespiratoryParams) -> RespiratoryParams:
+        """Typed parameters from an artifact's ``respiratory`` section; ``ValueError`` names
+        the unknown or missing keys (the artifact is ours or a trained one: keys only, never
+        its values, go into the message)."""
+        if isinstance(section, RespiratoryParams):
+            return section
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ValueError(f"unknown respiratory parameters: {unknown}")
+        if section.get("normalise") not in (None, "per_night"):
+            raise ValueError("respiratory 'normalise' must be absent or 'per_night'")
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        required += list(cls._PER_NIGHT if section.get("normalise") == "per_night"
+                         else cls._ABSOLUTE)
+        missing = [k for k in required if section.get(k) is None]
+        if missing:
+            raise ValueError(f"missing respiratory parameters: {missing}")
+        values = {k: v for k, v in section.items() if v is not None}
+        return cls(**values)
+
+
+def rdi_rule(params: Mapping[str, Any] | RespiratoryParams, has_spo2: bool) -> str:
     """Key of ``RDI_RULES`` describing how events of ``params`` were confirmed."""
-    arousal = params.get("normalise") == "per_night"
+    arousal = RespiratoryParams.from_artifact(params).per_night
     if has_spo2:
         return "desat_or_arousal" if arousal else "desat_only"
     return "no_oximetry" if arousal else "no_oximetry_legacy"
@@ -113,17 +206,16 @@ def _centre_sd(x: np.ndarray) -> tuple[float, float]:
     return float(np.median(x)), float(median_abs_deviation(x, scale="normal"))
 
 
-def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray, params: dict,
-                     gap: int, central_ratio: np.ndarray | None = None,
+def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray,
+                     params: Mapping[str, Any] | RespiratoryParams, gap: int,
+                     central_ratio: np.ndarray | None = None,
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Obstructive (hysteresis on effort rise and jaw drop, in units of the night's own wander)
     and central (effort drop) candidate masks per second, and the seconds whose rise and drop
     reach ``arousal_core_z_mult`` x the core margins (the evidence an arousal-only obstructive
     event must show, version 3); see the module docstring."""
-    drop = obs_ratio <= params["central_ratio"]
-    if central_ratio is not None:  # version 3: apneas against the largest breaths too
-        drop |= central_ratio <= params["largest_breaths_apnea_ratio"]
-    central = _bridge(drop, gap)
+    params = RespiratoryParams.from_artifact(params)
+    central = _central_candidates(obs_ratio, central_ratio, params, gap)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_r = np.log(np.where(obs_ratio > 0, obs_ratio, np.nan))
     ref = ok & np.isfinite(log_r)
@@ -136,18 +228,18 @@ def _per_night_masks(obs_ratio: np.ndarray, shift: np.ndarray, ok: np.ndarray, p
         # No wander to measure a rise against (a flat or quantised jaw signal): a zero margin
         # would make half the night's seconds "obstructive". Report none instead.
         return none, central, none
-    r_m = float(params["obstructive_ratio_z"]) * r_sd
-    p_m = float(params["obstructive_drop_z"]) * p_sd
-    frac = float(params["extent_fraction"])
+    r_m = float(params.obstructive_ratio_z) * r_sd
+    p_m = float(params.obstructive_drop_z) * p_sd
+    frac = float(params.extent_fraction)
     core = (log_r >= r_med + r_m) & (shift >= p_med + p_m)
     extent = (log_r >= r_med + frac * r_m) & (shift >= p_med + frac * p_m)
-    k = float(params.get("arousal_core_z_mult", 1.0))
+    k = float(params.arousal_core_z_mult)
     strong = (log_r >= r_med + k * r_m) & (shift >= p_med + k * p_m)
     return _hysteresis(_bridge(core, gap), _bridge(extent, gap)), central, strong
 
 
 def _largest_breaths_ratio(effort: np.ndarray, low_base: np.ndarray, exclude: np.ndarray,
-                           base_w: int, params: dict) -> np.ndarray:
+                           base_w: int, params: RespiratoryParams) -> np.ndarray:
     """Effort / the largest breaths of the preceding ``base_w`` s (version 3, issue 24
     defect 6).
 
@@ -161,9 +253,77 @@ def _largest_breaths_ratio(effort: np.ndarray, low_base: np.ndarray, exclude: np
     as drops against it.
     """
     clean = np.where(exclude, low_base, effort)
-    big = trailing_percentile(clean, base_w, float(params["central_baseline_pct"]))
+    big = trailing_percentile(clean, base_w, float(params.central_baseline_pct))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(big > 0, effort / big, 1.0)
+
+
+def _central_candidates(ratio: np.ndarray, central_ratio: np.ndarray | None,
+                        params: RespiratoryParams, gap: int) -> np.ndarray:
+    """Central (effort drop) candidate seconds: effort / baseline <= ``central_ratio``, or
+    (version 3) <= ``largest_breaths_apnea_ratio`` against the largest breaths, extended to
+    ``central_extent_ratio`` when the artifact sets it (:func:`_central_extent`)."""
+    drop = ratio <= params.central_ratio
+    if central_ratio is not None:  # version 3: apneas against the largest breaths too
+        drop |= central_ratio <= params.largest_breaths_apnea_ratio
+    central = _bridge(drop, gap)
+    if params.central_extent_ratio is not None:
+        central = _central_extent(central, ratio, float(params.central_extent_ratio), gap)
+    return central
+
+
+def _central_extent(core: np.ndarray, ratio: np.ndarray, extent_ratio: float,
+                    gap: int) -> np.ndarray:
+    """A central drop's extent: the seconds around its core whose effort stays below
+    ``extent_ratio`` x the baseline (hysteresis, version 3, issue 24 defect 6).
+
+    AASM Manual v2.6 (respiratory rule 3) times an apnea from the first breath clearly
+    reduced to the first breath that approaches baseline, not by how long the signal stays
+    below the detection threshold. On the chin, central apneas show an abrupt *fall* of
+    mandibular-movement amplitude (no central drive, no effort: Martinot et al. 2017, Front
+    Neurol 8:353; Pepin et al. 2022, Nat Sci Sleep 14:635: median MM amplitude 0.60 in central
+    apneas against larger amplitudes in normal breathing and obstructive events). The smoothed
+    effort crosses the 30 % drop threshold a few seconds after that fall starts and leaves it a
+    few seconds before breathing resumes, so a 10-12 s central apnea showed only 6-9 s below
+    the threshold and was dropped by the 10-s rule (choice batch 9100-9103: 31 of 33 missed
+    central apneas of the all-central nights). Measuring the duration on the extent
+    (``extent_ratio``, e.g. 0.85: half the detection margin, as ``extent_fraction`` does for
+    obstructive events) restores it.
+    """
+    extent = _bridge(core | (ratio <= extent_ratio), gap)
+    return _hysteresis(core, extent)
+
+
+def _fall_after_onset(post: np.ndarray) -> float | None:
+    """Largest SpO2 fall (points) that happens after the event onset: the largest drop from
+    a running maximum that starts at the onset (version 3, issue 24 defect 6).
+
+    SpO2 at the finger lags the lungs by the circulation time, so the SpO2 of the first
+    seconds of an event still shows pre-event oxygenation and an event's own desaturation
+    falls from there to a nadir after the event end. Measuring from the highest value of the
+    preceding 2 min instead let an event be "confirmed" by a fall already under way, i.e. by
+    the desaturation of the event before it: on the choice batch (seeds 9100-9103) every one
+    of the 22 false central events of the default nights was confirmed that way (3.5-6 point
+    "falls" that began before its onset).
+    """
+    x = np.asarray(post, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return None
+    return float(np.max(np.maximum.accumulate(x) - x))
+
+
+def _fall_start(post: np.ndarray) -> int | None:
+    """Index in ``post`` where its largest fall after the onset (:func:`_fall_after_onset`)
+    begins: the last second at the running maximum before the deepest point."""
+    x = np.asarray(post, dtype=np.float64)
+    if not np.isfinite(x).any():
+        return None
+    x = np.where(np.isfinite(x), x, -np.inf)
+    top = np.maximum.accumulate(x)
+    drop = np.where(np.isfinite(x), top - x, -np.inf)
+    k = int(np.argmax(drop))
+    return int(np.flatnonzero(x[: k + 1] == top[k])[-1])
 
 
 def _hysteresis(core: np.ndarray, extent: np.ndarray) -> np.ndarray:
@@ -211,150 +371,241 @@ def _bridge(mask: np.ndarray, gap: int) -> np.ndarray:
     return out
 
 
-def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.ndarray,
-                  params: dict, epoch_s: float = 30.0) -> list[RespEvent]:
-    """Detect respiratory events; ``sleep_epochs`` is a boolean per 30-s epoch (True = sleep)."""
+@dataclass
+class _Night:
+    """Per-second signals of one night (time 0 = Sunrise start) and what is scorable."""
+
+    n_sec: int
+    effort: np.ndarray  # breathing-band amplitude, deg/s
+    activity: np.ndarray  # gyroscope activity, deg/s
+    obs_base: np.ndarray  # lower-percentile effort baseline, deg/s
+    obs_ratio: np.ndarray  # effort / obs_base
+    ratio: np.ndarray  # effort / median baseline (version 1 centrals)
+    shift: np.ndarray  # mandible position - its lower-percentile baseline, deg
+    quality: np.ndarray  # True = good signal
+    moving: np.ndarray  # movement and the seconds around it
+    ok: np.ndarray  # scorable: asleep, good signal, not moving
+    arousal_th: float | None  # activity above which a second counts toward an arousal
+    spo2: np.ndarray | None  # SpO2 %, NaN where missing; None without oximetry
+
+
+def _signals(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.ndarray,
+             p: RespiratoryParams, epoch_s: float, n_sec: int) -> _Night:
+    """Step 1: effort, position, activity and SpO2 per second; the baselines (science.md
+    §2.2: robust to the events sought); movement and what is scorable."""
     fs = float(meta["fs_derived"])
-    n_sec = int(len(sleep_epochs) * epoch_s)
-    if n_sec == 0:
-        return []
     power = _per_second((np.asarray(arrays["breath_gyro"], np.float64) ** 2).sum(axis=0), fs,
                         n_sec)
-    smooth = int(params["smooth_s"])
-    effort = np.sqrt(2 * ndimage.uniform_filter1d(power, smooth, mode="nearest"))
+    effort = np.sqrt(2 * ndimage.uniform_filter1d(power, int(p.smooth_s), mode="nearest"))
     position = _per_second(arrays["mandible_angle_deg"], fs, n_sec)
     activity = _per_second(arrays["activity_dps"], fs, n_sec)
-    base_w = int(params["baseline_s"])
+    base_w = int(p.baseline_s)
     # Baselines robust to the events sought (science.md §2.2 excludes flagged events from the
     # baseline): in a cluster of obstructive events the preceding 2 min are partly raised effort
     # and dropped jaw, so their lower percentile is the pre-event level; for central drops the
     # median serves.
-    q_obs = float(params["obstructive_baseline_pct"])
+    q_obs = float(p.obstructive_baseline_pct)
     obs_base = trailing_percentile(effort, base_w, q_obs)
     effort_base = trailing_percentile(effort, base_w, 50.0)
     pos_base = trailing_percentile(position, base_w, q_obs)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(effort_base > 0, effort / effort_base, 1.0)
         obs_ratio = np.where(obs_base > 0, effort / obs_base, 1.0)
-    shift = position - pos_base
 
     quality = np.asarray(arrays.get("quality", np.zeros(n_sec)))[:n_sec]
     quality = np.pad(quality, (0, n_sec - quality.size), constant_values=1) == 0
     asleep = np.repeat(np.asarray(sleep_epochs, bool), int(epoch_s))[:n_sec]
-    per_night = params.get("normalise") == "per_night"
-    if per_night:
+    arousal_th = None
+    if p.per_night:
         floor = activity_floor(activity, quality)
-        move_th = float(params["movement_floor_mult"]) * floor
-        arousal_th = float(params["arousal_floor_mult"]) * floor
+        move_th = float(p.movement_floor_mult) * floor
+        arousal_th = float(p.arousal_floor_mult) * floor
     else:
-        move_th = float(params["movement_dps"])
+        move_th = float(p.movement_dps)
     # Movement blanks its own seconds and a few around them (arousal, repositioning).
     moving = ndimage.binary_dilation(activity > move_th, iterations=2)
-    ok = asleep & quality & ~moving
-    central_ratio = None
-    if params.get("central_baseline_pct") is not None:
-        central_ratio = _largest_breaths_ratio(effort, obs_base, moving | ~quality, base_w,
-                                               params)
 
     spo2 = arrays.get("spo2")
     has_spo2 = spo2 is not None and np.asarray(spo2).size and np.isfinite(spo2).mean() > 0.5
     if has_spo2:
         spo2 = np.asarray(spo2, dtype=np.float64)[:n_sec]
         spo2 = np.pad(spo2, (0, n_sec - spo2.size), constant_values=np.nan)
+    return _Night(n_sec, effort, activity, obs_base, obs_ratio, ratio, position - pos_base, quality,
+                  moving, asleep & quality & ~moving, arousal_th,
+                  spo2 if has_spo2 else None)
 
-    def desaturation(a: int, b: int) -> float | None:
-        if not has_spo2:
-            return None
-        pre = spo2[max(0, a - int(params["desat_baseline_s"])) : a + 1]
-        post = spo2[a : min(n_sec, b + int(params["desat_window_s"]))]
-        if not np.isfinite(pre).any() or not np.isfinite(post).any():
-            return None
-        return float(np.nanmax(pre) - np.nanmin(post))
 
-    min_d = int(params["min_duration_s"])
-    max_d = int(params["max_duration_s"])
-    gap = int(params["merge_gap_s"])
-    need_desat = bool(params["require_desaturation"]) and has_spo2
-    events: list[RespEvent] = []
-    if per_night:
-        obstructive, central, strong = _per_night_masks(obs_ratio, shift, ok, params, gap,
-                                                        central_ratio)
-    else:
-        obstructive = _bridge((obs_ratio >= params["obstructive_ratio"])
-                              & (shift >= params["obstructive_drop_deg"]), gap)
-        central = _bridge(ratio <= params["central_ratio"], gap)
+def _candidates(night: _Night, p: RespiratoryParams
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Step 2: obstructive and central candidate seconds, the seconds of a clear rise and
+    drop (per-night rules; None otherwise) and the effort / largest-breaths ratio (version 3;
+    None otherwise)."""
+    gap = int(p.merge_gap_s)
+    central_ratio = None
+    if p.central_baseline_pct is not None:
+        central_ratio = _largest_breaths_ratio(night.effort, night.obs_base,
+                                               night.moving | ~night.quality,
+                                               int(p.baseline_s), p)
+    if p.per_night:
+        obstructive, central, strong = _per_night_masks(night.obs_ratio, night.shift, night.ok,
+                                                        p, gap, central_ratio)
+        return obstructive, central, strong, central_ratio
+    obstructive = _bridge((night.obs_ratio >= p.obstructive_ratio)
+                          & (night.shift >= p.obstructive_drop_deg), gap)
+    central = _bridge(night.ratio <= p.central_ratio, gap)
+    return obstructive, central, None, central_ratio
 
-    def arousal(a: int, b: int) -> bool:
-        if not per_night:
-            return False
-        lo = max(0, b - int(params["arousal_pre_s"]))
-        hi = min(n_sec, b + int(params["arousal_window_s"]))
-        above = activity[lo:hi] > arousal_th
-        if params.get("arousal_rule") != "burst":
-            return int(np.sum(above)) >= int(params["arousal_min_s"])
-        # Issue 24: an arousal is one sustained burst (AASM arousals last >= 3 s; 4 s chosen,
-        # see the artifact), not scattered seconds: brief REM twitches, which recur all
-        # through phasic REM, added up to "arousals" at the end of chance effort rises.
-        return max((e - s for s, e in _runs(above)), default=0) >= int(params["arousal_min_s"])
 
-    candidates = (
-        ("obstructive_event", obstructive & ok),
-        ("central_event", central & ok),
-    )
-    for etype, mask in candidates:
-        for a, b in _runs(mask):
-            if b - a < min_d:
-                continue
-            end = b  # the run's own end: an arousal terminates the event there, not at the cap
-            b = min(b, a + max_d)
-            r = float(np.median((obs_ratio if etype == "obstructive_event" or per_night
-                                 else ratio)[a:b]))
-            de = desaturation(a, b)
-            apnea_like = etype == "central_event" and r <= params["apnea_ratio"]
-            if etype == "central_event" and central_ratio is not None and not apnea_like:
-                # Version 3: an apnea against the largest breaths of the 2 min before is one.
-                r_big = float(np.median(central_ratio[a:b]))
-                if r_big <= params["largest_breaths_apnea_ratio"]:
-                    apnea_like, r = True, r_big
-            how = "apnea" if apnea_like else "desaturation"
-            if not apnea_like:
-                desat_ok = de is not None and de >= params["desaturation_pct"]
-                if per_night:
-                    # AASM 1A: desaturation or arousal. Without oximetry an obstructive-type MM
-                    # event stays unconfirmed (it may be an apnea, which needs no confirmation,
-                    # and MM cannot tell); a hypopnea-like central one needs the arousal.
-                    # Version 3: with oximetry a hypopnea-like central event needs its
-                    # desaturation; REM breathing amplitude varies by itself, and with an
-                    # arousal burst at a chance dip it confirmed ~0.1 false events/h.
-                    central_by_arousal = not (has_spo2 and etype == "central_event"
-                                              and params.get("central_arousal_no_oximetry_only"))
-                    if not desat_ok:
-                        # An obstructive candidate confirmed by an arousal alone must show a
-                        # clear rise and drop (version 3): chance candidates of ordinary
-                        # breathing wander met spontaneous movement arousals ~0.3/h.
-                        clear = etype != "obstructive_event" or bool(strong[a:b].any())
-                        if central_by_arousal and clear and arousal(a, end):
-                            how = "arousal"
-                        elif etype == "obstructive_event" and not has_spo2:
-                            how = "none"
-                        else:
-                            continue
-                else:
-                    if etype == "central_event" and not has_spo2:
-                        continue
-                    if need_desat and not desat_ok:
-                        continue
-                    how = "desaturation" if desat_ok else "none"
-            events.append(RespEvent(etype, float(a), float(b - a), r,
-                                    float(np.median(shift[a:b])), de, how))
-    events.sort(key=lambda e: e.onset_s)
-    # Overlapping obstructive and central candidates: keep the first one.
+def _desaturation(night: _Night, p: RespiratoryParams, a: int, b: int) -> float | None:
+    """SpO2 fall (points) attributed to the event ``[a, b)``; None without oximetry."""
+    if night.spo2 is None:
+        return None
+    spo2 = night.spo2
+    pre = spo2[max(0, a - int(p.desat_baseline_s)) : a + 1]
+    post = spo2[a : min(night.n_sec, b + int(p.desat_window_s))]
+    if not np.isfinite(pre).any() or not np.isfinite(post).any():
+        return None
+    if p.desat_after_onset:
+        return _fall_after_onset(post)
+    return float(np.nanmax(pre) - np.nanmin(post))
+
+
+def _fall_is_later_events(night: _Night, p: RespiratoryParams, a: int, b: int,
+                          onsets: np.ndarray) -> bool:
+    """True when the SpO2 fall seen after the event ``[a, b)`` began after another candidate
+    event had started: the fall follows that later event, not this one (version 3, issue 24
+    defect 6).
+
+    SpO2 at the finger follows ventilation after the lung-to-finger circulation time (a 3 %
+    fall begins ~20 s after airflow stops; oximeter averaging adds 0-10 s: sources in
+    docs/science.md §8.4.1), so a fall is caused by the latest event that began before the
+    fall did. Without this, an effort dip just before a real event borrowed that event's
+    desaturation inside the 45-s window (choice batch 9100-9103: central-event PPV 0.75 ->
+    0.88 on the default nights, obstructive-event PPV 0.62 -> 0.72 on all-central nights).
+    """
+    post = night.spo2[a : min(night.n_sec, b + int(p.desat_window_s))]
+    k = _fall_start(post)
+    if k is None:
+        return False
+    return bool(np.any((onsets > a) & (onsets <= a + k)))
+
+
+def _arousal(night: _Night, p: RespiratoryParams, b: int) -> bool:
+    """An arousal at the event end ``b``: chin movement from ``arousal_pre_s`` before to
+    ``arousal_window_s`` after (per-night rules only)."""
+    if not p.per_night:
+        return False
+    lo = max(0, b - int(p.arousal_pre_s))
+    hi = min(night.n_sec, b + int(p.arousal_window_s))
+    above = night.activity[lo:hi] > night.arousal_th
+    if p.arousal_rule != "burst":
+        return int(np.sum(above)) >= int(p.arousal_min_s)
+    # Issue 24: an arousal is one sustained burst (AASM arousals last >= 3 s; 4 s chosen,
+    # see the artifact), not scattered seconds: brief REM twitches, which recur all
+    # through phasic REM, added up to "arousals" at the end of chance effort rises.
+    return max((e - s for s, e in _runs(above)), default=0) >= int(p.arousal_min_s)
+
+
+def _confirm_per_night(night: _Night, p: RespiratoryParams, etype: str, a: int, b: int,
+                       end: int, de: float | None, strong: np.ndarray) -> str | None:
+    """Step 3, per-night rules: how a non-apnea candidate is confirmed (``desaturation``,
+    ``arousal``, ``none``) or None when it is not scored."""
+    has_spo2 = night.spo2 is not None
+    if de is not None and de >= p.desaturation_pct:
+        return "desaturation"
+    # AASM 1A: desaturation or arousal. Without oximetry an obstructive-type MM event stays
+    # unconfirmed (it may be an apnea, which needs no confirmation, and MM cannot tell); a
+    # hypopnea-like central one needs the arousal. Version 3: with oximetry a hypopnea-like
+    # central event needs its desaturation; REM breathing amplitude varies by itself, and
+    # with an arousal burst at a chance dip it confirmed ~0.1 false events/h.
+    central_by_arousal = not (has_spo2 and etype == "central_event"
+                              and p.central_arousal_no_oximetry_only)
+    # An obstructive candidate confirmed by an arousal alone must show a clear rise and drop
+    # (version 3): chance candidates of ordinary breathing wander met spontaneous movement
+    # arousals ~0.3/h.
+    clear = etype != "obstructive_event" or bool(strong[a:b].any())
+    if central_by_arousal and clear and _arousal(night, p, end):
+        return "arousal"
+    if etype == "obstructive_event" and not has_spo2:
+        return "none"
+    return None
+
+
+def _confirm_absolute(night: _Night, p: RespiratoryParams, etype: str,
+                      de: float | None) -> str | None:
+    """Step 3, absolute rules (version 1): desaturation where oximetry exists; central
+    hypopnea-like events are not scored without it."""
+    has_spo2 = night.spo2 is not None
+    desat_ok = de is not None and de >= p.desaturation_pct
+    if etype == "central_event" and not has_spo2:
+        return None
+    if bool(p.require_desaturation) and has_spo2 and not desat_ok:
+        return None
+    return "desaturation" if desat_ok else "none"
+
+
+def _first_of_overlapping(events: list[RespEvent]) -> list[RespEvent]:
+    """Step 4: overlapping obstructive and central candidates: keep the first one."""
+    events = sorted(events, key=lambda e: e.onset_s)
     kept: list[RespEvent] = []
     for ev in events:
         if kept and ev.onset_s < kept[-1].onset_s + kept[-1].duration_s:
             continue
         kept.append(ev)
     return kept
+
+
+def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.ndarray,
+                  params: Mapping[str, Any] | RespiratoryParams,
+                  epoch_s: float = 30.0) -> list[RespEvent]:
+    """Detect respiratory events; ``sleep_epochs`` is a boolean per 30-s epoch (True = sleep);
+    ``params`` the artifact's ``respiratory`` section or :class:`RespiratoryParams`.
+
+    Steps: per-second signals and baselines (:func:`_signals`), candidate seconds
+    (:func:`_candidates`), typing and confirmation of each candidate run (apnea-like,
+    :func:`_confirm_per_night` or :func:`_confirm_absolute`), then the first of overlapping
+    events (:func:`_first_of_overlapping`).
+    """
+    p = RespiratoryParams.from_artifact(params)
+    n_sec = int(len(sleep_epochs) * epoch_s)
+    if n_sec == 0:
+        return []
+    night = _signals(arrays, meta, sleep_epochs, p, epoch_s, n_sec)
+    obstructive, central, strong, central_ratio = _candidates(night, p)
+    min_d, max_d = int(p.min_duration_s), int(p.max_duration_s)
+    onsets = np.array(sorted(a for m in (obstructive & night.ok, central & night.ok)
+                             for a, b in _runs(m) if b - a >= min_d))
+    events: list[RespEvent] = []
+    for etype, mask in (("obstructive_event", obstructive & night.ok),
+                        ("central_event", central & night.ok)):
+        for a, b in _runs(mask):
+            if b - a < min_d:
+                continue
+            end = b  # the run's own end: an arousal terminates the event there, not at the cap
+            b = min(b, a + max_d)
+            r = float(np.median((night.obs_ratio if etype == "obstructive_event" or p.per_night
+                                 else night.ratio)[a:b]))
+            de = _desaturation(night, p, a, b)
+            if de is not None and p.desat_to_latest_event and _fall_is_later_events(
+                    night, p, a, b, onsets):
+                de = 0.0
+            apnea_like = etype == "central_event" and r <= p.apnea_ratio
+            if etype == "central_event" and central_ratio is not None and not apnea_like:
+                # Version 3: an apnea against the largest breaths of the 2 min before is one.
+                r_big = float(np.median(central_ratio[a:b]))
+                if r_big <= p.largest_breaths_apnea_ratio:
+                    apnea_like, r = True, r_big
+            if apnea_like:
+                how = "apnea"
+            elif p.per_night:
+                how = _confirm_per_night(night, p, etype, a, b, end, de, strong)
+            else:
+                how = _confirm_absolute(night, p, etype, de)
+            if how is None:
+                continue
+            events.append(RespEvent(etype, float(a), float(b - a), r,
+                                    float(np.median(night.shift[a:b])), de, how))
+    return _first_of_overlapping(events)
 
 
 def desaturations(spo2: np.ndarray | None, drop_pct: float = 3.0,
