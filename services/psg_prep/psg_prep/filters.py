@@ -280,7 +280,10 @@ class PolyphaseMatrix:
             # GEMM_MULTITHREAD_THRESHOLD x SMP_THRESHOLD_MIN); larger ones wake its own thread
             # pool, which on a loaded 2-core machine cost 10-37x the CPU of these small products.
             # Blocks under the threshold keep BLAS on our threads (we parallelise over channels);
-            # each block's frames are copied just before use (cache-sized).
+            # each block's frames are copied just before use (cache-sized). Kept because the warm
+            # benchmark shows it matters (issue 25): one GEMM per row and part instead took
+            # ``prepare_psg`` of the 8-h, 20-channel night from 2.71 / 2.49 to 13.8 / 18.4 CPU-s
+            # (median of 3 warm nights, two rounds back to back, load 5.7-8.8).
             step = max(1, _BLAS_SINGLE_THREAD_MNK // (length * (p1 - p0)))
             for r in range(rows):
                 for g in range(0, groups, step):

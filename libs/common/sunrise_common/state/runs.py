@@ -76,8 +76,9 @@ class StageRuns:
             if current is not None and not current(doc):
                 result.update(outcome=Outcome.SUPERSEDED, run={})
                 return None
-            doc = copy.deepcopy(doc) if doc is not None else {**(base or {}), "created_at": now}
-            run = doc.setdefault("runs", {}).setdefault(stage, {}).get(input_key)
+            # The outcomes that change nothing (a redelivery of finished or refused work, a run
+            # under lease) are read from the stored document as it is; only a claim copies it.
+            run = ((doc or {}).get("runs", {}).get(stage) or {}).get(input_key)
             if run is not None:
                 if run["state"] == "done":
                     result.update(outcome=Outcome.DONE, run=run)
@@ -88,6 +89,8 @@ class StageRuns:
                 if run["state"] == "running" and (run.get("lease_expires") or 0) > now:
                     result.update(outcome=Outcome.BUSY, run=run)
                     return None
+            doc = copy.deepcopy(doc) if doc is not None else {**(base or {}), "created_at": now}
+            doc.setdefault("runs", {}).setdefault(stage, {})
             run = dict(run or {"attempts": 0, "created_at": now})
             run.update(
                 state="running",
