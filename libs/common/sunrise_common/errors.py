@@ -24,7 +24,10 @@ SDK exceptions are translated into these at the adapter boundary.
 from __future__ import annotations
 
 from logging import ERROR, INFO, WARNING
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import re
 
 
 class PipelineError(Exception):
@@ -187,7 +190,7 @@ def safe_detail(detail: str, names: tuple[str, ...] = ()) -> str:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in detail)
 
 
-def _date_re():  # noqa: ANN202 - compiled once, on first use (re costs an import here)
+def _date_re() -> re.Pattern[str]:  # compiled once, on first use (re costs an import here)
     global _DATE
     if _DATE is None:
         import re
@@ -196,4 +199,4 @@ def _date_re():  # noqa: ANN202 - compiled once, on first use (re costs an impor
     return _DATE
 
 
-_DATE = None
+_DATE: re.Pattern[str] | None = None

@@ -10,11 +10,15 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .canonical import UNSCORED, Hypnogram, map_stage
 from .errors import LabelError
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 # A label file spanning longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
 MAX_SPAN_S = 72 * 3600.0
@@ -244,7 +248,7 @@ def clock_dt(d: date, t: time) -> datetime:
 XmlSpec = dict[str, tuple[frozenset[str], "XmlSpec | None"]]
 
 
-def prune(el, spec: XmlSpec) -> None:  # noqa: ANN001 - an ElementTree Element
+def prune(el: Element, spec: XmlSpec) -> None:
     """Remove from ``el`` every child, attribute and text the whitelist ``spec`` does not name
     (tags matched without their namespace). Anonymisation keeps only what a parser reads."""
     from .limits import local  # noqa: PLC0415 - limits imports nothing from here; keeps common light
