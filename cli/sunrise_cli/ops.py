@@ -26,6 +26,8 @@ from sunrise_common.storage import ObjectInfo
 if TYPE_CHECKING:
     from sunrise_common.service import Context
 
+    from sunrise_cli.synth import SynthNight
+
 
 def raw_name(kind: str, site: str, subject: str, file_name: str) -> str:
     return f"{kind}/{site}/{subject}/{file_name}"
@@ -40,7 +42,7 @@ def upload(ctx: Context, path: Path, *, kind: str, site: str, subject: str, name
     return ctx.storage.upload_file(bucket, raw_name(kind, site, subject, name or path.name), path, if_generation_match=None)
 
 
-def upload_night(ctx: Context, night, *, site: str, subject: str) -> list[str]:  # noqa: ANN001 - synth.SynthNight
+def upload_night(ctx: Context, night: SynthNight, *, site: str, subject: str) -> list[str]:
     """Upload a synthetic night (``synth_night``'s Sunrise EDF+, PSG EDF and label files) to the
     raw bucket under one site and subject; returns the raw object names."""
     uploaded = [upload(ctx, Path(night.sunrise), kind="sunrise", site=site, subject=subject).name,
