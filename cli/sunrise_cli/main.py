@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from sunrise_common.settings import Settings
     from sunrise_common.state import StateStore
     from sunrise_common.storage import Storage
+    from sunrise_devstack.dead_letters import DeadLetters
 
     from sunrise_cli.ops import Summary
 
@@ -334,7 +335,7 @@ def activate(version: Annotated[str, typer.Argument(help="Model version to score
     console.print(f"active model: {version} ({pointer})")
 
 
-def _dead_letters():
+def _dead_letters() -> DeadLetters:
     from sunrise_devstack.dead_letters import make_dead_letters
 
     return make_dead_letters(_settings())
