@@ -13,10 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sunrise_common import dataset as ds
 from sunrise_common.service import Context
+
+if TYPE_CHECKING:
+    from sunrise_common.storage import Storage
 
 
 def local_root(ctx: Context, cache: Path | None = None) -> Path:
@@ -31,7 +34,7 @@ def local_root(ctx: Context, cache: Path | None = None) -> Path:
     return mirror / ds.PREFIX.rstrip("/")
 
 
-def mirror_dataset(storage, bucket: str, mirror: Path) -> int:  # noqa: ANN001 - Storage
+def mirror_dataset(storage: Storage, bucket: str, mirror: Path) -> int:
     """Copy the parts of ``bucket``'s ``dataset/`` that ``mirror`` lacks (same object names
     under ``mirror``); returns how many were downloaded. Parts are create-only, so a part already
     mirrored at its size is that part."""

@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from sunrise_common.service import Context
 
 dataset_app = typer.Typer(help="The training dataset across nights (Parquet in the results bucket's dataset/).",
                           no_args_is_help=True)
 console = Console(soft_wrap=True)
 
 
-def _ctx():  # noqa: ANN202 - Context (imported lazily)
+def _ctx() -> Context:
     from sunrise_common.service import Context
     from sunrise_common.settings import Settings
 

@@ -42,10 +42,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from sunrise_common import dataset as ds
 from sunrise_common import identity, names
+
+if TYPE_CHECKING:
+    from sunrise_common.settings import Settings
+    from sunrise_common.state import StateStore
+    from sunrise_common.storage import Storage
+    from sunrise_devstack.dead_letters import DeadLetters
 
 AUDIT_COLLECTION = "forgets"
 #: What a forget removes, in the order it removes them.
@@ -162,7 +168,7 @@ class Outcome:
 
 # --------------------------------------------------------------------------- finding
 
-def _versions(storage, bucket: str, prefix: str) -> Iterator[tuple[str, int | None]]:  # noqa: ANN001 - Storage
+def _versions(storage: Storage, bucket: str, prefix: str) -> Iterator[tuple[str, int | None]]:
     """(name, generation) of every stored version under ``prefix``: noncurrent ones too where the
     adapter keeps them (Cloud Storage with versioning), else the live objects (generation None:
     delete whatever is there)."""
@@ -214,7 +220,8 @@ def mentions(key: bytes, subject: Subject, value: Any) -> bool:
     return False
 
 
-def make_plan(settings, storage, state, dead_letters, key: bytes, subject: Subject,  # noqa: ANN001 - ports
+def make_plan(settings: Settings, storage: Storage, state: StateStore, dead_letters: DeadLetters, key: bytes,
+              subject: Subject,
               *, recorded_uploads: Iterable[str] = (), progress: Callable[[str], None] | None = None) -> Plan:
     """List everything of ``subject`` (see the module docstring). ``recorded_uploads``: upload ids
     a killed run recorded in the audit document (their raw objects may be gone)."""
@@ -281,7 +288,7 @@ def _recording_uploads(doc: dict[str, Any]) -> set[str]:
     return found
 
 
-def _rows(storage, bucket: str, parts: list[str]) -> dict[str, int]:  # noqa: ANN001 - Storage
+def _rows(storage: Storage, bucket: str, parts: list[str]) -> dict[str, int]:
     """Rows of the live version of each dataset part (from its footer)."""
     import io
 
@@ -303,7 +310,7 @@ def _rows(storage, bucket: str, parts: list[str]) -> dict[str, int]:  # noqa: AN
 class _Audit:
     """The audit document ``forgets/{pseudonym}``: counts and times, flushed as work goes on."""
 
-    def __init__(self, state, pseudonym: str, *, pause_after: int | None = None) -> None:  # noqa: ANN001
+    def __init__(self, state: StateStore, pseudonym: str, *, pause_after: int | None = None) -> None:
         self.state = state
         self.pseudonym = pseudonym
         self.removed = {c: 0 for c in CATEGORIES}
@@ -364,14 +371,15 @@ class _Audit:
         self._flushed_at = time.monotonic()
 
 
-def _delete_object(storage, bucket: str, name: str, generation: int | None) -> None:  # noqa: ANN001
-    if generation is not None and getattr(storage, "delete_version", None) is not None:
-        storage.delete_version(bucket, name, generation)
+def _delete_object(storage: Storage, bucket: str, name: str, generation: int | None) -> None:
+    delete_version = getattr(storage, "delete_version", None)  # versioned buckets only (Cloud Storage)
+    if generation is not None and delete_version is not None:
+        delete_version(bucket, name, generation)
     else:
         storage.delete(bucket, name)
 
 
-def _prune_folders(storage, settings, subject: Subject, key: bytes) -> None:  # noqa: ANN001 - Storage, Settings
+def _prune_folders(storage: Storage, settings: Settings, subject: Subject, key: bytes) -> None:
     """Local folders (embedded backend): the subject's empty folders, whoever emptied them (a
     killed run too). Their names are personal data (``raw/psg/{site}/{subject}/``) or night ids."""
     import os
@@ -411,7 +419,7 @@ def _remove_empty_partitions(mirror: Path, subject: Subject) -> None:
                 folder.rmdir()
 
 
-def _compact_embedded(settings) -> None:  # noqa: ANN001 - Settings
+def _compact_embedded(settings: Settings) -> None:
     """Embedded and emulators backends: fold the SQLite write-ahead logs into their databases and truncate them,
     so that deleted documents and dead letters are gone from the ``-wal`` files too (both databases
     zero what they delete: ``secure_delete``). A reader holding the log open may delay it: the
@@ -426,7 +434,8 @@ def _compact_embedded(settings) -> None:  # noqa: ANN001 - Settings
             conn.close()
 
 
-def forget(settings, storage, state, dead_letters, subject: Subject, *, apply: bool = False,  # noqa: ANN001 - ports
+def forget(settings: Settings, storage: Storage, state: StateStore, dead_letters: DeadLetters, subject: Subject, *,
+           apply: bool = False,
            key: bytes | None = None, progress: Callable[[str, int, int], None] | None = None,
            pause_after: int | None = None, say: Callable[[str], None] | None = None) -> Outcome:
     """Plan, and with ``apply`` erase, everything of ``subject``; ``progress(step, done, total)``

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from sunrise_common.service import Context
+    from sunrise_common.settings import Settings
+    from sunrise_common.state import StateStore
+    from sunrise_common.storage import Storage
+    from sunrise_devstack.dead_letters import DeadLetters
+
+    from sunrise_cli.ops import Summary
 
 app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data and clinical scores.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -42,7 +48,7 @@ app.registered_commands.extend(science_app.registered_commands)  # synth, train,
 app.command()(forget)
 
 
-def _settings():  # noqa: ANN202 - Settings (imported lazily)
+def _settings() -> Settings:
     from sunrise_common.settings import Settings
 
     return Settings()
@@ -191,7 +197,7 @@ def status(
         time.sleep(2)
 
 
-def _print_upload(settings, state, storage, name: str, as_json: bool) -> None:  # noqa: ANN001 - ports
+def _print_upload(settings: Settings, state: StateStore, storage: Storage, name: str, as_json: bool) -> None:
     from sunrise_common import identity
     from sunrise_devstack import status as status_lib
 
@@ -272,7 +278,7 @@ def backfill(
     raise typer.Exit(1 if summary.failed else 0)
 
 
-def _print_sent(summary, what: str, skipped: str = "already done") -> None:  # noqa: ANN001 - ops.Summary
+def _print_sent(summary: Summary, what: str, skipped: str = "already done") -> None:
     """One sentence for a backfill or rerun, then one line per failure (not a dict)."""
     console.print(f"{summary.sent} {what}, {summary.skipped} skipped ({skipped}), {summary.failed} failed",
                   soft_wrap=True, highlight=False)
@@ -329,7 +335,7 @@ def activate(version: Annotated[str, typer.Argument(help="Model version to score
     console.print(f"active model: {version} ({pointer})")
 
 
-def _dead_letters():
+def _dead_letters() -> DeadLetters:
     from sunrise_devstack.dead_letters import make_dead_letters
 
     return make_dead_letters(_settings())

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import httpx
 
@@ -25,6 +25,8 @@ from sunrise_common.storage import ObjectInfo
 
 if TYPE_CHECKING:
     from sunrise_common.service import Context
+
+    from sunrise_cli.synth import SynthNight
 
 
 def raw_name(kind: str, site: str, subject: str, file_name: str) -> str:
@@ -40,7 +42,7 @@ def upload(ctx: Context, path: Path, *, kind: str, site: str, subject: str, name
     return ctx.storage.upload_file(bucket, raw_name(kind, site, subject, name or path.name), path, if_generation_match=None)
 
 
-def upload_night(ctx: Context, night, *, site: str, subject: str) -> list[str]:  # noqa: ANN001 - synth.SynthNight
+def upload_night(ctx: Context, night: SynthNight, *, site: str, subject: str) -> list[str]:
     """Upload a synthetic night (``synth_night``'s Sunrise EDF+, PSG EDF and label files) to the
     raw bucket under one site and subject; returns the raw object names."""
     uploaded = [upload(ctx, Path(night.sunrise), kind="sunrise", site=site, subject=subject).name,
@@ -168,7 +170,7 @@ def upload_done(ctx: Context, name: str, generation: int) -> bool:
 
 
 def send_all(
-    jobs: Iterable[tuple[str, Callable[[], httpx.Response]]],
+    jobs: Iterable[tuple[str, Callable[[], httpx.Response] | None]],  # None: skipped
     *,
     rate: float | None,
     max_in_flight: int,
@@ -217,7 +219,7 @@ def send_all(
 
 
 def backfill_jobs(ctx: Context, prefix: str, *, force: bool, url: str, token: str | None, checkpoint: Path | None,
-                  via: str = "post"):
+                  via: str = "post") -> Iterator[tuple[str, Callable[[], httpx.Response] | None]]:
     """(label, job) pairs for every raw object under prefix; job None when skipped.
 
     ``via="post"`` sends the finalize event Eventarc would send straight to ingest (``url``);
@@ -237,16 +239,16 @@ def backfill_jobs(ctx: Context, prefix: str, *, force: bool, url: str, token: st
             yield info.name, None
             continue
         if via == "rewrite":
-            def send(name=info.name) -> httpx.Response:
+            def send(name: str = info.name) -> httpx.Response:
                 new = ctx.storage.rewrite(bucket, name)
                 return httpx.Response(200, text=f"rewrote {name} as generation {new.generation}")
         else:
             headers, body = object_event(ctx.settings, info.name, info)
 
-            def send(headers=headers, body=body) -> httpx.Response:
+            def send(headers: dict[str, str] = headers, body: bytes = body) -> httpx.Response:
                 return post(url, headers, body, token=token)
 
-        def job(send=send, marker=marker) -> httpx.Response:
+        def job(send: Callable[[], httpx.Response] = send, marker: str = marker) -> httpx.Response:
             resp = send()
             if checkpoint and 200 <= resp.status_code < 300:
                 with lock, open(checkpoint, "a") as f:
@@ -292,7 +294,7 @@ def reset_stage(ctx: Context, night_id: str, stage: str) -> None:
     ctx.state.transact("nights", night_id, fn)
 
 
-def rerun_job(ctx: Context, night_id: str, stage: str, *, model_version: str | None):
+def rerun_job(ctx: Context, night_id: str, stage: str, *, model_version: str | None) -> Callable[[], httpx.Response] | None:
     """A job that publishes the stage's input event for a night on the stage's topic (the same way
     everywhere: the local router, the emulator, Pub/Sub in the cloud), or None if there is nothing
     to rerun."""

@@ -27,9 +27,10 @@ import html
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from sunrise_common.agreement import kappa_from_confusion
 
@@ -94,14 +95,14 @@ def label_of(algo_version: str) -> str:
     return model if plugin in ("sunalgo", "") else f"{plugin}:{model}"
 
 
-def bland_altman(pred, ref) -> dict[str, float] | None:  # noqa: ANN001 - array-likes
+def bland_altman(pred: npt.ArrayLike, ref: npt.ArrayLike) -> dict[str, float] | None:
     """Bias and 95 % limits of agreement of ``pred − ref`` (same units as the inputs).
 
     None without a pair; with one pair the SD (ddof=1) is undefined and the limits are NaN.
     """
-    pred, ref = np.asarray(pred, float), np.asarray(ref, float)
-    keep = np.isfinite(pred) & np.isfinite(ref)
-    diff = pred[keep] - ref[keep]
+    p, r = np.asarray(pred, float), np.asarray(ref, float)
+    keep = np.isfinite(p) & np.isfinite(r)
+    diff = p[keep] - r[keep]
     if diff.size == 0:
         return None
     bias = float(np.mean(diff))
@@ -113,19 +114,20 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def severity_agreement(pred, ref, thresholds=THRESHOLDS) -> list[dict[str, Any]]:  # noqa: ANN001
+def severity_agreement(pred: npt.ArrayLike, ref: npt.ArrayLike,
+                       thresholds: Iterable[float] = THRESHOLDS) -> list[dict[str, Any]]:
     """Per threshold t (events/h): nights with PSG AHI ≥ t (positives) against sunalgo AHI ≥ t.
 
     Returns, per threshold, the counts ``tp``, ``fn``, ``fp``, ``tn`` (nights), ``sensitivity``
     = tp / (tp + fn), ``specificity`` = tn / (tn + fp), ``accuracy`` (None where a denominator is
     zero: e.g. no night at or above 30/h).
     """
-    pred, ref = np.asarray(pred, float), np.asarray(ref, float)
-    keep = np.isfinite(pred) & np.isfinite(ref)
-    pred, ref = pred[keep], ref[keep]
+    p, r = np.asarray(pred, float), np.asarray(ref, float)
+    keep = np.isfinite(p) & np.isfinite(r)
+    p, r = p[keep], r[keep]
     out = []
     for t in thresholds:
-        truth, said = ref >= t, pred >= t
+        truth, said = r >= t, p >= t
         tp, fn = int(np.sum(truth & said)), int(np.sum(truth & ~said))
         fp, tn = int(np.sum(~truth & said)), int(np.sum(~truth & ~said))
         out.append({"threshold": float(t), "n": int(truth.size), "tp": tp, "fn": fn, "fp": fp, "tn": tn,
@@ -243,7 +245,7 @@ def _figures(out_dir: Path, versions: list[str], by_version: dict[str, list[dict
 DARK_TEXT = "#0b1f3a"
 
 
-def _luminance(rgb) -> float:  # noqa: ANN001 - three floats in 0..1
+def _luminance(rgb: Sequence[float]) -> float:
     """Relative luminance (WCAG 2.x) of an sRGB colour."""
     lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
     return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
@@ -312,7 +314,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
         return (f"<tr class='{cls}'><th class='rowhead'>{label}</th><td class='unit'>{unit}</td>"
                 + "".join(f"<td>{x}</td>" for x in values) + "</tr>")
 
-    def each(fn) -> list[str]:  # noqa: ANN001
+    def each(fn: Callable[[dict[str, Any]], str]) -> list[str]:
         return [fn(summaries[v]) for v in versions]
 
     def loa(ba: dict | None) -> str:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import track
+
+if TYPE_CHECKING:
+    from sunrise_common.settings import Settings
 
 science_app = typer.Typer(help="Synthetic nights, model training and accuracy reports.")
 console = Console()
@@ -114,7 +117,7 @@ def train(
                   + f"; next: `uv run sunrise activate {version}`", soft_wrap=True)
 
 
-def _train_plugin(settings, name: str, rows, out: Path, version: str, seed: int) -> None:  # noqa: ANN001
+def _train_plugin(settings: Settings, name: str, rows: list[Path] | None, out: Path, version: str, seed: int) -> None:
     """`sunrise train --algorithm NAME`: the pipeline's subject split, the plug-in's fit."""
     import tempfile
 

@@ -37,6 +37,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -721,8 +722,8 @@ def _psg_signals(
 # --------------------------------------------------------------------------------------------
 
 
-def _write_edf(path: Path, channels, start: datetime, code: str, equipment: str,
-               annotations=()) -> None:
+def _write_edf(path: Path, channels: Iterable[tuple[str, str, float, np.ndarray, tuple[float, float]]], start: datetime,
+               code: str, equipment: str, annotations: Iterable[tuple[float, float | None, str]] = ()) -> None:
     import edfio  # CLI dependency; the services never import it
 
     signals = [

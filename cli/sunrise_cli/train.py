@@ -16,12 +16,18 @@ import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from sunrise_algo.builtin.model import design_matrix, load_model
 from sunrise_common.agreement import cohen_kappa
 from sunrise_common.dataset import SPLITS, subject_splits
+
+if TYPE_CHECKING:
+    from sunrise_algo.interface import Algorithm
+    from sunrise_common.service import Context
+    from sunrise_common.settings import Settings
 
 #: Design-matrix columns of the trained model (see ``sunrise_algo.builtin.model.context_column``).
 TRAIN_FEATURES = [
@@ -273,7 +279,7 @@ def activate_model(version: str, pointer_path: Path, *, model_dir: Path | None =
     return pointer_path
 
 
-def _result_runs(settings):  # noqa: ANN001, ANN202 - Settings
+def _result_runs(settings: Settings) -> Iterator[tuple[Context, str, str, str, str, float | None]]:
     """(context, night id, stage, algo version, results prefix, finish time) of every finished
     sunalgo run with PSG labels: the plain ``sunalgo`` stage (the model active at the time) and
     each ``sunalgo:VERSION`` rerun. The algo version is the folder of the results prefix
@@ -298,7 +304,7 @@ def _matches(version: str, wanted: list[str] | None) -> bool:
     return not wanted or version in wanted or version.rsplit("+", 1)[-1] in wanted
 
 
-def collect_training_rows(settings, folder: Path, plugin: str = "sunalgo") -> list[Path]:  # noqa: ANN001 - Settings
+def collect_training_rows(settings: Settings, folder: Path, plugin: str = "sunalgo") -> list[Path]:
     """The newest part of each night in the dataset's ``training_rows`` table
     (``sunrise_common.dataset``; ``sunrise dataset build`` backfills it from older results), as
     local Parquet files: the results bucket's own files on the embedded backend, a mirror in
@@ -314,7 +320,7 @@ def collect_training_rows(settings, folder: Path, plugin: str = "sunalgo") -> li
     return [p.path for p in parts if p.algo_version.startswith(f"{plugin}-")]
 
 
-def collect_result_folders(settings, folder: Path, algo_versions: list[str] | None = None) -> list[Path]:  # noqa: ANN001
+def collect_result_folders(settings: Settings, folder: Path, algo_versions: list[str] | None = None) -> list[Path]:
     """Download each night's latest ``scores.json`` and ``agreement.json`` per algo version into
     ``folder/{algo_version}/{night}/`` (with a ``meta.json``: night id, stage, finish time in Unix
     seconds). ``algo_versions`` keeps only those versions (``mine-1`` or ``sunalgo-1.0+mine-1``)."""
@@ -337,7 +343,7 @@ def collect_result_folders(settings, folder: Path, algo_versions: list[str] | No
     return folders
 
 
-def train_plugin(plugin, training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,  # noqa: ANN001
+def train_plugin(plugin: Algorithm, training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,
                  holdout_fraction: float = 0.25) -> dict:
     """Train a plug-in that declares itself trainable (``sunrise_algo.interface.Algorithm.fit``).
 

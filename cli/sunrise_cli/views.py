@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
 from sunrise_devstack import status as status_lib
+
+if TYPE_CHECKING:
+    from sunrise_common.settings import Settings
+    from sunrise_common.storage import Storage
 
 #: Colour of each stage state in the tables.
 STATE_STYLE = {"done": "green", "failed": "red", "retrying": "yellow", "running": "cyan", "waiting": "magenta",
@@ -59,7 +63,7 @@ def fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{counts[s]} {s.replace('_', ' ')}" for s in order) or "none"
 
 
-def raw_names(settings, storage, upload_ids: Iterable[str]) -> dict[str, str]:  # noqa: ANN001 - Settings, Storage
+def raw_names(settings: Settings, storage: Storage, upload_ids: Iterable[str]) -> dict[str, str]:
     """Raw object names of some upload ids, looked up now in the raw bucket.
 
     The state store keeps only a keyed hash of each raw name (the name holds site and subject

@@ -33,11 +33,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from sunrise_algo.interface import (INTERFACE_VERSION, NAME_PATTERN, Algorithm, AlgorithmError, AlgorithmOutput,
                                     PreparedNight, check_lengths, check_scores)
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 #: Planted in the night's metadata; a conformant plug-in never copies metadata text into its outputs.
 PERSONAL_CANARIES = ("Zofia O'Neill-Kowalczyk", "1969-06-30", "30.06.1969", "St. Elsewhere Sleep Unit", "P-000417")
@@ -141,7 +145,7 @@ def _stage_night(folder: Path, psg: Path | None, work: Path) -> tuple[Path, Path
     return night_dir, psg_dir
 
 
-def _child(conn, plugin: Algorithm, night: PreparedNight, model_version: str,  # noqa: ANN001 - a Connection
+def _child(conn: Connection, plugin: Algorithm, night: PreparedNight, model_version: str,
            model_dir: Path | None, watch_root: str) -> None:
     """One run in a forked process: its output JSON (or why there is none), wall time, the peak
     resident memory the run added (``ru_maxrss`` starts afresh in a forked child on Linux, so native

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ CENTRAL = ("central_apnea", "central_event")
 PERSISTENT_SLEEP_MIN = 5.0  # YASA's SOL_5min
 
 
-def _event_tuple(ev) -> tuple[str, float, float, str]:
+def _event_tuple(ev: dict[str, Any] | Sequence[Any]) -> tuple[str, float, float, str]:
     """``(type, onset_s, duration_s, stage)``; stage "" when the event carries none."""
     if isinstance(ev, dict):
         t, o, d, s = ev["type"], ev["onset_s"], ev.get("duration_s"), ev.get("stage")
@@ -68,7 +69,7 @@ def _event_tuple(ev) -> tuple[str, float, float, str]:
     return str(t), float(o), float(d or 0.0), "" if s is None else str(s).strip()
 
 
-def _desat_tuple(d) -> tuple[str, float, float, str]:
+def _desat_tuple(d: dict[str, Any] | Sequence[Any]) -> tuple[str, float, float, str]:
     """A desaturation given as ``(onset_s, duration_s[, drop_pct])`` or a dict, as an event."""
     if isinstance(d, dict):
         return _event_tuple({"type": "desaturation", **d})

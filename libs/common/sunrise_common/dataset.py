@@ -173,7 +173,7 @@ NIGHT_SCORE_FIELDS = (
 _LINEAGE_NAMES = frozenset(n for n, _, _ in LINEAGE_COLUMNS)
 
 
-def _type(name: str):  # noqa: ANN202 - pyarrow DataType
+def _type(name: str) -> pa.DataType:
     import pyarrow as pa
 
     return {"string": pa.string(), "int64": pa.int64(), "int32": pa.int32(), "int8": pa.int8(),

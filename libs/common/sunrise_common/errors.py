@@ -23,6 +23,7 @@ SDK exceptions are translated into these at the adapter boundary.
 
 from __future__ import annotations
 
+import re
 from logging import ERROR, INFO, WARNING
 from typing import Any
 
@@ -183,17 +184,8 @@ def safe_detail(detail: str, names: tuple[str, ...] = ()) -> str:
         if len(part) >= 2:
             detail = detail.replace(part, "<name>")
     detail = strip_literals(detail)
-    detail = _date_re().sub("<date>", detail)
+    detail = _DATE.sub("<date>", detail)
     return "".join(ch if " " <= ch <= "~" else "?" for ch in detail)
 
 
-def _date_re():  # noqa: ANN202 - compiled once, on first use (re costs an import here)
-    global _DATE
-    if _DATE is None:
-        import re
-
-        _DATE = re.compile(r"\b\d{1,4}[./-](\d{1,2}|[A-Za-z]{3})[./-]\d{2,4}\b")
-    return _DATE
-
-
-_DATE = None
+_DATE = re.compile(r"\b\d{1,4}[./-](\d{1,2}|[A-Za-z]{3})[./-]\d{2,4}\b")

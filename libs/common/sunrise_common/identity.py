@@ -17,6 +17,13 @@ import base64
 import hashlib
 import hmac
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: Seconds, or an array of seconds: :func:`wrap_offset_s` works on either.
+Seconds = TypeVar("Seconds", float, "np.ndarray")
 
 NOON_S = 12 * 3600
 
@@ -58,7 +65,7 @@ def time_of_day_offset_s(hours: int, minutes: int, seconds: float) -> float:
     return ((hours * 3600 + minutes * 60 + seconds) - NOON_S) % 86400
 
 
-def wrap_offset_s(delta_s: float):
+def wrap_offset_s(delta_s: Seconds) -> Seconds:
     """A difference of two noon-anchor offsets (or times of day) wrapped into [-12 h, 12 h):
     ``(delta + 43200) % 86400 - 43200``; works on numpy arrays too."""
     return (delta_s + NOON_S) % 86400 - NOON_S

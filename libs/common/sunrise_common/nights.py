@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sunrise_common import logs
 from sunrise_common.contracts import NightDoc, NightMessage
 from sunrise_common.errors import NotFound, PermanentError
 from sunrise_common.events import Event, _problems
@@ -45,8 +46,6 @@ def parse_night(night_id: str, doc: dict[str, Any]) -> NightDoc:
 def open_night(ctx: Context, event: Event) -> tuple[str, NightMessage, NightDoc]:
     """(night id, message, night document) of a per-night event; binds the night id to the log
     context."""
-    from sunrise_common import logs
-
     message = night_event(event)
     logs.bind(night_id=message.night_id)
     return message.night_id, message, load_night(ctx, message.night_id)

@@ -11,10 +11,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sunrise_common import names
 from sunrise_common.errors import TransientError
+
+if TYPE_CHECKING:
+    from google.cloud.pubsub_v1 import SubscriberClient
+    from google.cloud.pubsub_v1.types import ReceivedMessage
+
+    from sunrise_common.publisher import Publisher
+    from sunrise_common.settings import Settings
 
 SOURCE_ATTRIBUTE = "CloudPubSubDeadLetterSourceSubscription"
 
@@ -40,7 +47,7 @@ class DeadLetters(Protocol):
 class LocalDeadLetters:
     """The local router's dead deliveries (embedded and emulators backends)."""
 
-    def __init__(self, settings) -> None:  # noqa: ANN001 - Settings
+    def __init__(self, settings: Settings) -> None:
         from sunrise_devstack.router.queue import Queue
 
         self.queue = Queue(settings.data_dir / "router.db")
@@ -60,7 +67,7 @@ class LocalDeadLetters:
 class PubsubDeadLetters:
     """The dead-letter subscription in Pub/Sub (cloud; the emulator in tests)."""
 
-    def __init__(self, settings, subscriber, publisher) -> None:  # noqa: ANN001
+    def __init__(self, settings: Settings, subscriber: SubscriberClient, publisher: Publisher) -> None:
         self.settings = settings
         self.subscriber = subscriber
         self.publisher = publisher
@@ -68,7 +75,7 @@ class PubsubDeadLetters:
         self.subscription = f"projects/{settings.project}/subscriptions/{topic}"
 
     @classmethod
-    def for_settings(cls, settings) -> "PubsubDeadLetters":  # noqa: ANN001
+    def for_settings(cls, settings: Settings) -> PubsubDeadLetters:
         from google.cloud import pubsub_v1
 
         from sunrise_common.publisher.pubsub import PubsubPublisher
@@ -110,7 +117,7 @@ class PubsubDeadLetters:
             self.subscriber.modify_ack_deadline(
                 request={"subscription": self.subscription, "ack_ids": release, "ack_deadline_seconds": 0})
 
-    def _letter(self, r) -> DeadLetter:  # noqa: ANN001 - ReceivedMessage
+    def _letter(self, r: ReceivedMessage) -> DeadLetter:
         attrs = dict(r.message.attributes)
         trig = self.trigger_of(attrs.get(SOURCE_ATTRIBUTE))
         return DeadLetter(r.message.message_id, trig.service if trig else None, trig.name if trig else None,
@@ -144,7 +151,7 @@ class PubsubDeadLetters:
         return len(ack)
 
 
-def make_dead_letters(settings) -> DeadLetters:  # noqa: ANN001
+def make_dead_letters(settings: Settings) -> DeadLetters:
     if settings.backend == "cloud":
         return PubsubDeadLetters.for_settings(settings)
     return LocalDeadLetters(settings)

@@ -21,7 +21,7 @@ EPOCH_S = 30.0
 
 
 def breathing_rate(breath: np.ndarray, n_epochs: int, fs: float = FS_OUT,
-                   epoch_s: float = EPOCH_S, window_s: float = WINDOW_S):
+                   epoch_s: float = EPOCH_S, window_s: float = WINDOW_S) -> tuple[np.ndarray, np.ndarray]:
     """Breathing rate (breaths/min) and regularity per epoch.
 
     Parameters

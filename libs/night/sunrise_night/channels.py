@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sunrise_common.edf import SignalHeader
 from sunrise_common.errors import PermanentError
 
 IMU_ROLES = ("acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z")
@@ -44,7 +46,7 @@ def _norm_unit(unit: str) -> str:
     return unit.strip().lower().replace(" ", "")
 
 
-def map_channels(signals) -> dict[str, Channel]:
+def map_channels(signals: Iterable[SignalHeader]) -> dict[str, Channel]:
     """Map EDF signal headers (``label``, ``physical_dimension``, ``sample_rate``) to roles.
 
     Raises

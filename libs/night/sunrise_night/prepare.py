@@ -35,11 +35,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from sunrise_common.edf import EdfError, iter_chunks, read_header, read_record_onsets
+from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, read_record_onsets
 from sunrise_common.errors import PermanentError
 from sunrise_common.identity import time_of_day_offset_s
 from sunrise_night.breathing import breathing_rate
@@ -128,7 +129,7 @@ class _QualityStream:
         return np.concatenate(self.parts) if self.parts else np.zeros(0, np.uint8)
 
 
-def _record_layout(edf_path: Path, header) -> tuple[np.ndarray | None, float, float]:
+def _record_layout(edf_path: Path, header: EdfHeader) -> tuple[np.ndarray | None, float, float]:
     """EDF+D: (record onsets from the first record's onset, origin, span in s); None for
     continuous files (EDF, EDF+C), whose span is the header duration.
 
@@ -155,8 +156,8 @@ def _record_layout(edf_path: Path, header) -> tuple[np.ndarray | None, float, fl
     return onsets - origin, origin, span
 
 
-def _pieces(edf_path: Path, header, chunk_seconds: float, wanted: list[int],
-            onsets: np.ndarray | None, fs_of: dict[int, float]):
+def _pieces(edf_path: Path, header: EdfHeader, chunk_seconds: float, wanted: list[int],
+            onsets: np.ndarray | None, fs_of: dict[int, float]) -> Iterator[tuple[dict[int, np.ndarray] | None, bool, float]]:
     """Contiguous pieces of the timeline, in order: ``(data, is_gap, gap_s)``.
 
     ``data`` maps signal index -> samples; for a gap (EDF+D: time between one record's end and

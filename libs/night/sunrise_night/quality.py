@@ -26,6 +26,8 @@ A second is **bad** when any of:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 CLIPPED, FLAT, OFF = 1, 2, 4
@@ -71,7 +73,7 @@ def quality_mask(acc: np.ndarray, gyro: np.ndarray, fs: float,
     return (clipped * 1 + flat * 2 + off * 4).astype(np.uint8)
 
 
-def _per_second(x: np.ndarray, fs: float, n_sec: int, fn) -> np.ndarray:
+def _per_second(x: np.ndarray, fs: float, n_sec: int, fn: Callable[..., np.ndarray]) -> np.ndarray:
     k = int(round(fs))
     x = np.asarray(x, dtype=np.float64)[..., : n_sec * k]
     return fn(x.reshape(*x.shape[:-1], n_sec, k), axis=-1)

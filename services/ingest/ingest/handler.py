@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, TypeVar
 
 from sunrise_common import identity, logs, names
 from sunrise_common.contracts import NightMessage, Recording, StageRun
@@ -79,7 +79,10 @@ def redact(detail: str, raw_name: str) -> str:
     return safe_detail(detail, (raw_name,))
 
 
-def _private(raw_name: str, work):  # noqa: ANN001, ANN202
+T = TypeVar("T")
+
+
+def _private(raw_name: str, work: Callable[[], T]) -> T:
     """Run ingest's work so that whatever error it raises (recorded in Firestore, logged, answered)
     carries no personal data: ingest is the one stage that sees raw names and raw bytes."""
     try:

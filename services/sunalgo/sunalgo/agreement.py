@@ -65,7 +65,7 @@ def confusion(truth: Sequence[str], pred: Sequence[str], labels: Sequence[str]) 
     return [[int(np.sum((t == a) & (p == b))) for b in labels] for a in labels]
 
 
-def _diff(a, b):
+def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 

@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +32,13 @@ EPOCH_S = 30.0
 PSG_ODI_CRITERION = "every desaturation the PSG export lists (its criterion is not in the export)"
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     if isinstance(v, (float, np.floating)):
         return "" if not math.isfinite(float(v)) else f"{float(v):.6g}"
     return str(v)
 
 
-def _write_csv(path: Path, header: list[str], rows) -> None:
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[object]]) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)

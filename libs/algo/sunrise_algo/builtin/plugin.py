@@ -8,6 +8,7 @@ plug-in: the stage has no special path for it. The entry point is declared by th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -74,5 +75,5 @@ class Builtin(Algorithm):
                     "ODI_criterion": ODI_CRITERION if has_spo2 else None},
         )
 
-    def fit(self, features, sleep, *, version: str) -> dict:
+    def fit(self, features: Mapping[str, np.ndarray], sleep: np.ndarray, *, version: str) -> dict:
         raise NotImplementedError("the built-in model is trained by `sunrise train` (logistic regression on the gold rows)")

@@ -19,7 +19,9 @@ accuracy on the training subjects' gold rows (feature ``act_rule_sum``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -92,10 +94,10 @@ class ActivityRule(Algorithm):
             scores={f"{self.name}.threshold": threshold, f"{self.name}.floor_dps": floor},
         )
 
-    def predict_rows(self, features, artifact) -> np.ndarray:
+    def predict_rows(self, features: Mapping[str, np.ndarray], artifact: Mapping[str, Any]) -> np.ndarray:
         return np.asarray(features["act_rule_sum"], dtype=np.float64) > float(artifact["threshold"])
 
-    def fit(self, features, sleep, *, version: str) -> dict:
+    def fit(self, features: Mapping[str, np.ndarray], sleep: np.ndarray, *, version: str) -> dict:
         x = np.asarray(features["act_rule_sum"], dtype=np.float64)
         y = np.asarray(sleep, dtype=bool)
         ok = np.isfinite(x)

@@ -40,5 +40,5 @@ class EdfError(PermanentError, ValueError):
     def __str__(self) -> str:
         return f"{self.reason}: {self.detail}"
 
-    def __reduce__(self):  # keep pickling (multiprocessing workers) working with two arguments
+    def __reduce__(self) -> tuple[type[EdfError], tuple[str, str]]:  # keep pickling (multiprocessing workers) working with two arguments
         return (type(self), (self.reason, self.detail))

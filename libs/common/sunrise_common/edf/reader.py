@@ -56,7 +56,7 @@ class Chunk:
 
 
 @contextlib.contextmanager
-def _open(path_or_file: str | Path | BinaryIO):
+def _open(path_or_file: str | Path | BinaryIO) -> Iterator[BinaryIO]:
     if isinstance(path_or_file, (str, Path)):
         with open(path_or_file, "rb") as f:
             yield f

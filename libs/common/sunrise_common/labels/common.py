@@ -7,14 +7,21 @@ are format facts, not library features (see docs/label-formats.md).
 
 from __future__ import annotations
 
+import csv
 import math
 import re
+import unicodedata
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .canonical import UNSCORED, Hypnogram, map_stage
+from .canonical import UNSCORED, Hypnogram, map_event, map_stage
 from .errors import LabelError
+from .limits import local
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 # A label file spanning longer than this is corrupt, not a night (Sleep-EDF hypnograms run to 24 h).
 MAX_SPAN_S = 72 * 3600.0
@@ -244,11 +251,9 @@ def clock_dt(d: date, t: time) -> datetime:
 XmlSpec = dict[str, tuple[frozenset[str], "XmlSpec | None"]]
 
 
-def prune(el, spec: XmlSpec) -> None:  # noqa: ANN001 - an ElementTree Element
+def prune(el: Element, spec: XmlSpec) -> None:
     """Remove from ``el`` every child, attribute and text the whitelist ``spec`` does not name
     (tags matched without their namespace). Anonymisation keeps only what a parser reads."""
-    from .limits import local  # noqa: PLC0415 - limits imports nothing from here; keeps common light
-
     for child in list(el):
         rule = spec.get(local(child.tag))
         if rule is None:
@@ -269,8 +274,6 @@ def prune(el, spec: XmlSpec) -> None:  # noqa: ANN001 - an ElementTree Element
 
 def fold(text: str) -> str:
     """Lower case without accents or brackets' spacing: ``Événement`` -> ``evenement``."""
-    import unicodedata  # noqa: PLC0415
-
     s = unicodedata.normalize("NFKD", text)
     return "".join(c for c in s if not unicodedata.combining(c)).lower().strip()
 
@@ -291,8 +294,6 @@ def find_columns(cells: list[str], aliases: dict[str, tuple[str, ...]]) -> dict[
 def event_type(code: str) -> str:
     """Canonical event type of a vendor code such as ``APNEA-OBSTRUCTIVE`` or ``Resp Arousal``
     (dash-separated vendor codes name the family first, so try the parts reversed too)."""
-    from .canonical import map_event  # noqa: PLC0415
-
     code = code.replace("_", " ")
     t = map_event(code)
     if t in ("apnea", "other"):
@@ -317,8 +318,6 @@ def safe_label(label: str) -> str:
 
 def csv_rows(text: str, delimiter: str = ",") -> list[list[str]]:
     """Comma-separated rows, one per line (CR, LF or CRLF; a quoted field cannot span lines)."""
-    import csv  # noqa: PLC0415
-
     try:
         return list(csv.reader(text.splitlines(), delimiter=delimiter))
     except csv.Error as exc:

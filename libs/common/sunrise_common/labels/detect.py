@@ -1,7 +1,7 @@
 """Recognise what kind of label file some bytes are, from content first and the name second.
 
 The formats and their order come from ``registry.FORMATS``; this module keeps the historical
-names (``detect_label_kind``, ``LABEL_KINDS``) for callers.
+name ``detect_label_kind`` for callers (``LABEL_KINDS`` is ``sunrise_common.labels.LABEL_KINDS``).
 """
 
 from __future__ import annotations
@@ -9,12 +9,6 @@ from __future__ import annotations
 from . import registry
 from .domino import DOMINO_KINDS
 from .registry import HEAD_BYTES
-
-
-def __getattr__(name: str) -> tuple[str, ...]:
-    if name == "LABEL_KINDS":  # the registry is filled after this module is imported
-        return registry.KINDS
-    raise AttributeError(name)
 
 
 def detect_label_kind(name: str, head: bytes) -> str:

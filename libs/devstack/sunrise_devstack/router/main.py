@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -23,6 +24,9 @@ from sunrise_common.errors import TransientError
 from sunrise_devstack.router.queue import Delivery, Queue
 from sunrise_devstack.router.watcher import RawWatcher, superseded
 from sunrise_common.settings import Settings
+
+if TYPE_CHECKING:
+    from sunrise_devstack.router.pubsub_source import PubsubSource
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +175,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
     logger.info("router up (%s backend), delivering to %s", settings.backend,
                 {s: settings.service_url(s) for s in names.SERVICES})
 
-    def pump(source) -> None:  # noqa: ANN001 - RawWatcher or PubsubSource
+    def pump(source: RawWatcher | PubsubSource) -> None:
         # Each event source in its own thread: a long-polling pull never holds up deliveries.
         backoff = Backoff(f"event source {type(source).__name__}", 1.0, settings.router_backoff_max_s)
         while not stop.is_set():

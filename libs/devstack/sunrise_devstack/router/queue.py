@@ -29,11 +29,14 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from sunrise_common import names
 from sunrise_common.events import pubsub_event, storage_event
 from sunrise_common.publisher.queue import QueueFile
+
+if TYPE_CHECKING:
+    from sunrise_common.settings import Settings
 
 # The header fields a redacted delivery keeps: enough to match it with a service's log line.
 _KEPT_HEADERS = ("ce-id", "ce-type", "ce-source")
@@ -74,7 +77,7 @@ class Queue(QueueFile):
     local publisher) plus routing, claiming, delivering and dead letters."""
 
     # -- routing
-    def route_messages(self, settings) -> int:  # noqa: ANN001 - Settings
+    def route_messages(self, settings: Settings) -> int:
         """Fan new messages out to the triggers subscribed to their topic."""
         conn = self._conn()
         rows = conn.execute(
@@ -106,7 +109,8 @@ class Queue(QueueFile):
                 raise
         return len(rows)
 
-    def enqueue_storage(self, settings, bucket: str, name: str, generation: int, size: int, *, force: bool = False) -> int:  # noqa: ANN001
+    def enqueue_storage(self, settings: Settings, bucket: str, name: str, generation: int, size: int, *,
+                        force: bool = False) -> int:
         """Deliveries for an object finalize on ``bucket``; once per generation unless forced."""
         conn = self._conn()
         logical = settings.logical_bucket(bucket)
