@@ -161,6 +161,23 @@ def test_a_producer_that_fails_commits_nothing(storage, bucket):
     assert storage.stat(bucket, "half.bin") is None
 
 
+def test_compose_concatenates_its_sources_in_order_beyond_one_request_and_leaves_them(storage, bucket):
+    # 70 sources: more than Cloud Storage's 32 per compose, so the adapter builds a tree.
+    pieces = [f"p/{i:03d}" for i in range(70)]
+    for i, name in enumerate(pieces):
+        storage.write_bytes(bucket, name, bytes([i]) * (i + 1))
+    info = storage.compose(bucket, "whole.bin", pieces)
+    assert storage.read_bytes(bucket, "whole.bin") == b"".join(bytes([i]) * (i + 1) for i in range(70))
+    assert info.size == sum(range(1, 71)) and storage.stat(bucket, "whole.bin") == info
+    # The sources stay; no intermediate object is left beside them.
+    assert [o.name for o in storage.list(bucket)] == sorted(pieces + ["whole.bin"])
+    with pytest.raises(PreconditionFailed):
+        storage.compose(bucket, "whole.bin", pieces[:1])
+    assert storage.read_bytes(bucket, "whole.bin") != bytes([0])
+
+
+
+
 # -- the local adapter only: an object is a regular file inside its bucket's folder (issue 22) --
 
 def _refused_within(call, seconds: float = 30.0) -> BaseException | None:
@@ -301,3 +318,12 @@ def test_the_generation_a_write_returns_is_the_one_every_read_reports(local, tmp
         assert local.stat("raw", f"x/{if_match}.edf") == written
         with local.open_read("raw", f"x/{if_match}.edf", generation=written.generation) as (info, _):
             assert info == written
+
+
+def test_compose_of_a_missing_source_raises_not_found_and_writes_nothing(local):
+    # Local only: Cloud Storage answers such a compose with 404 too, but fake-gcs-server answers
+    # 500 ("Error running compose"), which the adapter retries as a passing fault.
+    local.write_bytes("raw", "a", b"a")
+    with pytest.raises(NotFound):
+        local.compose("raw", "ab", ["a", "b"])
+    assert local.stat("raw", "ab") is None and not list(local.tmp.iterdir())

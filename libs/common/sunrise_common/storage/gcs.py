@@ -12,6 +12,7 @@ producer cancels the session, so no partial object is ever finalized).
 from __future__ import annotations
 
 import contextlib
+import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
@@ -35,6 +36,9 @@ CHUNK_SIZE = 16 * 1024 * 1024
 SDK_MULTIPART_MAX = 8 * 1024 * 1024
 # Range read of a streamed download (open_read): what one read request holds in memory.
 READ_CHUNK_SIZE = 8 * 1024 * 1024
+
+#: Sources of one compose request (Cloud Storage's limit).
+COMPOSE_MAX = 32
 
 T = TypeVar("T")
 
@@ -175,6 +179,38 @@ class GcsStorage:
                 result = produce(writer)
             blob.reload(timeout=TIMEOUT_S, retry=self.retry)
         return self._info(blob), result
+
+    def compose(self, bucket: str, name: str, sources: list[str], *, if_generation_match: int | None = 0) -> ObjectInfo:
+        """Cloud Storage's compose, 32 sources per request (its limit): more sources are composed
+        in groups into intermediate objects (``NAME.compose-TOKEN-LEVEL-I``), deleted afterwards."""
+        if not sources:
+            raise ValueError("compose needs at least one source")
+        b = self.client.bucket(bucket)
+        token = uuid.uuid4().hex[:12]
+        made: list[str] = []
+        try:
+            with _translated(f"compose {bucket}/{name}"):
+                level = 0
+                while len(sources) > COMPOSE_MAX:
+                    level += 1
+                    grouped = []
+                    for i in range(0, len(sources), COMPOSE_MAX):
+                        part = f"{name}.compose-{token}-{level}-{i // COMPOSE_MAX}"
+                        b.blob(part).compose([b.blob(s) for s in sources[i:i + COMPOSE_MAX]], if_generation_match=0,
+                                             timeout=TIMEOUT_S, retry=self.retry)
+                        made.append(part)
+                        grouped.append(part)
+                    sources = grouped
+                if self.emulated_preconditions and if_generation_match is not None:
+                    self._check_generation(bucket, name, if_generation_match)
+                blob = b.blob(name)
+                blob.compose([b.blob(s) for s in sources], if_generation_match=if_generation_match,
+                             timeout=TIMEOUT_S, retry=self.retry)
+                blob.reload(timeout=TIMEOUT_S, retry=self.retry)
+        finally:
+            for part in made:
+                self.delete(bucket, part)
+        return self._info(blob)
 
     def _check_generation(self, bucket: str, name: str, expected: int) -> None:
         """Emulator only (racy by nature): refuse a write whose precondition already fails."""
