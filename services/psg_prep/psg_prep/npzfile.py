@@ -191,12 +191,12 @@ class MemberWriter:
 
 #: Bytes of float32 data all members together hold before they go up as parts (StreamedNpzWriter):
 #: each member's part is this divided among the members, within PART_MIN..PART_MAX.
-BUFFER_BUDGET = 32 << 20
+BUFFER_BUDGET = 16 << 20
 PART_MIN, PART_MAX = 256 << 10, 4 << 20
-#: Parts uploading at once (threads), and parts cut but waiting for one: what the lanes may get
-#: ahead of the network before they wait.
+#: Parts uploading at once (threads), and parts cut and held until one is free: what the lanes
+#: may get ahead of the network before they wait.
 UPLOADERS = 4
-IN_FLIGHT = 2 * UPLOADERS
+IN_FLIGHT = UPLOADERS + 1
 
 
 class StreamedNpzWriter:

@@ -5,13 +5,14 @@ SDK exceptions are translated here: missing object -> ``NotFound``, lost precond
 Uploads and downloads stream between the object and a local file; files above 8 MiB go up as a
 chunked resumable upload (16 MiB in memory at a time), so a 300 MB EDF never sits in memory.
 ``open_read`` and ``write_stream`` go without a local file at all: range reads of 8 MiB pinned to
-one generation, and a resumable upload fed 16 MiB at a time (``BlobWriter``; an exception in the
+one generation (written straight into one 8 MiB buffer, or into the caller's for larger reads), and a resumable upload fed 16 MiB at a time (``BlobWriter``; an exception in the
 producer cancels the session, so no partial object is ever finalized).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
@@ -56,6 +57,60 @@ def _translated(what: str) -> Iterator[None]:
         raise TransientError("storage_unavailable", f"{what}: {exc}") from exc
     except (requests.ConnectionError, requests.Timeout, auth_exc.TransportError, ConnectionError, TimeoutError) as exc:
         raise TransientError("storage_unreachable", f"{what}: {exc}") from exc
+
+
+class _IntoView:
+    """Where a range download writes: straight into the reader's buffer (no intermediate bytes)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view, self.n = view, 0
+
+    def write(self, data: bytes) -> int:
+        k = len(data)
+        if self.n + k > len(self.view):  # the server sent more than the range asked
+            raise TransientError("storage_range", f"a range read of {len(self.view)} bytes received {self.n + k}")
+        self.view[self.n : self.n + k] = data
+        self.n += k
+        return k
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable raw stream over one generation of an object: each ``readinto`` is one range
+    request written straight into the caller's buffer. ``open_read`` wraps it in an
+    ``io.BufferedReader`` of ``READ_CHUNK_SIZE``: small reads are served from that one buffer,
+    seeks within it cost nothing. (The SDK's ``BlobReader`` holds each 8 MiB range three or four
+    times over while it splits it: ~35 MB per read instead of 8; issue 26.)"""
+
+    def __init__(self, blob: storage.Blob, retry) -> None:  # noqa: ANN001 - the SDK's retry object
+        self.blob, self.retry, self.size, self.pos = blob, retry, int(blob.size or 0), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self.pos = base + offset
+        return self.pos
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001 - any writable buffer
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self.size - self.pos)
+        if n <= 0:
+            return 0
+        sink = _IntoView(view[:n])
+        # blob.generation (from get_blob) pins the request to the generation opened.
+        self.blob.download_to_file(sink, start=self.pos, end=self.pos + n - 1, checksum=None, retry=self.retry,
+                                   timeout=TIMEOUT_S)
+        self.pos += sink.n
+        return sink.n
 
 
 class GcsStorage:
@@ -134,7 +189,7 @@ class GcsStorage:
             blob = self.client.bucket(bucket).get_blob(name, generation=generation, timeout=TIMEOUT_S, retry=self.retry)
             if blob is None:
                 raise NotFound("generation_gone" if generation is not None else "object_not_found", what)
-            reader = blob.open("rb", chunk_size=READ_CHUNK_SIZE, retry=self.retry, timeout=TIMEOUT_S)
+            reader = io.BufferedReader(_RangeReader(blob, self.retry), buffer_size=READ_CHUNK_SIZE)
         try:
             with _translated(f"read {what}"):
                 yield self._info(blob), reader
