@@ -187,18 +187,19 @@ def test_a_16_h_night_streams_through_psg_prep_in_the_memory_of_a_1_h_one(tmp_pa
         assert all(run["cloud_run_mib"] <= TARGET_MIB for run in (short, middle, long)), summary
     # Flat: 16 h of night cost at most a quarter more than 1 h, plus 16 MiB of allocator slack.
     assert long["request_mib"] <= 1.25 * short["request_mib"] + 16, summary
-    if backend["backend"] == "embedded":
-        _same_as_the_local_path(tmp_path, short, block_file)
+    _same_as_the_local_path(tmp_path, short, backend)
 
 
-def _same_as_the_local_path(tmp_path: Path, run: dict, block_file: Path) -> None:
+def _same_as_the_local_path(tmp_path: Path, run: dict, backend: dict) -> None:
     """The 1-h night prepared from a local file into a local folder (the in-place NpzWriter)
     gives the same signals.npz, byte for byte, and the same arrays and files otherwise."""
     from psg_prep.prepare import prepare_psg
-    from sunrise_common.storage.local import LocalStorage
+    from sunrise_common.storage import make_storage
+    from sunrise_common.settings import Settings
 
-    storage = LocalStorage(tmp_path / "data-1h" / "buckets")
-    anonymised = next(o for o in storage.list(f"{PREFIX}-anonymised") if o.name.endswith(".edf"))
+    storage = make_storage(Settings(data_dir=tmp_path / "data-1h", **backend))
+    night = "/".join(run["prefix"].split("/")[:2]) + "/"  # nights/{night_id}/: the 1-h night's objects
+    anonymised = next(o for o in storage.list(f"{PREFIX}-anonymised", night) if o.name.endswith(".edf"))
     local_psg = tmp_path / "local.edf"
     storage.download_to_file(anonymised.bucket, anonymised.name, local_psg)
     folder = tmp_path / "local-out"
@@ -213,6 +214,7 @@ def _same_as_the_local_path(tmp_path: Path, run: dict, block_file: Path) -> None
         f.write(storage.read_bytes(bucket, run["prefix"] + "quality.npz"))
     with np.load(tmp_path / "q.npz") as a, np.load(folder / "quality.npz") as b:
         assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
-    # No piece of signals.npz is left in the bucket.
+    # No piece of signals.npz is left in the bucket, in the prefix or beside it.
     assert {o.name.removeprefix(run["prefix"]) for o in storage.list(bucket, run["prefix"])} == \
         set(run["files"]) | {"_MANIFEST.json"}
+    assert list(storage.list(bucket, "_parts/")) == []

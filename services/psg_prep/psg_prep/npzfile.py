@@ -189,6 +189,8 @@ class MemberWriter:
             self.write(np.full(min(n - self._m.written, 1 << 20), np.nan, dtype=np.float32))
 
 
+#: Where StreamedNpzWriter's pieces go in the bucket (outside the per-night output prefixes).
+PIECES = "_parts/"
 #: Bytes of float32 data all members together hold before they go up as parts (StreamedNpzWriter):
 #: each member's part is this divided among the members, within PART_MIN..PART_MAX.
 BUFFER_BUDGET = 16 << 20
@@ -210,8 +212,10 @@ class StreamedNpzWriter:
 
     The object is written create-if-absent: one that exists holds the same result (a crashed
     earlier attempt; names derive from the inputs) and is kept. Pieces are named
-    ``NAME.parts-TOKEN/...`` (a random token per writer); a crash leaves them behind, never
-    under a name a reader trusts."""
+    ``_parts/TOKEN/...`` (``PIECES``, a random token per writer), outside every output prefix: a
+    process killed mid-night leaves them there, never under a name a reader trusts nor in a
+    prefix whose manifest they would contradict (a bucket lifecycle rule may delete ``_parts/``
+    after a day)."""
 
     def __init__(self, storage, bucket: str, name: str, arrays: list[tuple[str, int]]) -> None:  # noqa: ANN001
         self.storage, self.bucket, self.name = storage, bucket, name
@@ -224,7 +228,7 @@ class StreamedNpzWriter:
         self.cd_offset = offset
         self.part_bytes = max(PART_MIN, min(PART_MAX, BUFFER_BUDGET // max(1, len(self.members))))
         self.part_bytes -= self.part_bytes % 4
-        self.prefix = f"{name}.parts-{uuid.uuid4().hex[:12]}/"
+        self.prefix = f"{PIECES}{uuid.uuid4().hex}/"
         self._buffers = [bytearray() for _ in self.members]
         self._parts: list[list[str]] = [[] for _ in self.members]
         self._created: list[str] = []

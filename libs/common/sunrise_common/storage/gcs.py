@@ -237,11 +237,14 @@ class GcsStorage:
 
     def compose(self, bucket: str, name: str, sources: list[str], *, if_generation_match: int | None = 0) -> ObjectInfo:
         """Cloud Storage's compose, 32 sources per request (its limit): more sources are composed
-        in groups into intermediate objects (``NAME.compose-TOKEN-LEVEL-I``), deleted afterwards."""
+        in groups into intermediate objects named after the first source
+        (``SOURCE.compose-TOKEN-LEVEL-I``: beside the sources, never under the destination's
+        prefix), deleted afterwards."""
         if not sources:
             raise ValueError("compose needs at least one source")
         b = self.client.bucket(bucket)
         token = uuid.uuid4().hex[:12]
+        first = sources[0]
         made: list[str] = []
         try:
             with _translated(f"compose {bucket}/{name}"):
@@ -250,7 +253,7 @@ class GcsStorage:
                     level += 1
                     grouped = []
                     for i in range(0, len(sources), COMPOSE_MAX):
-                        part = f"{name}.compose-{token}-{level}-{i // COMPOSE_MAX}"
+                        part = f"{first}.compose-{token}-{level}-{i // COMPOSE_MAX}"
                         b.blob(part).compose([b.blob(s) for s in sources[i:i + COMPOSE_MAX]], if_generation_match=0,
                                              timeout=TIMEOUT_S, retry=self.retry)
                         made.append(part)
