@@ -23,10 +23,12 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pytest
 
+from sunrise_common.storage import Storage
 from tests.conftest import TEST_KEY
 from tests.ports.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
 
@@ -49,7 +51,7 @@ TARGET_MIB = 256
 BLOCK_RECORDS = 300  # the repeated block: 5 minutes of 1-s records
 
 
-def stream_psg(storage, bucket: str, name: str, hours: float, block_file: Path) -> None:
+def stream_psg(storage: Storage, bucket: str, name: str, hours: float, block_file: Path) -> None:
     """Write a ``hours``-long PSG into ``bucket/name`` by streaming (``Storage.write_stream``): the
     header of ``block_file`` (a 5-minute ``make_big_psg`` night) with the record count of the long
     night, then its records over and over."""
@@ -61,7 +63,7 @@ def stream_psg(storage, bucket: str, name: str, hours: float, block_file: Path) 
     head, records = bytearray(raw[: header.header_bytes]), raw[header.header_bytes :]
     head[236:244] = str(n_records).encode().ljust(8)
 
-    def produce(out) -> None:  # noqa: ANN001 - a binary stream
+    def produce(out: BinaryIO) -> None:
         out.write(bytes(head))
         whole, rest = divmod(n_records, BLOCK_RECORDS)
         for _ in range(whole):

@@ -32,11 +32,11 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from sunrise_common.errors import NotFound, PreconditionFailed, TransientError
+from sunrise_common.storage import ObjectInfo, Storage
 
 from .errors import PrepError
 
@@ -217,7 +217,7 @@ class StreamedNpzWriter:
     prefix whose manifest they would contradict (a bucket lifecycle rule may delete ``_parts/``
     after a day)."""
 
-    def __init__(self, storage, bucket: str, name: str, arrays: list[tuple[str, int]]) -> None:  # noqa: ANN001
+    def __init__(self, storage: Storage, bucket: str, name: str, arrays: list[tuple[str, int]]) -> None:
         self.storage, self.bucket, self.name = storage, bucket, name
         self.members: list[_Member] = []
         offset = 0
@@ -238,7 +238,7 @@ class StreamedNpzWriter:
         self._futures: list[Future] = []
         self._done = False
         self._index = {id(m): j for j, m in enumerate(self.members)}
-        self.on_close: Callable[[Any], None] | None = None  # called with the object's info
+        self.on_close: Callable[[ObjectInfo], None] | None = None  # called with the object's info
 
     def member(self, j: int) -> MemberWriter:
         return MemberWriter(self, self.members[j])
@@ -280,7 +280,7 @@ class StreamedNpzWriter:
             self._created.extend(name for name, _ in pieces)
         list(self._pool.map(lambda p: self.storage.write_bytes(self.bucket, p[0], p[1], if_generation_match=0), pieces))
 
-    def close(self):  # noqa: ANN201 - ObjectInfo
+    def close(self) -> ObjectInfo:
         """Flush, compose, clean up; returns the object's ``ObjectInfo``."""
         try:
             _check_lengths(self.members)

@@ -23,6 +23,7 @@ from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.fileio import BlobWriter
+from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from sunrise_common.errors import NotFound, PreconditionFailed, TransientError
@@ -81,7 +82,7 @@ class _RangeReader(io.RawIOBase):
     seeks within it cost nothing. (The SDK's ``BlobReader`` holds each 8 MiB range three or four
     times over while it splits it: ~35 MB per read instead of 8; issue 26.)"""
 
-    def __init__(self, blob: storage.Blob, retry) -> None:  # noqa: ANN001 - the SDK's retry object
+    def __init__(self, blob: storage.Blob, retry: Retry) -> None:
         self.blob, self.retry, self.size, self.pos = blob, retry, int(blob.size or 0), 0
 
     def readable(self) -> bool:
@@ -100,7 +101,7 @@ class _RangeReader(io.RawIOBase):
         self.pos = base + offset
         return self.pos
 
-    def readinto(self, buffer) -> int:  # noqa: ANN001 - any writable buffer
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         view = memoryview(buffer).cast("B")
         n = min(len(view), self.size - self.pos)
         if n <= 0:
