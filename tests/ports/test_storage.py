@@ -139,6 +139,28 @@ def test_open_read_streams_one_generation_and_refuses_a_replaced_one(storage, bu
         with storage.open_read(bucket, "nope"):
             pass
 
+def test_open_read_is_seekable_as_psg_prep_reads_it(storage, bucket):
+    # psg_prep's passes: the size (seek to the end), the header, one record, then blocks larger
+    # than the read buffer (readinto), and back to the start for the next pass.
+    data = bytes(range(256)) * 48_000  # 12 MB
+    storage.write_bytes(bucket, "psg.bin", data, if_generation_match=None)
+    with storage.open_read(bucket, "psg.bin") as (_, f):
+        assert f.seek(0, 2) == len(data) and f.seek(0) == 0
+        assert f.read(256) == data[:256] and f.read(5120) == data[256:5376]
+        f.seek(10_000)
+        assert f.read(100) == data[10_000:10_100] and f.tell() == 10_100
+        buf = bytearray(9 << 20)  # more than the 8 MiB buffer: read straight into it
+        f.seek(1_000)
+        got = 0
+        while got < len(buf) and (n := f.readinto(memoryview(buf)[got:])):
+            got += n
+        assert bytes(buf) == data[1_000 : 1_000 + len(buf)]
+        f.seek(len(data) - 10)
+        assert f.read(100) == data[-10:] and f.read(100) == b""
+        f.seek(0)
+        assert f.read(3) == data[:3]
+
+
 def test_write_stream_commits_what_the_producer_wrote_create_if_absent(storage, bucket):
     def produce(out):
         for i in range(20):  # 20 MiB in 1 MiB writes: several chunks of a resumable upload
