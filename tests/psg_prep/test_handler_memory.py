@@ -39,7 +39,7 @@ MIB = 1 << 20
 #: /tmp bytes: the decoded chunk (300 s x 20 channels, float32 and its raw bytes, ~9 MiB), the
 #: lanes' queued chunks and filter state, signals.npz's pending parts (npzfile.BUFFER_BUDGET,
 #: 16 MiB) and the parts in flight (IN_FLIGHT x 0.8 MiB, and the SDK's copies of them), and on
-#: Cloud Storage the 8 MiB read buffer. Measured 67-76 MiB embedded, 90-99 MiB on
+#: Cloud Storage the 8 MiB read buffer. Measured 67-76 MiB embedded, 90-101 MiB on
 #: fake-gcs-server (docs/limits.md, "Memory per request").
 BOUND_MIB = 128
 #: The whole process's peak (imports included) plus /tmp, as benchmarks/warm.py counts it: within
