@@ -1,4 +1,4 @@
-"""An uncompressed ``.npz`` of 1-D float32 arrays written in place, in any interleaving.
+"""An uncompressed ``.npz`` of 1-D float32 arrays filled in any interleaving: in place, or streamed.
 
 psg_prep produces every channel's output block by block, all channels at once, while a zip
 stores each member contiguously. Instead of spooling each channel to its own file and copying
@@ -9,12 +9,17 @@ offset (``os.pwrite``, from any thread; one writer per member), the CRC-32 is ac
 they arrive, and the zip headers are written last. The result is what ``numpy.savez`` writes
 (one ``NAME.npy`` member per array, stored, ZIP64), read back by ``numpy.load``.
 
+``StreamedNpzWriter`` writes the same bytes into a bucket without any local file (the service's
+path, issue 26): the members' data go up in parts as they arrive, and the headers, final once
+the CRCs are, are composed around them at the end (``Storage.compose``).
+
 Why by hand (issue 25 asked whether it only pays in a one-file process): it pays in the running
 service. On Cloud Run ``/tmp`` is memory and counts against the instance's limit; spooling each
 channel before ``numpy.savez`` (or ``zipfile``, which needs each member's CRC before or while
 streaming it, one member at a time) holds the night's output twice (255 MB spooled + 255 MB
-archive for 8 h), so per-request memory would grow with the night; laid out in place it is held
-once. No kept library writes a zip from members filled concurrently with precomputed CRCs.
+archive for 8 h), and even laid out in place it is held once, so per-request memory would grow
+with the night; streamed in parts it is held as a bounded buffer. No kept library writes a zip
+from members filled concurrently with precomputed CRCs, nor lays one out for a compose.
 
 Zip format: PKWARE APPNOTE 6.3 (local file header 4.3.7, central directory header 4.3.12,
 ZIP64 extended information 4.5.3, ZIP64 end of central directory record and locator 4.3.14-15).
