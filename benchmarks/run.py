@@ -50,7 +50,7 @@ def _rotated(keys: list[str], i: int) -> list[str]:
 # The commands are psg_prep_bench.VARIANTS (psg_prep's own benchmark: (input EDF, scratch
 # folder) -> argv); a goal whose baseline is not there is reported "not measured".
 PSG_LABELS = {
-    "psg_prep": "psg_prep (`prepare_psg`, default threads: both cores)",
+    "psg_prep": "psg_prep (`prepare_psg` streamed as the service runs it: PSG read as a stream, outputs into the bucket; default threads: both cores)",
     "psg_prep_1thread": "psg_prep, one thread",
     "competent": "best competent script: edfio + `resample_poly` to 100 Hz, then `sosfiltfilt` (benchmarks/psg_baselines.py)",
     "competent_filter_first": "competent script, `sosfiltfilt` at 256 Hz, then `resample_poly`",
@@ -118,7 +118,7 @@ def bench_psg(tmp: Path, runs: int, path: Path, lengths: tuple[float, ...]) -> d
 
 WARM_PSG = ("psg_prep", "competent", "mne_polyphase", "mne_naive", "io_floor")
 WARM_LABELS = {
-    "psg_prep": "psg_prep (`prepare_psg`, default threads: both cores)",
+    "psg_prep": "psg_prep (`prepare_psg` streamed as the service runs it: PSG read as a stream, outputs into the bucket; default threads: both cores)",
     "competent": "competent script: edfio + `resample_poly` to 100 Hz + `sosfiltfilt` (imports done)",
     "mne_polyphase": "MNE: `read_raw_edf(preload=True)` + FIR `filter(0.3, 35)` + `resample(100, method=\"polyphase\")`",
     "mne_naive": "MNE naive: `read_raw_edf(preload=True)` + FIR `filter(0.3, 35)` + `resample(100)` (FFT)",
@@ -501,8 +501,9 @@ def _warm_part(r: dict, warm: dict) -> list[str]:
         f" {warm['runs']} time(s), timed (`benchmarks/warm.py`); medians. The baselines run the same way, in the"
         f" same run. PSG: {warm['file_mb']:.0f} MB, {warm['hours']:g} h, 20 channels at 256 Hz; Sunrise:"
         f" {warm['sunrise_hours']:g}-h synthetic night. Load {warm['load'][0][0]:.1f} → {warm['load'][1][0]:.1f}."
-        " Memory per request as Cloud Run counts it: peak RSS plus the bytes the request keeps in `/tmp` (its"
-        " downloaded input and its outputs before upload).",
+        " Memory per request as Cloud Run counts it: peak RSS plus the bytes the request keeps in `/tmp` (a"
+        " downloaded input and outputs before upload; ingest and psg_prep stream between the buckets and keep"
+        " none, issue 26).",
         "",
         "| variant | wall per night (s) | CPU-s per night | peak RSS (MB) | /tmp (MB) | per request (MB) |",
         "| --- | --- | --- | --- | --- | --- |",

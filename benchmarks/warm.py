@@ -17,8 +17,8 @@ anonymisation and SHA-256 of its output); on the Sunrise EDF: ``sunrise_prep`` a
 
 Memory per request as Cloud Run counts it (``/tmp`` is memory there): the process's peak RSS plus
 the largest number of bytes a night kept in its scratch folder, which for the stages that stage
-their input (``STAGED_INPUT``: the handlers download the object to ``/tmp`` before working) counts
-the input file too (``tmp_mb``; ``request_mb`` = ``peak_rss_mb`` + ``tmp_mb``).
+their input (``STAGED_INPUT``: the handler downloads the object to ``/tmp`` before working; ingest
+and psg_prep stream theirs, issue 26) counts the input file too (``tmp_mb``; ``request_mb`` = ``peak_rss_mb`` + ``tmp_mb``).
 """
 
 from __future__ import annotations
@@ -44,9 +44,26 @@ def _peak_rss_mb() -> float:
 
 
 def _psg_prep() -> Callable[[Path, Path], object]:
+    """psg_prep's work as it runs since issue 26: the PSG read as a seekable stream (what the
+    embedded backend's ``open_read`` hands the handler: the object's open file; on Cloud Storage,
+    range reads), the outputs written into the prepped bucket as they are produced
+    (``BucketOutputs``: signals.npz in parts composed at the end), nothing in /tmp. The bucket is a
+    folder outside the request's scratch folder, emptied after each night."""
+    from psg_prep.outputs import BucketOutputs
     from psg_prep.prepare import prepare_psg
+    from sunrise_common.storage.local import LocalStorage
 
-    return lambda src, out: prepare_psg(src, [], out)
+    root = Path(tempfile.mkdtemp(prefix="warm-psg-prep-bucket-"))
+
+    def work(src: Path, out: Path) -> None:
+        storage = LocalStorage(root)
+        storage.ensure_bucket("prepped")
+        with open(src, "rb") as f:
+            prepare_psg(f, [], BucketOutputs(storage, "prepped", "nights/n/psg/k/"))
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+
+    return work
 
 
 def _competent() -> Callable[[Path, Path], object]:
@@ -142,7 +159,7 @@ VARIANTS: dict[str, Callable[[], Callable[[Path, Path], object]]] = {
     "sunalgo": _sunalgo,
 }
 #: The stages whose handler downloads its input object into its scratch folder before working.
-STAGED_INPUT = frozenset({"psg_prep", "sunrise_prep"})  # ingest streams (issue 26)
+STAGED_INPUT = frozenset({"sunrise_prep"})  # ingest and psg_prep stream (issue 26)
 
 
 def _folder_bytes(folder: Path) -> int:

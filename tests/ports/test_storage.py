@@ -139,6 +139,28 @@ def test_open_read_streams_one_generation_and_refuses_a_replaced_one(storage, bu
         with storage.open_read(bucket, "nope"):
             pass
 
+def test_open_read_is_seekable_as_psg_prep_reads_it(storage, bucket):
+    # psg_prep's passes: the size (seek to the end), the header, one record, then blocks larger
+    # than the read buffer (readinto), and back to the start for the next pass.
+    data = bytes(range(256)) * 48_000  # 12 MB
+    storage.write_bytes(bucket, "psg.bin", data, if_generation_match=None)
+    with storage.open_read(bucket, "psg.bin") as (_, f):
+        assert f.seek(0, 2) == len(data) and f.seek(0) == 0
+        assert f.read(256) == data[:256] and f.read(5120) == data[256:5376]
+        f.seek(10_000)
+        assert f.read(100) == data[10_000:10_100] and f.tell() == 10_100
+        buf = bytearray(9 << 20)  # more than the 8 MiB buffer: read straight into it
+        f.seek(1_000)
+        got = 0
+        while got < len(buf) and (n := f.readinto(memoryview(buf)[got:])):
+            got += n
+        assert bytes(buf) == data[1_000 : 1_000 + len(buf)]
+        f.seek(len(data) - 10)
+        assert f.read(100) == data[-10:] and f.read(100) == b""
+        f.seek(0)
+        assert f.read(3) == data[:3]
+
+
 def test_write_stream_commits_what_the_producer_wrote_create_if_absent(storage, bucket):
     def produce(out):
         for i in range(20):  # 20 MiB in 1 MiB writes: several chunks of a resumable upload
@@ -159,6 +181,23 @@ def test_a_producer_that_fails_commits_nothing(storage, bucket):
     with pytest.raises(ValueError):
         storage.write_stream(bucket, "half.bin", produce)
     assert storage.stat(bucket, "half.bin") is None
+
+
+def test_compose_concatenates_its_sources_in_order_beyond_one_request_and_leaves_them(storage, bucket):
+    # 70 sources: more than Cloud Storage's 32 per compose, so the adapter builds a tree.
+    pieces = [f"p/{i:03d}" for i in range(70)]
+    for i, name in enumerate(pieces):
+        storage.write_bytes(bucket, name, bytes([i]) * (i + 1))
+    info = storage.compose(bucket, "whole.bin", pieces)
+    assert storage.read_bytes(bucket, "whole.bin") == b"".join(bytes([i]) * (i + 1) for i in range(70))
+    assert info.size == sum(range(1, 71)) and storage.stat(bucket, "whole.bin") == info
+    # The sources stay; no intermediate object is left beside them.
+    assert [o.name for o in storage.list(bucket)] == sorted(pieces + ["whole.bin"])
+    with pytest.raises(PreconditionFailed):
+        storage.compose(bucket, "whole.bin", pieces[:1])
+    assert storage.read_bytes(bucket, "whole.bin") != bytes([0])
+
+
 
 
 # -- the local adapter only: an object is a regular file inside its bucket's folder (issue 22) --
@@ -301,3 +340,12 @@ def test_the_generation_a_write_returns_is_the_one_every_read_reports(local, tmp
         assert local.stat("raw", f"x/{if_match}.edf") == written
         with local.open_read("raw", f"x/{if_match}.edf", generation=written.generation) as (info, _):
             assert info == written
+
+
+def test_compose_of_a_missing_source_raises_not_found_and_writes_nothing(local):
+    # Local only: Cloud Storage answers such a compose with 404 too, but fake-gcs-server answers
+    # 500 ("Error running compose"), which the adapter retries as a passing fault.
+    local.write_bytes("raw", "a", b"a")
+    with pytest.raises(NotFound):
+        local.compose("raw", "ab", ["a", "b"])
+    assert local.stat("raw", "ab") is None and not list(local.tmp.iterdir())

@@ -91,9 +91,10 @@ def _mixed_psg(path, fs, record_duration, n_records, **kw):
 def _check_prediction(psg, out):
     from psg_prep.prepare import open_recording, output_lengths, plan_channels, prepare_psg
 
-    rec = open_recording(psg)
-    infos, plans, _ = plan_channels(rec, chunk_seconds=30.0, notch_hz=50.0, channel_map=None)
-    predicted = dict(zip([i.name for i in infos], output_lengths(rec, plans)))
+    with open(psg, "rb") as f:
+        rec = open_recording(f)
+        infos, plans, _ = plan_channels(rec, chunk_seconds=30.0, notch_hz=50.0, channel_map=None)
+        predicted = dict(zip([i.name for i in infos], output_lengths(rec, plans)))
     meta = prepare_psg(psg, [], out, notch_hz=50.0)
     with np.load(out / "signals.npz") as z:
         actual = {k: len(z[k]) for k in z.files}
@@ -118,3 +119,84 @@ def test_output_lengths_predict_the_written_lengths_with_edf_plus_d_gaps(tmp_pat
     psg = _mixed_psg(tmp_path / "d.edf", fs, record_duration, len(onsets), plus="D", record_onsets=onsets)
     rec = _check_prediction(psg, tmp_path / "o")
     assert len(rec.segments) == 3
+
+
+# -- StreamedNpzWriter: the same archive, written to a bucket in parts (issue 26) --------------
+
+
+def _fill_interleaved(w, arrays, step=997):
+    """Feed every member ``step`` samples at a time, all members in turn (as the lanes do)."""
+    pos = [0] * len(arrays)
+    while any(p < len(v) for p, v in zip(pos, arrays.values())):
+        for j, v in enumerate(arrays.values()):
+            w.member(j).write(v[pos[j] : pos[j] + step])
+            pos[j] += step
+
+
+@pytest.fixture
+def small_parts(monkeypatch):
+    """Parts of 4 kB: many parts per member, so the compose needs more than one request's 32."""
+    import psg_prep.npzfile as npzfile
+
+    monkeypatch.setattr(npzfile, "BUFFER_BUDGET", 16 << 10)
+    monkeypatch.setattr(npzfile, "PART_MIN", 4 << 10)
+
+
+def test_the_streamed_archive_is_byte_for_byte_the_in_place_one_and_leaves_no_pieces(tmp_path, small_parts):
+    from psg_prep.npzfile import StreamedNpzWriter
+    from sunrise_common.storage.local import LocalStorage
+
+    arrays = _arrays()
+    local = NpzWriter(tmp_path / "s.npz", [(k, len(v)) for k, v in arrays.items()])
+    _fill_interleaved(local, arrays)
+    local.close()
+    storage = LocalStorage(tmp_path / "buckets")
+    storage.ensure_bucket("prepped")
+    streamed = StreamedNpzWriter(storage, "prepped", "n/signals.npz", [(k, len(v)) for k, v in arrays.items()])
+    assert streamed.part_bytes == 4 << 10
+    _fill_interleaved(streamed, arrays)
+    info = streamed.close()
+    assert storage.read_bytes("prepped", "n/signals.npz") == (tmp_path / "s.npz").read_bytes()
+    assert info.size == (tmp_path / "s.npz").stat().st_size
+    assert [o.name for o in storage.list("prepped")] == ["n/signals.npz"]  # every piece deleted
+
+
+def test_a_streamed_member_of_the_wrong_length_fails_and_leaves_nothing_in_the_bucket(tmp_path, small_parts):
+    from psg_prep.npzfile import StreamedNpzWriter
+    from sunrise_common.storage.local import LocalStorage
+
+    storage = LocalStorage(tmp_path / "buckets")
+    storage.ensure_bucket("prepped")
+    w = StreamedNpzWriter(storage, "prepped", "n/signals.npz", [("a", 10_000), ("b", 5)])
+    w.member(0).write(np.zeros(9_000, dtype=np.float32))  # parts of "a" already uploaded
+    w.member(1).write(np.zeros(5, dtype=np.float32))
+    with pytest.raises(PrepError) as err:
+        w.close()
+    assert err.value.reason == "internal_length_mismatch"
+    assert list(storage.list("prepped")) == []
+
+
+def test_a_failed_part_upload_surfaces_in_the_writing_thread_and_leaves_nothing(tmp_path, small_parts):
+    from psg_prep.npzfile import StreamedNpzWriter
+    from sunrise_common.errors import TransientError
+    from sunrise_common.storage.local import LocalStorage
+
+    class FailingAfter(LocalStorage):
+        """A real local bucket whose fourth write fails as Cloud Storage's 503 would."""
+        writes = 0
+
+        def write_bytes(self, bucket, name, data, *, if_generation_match=0):
+            FailingAfter.writes += 1
+            if FailingAfter.writes == 4:
+                raise TransientError("storage_unavailable", "injected")
+            return super().write_bytes(bucket, name, data, if_generation_match=if_generation_match)
+
+    storage = FailingAfter(tmp_path / "buckets")
+    storage.ensure_bucket("prepped")
+    w = StreamedNpzWriter(storage, "prepped", "n/signals.npz", [("a", 200_000)])
+    with pytest.raises(TransientError):
+        for i in range(0, 200_000, 1000):
+            w.member(0).write(np.zeros(1000, dtype=np.float32))
+        w.close()
+    w.abort()
+    assert list(storage.list("prepped")) == []

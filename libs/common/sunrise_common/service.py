@@ -354,12 +354,18 @@ def upload_folder(ctx: Context, bucket: str, prefix: str, folder: Path) -> dict[
             if info is None:
                 raise TransientError("storage_race", f"{bucket}/{prefix}{rel} vanished")
         written[rel] = info.size
+    write_manifest(ctx, bucket, prefix, written)
+    return written
+
+
+def write_manifest(ctx: Context, bucket: str, prefix: str, written: dict[str, int]) -> None:
+    """``prefix + _MANIFEST.json`` listing ``written`` (name -> size), create-if-absent: written
+    last, once every file of the prefix is in place (readers trust a prefix only then)."""
     manifest = json.dumps({"files": written}, sort_keys=True).encode()
     try:
         ctx.storage.write_bytes(bucket, prefix + "_MANIFEST.json", manifest, if_generation_match=0)
     except PreconditionFailed:
         pass
-    return written
 
 
 def download_folder(ctx: Context, bucket: str, prefix: str, folder: Path) -> Path:

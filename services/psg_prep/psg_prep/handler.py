@@ -9,15 +9,16 @@ event prepares the night.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sunrise_common import names
 from sunrise_common.contracts import NightDoc, NightMessage, Recording, Recordings
 from sunrise_common.events import Event
 from sunrise_common.nights import open_night, parse_night
-from sunrise_common.service import Context, download, run_stage, scalars, scratch_dir, upload_folder
+from sunrise_common.labels.limits import check_size, read_bounded
+from sunrise_common.service import Context, run_stage, scalars, write_manifest
 
+from psg_prep.outputs import BucketOutputs
 from psg_prep.prepare import prepare_psg
 
 STAGE = "psg_prep"
@@ -48,6 +49,13 @@ def handle(event: Event, ctx: Context) -> dict[str, Any]:
                      current=lambda d: d is not None and _input_key(parse_night(night, d)) == input_key)
 
 
+def _read_label(ctx: Context, bucket: str, rec: Recording) -> bytes:
+    """A label file's bytes, that generation, at most the label limit (checked before reading)."""
+    with ctx.storage.open_read(bucket, rec.object, generation=rec.generation) as (info, stream):
+        check_size(info.size)
+        return read_bounded(stream)
+
+
 def _input_key(doc: NightDoc) -> str | None:
     """The run's input key: the PSG's token and each label file's, sorted (names.input_key)."""
     psg = doc.recordings.psg
@@ -58,23 +66,23 @@ def _input_key(doc: NightDoc) -> str | None:
 
 
 def _prepare(ctx: Context, night: str, psg: Recording, labels: dict[str, Recording], input_key: str) -> dict[str, Any]:
+    """Read the PSG from the anonymised bucket as a seekable stream (range reads: nothing
+    downloaded), the label files into memory (bounded by the label limits), and write the
+    outputs straight into the prepped bucket (``BucketOutputs``): the request keeps nothing of
+    the night in ``/tmp``, and its memory does not grow with the night's length (issue 26)."""
     bucket = ctx.settings.bucket("anonymised")
-    with scratch_dir() as tmp:
-        tmp = Path(tmp)
-        psg_path = download(ctx, bucket, psg.object, tmp, "psg." + psg.object.rsplit(".", 1)[1], psg.generation)
-        label_dir = tmp / "labels"
-        label_dir.mkdir()
-        ordered = [rec for _, rec in sorted(labels.items())]
-        label_paths = [download(ctx, bucket, rec.object, label_dir, rec.object.rsplit("/", 1)[1], rec.generation)
-                       for rec in ordered]
-        out = tmp / "out"
-        out.mkdir()
+    ordered = [rec for _, rec in sorted(labels.items())]
+    label_files = [(rec.object.rsplit("/", 1)[1], _read_label(ctx, bucket, rec)) for rec in ordered]
+    prefix = names.prepped_prefix(night, "psg", input_key)
+    out = BucketOutputs(ctx.storage, ctx.settings.bucket("prepped"), prefix)
+    # A generation gone (replaced meanwhile) raises NotFound, as the download did before.
+    with ctx.storage.open_read(bucket, psg.object, generation=psg.generation) as (_, source):
         # Bad input raises a PermanentError (EdfError, LabelError and PrepError are ones). Each
         # label file's kind is the one ingest detected from the raw bytes and name.
-        summary = prepare_psg(psg_path, label_paths, out, label_kinds=[rec.label_kind for rec in ordered],
+        summary = prepare_psg(source, label_files, out, label_kinds=[rec.label_kind for rec in ordered],
                               channel_map=ctx.settings.psg_channel_map, notch_hz=ctx.settings.mains_hz or None)
-        prefix = names.prepped_prefix(night, "psg", input_key)
-        written = upload_folder(ctx, ctx.settings.bucket("prepped"), prefix, out)
+    written = out.written
+    write_manifest(ctx, ctx.settings.bucket("prepped"), prefix, written)
     message = NightMessage(night_id=night, kind="psg")
     ctx.publisher.publish(ctx.settings.topic(names.TOPIC_PSG_PREPPED), message.to_bytes())
     labels_meta = summary.get("labels") if isinstance(summary.get("labels"), dict) else {}

@@ -18,8 +18,8 @@ is far beyond a real recording and is checked from the header (and the channel m
   -> 100 Hz is 100,000/997,003) needs a FIR proportional to the ratio's numerator: 1001.001 Hz
   (0.999-s records of 1,000 samples) to SpO2's 1 Hz needs 2.2·10⁷ taps (a 1.2 MB file drove
   psg_prep past 19 GB RSS). 256 -> 100 Hz EEG needs 1,385; 16,384 Hz EMG 177,027.
-- ``MAX_OUTPUT_SAMPLES``: 10⁹ samples in signals.npz (float32: 4 GB written to scratch, which
-  is memory on Cloud Run). The 8-h night writes 1.1·10⁸.
+- ``MAX_OUTPUT_SAMPLES``: 10⁹ samples in signals.npz (float32: a 4 GB object for the next stage
+  to read; psg_prep streams it to the bucket, issue 26). The 8-h night writes 1.1·10⁸.
 
 Reasons use the header's numbers and these limits only, never a signal label (free text).
 """

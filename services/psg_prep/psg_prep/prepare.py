@@ -1,7 +1,8 @@
 """Prepare one PSG night: filtered, resampled signals, quality flags and aligned label tables.
 
-``prepare_psg(psg_path, label_paths, out_dir)`` writes into ``out_dir`` (the caller uploads the
-folder as a whole):
+``prepare_psg(psg, label_paths, out)`` reads the PSG as a seekable stream (a file, or the
+bucket object's range reads: nothing downloaded) and writes into ``out`` (a folder, or straight
+into the bucket: ``outputs.BucketOutputs``; nothing of the night in ``/tmp``):
 
 - ``signals.npz``: one float32 array per kept channel at its target rate, keyed by canonical
   name (``channels.map_channels``); sample 0 is the first sample of the first data record.
@@ -34,7 +35,9 @@ keep only the year and the time of day).
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import logging
 import math
@@ -44,12 +47,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from sunrise_common import logs
-from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, read_record_onsets
+from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, parse_header, read_record_onsets
 from sunrise_common.edf.annotations import parse_tals
 from sunrise_common.identity import time_of_day_offset_s, wrap_offset_s
 from sunrise_common.jsonsafe import json_safe
@@ -59,7 +62,8 @@ from sunrise_common.labels.edf_hypnogram import header_time_of_day
 from .channels import ChannelInfo, load_table, map_channels
 from .errors import PrepError
 from .limits import check_header, check_plan
-from .npzfile import MemberWriter, NpzWriter
+from .npzfile import MemberWriter
+from .outputs import FolderOutputs, Outputs
 from .filters import EPOCH_S, QUALITY_TYPES, ChannelPlan, QualityAccumulator, StreamProcessor, plan_channel
 
 log = logging.getLogger(__name__)
@@ -72,16 +76,21 @@ SCHEMA_VERSION = 1
 # labels
 
 
-def _load_labels(label_paths: list[Path], kinds: list[str | None]) -> list[tuple[Path, LabelSet]]:
+def _load_labels(labels: list[Path | tuple[str, bytes]], kinds: list[str | None]) -> list[tuple[str, LabelSet]]:
+    """(file name, parsed labels) of each label file: a path, or a (name, bytes) pair read by the
+    caller (the service reads label objects into memory, bounded by the label limits)."""
     out = []
-    for path, kind in zip(label_paths, kinds, strict=True):
-        data = Path(path).read_bytes()
+    for item, kind in zip(labels, kinds, strict=True):
+        if isinstance(item, tuple):
+            name, data = item
+        else:
+            name, data = Path(item).name, Path(item).read_bytes()
         try:
             if kind is None:  # a caller without ingest's record of the kind (the CLI, tests)
-                kind = detect_label_kind(Path(path).name, data[:HEAD_BYTES])
-            out.append((Path(path), parse_labels(kind, data)))
+                kind = detect_label_kind(name, data[:HEAD_BYTES])
+            out.append((name, parse_labels(kind, data)))
         except LabelError as exc:
-            raise PrepError(exc.reason, f"{Path(path).name}: {exc.detail}") from None
+            raise PrepError(exc.reason, f"{name}: {exc.detail}") from None
     return out
 
 
@@ -112,8 +121,8 @@ def _hypnogram_rows(ls: LabelSet, offset: float, epoch_s: float) -> list[tuple[i
 
 
 def _write_labels(
-    out_dir: Path,
-    label_sets: list[tuple[Path, LabelSet]],
+    out: Outputs,
+    label_sets: list[tuple[str, LabelSet]],
     ref_anchor: float | None,
     duration_s: float | None,
     missing: np.ndarray | None,
@@ -126,12 +135,12 @@ def _write_labels(
     spans: list[tuple[float, float]] = []
     hyp_taken = False
     hyp_start: float | None = None  # s of the taken hypnogram's first epoch from the recording start
-    for path, ls in label_sets:
+    for name, ls in label_sets:
         anchor = _label_anchor(ls)
         if ref_anchor is None or anchor is None:
             offset = 0.0
             if ref_anchor is not None:
-                warnings.append(f"{path.name}: label start unknown, assumed to match the recording start")
+                warnings.append(f"{name}: label start unknown, assumed to match the recording start")
         else:
             offset = wrap_offset_s(anchor - ref_anchor)
         files.append(
@@ -146,13 +155,13 @@ def _write_labels(
         )
         if ls.hypnogram is not None and ls.hypnogram.stages:
             if hyp_taken:
-                warnings.append(f"{path.name}: a second hypnogram was ignored (the first label file's is used)")
+                warnings.append(f"{name}: a second hypnogram was ignored (the first label file's is used)")
             else:
                 hyp_taken = True
                 hyp_rows = _hypnogram_rows(ls, offset, EPOCH_S)
                 if abs((offset + ls.hypnogram.onset_s) / EPOCH_S - round((offset + ls.hypnogram.onset_s) / EPOCH_S)) > 1e-4:
                     warnings.append(
-                        f"{path.name}: label epochs are not on the recording's 30-s grid "
+                        f"{name}: label epochs are not on the recording's 30-s grid "
                         f"(offset {offset + ls.hypnogram.onset_s:.3f} s): stages taken at epoch midpoints"
                     )
                 t0 = offset + ls.hypnogram.onset_s
@@ -173,7 +182,7 @@ def _write_labels(
     def in_rec(k: int) -> int:
         return _in_recording(k, duration_s, missing)
 
-    _write_label_tables(out_dir, hyp_rows, events, in_rec)
+    _write_label_tables(out, hyp_rows, events, in_rec)
     misaligned, coverage = _check_alignment(hyp_rows, hyp_start, duration_s, warnings)
     overlap = _label_overlap(spans, duration_s, sum(1 for k, _, _ in hyp_rows if not in_rec(k)), warnings)
     return {
@@ -196,21 +205,23 @@ def _in_recording(k: int, duration_s: float | None, missing: np.ndarray | None) 
     return 1
 
 
-def _write_label_tables(out_dir: Path, hyp_rows: list[tuple[int, float, str]],
+def _write_label_tables(out: Outputs, hyp_rows: list[tuple[int, float, str]],
                         events: list[tuple[str, float, float, str, float | None, str, str | None]],
                         in_rec: Callable[[int], int]) -> None:
-    """hypnogram.csv and events.csv."""
-    with open(out_dir / "hypnogram.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["epoch", "onset_s", "stage", "in_recording"])
-        for k, onset, stage in hyp_rows:
-            w.writerow([k, f"{onset:.3f}", stage, in_rec(k)])
-    with open(out_dir / "events.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["type", "onset_s", "duration_s", "channel", "nadir", "label", "stage"])
-        for etype, onset, dur, chan, nadir, label, stage in events:
-            w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label,
-                        stage or ""])
+    """hypnogram.csv and events.csv (small: bounded by the label limits; built in memory)."""
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["epoch", "onset_s", "stage", "in_recording"])
+    for k, onset, stage in hyp_rows:
+        w.writerow([k, f"{onset:.3f}", stage, in_rec(k)])
+    out.write("hypnogram.csv", f.getvalue().encode())
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["type", "onset_s", "duration_s", "channel", "nadir", "label", "stage"])
+    for etype, onset, dur, chan, nadir, label, stage in events:
+        w.writerow([etype, f"{onset:.3f}", f"{dur:.3f}", chan, "" if nadir is None else f"{nadir:g}", label,
+                    stage or ""])
+    out.write("events.csv", f.getvalue().encode())
 
 
 def _label_overlap(spans: list[tuple[float, float]], duration_s: float | None, epochs_outside: int,
@@ -282,13 +293,13 @@ def _check_alignment(hyp_rows: list[tuple[int, float, str]], hyp_start: float | 
 # signals
 
 
-def _first_onset(path: Path, header: EdfHeader) -> float:
-    """EDF+ start within the second (first record's time-keeping TAL); 0 for plain EDF."""
+def _first_onset(f: BinaryIO, header: EdfHeader) -> float:
+    """EDF+ start within the second (first record's time-keeping TAL); 0 for plain EDF. Reads
+    one record (its size bounded by the header checks)."""
     if header.plus is None or not header.annotation_indices or header.n_records == 0:
         return 0.0
-    with open(path, "rb") as f:
-        f.seek(header.header_bytes)
-        record = f.read(header.record_bytes)
+    f.seek(header.header_bytes)
+    record = f.read(header.record_bytes)
     tals = parse_tals(record[header.signal_slice(header.annotation_indices[0])])
     if tals and tals[0].is_timekeeping:
         return float(tals[0].onset_s)
@@ -348,12 +359,14 @@ def _task_cost(plan: ChannelPlan, rows: list[int]) -> float:
 class PsgLayout:
     """The PSG's time layout, from its header and record onsets (``open_recording``).
 
+    The recording is read through ``source`` in several passes (header, record onsets for EDF+D,
+    then the chunks), each with bounded reads: a seekable binary stream, never a whole copy.
     ``segments``: contiguous runs of records (first record, number of records, onset in s);
     ``t_origin``: onset of the first record (s, EDF+ sub-second start included); ``total_s``:
     first record's start to last record's end.
     """
 
-    path: Path
+    source: BinaryIO  # the recording, seekable (a local file or the bucket's range reads)
     header: EdfHeader
     ordinary: list[int]
     segments: list[tuple[int, int, float]]
@@ -390,24 +403,27 @@ class PreparedSignals:
         }
 
 
-def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> PsgLayout:
-    """Read the header and the record onsets; split into contiguous segments. A header beyond
+def open_recording(source: BinaryIO, *, chunk_seconds: float = 300.0) -> PsgLayout:
+    """Read the header and the record onsets from ``source`` (a seekable binary stream: an open
+    file, or a bucket object's range reads); split into contiguous segments. A header beyond
     :mod:`psg_prep.limits` (sample rate, samples per chunk) is refused before anything else is read."""
     try:
-        header = read_header(psg_path)
+        size = source.seek(0, os.SEEK_END)
+        source.seek(0)
+        header = parse_header(source, size)
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
     if header.n_records == 0:
-        raise PrepError("empty_recording", f"{psg_path.name}: 0 data records")
+        raise PrepError("empty_recording", "the recording has 0 data records")
     ordinary = list(header.ordinary_indices)
     if not ordinary:
-        raise PrepError("no_signals", f"{psg_path.name}: only annotation signals (a label file?)")
+        raise PrepError("no_signals", "the recording has only annotation signals (a label file?)")
     check_header(header, ordinary, chunk_seconds)
     try:
         if header.plus == "D":
-            onsets = read_record_onsets(psg_path, header)
+            onsets = read_record_onsets(source, header)
         else:
-            first = _first_onset(psg_path, header)
+            first = _first_onset(source, header)
             onsets = first + np.arange(header.n_records) * header.record_duration
     except EdfError as exc:
         raise PrepError(exc.reason, exc.detail) from None
@@ -423,7 +439,7 @@ def open_recording(psg_path: Path, *, chunk_seconds: float = 300.0) -> PsgLayout
     if total_s > MAX_SPAN_S:
         raise PrepError("absurd_gap", f"records span {total_s / 3600:.1f} h (limit {MAX_SPAN_S / 3600:.0f} h)")
     return PsgLayout(
-        path=psg_path,
+        source=source,
         header=header,
         ordinary=ordinary,
         segments=_segments(onsets, header.record_duration),
@@ -497,7 +513,7 @@ def _runs(rec: PsgLayout, chunk_seconds: float):
     seg_of_record = np.zeros(header.n_records, dtype=np.int64)
     for s_i, (r0, n, _) in enumerate(segments):
         seg_of_record[r0 : r0 + n] = s_i
-    for chunk in iter_chunks(rec.path, header, chunk_seconds, rec.ordinary):
+    for chunk in iter_chunks(rec.source, header, chunk_seconds, rec.ordinary):
         r = chunk.start_record
         r_end = r + chunk.n_records
         while r < r_end:
@@ -661,17 +677,20 @@ def missing_epochs(rec: PsgLayout) -> np.ndarray:
     return covered < 0.5 * EPOCH_S
 
 
-def write_quality(out_dir: Path, rec: PsgLayout, infos: list[ChannelInfo], quality: list[QualityAccumulator],
+def write_quality(out: Outputs, rec: PsgLayout, infos: list[ChannelInfo], quality: list[QualityAccumulator],
                   missing: np.ndarray, channels_meta: list[dict[str, Any]]) -> None:
-    """quality.npz; also the per-channel flat/saturated epoch counts into ``channels_meta``."""
+    """quality.npz (bools, channels x epochs: 38 kB for 20 channels and 16 h, built in memory);
+    also the per-channel flat/saturated epoch counts into ``channels_meta``."""
     flags = [q.flags() for q in quality]
+    buf = io.BytesIO()
     np.savez(
-        out_dir / "quality.npz",
+        buf,
         channels=np.array([i.name for i in infos]),
         flat=np.array([f for f, _ in flags], dtype=bool).reshape(len(infos), rec.n_epochs),
         saturated=np.array([s for _, s in flags], dtype=bool).reshape(len(infos), rec.n_epochs),
         missing=missing,
     )
+    out.write("quality.npz", buf.getvalue())
     for ch, (f, s) in zip(channels_meta, flags):
         ch["flat_epochs"] = int(f.sum())
         ch["saturated_epochs"] = int(s.sum())
@@ -709,21 +728,22 @@ def _discontinuity(rec: PsgLayout, missing: np.ndarray) -> Any:
 
 
 def prepare_signals(
-    psg_path: Path,
-    out_dir: Path,
+    source: BinaryIO,
+    out: Outputs,
     *,
     chunk_seconds: float,
     notch_hz: float | None,
     channel_map: Path | None,
     workers: int,
 ) -> PreparedSignals:
-    """signals.npz and quality.npz of one PSG into ``out_dir``."""
-    rec = open_recording(psg_path, chunk_seconds=chunk_seconds)
+    """signals.npz and quality.npz of one PSG (a seekable binary stream) into ``out``."""
+    rec = open_recording(source, chunk_seconds=chunk_seconds)
     infos, plans, channels_meta = plan_channels(rec, chunk_seconds=chunk_seconds, notch_hz=notch_hz,
                                                 channel_map=channel_map)
     quality = _quality_accumulators(rec, infos)
-    # Each channel's output goes straight to its place in signals.npz (no spool and copy).
-    npz = NpzWriter(out_dir / "signals.npz", [(i.name, n) for i, n in zip(infos, output_lengths(rec, plans))])
+    # Each channel's output goes straight to signals.npz as it is produced (no spool and copy):
+    # to its place in a local file, or in parts to the bucket (outputs.py).
+    npz = out.npz("signals.npz", [(i.name, n) for i, n in zip(infos, output_lengths(rec, plans))])
     writers = [npz.member(j) for j in range(len(infos))]
     try:
         process_channels(rec, plans, quality, writers, chunk_seconds=chunk_seconds, workers=workers)
@@ -734,7 +754,7 @@ def prepare_signals(
     for ch, w in zip(channels_meta, writers):
         ch["n_samples"] = w.n
     missing = missing_epochs(rec)
-    write_quality(out_dir, rec, infos, quality, missing, channels_meta)
+    write_quality(out, rec, infos, quality, missing, channels_meta)
     warnings: list[str] = []
     start_offset = _start_offset(rec, warnings)
     header = rec.header
@@ -752,9 +772,9 @@ def prepare_signals(
 
 
 def prepare_psg(
-    psg_path: Path | None,
-    label_paths: list[Path],
-    out_dir: Path,
+    psg: Path | BinaryIO | None,
+    label_paths: list[Path | tuple[str, bytes]],
+    out: Path | Outputs,
     *,
     chunk_seconds: float = 300.0,
     notch_hz: float | None = 50.0,
@@ -766,12 +786,18 @@ def prepare_psg(
 
     Parameters
     ----------
-    psg_path : Path or None
-        The (anonymised) EDF/EDF+/BDF recording; None when only labels have arrived.
-    label_paths : list of Path
-        Label files (DOMINO text, EDF+ hypnogram, NSRR XML).
-    out_dir : Path
-        Existing or new folder; the files listed in the module docstring are written there.
+    psg : Path, binary stream or None
+        The (anonymised) EDF/EDF+/BDF recording: a path, or a seekable binary stream (the
+        service passes the bucket object's range reads, ``Storage.open_read``: nothing is
+        downloaded); None when only labels have arrived. Read in bounded pieces (header, one
+        record, chunks of ``chunk_seconds``), never whole.
+    label_paths : list of Path or (name, bytes)
+        Label files (DOMINO text, EDF+ hypnogram, NSRR XML), as paths or as (file name,
+        content) pairs.
+    out : Path or Outputs
+        An existing or new folder, or an :class:`~psg_prep.outputs.Outputs` (the service's
+        :class:`~psg_prep.outputs.BucketOutputs`); the files listed in the module docstring are
+        written there.
     chunk_seconds : float
         Seconds of recording read and processed at a time (memory scales with this, not with
         the recording length).
@@ -802,18 +828,20 @@ def prepare_psg(
     PrepError
         A permanent failure with a reason (unreadable EDF, empty recording, bad label file).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    label_paths = [Path(p) for p in label_paths]
+    if isinstance(out, (str, Path)):
+        out = FolderOutputs(Path(out))
+    label_paths = [p if isinstance(p, tuple) else Path(p) for p in label_paths]
     label_sets = _load_labels(label_paths, list(label_kinds) if label_kinds is not None else [None] * len(label_paths))
     meta: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "epoch_s": EPOCH_S}
     missing = None
-    if psg_path is not None:
-        sig = prepare_signals(
-            Path(psg_path), out_dir,
-            chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
-            workers=default_workers() if workers is None else max(1, int(workers)),
-        )
+    if psg is not None:
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(open(psg, "rb")) if isinstance(psg, (str, Path)) else psg
+            sig = prepare_signals(
+                source, out,
+                chunk_seconds=chunk_seconds, notch_hz=notch_hz, channel_map=channel_map,
+                workers=default_workers() if workers is None else max(1, int(workers)),
+            )
         missing = sig.missing
         meta["signals"] = {"file": "signals.npz", "quality": "quality.npz", "n_channels": len(sig.channels)}
         meta.update(sig.meta())
@@ -827,19 +855,18 @@ def prepare_psg(
         if label_sets:
             meta["start_offset_s"] = _label_anchor(label_sets[0][1])
             ref_anchor = meta["start_offset_s"]
-    labels = _write_labels(out_dir, label_sets, ref_anchor, duration, missing)
+    labels = _write_labels(out, label_sets, ref_anchor, duration, missing)
     if not label_sets:
         meta["labels"] = "none"
         meta["labels_overlap"] = None
     else:
         meta["labels"] = labels
         meta["labels_overlap"] = labels.pop("overlap")
-        if psg_path is None:
+        if psg is None:
             meta["labels_reference"] = "first label file's start (no PSG yet)"
     if label_sets:
         meta["warnings"] = meta.get("warnings", []) + labels["warnings"]
-    with open(out_dir / "meta.json", "w") as f:
-        json.dump(json_safe(meta), f, indent=2)
+    out.write("meta.json", json.dumps(json_safe(meta), indent=2).encode())
     logs.event(log, logging.INFO, "psg prepared", channels=len(meta["channels"]), n_epochs=meta.get("n_epochs"), labels=len(label_sets))
     return meta
 

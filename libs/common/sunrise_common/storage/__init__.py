@@ -48,6 +48,15 @@ class Storage(Protocol):
         Nothing is committed if ``produce`` raises. Preconditions as :meth:`upload_file`.
         Returns the object's info and what ``produce`` returned."""
 
+    def compose(
+        self, bucket: str, name: str, sources: list[str], *, if_generation_match: int | None = 0
+    ) -> ObjectInfo:
+        """Write an object that is the concatenation of ``sources`` (objects of the same bucket,
+        in order; any number: Cloud Storage composes 32 at a time, in a tree of intermediate
+        objects, which are deleted). The sources are left in place. Preconditions as
+        :meth:`upload_file`. How an output produced in parallel pieces (psg_prep's signals.npz,
+        one stream per channel) reaches the bucket without a whole copy in memory or ``/tmp``."""
+
     def upload_file(
         self, bucket: str, name: str, path: Path, *, if_generation_match: int | None = 0
     ) -> ObjectInfo:

@@ -5,13 +5,15 @@ SDK exceptions are translated here: missing object -> ``NotFound``, lost precond
 Uploads and downloads stream between the object and a local file; files above 8 MiB go up as a
 chunked resumable upload (16 MiB in memory at a time), so a 300 MB EDF never sits in memory.
 ``open_read`` and ``write_stream`` go without a local file at all: range reads of 8 MiB pinned to
-one generation, and a resumable upload fed 16 MiB at a time (``BlobWriter``; an exception in the
+one generation (written straight into one 8 MiB buffer, or into the caller's for larger reads), and a resumable upload fed 16 MiB at a time (``BlobWriter``; an exception in the
 producer cancels the session, so no partial object is ever finalized).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, TypeVar
 
@@ -21,6 +23,7 @@ from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.cloud.storage.fileio import BlobWriter
+from google.api_core.retry import Retry
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from sunrise_common.errors import NotFound, PreconditionFailed, TransientError
@@ -35,6 +38,9 @@ CHUNK_SIZE = 16 * 1024 * 1024
 SDK_MULTIPART_MAX = 8 * 1024 * 1024
 # Range read of a streamed download (open_read): what one read request holds in memory.
 READ_CHUNK_SIZE = 8 * 1024 * 1024
+
+#: Sources of one compose request (Cloud Storage's limit).
+COMPOSE_MAX = 32
 
 T = TypeVar("T")
 
@@ -52,6 +58,60 @@ def _translated(what: str) -> Iterator[None]:
         raise TransientError("storage_unavailable", f"{what}: {exc}") from exc
     except (requests.ConnectionError, requests.Timeout, auth_exc.TransportError, ConnectionError, TimeoutError) as exc:
         raise TransientError("storage_unreachable", f"{what}: {exc}") from exc
+
+
+class _IntoView:
+    """Where a range download writes: straight into the reader's buffer (no intermediate bytes)."""
+
+    def __init__(self, view: memoryview) -> None:
+        self.view, self.n = view, 0
+
+    def write(self, data: bytes) -> int:
+        k = len(data)
+        if self.n + k > len(self.view):  # the server sent more than the range asked
+            raise TransientError("storage_range", f"a range read of {len(self.view)} bytes received {self.n + k}")
+        self.view[self.n : self.n + k] = data
+        self.n += k
+        return k
+
+
+class _RangeReader(io.RawIOBase):
+    """A seekable raw stream over one generation of an object: each ``readinto`` is one range
+    request written straight into the caller's buffer. ``open_read`` wraps it in an
+    ``io.BufferedReader`` of ``READ_CHUNK_SIZE``: small reads are served from that one buffer,
+    seeks within it cost nothing. (The SDK's ``BlobReader`` holds each 8 MiB range three or four
+    times over while it splits it: ~35 MB per read instead of 8; issue 26.)"""
+
+    def __init__(self, blob: storage.Blob, retry: Retry) -> None:
+        self.blob, self.retry, self.size, self.pos = blob, retry, int(blob.size or 0), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"negative seek position {base + offset}")
+        self.pos = base + offset
+        return self.pos
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self.size - self.pos)
+        if n <= 0:
+            return 0
+        sink = _IntoView(view[:n])
+        # blob.generation (from get_blob) pins the request to the generation opened.
+        self.blob.download_to_file(sink, start=self.pos, end=self.pos + n - 1, checksum=None, retry=self.retry,
+                                   timeout=TIMEOUT_S)
+        self.pos += sink.n
+        return sink.n
 
 
 class GcsStorage:
@@ -130,7 +190,7 @@ class GcsStorage:
             blob = self.client.bucket(bucket).get_blob(name, generation=generation, timeout=TIMEOUT_S, retry=self.retry)
             if blob is None:
                 raise NotFound("generation_gone" if generation is not None else "object_not_found", what)
-            reader = blob.open("rb", chunk_size=READ_CHUNK_SIZE, retry=self.retry, timeout=TIMEOUT_S)
+            reader = io.BufferedReader(_RangeReader(blob, self.retry), buffer_size=READ_CHUNK_SIZE)
         try:
             with _translated(f"read {what}"):
                 yield self._info(blob), reader
@@ -175,6 +235,41 @@ class GcsStorage:
                 result = produce(writer)
             blob.reload(timeout=TIMEOUT_S, retry=self.retry)
         return self._info(blob), result
+
+    def compose(self, bucket: str, name: str, sources: list[str], *, if_generation_match: int | None = 0) -> ObjectInfo:
+        """Cloud Storage's compose, 32 sources per request (its limit): more sources are composed
+        in groups into intermediate objects named after the first source
+        (``SOURCE.compose-TOKEN-LEVEL-I``: beside the sources, never under the destination's
+        prefix), deleted afterwards."""
+        if not sources:
+            raise ValueError("compose needs at least one source")
+        b = self.client.bucket(bucket)
+        token = uuid.uuid4().hex[:12]
+        first = sources[0]
+        made: list[str] = []
+        try:
+            with _translated(f"compose {bucket}/{name}"):
+                level = 0
+                while len(sources) > COMPOSE_MAX:
+                    level += 1
+                    grouped = []
+                    for i in range(0, len(sources), COMPOSE_MAX):
+                        part = f"{first}.compose-{token}-{level}-{i // COMPOSE_MAX}"
+                        b.blob(part).compose([b.blob(s) for s in sources[i:i + COMPOSE_MAX]], if_generation_match=0,
+                                             timeout=TIMEOUT_S, retry=self.retry)
+                        made.append(part)
+                        grouped.append(part)
+                    sources = grouped
+                if self.emulated_preconditions and if_generation_match is not None:
+                    self._check_generation(bucket, name, if_generation_match)
+                blob = b.blob(name)
+                blob.compose([b.blob(s) for s in sources], if_generation_match=if_generation_match,
+                             timeout=TIMEOUT_S, retry=self.retry)
+                blob.reload(timeout=TIMEOUT_S, retry=self.retry)
+        finally:
+            for part in made:
+                self.delete(bucket, part)
+        return self._info(blob)
 
     def _check_generation(self, bucket: str, name: str, expected: int) -> None:
         """Emulator only (racy by nature): refuse a write whose precondition already fails."""
