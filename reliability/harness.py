@@ -21,7 +21,7 @@ from sunrise_devstack import status
 from sunrise_devstack.emulators import Emulators, local_service_urls
 from sunrise_devstack.router.queue import Queue
 from sunrise_common.service import Context
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_cli import ops
 from sunrise_cli.stack import SERVICE_APPS, Stack
 from sunrise_cli.synth import SynthNight, synth_night
@@ -49,7 +49,7 @@ def subject_code(i: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def stack_settings(data_dir: Path, **overrides: Any) -> Settings:
+def stack_settings(data_dir: Path, **overrides: Any) -> DevStackSettings:
     urls = local_service_urls()
     values: dict[str, Any] = dict(
         backend="embedded", data_dir=data_dir, pseudonym_key=KEY, prefix="sunrise-rel", project="sunrise-rel",
@@ -57,7 +57,7 @@ def stack_settings(data_dir: Path, **overrides: Any) -> Settings:
         router_max_in_flight=4, router_watch_raw=False, lease_s=30, log_level="INFO", **urls,
     )
     values.update(overrides)
-    return Settings(**values)
+    return DevStackSettings(**values)
 
 
 @dataclass
@@ -72,7 +72,7 @@ class Harness:
     """
 
     work: Path
-    settings: Settings
+    settings: DevStackSettings
     ctx: Context
     stack: Stack
     queue: Queue

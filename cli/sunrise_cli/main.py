@@ -42,10 +42,11 @@ app.registered_commands.extend(science_app.registered_commands)  # synth, train,
 app.command()(forget)
 
 
-def _settings():  # noqa: ANN202 - Settings (imported lazily)
-    from sunrise_common.settings import Settings
+def _settings():  # noqa: ANN202 - DevStackSettings (imported lazily)
+    # The CLI drives the local stack too (sunrise run, dead letters): the dev stack's settings.
+    from sunrise_devstack.settings import DevStackSettings
 
-    return Settings()
+    return DevStackSettings()
 
 
 def _ctx() -> "Context":

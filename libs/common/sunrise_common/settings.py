@@ -22,10 +22,14 @@ CLOUD_REQUIRED = ("project", "prefix")
 
 
 class Settings(BaseSettings):
-    """Runtime configuration of a service, the router and the CLI.
+    """Runtime configuration of a service and the CLI.
 
     ``backend`` picks the adapters: ``embedded`` (local folders, SQLite, local router),
-    ``emulators`` (fake-gcs-server, Firestore and Pub/Sub emulators) or ``cloud``.
+    ``emulators`` (fake-gcs-server, Firestore and Pub/Sub emulators) or ``cloud``. What only the
+    local stack reads (the router's delivery semantics, fault injection) is in
+    ``sunrise_devstack.settings.DevStackSettings``, a subclass with the same ``SUNRISE_`` prefix:
+    a service in the cloud never carries those knobs. A service's process ignores their
+    variables when the local launcher passes them on.
     """
 
     model_config = SettingsConfigDict(env_prefix="SUNRISE_", env_file=None, extra="ignore")
@@ -45,34 +49,6 @@ class Settings(BaseSettings):
     sunrise_prep_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sunrise_prep']}/"
     psg_prep_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['psg_prep']}/"
     sunalgo_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sunalgo']}/"
-    # Delivery semantics of the local router (Eventarc: 10 s -> 600 s backoff for 24 h).
-    router_poll_s: float = 0.3
-    router_backoff_initial_s: float = 1.0
-    router_backoff_max_s: float = 30.0
-    # 12 attempts at 1, 2, 4 ... 30 s span about 210 s: longer than a lease (lease_s), so a run
-    # orphaned by a crash is taken over by a retry before its event is dead-lettered.
-    router_max_attempts: int = 12
-    router_max_in_flight: int = 4
-    # A delivery marked in flight that no delivery thread holds (its outcome could not be written:
-    # a full disk) is due again this many seconds after it was taken (at-least-once, like a lost ack).
-    router_in_flight_deadline_s: float = Field(60.0, gt=0)
-    # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
-    router_watch_raw: bool = True
-    # How the raw watcher knows a file is complete (sunrise_devstack.router.watcher): inotify's
-    # close-write and moved-to events; where those are unavailable, and for files inotify cannot
-    # vouch for, this many seconds without a change of size or mtime.
-    router_raw_inotify: bool = True
-    router_raw_quiet_s: float = Field(10.0, ge=0.0)
-    # Fault injection (reliability suite only): probability that a port call fails transiently,
-    # and delivery chaos in the local router (every event N times, in shuffled order).
-    fault_rate: float = Field(0.0, ge=0.0, le=1.0)
-    fault_seed: int = 0
-    fault_ports: str = "storage,state,publisher"
-    # How long the local router keeps a dead letter (with its request, raw object name included)
-    # for replay: 7 days, as the cloud dead-letter subscription (terraform/pubsub.tf).
-    dead_letter_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
-    router_duplicates: int = Field(1, ge=1, le=10)
-    router_shuffle: bool = False
     # Stage leases. A run's heartbeat renews its lease for at most stage_max_run_s (a hung worker
     # must not hold a night forever); Cloud Run's request timeouts (terraform/run.tf) are far below.
     lease_s: float = 120.0

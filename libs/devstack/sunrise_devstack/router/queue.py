@@ -74,7 +74,7 @@ class Queue(QueueFile):
     local publisher) plus routing, claiming, delivering and dead letters."""
 
     # -- routing
-    def route_messages(self, settings) -> int:  # noqa: ANN001 - Settings
+    def route_messages(self, settings) -> int:  # noqa: ANN001 - DevStackSettings
         """Fan new messages out to the triggers subscribed to their topic."""
         conn = self._conn()
         rows = conn.execute(
