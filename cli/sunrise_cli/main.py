@@ -42,11 +42,11 @@ app.registered_commands.extend(science_app.registered_commands)  # synth, train,
 app.command()(forget)
 
 
-def _settings():  # noqa: ANN202 - DevStackSettings (imported lazily)
-    # The CLI drives the local stack too (sunrise run, dead letters): the dev stack's settings.
-    from sunrise_devstack.settings import DevStackSettings
+def _settings():  # noqa: ANN202 - CliSettings (imported lazily)
+    # The CLI drives the local stack (sunrise run, dead letters) and the model store.
+    from sunrise_cli.settings import CliSettings
 
-    return DevStackSettings()
+    return CliSettings()
 
 
 def _ctx() -> "Context":

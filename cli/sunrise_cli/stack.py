@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import httpx
 
 from sunrise_common import names
+from sunrise_algo.settings import AlgorithmSettings
 from sunrise_devstack.settings import DevStackSettings
 
 # Each service's ASGI app: services/<name>/<name>/main.py, in the order of names.SERVICES.
@@ -79,10 +80,11 @@ def settings_env(settings: DevStackSettings) -> dict[str, str]:
     if settings.psg_channel_map is not None:
         env["SUNRISE_PSG_CHANNEL_MAP"] = str(Path(settings.psg_channel_map).resolve())
     env["SUNRISE_MAINS_HZ"] = str(settings.mains_hz)
-    if settings.models_dir is not None:
-        env["SUNRISE_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
-    if settings.model_version:
-        env["SUNRISE_MODEL_VERSION"] = settings.model_version
+    if isinstance(settings, AlgorithmSettings):  # the CLI's: sunalgo's model store and version go on
+        if settings.models_dir is not None:
+            env["SUNRISE_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
+        if settings.model_version:
+            env["SUNRISE_MODEL_VERSION"] = settings.model_version
     return env
 
 

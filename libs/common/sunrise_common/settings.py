@@ -28,8 +28,10 @@ class Settings(BaseSettings):
     ``emulators`` (fake-gcs-server, Firestore and Pub/Sub emulators) or ``cloud``. What only the
     local stack reads (the router's delivery semantics, fault injection) is in
     ``sunrise_devstack.settings.DevStackSettings``, a subclass with the same ``SUNRISE_`` prefix:
-    a service in the cloud never carries those knobs. A service's process ignores their
-    variables when the local launcher passes them on.
+    a service in the cloud never carries those knobs. What only the sunalgo stage (and the CLI
+    that trains its models) reads, the model store and the active algorithm, is in
+    ``sunrise_algo.settings.AlgorithmSettings``, likewise a subclass. A service's process ignores
+    the variables of settings it does not have when the local launcher passes them on.
     """
 
     model_config = SettingsConfigDict(env_prefix="SUNRISE_", env_file=None, extra="ignore")
@@ -57,15 +59,6 @@ class Settings(BaseSettings):
     # psg_prep: extra channel-mapping rules (JSON or CSV, docs/psg_prep.md) and the mains frequency.
     psg_channel_map: Path | None = None
     mains_hz: float = Field(50.0, ge=0.0, le=60.0)
-    model_version: str | None = None
-    models_dir: Path | None = None
-    # sunalgo's algorithm (docs/algorithms.md): the active plug-in (an entry point of the
-    # "sunrise.algorithms" group), or an external algorithm service at algorithm_url that the
-    # stage calls with signed references to the prepared night.
-    algorithm: str = Field("sunalgo", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    algorithm_url: str | None = None
-    algorithm_timeout_s: float = Field(120.0, gt=0, le=3600)
-    algorithm_retries: int = Field(3, ge=0, le=10)
     # Per-run token the local launcher gives its services; /healthz echoes it so the launcher
     # knows the answer comes from the process it started, not from another stack on that port.
     instance_token: str | None = Field(None, max_length=64)
@@ -103,10 +96,6 @@ class Settings(BaseSettings):
 
     def service_url(self, service: str) -> str:
         return getattr(self, f"{service}_url")
-
-    def model_store(self) -> Path:
-        """Where trained sunalgo models and the ACTIVE.json pointer live."""
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     def key_bytes(self) -> bytes:
         """The pseudonym key (secret). Never logged."""
