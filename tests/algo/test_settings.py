@@ -4,7 +4,6 @@ settings do not carry them (issue 25, item 3)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,9 @@ import pytest
 from sunrise_algo.settings import AlgorithmSettings
 from sunrise_common.settings import Settings
 
+pytestmark = pytest.mark.usefixtures("no_sunrise_environment")  # settings read the environment
+
 ALGO_ONLY = {name for name in AlgorithmSettings.model_fields if name not in Settings.model_fields}
-
-
-@pytest.fixture(autouse=True)
-def no_sunrise_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in [n for n in os.environ if n.startswith("SUNRISE_")]:
-        monkeypatch.delenv(name)
-    return monkeypatch
 
 
 def test_the_model_store_and_the_algorithm_are_the_stages_only():

@@ -3,21 +3,14 @@ from the same variables as before, and a service's settings do not carry them (i
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from sunrise_common.settings import Settings
 from sunrise_devstack.settings import DevStackSettings
 
+pytestmark = pytest.mark.usefixtures("no_sunrise_environment")  # settings read the environment
+
 DEV_ONLY = {name for name in DevStackSettings.model_fields if name not in Settings.model_fields}
-
-
-@pytest.fixture(autouse=True)
-def no_sunrise_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in [n for n in os.environ if n.startswith("SUNRISE_")]:
-        monkeypatch.delenv(name)
-    return monkeypatch
 
 
 def test_the_router_and_fault_settings_are_the_dev_stacks_only():
