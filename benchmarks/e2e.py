@@ -21,10 +21,10 @@ def log(msg: str) -> None:
 
 def stack_settings(data_dir: Path, **extra):
     from sunrise_devstack.emulators import local_service_urls
-    from sunrise_common.settings import Settings
+    from sunrise_devstack.settings import DevStackSettings
 
     urls = local_service_urls()
-    return Settings(backend="embedded", data_dir=data_dir, pseudonym_key="bench-key-0123456789abcdef", router_poll_s=0.1,
+    return DevStackSettings(backend="embedded", data_dir=data_dir, pseudonym_key="bench-key-0123456789abcdef", router_poll_s=0.1,
                     router_backoff_initial_s=0.5, router_backoff_max_s=5, log_level="WARNING", **urls, **extra)
 
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tests.cli.test_forget as T  # noqa: E402 - the test's stack, snapshot and scan
 from sunrise_common.service import Context  # noqa: E402
-from sunrise_common.settings import Settings  # noqa: E402
+from sunrise_devstack.settings import DevStackSettings  # noqa: E402
 from sunrise_common.state import make_state  # noqa: E402
 from tests.inprocess import Pipeline, synth  # noqa: E402
 
@@ -49,10 +49,10 @@ def main() -> None:
             from sunrise_devstack.emulators import Emulators
 
             emu = Emulators(root / "logs", project="sunrise-forget", prefix="sunrise-forget").start()
-            target = Settings(backend="emulators", project=emu.project, prefix="sunrise-forget",
-                              data_dir=root / "emu", pseudonym_key=T.TEST_KEY, gcs_endpoint=emu.gcs_endpoint,
-                              pubsub_emulator_host=emu.pubsub_emulator_host,
-                              firestore_emulator_host=emu.firestore_emulator_host)
+            target = DevStackSettings(backend="emulators", project=emu.project, prefix="sunrise-forget",
+                                      data_dir=root / "emu", pseudonym_key=T.TEST_KEY, gcs_endpoint=emu.gcs_endpoint,
+                                      pubsub_emulator_host=emu.pubsub_emulator_host,
+                                      firestore_emulator_host=emu.firestore_emulator_host)
             T.copy_to_emulators(settings, target)
             settings = target
         before = T.snapshot(settings)

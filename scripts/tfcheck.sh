@@ -12,7 +12,7 @@
 #                                          and checks each plan against the provider's validators
 #                                          and the API rules (tools/tfcheck/check_plan.py)
 #   scripts/tfcheck.sh validate MODULE_DIR init + validate of a module directory (copied first)
-#   scripts/tfcheck.sh workflow            check-jsonschema + zizmor --offline on deploy.yml
+#   scripts/tfcheck.sh workflow            check-jsonschema + zizmor --offline on deploy.yml and dependabot.yml
 #   scripts/tfcheck.sh env                 only install the tool environment and the mirror
 #
 # Environment: TFCHECK_SCHEMA (default tools/tfcheck/google-6.50.0.schema.json.gz, a copy of
@@ -146,6 +146,10 @@ case "${cmd}" in
     workflow="${repo_root}/.github/workflows/deploy.yml"
     "${venv}/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${workflow}"
     "${venv}/bin/zizmor" --offline --no-progress "${workflow}"
+    # Dependabot's configuration: the updates of the pinned base image and actions.
+    dependabot="${repo_root}/.github/dependabot.yml"
+    "${venv}/bin/check-jsonschema" --builtin-schema vendor.dependabot "${dependabot}"
+    "${venv}/bin/zizmor" --offline --no-progress "${dependabot}"
     ;;
   *)
     die "usage: $0 {plan OUT_DIR|validate MODULE_DIR|workflow|env}"

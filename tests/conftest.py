@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,11 @@ def load_reference(name: str) -> tuple[dict[str, str], bytes]:
     doc = json.loads((REFERENCE_EVENTS / name).read_text())
     headers = {k: v for k, v in doc["headers"].items() if k.lower() != "authorization"}
     return headers, json.dumps(doc["body"]).encode()
+
+
+@pytest.fixture
+def no_sunrise_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No ``SUNRISE_`` variable of the machine running the tests reaches the settings under test."""
+    for name in [n for n in os.environ if n.startswith("SUNRISE_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch

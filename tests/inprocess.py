@@ -14,6 +14,7 @@ from pathlib import Path
 from sunrise_common import names
 from sunrise_common.events import pubsub_event
 from sunrise_devstack.router.queue import Queue
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_common.service import Context
 from sunrise_cli import ops
 from sunrise_cli.synth import SynthNight, synth_night
@@ -41,6 +42,8 @@ class Pipeline:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx, self.settings = ctx, ctx.settings
+        # The services read ctx's settings; the router's queue, the dev stack's (same values).
+        self.router_settings = DevStackSettings.model_validate(ctx.settings.model_dump())
         for logical in names.BUCKETS:
             ctx.storage.ensure_bucket(self.settings.bucket(logical))
         self.queue = Queue(self.settings.data_dir / "router.db")
@@ -55,7 +58,7 @@ class Pipeline:
     def upload(self, path: Path, *, kind: str, site: str, subject: str) -> None:
         """Put a file in the raw bucket and enqueue its finalize event, as the router's watcher does."""
         info = ops.upload(self.ctx, Path(path), kind=kind, site=site, subject=subject)
-        self.queue.enqueue_storage(self.settings, info.bucket, info.name, info.generation, info.size)
+        self.queue.enqueue_storage(self.router_settings, info.bucket, info.name, info.generation, info.size)
 
     def upload_night(self, night: SynthNight, *, site: str, subject: str) -> None:
         self.upload(night.sunrise, kind="sunrise", site=site, subject=subject)
@@ -67,7 +70,7 @@ class Pipeline:
         """Deliver every queued event; a non-2xx answer is a test failure (no silent retry)."""
         delivered = 0
         while True:
-            self.queue.route_messages(self.settings)
+            self.queue.route_messages(self.router_settings)
             due = self.queue.take_due(20)
             if not due:
                 if self.queue.idle():

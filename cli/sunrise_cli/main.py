@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sunrise_devstack.dead_letters import DeadLetters
 
     from sunrise_cli.ops import Summary
+    from sunrise_cli.settings import CliSettings
 
 app = typer.Typer(help="Sunrise pipeline: raw sleep recordings to training data and clinical scores.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -48,10 +49,11 @@ app.registered_commands.extend(science_app.registered_commands)  # synth, train,
 app.command()(forget)
 
 
-def _settings() -> Settings:
-    from sunrise_common.settings import Settings
+def _settings() -> CliSettings:
+    # The CLI drives the local stack (sunrise run, dead letters) and the model store.
+    from sunrise_cli.settings import CliSettings
 
-    return Settings()
+    return CliSettings()
 
 
 def _ctx() -> "Context":

@@ -290,14 +290,7 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
     Nights without PSG agreement are left out. Several versions are shown side by side, oldest
     results first; per-night differences are each version minus the first.
     """
-    nights = [_night_from_folder(Path(r)) if isinstance(r, (str, Path)) else _from_dict(r) for r in results]
-    nights = [n for n in nights if n.get("TST_psg") is not None]
-    if not nights:
-        raise ValueError("no night with PSG agreement to report")
-    by_version: dict[str, list[dict]] = {}
-    for n in nights:
-        by_version.setdefault(n.get("algo_version") or "unknown", []).append(n)
-    versions = _order(by_version)
+    nights, versions, by_version = _nights_by_version(results)
     summaries = {v: summarize_version(by_version[v]) for v in versions}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -307,37 +300,60 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
     (out_dir / "report.json").write_text(json.dumps(
         {"generated": generated, "versions": versions, "models": info, "summaries": summaries}, indent=1,
         default=lambda x: None))
+    night_head, night_rows = _night_table(nights, versions, by_version)
+    page = _page(generated, versions, summaries, _summary_rows(versions, summaries, info),
+                 _severity_rows(versions, summaries), night_head, night_rows, n_nights=len({n["night"] for n in nights}))
+    path = out_dir / "report.html"
+    path.write_text(page)
+    return path
 
-    head = "".join(f"<th>{html.escape(label_of(v))}<br><small>{html.escape(v)}</small></th>" for v in versions)
 
-    def row(label: str, unit: str, values: list[str], cls: str = "") -> str:
-        return (f"<tr class='{cls}'><th class='rowhead'>{label}</th><td class='unit'>{unit}</td>"
-                + "".join(f"<td>{x}</td>" for x in values) + "</tr>")
+def _nights_by_version(results: list) -> tuple[list[dict], list[str], dict[str, list[dict]]]:
+    """The nights with PSG agreement, the versions in report order and each version's nights."""
+    nights = [_night_from_folder(Path(r)) if isinstance(r, (str, Path)) else _from_dict(r) for r in results]
+    nights = [n for n in nights if n.get("TST_psg") is not None]
+    if not nights:
+        raise ValueError("no night with PSG agreement to report")
+    by_version: dict[str, list[dict]] = {}
+    for n in nights:
+        by_version.setdefault(n.get("algo_version") or "unknown", []).append(n)
+    return nights, _order(by_version), by_version
 
+
+def _row(label: str, unit: str, values: list[str], cls: str = "") -> str:
+    """One table row: a label, its unit, one cell per version."""
+    return (f"<tr class='{cls}'><th class='rowhead'>{label}</th><td class='unit'>{unit}</td>"
+            + "".join(f"<td>{x}</td>" for x in values) + "</tr>")
+
+
+def _loa(ba: dict | None) -> str:
+    """Bland-Altman limits of agreement as a cell (– without a finite SD)."""
+    return "–" if not ba or not np.isfinite(ba["sd"]) else f"{ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}"
+
+
+def _summary_rows(versions: list[str], summaries: dict[str, dict], info: dict[str, dict]) -> list[str]:
+    """The side-by-side table: model, TST and AHI agreement, sleep/wake agreement, event overlap."""
     def each(fn: Callable[[dict[str, Any]], str]) -> list[str]:
         return [fn(summaries[v]) for v in versions]
 
-    def loa(ba: dict | None) -> str:
-        return "–" if not ba or not np.isfinite(ba["sd"]) else f"{ba['loa_low']:+.1f} to {ba['loa_high']:+.1f}"
-
     rows = [
-        row("model", "", [html.escape(info[v]["source"]) + (f", created {html.escape(_iso_when(info[v]['created']))}"
+        _row("model", "", [html.escape(info[v]["source"]) + (f", created {html.escape(_iso_when(info[v]['created']))}"
                                                               if info[v].get("created") else "")
                           + (f", trained on {info[v]['trained_on']} nights" if info[v].get("trained_on") else "")
                           for v in versions]),
-        row("nights", "n", each(lambda s: str(s["n_nights"]))),
-        row("scored", "UTC", each(lambda s: _when(s["first_at"]) + (" – " + _when(s["last_at"])
+        _row("nights", "n", each(lambda s: str(s["n_nights"]))),
+        _row("scored", "UTC", each(lambda s: _when(s["first_at"]) + (" – " + _when(s["last_at"])
                                                                     if s["last_at"] != s["first_at"] else ""))),
-        row("TST bias", "min", each(lambda s: _fmt(s["tst"]["bias"] if s["tst"] else None, 1, True)), "key"),
-        row("TST limits of agreement", "min", each(lambda s: loa(s["tst"]))),
-        row("AHI bias", "events/h", each(lambda s: _fmt(s["ahi"]["bias"] if s["ahi"] else None, 2, True)), "key"),
-        row("AHI limits of agreement", "events/h", each(lambda s: loa(s["ahi"]))),
-        row("sleep/wake accuracy", "30-s epochs", each(lambda s: _fmt(s["accuracy_sw"])), "key"),
-        row("Cohen's κ (pooled)", "", each(lambda s: _fmt(s["kappa_sw"])), "key"),
-        row("κ, mean of nights", "", each(lambda s: _fmt(s["mean_night_kappa_sw"]))),
-        row("sensitivity (sleep)", "", each(lambda s: _fmt(s["sensitivity_sleep"]))),
-        row("specificity (wake)", "", each(lambda s: _fmt(s["specificity_wake"]))),
-        row("epochs compared", "n", each(lambda s: str(s["n_epochs"]))),
+        _row("TST bias", "min", each(lambda s: _fmt(s["tst"]["bias"] if s["tst"] else None, 1, True)), "key"),
+        _row("TST limits of agreement", "min", each(lambda s: _loa(s["tst"]))),
+        _row("AHI bias", "events/h", each(lambda s: _fmt(s["ahi"]["bias"] if s["ahi"] else None, 2, True)), "key"),
+        _row("AHI limits of agreement", "events/h", each(lambda s: _loa(s["ahi"]))),
+        _row("sleep/wake accuracy", "30-s epochs", each(lambda s: _fmt(s["accuracy_sw"])), "key"),
+        _row("Cohen's κ (pooled)", "", each(lambda s: _fmt(s["kappa_sw"])), "key"),
+        _row("κ, mean of nights", "", each(lambda s: _fmt(s["mean_night_kappa_sw"]))),
+        _row("sensitivity (sleep)", "", each(lambda s: _fmt(s["sensitivity_sleep"]))),
+        _row("specificity (wake)", "", each(lambda s: _fmt(s["specificity_wake"]))),
+        _row("epochs compared", "n", each(lambda s: str(s["n_epochs"]))),
     ]
     event_types = sorted({k for s in summaries.values() for k in s.get("events", {})})
     for etype in event_types:
@@ -345,17 +361,30 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
             e = s.get("events", {}).get(etype)
             return "–" if not e or e["value"] is None else f"{_fmt(e['value'])} <small>(n {e['n']})</small>"
         metric = next(s["events"][etype]["metric"] for s in summaries.values() if etype in s.get("events", {}))
-        rows.append(row(f"event {metric}: {etype.replace('_', ' ')}", "overlap", each(cell)))
+        rows.append(_row(f"event {metric}: {etype.replace('_', ' ')}", "overlap", each(cell)))
+    return rows
+
+
+def _severity_rows(versions: list[str], summaries: dict[str, dict]) -> list[str]:
+    """Counts, sensitivity, specificity and accuracy at each AHI severity threshold."""
+    def each(fn: Callable[[dict], str]) -> list[str]:
+        return [fn(summaries[v]) for v in versions]
+
     sev_rows = []
     for i, t in enumerate(THRESHOLDS):
         label = f"AHI ≥ {t:g}"
-        sev_rows.append(row(f"{label}: PSG+ sunalgo+ / PSG+ sunalgo− / PSG− sunalgo+ / PSG− sunalgo−", "nights",
+        sev_rows.append(_row(f"{label}: PSG+ sunalgo+ / PSG+ sunalgo− / PSG− sunalgo+ / PSG− sunalgo−", "nights",
                             each(lambda s: "{tp} / {fn} / {fp} / {tn}".format(**s["severity"][i])), "counts"))
         for metric in ("sensitivity", "specificity", "accuracy"):
             published = PUBLISHED_ACCURACY.get(t) if metric == "accuracy" else None
             note = f" <small>(published {published:.2f})</small>" if published else ""
-            sev_rows.append(row(f"{label}: {metric}{note}", "", each(lambda s: _fmt(s["severity"][i][metric]))))
+            sev_rows.append(_row(f"{label}: {metric}{note}", "", each(lambda s: _fmt(s["severity"][i][metric]))))
 
+    return sev_rows
+
+
+def _night_table(nights: list[dict], versions: list[str], by_version: dict[str, list[dict]]) -> tuple[str, list[str]]:
+    """The per-night table's header and rows: PSG, each version, and each version minus the first."""
     first = versions[0]
     base = {n["night"]: n for n in by_version[first]}
     all_nights = sorted({n["night"] for n in nights})
@@ -386,6 +415,14 @@ def build_report(results: list, out_dir: Path, *, models_dir: Path | None = None
                     _fmt(_diff(n, b, "accuracy_sw"), 3, True)]
         night_rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
 
+    return night_head, night_rows
+
+
+def _page(generated: str, versions: list[str], summaries: dict[str, dict], rows: list[str], sev_rows: list[str],
+          night_head: str, night_rows: list[str], *, n_nights: int) -> str:
+    """The HTML page around the tables and figures."""
+    head = "".join(f"<th>{html.escape(label_of(v))}<br><small>{html.escape(v)}</small></th>" for v in versions)
+    first = versions[0]
     names = ", ".join(html.escape(label_of(v)) for v in versions)
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>sunalgo vs PSG: {names}</title>
 <style>
@@ -398,7 +435,7 @@ img{{max-width:100%}} table.nights td,table.nights th{{white-space:nowrap}} th.g
 body:has(section:target) section:not(:target){{display:none}}
 </style></head><body>
 <h1>sunalgo vs PSG: {names}</h1>
-<p>Generated {generated}. {len(all_nights)} night(s) with PSG labels; model version(s):
+<p>Generated {generated}. {n_nights} night(s) with PSG labels; model version(s):
 {", ".join(f"<b>{html.escape(v)}</b> ({summaries[v]['n_nights']} nights)" for v in versions)}.
 Differences are sunalgo − PSG; limits of agreement are bias ± 1.96 SD.</p>
 <section id="summary">
@@ -424,9 +461,7 @@ PSG− sunalgo− (true negatives). Published Sunrise accuracy: Pépin et al., J
 {"".join(night_rows)}</table>
 </section>
 </body></html>"""
-    path = out_dir / "report.html"
-    path.write_text(page)
-    return path
+    return page
 
 
 def _diff(a: dict, b: dict, key: str) -> float | None:

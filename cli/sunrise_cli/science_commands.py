@@ -90,10 +90,10 @@ def train(
     """Train a sleep/wake model from training rows (does not activate it: see `sunrise activate`)."""
     import tempfile
 
-    from sunrise_common.settings import Settings
+    from sunrise_algo.settings import AlgorithmSettings
     from sunrise_cli.train import TooFewNights, collect_training_rows, train_model
 
-    settings = Settings()
+    settings = AlgorithmSettings()
     out = out or settings.model_store()
     if algorithm != "sunalgo":
         _train_plugin(settings, algorithm, rows, out, version, seed)
@@ -160,11 +160,11 @@ def report(
     """
     import tempfile
 
-    from sunrise_common.settings import Settings
+    from sunrise_algo.settings import AlgorithmSettings
     from sunrise_cli.report import build_report, label_of
     from sunrise_cli.train import collect_result_folders
 
-    settings = Settings()
+    settings = AlgorithmSettings()
     with tempfile.TemporaryDirectory() as tmp:
         folders = list(results or collect_result_folders(settings, Path(tmp), algo_versions=algo_version))
         if not folders:

@@ -25,7 +25,8 @@ from urllib.parse import urlparse
 import httpx
 
 from sunrise_common import names
-from sunrise_common.settings import Settings
+from sunrise_algo.settings import AlgorithmSettings
+from sunrise_devstack.settings import DevStackSettings
 
 # Each service's ASGI app: services/<name>/<name>/main.py, in the order of names.SERVICES.
 SERVICE_APPS = {service: f"{service}.main:app" for service in names.SERVICES}
@@ -42,7 +43,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
+def settings_env(settings: DevStackSettings) -> dict[str, str]:
     """The environment that gives a child process the same settings."""
     env = {
         "SUNRISE_BACKEND": settings.backend,
@@ -79,10 +80,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
     if settings.psg_channel_map is not None:
         env["SUNRISE_PSG_CHANNEL_MAP"] = str(Path(settings.psg_channel_map).resolve())
     env["SUNRISE_MAINS_HZ"] = str(settings.mains_hz)
-    if settings.models_dir is not None:
-        env["SUNRISE_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
-    if settings.model_version:
-        env["SUNRISE_MODEL_VERSION"] = settings.model_version
+    if isinstance(settings, AlgorithmSettings):  # the CLI's: sunalgo's model store and version go on
+        if settings.models_dir is not None:
+            env["SUNRISE_MODELS_DIR"] = str(Path(settings.models_dir).resolve())
+        if settings.model_version:
+            env["SUNRISE_MODEL_VERSION"] = settings.model_version
     return env
 
 
@@ -106,7 +108,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class Stack:
-    settings: Settings
+    settings: DevStackSettings
     log_dir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     # Echoed by every service's /healthz: proves the answer comes from a process started here.

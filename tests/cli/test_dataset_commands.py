@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from sunrise_common import dataset as ds
 from sunrise_cli.duckdb_views import duckdb_views
 from sunrise_common.service import Context
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_cli.dataset import open_dataset
 from sunrise_cli.main import app
 from sunrise_cli.stack import settings_env
@@ -35,7 +35,7 @@ NIGHTS = [("P1", datetime(2024, 3, 5, 22, 30)), ("P1", datetime(2024, 3, 9, 23, 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("dataset")
-    settings = Settings(backend="embedded", data_dir=root / "data", pseudonym_key=TEST_KEY,
+    settings = DevStackSettings(backend="embedded", data_dir=root / "data", pseudonym_key=TEST_KEY,
                         prefix="sunrise-test", project="sunrise-test", lease_s=30)
     pipeline = Pipeline(Context.from_settings(settings))
     for i, (subject, start) in enumerate(NIGHTS):

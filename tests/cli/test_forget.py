@@ -23,7 +23,7 @@ from sunrise_common import dataset as ds
 from sunrise_common import identity, names
 from sunrise_common.events import pubsub_event
 from sunrise_common.service import Context
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_common.state import make_state
 from sunrise_common.storage import make_storage
 from sunrise_devstack.dead_letters import make_dead_letters
@@ -43,12 +43,12 @@ PSEUDONYM = identity.subject_pseudonym(TEST_KEY.encode(), SITE, GONE)
 KEPT_PSEUDONYMS = tuple(identity.subject_pseudonym(TEST_KEY.encode(), SITE, s) for s in KEPT)
 
 
-def embedded_settings(data_dir: Path) -> Settings:
-    return Settings(backend="embedded", data_dir=data_dir, pseudonym_key=TEST_KEY, prefix="sunrise-test",
+def embedded_settings(data_dir: Path) -> DevStackSettings:
+    return DevStackSettings(backend="embedded", data_dir=data_dir, pseudonym_key=TEST_KEY, prefix="sunrise-test",
                     project="sunrise-test", lease_s=30)
 
 
-def kill_as_dead_letter(settings: Settings, queue: Queue, trigger: names.Trigger, headers, body, subject) -> None:
+def kill_as_dead_letter(settings: DevStackSettings, queue: Queue, trigger: names.Trigger, headers, body, subject) -> None:
     """A delivery that the router gave up on (its one attempt answered 500)."""
     queue.enqueue_event(trigger, headers, body, subject)
     (due,) = [d for d in queue.take_due(10)]
@@ -93,7 +93,7 @@ def data(pristine, tmp_path) -> Path:
 
 # --------------------------------------------------------------------------- what is where
 
-def snapshot(settings: Settings, dead_letters=None) -> dict:
+def snapshot(settings: DevStackSettings, dead_letters=None) -> dict:
     """Every object (name -> size), document (collection/id -> JSON), dataset row (subject
     pseudonym -> rows) and dead letter (id -> JSON) of a backend, through its ports."""
     storage, state = make_storage(settings), make_state(settings)
@@ -152,7 +152,7 @@ def scan_files(folder: Path, needles: list[bytes], skip: tuple[str, ...] = ()) -
     return hits
 
 
-def assert_forgotten(settings: Settings, before: dict) -> None:
+def assert_forgotten(settings: DevStackSettings, before: dict) -> None:
     after = snapshot(settings)
     assert of_subject(after) == {"objects": [], "docs": [], "rows": 0, "dead_letters": []}
     assert without_subject(after) == without_subject(before)  # every other subject untouched
@@ -164,13 +164,13 @@ def assert_forgotten(settings: Settings, before: dict) -> None:
     assert audit["dataset_rows"] == mine["rows"] > 0
 
 
-def run_cli(settings: Settings, *args: str, **popen) -> subprocess.Popen:
+def run_cli(settings: DevStackSettings, *args: str, **popen) -> subprocess.Popen:
     env = {**os.environ, **settings_env(settings)}
     return subprocess.Popen([sys.executable, "-m", "sunrise_cli.main", "forget", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
-def cli(settings: Settings, *args: str) -> tuple[int, str]:
+def cli(settings: DevStackSettings, *args: str) -> tuple[int, str]:
     proc = run_cli(settings, *args)
     out, err = proc.communicate(timeout=600)
     return proc.returncode, out + err
@@ -255,7 +255,7 @@ def test_forget_refuses_a_name_outside_the_raw_layout_and_a_mismatched_pseudonym
     assert code == 2 and "name the subject" in out
 
 
-def wait_for_progress(settings: Settings, at_least: int, proc: subprocess.Popen) -> dict:
+def wait_for_progress(settings: DevStackSettings, at_least: int, proc: subprocess.Popen) -> dict:
     """The audit record once it shows ``at_least`` items removed (the forget then waits, paused)."""
     state = make_state(settings)
     deadline = time.monotonic() + 300
@@ -269,7 +269,7 @@ def wait_for_progress(settings: Settings, at_least: int, proc: subprocess.Popen)
     raise AssertionError("the forget never reached its checkpoint")
 
 
-def kill_at(settings: Settings, at: int, *args: str) -> dict:
+def kill_at(settings: DevStackSettings, at: int, *args: str) -> dict:
     """Run a forget that pauses after ``at`` deletions, SIGKILL it there; the audit record then."""
     proc = run_cli(settings, *args, "--apply", "--pause-after", str(at), start_new_session=True)
     try:
@@ -305,7 +305,7 @@ def test_a_forget_killed_midway_is_finished_by_running_it_again(data, where):
 
 # --------------------------------------------------------------------------- emulators
 
-def copy_to_emulators(source: Settings, target: Settings) -> None:
+def copy_to_emulators(source: DevStackSettings, target: DevStackSettings) -> None:
     """Every object and document of the embedded stack, written through the emulators' adapters;
     the dead letters stay in router.db, which the emulators backend uses too."""
     src_storage, src_state = make_storage(source), make_state(source)
@@ -336,7 +336,7 @@ def emulators_running(tmp_path_factory):
         emu.stop()
 
 
-def copy_to_emulators(source: Settings, target: Settings) -> None:
+def copy_to_emulators(source: DevStackSettings, target: DevStackSettings) -> None:
     """Every object and document of the embedded stack written through the emulators' adapters
     (fake-gcs-server, the Firestore emulator); the dead letters stay in router.db, which the
     emulators backend keeps too."""
@@ -359,7 +359,7 @@ def copy_to_emulators(source: Settings, target: Settings) -> None:
 def test_on_the_emulators_a_forget_killed_midway_is_finished_by_running_it_again(data, tmp_path, emulators_running):
     emu = emulators_running
     emu.reset()
-    settings = Settings(backend="emulators", project=emu.project, prefix="sunrise-forget", data_dir=tmp_path / "emu-data",
+    settings = DevStackSettings(backend="emulators", project=emu.project, prefix="sunrise-forget", data_dir=tmp_path / "emu-data",
                         pseudonym_key=TEST_KEY, gcs_endpoint=emu.gcs_endpoint,
                         pubsub_emulator_host=emu.pubsub_emulator_host,
                         firestore_emulator_host=emu.firestore_emulator_host)

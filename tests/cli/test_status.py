@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sunrise_devstack import status as status_lib
 from sunrise_common.events import storage_event
 from sunrise_common.service import Context
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_cli import views
 from sunrise_cli.main import app
 from tests.conftest import CORPUS, TEST_KEY, app_client
@@ -29,7 +29,7 @@ def settings(tmp_path, monkeypatch):
     monkeypatch.setenv("SUNRISE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SUNRISE_PSEUDONYM_KEY", TEST_KEY)
     monkeypatch.setenv("SUNRISE_PREFIX", "sunrise-cli")
-    return Settings()
+    return DevStackSettings()
 
 
 @pytest.fixture

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from pydantic import ValidationError
 
 from sunrise_common import names
 from sunrise_common.settings import CLOUD_REQUIRED, DEFAULT_PORTS, Settings
 
-
-@pytest.fixture(autouse=True)
-def no_sunrise_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in [n for n in os.environ if n.startswith("SUNRISE_")]:
-        monkeypatch.delenv(name)
-    return monkeypatch
+pytestmark = pytest.mark.usefixtures("no_sunrise_environment")  # settings read the environment
 
 
 @pytest.mark.parametrize(("given", "missing"), [

@@ -9,14 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_devstack.router.queue import Queue
 from tests.conftest import TEST_KEY
 
 
 @pytest.fixture
 def settings(tmp_path):
-    return Settings(backend="embedded", data_dir=tmp_path, pseudonym_key=TEST_KEY, prefix="sunrise-q",
+    return DevStackSettings(backend="embedded", data_dir=tmp_path, pseudonym_key=TEST_KEY, prefix="sunrise-q",
                     project="sunrise-q")
 
 

@@ -104,9 +104,9 @@ def test_the_router_recovers_from_a_full_disk_without_a_restart(small_disk: Path
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Ingest)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    from sunrise_common.settings import Settings
+    from sunrise_devstack.settings import DevStackSettings
 
-    settings = Settings(backend="embedded", data_dir=small_disk / "data", pseudonym_key=TEST_KEY, prefix="sunrise-df",
+    settings = DevStackSettings(backend="embedded", data_dir=small_disk / "data", pseudonym_key=TEST_KEY, prefix="sunrise-df",
                         project="sunrise-df", ingest_url=f"http://127.0.0.1:{server.server_port}/",
                         router_watch_raw=False, router_poll_s=0.02, router_backoff_initial_s=0.05,
                         router_backoff_max_s=0.4, router_in_flight_deadline_s=0.5, router_max_in_flight=4)

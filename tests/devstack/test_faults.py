@@ -8,7 +8,7 @@ import pytest
 from sunrise_common import service
 from sunrise_common.errors import TransientError
 from sunrise_common.service import Context
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_devstack import faults
 
 
@@ -18,8 +18,8 @@ def wrappers(monkeypatch):
     return service.PORT_WRAPPERS
 
 
-def _settings(tmp_path, **faulty) -> Settings:
-    return Settings(backend="embedded", data_dir=tmp_path, pseudonym_key="test-key-0123456789abcdef", **faulty)
+def _settings(tmp_path, **faulty) -> DevStackSettings:
+    return DevStackSettings(backend="embedded", data_dir=tmp_path, pseudonym_key="test-key-0123456789abcdef", **faulty)
 
 
 def test_without_installing_a_context_is_never_flaky_whatever_the_settings(tmp_path, wrappers):

@@ -8,7 +8,7 @@ import httpx
 
 from sunrise_cli.stack import Stack
 from sunrise_common import names
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_devstack.emulators import free_ports, local_service_urls
 
 
@@ -28,7 +28,7 @@ def test_local_service_urls_give_every_service_its_own_port():
 
 
 def test_a_port_answered_by_a_sibling_service_is_named_as_a_shared_port(tmp_path):
-    stack = Stack(Settings(backend="embedded", data_dir=tmp_path, **local_service_urls()), tmp_path / "logs")
+    stack = Stack(DevStackSettings(backend="embedded", data_dir=tmp_path, **local_service_urls()), tmp_path / "logs")
     sibling = httpx.Response(200, json={"status": "ok", "service": "ingest", "instance": stack.token})
     assert not stack._is_ours(sibling, "sunrise_prep")
     message = stack._not_ours("http://127.0.0.1:1/healthz", sibling)

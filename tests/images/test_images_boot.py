@@ -6,7 +6,7 @@ under it), and its CMD is run from the resulting ``/app/.venv`` alone: working d
 ``/app``, no workspace sources on the path, only the image's PATH. The four services started
 that way then process a night end to end on the embedded backend, delivered by the local router
 (the stand-in for Eventarc). What this proves: each image's dependency set and entry point. What it
-does not: the base image's system libraries (python:3.11-slim), which only a real build shows.
+does not: the base image's system libraries (python:3.11.14-slim-bookworm, pinned by digest), which only a real build shows.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 from sunrise_common import identity
 from sunrise_common.events import storage_event
 from sunrise_devstack.router.queue import Queue
+from sunrise_devstack.settings import DevStackSettings
 from tests.conftest import CORPUS, TEST_KEY, app_client
 
 PSG = CORPUS / "edf" / "edfio__short_psg.edf"
@@ -53,13 +54,13 @@ def test_ingest_anonymises_a_psg_records_the_night_and_publishes_once(client, ct
     assert b"Female_33yr" not in out and b"24-APR-1989" not in out and b"24.04.89" not in out
     assert b"P001" not in out and b"namur" not in out
     queue = Queue(ctx.settings.data_dir / "router.db")
-    queue.route_messages(ctx.settings)
+    queue.route_messages(DevStackSettings.model_validate(ctx.settings.model_dump()))
     assert [d.service for d in queue.deliveries()] == ["psg_prep"]
 
     second = finalize(client, ctx, info)  # the same event again: acknowledged, nothing redone
     assert second.status_code == 200
     assert second.json()["status"] == "duplicate"
-    queue.route_messages(ctx.settings)
+    queue.route_messages(DevStackSettings.model_validate(ctx.settings.model_dump()))
     assert len(list(queue.deliveries())) == 1
 
 

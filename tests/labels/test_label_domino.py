@@ -75,10 +75,20 @@ def test_generic_no_reads_the_us_start_time_and_flags_the_odd_pm(domino_dir):
         ("5/30/2024 8:59:00 PM", datetime(2024, 5, 30, 20, 59, 0)),
         ("12/1/2024 12:10:00 AM", datetime(2024, 12, 1, 0, 10, 0)),
         ("30-05-2024 21:22:30", datetime(2024, 5, 30, 21, 22, 30)),
+        # the shared clock parser (labels.common.parse_clock): fractions beyond microseconds truncated
+        ("30-05-2024 21:22:30,1234567", datetime(2024, 5, 30, 21, 22, 30, 123456)),
     ],
 )
 def test_start_time_forms(text, expected):
     assert parse_start_time(text) == expected
+
+
+def test_a_row_time_out_of_range_is_a_bad_time_naming_domino_not_the_value():
+    data = b"Signal ID: FlowD\\flow\nStart Time: 30.05.2024 23:00:00\n\n25:00:00,000-25:00:10,000; 10;Hypopnea\n"
+    with pytest.raises(LabelError) as info:
+        parse_labels("domino_flow_events", data)
+    assert info.value.reason == "bad_time"
+    assert info.value.detail.startswith("DOMINO: row time: time out of range (25:0:0)")
 
 
 def test_bad_start_time_is_rejected_with_a_reason():

@@ -18,6 +18,7 @@ from sunrise_common.publisher.local import LocalPublisher
 from sunrise_common.publisher.pubsub import PubsubPublisher
 from sunrise_devstack.router.pubsub_source import PubsubSource
 from sunrise_devstack.router.queue import Queue
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_common.settings import Settings
 from sunrise_common.state.firestore import FirestoreState
 from sunrise_common.state.sqlite import SqliteState
@@ -134,7 +135,8 @@ def publish_path(request: pytest.FixtureRequest, tmp_path: Path) -> PublishPath:
         settings = make_settings(tmp_path)
         queue = Queue(tmp_path / "router.db")
         publisher = LocalPublisher(tmp_path / "router.db")
-        return PublishPath(settings, queue, publisher, lambda: queue.route_messages(settings))
+        router_settings = DevStackSettings.model_validate(settings.model_dump())  # the router's side
+        return PublishPath(settings, queue, publisher, lambda: queue.route_messages(router_settings))
     emu = request.getfixturevalue("emulators")
     settings = make_settings(tmp_path, emu)
     queue = Queue(tmp_path / "router.db")

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from sunrise_common.contracts import StageRun
 from sunrise_common.errors import LeaseLost
 from sunrise_common.service import run_stage
 from sunrise_common.state.runs import Outcome, StageRuns
@@ -128,6 +129,24 @@ def test_claim_after_complete_is_done(runs, state):
     assert [h["state"] for h in doc["history"]] == ["done"]
     # A different input is a different run.
     assert runs.claim("nights", "n1", "sunalgo", "k2").outcome is Outcome.ACQUIRED
+
+
+def test_every_stored_run_is_a_stage_run_with_its_input_key(runs, state):
+    first = runs.claim("nights", "n1", "sunalgo", "k1")
+    runs.complete("nights", "n1", "sunalgo", "k1", outputs={"scores": "gs://b/o.json"}, attempt=first.run["attempts"])
+    stored = state.get("nights", "n1")["runs"]["sunalgo"]["k1"]
+    # The run record and its mirror are written through the one model readers parse them with.
+    assert StageRun.model_validate(stored).to_doc() == stored
+    assert stored["input_key"] == "k1"
+    assert stored["state"] == "done"
+    assert "created_at" in stored
+
+
+def test_a_finish_with_a_field_of_the_wrong_type_is_refused_by_the_writer(runs, state):
+    first = runs.claim("nights", "n1", "sunalgo", "k1")
+    with pytest.raises(ValueError, match="outputs"):
+        runs.complete("nights", "n1", "sunalgo", "k1", outputs=["not", "a", "mapping"], attempt=first.run["attempts"])
+    assert state.get("nights", "n1")["runs"]["sunalgo"]["k1"]["state"] == "running"
 
 
 def test_a_late_finish_of_a_taken_over_attempt_changes_nothing(runs, clock, state):

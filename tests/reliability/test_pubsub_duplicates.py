@@ -10,7 +10,7 @@ import pytest
 
 from sunrise_devstack.router.pubsub_source import OBJECT_FINALIZE, PubsubSource
 from sunrise_devstack.router.queue import Queue
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 
 
 class FakePublisher:
@@ -35,7 +35,7 @@ class FakeSubscriber:
         self.acked.extend(request["ack_ids"])
 
 
-def finalize(settings: Settings, name: str, ack_id: str) -> SimpleNamespace:
+def finalize(settings: DevStackSettings, name: str, ack_id: str) -> SimpleNamespace:
     message = SimpleNamespace(
         attributes={"eventType": OBJECT_FINALIZE, "bucketId": settings.bucket("raw"), "objectId": name,
                     "objectGeneration": "1700000000000001"},
@@ -47,7 +47,7 @@ def finalize(settings: Settings, name: str, ack_id: str) -> SimpleNamespace:
 
 @pytest.mark.parametrize("duplicates", [1, 3])
 def test_each_pulled_event_is_queued_router_duplicates_times_and_acked_once(tmp_path, duplicates):
-    settings = Settings(backend="emulators", prefix="sunrise-dup", project="sunrise-dup", data_dir=tmp_path,
+    settings = DevStackSettings(backend="emulators", prefix="sunrise-dup", project="sunrise-dup", data_dir=tmp_path,
                         router_duplicates=duplicates)
     subscriber = FakeSubscriber()
     queue = Queue(tmp_path / "router.db")

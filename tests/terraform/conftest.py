@@ -31,9 +31,17 @@ def run_tfcheck(*args: str, timeout: float = 900) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
-@functools.cache
+DEPENDABOT = REPO / ".github" / "dependabot.yml"
+
+
 def load_workflow() -> dict[str, Any]:
-    """The deploy workflow as a document, parsed by ruamel.yaml (YAML 1.2: ``on`` stays a string)
+    """The deploy workflow as a document (see :func:`load_yaml`)."""
+    return load_yaml(WORKFLOW)
+
+
+@functools.cache
+def load_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file of .github as a document, parsed by ruamel.yaml (YAML 1.2: ``on`` stays a string)
     from the tool environment: the workspace has no YAML parser, and check-jsonschema brings one."""
     result = run_tfcheck("env")
     if result.returncode != 0:
@@ -42,7 +50,7 @@ def load_workflow() -> dict[str, Any]:
     dump = subprocess.run(
         [str(python), "-c",
          "import json, sys; from ruamel.yaml import YAML; "
-         "print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))", str(WORKFLOW)],
+         "print(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))", str(path)],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return json.loads(dump.stdout)

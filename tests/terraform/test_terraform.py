@@ -964,8 +964,11 @@ def test_dockerfiles_follow_the_rules(service: str) -> None:
     text = " ".join(f"{k} {v}" for k, v in steps)
 
     bases = [args.split()[0] for keyword, args in steps if keyword == "FROM"]
-    assert bases and all(base == "python:3.11-slim" for base in bases), (
-        f"base images {bases}"
+    # One base for both stages (the venv runs on the interpreter it was built against), pinned
+    # by digest to a patch release of Python 3.11 (issue 26: a tag alone can move under a rebuild).
+    assert bases and len(set(bases)) == 1, f"base images {bases}"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", bases[0]), (
+        f"base image {bases[0]} is not python:3.11.<patch>-slim-bookworm@sha256:<digest>"
     )
 
     runs = [args for keyword, args in steps if keyword == "RUN"]

@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any
 
-from .conftest import WORKFLOW, load_workflow, run_tfcheck
+from .conftest import DEPENDABOT, REPO, WORKFLOW, load_workflow, load_yaml, run_tfcheck
 
 
 @functools.cache
@@ -50,3 +50,12 @@ def test_the_test_job_installs_what_make_test_needs_and_runs_terraform_check() -
     components = gcloud[0]["with"]["install_components"]
     assert "pubsub-emulator" in components and "cloud-firestore-emulator" in components
     assert any(s.get("uses", "").startswith("hashicorp/setup-terraform@") for s in test_steps)
+
+
+def test_dependabot_proposes_updates_of_the_pinned_base_image_and_actions() -> None:
+    updates = {u["package-ecosystem"]: u for u in load_yaml(DEPENDABOT)["updates"]}
+    assert {"docker", "github-actions"} <= set(updates)
+    # Dependabot reads the Dockerfiles of the folder it is given: the one services/Dockerfile.
+    docker_folder = REPO / updates["docker"]["directory"].lstrip("/")
+    assert (docker_folder / "Dockerfile").is_file(), docker_folder
+    assert "@sha256:" in (docker_folder / "Dockerfile").read_text()

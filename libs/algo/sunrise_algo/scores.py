@@ -141,18 +141,33 @@ def sleep_scores(
     ValueError
         On a stage label (hypnogram or event) outside ``KNOWN``, or a non-positive epoch.
     """
+    st = _validated_stages(stages, epoch_s)
+    to_min = epoch_s / 60.0
+    out: dict = {"epoch_s": epoch_s, "n_epochs": int(st.size), "TRT": st.size * to_min, "TIB": st.size * to_min,
+                 "VRT": float(np.sum(st != "UNS")) * to_min}
+    out.update(_sleep_period(st, to_min, trt=out["TRT"]))
+    out.update(_stage_times(st, to_min, tst=out["TST"], sol=out["SOL"]))
+    out.update(_respiratory_indices(st, epoch_s, out["TST"], events, desaturations, reras_scored=reras_scored))
+    return out
+
+
+def _validated_stages(stages: Sequence[str], epoch_s: float) -> np.ndarray:
+    """The hypnogram as an object array of stage codes, every code in ``KNOWN``."""
     if not (math.isfinite(float(epoch_s)) and epoch_s > 0):
         raise ValueError(f"epoch_s must be a positive number of seconds, got {epoch_s!r}")
     st = np.asarray([str(s) for s in stages], dtype=object)
     bad = sorted(set(st.tolist()) - set(KNOWN))
     if bad:
         raise ValueError(f"unknown stage labels {bad}; expected {KNOWN}")
-    to_min = epoch_s / 60.0
+    return st
+
+
+def _sleep_period(st: np.ndarray, to_min: float, *, trt: float) -> dict:
+    """SPT, WASO, TST, SOL, SE, SME, SFI and SOL_5min (minutes, %, transitions/h of sleep)."""
+    out: dict = {}
     n = st.size
     is_sleep = np.isin(st, SLEEP_STAGES)
     sleep_idx = np.flatnonzero(is_sleep)
-    out: dict = {"epoch_s": epoch_s, "n_epochs": int(n), "TRT": n * to_min, "TIB": n * to_min,
-                 "VRT": float(np.sum(st != "UNS")) * to_min}
     if sleep_idx.size:
         first, last = int(sleep_idx[0]), int(sleep_idx[-1])
         spt = st[first : last + 1]
@@ -160,7 +175,7 @@ def sleep_scores(
         out["WASO"] = float(np.sum(spt == "W")) * to_min
         out["TST"] = float(np.sum(np.isin(spt, SLEEP_STAGES))) * to_min
         out["SOL"] = first * to_min
-        out["SE"] = 100.0 * out["TST"] / out["TRT"]
+        out["SE"] = 100.0 * out["TST"] / trt
         out["SME"] = 100.0 * out["TST"] / out["SPT"]
         n_to_wake = int(np.count_nonzero(is_sleep[:-1] & (st[1:] == "W")))
         out["SFI"] = n_to_wake / (out["TST"] / 60.0)
@@ -171,36 +186,47 @@ def sleep_scores(
                    SFI=None)
     run_start = _first_run(is_sleep, int(math.ceil(PERSISTENT_SLEEP_MIN / to_min - 1e-9)))
     out["SOL_5min"] = None if run_start is None else run_start * to_min
+    return out
+
+
+def _stage_times(st: np.ndarray, to_min: float, *, tst: float, sol: float | None) -> dict:
+    """Minutes and % of TST in each stage, stage latencies and the REM latency from sleep onset."""
     staged = bool(np.isin(st, ("N1", "N2", "N3", "REM")).any())
-    out["staged"] = staged
+    out: dict = {"staged": staged}
     for stage in ("W", "N1", "N2", "N3", "REM", "S", "UNS"):
         out[stage] = float(np.sum(st == stage)) * to_min
     out["WAKE"] = out["W"]
     out["NREM"] = out["N1"] + out["N2"] + out["N3"]
-    tst = out["TST"]
     for stage in ("N1", "N2", "N3", "REM", "NREM"):
         out[f"%{stage}"] = (100.0 * out[stage] / tst) if (tst > 0 and staged) else None
     for stage in ("N1", "N2", "N3", "REM"):
         idx = np.flatnonzero(st == stage)
         out[f"Lat_{stage}"] = idx[0] * to_min if idx.size else None
-    out["REM_latency"] = (out["Lat_REM"] - out["SOL"]
-                          if out["Lat_REM"] is not None and out["SOL"] is not None else None)
+    out["REM_latency"] = (out["Lat_REM"] - sol
+                          if out["Lat_REM"] is not None and sol is not None else None)
+    return out
 
-    trt_s = n * epoch_s
 
-    def in_sleep(ev: tuple[str, float, float, str]) -> bool:
-        stage = ev[3] or str(st[int(ev[1] // epoch_s)])
-        if stage not in KNOWN:
-            raise ValueError(f"unknown stage {stage!r} at event {ev[0]} at {ev[1]:g} s; "
-                             f"expected one of {KNOWN}")
-        return stage in SLEEP_STAGES
+def _in_sleep(ev: tuple[str, float, float, str], st: np.ndarray, epoch_s: float) -> bool:
+    """The event happened in sleep: by the stage its scorer gave it, else the hypnogram's at its onset."""
+    stage = ev[3] or str(st[int(ev[1] // epoch_s)])
+    if stage not in KNOWN:
+        raise ValueError(f"unknown stage {stage!r} at event {ev[0]} at {ev[1]:g} s; "
+                         f"expected one of {KNOWN}")
+    return stage in SLEEP_STAGES
 
+
+def _respiratory_indices(st: np.ndarray, epoch_s: float, tst: float, events: Iterable | None,
+                         desaturations: Iterable | None, *, reras_scored: bool) -> dict:
+    """Event counts in and out of sleep, AHI, RDI, ORDI, CAI (events/h of TST), severity and ODI."""
+    trt_s = st.size * epoch_s
+    out: dict = {}
     evs = [e for e in (_event_tuple(e) for e in (events or ())) if 0 <= e[1] < trt_s]
     counts: dict[str, int] = {}
     excluded: dict[str, int] = {}
     desat: list[tuple[str, float, float, str]] = []
     for ev in evs:
-        sleeping = in_sleep(ev)
+        sleeping = _in_sleep(ev, st, epoch_s)
         if ev[0] == "desaturation":
             if sleeping:
                 desat.append(ev)
@@ -225,7 +251,7 @@ def sleep_scores(
     has_ox = desaturations is not None or any(e[0] == "desaturation" for e in evs)
     if desaturations is not None:
         extra = [e for e in (_desat_tuple(d) for d in desaturations) if 0 <= e[1] < trt_s]
-        desat += [e for e in extra if in_sleep(e)]
+        desat += [e for e in extra if _in_sleep(e, st, epoch_s)]
     out["ODI"] = per_hour(len(desat)) if has_ox else None
     return out
 

@@ -238,21 +238,24 @@ def clean_stale_scratch(root: Path | None = None, *, max_age_s: float = SCRATCH_
 def create_app(
     service: str, handler: Handler, *, settings: Settings | None = None,
     startup_check: Callable[[Settings], object] | None = None,
+    default_settings: Callable[[], Settings] = get_settings,
 ) -> FastAPI:
     """The FastAPI app of one service: ``POST /`` takes a CloudEvent, ``GET /healthz``.
 
     ``startup_check`` runs once at boot (e.g. ingest reads its pseudonym key): a bad deploy fails
-    there, not on every event."""
+    there, not on every event. Without ``settings``, ``default_settings()`` reads them from the
+    environment at startup: a service with settings of its own (sunalgo's ``AlgorithmSettings``)
+    passes its reader."""
     state: dict[str, Context] = {}
 
     def context() -> Context:
         if "ctx" not in state:
-            state["ctx"] = Context.from_settings(settings or get_settings())
+            state["ctx"] = Context.from_settings(settings or default_settings())
         return state["ctx"]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        s = settings or get_settings()
+        s = settings or default_settings()
         logs.configure(s.log_level, s.project)
         if startup_check is not None:
             startup_check(s)
@@ -273,7 +276,7 @@ def create_app(
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         """Liveness: the process is up (with the launcher's per-run token, if it set one)."""
-        token = (settings or get_settings()).instance_token
+        token = (settings or default_settings()).instance_token
         return {"status": "ok", "service": service, **({"instance": token} if token else {})}
 
     @app.post("/")

@@ -22,10 +22,16 @@ CLOUD_REQUIRED = ("project", "prefix")
 
 
 class Settings(BaseSettings):
-    """Runtime configuration of a service, the router and the CLI.
+    """Runtime configuration of a service and the CLI.
 
     ``backend`` picks the adapters: ``embedded`` (local folders, SQLite, local router),
-    ``emulators`` (fake-gcs-server, Firestore and Pub/Sub emulators) or ``cloud``.
+    ``emulators`` (fake-gcs-server, Firestore and Pub/Sub emulators) or ``cloud``. What only the
+    local stack reads (the router's delivery semantics, fault injection) is in
+    ``sunrise_devstack.settings.DevStackSettings``, a subclass with the same ``SUNRISE_`` prefix:
+    a service in the cloud never carries those knobs. What only the sunalgo stage (and the CLI
+    that trains its models) reads, the model store and the active algorithm, is in
+    ``sunrise_algo.settings.AlgorithmSettings``, likewise a subclass. A service's process ignores
+    the variables of settings it does not have when the local launcher passes them on.
     """
 
     model_config = SettingsConfigDict(env_prefix="SUNRISE_", env_file=None, extra="ignore")
@@ -45,34 +51,6 @@ class Settings(BaseSettings):
     sunrise_prep_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sunrise_prep']}/"
     psg_prep_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['psg_prep']}/"
     sunalgo_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['sunalgo']}/"
-    # Delivery semantics of the local router (Eventarc: 10 s -> 600 s backoff for 24 h).
-    router_poll_s: float = 0.3
-    router_backoff_initial_s: float = 1.0
-    router_backoff_max_s: float = 30.0
-    # 12 attempts at 1, 2, 4 ... 30 s span about 210 s: longer than a lease (lease_s), so a run
-    # orphaned by a crash is taken over by a retry before its event is dead-lettered.
-    router_max_attempts: int = 12
-    router_max_in_flight: int = 4
-    # A delivery marked in flight that no delivery thread holds (its outcome could not be written:
-    # a full disk) is due again this many seconds after it was taken (at-least-once, like a lost ack).
-    router_in_flight_deadline_s: float = Field(60.0, gt=0)
-    # Announce new raw files (embedded). Off for pure backfill runs, where `sunrise backfill` sends them.
-    router_watch_raw: bool = True
-    # How the raw watcher knows a file is complete (sunrise_devstack.router.watcher): inotify's
-    # close-write and moved-to events; where those are unavailable, and for files inotify cannot
-    # vouch for, this many seconds without a change of size or mtime.
-    router_raw_inotify: bool = True
-    router_raw_quiet_s: float = Field(10.0, ge=0.0)
-    # Fault injection (reliability suite only): probability that a port call fails transiently,
-    # and delivery chaos in the local router (every event N times, in shuffled order).
-    fault_rate: float = Field(0.0, ge=0.0, le=1.0)
-    fault_seed: int = 0
-    fault_ports: str = "storage,state,publisher"
-    # How long the local router keeps a dead letter (with its request, raw object name included)
-    # for replay: 7 days, as the cloud dead-letter subscription (terraform/pubsub.tf).
-    dead_letter_retention_s: float = Field(7 * 24 * 3600.0, gt=0)
-    router_duplicates: int = Field(1, ge=1, le=10)
-    router_shuffle: bool = False
     # Stage leases. A run's heartbeat renews its lease for at most stage_max_run_s (a hung worker
     # must not hold a night forever); Cloud Run's request timeouts (terraform/run.tf) are far below.
     lease_s: float = 120.0
@@ -81,15 +59,6 @@ class Settings(BaseSettings):
     # psg_prep: extra channel-mapping rules (JSON or CSV, docs/psg_prep.md) and the mains frequency.
     psg_channel_map: Path | None = None
     mains_hz: float = Field(50.0, ge=0.0, le=60.0)
-    model_version: str | None = None
-    models_dir: Path | None = None
-    # sunalgo's algorithm (docs/algorithms.md): the active plug-in (an entry point of the
-    # "sunrise.algorithms" group), or an external algorithm service at algorithm_url that the
-    # stage calls with signed references to the prepared night.
-    algorithm: str = Field("sunalgo", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    algorithm_url: str | None = None
-    algorithm_timeout_s: float = Field(120.0, gt=0, le=3600)
-    algorithm_retries: int = Field(3, ge=0, le=10)
     # Per-run token the local launcher gives its services; /healthz echoes it so the launcher
     # knows the answer comes from the process it started, not from another stack on that port.
     instance_token: str | None = Field(None, max_length=64)
@@ -127,10 +96,6 @@ class Settings(BaseSettings):
 
     def service_url(self, service: str) -> str:
         return getattr(self, f"{service}_url")
-
-    def model_store(self) -> Path:
-        """Where trained sunalgo models and the ACTIVE.json pointer live."""
-        return self.models_dir if self.models_dir is not None else self.data_dir / "models"
 
     def key_bytes(self) -> bytes:
         """The pseudonym key (secret). Never logged."""

@@ -38,7 +38,7 @@ from sunrise_common import names
 from sunrise_devstack.router.subscriptions import notifications_topic, subscriptions_for
 
 if TYPE_CHECKING:
-    from sunrise_common.settings import Settings
+    from sunrise_devstack.settings import DevStackSettings
 
 DEFAULT_SDK_ROOTS = (
     Path("/usr/lib/google-cloud-sdk"),
@@ -343,11 +343,11 @@ class Emulators:
             if r.status_code not in (200, 409):
                 raise RuntimeError(f"cannot create topic {topic}: {r.status_code} {r.text}")
 
-    def settings(self) -> Settings:
+    def settings(self) -> DevStackSettings:
         """Settings of the emulators backend pointing here."""
-        from sunrise_common.settings import Settings
+        from sunrise_devstack.settings import DevStackSettings
 
-        return Settings(
+        return DevStackSettings(
             backend="emulators",
             project=self.project,
             prefix=self.prefix,

@@ -16,7 +16,7 @@ import threading
 from typing import Any
 
 from sunrise_common.errors import TransientError
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 
 
 class Flaky:
@@ -49,14 +49,14 @@ class Flaky:
         return call
 
 
-def wrap(adapter: Any, settings: Settings, port: str) -> Any:
+def wrap(adapter: Any, settings: DevStackSettings, port: str) -> Any:
     """``adapter`` made flaky when ``settings`` ask for faults on ``port``, else ``adapter``."""
     if settings.fault_rate <= 0 or port not in settings.fault_ports.split(","):
         return adapter
     return Flaky(adapter, port, settings.fault_rate, settings.fault_seed)
 
 
-def install(settings: Settings) -> bool:
+def install(settings: DevStackSettings) -> bool:
     """Make every Context this process builds from now on flaky as ``settings`` ask (once per
     process); False, installing nothing, when the fault rate is 0."""
     from sunrise_common import service

@@ -83,10 +83,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="TCP port to bind (default 8080)")
     args = parser.parse_args(argv)
-    from sunrise_common.settings import get_settings
     from sunrise_devstack.faults import install
+    from sunrise_devstack.settings import get_devstack_settings
 
-    install(get_settings())  # the reliability suite's faults, when SUNRISE_FAULT_RATE > 0
+    install(get_devstack_settings())  # the reliability suite's faults, when SUNRISE_FAULT_RATE > 0
     uvicorn.Server(config(args.app, args.host, args.port)).run()
 
 

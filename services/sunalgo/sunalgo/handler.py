@@ -25,6 +25,7 @@ from sunrise_algo.builtin.model import ModelError
 from sunrise_algo.dataset import lineage_for, write_night
 from sunrise_algo.http import ExternalAlgorithm, google_id_token
 from sunrise_algo.interface import Algorithm, AlgorithmError
+from sunrise_algo.settings import AlgorithmSettings
 
 from sunalgo.run import run_sunalgo
 
@@ -34,7 +35,7 @@ STAGE = "sunalgo"
 def handle(event: Event, ctx: Context) -> dict[str, Any]:
     """Score the night an event names, if its Sunrise half is prepared."""
     night, message, doc = open_night(ctx, event)
-    return score_night(ctx, night, doc, model_version=message.model_version or ctx.settings.model_version)
+    return score_night(ctx, night, doc, model_version=message.model_version or AlgorithmSettings.of(ctx.settings).model_version)
 
 
 def score_night(ctx: Context, night: str, doc: NightDoc, *, model_version: str | None = None) -> dict[str, Any]:
@@ -77,6 +78,7 @@ def resolve_algorithm(version: str | None, settings: Settings) -> tuple[Algorith
     :func:`sunrise_algo.registry.resolve` (the version asked for, the activated one, the
     active plug-in's default). An unknown name asked by an event is a permanent rejection
     (``unknown_model``); an unloadable default is a deployment problem (transient)."""
+    settings = AlgorithmSettings.of(settings)
     if settings.algorithm_url:
         try:
             external = _external(settings.algorithm_url, settings.algorithm_timeout_s, settings.algorithm_retries,
@@ -101,7 +103,7 @@ def resolve_version(version: str | None, models_dir: Path) -> str:
     A version named by an event must be a plain name (``registry.VERSION_PATTERN``) naming a
     plug-in, a model the store lists or a packaged one; anything else (a path, 5,000 characters,
     a number) is a permanent rejection (``unknown_model``), checked before any file is looked up."""
-    return run_label(*resolve_algorithm(version, Settings(models_dir=models_dir)))
+    return run_label(*resolve_algorithm(version, AlgorithmSettings(models_dir=models_dir)))
 
 
 def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, algorithm: Algorithm, version: str,
@@ -115,7 +117,8 @@ def _score(ctx: Context, night: str, sunrise: StageRun, psg: StageRun | None, al
         out.mkdir()
         reference = (_reference(ctx, prepped, sunrise.outputs["prefix"])
                      if isinstance(algorithm, ExternalAlgorithm) else None)
-        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=ctx.settings.model_store(),
+        store = AlgorithmSettings.of(ctx.settings).model_store()
+        summary = run_sunalgo(sunrise_dir, psg_dir, out, model_version=version, model_dir=store,
                               algorithm=algorithm, night_id=night, reference=reference)
         prefix = names.results_prefix(night, summary.get("algo_version", version), input_key)
         written = upload_folder(ctx, ctx.settings.bucket("results"), prefix, out)

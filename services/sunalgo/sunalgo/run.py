@@ -12,6 +12,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,45 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     feature_names = [f.name for f in output.features]
     feats["epoch"] = np.arange(n)
     feats["onset_s"] = np.arange(n) * EPOCH_S
+    scored = _canonical_scores(output)
+    scores = scored.scores
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_tables(out_dir, output, feats, feature_names, scored, n)
+
+    has_spo2 = bool(meta.get("has_spo2")) and "spo2" in night.signals
+    result = {"algo_version": algo_version, "algorithm": algorithm.name,
+              "algorithm_version": algorithm.version, "interface_version": output.interface_version,
+              "model_version": model_version,
+              "prep_version": meta.get("prep_version"), "epoch_s": EPOCH_S, "n_epochs": n,
+              "has_spo2": has_spo2, "scores": scores,
+              "features": [{"name": f.name, "unit": f.unit, "description": f.description} for f in output.features]}
+    summary = {"algo_version": algo_version, "n_epochs": n, "TST": scores["TST"],
+               "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(scored.events),
+               "RDI_rule": scores.get("RDI_rule_key")}
+    psg = read_psg(psg_dir) if psg_dir is not None else None
+    if psg is not None:
+        _compare_with_psg(psg, meta, n, scored, feats, feature_names, algo_version, out_dir, result, summary)
+    (out_dir / "scores.json").write_text(json.dumps(json_safe(result), indent=1))
+    return json_safe(summary)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """A plug-in's output as the canonical scores see it."""
+
+    stages: list[str]  # one stage code per 30-s epoch
+    events: list  # the plug-in's events, desaturations excepted
+    ev_tuples: list[tuple[str, float, float]]  # (type, onset s, duration s) of ``events``
+    desats: list[tuple[float, float, float | None]] | None  # (onset s, duration s, drop %); None: not scored
+    scored: set[str]  # the event types the plug-in looked for
+    respiratory: set[str]  # ``scored`` less desaturations
+    scores: dict  # sleep_scores of the predictions and events, with the plug-in's own scores
+
+
+def _canonical_scores(output: AlgorithmOutput) -> _Scored:
+    """The canonical scores (:func:`sunalgo.scores.sleep_scores`, as applied to the PSG's labels)
+    of a plug-in's predictions and events, with the plug-in's extra scores."""
     stages = output.stages()
     scored = set(output.event_types_scored)
     events = [e for e in output.events if e.type != "desaturation"]
@@ -239,11 +279,16 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
     scores.update(output.scores)
     # How each side's desaturations were counted: the plug-in names its criterion (issue 24).
     scores["ODI_criterion"] = output.scores.get("ODI_criterion") if desats is not None else None
+    return _Scored(stages, events, ev_tuples, desats, scored, respiratory, scores)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _write_tables(out_dir: Path, output: AlgorithmOutput, feats: dict, feature_names: list[str], scored: _Scored,
+                  n: int) -> None:
+    """features.csv, predictions.csv (with one 0/1 column per scored respiratory event type) and events.csv."""
     _write_csv(out_dir / "features.csv", ["epoch", "onset_s", *feature_names],
                zip(feats["epoch"], feats["onset_s"], *(feats[k] for k in feature_names)))
-    flag_types = [t for t in EVENT_TYPES if t in respiratory]
+    stages, events = scored.stages, scored.events
+    flag_types = [t for t in EVENT_TYPES if t in scored.respiratory]
     flags = {t: np.zeros(n, dtype=int) for t in flag_types}
     for e in events:
         if e.type not in flags:
@@ -264,73 +309,66 @@ def run_sunalgo(sunrise_dir: Path, psg_dir: Path | None, out_dir: Path, *,
                  *(float("nan") if e.attributes.get(k) is None else e.attributes[k] for k in attributes))
                 for e in events))
 
-    has_spo2 = bool(meta.get("has_spo2")) and "spo2" in night.signals
-    result = {"algo_version": algo_version, "algorithm": algorithm.name,
-              "algorithm_version": algorithm.version, "interface_version": output.interface_version,
-              "model_version": model_version,
-              "prep_version": meta.get("prep_version"), "epoch_s": EPOCH_S, "n_epochs": n,
-              "has_spo2": has_spo2, "scores": scores,
-              "features": [{"name": f.name, "unit": f.unit, "description": f.description} for f in output.features]}
-    summary = {"algo_version": algo_version, "n_epochs": n, "TST": scores["TST"],
-               "RDI": scores["RDI"], "AHI": scores["AHI"], "n_events": len(events),
-               "RDI_rule": scores.get("RDI_rule_key")}
-    psg = read_psg(psg_dir) if psg_dir is not None else None
-    if psg is not None:
-        win = psg_window(psg)
-        psg_sc = psg_scores_from(psg, win)
-        result["psg_scores"] = psg_sc
-        result["psg_window"] = win["window"]
-        if not win["window"]["n_epochs"]:
-            result.setdefault("warnings", []).append(
-                f"no PSG label epoch lies in the scoring window ({win['window']['basis']}): "
-                "the reference scores are empty")
-    if psg is not None and psg["meta"].get("start_offset_s") is None:
+
+def _compare_with_psg(psg: dict, meta: dict, n: int, scored: _Scored, feats: dict, feature_names: list[str],
+                      algo_version: str, out_dir: Path, result: dict, summary: dict) -> None:
+    """The PSG's scores into ``result``; when its labels can be placed on the Sunrise timeline,
+    agreement.json, training_rows.csv and the agreement figures in ``summary`` (``n``: Sunrise epochs)."""
+    win = psg_window(psg)
+    psg_sc = psg_scores_from(psg, win)
+    result["psg_scores"] = psg_sc
+    result["psg_window"] = win["window"]
+    if not win["window"]["n_epochs"]:
+        result.setdefault("warnings", []).append(
+            f"no PSG label epoch lies in the scoring window ({win['window']['basis']}): "
+            "the reference scores are empty")
+    if psg["meta"].get("start_offset_s") is None:
         # psg_prep could not read the PSG's start time: its labels cannot be placed on the Sunrise
         # timeline, so no training rows and no agreement (scores from the labels alone still hold).
         result.setdefault("warnings", []).append(
             "PSG start time unknown: no training rows or agreement for this night")
-    elif psg is not None and label_misaligned(psg["meta"]) is not None:
+        return
+    mis = label_misaligned(psg["meta"])
+    if mis is not None:
         # Fewer than half the scored epochs lie in the PSG (psg_prep's check): the labels belong
         # elsewhere in time, and rows made from them would teach the model wrong stages.
-        mis = label_misaligned(psg["meta"])
         result["label_misaligned"] = mis
         result.setdefault("warnings", []).append(
             f"label_misaligned: {mis.get('scored_in_recording')} of {mis.get('scored_epochs')} scored epochs lie in "
             f"the PSG (offset {mis.get('offset_s')} s): no training rows or agreement for this night")
-    elif psg is not None:
-        s_off, p_off = float(meta["start_offset_s"]), float(psg["meta"]["start_offset_s"])
-        # Only the PSG's scoring window is compared and trained on: Sunrise epochs outside it get
-        # UNS, and the predicted scores compared with the PSG's are those of the same span.
-        aligned = align_psg_stages(n, s_off, p_off, win["onsets"], win["stages"], psg["epoch_s"])
-        in_win = np.flatnonzero(window_epochs(n, s_off, p_off, win["window"]["start_s"],
-                                              win["window"]["end_s"], EPOCH_S))
-        a, b = (int(in_win[0]), int(in_win[-1]) + 1) if in_win.size else (0, 0)
-        t0, t1 = a * EPOCH_S, b * EPOCH_S
-        pred_win = sleep_scores(
-            stages[a:b], EPOCH_S,
-            events=[(t, o - t0, d) for t, o, d in ev_tuples if t0 <= o < t1],
-            desaturations=None if desats is None else
-            [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1], reras_scored="rera" in scored)
-        agr = agreement(stages, aligned, pred_win, psg_sc)
-        agr["algo_version"] = algo_version
-        agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
-        # Event level (issue 24): PSG events of the window moved to the Sunrise time base.
-        shift = wrap_offset_s(p_off - s_off) + (win["window"]["start_s"] or 0.0)
-        # True events starting in epochs the device left unscored (not recorded, not worn)
-        # are out of its figures, as they are out of its indices; their number is kept.
-        psg_ev = [(t, o + shift, d) for t, o, d, _ in win["events"]]
-        psg_scored = [e for e in psg_ev if 0 <= int(e[1] // EPOCH_S) < n
-                      and stages[int(e[1] // EPOCH_S)] != "UNS"]
-        agr["events"] = event_agreement([(t, o, d) for t, o, d in ev_tuples if t0 <= o < t1],
-                                        psg_scored)
-        agr["events"]["n_psg_events_unscored_epochs"] = len(psg_ev) - len(psg_scored)
-        agr["ODI_criterion_pred"] = scores["ODI_criterion"]
-        agr["ODI_criterion_psg"] = psg_sc.get("ODI_criterion")
-        (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
-        rows = training_rows(feats, feature_names, aligned)
-        header = ["epoch", "onset_s", *feature_names, "psg_stage", "psg_sleep"]
-        _write_csv(out_dir / "training_rows.csv", header, ([r[h] for h in header] for r in rows))
-        summary.update(accuracy_sw=agr.get("accuracy_sw"), kappa_sw=agr.get("kappa_sw"),
-                       TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"], AHI_psg=psg_sc["AHI"])
-    (out_dir / "scores.json").write_text(json.dumps(json_safe(result), indent=1))
-    return json_safe(summary)
+        return
+    stages, ev_tuples, desats = scored.stages, scored.ev_tuples, scored.desats
+    s_off, p_off = float(meta["start_offset_s"]), float(psg["meta"]["start_offset_s"])
+    # Only the PSG's scoring window is compared and trained on: Sunrise epochs outside it get
+    # UNS, and the predicted scores compared with the PSG's are those of the same span.
+    aligned = align_psg_stages(n, s_off, p_off, win["onsets"], win["stages"], psg["epoch_s"])
+    in_win = np.flatnonzero(window_epochs(n, s_off, p_off, win["window"]["start_s"],
+                                          win["window"]["end_s"], EPOCH_S))
+    a, b = (int(in_win[0]), int(in_win[-1]) + 1) if in_win.size else (0, 0)
+    t0, t1 = a * EPOCH_S, b * EPOCH_S
+    pred_win = sleep_scores(
+        stages[a:b], EPOCH_S,
+        events=[(t, o - t0, d) for t, o, d in ev_tuples if t0 <= o < t1],
+        desaturations=None if desats is None else
+        [(o - t0, d) for o, d, *_ in desats if t0 <= o < t1], reras_scored="rera" in scored.scored)
+    agr = agreement(stages, aligned, pred_win, psg_sc)
+    agr["algo_version"] = algo_version
+    agr["window"] = {**win["window"], "sunrise_epochs": [a, b]}
+    # Event level (issue 24): PSG events of the window moved to the Sunrise time base.
+    shift = wrap_offset_s(p_off - s_off) + (win["window"]["start_s"] or 0.0)
+    # True events starting in epochs the device left unscored (not recorded, not worn)
+    # are out of its figures, as they are out of its indices; their number is kept.
+    psg_ev = [(t, o + shift, d) for t, o, d, _ in win["events"]]
+    psg_scored = [e for e in psg_ev if 0 <= int(e[1] // EPOCH_S) < n
+                  and stages[int(e[1] // EPOCH_S)] != "UNS"]
+    agr["events"] = event_agreement([(t, o, d) for t, o, d in ev_tuples if t0 <= o < t1],
+                                    psg_scored)
+    agr["events"]["n_psg_events_unscored_epochs"] = len(psg_ev) - len(psg_scored)
+    agr["ODI_criterion_pred"] = scored.scores["ODI_criterion"]
+    agr["ODI_criterion_psg"] = psg_sc.get("ODI_criterion")
+    (out_dir / "agreement.json").write_text(json.dumps(json_safe(agr), indent=1))
+    rows = training_rows(feats, feature_names, aligned)
+    header = ["epoch", "onset_s", *feature_names, "psg_stage", "psg_sleep"]
+    _write_csv(out_dir / "training_rows.csv", header, ([r[h] for h in header] for r in rows))
+    summary.update(accuracy_sw=agr.get("accuracy_sw"), kappa_sw=agr.get("kappa_sw"),
+                   TST_psg=psg_sc["TST"], RDI_psg=psg_sc["RDI"], AHI_psg=psg_sc["AHI"])

@@ -24,9 +24,9 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 
 from .canonical import UNSCORED, LabelEvent, LabelSet, map_event
-from .common import XmlSpec, anon_shift, expand_spans, prune, transitions_to_spans
+from .common import XmlSpec, anon_shift, expand_spans, optional_number, prune, transitions_to_spans
 from .errors import LabelError
-from .limits import local, parse_xml
+from .limits import local, xml_root
 from .registry import Format
 
 TITLE = "Respironics Alice RML"
@@ -69,19 +69,11 @@ def _find(el: ET.Element, *path: str) -> list[ET.Element]:
 
 
 def _num(raw: str | None, what: str, where: str) -> float | None:
-    if raw is None or not raw.strip():
-        return None
-    try:
-        return float(raw.strip())
-    except ValueError:
-        raise LabelError("bad_xml", f"{TITLE}: {where}: {what} is not a number") from None
+    return optional_number(raw, what, where, TITLE)
 
 
 def _root(data: bytes) -> ET.Element:
-    root = parse_xml(data, TITLE)
-    if local(root.tag) != "PatientStudy":
-        raise LabelError("unknown_label_format", f"{TITLE}: root element is not PatientStudy")
-    return root
+    return xml_root(data, TITLE, "PatientStudy")
 
 
 def _start(raw: str) -> datetime:

@@ -77,13 +77,27 @@ def number(raw: str, what: str, where: str) -> float:
     return v
 
 
+def optional_number(raw: str | None, what: str, where: str, fmt: str) -> float | None:
+    """An optional decimal number of an XML format: None when missing or blank; a ``bad_xml``
+    reason naming ``what`` and ``where`` when not a number."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return float(raw.strip())
+    except ValueError:
+        raise LabelError("bad_xml", f"{fmt}: {where}: {what} is not a number") from None
+
+
 _CLOCK = re.compile(
-    r"^\s*(\d{1,2})[:.](\d{2})(?:[:.](\d{2})(?:[.,](\d{1,6}))?)?\s*(?:([AaPp])\.?\s*[Mm]\.?)?\s*$"
+    r"^\s*(\d{1,2})[:.](\d{2})(?:[:.](\d{2})(?:[.,](\d+))?)?\s*(?:([AaPp])\.?\s*[Mm]\.?)?\s*$"
 )
 
 
 def parse_clock(raw: str, where: str) -> time:
-    """``hh:mm[:ss[.ffffff]]``, dots or colons, decimal comma or point, optional ``AM``/``PM``."""
+    """``hh:mm[:ss[.fff...]]``, dots or colons, decimal comma or point, optional ``AM``/``PM``;
+    fractions beyond microseconds are truncated. A caller whose format writes dotted dates
+    (``05.03.24``) must tell dates from times before calling this (DOMINO's row grammar does:
+    its times need colons)."""
     m = _CLOCK.match(raw)
     if m is None:
         raise LabelError("bad_time", f"{where}: time is not hh:mm:ss")

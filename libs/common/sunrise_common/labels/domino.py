@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from .canonical import EPOCH_S, UNSCORED, LabelEvent, Hypnogram, LabelSet, map_event, map_stage
+from .common import parse_clock
 from .errors import LabelError
 from .registry import Format
 
@@ -99,33 +100,13 @@ def parse_date(text: str) -> date:
         raise LabelError("bad_start_time", f"DOMINO: impossible date (day {day}, month {month}, year {y})") from None
 
 
-def parse_time(text: str) -> time:
-    """``HH:MM[:SS[,mmm]]`` with optional ``AM``/``PM``."""
-    m = re.fullmatch(
-        r"(\d{1,2}):(\d{2})(?::(\d{2}))?(?:[,.](\d+))?(?:\s*([AaPp])[Mm])?", text.strip()
-    )
-    if m is None:
-        raise LabelError("bad_time", "DOMINO: time is not HH:MM[:SS[,mmm]] [AM|PM]")
-    h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-    frac = m.group(4) or ""
-    us = int((frac + "000000")[:6]) if frac else 0
-    ampm = (m.group(5) or "").upper()
-    if ampm:
-        if not 1 <= h <= 12:
-            raise LabelError("bad_time", f"DOMINO: hour {h} with {ampm}M")
-        h = h % 12 + (12 if ampm == "P" else 0)
-    if h > 23 or mi > 59 or s > 59:
-        raise LabelError("bad_time", f"DOMINO: time out of range ({h}:{mi}:{s})")
-    return time(h, mi, s, us)
-
-
 def parse_start_time(text: str) -> datetime:
     """Parse a DOMINO ``Start Time`` value (any of the three known forms)."""
     m = re.fullmatch(rf"\s*({DATE_RE})\s+({TIME_RE})\s*", text)
     if m is None:
         raise LabelError("bad_start_time", "DOMINO: Start Time: is not a date and a time")
     try:
-        return datetime.combine(parse_date(m.group(1)), parse_time(m.group(2)))
+        return datetime.combine(parse_date(m.group(1)), parse_clock(m.group(2), "DOMINO: Start Time"))
     except LabelError as exc:
         raise LabelError("bad_start_time", f"Start Time: {exc.detail}") from None
 
@@ -193,7 +174,7 @@ class _Clock:
         self.prev: datetime | None = None
 
     def resolve(self, d: str | None, t: str) -> datetime:
-        tod = parse_time(t)
+        tod = parse_clock(t, "DOMINO: row time")
         if d is not None:
             dt = datetime.combine(_row_date(d), tod)
         else:
@@ -209,7 +190,7 @@ class _Clock:
 
     @staticmethod
     def end(start: datetime, d: str | None, t: str) -> datetime:
-        tod = parse_time(t)
+        tod = parse_clock(t, "DOMINO: row time")
         if d is not None:
             return datetime.combine(_row_date(d), tod)
         dt = datetime.combine(start.date(), tod)

@@ -143,3 +143,11 @@ def parse_xml(data: bytes, fmt: str, limits: LabelLimits | None = None) -> Eleme
 def local(tag: str) -> str:
     """An element's tag without its ``{namespace}``."""
     return tag.rsplit("}", 1)[-1]
+
+
+def xml_root(data: bytes, fmt: str, tag: str) -> Element:
+    """:func:`parse_xml`, then the root element must be ``tag`` (any namespace)."""
+    root = parse_xml(data, fmt)
+    if local(root.tag) != tag:
+        raise LabelError("unknown_label_format", f"{fmt}: root element is not {tag}")
+    return root

@@ -52,6 +52,20 @@ def stage_of(cls: str) -> str | None:
     return stage if known and len(c) > 1 else None
 
 
+def place_class(cls: str, onset: float, duration: float, spans: list, lights: dict[str, float]) -> bool:
+    """Record a Luna class (.annot or XML) that is a stage (a span of ``duration`` s from ``onset``
+    s, 30 s when it has none) or a lights marker; True when it was one (not an event)."""
+    stage = stage_of(cls)
+    if stage is not None:
+        spans.append((onset, duration if duration > 0 else 30.0, stage, cls))
+        return True
+    which = lights_word(cls.replace("_", " "))
+    if which is not None:
+        lights.setdefault(which, onset)
+        return True
+    return False
+
+
 class _Rows:
     def __init__(self, text: str) -> None:
         self.keys: dict[str, list[str]] = {}
@@ -138,13 +152,7 @@ def parse(data: bytes) -> LabelSet:
             m = _EPOCH.match(stop)
             duration = (int(m.group(1)) * float(m.group(2) or 30) - onset) if m else when(stop, where) - onset
         cls, inst, chan, meta = cells[0], cells[1], cells[2], cells[5]
-        stage = stage_of(cls)
-        if stage is not None:
-            spans.append((onset, duration if duration > 0 else 30.0, stage, cls))
-            continue
-        which = lights_word(cls.replace("_", " "))
-        if which is not None:
-            lights.setdefault(which, onset)
+        if place_class(cls, onset, duration, spans, lights):
             continue
         values = _meta(meta, table.keys.get(cls, []))
         etype = event_type(inst) if inst not in (".", "") else "other"

@@ -25,8 +25,8 @@ from .canonical import LabelEvent, LabelSet
 from .common import event_type, expand_spans, offset_from_start, parse_clock, safe_label
 from .common import lights_word
 from .errors import LabelError
-from .limits import local, parse_xml
-from .luna_annot import stage_of
+from .limits import local, xml_root
+from .luna_annot import place_class, stage_of
 from .registry import Format
 
 TITLE = "Luna XML"
@@ -42,10 +42,7 @@ def _text(el: ET.Element, tag: str) -> str:
 
 
 def _root(data: bytes) -> ET.Element:
-    root = parse_xml(data, TITLE)
-    if local(root.tag) != "Annotations":
-        raise LabelError("unknown_label_format", f"{TITLE}: root element is not Annotations")
-    return root
+    return xml_root(data, TITLE, "Annotations")
 
 
 def _instances(root: ET.Element) -> list[ET.Element]:
@@ -73,13 +70,7 @@ def parse(data: bytes) -> LabelSet:
         onset = secs(_text(inst, "Start"), "Start", where)
         d = _text(inst, "Duration")
         duration = secs(d, "Duration", where) if re.fullmatch(r"-?\d+(?:\.\d+)?", d or "x") else 0.0
-        stage = stage_of(cls)
-        if stage is not None:
-            spans.append((onset, duration if duration > 0 else 30.0, stage, cls))
-            continue
-        which = lights_word(cls.replace("_", " "))
-        if which is not None:
-            lights.setdefault(which, onset)
+        if place_class(cls, onset, duration, spans, lights):
             continue
         values: dict[str, float] = {}
         for v in inst:

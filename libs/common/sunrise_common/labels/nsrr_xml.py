@@ -46,7 +46,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, time
 
 from .canonical import EPOCH_S, UNSCORED, LabelEvent, LabelSet, map_event, map_stage
-from .common import expand_spans, safe_label
+from .common import expand_spans, optional_number, safe_label
 from .common import lights_word
 from .errors import LabelError
 from .limits import local, parse_xml
@@ -107,13 +107,7 @@ def _text(el: ET.Element, tag: str) -> str | None:
 
 
 def _float(el: ET.Element, tag: str, where: str) -> float | None:
-    raw = _text(el, tag)
-    if raw is None or raw == "":
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise LabelError("bad_xml", f"{TITLE}: {where}: <{tag}> is not a number") from None
+    return optional_number(_text(el, tag), f"<{tag}>", where, TITLE)
 
 
 def parse_clock_time(raw: str) -> tuple[datetime | None, time]:

@@ -22,9 +22,9 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 
 from .canonical import EPOCH_S, UNSCORED, LabelEvent, LabelSet, map_event
-from .common import XmlSpec, per_epoch, prune, safe_label
+from .common import XmlSpec, optional_number, per_epoch, prune, safe_label
 from .errors import LabelError
-from .limits import local, parse_xml
+from .limits import local, xml_root
 from .registry import Format
 
 TITLE = "Compumedics Profusion XML"
@@ -53,20 +53,11 @@ def _text(el: ET.Element, tag: str) -> str | None:
 
 
 def _num(el: ET.Element, tag: str, where: str) -> float | None:
-    raw = _text(el, tag)
-    if not raw:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise LabelError("bad_xml", f"{TITLE}: {where}: <{tag}> is not a number") from None
+    return optional_number(_text(el, tag), f"<{tag}>", where, TITLE)
 
 
 def _root(data: bytes) -> ET.Element:
-    root = parse_xml(data, TITLE)
-    if local(root.tag) != "CMPStudyConfig":
-        raise LabelError("unknown_label_format", f"{TITLE}: root element is not CMPStudyConfig")
-    return root
+    return xml_root(data, TITLE, "CMPStudyConfig")
 
 
 def parse(data: bytes) -> LabelSet:

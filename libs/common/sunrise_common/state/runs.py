@@ -91,10 +91,12 @@ class StageRuns:
                     return None
             doc = copy.deepcopy(doc) if doc is not None else {**(base or {}), "created_at": now}
             doc.setdefault("runs", {}).setdefault(stage, {})
-            run = dict(run or {"attempts": 0, "created_at": now})
-            run.update(
+            previous = run or {"attempts": 0, "created_at": now}
+            run = _run_record(
+                previous,
                 state="running",
-                attempts=(run.get("attempts") or 0) + 1,
+                input_key=input_key,
+                attempts=(previous.get("attempts") or 0) + 1,
                 lease_expires=now + self.lease_s,
                 started_at=now,
                 error=None,
@@ -149,9 +151,10 @@ class StageRuns:
                 return None
             doc = copy.deepcopy(doc)
             runs = doc["runs"][stage]
-            run = dict(run)
-            run.update(fields, finished_at=now, lease_expires=0)
-            run["duration_s"] = round(now - (run.get("started_at") or now), 4)
+            run = _run_record(
+                run, **fields, finished_at=now, lease_expires=0,
+                duration_s=round(now - (run.get("started_at") or now), 4),
+            )
             runs[input_key] = run
             latest = doc.get("stages", {}).get(stage)
             if latest is None or latest.get("input_key") == input_key or (run.get("started_at") or 0) >= (latest.get("started_at") or 0):
@@ -253,6 +256,13 @@ class Heartbeat:
 def _holds(run: dict[str, Any] | None, attempt: int) -> bool:
     """The run is still working under ``attempt`` (nobody took it over, nobody finished it)."""
     return run is not None and run.get("state") == "running" and run.get("attempts") == attempt
+
+
+def _run_record(run: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``runs[stage][input_key]`` after ``changes``, written through the one model of a stage run
+    (``contracts.StageRun``): a field of the wrong type fails here, in the writer, not in a reader.
+    Fields the model does not name (``created_at``) are kept as they are."""
+    return StageRun.model_validate({**run, **changes}).to_doc()
 
 
 def _mirror(doc: Doc, stage: str, input_key: str, run: dict[str, Any], now: float) -> None:

@@ -23,7 +23,7 @@ from sunrise_common import logs, names
 from sunrise_common.errors import TransientError
 from sunrise_devstack.router.queue import Delivery, Queue
 from sunrise_devstack.router.watcher import RawWatcher, superseded
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 
 if TYPE_CHECKING:
     from sunrise_devstack.router.pubsub_source import PubsubSource
@@ -82,7 +82,7 @@ class Backoff:
 
 
 class Deliverer:
-    def __init__(self, settings: Settings, queue: Queue) -> None:
+    def __init__(self, settings: DevStackSettings, queue: Queue) -> None:
         self.settings = settings
         self.queue = queue
         self.client = httpx.Client(timeout=httpx.Timeout(300.0, connect=2.0))
@@ -156,7 +156,7 @@ class Deliverer:
         return {"max_attempts": s.router_max_attempts, "backoff_initial": s.router_backoff_initial_s, "backoff_max": s.router_backoff_max_s}
 
 
-def run(settings: Settings, stop: threading.Event | None = None) -> None:
+def run(settings: DevStackSettings, stop: threading.Event | None = None) -> None:
     """Run the router until ``stop`` is set (or SIGTERM/SIGINT)."""
     stop = stop or threading.Event()
     queue = Queue(settings.data_dir / "router.db")
@@ -221,7 +221,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> None:
         logger.warning("router stopping: last housekeeping skipped (%s)", disk_trouble(exc) or type(exc).__name__)
 
 
-def housekeeping(queue: Queue, settings: Settings) -> None:
+def housekeeping(queue: Queue, settings: DevStackSettings) -> None:
     """Bound what the queue keeps (docs/privacy.md): dead letters past their retention go, and
     the write-ahead log is truncated so redacted requests do not linger in it."""
     purged = queue.purge_expired(settings.dead_letter_retention_s)
@@ -234,7 +234,7 @@ def housekeeping(queue: Queue, settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = DevStackSettings()
     logs.configure(settings.log_level, settings.project)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

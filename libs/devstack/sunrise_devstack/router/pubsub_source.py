@@ -11,7 +11,7 @@ What Eventarc does in the cloud, done here against the emulators:
 :meth:`PubsubSource.poll_once` turns each message into the binary-mode request Eventarc would
 send, stores it in the router's durable queue and only then acknowledges it; from there on
 retries, backoff and dead letters are the queue's, exactly as in the embedded backend. The
-router's delivery chaos applies too: ``Settings.router_duplicates`` queues each event N times
+router's delivery chaos applies too: ``DevStackSettings.router_duplicates`` queues each event N times
 (``router_shuffle`` is the queue's delivery order, the same in both backends).
 """
 
@@ -134,7 +134,7 @@ class PubsubSource:
                 delivery = self._delivery(sub, received.message)
                 if delivery is not None:
                     headers, body, subject = delivery
-                    # Delivery chaos of the reliability suite (Settings.router_duplicates, 1 by
+                    # Delivery chaos of the reliability suite (DevStackSettings.router_duplicates, 1 by
                     # default), as Queue.route_messages and enqueue_storage apply it in embedded.
                     for _ in range(self.duplicates):
                         self.queue.enqueue_event(sub.trigger, headers, body, subject)

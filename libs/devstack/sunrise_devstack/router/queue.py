@@ -38,6 +38,8 @@ from sunrise_common.publisher.queue import QueueFile
 if TYPE_CHECKING:
     from sunrise_common.settings import Settings
 
+    from sunrise_devstack.settings import DevStackSettings
+
 # The header fields a redacted delivery keeps: enough to match it with a service's log line.
 _KEPT_HEADERS = ("ce-id", "ce-type", "ce-source")
 DEAD_LETTER_RETENTION_S = 7 * 24 * 3600.0
@@ -77,7 +79,7 @@ class Queue(QueueFile):
     local publisher) plus routing, claiming, delivering and dead letters."""
 
     # -- routing
-    def route_messages(self, settings: Settings) -> int:
+    def route_messages(self, settings: DevStackSettings) -> int:
         """Fan new messages out to the triggers subscribed to their topic."""
         conn = self._conn()
         rows = conn.execute(

@@ -17,10 +17,10 @@ once. The embedded raw folder (``data/buckets/{prefix}-raw``) gives the same gua
   ``EAGAIN`` exactly then). Nobody: announced now; somebody: its close announces it (the folder
   is watched before the question is asked, so that close cannot be missed).
 - **quiet period**, where inotify cannot be used (another OS, a network or bind mount that sends
-  no events, ``Settings.router_raw_inotify = False``), where the lease question has no answer
+  no events, ``DevStackSettings.router_raw_inotify = False``), where the lease question has no answer
   (a file of another user), and for a file that appeared with neither a writer's close nor a
   rename (a hard link made by hand): announced once its size and generation (mtime or ctime) have not changed for
-  ``Settings.router_raw_quiet_s`` seconds (default 10 s), its generation is at least that old and no
+  ``DevStackSettings.router_raw_quiet_s`` seconds (default 10 s), its generation is at least that old and no
   writer holds it open. Under inotify a write to such a file takes it off the quiet list: its
   close will announce it.
 
@@ -46,7 +46,7 @@ import stat
 import time
 from pathlib import Path
 
-from sunrise_common.settings import Settings
+from sunrise_devstack.settings import DevStackSettings
 from sunrise_common.storage.local import LocalStorage, generation_of
 from sunrise_devstack.router.queue import Delivery, Queue
 
@@ -97,7 +97,7 @@ def writer_holds(path: Path) -> bool | None:
         os.close(fd)
 
 
-def superseded(settings: Settings, delivery: Delivery) -> bool:
+def superseded(settings: DevStackSettings, delivery: Delivery) -> bool:
     """True if ``delivery`` announces a raw object (embedded backend) whose file has been
     replaced by a newer generation since: that generation has, or will get, its own delivery,
     so this one must not be processed. A missing or refused file is not superseded: ingest
@@ -118,7 +118,7 @@ def superseded(settings: Settings, delivery: Delivery) -> bool:
 class RawWatcher:
     """Announces complete files of the raw bucket folder into the router's :class:`Queue`."""
 
-    def __init__(self, settings: Settings, queue: Queue, *, use_inotify: bool | None = None) -> None:
+    def __init__(self, settings: DevStackSettings, queue: Queue, *, use_inotify: bool | None = None) -> None:
         self.settings = settings
         self.queue = queue
         self.bucket = settings.bucket("raw")

@@ -1,11 +1,11 @@
-"""The third-party-written EDF+ of the personal-data scan (reliability.scenarios.personal_edf):
+"""The third-party-written EDF+ of the personal-data scan (reliability.privacy.personal_edf):
 it really carries personal data where the scan says, and what ingest's anonymiser leaves of it."""
 
 from __future__ import annotations
 
 import pytest
 
-from reliability.scenarios import PERSONAL_EDF_NEEDLES, SIGNAL_FIELD_NEEDLES, personal_edf
+from reliability.privacy import PERSONAL_EDF_NEEDLES, SIGNAL_FIELD_NEEDLES, personal_edf
 from sunrise_common.edf.anonymise import anonymise_edf
 
 
