@@ -119,11 +119,13 @@ class SynthSettings:
     desat_pct : tuple[float, float] or None
         SpO2 fall of every event type, percentage points (None: the per-type defaults,
         obstructive apnea 4-6, hypopnea ``hypopnea_desat_pct``, central 3.5-5.5, mixed 4-6).
-        The widened condition uses 2-8. Source: SpO2 falls 0.18-0.28 points per second of
-        apnea (Zhou et al. 2026, Front Physiol, doi:10.3389/fphys.2025.1691994, 1716 OSA
-        patients), i.e. ~2 points for a 10-s event to ~8 for a 30-s one; desaturations
-        below the 3 % AASM criterion are common (Koch et al. 2017, Sleep 40:zsx152:
-        breathing disturbances without hypoxia).
+        The widened condition uses 2-8. Sources: desaturation slopes average 0.26 points per
+        second (SLEEP 2023 abstract cited under ``nadir_delay_s``), i.e. ~2.5 points for a
+        10-s fall to ~8 for a 30-s one; across patients the lowest SpO2 falls 0.18-0.28
+        points per second of the longest apnea (Zhou et al. 2026, Front Physiol,
+        doi:10.3389/fphys.2025.1691994, 1716 OSA patients: a between-patient regression,
+        not a per-event rate); desaturations below the 3 % AASM criterion are common (Koch
+        et al. 2017, Sleep 40:zsx152: breathing disturbances without hypoxia).
     nadir_delay_s : tuple[float, float]
         Delay of the SpO2 nadir after the event end, s (default 20-20; the widened condition
         10-40). Sources: the 3 % desaturation begins ~20 s after airflow stops (IOS Press,
@@ -139,9 +141,10 @@ class SynthSettings:
         (respiratory arousal latency, 127 patients, 20,510 apneas and 21,227 hypopneas; the
         authors searched -10 to +20 s around the end; SLEEP abstract, synapsesocial.com
         paper 6a002147c8f74e3340f9c1e9), and arousal may come before or after airway opening
-        (Younes 2004, Am J Respir Crit Care Med 169:623). The literature gives a mean, not a
-        range: -5..+15 is kept inside the published search window and is wider than the
-        mean's spread on purpose.
+        (Younes 2004, Am J Respir Crit Care Med 169:623). A range: 90 % of hypopnea-
+        associated EEG arousals start from 6 s before to 14 s after the event end, of apnea-
+        associated ones from 4 s before to 9 s after (Zitting et al. 2023, J Clin Sleep Med,
+        11,400 scored PSGs); -5..+15 matches it.
     breathing_base_hz, breathing_clip_hz : tuple[float, float]
         The night's base breathing rate range and the clip of the instantaneous rate, Hz
         (defaults 0.22-0.30 and 0.16-0.58), both multiplied by ``breathing_rate_mult``. The
