@@ -53,7 +53,7 @@ TARGETS = {"accuracy": 0.90, "tst_abs_min": 15.0, "ahi_abs_per_h": 5.0, "event":
            "event_min_n": 20, "false_per_h": 0.5, "wake_spec": 0.65}
 #: The rule baseline of the same detector, and the previous defaults.
 BASELINE = "baseline-3"
-PREVIOUS = "logistic-2"
+PREVIOUS = "logistic-3"
 OLDEST = "logistic-1"
 QUICK_HOURS = 3.0
 GAP_S = 1200

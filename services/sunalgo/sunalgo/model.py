@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 ALGO_VERSION = "sunalgo-1.0"
-DEFAULT_MODEL = "logistic-3"
+DEFAULT_MODEL = "logistic-4"
 #: Versions shipped inside the package (``sunalgo/models/{version}.json``).
-MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2", "baseline-3", "logistic-3")
+MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2", "baseline-3", "logistic-3",
+                  "logistic-4")
 OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
 
 
