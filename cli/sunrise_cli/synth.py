@@ -29,6 +29,9 @@ Physiological model (summary; see docs/science.md)
 * Wake: frequent irregular movement bursts (talking, swallowing, repositioning); ~30 % of wake
   bouts are "quiet wake" with few bursts, which is what makes sleep/wake hard for any
   movement-based method.
+* Breath-to-breath variability (each breath its own period and depth; Tobin et al. 1988 for
+  wake) and spontaneous swallows (a ~1-s jaw closure; per-stage rates from Bulmer et al. 2021
+  and Sato & Nakashima 2006), issue 24: the constants ``_B2B_*`` and ``_SWALLOW_*`` below.
 """
 
 from __future__ import annotations
@@ -159,12 +162,15 @@ class SynthSettings:
         issue 24 review), both multiplied by ``breathing_rate_mult``.
     still_wake : {None, "wake_breathing", "sleep_breathing"}
         Makes the forced wake block still: no movement bursts and no restless micro-movement.
-        ``"wake_breathing"`` keeps wake's breathing physiology there (breath-to-breath rate
-        variability 15 % vs 4 % in N2, amplitude variability 0.40 vs 0.12 log-SD, shallower
-        0.22 vs 0.33 deg: quiet wake breathing is more irregular and variable than NREM
-        breathing, Bulow 1963, Douglas et al. 1982); ``"sleep_breathing"``
-        gives the block N2 breathing, an awakening identical to sleep in every signal (the
-        limit of any chin sensor).
+        ``"wake_breathing"`` keeps wake's breathing physiology and swallows there (slow rate
+        variability 15 % vs 4 % in N2 and amplitude log-SD 0.25 vs 0.12, breath-to-breath
+        period/amplitude CV 0.15/0.25 vs 0.05/0.10, totals ~21 %/~35 % as Tobin et al. 1988
+        measured awake; swallows at the night's wake rate, 0.21-0.98/min, Bulmer et al. 2021;
+        shallower 0.22 vs 0.33 deg, an assumption without a source: quiet wake breathing is
+        more irregular and variable than NREM breathing, Bulow 1963, Douglas et al. 1982);
+        ``"sleep_breathing"`` gives the block N2 breathing and N2's swallow rate (2/h, Sato &
+        Nakashima 2006), an awakening identical to sleep in every signal (the limit of any
+        chin sensor).
     drift_1f_dps : float
         SD (deg/s) of a 1/f (pink) drift added to every gyroscope axis (0 = none): sensor
         bias instability and temperature drift of MEMS gyroscopes.
