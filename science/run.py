@@ -378,8 +378,7 @@ REASONS: dict[str, str] = {
     "features are taken relative to the night's median, so the drift's night-wide lift "
     "cancels), but 1/f drift puts power into the breathing band and central-apnea "
     "sensitivity falls as for the other models, which is the AHI miss.",
-    **{f"{c}/logistic-4": _L4_SLEEP_WAKE for c in ("weak_obstructive", "no_oximetry",
-                                                    "events_x1.8", "arousal_hypopneas")},
+    **{f"{c}/logistic-4": _L4_SLEEP_WAKE for c in ("weak_obstructive", "no_oximetry")},
     **{f"events_10-12s/{v}": "After 5-s smoothing the effort drop of a 10-12 s central apnea "
        "has a core shorter than 10 s: most are missed (read on seeds 9001-9003 for issue 12)."
        for v in ("logistic-4", "logistic-3", "baseline-3", "logistic-2")},
