@@ -103,7 +103,6 @@ STILL_SETS = {
     "night-relative variability only + swallows": [f"{v}@nightlog@mean5" for v in VAR_ONLY]
     + SWALLOW,
 }
-ONLY = None  # set by --variability-only
 GATE_FEATURE = "act_count_rel@mean9"
 GATES = (1.0, 3.0)
 C_VALUES = (1.0,)
