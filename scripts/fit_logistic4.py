@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -140,9 +139,9 @@ def main() -> None:
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fit-l4-"))
 
-    cache = work / "nights.pkl"
+    cache = work / "nights.npz"
     if cache.is_file():  # features of the same code and seeds, from an earlier run
-        fit_nights, choice = pickle.loads(cache.read_bytes())
+        fit_nights, choice = _load_cache(cache)
     else:
         # Fit batch: seeds 7000-7011; the odd nights carry a still-wake block (FIT_STILL).
         plain = synth_batch(work / "fit", FIT_NIGHTS, FIT_SEED, hours=FIT_HOURS)
@@ -156,7 +155,7 @@ def main() -> None:
                                          settings=st), work / "choice" / c / str(s))
                       for i, s in enumerate(CHOICE_SEEDS)]
                   for c, st in CHOICE_CONDITIONS.items()}
-        cache.write_bytes(pickle.dumps((fit_nights, choice)))
+        _save_cache(cache, fit_nights, choice)
     # Reference: logistic-3 as packaged, on the same choice nights.
     l3 = load_model("logistic-3")
     results = []
@@ -247,6 +246,31 @@ def main() -> None:
         {k: v for k, v in r.items() if k not in ("main", "still")} for r in results]}, indent=1))
     if args.write:
         _write(chosen, ref, results)
+
+
+def _save_cache(path: Path, fit_nights: list[dict], choice: dict[str, list[dict]]) -> None:
+    """Every night's arrays in one npz (keys ``group/index/name``; no pickles)."""
+    arrays = {}
+    for group, nights in [("fit", fit_nights)] + list(choice.items()):
+        for i, d in enumerate(nights):
+            arrays.update({f"{group}/{i}/f:{k}": v for k, v in d["features"].items()})
+            arrays[f"{group}/{i}/label"] = d["label"]
+            arrays[f"{group}/{i}/uns"] = d["uns"]
+    np.savez(path, **arrays)
+
+
+def _load_cache(path: Path) -> tuple[list[dict], dict[str, list[dict]]]:
+    groups: dict[str, dict[int, dict]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            group, i, name = key.split("/", 2)
+            d = groups.setdefault(group, {}).setdefault(int(i), {"features": {}})
+            if name.startswith("f:"):
+                d["features"][name[2:]] = z[key]
+            else:
+                d[name] = z[key]
+    as_list = {g: [v[i] for i in sorted(v)] for g, v in groups.items()}
+    return as_list.pop("fit"), {c: as_list[c] for c in CHOICE_CONDITIONS}
 
 
 def _summary(sc: list[dict]) -> dict:
