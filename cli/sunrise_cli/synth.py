@@ -29,6 +29,9 @@ Physiological model (summary; see docs/science.md)
 * Wake: frequent irregular movement bursts (talking, swallowing, repositioning); ~30 % of wake
   bouts are "quiet wake" with few bursts, which is what makes sleep/wake hard for any
   movement-based method.
+* Breath-to-breath variability (each breath its own period and depth; Tobin et al. 1988 for
+  wake) and spontaneous swallows (a ~1-s jaw closure; per-stage rates from Bulmer et al. 2021
+  and Sato & Nakashima 2006), issue 24: the constants ``_B2B_*`` and ``_SWALLOW_*`` below.
 """
 
 from __future__ import annotations
@@ -58,7 +61,34 @@ _RATE_MULT = np.array([1.10, 1.03, 1.00, 0.95, 1.06])
 _RATE_SD = np.array([0.15, 0.06, 0.04, 0.02, 0.10])
 # Breathing-band mandible pitch amplitude (degrees) and its slow variability (log SD).
 _AMP_DEG = np.array([0.22, 0.28, 0.33, 0.45, 0.28])
-_AMP_SD = np.array([0.40, 0.20, 0.12, 0.05, 0.35])
+_AMP_SD = np.array([0.25, 0.20, 0.12, 0.05, 0.35])
+# Breath-to-breath (cycle-by-cycle) variability on top of the slow drifts above: relative SD of
+# each breath's period and of its amplitude. Wake: quiet resting wakefulness has a
+# breath-to-breath CV of respiratory frequency of 20.8 +- 11.5 % and of tidal volume of
+# 33 +- 15 % (Tobin et al. 1988, J Appl Physiol 65:309, 65 healthy awake subjects, 15-min
+# recordings); with the slow parts (15 % rate, 0.25 log-SD amplitude) the wake totals are
+# ~21 % and ~35 %. Sleep: NREM breathing is regular and its breath-to-breath fluctuations lose
+# the correlations they have in wake and REM (Kantelhardt et al. 2003, Physica A 319:447;
+# Rostig et al. 2005, Sleep 28:411), REM is as variable as wake; irregular breathing marks
+# wakefulness (Ayappa et al. 2009, Sleep 32:99; Bulow 1963). The sleep values are this model's
+# assumption in that order (no per-stage CV figure was found in the sources read), not
+# measurements.
+_B2B_PERIOD_CV = np.array([0.15, 0.08, 0.05, 0.03, 0.12])
+_B2B_AMP_CV = np.array([0.25, 0.15, 0.10, 0.06, 0.20])
+# Spontaneous swallows per minute. Wake: 0.21/min (healthy older) to 0.98/min (healthy
+# younger), review of 19 studies (Bulmer et al. 2021, Gerontol Geriatr Med 7:23337214211041801);
+# each night draws its own wake rate in that range. Sleep, per stage, from EMG-scored swallows
+# in healthy adults (Sato & Nakashima 2006, Ann Otol Rhinol Laryngol 115:334): N1 7.2/h,
+# N2 2.0/h, N3 "little" (0.2-0.5/h in Sato et al. 2011, Acta Otolaryngol 131:190; 0.3 here),
+# REM 2.7/h. The wake entry below is a placeholder replaced by the night's draw.
+_SWALLOW_WAKE_PER_MIN = (0.21, 0.98)
+_SWALLOW_PER_MIN = np.array([np.nan, 7.2 / 60, 2.0 / 60, 0.3 / 60, 2.7 / 60])
+# A swallow closes the jaw briefly: mandible pitch excursion (deg, towards closing) and
+# duration (s) of the oropharyngeal phase, ~1 s. Assumed values (no chin-IMU measurement of
+# swallows was found); the amplitude is of the order of the mandibular movements of breathing
+# effort and arousal that jaw sensors record.
+_SWALLOW_DEG = (0.5, 2.0)
+_SWALLOW_S = (0.6, 1.2)
 # Mandible posture offset (degrees of jaw opening) from muscle relaxation.
 _POSTURE_DEG = np.array([0.0, 0.4, 0.7, 0.9, 1.3])
 
@@ -155,12 +185,15 @@ class SynthSettings:
         for adult sleep.
     still_wake : {None, "wake_breathing", "sleep_breathing"}
         Makes the forced wake block still: no movement bursts and no restless micro-movement.
-        ``"wake_breathing"`` keeps wake's breathing physiology there (breath-to-breath rate
-        variability 15 % vs 4 % in N2, amplitude variability 0.40 vs 0.12 log-SD, shallower
-        0.22 vs 0.33 deg: quiet wake breathing is more irregular and variable than NREM
-        breathing, Bulow 1963, Douglas et al. 1982); ``"sleep_breathing"``
-        gives the block N2 breathing, an awakening identical to sleep in every signal (the
-        limit of any chin sensor).
+        ``"wake_breathing"`` keeps wake's breathing physiology and swallows there (slow rate
+        variability 15 % vs 4 % in N2 and amplitude log-SD 0.25 vs 0.12, breath-to-breath
+        period/amplitude CV 0.15/0.25 vs 0.05/0.10, totals ~21 %/~35 % as Tobin et al. 1988
+        measured awake; swallows at the night's wake rate, 0.21-0.98/min, Bulmer et al. 2021;
+        shallower 0.22 vs 0.33 deg, an assumption without a source: quiet wake breathing is
+        more irregular and variable than NREM breathing, Bulow 1963, Douglas et al. 1982);
+        ``"sleep_breathing"`` gives the block N2 breathing and N2's swallow rate (2/h, Sato &
+        Nakashima 2006), an awakening identical to sleep in every signal (the limit of any
+        chin sensor).
     drift_1f_dps : float
         SD (deg/s) of a 1/f (pink) drift added to every gyroscope axis (0 = none): sensor
         bias instability and temperature drift of MEMS gyroscopes.
@@ -485,6 +518,44 @@ class _Physiology:
     move: np.ndarray
     spo2: np.ndarray
     pulse: np.ndarray
+    breath_t: np.ndarray | None = None  # breath onsets (s from the PSG start)
+    breath_amp: np.ndarray | None = None  # per-breath amplitude multiplier
+    swallow_t: np.ndarray | None = None  # swallow onsets (s)
+    swallow_deg: np.ndarray | None = None  # jaw-closing excursion of each swallow (deg)
+    swallow_s: np.ndarray | None = None  # duration of each swallow (s)
+
+
+def _breaths(rng: np.random.Generator, rate_hz: np.ndarray, stage: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Breath onsets (s) and per-breath amplitude multipliers: each breath lasts 1/rate at its
+    onset times (1 + ``_B2B_PERIOD_CV`` x N(0, 1)), its amplitude is log-normal with SD
+    ``_B2B_AMP_CV`` (mean 1), both of the stage at the breath's onset."""
+    n = rate_hz.size
+    mean_period = 1.0 / float(np.mean(rate_hz))
+    k_max = int(n / mean_period * 1.6) + 16
+    z_p = rng.standard_normal(k_max)
+    z_a = rng.standard_normal(k_max + 1)
+    onsets = np.empty(k_max)
+    t, k = 0.0, 0
+    while t < n and k < k_max:
+        i = min(n - 1, int(t))
+        onsets[k] = t
+        t += max(0.4, 1.0 + _B2B_PERIOD_CV[stage[i]] * z_p[k]) / rate_hz[i]
+        k += 1
+    onsets = np.append(onsets[:k], t)
+    cv = _B2B_AMP_CV[stage[np.minimum(n - 1, onsets.astype(int))]]
+    return onsets, np.exp(cv * z_a[: onsets.size] - cv * cv / 2)
+
+
+def _swallows(rng: np.random.Generator, stage: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Swallow onsets (s), excursions (deg) and durations (s): Poisson at the stage's rate
+    (``_SWALLOW_PER_MIN``; wake at the night's own rate in ``_SWALLOW_WAKE_PER_MIN``)."""
+    per_min = _SWALLOW_PER_MIN.copy()
+    per_min[_W] = rng.uniform(*_SWALLOW_WAKE_PER_MIN)
+    t = np.flatnonzero(rng.random(stage.size) < per_min[stage] / 60.0).astype(float)
+    t += rng.random(t.size)
+    return t, rng.uniform(*_SWALLOW_DEG, t.size), rng.uniform(*_SWALLOW_S, t.size)
 
 
 def _physiology(
@@ -584,9 +655,15 @@ def _physiology(
     spo2 = baseline_spo2 + 0.4 * _ar1(rng, n_sec, 300) - spo2_drop - 0.5 * (stage == _REM)
     pulse = rng.uniform(55, 70) + 6 * wake + 3 * (stage == _REM) + 2 * _ar1(rng, n_sec, 60)
     pulse = pulse + 8 * np.convolve(spo2_drop > 0, np.ones(10) / 10, "same")
+    # Breath-to-breath variability and swallows from their own stream (spawned, so the draws
+    # above stay what they were): ``stage`` is the breathing stage (N2 in a still wake block
+    # made identical to sleep, whose swallows are then N2's too).
+    own = rng.spawn(1)[0]
+    breath_t, breath_amp = _breaths(own, rate, stage)
+    sw_t, sw_deg, sw_s = _swallows(own, stage)
     return _Physiology(true_stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
                        _smooth_steps(effort_mult, 3), posture, _smooth_steps(roll, 4), move,
-                       spo2, pulse)
+                       spo2, pulse, breath_t, breath_amp, sw_t, sw_deg, sw_s)
 
 
 def _upsample(x: np.ndarray, fs: int) -> np.ndarray:
@@ -611,10 +688,32 @@ def _pink(rng: np.random.Generator, n: int) -> np.ndarray:
     return x / (x.std() + 1e-12)
 
 
-def _breath_phase(rate_hz_1hz: np.ndarray, fs: int, start_s: int, n: int) -> np.ndarray:
-    f = _upsample(rate_hz_1hz, fs)
-    phase = 2 * np.pi * np.cumsum(f) / fs
-    return phase[start_s * fs : start_s * fs + n]
+def _breath_phase(ph: _Physiology, fs: int, start_s: int, n: int) -> np.ndarray:
+    """Breathing phase (rad) at ``fs`` for [start, start + n/fs): 2 pi per breath, advancing
+    evenly within each breath of ``ph.breath_t``."""
+    t = start_s + np.arange(n) / fs
+    return 2 * np.pi * np.interp(t, ph.breath_t, np.arange(ph.breath_t.size))
+
+
+def _breath_amp(ph: _Physiology, fs: int, start_s: int, n: int) -> np.ndarray:
+    """Per-breath amplitude multiplier at ``fs``, interpolated between breath centres."""
+    t = start_s + np.arange(n) / fs
+    centres = (ph.breath_t[:-1] + ph.breath_t[1:]) / 2
+    return np.interp(t, centres, ph.breath_amp[: centres.size])
+
+
+def _swallow_angle(ph: _Physiology, fs: int, start_s: int, n: int) -> np.ndarray:
+    """Jaw-closing excursion of the swallows (deg, negative = closing), raised-cosine pulses."""
+    out = np.zeros(n)
+    for t0, deg, dur in zip(ph.swallow_t, ph.swallow_deg, ph.swallow_s):
+        a = int(round((t0 - start_s) * fs))
+        m = int(round(dur * fs))
+        if a + m <= 0 or a >= n:
+            continue
+        pulse = -deg * 0.5 * (1 - np.cos(2 * np.pi * np.arange(m) / m))
+        lo, hi = max(0, a), min(n, a + m)
+        out[lo:hi] += pulse[lo - a : hi - a]
+    return out
 
 
 def _imu(
@@ -634,12 +733,13 @@ def _imu(
     def up(x: np.ndarray) -> np.ndarray:
         return _upsample(np.append(x[sl], x[sl][-1:]), fs)[:n]
 
-    phase = _breath_phase(ph.rate_hz, fs, start_s, n)
+    phase = _breath_phase(ph, fs, start_s, n)
     breath = np.sin(phase) + 0.25 * np.sin(2 * phase + 0.5)
-    amp = up(ph.amp_deg * ph.amp_mult)
+    amp = up(ph.amp_deg * ph.amp_mult) * _breath_amp(ph, fs, start_s, n)
     move = up(ph.move)
-    # Mandible pitch (deg): posture + breathing + slow non-respiratory micro-movement + movement.
-    theta = up(ph.posture_deg) + amp * breath
+    # Mandible pitch (deg): posture + breathing + swallows + slow non-respiratory
+    # micro-movement + movement.
+    theta = up(ph.posture_deg) + amp * breath + _swallow_angle(ph, fs, start_s, n)
     theta += 0.04 * _band_noise(rng, n, fs, 0.05, 1.0)
     mv = [_band_noise(rng, n, fs, 0.4, 6.0) for _ in range(3)]
     theta += 3.0 * move * mv[0]
@@ -708,8 +808,8 @@ def _psg_signals(
     # Nasal pressure flow and effort belts, 25 Hz (arbitrary units).
     fs = 25
     n = dur_s * fs
-    phase = _breath_phase(ph.rate_hz, fs, 0, n)
-    flow = _upsample(ph.flow_mult[: dur_s + 1], fs)[:n] * np.sin(phase)
+    phase = _breath_phase(ph, fs, 0, n)
+    flow = _upsample(ph.flow_mult[: dur_s + 1], fs)[:n] * _breath_amp(ph, fs, 0, n) * np.sin(phase)
     out.append(("Flow", "a.u.", fs, flow + 0.03 * rng.standard_normal(n), (-5.0, 5.0)))
     eff = _upsample(ph.effort_mult[: dur_s + 1], fs)[:n]
     paradox = np.where(eff > 1.2, np.pi * 0.8, 0.0)

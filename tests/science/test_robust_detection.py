@@ -61,10 +61,9 @@ def test_five_times_the_gyroscope_noise_does_not_turn_sleep_into_wake(noise_x5):
     assert tst <= 30.0
 
 
-@pytest.mark.xfail(strict=True, reason="at 5x the gyroscope noise the restless micro-movement "
-                   "of wake sinks under the night's floor: on these 3 nights |TST error| is "
-                   "18.5, 0 and 17 min (median 17 > 15); the threshold is not re-tuned here")
 def test_five_times_the_gyroscope_noise_meets_the_tst_target(noise_x5):
+    # Failed with logistic-3 (strict xfail: |TST error| 18.5, 0 and 17 min, the restless wake
+    # micro-movement sinks under the raised floor); logistic-4 judges still epochs by breathing.
     assert noise_x5[1] <= 15.0
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from sunalgo.handler import resolve_version
@@ -71,3 +72,24 @@ def test_an_event_naming_a_path_is_answered_2xx_with_the_reason_and_writes_nothi
     assert list(ctx.storage.list(settings.bucket("results"))) == []
     assert "runs" not in (ctx.state.get("nights", NIGHT) or {})
     shutil.rmtree(evil_model.parent)
+
+
+def test_a_still_part_scores_wake_only_where_its_gate_says_there_is_no_movement():
+    """logistic-4 (issue 24): a movement model, and on still epochs a breathing model."""
+    from sunrise_algo.builtin.model import Model
+
+    part = {"mean": [0.0], "scale": [1.0], "intercept": 0.0}
+    spec = {"version": "t", "respiratory": {}, "sleep_wake": {
+        "kind": "logistic", "features": ["act"], "coef": [4.0], "mean": [0.0], "scale": [1.0],
+        "intercept": -2.0, "threshold": 0.5,
+        "rescore": [],
+        "still": {"gate": {"feature": "act", "max": 0.5}, "features": ["irregular"],
+                  "coef": [4.0], **part}}}
+    feats = {"act": np.array([0.0, 0.0, 2.0, 2.0, -2.0]),
+             "irregular": np.array([1.0, -1.0, 1.0, -1.0, -1.0])}
+    wake = Model(spec).predict_wake(feats)
+    # still + irregular -> wake; still + regular -> sleep; moving -> the movement model decides
+    # (act 2 -> wake whatever the breathing); very still and regular -> sleep.
+    assert wake.tolist() == [True, False, True, True, False]
+    no_still = {**spec, "sleep_wake": {k: v for k, v in spec["sleep_wake"].items() if k != "still"}}
+    assert Model(no_still).predict_wake(feats).tolist() == [False, False, True, True, False]

@@ -265,7 +265,7 @@ class _Scored:
 
 
 def _canonical_scores(output: AlgorithmOutput) -> _Scored:
-    """The canonical scores (:func:`sunalgo.scores.sleep_scores`, as applied to the PSG's labels)
+    """The canonical scores (:func:`sunrise_algo.scores.sleep_scores`, as applied to the PSG's labels)
     of a plug-in's predictions and events, with the plug-in's extra scores."""
     stages = output.stages()
     scored = set(output.event_types_scored)

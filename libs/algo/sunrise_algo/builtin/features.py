@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy import signal as sps
 from sunrise_common.errors import PermanentError
 
 EPOCH_S = 30.0
@@ -29,6 +30,24 @@ ACTIVE_DPS = 1.0
 ACTIVITY_FLOOR_PCT = 5.0
 ACTIVE_FLOOR_MULT = 2.5
 BASELINE_EPOCHS = 4  # 2 min of 30-s epochs
+# Breath-to-breath statistics (issue 24, quiet wake): breaths are the peaks of the first
+# principal component of the breathing-band gyroscope in a centred window of BREATH_WINDOW_S.
+# Peaks closer than 1 / BREATH_MAX_HZ are one breath (0.7 Hz = 42 breaths/min, the upper end of
+# adult breathing rates, issue 24 review); a peak must stand out by BREATH_PROMINENCE x the
+# window's robust half-range (5th-95th percentile) so that noise ripples are not breaths.
+# At least BREATH_MIN_CYCLES periods are needed for a CV (else NaN).
+BREATH_WINDOW_S = 60.0
+BREATH_MAX_HZ = 0.7
+BREATH_PROMINENCE = 0.3
+BREATH_MIN_CYCLES = 4
+# Swallow-like transients (issue 24): a swallow closes the jaw for about a second (the
+# oropharyngeal phase), so it is a run of SWALLOW_MAX_S seconds or less whose 1-s gyroscope
+# activity exceeds SWALLOW_FLOOR_MULT x the night's floor, with no active second
+# (> ACTIVE_FLOOR_MULT x floor) in the SWALLOW_QUIET_S seconds on either side: isolated from
+# longer movement. 5 x the floor is the arousal-burst threshold of respiration.py.
+SWALLOW_FLOOR_MULT = 5.0
+SWALLOW_MAX_S = 2
+SWALLOW_QUIET_S = 3
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,15 @@ FEATURES: tuple[Feature, ...] = (
             "breathing_regularity"),
     Feature("br_rate_dev_bpm", "1/min", "|rate - median rate of the 5 epochs centred here|",
             "breathing_rate_bpm"),
+    Feature("br_period_cv", "1", "breath-to-breath variability of the breathing period: CV of "
+            f"the peak-to-peak intervals in a centred {BREATH_WINDOW_S:g}-s window (Tobin 1988; "
+            "irregular in wake, regular in NREM)", "breath_gyro"),
+    Feature("br_cycle_amp_cv", "1", "breath-to-breath amplitude variability: CV of the per-breath "
+            f"peak-to-trough amplitudes in the same {BREATH_WINDOW_S:g}-s window", "breath_gyro"),
+    Feature("swallow_n", "1", "swallow-like transients starting in the epoch: isolated runs of "
+            f"<= {SWALLOW_MAX_S} s with 1-s gyroscope activity > {SWALLOW_FLOOR_MULT:g} x the "
+            "night's floor (swallows ~1/min awake, ~2/h in N2: Sato & Nakashima 2006)",
+            "activity_dps"),
     Feature("mandible_deg", "deg", "mean mandible angle (pitch of gravity)",
             "mandible_angle_deg"),
     Feature("mandible_delta_deg", "deg", "mandible angle minus the median of the previous 2 min "
@@ -99,6 +127,90 @@ def _trailing_median(x: np.ndarray, n: int) -> np.ndarray:
         w = x[max(0, i - n) : i]
         w = w[np.isfinite(w)]
         out[i] = np.median(w) if w.size else x[i]
+    return out
+
+
+def breath_cycles(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """Breaths of one breathing-band trace: (peak times in s, peak-to-trough amplitudes).
+
+    A breath is a peak of ``x`` at least ``1 / BREATH_MAX_HZ`` after the previous one whose
+    prominence reaches ``BREATH_PROMINENCE`` x half the 5th-95th percentile range of ``x``;
+    its amplitude is the peak minus the lowest value since the previous peak (the first peak
+    has none and is left out). Scipy's ``find_peaks`` does the search.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.size < 3 or not np.isfinite(x).all():
+        return np.empty(0), np.empty(0)
+    lo, hi = np.percentile(x, [5, 95])
+    if not hi > lo:
+        return np.empty(0), np.empty(0)
+    peaks, _ = sps.find_peaks(x, distance=max(1, int(fs / BREATH_MAX_HZ)),
+                              prominence=BREATH_PROMINENCE * (hi - lo) / 2)
+    if peaks.size < 2:
+        return peaks / fs, np.empty(0)
+    troughs = np.array([x[a:b].min() for a, b in zip(peaks[:-1], peaks[1:])])
+    return peaks / fs, x[peaks[1:]] - troughs
+
+
+def _cv(x: np.ndarray) -> float:
+    m = float(np.mean(x))
+    return float(np.std(x) / m) if m > 0 else float("nan")
+
+
+def breath_variability(breath_gyro: np.ndarray, n_epochs: int, fs: float,
+                       epoch_s: float = EPOCH_S) -> tuple[np.ndarray, np.ndarray]:
+    """Per epoch: (CV of breath periods, CV of breath amplitudes) over a ``BREATH_WINDOW_S``
+    window centred on the epoch, on the first principal component of the 3-axis breathing-band
+    gyroscope in that window (the jaw's breathing rotation, whatever the sensor's mounting;
+    signed so that its largest loading is positive).
+    NaN where fewer than ``BREATH_MIN_CYCLES`` periods were found or samples are missing.
+
+    Why: breath-to-breath variability of timing and depth is high in quiet wakefulness
+    (CV ~21 % of frequency, ~33 % of tidal volume: Tobin et al. 1988) and low in NREM sleep,
+    where breathing is regular (Bulow 1963; Kantelhardt et al. 2003; Rostig et al. 2005);
+    irregular breathing predicts EEG wake (Ayappa et al. 2009). docs/science.md §3.
+    """
+    g = np.asarray(breath_gyro, dtype=np.float64)
+    per = int(round(epoch_s * fs))
+    half = int(round(BREATH_WINDOW_S * fs / 2))
+    period_cv = np.full(n_epochs, np.nan)
+    amp_cv = np.full(n_epochs, np.nan)
+    for e in range(n_epochs):  # ~1000 epochs, one small SVD each
+        c = e * per + per // 2
+        w = g[:, max(0, c - half) : c + half]
+        if w.shape[1] < 2 * half or not np.isfinite(w).all():
+            continue
+        w = w - w.mean(axis=1, keepdims=True)
+        u, _, _ = np.linalg.svd(w @ w.T)
+        pc = u[:, 0] * np.sign(u[np.argmax(np.abs(u[:, 0])), 0])  # largest loading positive
+        t, amp = breath_cycles(pc @ w, fs)
+        periods = np.diff(t)
+        if periods.size >= BREATH_MIN_CYCLES:
+            period_cv[e] = _cv(periods)
+            amp_cv[e] = _cv(amp)
+    return period_cv, amp_cv
+
+
+def swallow_like(act_sec: np.ndarray, floor: float) -> np.ndarray:
+    """Per second: True where a swallow-like transient starts (see ``SWALLOW_*`` above).
+
+    ``act_sec`` is the 1-s mean gyroscope activity (deg/s), ``floor`` the night's floor.
+    Why: spontaneous swallows come ~0.2-1 per minute awake (Bulmer et al. 2021) and ~2 per
+    hour in N2, almost never in N3 (Lichter & Muir 1975; Sato & Nakashima 2006).
+    """
+    a = np.nan_to_num(np.asarray(act_sec, dtype=np.float64), nan=0.0)
+    hot = a > SWALLOW_FLOOR_MULT * floor
+    active = a > ACTIVE_FLOOR_MULT * floor
+    out = np.zeros(a.size, dtype=bool)
+    edges = np.diff(np.concatenate([[0], hot.astype(np.int8), [0]]))
+    for s0, s1 in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+        if s1 - s0 > SWALLOW_MAX_S:
+            continue
+        before = active[max(0, s0 - SWALLOW_QUIET_S) : s0]
+        after = active[s1 : s1 + SWALLOW_QUIET_S]
+        # The run's own shoulders (just above the active threshold) are part of it.
+        if not before[:-1].any() and not after[1:].any():
+            out[s0] = True
     return out
 
 
@@ -187,6 +299,7 @@ def compute_features(arrays: dict[str, np.ndarray], meta: dict) -> dict[str, np.
     out["act_count_rel"] = (act_sec > ACTIVE_FLOOR_MULT * floor).sum(axis=1).astype(float)
     out["act_mean_rel"] = out["act_mean_dps"] / floor
     out["act_max_rel"] = out["act_max_dps"] / floor
+    out["swallow_n"] = swallow_like(act_sec.ravel(), floor).reshape(n, -1).sum(axis=1).astype(float)
 
     bg = _epochs(arrays["breath_gyro"], n, per)  # (3, n, per)
     pow_g = (bg**2).sum(axis=0)  # (n, per)
@@ -206,6 +319,8 @@ def compute_features(arrays: dict[str, np.ndarray], meta: dict) -> dict[str, np.
     med = ndimage.median_filter(np.nan_to_num(rate, nan=np.nanmedian(rate) if n else 0.0), 5,
                                 mode="nearest")
     out["br_rate_dev_bpm"] = np.abs(rate - med)
+    out["br_period_cv"], out["br_cycle_amp_cv"] = breath_variability(
+        np.asarray(arrays["breath_gyro"]), n, fs)
 
     ang = np.nanmean(_epochs(arrays["mandible_angle_deg"], n, per), axis=1)
     out["mandible_deg"] = ang

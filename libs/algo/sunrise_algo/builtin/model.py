@@ -10,6 +10,10 @@ thresholds of ``sunrise_algo.builtin.respiration``). Two sleep/wake kinds exist:
   is re-fitted (``fitted_on`` records on what).
 * ``logistic``: logistic regression on standardised features (``mean``/``scale``/``coef``/
   ``intercept``), ``P(wake) >= threshold`` -> wake, as exported by ``sunrise_cli.train``.
+  Optional ``still`` section (logistic-4, issue 24): a second logistic regression of the same
+  form on breathing and swallowing features, fitted on the still epochs only (no movement:
+  ``gate.feature <= gate.max``); where the gate holds, P(wake) is the larger of the two. Quiet
+  wake has no movement, so a movement model cannot see it (docs/science.md §3).
 
 Feature names may carry a context suffix computed here with numpy only: ``name@meanK`` (centred
 rolling mean over K epochs), ``name@oakley`` (the Oakley weighted sum), ``name@log`` (log1p),
@@ -27,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 ALGO_VERSION = "sunalgo-1.0"
-DEFAULT_MODEL = "logistic-3"
+DEFAULT_MODEL = "logistic-4"
 #: Versions shipped inside the package (``sunrise_algo/builtin/models/{version}.json``).
-MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2", "baseline-3", "logistic-3")
+MODEL_VERSIONS = ("baseline-1", "logistic-1", "baseline-2", "logistic-2", "baseline-3", "logistic-3",
+                  "baseline-4", "logistic-4")
 OAKLEY_30S = np.array([1 / 25, 1 / 25, 1 / 5, 1 / 5, 2.0, 1 / 5, 1 / 5, 1 / 25, 1 / 25])
 
 
@@ -105,6 +110,15 @@ def _rescore(wake: np.ndarray, rules: list[list[int]]) -> np.ndarray:
     return out
 
 
+def _logistic(part: dict, features: dict[str, np.ndarray]) -> np.ndarray:
+    """P(wake) of one logistic section (``features``/``mean``/``scale``/``coef``/``intercept``)."""
+    x = design_matrix(features, part["features"])
+    mean, scale = np.asarray(part["mean"]), np.asarray(part["scale"])
+    x = np.where(np.isfinite(x), x, mean)
+    z = (x - mean) / scale @ np.asarray(part["coef"]) + part["intercept"]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
 @dataclass
 class Model:
     """A loaded artifact."""
@@ -127,11 +141,12 @@ class Model:
         sw = self.spec["sleep_wake"]
         if sw["kind"] != "logistic":
             return None
-        x = design_matrix(features, sw["features"])
-        mean, scale = np.asarray(sw["mean"]), np.asarray(sw["scale"])
-        x = np.where(np.isfinite(x), x, mean)
-        z = (x - mean) / scale @ np.asarray(sw["coef"]) + sw["intercept"]
-        return 1.0 / (1.0 + np.exp(-z))
+        p = _logistic(sw, features)
+        still = sw.get("still")
+        if still:
+            gate = context_column(features, still["gate"]["feature"]) <= still["gate"]["max"]
+            p = np.where(gate, np.maximum(p, _logistic(still, features)), p)
+        return p
 
     def predict_wake(self, features: dict[str, np.ndarray]) -> np.ndarray:
         """Boolean per epoch: True = wake."""
