@@ -33,6 +33,22 @@ resource "google_storage_bucket" "buckets" {
     }
   }
 
+  # Scratch pieces a killed process left behind: gone after a day (age counts from creation, and
+  # a night's pieces live for one request, at most the 120 s timeout). The deleted piece becomes a
+  # noncurrent version, which the rule below removes after noncurrent_after_days.
+  dynamic "lifecycle_rule" {
+    for_each = each.value.parts_prefix == null ? [] : [each.value.parts_prefix]
+    content {
+      action {
+        type = "Delete"
+      }
+      condition {
+        age            = 1
+        matches_prefix = [lifecycle_rule.value]
+      }
+    }
+  }
+
   lifecycle_rule {
     action {
       type = "Delete"

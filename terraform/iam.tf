@@ -28,6 +28,17 @@ resource "google_storage_bucket_iam_member" "runtime" {
   bucket = google_storage_bucket.buckets[each.value.bucket].name
   role   = each.value.role
   member = "serviceAccount:${local.runtime_emails[each.value.service]}"
+
+  # A grant on part of a bucket: objects whose name starts with the prefix (IAM Conditions on
+  # Cloud Storage need uniform bucket-level access, which every bucket enforces: buckets.tf).
+  dynamic "condition" {
+    for_each = each.value.prefix == null ? [] : [each.value.prefix]
+    content {
+      title       = "objects-under-${trimsuffix(replace(condition.value, "_", ""), "/")}"
+      description = "Objects under ${condition.value} only."
+      expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.buckets[each.value.bucket].name}/objects/${condition.value}\")"
+    }
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "runtime_publisher" {

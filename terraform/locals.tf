@@ -13,28 +13,38 @@ locals {
   # var.raw_retention_days; its noncurrent versions go after a day and soft delete is off
   # (0 s instead of Google's default 7 days) so that deletion really deletes. The other buckets
   # keep Google's default 7-day soft delete: they hold no personal data, and it undoes mistakes.
+  # parts_prefix: scratch objects deleted after a day (psg_prep's signals.npz pieces, see
+  # parts_prefix below), in case a process killed mid-night could not delete them itself.
   buckets = {
     raw = {
       delete_after_days     = var.raw_retention_days
       noncurrent_after_days = 1
       soft_delete_seconds   = 0
+      parts_prefix          = null
     }
     anonymised = {
       delete_after_days     = null
       noncurrent_after_days = var.noncurrent_version_retention_days
       soft_delete_seconds   = 604800
+      parts_prefix          = null
     }
     prepped = {
       delete_after_days     = null
       noncurrent_after_days = var.noncurrent_version_retention_days
       soft_delete_seconds   = 604800
+      parts_prefix          = local.parts_prefix
     }
     results = {
       delete_after_days     = null
       noncurrent_after_days = var.noncurrent_version_retention_days
       soft_delete_seconds   = 604800
+      parts_prefix          = null
     }
   }
+  # Where psg_prep streams signals.npz's pieces before composing them (services/psg_prep/psg_prep/
+  # npzfile.py PIECES, "_parts/TOKEN/..."; the GCS adapter's intermediate compose objects sit
+  # beside them). Outside every output prefix, so no reader ever lists them.
+  parts_prefix = "_parts/"
 
   # One topic per event kind: Eventarc Pub/Sub triggers cannot filter on message attributes.
   topics            = ["sunrise-anonymised", "psg-anonymised", "sunrise-prepped", "psg-prepped", "dead-letter"]
@@ -95,20 +105,24 @@ locals {
   # outputs already exist. ingest replaces nights/{id}/{kind}.edf when a recording is uploaded
   # again with new content (if_generation_match=None), which needs storage.objects.delete:
   # objectUser is the narrowest predefined role with it (objectCreator "does not give permission
-  # to view, delete or replace objects"). tests/terraform/test_plan.py ties each write mode in
-  # the code to these roles.
+  # to view, delete or replace objects"). psg_prep streams signals.npz as pieces under _parts/
+  # of prepped (npzfile.PIECES), composes them and deletes them: objectUser there, conditioned on
+  # the _parts/ prefix (an IAM condition on the object name, which uniform bucket-level access
+  # allows), so its outputs stay create-only. tests/terraform/test_plan.py ties each write mode in
+  # the code to these roles. prefix = null: the whole bucket.
   bucket_grants = {
-    "ingest/raw/viewer"              = { service = "ingest", bucket = "raw", role = "roles/storage.objectViewer" }
-    "ingest/anonymised/user"         = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectUser" }
-    "sunrise_prep/anonymised/viewer" = { service = "sunrise_prep", bucket = "anonymised", role = "roles/storage.objectViewer" }
-    "sunrise_prep/prepped/creator"   = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectCreator" }
-    "sunrise_prep/prepped/viewer"    = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectViewer" }
-    "psg_prep/anonymised/viewer"     = { service = "psg_prep", bucket = "anonymised", role = "roles/storage.objectViewer" }
-    "psg_prep/prepped/creator"       = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectCreator" }
-    "psg_prep/prepped/viewer"        = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectViewer" }
-    "sunalgo/prepped/viewer"         = { service = "sunalgo", bucket = "prepped", role = "roles/storage.objectViewer" }
-    "sunalgo/results/creator"        = { service = "sunalgo", bucket = "results", role = "roles/storage.objectCreator" }
-    "sunalgo/results/viewer"         = { service = "sunalgo", bucket = "results", role = "roles/storage.objectViewer" }
+    "ingest/raw/viewer"              = { service = "ingest", bucket = "raw", role = "roles/storage.objectViewer", prefix = null }
+    "ingest/anonymised/user"         = { service = "ingest", bucket = "anonymised", role = "roles/storage.objectUser", prefix = null }
+    "sunrise_prep/anonymised/viewer" = { service = "sunrise_prep", bucket = "anonymised", role = "roles/storage.objectViewer", prefix = null }
+    "sunrise_prep/prepped/creator"   = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectCreator", prefix = null }
+    "sunrise_prep/prepped/viewer"    = { service = "sunrise_prep", bucket = "prepped", role = "roles/storage.objectViewer", prefix = null }
+    "psg_prep/anonymised/viewer"     = { service = "psg_prep", bucket = "anonymised", role = "roles/storage.objectViewer", prefix = null }
+    "psg_prep/prepped/creator"       = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectCreator", prefix = null }
+    "psg_prep/prepped/viewer"        = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectViewer", prefix = null }
+    "psg_prep/prepped/parts"         = { service = "psg_prep", bucket = "prepped", role = "roles/storage.objectUser", prefix = local.parts_prefix }
+    "sunalgo/prepped/viewer"         = { service = "sunalgo", bucket = "prepped", role = "roles/storage.objectViewer", prefix = null }
+    "sunalgo/results/creator"        = { service = "sunalgo", bucket = "results", role = "roles/storage.objectCreator", prefix = null }
+    "sunalgo/results/viewer"         = { service = "sunalgo", bucket = "results", role = "roles/storage.objectViewer", prefix = null }
   }
   publisher_grants = {
     "ingest/sunrise-anonymised"    = { service = "ingest", topic = "sunrise-anonymised" }

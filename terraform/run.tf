@@ -23,11 +23,15 @@ locals {
       timeout     = "60s"
     }
     # The heaviest stage: a ~300 MB, 20-channel PSG night is filtered and resampled channel by
-    # channel. The most memory of all (file + working arrays), two vCPUs, and one night at a
-    # time so two large nights never compete for the same memory.
+    # channel on two vCPUs, one night at a time. It streams from and to the buckets (nothing in
+    # the in-memory /tmp): a request adds <= ~100 MiB whatever the night's length, the whole
+    # process peaks at ~266 MiB on Cloud Storage (docs/limits.md, tests/psg_prep/
+    # test_handler_memory.py). Cloud Run sets no memory floor for 2 vCPUs beyond its 128 MiB
+    # minimum (floors start at 4 vCPUs: 2 GiB; tools/tfcheck/api_rules.py), so the size is ours:
+    # 1 GiB, ~3.8x the measured peak, room for larger label files and the Python allocator.
     psg_prep = {
       cpu         = "2"
-      memory      = "4Gi"
+      memory      = "1Gi"
       concurrency = 1
       timeout     = "120s"
     }

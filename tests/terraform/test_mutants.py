@@ -70,7 +70,7 @@ MUTANTS = {
         'No more than 1 "replication" blocks are allowed',
     ),
     "more memory than one CPU allows on Cloud Run": (
-        "run.tf", 'memory      = "1Gi"', 'memory      = "8Gi"', "[api/run/cpu]",
+        "run.tf", 'memory      = "1Gi"\n      concurrency = 4', 'memory      = "8Gi"\n      concurrency = 4', "[api/run/cpu]",
     ),
     "a concurrency above Cloud Run's 1000": (
         "run.tf", "concurrency = 4\n      timeout     = \"60s\"", "concurrency = 1500\n      timeout     = \"60s\"",

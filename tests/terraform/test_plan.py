@@ -48,7 +48,16 @@ WRITE_MODE_PERMISSIONS = {
     "replace": {"storage.objects.create", "storage.objects.delete"},
     "rewrite": {"storage.objects.create", "storage.objects.delete", "storage.objects.get"},
     "delete": {"storage.objects.delete"},
+    # Storage.compose writes the destination (create-only here) from sources it reads.
+    "compose": {"storage.objects.create", "storage.objects.get"},
 }
+# Scratch objects a service deletes itself, by the file that writes them and the prefix they all
+# live under: psg_prep's signals.npz pieces (npzfile.PIECES, "_parts/TOKEN/..."), and the
+# intermediate objects the GCS adapter composes beside them (SOURCE.compose-TOKEN-LEVEL-I) and
+# deletes. A delete there needs storage.objects.delete under that prefix only: a grant
+# conditioned on it (terraform/locals.tf), never delete on the whole bucket.
+SCRATCH = {"psg_prep": {"npzfile.py": "_parts/"}}
+SCRATCH_DELETE = {"storage.objects.delete"}
 # Every stage also looks its inputs up (stat) and reads them.
 READ_PERMISSIONS = {"storage.objects.get", "storage.objects.list"}
 
@@ -176,11 +185,14 @@ def test_dev_and_prod_declare_the_same_resources(plans: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _write_modes_in(tree: ast.AST) -> set[str]:
+def _write_modes_in(tree: ast.AST, scratch: bool = False) -> set[str]:
     """Storage write modes of the calls in a module or function body.
 
     ``upload_file``/``write_bytes`` default to ``if_generation_match=0`` (create-only,
     sunrise_common.storage.Storage); ``None`` or any other value replaces an existing object.
+    ``compose`` reads its sources and creates the destination; with more than 32 sources the GCS
+    adapter also creates and deletes intermediate objects beside the sources. In a file that
+    writes only scratch objects (``scratch``), deletes are "scratch-delete": under its prefix.
     """
     modes: set[str] = set()
     for node in ast.walk(tree):
@@ -193,14 +205,17 @@ def _write_modes_in(tree: ast.AST) -> set[str]:
         if not on_storage:
             continue
         method = node.func.attr
-        if method in {"upload_file", "write_bytes"}:
+        delete = "scratch-delete" if scratch else "delete"
+        if method in {"upload_file", "write_bytes", "compose"}:
             match = next((k.value for k in node.keywords if k.arg == "if_generation_match"), None)
             create_only = match is None or (isinstance(match, ast.Constant) and match.value == 0)
             modes.add("create-only" if create_only else "replace")
+            if method == "compose":
+                modes |= {"compose", delete}
         elif method == "rewrite":
             modes.add("rewrite")
         elif method == "delete":
-            modes.add("delete")
+            modes.add(delete)
     return modes
 
 
@@ -224,7 +239,7 @@ def service_write_modes(service: str) -> set[str]:
     modes: set[str] = set()
     for path in (REPO / "services" / service / service).rglob("*.py"):
         tree = ast.parse(path.read_text())
-        modes |= _write_modes_in(tree)
+        modes |= _write_modes_in(tree, scratch=path.name in SCRATCH.get(service, {}))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -238,8 +253,35 @@ def test_the_scan_finds_the_write_modes_the_code_uses() -> None:
     # ingest writes each raw generation's anonymised object create-only and deletes the one a
     # generation that lost wrote (issue 22: the newest raw generation wins).
     assert service_write_modes("ingest") == {"create-only", "delete"}
-    for service in ("sunrise_prep", "psg_prep", "sunalgo"):
+    for service in ("sunrise_prep", "sunalgo"):
         assert service_write_modes(service) == {"create-only"}, service
+    # psg_prep streams signals.npz as pieces under _parts/, composes them and deletes them.
+    assert service_write_modes("psg_prep") == {"create-only", "compose", "scratch-delete"}
+
+
+def test_the_scratch_prefix_is_the_one_the_code_writes_its_pieces_under() -> None:
+    from psg_prep import npzfile
+
+    assert SCRATCH["psg_prep"]["npzfile.py"] == npzfile.PIECES
+
+
+def scoped_bucket_grants(plan: dict[str, Any], member: str) -> dict[str, dict[str, set[str]]]:
+    """A member's conditioned bucket grants: bucket -> {object prefix: permissions}. A grant's
+    condition must be exactly ``resource.name.startsWith("projects/_/buckets/B/objects/P")``
+    (Cloud Storage's IAM condition on object names, which needs uniform bucket-level access)."""
+    found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for after in changes(plan, "google_storage_bucket_iam_member").values():
+        if after.get("member") != member or not after.get("condition"):
+            continue
+        (condition,) = after["condition"]
+        match = re.fullmatch(
+            r'resource\.name\.startsWith\("projects/_/buckets/([a-z0-9._-]+)/objects/([^"]+)"\)',
+            condition["expression"],
+        )
+        assert match and match.group(1) == after["bucket"], condition
+        assert condition["title"], "a condition needs a title"
+        found[after["bucket"]][match.group(2)] |= ROLE_PERMISSIONS[after["role"]]
+    return found
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -247,20 +289,36 @@ def test_the_scan_finds_the_write_modes_the_code_uses() -> None:
 def test_each_storage_write_mode_in_the_code_has_the_role_it_needs(
     plans: dict[str, Any], environment: str, service: str
 ) -> None:
-    granted = bindings_by_member(plans[environment])[sa(environment, runtime_account(service))]
+    member = sa(environment, runtime_account(service))
+    scoped = scoped_bucket_grants(plans[environment], member)
     per_bucket: dict[str, set[str]] = defaultdict(set)
-    for kind, target, role in granted:
-        if kind == "google_storage_bucket_iam_member":
-            per_bucket[target] |= ROLE_PERMISSIONS[role]
+    for after in changes(plans[environment], "google_storage_bucket_iam_member").values():
+        if after.get("member") == member and not after.get("condition"):
+            per_bucket[after["bucket"]] |= ROLE_PERMISSIONS[after["role"]]
     modes = service_write_modes(service)
     assert modes, f"no storage write found in services/{service}"
     for logical in names.WRITES[service]:
-        needed = set().union(*(WRITE_MODE_PERMISSIONS[m] for m in modes)) | READ_PERMISSIONS
-        missing = needed - per_bucket[bucket(environment, logical)]
+        target = bucket(environment, logical)
+        bucket_modes = modes - {"scratch-delete"}
+        needed = set().union(*(WRITE_MODE_PERMISSIONS[m] for m in bucket_modes)) | READ_PERMISSIONS
+        missing = needed - per_bucket[target]
         assert not missing, (
             f"{service} writes {logical} with {sorted(modes)} but lacks {sorted(missing)} there "
-            f"(granted: {sorted(r for k, t, r in granted if t == bucket(environment, logical))})"
+            f"(unconditioned grants give {sorted(per_bucket[target])})"
         )
+        if "scratch-delete" in modes:
+            # Deletes its scratch objects: delete under their prefix (a grant on a prefix of it).
+            for prefix in SCRATCH[service].values():
+                under = set().union(
+                    per_bucket[target],
+                    *(p for g, p in scoped.get(target, {}).items() if prefix.startswith(g)),
+                )
+                missing = SCRATCH_DELETE - under
+                assert not missing, f"{service} deletes {target}/{prefix}... but lacks {sorted(missing)} there"
+    # A conditioned grant exists only for a scratch prefix the code deletes under.
+    for target, grants in scoped.items():
+        assert "scratch-delete" in modes, (service, target)
+        assert set(grants) <= set(SCRATCH[service].values()), (service, target, set(grants))
     for logical in names.READS[service]:
         assert READ_PERMISSIONS <= per_bucket[bucket(environment, logical)], (service, logical)
     # And nothing on buckets the code does not touch, and nothing it does not need.
@@ -432,7 +490,10 @@ def test_buckets_are_private_versioned_and_raw_really_deletes(
         assert value["force_destroy"] is False
         assert value["versioning"] == [{"enabled": True}]
         rules = [(r["action"][0]["type"], r["condition"][0]) for r in value["lifecycle_rule"]]
-        ages = [c["age"] for t, c in rules if t == "Delete" and c.get("age") is not None]
+        ages = [
+            c["age"] for t, c in rules
+            if t == "Delete" and c.get("age") is not None and not c.get("matches_prefix")
+        ]  # fmt: skip
         noncurrent = [
             c["days_since_noncurrent_time"] for t, c in rules
             if t == "Delete" and c.get("days_since_noncurrent_time") is not None
@@ -447,6 +508,25 @@ def test_buckets_are_private_versioned_and_raw_really_deletes(
             assert ages == []
             assert noncurrent == [var(plans[environment], "noncurrent_version_retention_days")]
             assert soft_delete == 7 * 24 * 3600
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_scratch_pieces_left_by_a_killed_process_are_deleted_after_a_day(
+    plans: dict[str, Any], environment: str
+) -> None:
+    # psg_prep deletes its pieces itself; a process killed mid-night cannot. A piece the rule
+    # deletes becomes a noncurrent version (versioning), which the noncurrent rule above removes
+    # after noncurrent_version_retention_days, then soft delete's 7 days.
+    scratch = {prefix for files in SCRATCH.values() for prefix in files.values()}
+    for key, value in changes(plans[environment], "google_storage_bucket").items():
+        prefixed = [
+            (r["action"][0]["type"], r["condition"][0]["matches_prefix"], r["condition"][0]["age"])
+            for r in value["lifecycle_rule"] if r["condition"][0].get("matches_prefix")
+        ]  # fmt: skip
+        if key == "prepped":
+            assert prefixed == [("Delete", sorted(scratch), 1)], prefixed
+        else:
+            assert prefixed == [], (key, prefixed)
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

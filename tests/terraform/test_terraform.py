@@ -23,6 +23,7 @@ from typing import Any
 
 import hcl2
 import pytest
+from psg_prep import npzfile
 from sunrise_common import names
 from sunrise_common.settings import CLOUD_REQUIRED, Settings
 
@@ -425,7 +426,12 @@ def test_publish_rights_follow_the_code() -> None:
 
 def test_bucket_rights_follow_the_code() -> None:
     grants = tf_locals()["bucket_grants"]
-    actual = {(g["service"], g["bucket"], g["role"]) for g in grants.values()}
+    actual = {(g["service"], g["bucket"], g["role"]) for g in grants.values() if g["prefix"] is None}
+    # One grant on part of a bucket: psg_prep deletes its signals.npz pieces under _parts/
+    # (npzfile.PIECES), and only there; its outputs stay create-only (test_plan.py).
+    scoped = {(g["service"], g["bucket"], g["role"], g["prefix"]) for g in grants.values() if g["prefix"] is not None}
+    assert scoped == {("psg_prep", "prepped", "roles/storage.objectUser", "${local.parts_prefix}")}
+    assert tf_locals()["parts_prefix"] == npzfile.PIECES
     expected = {
         (s, b, "roles/storage.objectViewer")
         for s, buckets in names.READS.items()
@@ -518,7 +524,12 @@ def test_raw_uploads_are_deleted_after_the_retention_days() -> None:
     )
 
     bucket = resource("google_storage_bucket", "buckets")
-    dynamic_rule = one(one(bucket["dynamic"])["lifecycle_rule"])
+    # The other dynamic lifecycle rule deletes scratch pieces under _parts/ (test_plan.py).
+    (dynamic_rule,) = [
+        block["lifecycle_rule"]
+        for block in bucket["dynamic"]
+        if "delete_after_days" in block["lifecycle_rule"]["for_each"]
+    ]
     assert (
         dynamic_rule["for_each"]
         == "${each.value.delete_after_days == null ? [] : [each.value.delete_after_days]}"
