@@ -109,9 +109,11 @@ CONDITIONS: tuple[Condition, ...] = (
               SynthSettings(periodic_breathing_min=90.0), ahi=10.0, with_spo2=False),
     Condition("event_free", "no respiratory event (AHI 0)", ahi=0.0),
     Condition("widened_ranges", "desaturations 2-8 %, nadir 10-40 s after the end, arousal "
-              "movement -5..+15 s around the end, breathing 0.17-0.50 Hz (10-30/min, the "
-              "adult range; sources: SynthSettings)",
+              "movement -5..+15 s around the end, base breathing rate 0.17-0.50 Hz (10-30/min, "
+              "the adult range; sources: SynthSettings), breath-to-breath rate clipped only at "
+              "0.10-0.70 Hz (a guard wider than the default 0.16-0.58 Hz and than the "
+              "detector's 0.15-0.60 Hz band)",
               SynthSettings(desat_pct=(2.0, 8.0), nadir_delay_s=(10.0, 40.0),
                             arousal_offset_s=(-5.0, 15.0), breathing_base_hz=(0.17, 0.50),
-                            breathing_clip_hz=(0.17, 0.50))),
+                            breathing_clip_hz=(0.10, 0.70))),
 )

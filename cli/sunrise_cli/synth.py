@@ -179,10 +179,12 @@ class SynthSettings:
         The night's base breathing rate range and the clip of the instantaneous rate, Hz
         (defaults 0.22-0.30 and 0.16-0.58), both multiplied by ``breathing_rate_mult``. The
         widened condition uses the adult range of the literature, 10-30 breaths/min =
-        0.17-0.50 Hz for both (12-20/min at rest and in sleep for adults, 12-28/min at 65-80
-        years, 10-30/min above 80: Sleep Foundation, "Sleep respiratory rate", summarising
-        the clinical ranges), not the issue's 0.1-0.7 Hz (6-42/min), which no source gives
-        for adult sleep.
+        0.17-0.50 Hz, for the base rate (12-20/min at rest and in sleep for adults, 12-28/min
+        at 65-80 years, 10-30/min above 80: Sleep Foundation, "Sleep respiratory rate",
+        summarising the clinical ranges) and clips the instantaneous rate only at 0.10-0.70 Hz:
+        a guard on the tails of the per-stage breath-to-breath variability, not a sourced
+        range (no source found gives extremes of the instantaneous adult rate); a clip equal
+        to the base range held 21 % of wake and 14 % of REM seconds at the clip.
     still_wake : {None, "wake_breathing", "sleep_breathing"}
         Makes the forced wake block still: no movement bursts and no restless micro-movement.
         ``"wake_breathing"`` keeps wake's breathing physiology and swallows there (slow rate

@@ -199,18 +199,12 @@ def test_a_dip_just_before_an_event_does_not_borrow_that_events_desaturation():
                 if e.type == "central_event"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "review of the defect-6 rules: _desaturation takes the largest fall of the event's 45-s "
-    "window and _fall_is_later_events then gives the whole window's desaturation away when that "
-    "largest fall is a later event's, so an event whose own smaller fall precedes a later, deeper "
-    "one in the same window keeps none. Suggested fix: the largest fall after the onset that "
-    "begins before the next candidate's onset. Not fixed here: it changes logistic-3/baseline-3 "
-    "events again, which needs a new version (or the lead's word) and a science rerun."))
 def test_clustered_dips_each_keep_their_own_desaturation():
     """Three effort dips 35 s apart, the second and third each followed by their own fall
     (15 s after their onset, the circulation delay): the second is confirmed by its own 4-point
     fall although the third's 6-point fall lies inside its 45-s window; the first, with no fall
-    of its own, is not."""
+    of its own, is not. On main the second kept none (the window's largest fall, the third's,
+    was given away whole) and only the third was scored."""
     import numpy as np
 
     from sunrise_algo.builtin.respiration import detect_events

@@ -58,8 +58,9 @@ above so their outputs do not change under the same version):
   With ``central_extent_ratio`` a central event lasts from the fall to the recovery (its
   extent below that ratio, ``_central_extent``), and with ``desat_after_onset`` only a SpO2
   fall after the onset confirms an event (``_fall_after_onset``), and with
-  ``desat_to_latest_event`` a fall that began after a later candidate's onset belongs to
-  that later event (``_fall_is_later_events``); all version 3, defect 6.
+  ``desat_to_latest_event`` only the falls that begin before the next candidate's onset are
+  the event's own; a fall that begins later belongs to that later event (``_own_fall``);
+  all version 3, defect 6.
 
 Parameters are typed by :class:`RespiratoryParams`; :func:`detect_events` runs named steps:
 signals and baselines, candidates, confirmation, overlaps.
@@ -470,11 +471,14 @@ def _desaturation(night: _Night, p: RespiratoryParams, a: int, b: int) -> float 
     return float(np.nanmax(pre) - np.nanmin(post))
 
 
-def _fall_is_later_events(night: _Night, p: RespiratoryParams, a: int, b: int,
-                          onsets: np.ndarray) -> bool:
-    """True when the SpO2 fall seen after the event ``[a, b)`` began after another candidate
-    event had started: the fall follows that later event, not this one (version 3, issue 24
-    defect 6).
+def _own_fall(night: _Night, p: RespiratoryParams, a: int, b: int,
+              onsets: np.ndarray, de: float) -> float:
+    """SpO2 fall (points) of the event ``[a, b)`` itself: the largest fall after its onset
+    (:func:`_fall_after_onset`) among those that begin before the next candidate event's
+    onset (version 3, issue 24 defect 6); a fall that begins later belongs to that later
+    event. ``de`` is the fall :func:`_desaturation` measured; without ``desat_after_onset``
+    (a combination no packaged artifact uses) it is kept, or set to 0 when the window's
+    largest fall begins after a later onset, as before.
 
     SpO2 at the finger follows ventilation after the lung-to-finger circulation time (a 3 %
     fall begins ~20 s after airflow stops; oximeter averaging adds 0-10 s: sources in
@@ -482,12 +486,28 @@ def _fall_is_later_events(night: _Night, p: RespiratoryParams, a: int, b: int,
     fall did. Without this, an effort dip just before a real event borrowed that event's
     desaturation inside the 45-s window (choice batch 9100-9103: central-event PPV 0.75 ->
     0.88 on the default nights, obstructive-event PPV 0.62 -> 0.72 on all-central nights).
+    A fall begins at the last second at the running maximum before its deepest point (as in
+    :func:`_fall_start`). Only the falls that begin after a later onset are set aside, not the
+    whole window: an event whose own fall precedes a later event's deeper one keeps its own
+    (review of this rule: clustered dips 35 s apart lost their own 4-point falls).
     """
-    post = night.spo2[a : min(night.n_sec, b + int(p.desat_window_s))]
-    k = _fall_start(post)
-    if k is None:
-        return False
-    return bool(np.any((onsets > a) & (onsets <= a + k)))
+    post = np.asarray(night.spo2[a : min(night.n_sec, b + int(p.desat_window_s))],
+                      dtype=np.float64)
+    finite = np.isfinite(post)
+    if not finite.any():
+        return de
+    later = onsets[onsets > a]
+    limit = int(later.min()) - a if later.size else post.size
+    x = np.where(finite, post, -np.inf)
+    top = np.maximum.accumulate(x)
+    # Start of the fall that reaches each second: the last second at the running maximum.
+    idx = np.arange(x.size)
+    start = np.maximum.accumulate(np.where(x == top, idx, 0))
+    own = finite & np.isfinite(top) & (start < limit)
+    if not p.desat_after_onset:
+        k = _fall_start(post)
+        return de if k is None or k < limit else 0.0
+    return float(np.max((top - x)[own])) if own.any() else 0.0
 
 
 def _arousal(night: _Night, p: RespiratoryParams, b: int) -> bool:
@@ -586,9 +606,8 @@ def detect_events(arrays: dict[str, np.ndarray], meta: dict, sleep_epochs: np.nd
             r = float(np.median((night.obs_ratio if etype == "obstructive_event" or p.per_night
                                  else night.ratio)[a:b]))
             de = _desaturation(night, p, a, b)
-            if de is not None and p.desat_to_latest_event and _fall_is_later_events(
-                    night, p, a, b, onsets):
-                de = 0.0
+            if de is not None and p.desat_to_latest_event:
+                de = _own_fall(night, p, a, b, onsets, de)
             apnea_like = etype == "central_event" and r <= p.apnea_ratio
             if etype == "central_event" and central_ratio is not None and not apnea_like:
                 # Version 3: an apnea against the largest breaths of the 2 min before is one.
