@@ -60,7 +60,7 @@ above so their outputs do not change under the same version):
   fall after the onset confirms an event (``_fall_after_onset``), and with
   ``desat_to_latest_event`` only the falls that begin before the next candidate's onset are
   the event's own; a fall that begins later belongs to that later event (``_own_fall``);
-  all version 3, defect 6.
+  version 4 (logistic-4, baseline-4), defect 6.
 
 Parameters are typed by :class:`RespiratoryParams`; :func:`detect_events` runs named steps:
 signals and baselines, candidates, confirmation, overlaps.
@@ -276,7 +276,7 @@ def _central_candidates(ratio: np.ndarray, central_ratio: np.ndarray | None,
 def _central_extent(core: np.ndarray, ratio: np.ndarray, extent_ratio: float,
                     gap: int) -> np.ndarray:
     """A central drop's extent: the seconds around its core whose effort stays below
-    ``extent_ratio`` x the baseline (hysteresis, version 3, issue 24 defect 6).
+    ``extent_ratio`` x the baseline (hysteresis, version 4, issue 24 defect 6).
 
     AASM Manual v2.6 (respiratory rule 3) times an apnea from the first breath clearly
     reduced to the first breath that approaches baseline, not by how long the signal stays
@@ -297,7 +297,7 @@ def _central_extent(core: np.ndarray, ratio: np.ndarray, extent_ratio: float,
 
 def _fall_after_onset(post: np.ndarray) -> float | None:
     """Largest SpO2 fall (points) that happens after the event onset: the largest drop from
-    a running maximum that starts at the onset (version 3, issue 24 defect 6).
+    a running maximum that starts at the onset (version 4, issue 24 defect 6).
 
     SpO2 at the finger lags the lungs by the circulation time, so the SpO2 of the first
     seconds of an event still shows pre-event oxygenation and an event's own desaturation
@@ -475,7 +475,7 @@ def _own_fall(night: _Night, p: RespiratoryParams, a: int, b: int,
               onsets: np.ndarray, de: float) -> float:
     """SpO2 fall (points) of the event ``[a, b)`` itself: the largest fall after its onset
     (:func:`_fall_after_onset`) among those that begin before the next candidate event's
-    onset (version 3, issue 24 defect 6); a fall that begins later belongs to that later
+    onset (version 4, issue 24 defect 6); a fall that begins later belongs to that later
     event. ``de`` is the fall :func:`_desaturation` measured; without ``desat_after_onset``
     (a combination no packaged artifact uses) it is kept, or set to 0 when the window's
     largest fall begins after a later onset, as before.
