@@ -30,8 +30,8 @@ def test_every_output_the_doc_reads_is_declared():
 
 
 def test_each_environment_has_the_tfvars_and_backend_the_commands_pass():
-    assert '-var-file="environments/$ENV.tfvars"' in DOC
-    assert '-backend-config="environments/$ENV.gcs.tfbackend"' in DOC
+    assert '-var-file="environments/$DEPLOY_ENV.tfvars"' in DOC
+    assert '-backend-config="environments/$DEPLOY_ENV.gcs.tfbackend"' in DOC
     for env in ("dev", "prod"):
         assert (TERRAFORM / "environments" / f"{env}.tfvars").is_file()
         backend = (TERRAFORM / "environments" / f"{env}.gcs.tfbackend").read_text()
