@@ -76,3 +76,12 @@ def test_the_walk_table_closes_the_doc_and_covers_every_step():
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| ---")]
     steps = {row.split("|")[1].strip().split()[0].rstrip("abcd") for row in rows[1:]}
     assert {"0", "1", "2", "3", "4", "5", "6", "7"} <= steps
+
+
+def test_the_doc_targets_what_the_offline_check_plans_as_the_first_apply():
+    # scripts/tfcheck.sh plans docs/deploy.md step 2 (tests/terraform/test_plan.py reads that plan).
+    script = (REPO / "scripts" / "tfcheck.sh").read_text(encoding="utf-8")
+    def targets(text: str) -> list[str]:
+        return list(dict.fromkeys(re.findall(r"-target=([\w.]+)", text)))  # in order, each once
+
+    assert targets(DOC) == targets(script)
