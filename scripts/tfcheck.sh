@@ -138,6 +138,20 @@ case "${cmd}" in
       grep "^Plan:" "${out}/plan-${environment}.txt" | sed "s/^/${environment}: /"
       plans+=("${out}/plan-${environment}.json")
     done
+    # docs/deploy.md step 2: the first, targeted apply on an empty project (APIs, image repository,
+    # secret), before any image exists. Planned for dev only, and not for the mutation test (which
+    # sets TFCHECK_ENVIRONMENTS): tests/terraform/test_plan.py checks that it creates nothing that
+    # needs an image or a key, and tests/test_docs_deploy.py that the doc targets these addresses.
+    if [[ -z "${TFCHECK_ENVIRONMENTS:-}" ]]; then
+      terraform -chdir="${work}/module" plan -input=false -no-color -lock=false -refresh=false \
+        -var-file="environments/dev.tfvars" -var "project_id=sunrise-dev-project" -var "github_repository=example-org/sunrise" \
+        -target=google_project_service.apis \
+        -target=google_artifact_registry_repository.images \
+        -target=google_secret_manager_secret.pseudonym_key \
+        -state="${work}/first-apply.tfstate" -out="${work}/first-apply.tfplan" >"${out}/plan-dev-first-apply.txt"
+      terraform -chdir="${work}/module" show -json "${work}/first-apply.tfplan" >"${out}/plan-dev-first-apply.json"
+      grep "^Plan:" "${out}/plan-dev-first-apply.txt" | sed "s/^/dev, docs\/deploy.md step 2: /"
+    fi
     # What the provider validates only with every value known, and what only the APIs enforce.
     "${venv}/bin/python" "${repo_root}/tools/tfcheck/check_plan.py" "${plans[@]}"
     ;;

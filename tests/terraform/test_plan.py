@@ -173,6 +173,40 @@ def test_the_plan_creates_every_resource_from_an_empty_state(
     assert "name" not in raw_bucket and "location" not in raw_bucket
 
 
+def test_the_first_targeted_apply_creates_only_what_the_images_and_key_need(plan_dir: Path) -> None:
+    # docs/deploy.md step 2, planned by scripts/tfcheck.sh with the doc's -target addresses: on an
+    # empty project it must create the APIs, the repository the images are pushed to (step 4) and
+    # the secret the key goes into (step 3), and nothing that needs an image or the key.
+    plan = json.loads((plan_dir / "plan-dev-first-apply.json").read_text())
+    created = {
+        rc["address"].split("[", 1)[0]
+        for rc in plan["resource_changes"]
+        if rc["mode"] == "managed" and rc["change"]["actions"] == ["create"]
+    }
+    assert created == {
+        "google_project_service.apis",
+        "google_artifact_registry_repository.images",
+        "google_secret_manager_secret.pseudonym_key",
+    }, created
+    apis = {rc["change"]["after"]["service"] for rc in plan["resource_changes"] if rc["type"] == "google_project_service"}
+    # The repository's and the secret's APIs are among those enabled before them.
+    assert {"artifactregistry.googleapis.com", "secretmanager.googleapis.com"} <= apis
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_services_are_created_from_the_tag_the_first_deploy_pushes(
+    plans: dict[str, Any], environment: str
+) -> None:
+    # docs/deploy.md step 4 pushes (dev) or promotes (prod) REGION-docker.pkg.dev/PROJECT/
+    # PREFIX-images/NAME:ENVIRONMENT before step 5 creates the services from it.
+    variables = {k: v["value"] for k, v in plans[environment]["variables"].items()}
+    registry = f"{variables['region']}-docker.pkg.dev/{variables['project_id']}/{PREFIX[environment]}-images"
+    services = changes(plans[environment], "google_cloud_run_v2_service")
+    for key, service in services.items():
+        name = cloud_run_name(environment, key).removeprefix(f"{PREFIX[environment]}-")
+        assert service["template"][0]["containers"][0]["image"] == f"{registry}/{name}:{environment}", key
+
+
 def test_dev_and_prod_declare_the_same_resources(plans: dict[str, Any]) -> None:
     addresses = {
         e: sorted(rc["address"] for rc in plans[e]["resource_changes"]) for e in ENVIRONMENTS

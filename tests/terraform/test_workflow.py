@@ -59,3 +59,29 @@ def test_dependabot_proposes_updates_of_the_pinned_base_image_and_actions() -> N
     docker_folder = REPO / updates["docker"]["directory"].lstrip("/")
     assert (docker_folder / "Dockerfile").is_file(), docker_folder
     assert "@sha256:" in (docker_folder / "Dockerfile").read_text()
+
+
+def _run_of(job: str, name: str) -> str:
+    matches = [s.get("run", "") for j, s in steps() if j == job and s.get("name") == name]
+    if len(matches) != 1:
+        raise LookupError(f"{job}: {len(matches)} steps named {name!r}")
+    return matches[0]
+
+
+def test_prod_promotes_devs_manifest_unchanged_and_checks_its_digest() -> None:
+    # With one single-platform source, `imagetools create` by default wraps the manifest in a new
+    # index, whose digest is not dev's (docs.docker.com, buildx imagetools create: --prefer-index);
+    # --prefer-index=false copies the manifest as it is, so prod gets dev's digest.
+    promote = _run_of("promote", "Copy dev's image of this commit by digest")
+    assert re.search(r"imagetools create --prefer-index=false\b", promote), promote
+    assert '"${DEV_REGISTRY}/${name}@${digest}"' in promote  # the source is dev's digest, not a tag
+    assert '[[ "${copied}" == "${digest}" ]]' in promote  # and prod is checked to hold that digest
+    assert not re.search(r"docker (buildx )?build\s", promote)  # nothing is rebuilt
+    jobs = load_workflow()["jobs"]
+    assert jobs["build"]["if"] == "needs.target.outputs.environment == 'dev'"  # prod never builds
+
+
+def test_every_environment_deploys_by_digest() -> None:
+    deploy = _run_of("deploy", "Deploy the image of this commit by digest")
+    assert '--image "${REGISTRY}/${name}@${digest}"' in deploy
+    assert ':${GITHUB_SHA}"' in deploy  # the digest of this commit's tag, in this environment's registry
