@@ -42,10 +42,12 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, TypeVar
 
 from sunrise_common.errors import NotFound, PermanentError, PreconditionFailed, TransientError
 from sunrise_common.storage import ObjectInfo
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 
@@ -209,7 +211,8 @@ class LocalStorage:
         return info
 
     @contextlib.contextmanager
-    def open_read(self, bucket: str, name: str, *, generation: int | None = None):  # noqa: ANN201
+    def open_read(self, bucket: str, name: str, *, generation: int | None = None
+                  ) -> Iterator[tuple[ObjectInfo, BinaryIO]]:
         """The object's file, open for reading (a replacement meanwhile leaves this inode whole);
         opened as every read is (:meth:`_open`: a regular file inside the bucket, no link followed)."""
         with contextlib.ExitStack() as stack:
@@ -339,7 +342,8 @@ class LocalStorage:
 
         return self._commit(bucket, name, self._stage(write), if_generation_match)
 
-    def write_stream(self, bucket: str, name: str, produce, *, if_generation_match: int | None = 0):  # noqa: ANN001, ANN201
+    def write_stream(self, bucket: str, name: str, produce: Callable[[BinaryIO], T], *,
+                     if_generation_match: int | None = 0) -> tuple[ObjectInfo, T]:
         """``produce(f)`` writes into a staging file, committed as :meth:`upload_file` commits."""
         result = []
         tmp = self._stage(lambda f: result.append(produce(f)))
