@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -693,7 +694,7 @@ SECTIONS = ("warm", "psg", "anonymise", "sunrise", "duplicates", "stack", "cli")
 DEFAULT_SECTIONS = ("warm", "anonymise", "sunrise", "duplicates", "stack", "cli")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="One run each on short inputs (CI: checks that it runs).")
     parser.add_argument("--runs", type=int, default=3, help="Runs per figure (default 3; anonymisation: at least 5 pairs).")
@@ -709,18 +710,28 @@ def main(argv: list[str] | None = None) -> int:
                              f" {','.join(SECTIONS)}); the others are 'not measured'.")
     parser.add_argument("--render", type=Path, default=None,
                         help="Only rewrite the reports from a JSON file an earlier run wrote with --json.")
-    args = parser.parse_args(argv)
-    if args.render:
-        result = json.loads(args.render.read_text())
-        write_report(result, args.output, result.get("quick", args.quick))
-        if not result.get("quick", args.quick):
-            _write_scaling(result)
-        return 0
-    sections = [s for s in args.sections.split(",") if s]
-    unknown = set(sections) - set(SECTIONS)
-    if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
-    runs = 1 if args.quick else args.runs
+    return parser
+
+
+@dataclass
+class _Run:
+    """One benchmark run: the raw numbers so far and where they are saved after every section."""
+
+    result: dict
+    json_path: Path
+    sections: list[str]
+    quick: bool
+    runs: int
+
+    def save(self, section: str | None = None) -> None:
+        """Write the raw numbers; with ``section``, note when that section ran (UTC)."""
+        if section:
+            self.result.setdefault("ran_at", {})[section] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        self.json_path.write_text(json.dumps(self.result, indent=2, default=str))
+
+
+def _start(args: argparse.Namespace, parser: argparse.ArgumentParser, sections: list[str]) -> _Run:
+    """Output folders, compiled workspace and the run's header fields (machine, date, commit)."""
     if args.json is None:
         args.json = ROOT / ".bench" / ("last.quick.json" if args.quick else "last.json")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -736,79 +747,100 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     result.update({"machine": machine(), "date": now, "quick": args.quick, "commit": commit or None,
                    "resumed": bool(args.resume or result.get("resumed"))})
-    ran_at = result.setdefault("ran_at", {})
+    result.setdefault("ran_at", {})
+    return _Run(result, args.json, sections, args.quick, 1 if args.quick else args.runs)
 
-    def save(section: str | None = None) -> None:
-        if section:
-            ran_at[section] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        args.json.write_text(json.dumps(result, indent=2, default=str))
 
+def _run_sections(run: _Run, tmp: Path, psg_path: Path) -> None:
+    """Run the chosen sections, saving the raw numbers after each."""
+    result, sections, quick, runs = run.result, run.sections, run.quick, run.runs
+    # psg_prep and its baselines last: the slowest sections first, so the code measured
+    # against the baselines is the newest in a long run.
+    if "anonymise" in sections:
+        result["anonymise"] = bench_anonymise(tmp, 1 if quick else max(5, runs), psg_path,
+                                              40_000_000 if quick else 1_003_000_000)
+        run.save("anonymise")
+    if "sunrise" in sections:
+        result["sunrise"] = bench_sunrise(tmp, runs, 1.0 if quick else 8.0)
+        run.save("sunrise")
+    if "duplicates" in sections:
+        result["duplicates"] = bench_duplicates(tmp, 50 if quick else 1000)
+        run.save("duplicates")
+    if "cli" in sections:
+        from benchmarks.cli_cpu import bench_cli
+
+        result["cli"] = bench_cli(tmp, 1 if quick else 5)
+        run.save("cli")
+    if "stack" in sections:
+        result["stack"] = bench_stack(tmp, runs, psg_path, 0.5 if quick else 8.0,
+                                      (1, 3) if quick else (1, 10, 40), 3 if quick else 100)
+        run.save("stack")
+        if not quick:
+            _write_scaling(result)
+    if "psg" in sections:
+        result["psg"] = bench_psg(tmp, runs, psg_path, (0.5,) if quick else (1.0, 16.0))
+        run.save("psg")
+    if "warm" in sections:
+        result["warm"] = bench_warm(tmp, 1 if quick else max(3, runs), psg_path, 1.0 if quick else 8.0,
+                                    (0.5,) if quick else (1.0, 16.0))
+        run.save("warm")
+
+
+def _profile_misses(run: _Run, tmp: Path, psg_path: Path) -> None:
+    """Where the time goes in whatever misses its target (full runs only: CI only checks that it runs)."""
+    result, sections = run.result, run.sections
+    result.setdefault("profiles", {})
+    warm = result.get("warm") if "warm" in sections else None
+    if warm and not run.quick and any(d == "**not met**" for a, _, _, d in goal_rows(result) if a.startswith("psg_prep")):
+        from psg_prep.prepare import prepare_psg
+
+        (tmp / "prof").mkdir()
+        prepare_psg(psg_path, [], tmp / "prof")  # warm: imports done and one night served, as in the service
+        shutil.rmtree(tmp / "prof")
+        (tmp / "prof").mkdir()
+        # One lane: cProfile sees only the thread it runs in, and with the default lanes that
+        # thread only waits on their queues (the outputs do not depend on the lanes, tested).
+        # By own time, so the cost centres (scipy's sosfilt, the polyphase GEMM, decoding) lead.
+        result["profiles"]["psg_prep (warm process, 8-h night, one lane, by own time)"] = profile_top(
+            lambda: prepare_psg(psg_path, [], tmp / "prof", workers=1), limit=16, sort="tottime")
+    sun = result.get("sunrise") if "sunrise" in sections else None
+    if sun and not run.quick and sun["total_s"]["median"] > 0.5:
+        from sunalgo.run import run_sunalgo
+        from sunrise_night.prepare import prepare_sunrise
+
+        def both(edf: Path) -> None:
+            (tmp / "p1").mkdir(exist_ok=True)
+            (tmp / "p2").mkdir(exist_ok=True)
+            prepare_sunrise(edf, tmp / "p1")
+            run_sunalgo(tmp / "p1", None, tmp / "p2")
+
+        result["profiles"]["sunrise_prep + sunalgo"] = profile_top(both, Path(sun["sunrise_edf"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.render:
+        result = json.loads(args.render.read_text())
+        write_report(result, args.output, result.get("quick", args.quick))
+        if not result.get("quick", args.quick):
+            _write_scaling(result)
+        return 0
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    run = _start(args, parser, sections)
     with tempfile.TemporaryDirectory(prefix="sunrise-bench-") as tmp:
         tmp = Path(tmp)
-        psg_hours = 0.25 if args.quick else 8.0
         from benchmarks.psg_prep_bench import make_big_psg
 
-        psg_path = make_big_psg(tmp / "psg.edf", hours=psg_hours)
-        # psg_prep and its baselines last: the slowest sections first, so the code measured
-        # against the baselines is the newest in a long run.
-        if "anonymise" in sections:
-            result["anonymise"] = bench_anonymise(tmp, 1 if args.quick else max(5, runs), psg_path,
-                                                  40_000_000 if args.quick else 1_003_000_000)
-            save("anonymise")
-        if "sunrise" in sections:
-            result["sunrise"] = bench_sunrise(tmp, runs, 1.0 if args.quick else 8.0)
-            save("sunrise")
-        if "duplicates" in sections:
-            result["duplicates"] = bench_duplicates(tmp, 50 if args.quick else 1000)
-            save("duplicates")
-        if "cli" in sections:
-            from benchmarks.cli_cpu import bench_cli
-
-            result["cli"] = bench_cli(tmp, 1 if args.quick else 5)
-            save("cli")
-        if "stack" in sections:
-            result["stack"] = bench_stack(tmp, runs, psg_path, 0.5 if args.quick else 8.0,
-                                          (1, 3) if args.quick else (1, 10, 40), 3 if args.quick else 100)
-            save("stack")
-            if not args.quick:
-                _write_scaling(result)
-        if "psg" in sections:
-            result["psg"] = bench_psg(tmp, runs, psg_path, (0.5,) if args.quick else (1.0, 16.0))
-            save("psg")
-        if "warm" in sections:
-            result["warm"] = bench_warm(tmp, 1 if args.quick else max(3, runs), psg_path, 1.0 if args.quick else 8.0,
-                                        (0.5,) if args.quick else (1.0, 16.0))
-            save("warm")
-        result.setdefault("profiles", {})
-        # where the time goes in whatever misses its target (full runs only: CI only checks that it runs)
-        warm = result.get("warm") if "warm" in sections else None
-        if warm and not args.quick and any(d == "**not met**" for a, _, _, d in goal_rows(result) if a.startswith("psg_prep")):
-            from psg_prep.prepare import prepare_psg
-
-            (tmp / "prof").mkdir()
-            prepare_psg(psg_path, [], tmp / "prof")  # warm: imports done and one night served, as in the service
-            shutil.rmtree(tmp / "prof")
-            (tmp / "prof").mkdir()
-            # One lane: cProfile sees only the thread it runs in, and with the default lanes that
-            # thread only waits on their queues (the outputs do not depend on the lanes, tested).
-            # By own time, so the cost centres (scipy's sosfilt, the polyphase GEMM, decoding) lead.
-            result["profiles"]["psg_prep (warm process, 8-h night, one lane, by own time)"] = profile_top(
-                lambda: prepare_psg(psg_path, [], tmp / "prof", workers=1), limit=16, sort="tottime")
-        sun = result.get("sunrise") if "sunrise" in sections else None
-        if sun and not args.quick and sun["total_s"]["median"] > 0.5:
-            from sunalgo.run import run_sunalgo
-            from sunrise_night.prepare import prepare_sunrise
-
-            def both(edf: Path) -> None:
-                (tmp / "p1").mkdir(exist_ok=True)
-                (tmp / "p2").mkdir(exist_ok=True)
-                prepare_sunrise(edf, tmp / "p1")
-                run_sunalgo(tmp / "p1", None, tmp / "p2")
-
-            result["profiles"]["sunrise_prep + sunalgo"] = profile_top(both, Path(sun["sunrise_edf"]))
-        result["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        save()
-        missed = write_report(result, args.output, args.quick)
+        psg_path = make_big_psg(tmp / "psg.edf", hours=0.25 if run.quick else 8.0)
+        _run_sections(run, tmp, psg_path)
+        _profile_misses(run, tmp, psg_path)
+        run.result["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        run.save()
+        missed = write_report(run.result, args.output, args.quick)
     log(f"wrote {args.output} (raw numbers: {args.json}); targets not met: {missed or 'none'}")
     return 0
 

@@ -6,6 +6,7 @@ is always computed from numbers measured in the same run and from what Terraform
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import hcl2
@@ -42,42 +43,51 @@ def terraform_settings(env: str = "prod") -> dict[str, dict]:
     return out
 
 
-def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], files_per_night: float,
-                  nights_per_minute_local: float, output: Path, date: str, env: str = "prod", *,
-                  n_local: int | None = None, cold_start_s: dict[str, float] | None = None) -> None:
-    """Cost and time of 2,000 nights on Cloud Run from per-request wall and CPU seconds per stage.
+@dataclass(frozen=True)
+class _StageCost:
+    """2,000 nights of one service on Cloud Run, on the wall and the CPU basis."""
 
-    ``stage_cpu`` is CPU seconds per request (ingest: per file), measured as each service
-    process's CPU time over a backfill of ``n_local`` realistic nights divided by its requests.
-    """
-    tf = terraform_settings(env)
-    rows, total_cost, total_cost_cpu, total_cpu = [], 0.0, 0.0, 0.0
-    slowest = slowest_cpu = None
-    for service, cfg in tf.items():
-        key = "ingest (per file)" if service == "ingest" else service
-        per_request = stage_wall.get(key, 0.0)
-        requests = NIGHTS * (files_per_night if service == "ingest" else 1.0)
-        # Request-based billing charges the instance's whole allocation while requests run; with
-        # concurrency c, up to c requests share it, so a fully loaded instance bills 1/c each.
-        billed_s = requests * per_request / max(1, cfg["concurrency"])
-        cost = billed_s * (cfg["cpu"] * PRICE_VCPU_S + cfg["memory_gib"] * PRICE_GIB_S) + requests * PRICE_PER_MILLION_REQUESTS / 1e6
-        # Throughput cap: max_instances x concurrency requests at once, each lasting per_request s.
-        rate = cfg["max_instances"] * cfg["concurrency"] / per_request if per_request else float("inf")
-        hours = requests / rate / 3600 if rate != float("inf") else 0.0
-        # The CPU basis: a busy instance spends its vCPUs on requests' work only, so it bills
-        # (CPU seconds / vCPUs) instance-seconds per request, and drains at max_instances x vCPUs
-        # CPU-seconds per second. The floor of what 2,000 nights cost, and the fastest they pass.
-        cpu_s = stage_cpu.get(key, 0.0)
-        billed_cpu_s = requests * cpu_s / cfg["cpu"]
-        cost_cpu = billed_cpu_s * (cfg["cpu"] * PRICE_VCPU_S + cfg["memory_gib"] * PRICE_GIB_S) + requests * PRICE_PER_MILLION_REQUESTS / 1e6
-        hours_cpu = requests * cpu_s / (cfg["max_instances"] * cfg["cpu"]) / 3600
-        total_cost += cost
-        total_cost_cpu += cost_cpu
-        total_cpu += requests * cpu_s
-        slowest = max(slowest or (0.0, ""), (hours, service))
-        slowest_cpu = max(slowest_cpu or (0.0, ""), (hours_cpu, service))
-        rows.append((service, cfg, per_request, cpu_s, requests, billed_s, cost, hours, billed_cpu_s, cost_cpu, hours_cpu))
-    lines = [
+    service: str
+    cfg: dict  # from ``terraform_settings``
+    wall: float  # s per request (wall, measured here)
+    cpu: float  # CPU s per request
+    requests: float
+    billed: float  # instance-s, wall basis
+    cost: float  # USD, wall basis
+    hours: float  # at the throttle, wall basis
+    billed_cpu: float  # instance-s, CPU basis
+    cost_cpu: float  # USD, CPU basis
+    hours_cpu: float  # at the throttle, CPU basis
+
+
+def _stage_cost(service: str, cfg: dict, stage_wall: dict[str, float], stage_cpu: dict[str, float],
+                files_per_night: float) -> _StageCost:
+    """Cost and time of one service for ``NIGHTS`` nights (ingest: one request per upload)."""
+    key = "ingest (per file)" if service == "ingest" else service
+    per_request = stage_wall.get(key, 0.0)
+    requests = NIGHTS * (files_per_night if service == "ingest" else 1.0)
+    # Request-based billing charges the instance's whole allocation while requests run; with
+    # concurrency c, up to c requests share it, so a fully loaded instance bills 1/c each.
+    billed_s = requests * per_request / max(1, cfg["concurrency"])
+    cost = billed_s * (cfg["cpu"] * PRICE_VCPU_S + cfg["memory_gib"] * PRICE_GIB_S) + requests * PRICE_PER_MILLION_REQUESTS / 1e6
+    # Throughput cap: max_instances x concurrency requests at once, each lasting per_request s.
+    rate = cfg["max_instances"] * cfg["concurrency"] / per_request if per_request else float("inf")
+    hours = requests / rate / 3600 if rate != float("inf") else 0.0
+    # The CPU basis: a busy instance spends its vCPUs on requests' work only, so it bills
+    # (CPU seconds / vCPUs) instance-seconds per request, and drains at max_instances x vCPUs
+    # CPU-seconds per second. The floor of what 2,000 nights cost, and the fastest they pass.
+    cpu_s = stage_cpu.get(key, 0.0)
+    billed_cpu_s = requests * cpu_s / cfg["cpu"]
+    cost_cpu = billed_cpu_s * (cfg["cpu"] * PRICE_VCPU_S + cfg["memory_gib"] * PRICE_GIB_S) + requests * PRICE_PER_MILLION_REQUESTS / 1e6
+    hours_cpu = requests * cpu_s / (cfg["max_instances"] * cfg["cpu"]) / 3600
+    return _StageCost(service, cfg, per_request, cpu_s, requests, billed_s, cost, hours, billed_cpu_s, cost_cpu,
+                      hours_cpu)
+
+
+def _header(files_per_night: float, date: str, env: str, n_local: int | None,
+            cold_start_s: dict[str, float] | None) -> list[str]:
+    """Title, provenance, the assumptions and the table's head."""
+    return [
         "# Scaling: what 2,000 nights cost on Cloud Run",
         "",
         f"Generated by `make bench` (`benchmarks/scaling.py`) on {date} from the stage times measured in the same",
@@ -114,11 +124,19 @@ def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], fil
         "| service | vCPU | memory | concurrency | max instances | CPU s per request | billed instance-s (CPU) | cost USD (CPU) | hours at the throttle (CPU) | s per request (wall here) | billed instance-s (wall) | cost USD (wall) | hours at the throttle (wall) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for service, cfg, wall, cpu, requests, billed, cost, hours, billed_cpu, cost_cpu, hours_cpu in rows:
-        lines.append(f"| {service} | {cfg['cpu']:g} | {cfg['memory_gib']:g} GiB | {cfg['concurrency']} | {cfg['max_instances']} |"
-                     f" {cpu:.3f} | {billed_cpu:,.0f} | {cost_cpu:.2f} | {hours_cpu:.2f} |"
-                     f" {wall:.3f} | {billed:,.0f} | {cost:.2f} | {hours:.2f} |")
-    lines += [
+
+
+def _totals(rows: list[_StageCost], files_per_night: float, nights_per_minute_local: float) -> list[str]:
+    """Request counts, total cost on both bases, the pace of the slowest stage and the local rate."""
+    total_cost = total_cost_cpu = total_cpu = 0.0
+    slowest = slowest_cpu = None
+    for r in rows:
+        total_cost += r.cost
+        total_cost_cpu += r.cost_cpu
+        total_cpu += r.requests * r.cpu
+        slowest = max(slowest or (0.0, ""), (r.hours, r.service))
+        slowest_cpu = max(slowest_cpu or (0.0, ""), (r.hours_cpu, r.service))
+    return [
         "",
         f"Requests: {NIGHTS * files_per_night:,.0f} to ingest (one per upload), {NIGHTS:,} to each other service.",
         "",
@@ -136,4 +154,23 @@ def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], fil
         "writes, five to ten Pub/Sub messages, and the anonymised and derived objects (a few tens of MB per night",
         "in Cloud Storage Standard).",
     ]
+
+
+def write_scaling(stage_wall: dict[str, float], stage_cpu: dict[str, float], files_per_night: float,
+                  nights_per_minute_local: float, output: Path, date: str, env: str = "prod", *,
+                  n_local: int | None = None, cold_start_s: dict[str, float] | None = None) -> None:
+    """Cost and time of 2,000 nights on Cloud Run from per-request wall and CPU seconds per stage.
+
+    ``stage_cpu`` is CPU seconds per request (ingest: per file), measured as each service
+    process's CPU time over a backfill of ``n_local`` realistic nights divided by its requests.
+    """
+    rows = [_stage_cost(service, cfg, stage_wall, stage_cpu, files_per_night)
+            for service, cfg in terraform_settings(env).items()]
+    lines = _header(files_per_night, date, env, n_local, cold_start_s)
+    for r in rows:
+        cfg = r.cfg
+        lines.append(f"| {r.service} | {cfg['cpu']:g} | {cfg['memory_gib']:g} GiB | {cfg['concurrency']} | {cfg['max_instances']} |"
+                     f" {r.cpu:.3f} | {r.billed_cpu:,.0f} | {r.cost_cpu:.2f} | {r.hours_cpu:.2f} |"
+                     f" {r.wall:.3f} | {r.billed:,.0f} | {r.cost:.2f} | {r.hours:.2f} |")
+    lines += _totals(rows, files_per_night, nights_per_minute_local)
     output.write_text("\n".join(lines) + "\n")

@@ -201,11 +201,10 @@ def _fmt(v, fmt: str) -> str:
     return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
 
 
-def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
-    """SCIENCE.md text: header, batches, the side-by-side table, the extra columns, misses with
-    reasons, timing."""
+def _header_lines(meta: dict) -> list[str]:
+    """Title, provenance, batches, what the nights are, targets and the main table's head."""
     models = meta["models"]
-    lines = [
+    return [
         "# SCIENCE: robustness of the detectors and sleep/wake models on shifted synthetic nights",
         "",
         f"Written by `{meta['command']}` on {meta['date']} ({meta['machine']}), commit "
@@ -242,6 +241,12 @@ def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
         "| condition | shift | h | " + " | ".join(models) + " |",
         "|---|---|---|" + "---|" * len(models),
     ]
+
+
+def _main_rows(results: dict, models: list[str]) -> list[str]:
+    """One row per condition (accuracy / |TST error| / |AHI error| per model), then the count of
+    conditions with a miss."""
+    lines = []
     for name, res in results.items():
         row = [name, res["description"], f"{res['hours']:g}"]
         for version in models:
@@ -255,38 +260,48 @@ def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
     n_miss = {v: sum(bool(r["summary"][v]["misses"]) for r in results.values()) for v in models}
     lines += ["", "Conditions with a miss (any target): " + ", ".join(
         f"{v} {n_miss[v]} of {len(results)}" for v in models) + ".", ""]
-    for version in models[:2]:
-        lines += [f"### Further columns, {version}", "",
-                  "p90 = 90th percentile over nights of |error|; wake spec. = true wake epochs "
-                  "scored wake (pooled); UNS = median minutes the device left unscored; false/h "
-                  "= detected events per hour of predicted sleep on event-free nights; severity "
-                  "= share of nights on the same side of 5 / 15 / 30 per h; event columns: "
-                  "sensitivity per true type (any MM event overlapping; n) and PPV per MM type "
-                  "(overlapping any true event; n).", "",
-                  "| condition | p90 TST | p90 AHI | wake spec. | UNS min | false/h | severity "
-                  "5/15/30 | sens. obstr. apnea | sens. central apnea | sens. mixed apnea | "
-                  "sens. hypopnea | PPV obstr. event | PPV central event |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name, res in results.items():
-            s = res["summary"][version]
+    return lines
 
-            def ev(t: str) -> str:
-                e = s["events"][t]
-                txt = f"{_fmt(e['value'], '.2f')} ({e['n']})"
-                return f"**{txt} ✗**" if f"{e['metric']} {t}" in s["misses"] else txt
-            sev = " / ".join(_fmt(v, ".1f") for v in s["severity"].values())
-            fh = _fmt(s["false_per_h"], ".2f") if s["false_per_h"] is not None else "–"
-            if "false events/h" in s["misses"]:
-                fh = f"**{fh} ✗**"
-            ws = _fmt(s["wake_spec"], ".2f")
-            if "wake specificity" in s["misses"]:
-                ws = f"**{ws} ✗**"
-            lines.append(f"| {name} | {_fmt(s['tst_p90'], '.1f')} | {_fmt(s['ahi_p90'], '.2f')} | "
-                         f"{ws} | {_fmt(s['uns_min'], '.1f')} | {fh} | {sev} | "
-                         + " | ".join(ev(t) for t in (*PSG_TYPES, *PRED_TYPES)) + " |")
-        lines.append("")
-    lines += ["Signed median biases (prediction - truth), TST min / AHI per h:", "",
-              "| condition | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+
+def _further_columns(results: dict, version: str) -> list[str]:
+    """The p90, wake specificity, UNS, false events/h, severity and per-type event table of one
+    model."""
+    lines = [f"### Further columns, {version}", "",
+             "p90 = 90th percentile over nights of |error|; wake spec. = true wake epochs "
+             "scored wake (pooled); UNS = median minutes the device left unscored; false/h "
+             "= detected events per hour of predicted sleep on event-free nights; severity "
+             "= share of nights on the same side of 5 / 15 / 30 per h; event columns: "
+             "sensitivity per true type (any MM event overlapping; n) and PPV per MM type "
+             "(overlapping any true event; n).", "",
+             "| condition | p90 TST | p90 AHI | wake spec. | UNS min | false/h | severity "
+             "5/15/30 | sens. obstr. apnea | sens. central apnea | sens. mixed apnea | "
+             "sens. hypopnea | PPV obstr. event | PPV central event |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        s = res["summary"][version]
+
+        def ev(t: str) -> str:
+            e = s["events"][t]
+            txt = f"{_fmt(e['value'], '.2f')} ({e['n']})"
+            return f"**{txt} ✗**" if f"{e['metric']} {t}" in s["misses"] else txt
+        sev = " / ".join(_fmt(v, ".1f") for v in s["severity"].values())
+        fh = _fmt(s["false_per_h"], ".2f") if s["false_per_h"] is not None else "–"
+        if "false events/h" in s["misses"]:
+            fh = f"**{fh} ✗**"
+        ws = _fmt(s["wake_spec"], ".2f")
+        if "wake specificity" in s["misses"]:
+            ws = f"**{ws} ✗**"
+        lines.append(f"| {name} | {_fmt(s['tst_p90'], '.1f')} | {_fmt(s['ahi_p90'], '.2f')} | "
+                     f"{ws} | {_fmt(s['uns_min'], '.1f')} | {fh} | {sev} | "
+                     + " | ".join(ev(t) for t in (*PSG_TYPES, *PRED_TYPES)) + " |")
+    lines.append("")
+    return lines
+
+
+def _bias_and_rules(results: dict, models: list[str]) -> list[str]:
+    """Signed median biases per model and how the default model confirmed events."""
+    lines = ["Signed median biases (prediction - truth), TST min / AHI per h:", "",
+             "| condition | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for name, res in results.items():
         lines.append(f"| {name} | " + " | ".join(
             f"{res['summary'][v]['tst_bias']:+.1f} / {res['summary'][v]['ahi_bias']:+.2f}"
@@ -294,7 +309,12 @@ def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
     lines += ["", "How events were confirmed (default model): "]
     for name, res in results.items():
         lines.append(f"- {name}: " + "; ".join(res["summary"][models[0]]["rdi_rules"]))
-    lines += ["", "## Misses and why", ""]
+    return lines
+
+
+def _misses(results: dict, models: list[str], reasons: dict[str, str]) -> list[str]:
+    """Every (condition, model) with a miss and its recorded reason; "none" if there is none."""
+    lines = ["", "## Misses and why", ""]
     any_miss = False
     for name, res in results.items():
         for version in models:
@@ -307,6 +327,17 @@ def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
                 lines.append(f"- **{name}**, {version}: misses {', '.join(misses)}. {why}")
     if not any_miss:
         lines.append("- none")
+    return lines
+
+
+def render(results: dict, meta: dict, reasons: dict[str, str]) -> str:
+    """SCIENCE.md text: header, batches, the side-by-side table, the extra columns, misses with
+    reasons, timing."""
+    models = meta["models"]
+    lines = _header_lines(meta) + _main_rows(results, models)
+    for version in models[:2]:
+        lines += _further_columns(results, version)
+    lines += _bias_and_rules(results, models) + _misses(results, models, reasons)
     lines += ["", "## Timing", "",
               f"sunrise_prep median {meta['prep_s_median']:.2f} s per night, sunalgo median "
               f"{meta['algo_s_median']:.2f} s per night and model (all conditions, "

@@ -29,6 +29,7 @@ import argparse
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -90,41 +91,49 @@ def _summary(acc, tst_err, rdi_err=None) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
-    ap.add_argument("--out", type=Path, default=MODELS_DIR, help=f"where {VERSION}.json goes")
-    args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="fit-default-"))
+@dataclass
+class _DevBatch:
+    """The development nights, their training-row files and baseline-2's scores of each."""
+
+    nights: list = field(default_factory=list)  # sunrise_cli.synth.SynthNight
+    rows: list[Path] = field(default_factory=list)
+    base: list[dict] = field(default_factory=list)
+
+
+def _dev_batch(work: Path) -> _DevBatch:
+    """Steps 1-2: generate the development batch, prepare it and score it with baseline-2; one
+    ``training_rows.csv`` per night (with a subject column) under ``work/rows``."""
     rows_dir = work / "rows"
     rows_dir.mkdir(parents=True, exist_ok=True)
-
-    # 1-2. Development batch -> training rows (+ baseline-2 scores for the report).
-    nights, rows, base = [], [], []
+    dev = _DevBatch()
     for night in synth_batch(work / "dev", DEV_NIGHTS, DEV_SEED, hours=DEV_HOURS):
         d = night.sunrise.parent
         prepare_sunrise(night.sunrise, d / "prep")
         psg = write_truth_labels(night, d / "truth_psg")
         s = run_sunalgo(d / "prep", psg, d / f"results-{BASE}", model_version=BASE)
-        base.append(s)
+        dev.base.append(s)
         dest = rows_dir / f"dev-s{DEV_SEED}-{d.name}.csv"
         # Each synthetic night is its own person (sunrise_cli.train needs the subject column).
         lines = (d / f"results-{BASE}" / "training_rows.csv").read_text().splitlines()
         dest.write_text("\n".join([lines[0] + ",subject"]
                                   + [f"{x},synth-{night.params['seed']}" for x in lines[1:]]) + "\n")
-        rows.append(dest)
-        nights.append(night)
-    print(f"development batch: {len(nights)} nights of {DEV_HOURS:g} h (seed {DEV_SEED}) in {work}")
+        dev.rows.append(dest)
+        dev.nights.append(night)
+    print(f"development batch: {len(dev.nights)} nights of {DEV_HOURS:g} h (seed {DEV_SEED}) in {work}")
+    return dev
 
-    # 3. Leave-one-night-out probabilities, then the threshold zeroing the median TST bias.
-    data = [read_training_rows(p) for p in rows]
+
+def _threshold(dev: _DevBatch) -> tuple[float, dict]:
+    """Step 3: leave-one-night-out probabilities, then the threshold zeroing the median TST
+    bias; the threshold and its out-of-night summary."""
+    data = [read_training_rows(p) for p in dev.rows]
     xs = [design_matrix(cols, FEATURES) for cols, _ in data]
     oof = []
     for i in range(len(data)):
         x = np.concatenate([xs[j][data[j][1] >= 0] for j in range(len(data)) if j != i])
         y = np.concatenate([data[j][1][data[j][1] >= 0] == 0 for j in range(len(data)) if j != i])
         oof.append(wake_probability(fit_logistic(x, y), xs[i]))
-    truth_tst = np.array([n.tst_min for n in nights])
+    truth_tst = np.array([n.tst_min for n in dev.nights])
     table = []
     for th in THRESHOLDS:
         res = [_night_scores(p, lab, th) for p, (_, lab) in zip(oof, data)]
@@ -133,16 +142,26 @@ def main() -> None:
     _, _, threshold, res_oof, err_oof = min(table, key=lambda r: (r[0], r[1]))
     cv = _summary([a for a, _ in res_oof], err_oof)
     print(f"threshold {threshold:.2f} (leave-one-night-out on the development batch): {cv}")
+    return threshold, cv
 
-    # 4. Final fit on every development night, through train_model.
+
+def _final_fit(dev: _DevBatch, threshold: float) -> tuple[dict, dict, list[dict]]:
+    """Step 4: fit on every development night through ``train_model``; its result, model spec
+    and in-sample scores on the development nights (as the tests score)."""
     with tempfile.TemporaryDirectory() as tmp:
-        result = train_model(rows, Path(tmp), version=VERSION, holdout_fraction=0.0,
+        result = train_model(dev.rows, Path(tmp), version=VERSION, holdout_fraction=0.0,
                              base_version=BASE, features=FEATURES, threshold=threshold)
         spec = json.loads(Path(result["artifact"]).read_text())
-        # In-sample numbers of the final model on the development nights (as the tests score).
         fin = [run_sunalgo(n.sunrise.parent / "prep", n.sunrise.parent / "truth_psg",
                            n.sunrise.parent / "results-final", model_version=VERSION,
-                           model_dir=Path(tmp)) for n in nights]
+                           model_dir=Path(tmp)) for n in dev.nights]
+    return result, spec, fin
+
+
+def _describe(spec: dict, result: dict, dev: _DevBatch, cv: dict, fin: list[dict]) -> None:
+    """Write the description, ``fitted_on`` and the development-batch numbers into ``spec``."""
+    nights, base = dev.nights, dev.base
+    truth_tst = np.array([n.tst_min for n in nights])
     rdi_truth = np.array([n.rdi for n in nights])
     today = datetime.now(timezone.utc).date().isoformat()
     spec["description"] = (
@@ -175,9 +194,21 @@ def main() -> None:
                                     np.array([s["TST"] for s in fin]) - truth_tst,
                                     np.array([s["AHI"] for s in fin]) - rdi_truth),
         BASE: _summary([s["accuracy_sw"] for s in base],
-                               np.array([s["TST"] for s in base]) - truth_tst,
-                               np.array([s["AHI"] for s in base]) - rdi_truth),
+                       np.array([s["TST"] for s in base]) - truth_tst,
+                       np.array([s["AHI"] for s in base]) - rdi_truth),
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    ap.add_argument("--out", type=Path, default=MODELS_DIR, help=f"where {VERSION}.json goes")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="fit-default-"))
+    dev = _dev_batch(work)
+    threshold, cv = _threshold(dev)
+    result, spec, fin = _final_fit(dev, threshold)
+    _describe(spec, result, dev, cv, fin)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{VERSION}.json"
     out.write_text(json.dumps(spec, indent=1) + "\n")

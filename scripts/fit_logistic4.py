@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,7 +50,7 @@ from sunrise_algo.builtin.features import compute_features, invalid_epochs
 from sunrise_algo.builtin.model import design_matrix, load_model
 from sunrise_cli.synth import SynthSettings, synth_batch, synth_night
 from sunrise_cli.train import fit_logistic, wake_probability
-from sunrise_prep.prepare import prepare_sunrise
+from sunrise_night.prepare import prepare_sunrise
 
 VERSION = "logistic-4"
 RESP_FROM = "baseline-4"  # logistic-4 shares its rule baseline's respiratory detector
@@ -133,40 +134,53 @@ def _scores(p_wake: np.ndarray, d: dict, threshold: float) -> dict:
             "wake_n": int(np.sum(truth_wake & ok)), "wake_hit": int(np.sum(wake & truth_wake & ok))}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, default=None)
-    ap.add_argument("--write", action="store_true", help=f"write {VERSION}.json")
-    args = ap.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="fit-l4-"))
-
+def _nights(work: Path) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The fit batch's and the choice batch's nights (``_night``), from ``work/nights.npz`` when
+    an earlier run left it (same code and seeds), else generated and cached there."""
     cache = work / "nights.npz"
     if cache.is_file():  # features of the same code and seeds, from an earlier run
-        fit_nights, choice = _load_cache(cache)
-    else:
-        # Fit batch: seeds 7000-7011; the odd nights carry a still-wake block (FIT_STILL).
-        plain = synth_batch(work / "fit", FIT_NIGHTS, FIT_SEED, hours=FIT_HOURS)
-        still = synth_batch(work / "fit-still", FIT_NIGHTS, FIT_SEED, hours=FIT_HOURS,
-                            settings=FIT_STILL)
-        fit_nights = [_night(n, n.sunrise.parent) for n in
-                      (s if i % 2 else p for i, (p, s) in enumerate(zip(plain, still)))]
-        choice = {c: [_night(synth_night(work / "choice" / c / str(s), seed=s,
-                                         hours=CHOICE_HOURS,
-                                         ahi=float(np.linspace(5, 45, len(CHOICE_SEEDS))[i]),
-                                         settings=st), work / "choice" / c / str(s))
-                      for i, s in enumerate(CHOICE_SEEDS)]
-                  for c, st in CHOICE_CONDITIONS.items()}
-        _save_cache(cache, fit_nights, choice)
-    # Reference: logistic-3 as packaged, on the same choice nights.
+        return _load_cache(cache)
+    # Fit batch: seeds 7000-7011; the odd nights carry a still-wake block (FIT_STILL).
+    plain = synth_batch(work / "fit", FIT_NIGHTS, FIT_SEED, hours=FIT_HOURS)
+    still = synth_batch(work / "fit-still", FIT_NIGHTS, FIT_SEED, hours=FIT_HOURS,
+                        settings=FIT_STILL)
+    fit_nights = [_night(n, n.sunrise.parent) for n in
+                  (s if i % 2 else p for i, (p, s) in enumerate(zip(plain, still)))]
+    choice = {c: [_night(synth_night(work / "choice" / c / str(s), seed=s,
+                                     hours=CHOICE_HOURS,
+                                     ahi=float(np.linspace(5, 45, len(CHOICE_SEEDS))[i]),
+                                     settings=st), work / "choice" / c / str(s))
+                  for i, s in enumerate(CHOICE_SEEDS)]
+              for c, st in CHOICE_CONDITIONS.items()}
+    _save_cache(cache, fit_nights, choice)
+    return fit_nights, choice
+
+
+def _reference(choice: dict[str, list[dict]]) -> dict:
+    """logistic-3 as packaged on the same choice nights (printed)."""
     l3 = load_model("logistic-3")
-    results = []
     ref = {}
     for c, nights in choice.items():
         sc = [_scores(l3.wake_probability(d["features"]), d, l3.spec["sleep_wake"]["threshold"])
               for d in nights]
         ref[c] = _summary(sc)
     print("logistic-3 (packaged) on the choice batch:", json.dumps(ref))
+    return ref
 
+
+@dataclass
+class _FitBatch:
+    """The fit batch as the candidates are fitted on it."""
+
+    nights: list[dict]
+    xs_main: dict[str, list[np.ndarray]]  # movement feature set -> design matrix per night
+    ys: list[np.ndarray]  # truth per device epoch (1 wake, 0 sleep, -1 outside the PSG)
+    gates: dict[float, list[np.ndarray]]  # gate -> per night, epochs without movement
+
+
+def _fit_batch(fit_nights: list[dict]) -> _FitBatch:
+    """Design matrices, labels and gate masks of the fit batch (the still epochs per gate are
+    printed)."""
     xs_main = {m: [design_matrix(d["features"], f) for d in fit_nights]
                for m, f in MAIN_SETS.items()}
     ys = [d["label"] for d in fit_nights]
@@ -176,71 +190,98 @@ def main() -> None:
         n_w = sum(int(np.sum(m & (y == 1))) for m, y in zip(gates_fit[g], ys))
         n_s = sum(int(np.sum(m & (y == 0))) for m, y in zip(gates_fit[g], ys))
         print(f"gate {GATE_FEATURE} <= {g:g}: fit batch still epochs wake {n_w}, sleep {n_s}")
+    return _FitBatch(fit_nights, xs_main, ys, gates_fit)
 
-    def fit_parts(idx, main, still_feats, c_val, g):
-        x = np.concatenate([xs_main[main][j][ys[j] >= 0] for j in idx])
-        y = np.concatenate([ys[j][ys[j] >= 0] == 1 for j in idx])
-        main_fit = fit_logistic(x, y)
-        if still_feats is None:
-            return main_fit, None
-        xs = [design_matrix(fit_nights[j]["features"], still_feats) for j in idx]
-        keep = [(ys[j] >= 0) & gates_fit[g][j] for j in idx]
-        xst = np.concatenate([x_[k] for x_, k in zip(xs, keep)])
-        yst = np.concatenate([ys[j][k] == 1 for j, k in zip(idx, keep)])
-        return main_fit, fit_logistic(xst, yst, c=c_val)
 
-    def p_wake(main, main_fit, still_fit, still_feats, g, feats):
-        p = wake_probability(main_fit, design_matrix(feats, MAIN_SETS[main]))
-        if still_fit is None:
-            return p
-        gate = design_matrix(feats, [GATE_FEATURE])[:, 0] <= g
-        ps = wake_probability(still_fit, design_matrix(feats, still_feats))
-        return np.where(gate, np.maximum(p, ps), p)
+def _fit_parts(fb: _FitBatch, idx: list[int], main: str, still_feats: list[str] | None,
+               c_val: float, g: float) -> tuple:
+    """The movement model and (with ``still_feats``) the still model fitted on nights ``idx``."""
+    ys = fb.ys
+    x = np.concatenate([fb.xs_main[main][j][ys[j] >= 0] for j in idx])
+    y = np.concatenate([ys[j][ys[j] >= 0] == 1 for j in idx])
+    main_fit = fit_logistic(x, y)
+    if still_feats is None:
+        return main_fit, None
+    xs = [design_matrix(fb.nights[j]["features"], still_feats) for j in idx]
+    keep = [(ys[j] >= 0) & fb.gates[g][j] for j in idx]
+    xst = np.concatenate([x_[k] for x_, k in zip(xs, keep)])
+    yst = np.concatenate([ys[j][k] == 1 for j, k in zip(idx, keep)])
+    return main_fit, fit_logistic(xst, yst, c=c_val)
 
-    every = list(range(len(fit_nights)))
+
+def _p_wake(main: str, main_fit, still_fit, still_feats: list[str] | None, g: float,
+            feats: dict) -> np.ndarray:
+    """P(wake) per epoch: the movement model's, or the larger of both where the gate holds."""
+    p = wake_probability(main_fit, design_matrix(feats, MAIN_SETS[main]))
+    if still_fit is None:
+        return p
+    gate = design_matrix(feats, [GATE_FEATURE])[:, 0] <= g
+    ps = wake_probability(still_fit, design_matrix(feats, still_feats))
+    return np.where(gate, np.maximum(p, ps), p)
+
+
+def _candidate(fb: _FitBatch, choice: dict[str, list[dict]], main: str, name: str,
+               still_feats: list[str] | None, c_val: float, g: float) -> dict:
+    """Fit one candidate, choose its threshold and score it on the choice batch (printed)."""
+    every = list(range(len(fb.nights)))
+    oof = []
+    for i in every:
+        mf, sf = _fit_parts(fb, [j for j in every if j != i], main, still_feats, c_val, g)
+        oof.append(_p_wake(main, mf, sf, still_feats, g, fb.nights[i]["features"]))
+    best = min(THRESHOLDS, key=lambda th: (abs(float(np.median(
+        [_scores(p, d, th)["tst_err"] for p, d in zip(oof, fb.nights)]))),
+        abs(th - 0.5)))
+    mf, sf = _fit_parts(fb, every, main, still_feats, c_val, g)
+    probs = {cond: [_p_wake(main, mf, sf, still_feats, g, d["features"]) for d in nights]
+             for cond, nights in choice.items()}
+
+    def per_at(th):
+        return {cond: _summary([_scores(p, d, float(th))
+                                for p, d in zip(probs[cond], choice[cond])])
+                for cond in choice}
+
+    if THRESHOLD_ON_CHOICE:
+        # The threshold is a hyperparameter chosen on the choice batch: the one
+        # with the smallest worst median |TST error| over its conditions.
+        best = min(CHOICE_THRESHOLDS, key=lambda th: (
+            max(v["tst_abs_median"] for v in per_at(th).values()), abs(th - 0.5)))
+    per = per_at(best)
+    worst = max(v["tst_abs_median"] for v in per.values())
+    print(f"{main[:12]:12s} | {name:42s} C={c_val:<4g} gate<={g:g} th={best:.2f} worst|TST| {worst:5.1f} "
+          + " ".join(f"{k}:{v['tst_err_median']:+.1f}/{v['wake_spec']:.2f}/{v['acc_median']:.3f}"
+                     for k, v in per.items()), flush=True)
+    return {"main_set": main, "main_features": MAIN_SETS[main],
+            "set": name, "still_features": still_feats, "C": c_val,
+            "gate": g, "threshold": float(best), "main": mf, "still": sf,
+            "choice": per, "worst_tst_abs_median": worst,
+            "still_wake_spec": per["still_wake_60min"]["wake_spec"],
+            "mean_acc": float(np.mean([v["acc_median"] for v in per.values()]))}
+
+
+def _choose(results: list[dict]) -> dict:
+    """Smallest worst median |TST error| among candidates with still-wake specificity >= 0.65
+    (ties: mean accuracy); if none reaches it, the highest still-wake specificity."""
+    ok = [r for r in results if r["still_wake_spec"] >= 0.65]
+    if ok:
+        return min(ok, key=lambda r: (r["worst_tst_abs_median"], -r["mean_acc"]))
+    return max(results, key=lambda r: (r["still_wake_spec"], -r["worst_tst_abs_median"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--write", action="store_true", help=f"write {VERSION}.json")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="fit-l4-"))
+
+    fit_nights, choice = _nights(work)
+    ref = _reference(choice)
+    fb = _fit_batch(fit_nights)
     combos = [(main, "none (single model)", None, 1.0, 0.0) for main in MAIN_SETS] + [
         (main, name, feats, c_val, g) for main in MAIN_SETS
         for name, feats in STILL_SETS.items() for c_val in C_VALUES for g in GATES]
-    for main, name, still_feats, c_val, g in combos:
-        if True:
-            if True:
-                oof = []
-                for i in every:
-                    mf, sf = fit_parts([j for j in every if j != i], main, still_feats, c_val, g)
-                    oof.append(p_wake(main, mf, sf, still_feats, g, fit_nights[i]["features"]))
-                best = min(THRESHOLDS, key=lambda th: (abs(float(np.median(
-                    [_scores(p, d, th)["tst_err"] for p, d in zip(oof, fit_nights)]))),
-                    abs(th - 0.5)))
-                mf, sf = fit_parts(every, main, still_feats, c_val, g)
-                probs = {cond: [p_wake(main, mf, sf, still_feats, g, d["features"]) for d in nights]
-                         for cond, nights in choice.items()}
-
-                def per_at(th):
-                    return {cond: _summary([_scores(p, d, float(th))
-                                            for p, d in zip(probs[cond], choice[cond])])
-                            for cond in choice}
-
-                if THRESHOLD_ON_CHOICE:
-                    # The threshold is a hyperparameter chosen on the choice batch: the one
-                    # with the smallest worst median |TST error| over its conditions.
-                    best = min(CHOICE_THRESHOLDS, key=lambda th: (
-                        max(v["tst_abs_median"] for v in per_at(th).values()), abs(th - 0.5)))
-                per = per_at(best)
-                worst = max(v["tst_abs_median"] for v in per.values())
-                results.append({"main_set": main, "main_features": MAIN_SETS[main],
-                                "set": name, "still_features": still_feats, "C": c_val,
-                                "gate": g, "threshold": float(best), "main": mf, "still": sf,
-                                "choice": per, "worst_tst_abs_median": worst,
-                                "still_wake_spec": per["still_wake_60min"]["wake_spec"],
-                                "mean_acc": float(np.mean([v["acc_median"] for v in per.values()]))})
-                print(f"{main[:12]:12s} | {name:42s} C={c_val:<4g} gate<={g:g} th={best:.2f} worst|TST| {worst:5.1f} "
-                      + " ".join(f"{k}:{v['tst_err_median']:+.1f}/{v['wake_spec']:.2f}/{v['acc_median']:.3f}"
-                                 for k, v in per.items()), flush=True)
-    ok = [r for r in results if r["still_wake_spec"] >= 0.65]
-    if ok:
-        chosen = min(ok, key=lambda r: (r["worst_tst_abs_median"], -r["mean_acc"]))
-    else:
-        chosen = max(results, key=lambda r: (r["still_wake_spec"], -r["worst_tst_abs_median"]))
+    results = [_candidate(fb, choice, *combo) for combo in combos]
+    chosen = _choose(results)
     print("chosen:", chosen["main_set"], "|", chosen["set"], "C", chosen["C"], "gate", chosen["gate"], "threshold",
           chosen["threshold"])
     (work / "choice.json").write_text(json.dumps({"logistic-3": ref, "candidates": [

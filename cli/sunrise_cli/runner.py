@@ -13,6 +13,7 @@ import json
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,23 +138,127 @@ def seed_nights(ctx: Context, folder: Path, *, n: int, hours: float, console: Co
     return uploaded
 
 
+@dataclass
+class _Session:
+    """What the steps of ``run_stack`` share once the stack is up."""
+
+    settings: Settings
+    ctx: Context
+    console: Console
+    stop: threading.Event  # set by SIGINT/SIGTERM
+    run_dir: Path
+    watcher: Watcher
+
+
+def _start_emulators(settings: Settings, run_dir: Path, console: Console) -> tuple[Any, Settings]:
+    """Start and provision the emulators; the settings pointed at them."""
+    from sunrise_devstack.emulators import Emulators
+
+    emu = Emulators(run_dir / "emulators", project=settings.project, prefix=settings.prefix)
+    with console.status("starting fake-gcs-server and the Pub/Sub and Firestore emulators"):
+        emu.start()
+        emu.provision()
+    settings = settings.model_copy(update={
+        "backend": "emulators", "gcs_endpoint": emu.gcs_endpoint,
+        "pubsub_emulator_host": emu.pubsub_emulator_host, "firestore_emulator_host": emu.firestore_emulator_host,
+    })
+    console.print(f"emulators up: fake-gcs-server {emu.gcs_endpoint}, Pub/Sub {emu.pubsub_emulator_host}, "
+                  f"Firestore {emu.firestore_emulator_host}", soft_wrap=True)
+    return emu, settings
+
+
+def _start_stack(stack: Stack, ctx: Context, settings: Settings, run_dir: Path, console: Console) -> None:
+    """Create the buckets and start the services and the router, one progress line each."""
+    for logical in ("raw", "anonymised", "prepped", "results"):
+        ctx.storage.ensure_bucket(settings.bucket(logical))
+    t0 = time.monotonic()
+    with _progress(console) as progress:
+        task = progress.add_task("starting the services and the router", total=len(SERVICE_APPS) + 1)
+
+        def ready(name: str) -> None:
+            progress.console.print(f"  {name} up after {time.monotonic() - t0:.1f} s"
+                                   + (f" on {settings.service_url(name)}" if name in SERVICE_APPS else ""),
+                                   soft_wrap=True, highlight=False)
+            progress.advance(task)
+
+        stack.start(on_ready=ready)
+    console.print(f"[green]stack up[/] in {time.monotonic() - t0:.1f} s on 127.0.0.1 ({settings.backend} backend); "
+                  f"logs in {run_dir / 'logs'}", soft_wrap=True)
+
+
+def _run_example(s: _Session, hours: float) -> int:
+    """Generate, upload and wait for the example night (at most 300 s); 0 if it was scored."""
+    console = s.console
+    t1 = time.monotonic()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console) as progress:
+        progress.add_task(f"generating an example {hours:g}-hour night pair (Sunrise EDF+, PSG EDF, labels)",
+                          total=None)
+        from sunrise_cli.synth import synth_night
+
+        night = synth_night(s.run_dir / "example", seed=7, hours=hours)
+    console.print(f"generated in {time.monotonic() - t1:.1f} s; uploading", highlight=False)
+    for name in ops.upload_night(s.ctx, night, site=EXAMPLE_SITE, subject=EXAMPLE_SUBJECT):
+        console.print(f"  uploaded raw/{name}", soft_wrap=True, highlight=False)
+    t2 = time.monotonic()
+    done = wait_for_scores(s.ctx, timeout=300, console=console, stop=s.stop)
+    code = 0
+    if done:
+        console.print(f"[green]night {done['night_id']} scored[/] {time.monotonic() - t2:.1f} s after upload: "
+                      f"results in {s.settings.bucket('results')}/{done['outputs']['prefix']}", soft_wrap=True)
+        scores = _scores(s.ctx, s.settings, done["outputs"]["prefix"])
+        if scores:
+            console.print_json(data=scores)
+    elif not s.stop.is_set():
+        console.print("[red]the example night was not scored within 300 s; see `sunrise status`[/]")
+        code = 1
+    s.watcher.mark_seen()
+    return code
+
+
+def _seed_and_wait(s: _Session, *, seed: int, seed_hours: float, exit_when_done: bool) -> int:
+    """Upload ``seed`` extra nights with PSG labels; with ``exit_when_done``, wait (at most 300 s)
+    until every night is done. 0 unless that wait ran out."""
+    seed_nights(s.ctx, s.run_dir / "example", n=seed, hours=seed_hours, console=s.console)
+    s.console.print(f"uploaded {seed} more example nights with PSG labels, enough for "
+                    "`uv run sunrise train --version mine-1` once they are done", soft_wrap=True)
+    if not exit_when_done:
+        return 0
+    deadline = time.monotonic() + 300
+    while not s.stop.is_set() and not status_lib.all_done(s.ctx.state) and time.monotonic() < deadline:
+        s.watcher.poll()
+        s.stop.wait(0.5)
+    s.watcher.poll()
+    if not status_lib.all_done(s.ctx.state):
+        s.console.print("[red]the extra example nights were not all scored within 300 s; "
+                        "see `sunrise status`[/]")
+        return 1
+    return 0
+
+
+def _watch(s: _Session) -> None:
+    """Announce every file that arrives in the raw bucket and its outcome until Ctrl-C."""
+    if s.settings.backend == "embedded":
+        raw = Path(s.settings.data_dir) / "buckets" / s.settings.bucket("raw")
+        s.console.print(f"watching {raw}/ : copy files there as {{kind}}/{{site}}/{{subject}}/{{file}} "
+                        "(or `uv run sunrise upload`); each file and its outcome is announced here; "
+                        "`uv run sunrise status` shows everything. Ctrl-C stops.", soft_wrap=True)
+    else:
+        s.console.print("watching the raw bucket (fake-gcs-server); `uv run sunrise upload` sends files; each file "
+                        "and its outcome is announced here. Ctrl-C stops.", soft_wrap=True)
+    while not s.stop.is_set():
+        s.watcher.poll()
+        s.stop.wait(1.0)
+
+
 def run_stack(settings: Settings, *, example: bool, hours: float, emulators: bool, exit_when_done: bool, console: Console,
               seed: int = 3, seed_hours: float = 1.0) -> int:
+    """Run the whole stack on this machine (``sunrise run``); the exit code (1: an example night
+    was not scored in time)."""
     run_dir = Path(settings.data_dir) / "run"
     emu = None
     if emulators:
-        from sunrise_devstack.emulators import Emulators
-
-        emu = Emulators(run_dir / "emulators", project=settings.project, prefix=settings.prefix)
-        with console.status("starting fake-gcs-server and the Pub/Sub and Firestore emulators"):
-            emu.start()
-            emu.provision()
-        settings = settings.model_copy(update={
-            "backend": "emulators", "gcs_endpoint": emu.gcs_endpoint,
-            "pubsub_emulator_host": emu.pubsub_emulator_host, "firestore_emulator_host": emu.firestore_emulator_host,
-        })
-        console.print(f"emulators up: fake-gcs-server {emu.gcs_endpoint}, Pub/Sub {emu.pubsub_emulator_host}, "
-                      f"Firestore {emu.firestore_emulator_host}", soft_wrap=True)
+        emu, settings = _start_emulators(settings, run_dir, console)
     stack = Stack(settings, run_dir / "logs")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -161,73 +266,15 @@ def run_stack(settings: Settings, *, example: bool, hours: float, emulators: boo
     code = 0
     try:
         ctx = Context.from_settings(settings)
-        for logical in ("raw", "anonymised", "prepped", "results"):
-            ctx.storage.ensure_bucket(settings.bucket(logical))
-        t0 = time.monotonic()
-        with _progress(console) as progress:
-            task = progress.add_task("starting the services and the router", total=len(SERVICE_APPS) + 1)
-
-            def ready(name: str) -> None:
-                progress.console.print(f"  {name} up after {time.monotonic() - t0:.1f} s"
-                                       + (f" on {settings.service_url(name)}" if name in SERVICE_APPS else ""),
-                                       soft_wrap=True, highlight=False)
-                progress.advance(task)
-
-            stack.start(on_ready=ready)
-        console.print(f"[green]stack up[/] in {time.monotonic() - t0:.1f} s on 127.0.0.1 ({settings.backend} backend); "
-                      f"logs in {run_dir / 'logs'}", soft_wrap=True)
-        watcher = Watcher(ctx, console)
+        _start_stack(stack, ctx, settings, run_dir, console)
+        s = _Session(settings, ctx, console, stop, run_dir, Watcher(ctx, console))
         if example:
-            t1 = time.monotonic()
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                          console=console) as progress:
-                progress.add_task(f"generating an example {hours:g}-hour night pair (Sunrise EDF+, PSG EDF, labels)",
-                                  total=None)
-                from sunrise_cli.synth import synth_night
-
-                night = synth_night(run_dir / "example", seed=7, hours=hours)
-            console.print(f"generated in {time.monotonic() - t1:.1f} s; uploading", highlight=False)
-            for name in ops.upload_night(ctx, night, site=EXAMPLE_SITE, subject=EXAMPLE_SUBJECT):
-                console.print(f"  uploaded raw/{name}", soft_wrap=True, highlight=False)
-            t2 = time.monotonic()
-            done = wait_for_scores(ctx, timeout=300, console=console, stop=stop)
-            if done:
-                console.print(f"[green]night {done['night_id']} scored[/] {time.monotonic() - t2:.1f} s after upload: "
-                              f"results in {settings.bucket('results')}/{done['outputs']['prefix']}", soft_wrap=True)
-                scores = _scores(ctx, settings, done["outputs"]["prefix"])
-                if scores:
-                    console.print_json(data=scores)
-            elif not stop.is_set():
-                console.print("[red]the example night was not scored within 300 s; see `sunrise status`[/]")
-                code = 1
-            watcher.mark_seen()
+            code = _run_example(s, hours)
             if seed and not stop.is_set() and code == 0:
-                seed_nights(ctx, run_dir / "example", n=seed, hours=seed_hours, console=console)
-                console.print(f"uploaded {seed} more example nights with PSG labels, enough for "
-                              "`uv run sunrise train --version mine-1` once they are done", soft_wrap=True)
-                if exit_when_done:
-                    deadline = time.monotonic() + 300
-                    while not stop.is_set() and not status_lib.all_done(ctx.state) and time.monotonic() < deadline:
-                        watcher.poll()
-                        stop.wait(0.5)
-                    watcher.poll()
-                    if not status_lib.all_done(ctx.state):
-                        console.print("[red]the extra example nights were not all scored within 300 s; "
-                                      "see `sunrise status`[/]")
-                        code = 1
+                code = _seed_and_wait(s, seed=seed, seed_hours=seed_hours, exit_when_done=exit_when_done)
         if exit_when_done:
             return code
-        if settings.backend == "embedded":
-            raw = Path(settings.data_dir) / "buckets" / settings.bucket("raw")
-            console.print(f"watching {raw}/ : copy files there as {{kind}}/{{site}}/{{subject}}/{{file}} "
-                          "(or `uv run sunrise upload`); each file and its outcome is announced here; "
-                          "`uv run sunrise status` shows everything. Ctrl-C stops.", soft_wrap=True)
-        else:
-            console.print("watching the raw bucket (fake-gcs-server); `uv run sunrise upload` sends files; each file "
-                          "and its outcome is announced here. Ctrl-C stops.", soft_wrap=True)
-        while not stop.is_set():
-            watcher.poll()
-            stop.wait(1.0)
+        _watch(s)
         return code
     finally:
         console.print("stopping ...")

@@ -560,31 +560,51 @@ def _swallows(rng: np.random.Generator, stage: np.ndarray
     return t, rng.uniform(*_SWALLOW_DEG, t.size), rng.uniform(*_SWALLOW_S, t.size)
 
 
-def _physiology(
-    rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int,
-    cfg: SynthSettings = DEFAULT_SETTINGS, hyperpneas: list[tuple[int, int, float]] = (),
-    still: tuple[int, int] | None = None,
-) -> _Physiology:
+@dataclass
+class _EventEffects:
+    """1-Hz multipliers and offsets the scored events (and Cheyne-Stokes cycles) impose, and the
+    arousal movements they end with (start s, length s, magnitude)."""
+
+    amp_mult: np.ndarray
+    flow_mult: np.ndarray
+    effort_mult: np.ndarray
+    drop: np.ndarray  # mandible drop, deg
+    spo2_drop: np.ndarray  # SpO2 fall, percentage points
+    move_starts: list = field(default_factory=list)
+    move_len: list = field(default_factory=list)
+    move_val: list = field(default_factory=list)
+
+
+def _stages(hyp: np.ndarray, n_sec: int, cfg: SynthSettings, still: tuple[int, int] | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-second true stage and breathing stage (N2 over a still wake block made identical to
+    sleep, else the true stage)."""
     stage = np.repeat(hyp, EPOCH_S)
     stage = np.concatenate([stage, np.full(max(0, n_sec - stage.size), _W, dtype=np.int8)])[:n_sec]
     true_stage = stage
     if still is not None and cfg.still_wake == "sleep_breathing":
         stage = stage.copy()  # breathing (rate, amplitude, posture) as in N2
         stage[still[0] * EPOCH_S : still[1] * EPOCH_S] = _N2
+    return true_stage, stage
 
+
+def _breathing(rng: np.random.Generator, stage: np.ndarray, n_sec: int, cfg: SynthSettings
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """1-Hz breathing rate (Hz) and amplitude (deg) of the stage, with slow AR(1) variability."""
     m = cfg.breathing_rate_mult
     base_rate = rng.uniform(*cfg.breathing_base_hz) * m
     rate = base_rate * _RATE_MULT[stage] * (1 + _RATE_SD[stage] * _ar1(rng, n_sec, 40))
     rate = np.clip(rate, cfg.breathing_clip_hz[0] * m, cfg.breathing_clip_hz[1] * m)
     amp_night = rng.lognormal(0.0, 0.2)
     amp = amp_night * _AMP_DEG[stage] * np.exp(_AMP_SD[stage] * _ar1(rng, n_sec, 20))
+    return rate, amp
 
-    amp_mult = np.ones(n_sec)
-    flow_mult = np.ones(n_sec)
-    effort_mult = np.ones(n_sec)
-    drop = np.zeros(n_sec)
-    spo2_drop = np.zeros(n_sec)
-    move_starts, move_len, move_val = [], [], []
+
+def _event_effects(rng: np.random.Generator, events: list[_Event], n_sec: int) -> _EventEffects:
+    """What each event does to breathing, effort, the mandible and SpO2, second by second."""
+    fx = _EventEffects(np.ones(n_sec), np.ones(n_sec), np.ones(n_sec), np.zeros(n_sec),
+                       np.zeros(n_sec))
+    amp_mult, flow_mult, effort_mult, drop = fx.amp_mult, fx.flow_mult, fx.effort_mult, fx.drop
     for ev in events:
         a, b = int(round(ev.onset)), int(round(ev.onset + ev.duration))
         if ev.type == "mixed_apnea":
@@ -607,19 +627,26 @@ def _physiology(
         nd = int(round(ev.nadir_delay))
         t = np.arange(a + nd, min(n_sec, b + nd + 16))
         shape = np.where(t <= b + nd, (t - a - nd) / max(1, b - a), 1 - (t - b - nd) / 15)
-        np.maximum.at(spo2_drop, t, ev.desat * np.clip(shape, 0, 1))
+        np.maximum.at(fx.spo2_drop, t, ev.desat * np.clip(shape, 0, 1))
         if ev.arousal and ev.arousal_move > 0:
-            move_starts.append(b + int(round(ev.arousal_offset)))
-            move_len.append(rng.integers(3, 10))
-            move_val.append(ev.arousal_move)
+            fx.move_starts.append(b + int(round(ev.arousal_offset)))
+            fx.move_len.append(rng.integers(3, 10))
+            fx.move_val.append(ev.arousal_move)
+    return fx
 
-    # Cheyne-Stokes: crescendo-decrescendo ventilation between the periodic central apneas.
+
+def _cheyne_stokes(fx: _EventEffects, hyperpneas: list[tuple[int, int, float]]) -> None:
+    """Crescendo-decrescendo ventilation between the periodic central apneas (in place)."""
     for a, b, peak in hyperpneas:
         hump = np.sin(np.pi * (np.arange(b - a) + 0.5) / max(1, b - a))
-        amp_mult[a:b] = 0.3 + (peak - 0.3) * hump
-        flow_mult[a:b] = 0.3 + (peak - 0.3) * hump
+        fx.amp_mult[a:b] = 0.3 + (peak - 0.3) * hump
+        fx.flow_mult[a:b] = 0.3 + (peak - 0.3) * hump
 
-    # Movement bursts: frequent in wake (quiet-wake bouts have few), rare in sleep, REM twitches.
+
+def _movement(rng: np.random.Generator, stage: np.ndarray, n_sec: int, fx: _EventEffects,
+              cfg: SynthSettings, still: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """1-Hz movement magnitude and the per-second wake mask: bursts frequent in wake (quiet-wake
+    bouts have few), rare in sleep, REM twitches, the events' arousal movements."""
     wake = stage == _W
     bout_id = np.cumsum(np.diff(wake.astype(int), prepend=0) == 1)
     quiet_bout = rng.random(bout_id.max() + 2) < 0.3
@@ -632,15 +659,18 @@ def _physiology(
     lengths = rng.integers(1, 10, starts.size)
     values = rng.lognormal(math.log(0.8), 0.6, starts.size) * np.where(wake[starts], 1.0, 0.5)
     twitch = (stage == _REM) & (rng.random(n_sec) < 2.0 / 60)
-    move = _boxes(n_sec, np.concatenate([starts, move_starts]),
-                  np.concatenate([lengths, move_len]), np.concatenate([values, move_val]))
+    move = _boxes(n_sec, np.concatenate([starts, fx.move_starts]),
+                  np.concatenate([lengths, fx.move_len]), np.concatenate([values, fx.move_val]))
     move = np.maximum(move, twitch * 0.08)
     # Restless micro-movement (jaw tone, small swallows) while awake, absent in quiet wake.
     move = np.maximum(move, np.where(wake, np.where(quiet_bout[bout_id], 0.004, 0.03), 0.0))
     if still is not None and cfg.still_wake:
         move[still[0] * EPOCH_S : still[1] * EPOCH_S] = 0.0  # lying still, awake
+    return move, wake
 
-    # Body position (head roll): changes happen during movement bursts, mostly awake.
+
+def _head_roll(rng: np.random.Generator, move: np.ndarray, n_sec: int) -> np.ndarray:
+    """Body position (head roll, deg): changes happen during movement bursts, mostly awake."""
     roll = np.zeros(n_sec)
     current = rng.choice([0.0, -65.0, 65.0])
     big = np.flatnonzero(move > 0.8)
@@ -651,21 +681,44 @@ def _physiology(
         current = rng.choice([0.0, -65.0, 65.0, 25.0, -25.0]) + rng.normal(0, 6)
         last = c
     roll[last:] = current
+    return roll
 
-    posture = _smooth_steps(_POSTURE_DEG[stage] + drop, 3) + 0.15 * _ar1(rng, n_sec, 120)
+
+def _oximetry(rng: np.random.Generator, stage: np.ndarray, wake: np.ndarray,
+              spo2_drop: np.ndarray, n_sec: int) -> tuple[np.ndarray, np.ndarray]:
+    """1-Hz SpO2 (%) and pulse (bpm): the night's baseline, slow drift, the events' falls."""
     baseline_spo2 = rng.uniform(94.5, 97.5)
     spo2 = baseline_spo2 + 0.4 * _ar1(rng, n_sec, 300) - spo2_drop - 0.5 * (stage == _REM)
     pulse = rng.uniform(55, 70) + 6 * wake + 3 * (stage == _REM) + 2 * _ar1(rng, n_sec, 60)
     pulse = pulse + 8 * np.convolve(spo2_drop > 0, np.ones(10) / 10, "same")
+    return spo2, pulse
+
+
+def _physiology(
+    rng: np.random.Generator, hyp: np.ndarray, events: list[_Event], n_sec: int,
+    cfg: SynthSettings = DEFAULT_SETTINGS, hyperpneas: list[tuple[int, int, float]] = (),
+    still: tuple[int, int] | None = None,
+) -> _Physiology:
+    """The night's 1-Hz control signals from its hypnogram, events and Cheyne-Stokes cycles."""
+    # The steps draw from ``rng`` in this order; changing it changes every night.
+    true_stage, stage = _stages(hyp, n_sec, cfg, still)
+    rate, amp = _breathing(rng, stage, n_sec, cfg)
+    fx = _event_effects(rng, events, n_sec)
+    _cheyne_stokes(fx, hyperpneas)
+    move, wake = _movement(rng, stage, n_sec, fx, cfg, still)
+    roll = _head_roll(rng, move, n_sec)
+    posture = _smooth_steps(_POSTURE_DEG[stage] + fx.drop, 3) + 0.15 * _ar1(rng, n_sec, 120)
+    spo2, pulse = _oximetry(rng, stage, wake, fx.spo2_drop, n_sec)
     # Breath-to-breath variability and swallows from their own stream (spawned, so the draws
     # above stay what they were): ``stage`` is the breathing stage (N2 in a still wake block
     # made identical to sleep, whose swallows are then N2's too).
     own = rng.spawn(1)[0]
     breath_t, breath_amp = _breaths(own, rate, stage)
     sw_t, sw_deg, sw_s = _swallows(own, stage)
-    return _Physiology(true_stage, rate, amp, _smooth_steps(amp_mult, 3), _smooth_steps(flow_mult, 3),
-                       _smooth_steps(effort_mult, 3), posture, _smooth_steps(roll, 4), move,
-                       spo2, pulse, breath_t, breath_amp, sw_t, sw_deg, sw_s)
+    return _Physiology(true_stage, rate, amp, _smooth_steps(fx.amp_mult, 3),
+                       _smooth_steps(fx.flow_mult, 3), _smooth_steps(fx.effort_mult, 3), posture,
+                       _smooth_steps(roll, 4), move, spo2, pulse, breath_t, breath_amp, sw_t,
+                       sw_deg, sw_s)
 
 
 def _upsample(x: np.ndarray, fs: int) -> np.ndarray:

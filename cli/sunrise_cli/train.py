@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -156,28 +157,9 @@ def wake_probability(fit: dict, x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(z + fit["intercept"])))
 
 
-def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,
-                holdout_fraction: float = 0.25, base_version: str = "baseline-1",
-                features: list[str] | None = None, threshold: float = 0.5,
-                validation_fraction: float = 0.0) -> dict:
-    """Fit logistic regression for wake vs sleep on per-night training rows.
-
-    Nights (files) are split by subject (``sunrise_common.dataset.subject_splits``: every night
-    of a subject lands in the same split, see :func:`night_of`) into train, validation
-    (``validation_fraction`` of the subjects, none by default) and held-out test sets
-    (``holdout_fraction``, at least one subject each when there are >= 2; ``holdout_fraction=0``
-    fits on every night and reports no held-out metrics). The splits are recorded in the
-    artifact (``splits``: nights and subjects per split, seed, fractions). ``features`` defaults
-    to ``TRAIN_FEATURES``; an epoch is wake when ``P(wake) >= threshold``. Returns a dict with the
-    artifact path and the held-out (test) metrics of the new model and of the base model on the
-    same epochs, and the validation metrics when there is a validation split.
-    """
-    paths = [Path(p) for p in training_rows]
-    if len(paths) < MIN_TRAINING_NIGHTS:
-        raise TooFewNights(len(paths))
-    if not version or "/" in version:
-        raise ValueError(f"bad model version {version!r}")
-    features = list(features or TRAIN_FEATURES)
+def _split_nights(paths: list[Path], seed: int, holdout_fraction: float,
+                  validation_fraction: float) -> tuple[list[tuple[str, str]], list[str]]:
+    """(night, subject) of each file and the split each lands in, whole subjects per split."""
     nights = [night_of(p) for p in paths]
     by_subject = subject_splits([s for _, s in nights], seed=seed, test_fraction=max(holdout_fraction, 0.0),
                                 validation_fraction=validation_fraction)
@@ -185,27 +167,48 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
     if holdout_fraction > 0 and "test" not in split_of:
         raise ValueError(f"a held-out night needs a second subject: the {len(paths)} nights are all of one subject "
                          "(nights of one person never go to two splits)")
-    base = load_model(base_version)
+    return nights, split_of
 
-    xs, ys, hx, hy, hbase, vx, vy = [], [], [], [], [], [], []
+
+@dataclass
+class _Epochs:
+    """Design-matrix blocks (one per night, scored epochs only) and their wake truth, per split;
+    ``test_base`` holds the base model's wake predictions on the test epochs."""
+
+    train_x: list[np.ndarray] = field(default_factory=list)
+    train_y: list[np.ndarray] = field(default_factory=list)
+    test_x: list[np.ndarray] = field(default_factory=list)
+    test_y: list[np.ndarray] = field(default_factory=list)
+    test_base: list[np.ndarray] = field(default_factory=list)
+    val_x: list[np.ndarray] = field(default_factory=list)
+    val_y: list[np.ndarray] = field(default_factory=list)
+
+
+def _epochs(paths: list[Path], split_of: list[str], features: list[str], base) -> _Epochs:
+    """Read every night's training rows into the split it belongs to."""
+    ep = _Epochs()
     for p, split in zip(paths, split_of):
         cols, label = read_training_rows(p)
         x = design_matrix(cols, features)
         keep = label >= 0
         if split == "test":
-            hx.append(x[keep])
-            hy.append(label[keep] == 0)
-            hbase.append(base.predict_wake(cols)[keep])
+            ep.test_x.append(x[keep])
+            ep.test_y.append(label[keep] == 0)
+            ep.test_base.append(base.predict_wake(cols)[keep])
         elif split == "validation":
-            vx.append(x[keep])
-            vy.append(label[keep] == 0)
+            ep.val_x.append(x[keep])
+            ep.val_y.append(label[keep] == 0)
         else:
-            xs.append(x[keep])
-            ys.append(label[keep] == 0)
-    n_hold = split_of.count("test")
-    x, y = np.concatenate(xs), np.concatenate(ys)
-    fit = fit_logistic(x, y)
-    spec = {
+            ep.train_x.append(x[keep])
+            ep.train_y.append(label[keep] == 0)
+    return ep
+
+
+def _spec(version: str, base_version: str, base, nights: list[tuple[str, str]], split_of: list[str],
+          seed: int, holdout_fraction: float, validation_fraction: float, features: list[str],
+          fit: dict, threshold: float) -> dict:
+    """The model artifact (without its held-out metrics)."""
+    return {
         "version": version,
         "description": "Logistic-regression sleep/wake trained by sunrise_cli.train on sunalgo "
                        "training rows; respiratory rules copied from " + base_version,
@@ -228,28 +231,67 @@ def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed:
         "stages": None,
         "respiratory": base.respiratory,
     }
+
+
+def _split_metrics(ep: _Epochs, fit: dict, threshold: float, split_of: list[str], base_version: str,
+                   n_train_epochs: int) -> dict:
+    """Held-out metrics of the new and the base model on the same epochs, split sizes, and the
+    validation metrics when there is a validation split."""
+    metrics = {"model": None, "baseline": None}
+    if ep.test_x:
+        hyy = np.concatenate(ep.test_y)
+        p_wake = wake_probability(fit, np.concatenate(ep.test_x))
+        metrics = {"model": _metrics(hyy, p_wake >= threshold),
+                   "baseline": _metrics(hyy, np.concatenate(ep.test_base))}
+    metrics |= {
+        "base_version": base_version,
+        "n_train_nights": split_of.count("train"),
+        "n_heldout_nights": split_of.count("test"),
+        "n_validation_nights": split_of.count("validation"),
+        "n_train_epochs": n_train_epochs,
+    }
+    if ep.val_x:
+        vyy = np.concatenate(ep.val_y)
+        metrics["validation"] = _metrics(vyy, wake_probability(fit, np.concatenate(ep.val_x)) >= threshold)
+    return metrics
+
+
+def train_model(training_rows: list[Path], out_dir: Path, *, version: str, seed: int = 0,
+                holdout_fraction: float = 0.25, base_version: str = "baseline-1",
+                features: list[str] | None = None, threshold: float = 0.5,
+                validation_fraction: float = 0.0) -> dict:
+    """Fit logistic regression for wake vs sleep on per-night training rows.
+
+    Nights (files) are split by subject (``sunrise_common.dataset.subject_splits``: every night
+    of a subject lands in the same split, see :func:`night_of`) into train, validation
+    (``validation_fraction`` of the subjects, none by default) and held-out test sets
+    (``holdout_fraction``, at least one subject each when there are >= 2; ``holdout_fraction=0``
+    fits on every night and reports no held-out metrics). The splits are recorded in the
+    artifact (``splits``: nights and subjects per split, seed, fractions). ``features`` defaults
+    to ``TRAIN_FEATURES``; an epoch is wake when ``P(wake) >= threshold``. Returns a dict with the
+    artifact path and the held-out (test) metrics of the new model and of the base model on the
+    same epochs, and the validation metrics when there is a validation split.
+    """
+    paths = [Path(p) for p in training_rows]
+    if len(paths) < MIN_TRAINING_NIGHTS:
+        raise TooFewNights(len(paths))
+    if not version or "/" in version:
+        raise ValueError(f"bad model version {version!r}")
+    features = list(features or TRAIN_FEATURES)
+    nights, split_of = _split_nights(paths, seed, holdout_fraction, validation_fraction)
+    base = load_model(base_version)
+    ep = _epochs(paths, split_of, features, base)
+    y = np.concatenate(ep.train_y)
+    fit = fit_logistic(np.concatenate(ep.train_x), y)
+    spec = _spec(version, base_version, base, nights, split_of, seed, holdout_fraction, validation_fraction,
+                 features, fit, threshold)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     artifact = out_dir / f"{version}.json"
     # Validate through the loader the service uses before reporting success.
     artifact.write_text(json.dumps(spec, indent=1))
     model = load_model(version, model_dir=out_dir)
-    metrics = {"model": None, "baseline": None}
-    if hx:
-        hyy = np.concatenate(hy)
-        p_wake = wake_probability(fit, np.concatenate(hx))
-        metrics = {"model": _metrics(hyy, p_wake >= threshold),
-                   "baseline": _metrics(hyy, np.concatenate(hbase))}
-    metrics |= {
-        "base_version": base_version,
-        "n_train_nights": split_of.count("train"),
-        "n_heldout_nights": n_hold,
-        "n_validation_nights": split_of.count("validation"),
-        "n_train_epochs": int(y.size),
-    }
-    if vx:
-        vyy = np.concatenate(vy)
-        metrics["validation"] = _metrics(vyy, wake_probability(fit, np.concatenate(vx)) >= threshold)
+    metrics = _split_metrics(ep, fit, threshold, split_of, base_version, int(y.size))
     spec["heldout_metrics"] = metrics
     artifact.write_text(json.dumps(spec, indent=1))
     (out_dir / f"{version}.metrics.json").write_text(json.dumps(metrics, indent=1))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from sunrise_common.names import STAGES
@@ -97,6 +98,105 @@ def _split_reason(error: str | None) -> tuple[str | None, str | None]:
     return None, error
 
 
+@dataclass
+class _Tally:
+    """What ``summarize`` gathers from the nights, before the uploads are counted."""
+
+    now: float  # Unix time (UTC)
+    counts: dict[str, Counter] = field(default_factory=lambda: {s: Counter() for s in STAGES})
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    durations: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    night_totals: list[tuple[float, str]] = field(default_factory=list)  # (s of done runs, night)
+    finished_at: list[float] = field(default_factory=list)  # sunalgo done, Unix times
+    waiting: list[dict[str, Any]] = field(default_factory=list)
+    n_nights: int = 0
+    pairing: Counter = field(default_factory=Counter)
+
+
+def _tally_night(t: _Tally, night_id: str, doc: dict[str, Any]) -> None:
+    """Count one night: its pairing, whether it waits for its Sunrise half, each stage's state,
+    failure and done runs' times (reruns ``sunalgo:VERSION`` as their own stages)."""
+    t.n_nights += 1
+    t.pairing[doc.get("pairing", {}).get("state", "unknown")] += 1
+    recordings = doc.get("recordings", {})
+    if "sunrise" not in recordings:
+        since = doc.get("created_at")
+        t.waiting.append({"night_id": night_id, "has": sorted(k for k in recordings if recordings[k]),
+                          "waiting_for": "sunrise", "since": since,
+                          "age_s": round(t.now - since, 1) if since else None})
+    total = 0.0
+    extra = sorted(s for s in doc.get("stages", {}) if s.startswith("sunalgo:"))
+    for stage in [*STAGES, *extra]:
+        st = doc.get("stages", {}).get(stage)
+        state_name = stage_state(doc, stage)
+        if stage != "ingest":
+            t.counts.setdefault(stage, Counter())[state_name] += 1
+        if st and st.get("state") in ("failed", "retrying"):
+            reason, detail = _split_reason(st.get("error"))
+            t.failures.append({"night_id": night_id, "stage": stage, "state": st["state"], "error": st.get("error"),
+                               "reason": reason, "detail": detail, "attempts": st.get("attempts"),
+                               "at": st.get("finished_at")})
+        for run in doc.get("runs", {}).get(stage, {}).values():
+            if run.get("state") == "done" and run.get("duration_s") is not None:
+                t.durations[stage].append((run.get("finished_at", 0), run["duration_s"]))
+                total += run["duration_s"]
+                if "cpu_s" in run.get("metrics", {}):
+                    t.cpu[stage].append(run["metrics"]["cpu_s"])
+        if stage == "sunalgo" and st and st.get("state") == "done" and st.get("finished_at"):
+            t.finished_at.append(st["finished_at"])
+    t.night_totals.append((total, night_id))
+
+
+def _tally_unpaired_labels(t: _Tally, state: StateStore) -> None:
+    """Label files without a date that no PSG has claimed yet wait for their PSG."""
+    for _subject, doc in state.list(PAIRING):
+        for entry in (doc.get("waiting_labels") or {}).values():
+            if entry.get("paired_night") is None:
+                since = entry.get("since")
+                t.waiting.append({"night_id": None, "upload_id": entry.get("upload_id"),
+                                  "has": ["labels without a date"], "waiting_for": "psg", "since": since,
+                                  "age_s": round(t.now - since, 1) if since else None})
+
+
+def _tally_uploads(t: _Tally, state: StateStore) -> tuple[Counter, list[dict[str, Any]]]:
+    """Uploads by the outcome of their newest generation, and the rejected or retrying ones
+    (ingest's done runs join ``t.durations``)."""
+    uploads = Counter()
+    rejected: list[dict[str, Any]] = []
+    for upload, doc in state.list("uploads"):
+        generation, run = latest_generation_run(doc)
+        outcome = run.get("state", "pending")
+        uploads[outcome] += 1
+        for r in doc.get("runs", {}).get("ingest", {}).values():
+            if r.get("state") == "done" and r.get("duration_s") is not None:
+                t.durations["ingest"].append((r.get("finished_at", 0), r["duration_s"]))
+        if outcome in ("failed", "retrying"):
+            reason, detail = _split_reason(run.get("error"))
+            rejected.append({"upload_id": upload, "generation": generation, "state": outcome, "error": run.get("error"),
+                             "reason": reason, "detail": detail, "attempts": run.get("attempts"),
+                             "at": run.get("finished_at")})
+    return uploads, rejected
+
+
+def _stage_times(t: _Tally, last_n: int) -> dict[str, dict[str, Any]]:
+    """p50/p95 wall seconds of each stage's ``last_n`` most recent done runs and their mean CPU s."""
+    times = {}
+    for stage, pairs in t.durations.items():
+        recent = [d for _, d in sorted(pairs)[-last_n:]]
+        times[stage] = {"n": len(recent), "p50_s": _percentile(recent, 0.5), "p95_s": _percentile(recent, 0.95),
+                        "mean_cpu_s": round(statistics.fmean(t.cpu[stage]), 4) if t.cpu[stage] else None}
+    return times
+
+
+def _nights_per_minute(finished_at: list[float]) -> float | None:
+    """Nights scored per minute between the first and the last sunalgo finish (None below two)."""
+    if len(finished_at) >= 2:
+        span = max(finished_at) - min(finished_at)
+        return round(60 * (len(finished_at) - 1) / span, 2) if span > 0 else None
+    return None
+
+
 def summarize(state: StateStore, *, last_n: int = 200, now: float | None = None) -> dict[str, Any]:
     """Counts per stage and state, the failed, waiting and slowest nights, p50/p95 stage times.
 
@@ -106,88 +206,25 @@ def summarize(state: StateStore, *, last_n: int = 200, now: float | None = None)
     Unix times (UTC).
     """
     now = time.time() if now is None else now
-    counts: dict[str, Counter] = {s: Counter() for s in STAGES}
-    failures: list[dict[str, Any]] = []
-    durations: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    cpu: dict[str, list[float]] = defaultdict(list)
-    night_totals: list[tuple[float, str]] = []
-    finished_at: list[float] = []
-    waiting: list[dict[str, Any]] = []
-    n_nights = 0
-    pairing = Counter()
+    t = _Tally(now)
     for night_id, doc in state.list("nights"):
-        n_nights += 1
-        pairing_state = doc.get("pairing", {}).get("state", "unknown")
-        pairing[pairing_state] += 1
-        recordings = doc.get("recordings", {})
-        if "sunrise" not in recordings:
-            since = doc.get("created_at")
-            waiting.append({"night_id": night_id, "has": sorted(k for k in recordings if recordings[k]),
-                            "waiting_for": "sunrise", "since": since,
-                            "age_s": round(now - since, 1) if since else None})
-        total = 0.0
-        extra = sorted(s for s in doc.get("stages", {}) if s.startswith("sunalgo:"))
-        for stage in [*STAGES, *extra]:
-            st = doc.get("stages", {}).get(stage)
-            state_name = stage_state(doc, stage)
-            if stage != "ingest":
-                counts.setdefault(stage, Counter())[state_name] += 1
-            if st and st.get("state") in ("failed", "retrying"):
-                reason, detail = _split_reason(st.get("error"))
-                failures.append({"night_id": night_id, "stage": stage, "state": st["state"], "error": st.get("error"),
-                                 "reason": reason, "detail": detail, "attempts": st.get("attempts"),
-                                 "at": st.get("finished_at")})
-            for run in doc.get("runs", {}).get(stage, {}).values():
-                if run.get("state") == "done" and run.get("duration_s") is not None:
-                    durations[stage].append((run.get("finished_at", 0), run["duration_s"]))
-                    total += run["duration_s"]
-                    if "cpu_s" in run.get("metrics", {}):
-                        cpu[stage].append(run["metrics"]["cpu_s"])
-            if stage == "sunalgo" and st and st.get("state") == "done" and st.get("finished_at"):
-                finished_at.append(st["finished_at"])
-        night_totals.append((total, night_id))
-    for _subject, doc in state.list(PAIRING):
-        for entry in (doc.get("waiting_labels") or {}).values():
-            if entry.get("paired_night") is None:
-                since = entry.get("since")
-                waiting.append({"night_id": None, "upload_id": entry.get("upload_id"), "has": ["labels without a date"],
-                                "waiting_for": "psg", "since": since, "age_s": round(now - since, 1) if since else None})
-    uploads = Counter()
-    rejected: list[dict[str, Any]] = []
-    for upload, doc in state.list("uploads"):
-        generation, run = latest_generation_run(doc)
-        outcome = run.get("state", "pending")
-        uploads[outcome] += 1
-        for r in doc.get("runs", {}).get("ingest", {}).values():
-            if r.get("state") == "done" and r.get("duration_s") is not None:
-                durations["ingest"].append((r.get("finished_at", 0), r["duration_s"]))
-        if outcome in ("failed", "retrying"):
-            reason, detail = _split_reason(run.get("error"))
-            rejected.append({"upload_id": upload, "generation": generation, "state": outcome, "error": run.get("error"),
-                             "reason": reason, "detail": detail, "attempts": run.get("attempts"),
-                             "at": run.get("finished_at")})
-    counts["ingest"] = uploads
-    times = {}
-    for stage, pairs in durations.items():
-        recent = [d for _, d in sorted(pairs)[-last_n:]]
-        times[stage] = {"n": len(recent), "p50_s": _percentile(recent, 0.5), "p95_s": _percentile(recent, 0.95),
-                        "mean_cpu_s": round(statistics.fmean(cpu[stage]), 4) if cpu[stage] else None}
-    throughput = None
-    if len(finished_at) >= 2:
-        span = max(finished_at) - min(finished_at)
-        throughput = round(60 * (len(finished_at) - 1) / span, 2) if span > 0 else None
-    waiting.sort(key=lambda w: w["since"] or now)
+        _tally_night(t, night_id, doc)
+    _tally_unpaired_labels(t, state)
+    uploads, rejected = _tally_uploads(t, state)
+    t.counts["ingest"] = uploads
+    times = _stage_times(t, last_n)
+    t.waiting.sort(key=lambda w: w["since"] or now)
     return {
-        "nights": n_nights,
-        "pairing": dict(pairing),
-        "stages": {s: dict(c) for s, c in counts.items()},
+        "nights": t.n_nights,
+        "pairing": dict(t.pairing),
+        "stages": {s: dict(c) for s, c in t.counts.items()},
         "uploads": dict(uploads),
         "rejected_uploads": rejected[:50],
-        "failures": failures[:50],
-        "waiting_for_partner": waiting[:50],
-        "slowest": [{"night_id": n, "total_s": round(t, 3)} for t, n in sorted(night_totals, reverse=True)[:5]],
+        "failures": t.failures[:50],
+        "waiting_for_partner": t.waiting[:50],
+        "slowest": [{"night_id": n, "total_s": round(x, 3)} for x, n in sorted(t.night_totals, reverse=True)[:5]],
         "stage_times": times,
-        "nights_per_minute": throughput,
+        "nights_per_minute": _nights_per_minute(t.finished_at),
         "generated_at": now,
     }
 

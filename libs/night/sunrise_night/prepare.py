@@ -36,6 +36,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ from sunrise_common.edf import EdfError, EdfHeader, iter_chunks, read_header, re
 from sunrise_common.errors import PermanentError
 from sunrise_common.identity import time_of_day_offset_s
 from sunrise_night.breathing import breathing_rate
-from sunrise_night.channels import IMU_ROLES, map_channels
+from sunrise_night.channels import IMU_ROLES, Channel, map_channels
 from sunrise_night.imu import FS_OUT, derive
 from sunrise_night.quality import (GAP, INVALID, NONWEAR, QUALITY_UNIT, nonwear_seconds,
                                    quality_mask)
@@ -180,18 +181,35 @@ def _pieces(edf_path: Path, header: EdfHeader, chunk_seconds: float, wanted: lis
             t_next = float(on[b - 1]) + rd
 
 
-def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600.0) -> dict:
-    """Prepare a Sunrise EDF+ into ``out_dir/prepped.npz`` and ``out_dir/meta.json``.
+@dataclass(frozen=True)
+class _Layout:
+    """Which signals one preparation reads and how it scales them (from the EDF header)."""
 
-    EDF+D recordings keep their true timeline: a gap between records (sensor off, device
-    paused) becomes samples that every array carries at their true time, flagged ``GAP`` in the
-    quality mask (the IMU is bridged linearly so that filters do not ring, SpO2/pulse are NaN);
-    ``meta.json`` lists the gaps and the ``recorded_s`` beside the span ``duration_s``.
+    fs: float  # IMU sample rate, Hz
+    imu_idx: list[int]  # signal indices of the six IMU channels, in ``IMU_ROLES`` order
+    scales: np.ndarray  # (6, 1) unit normalisation (mg -> g, rad/s -> deg/s)
+    limits: np.ndarray  # (6, 2) physical range of each IMU channel after scaling, sorted
+    slow: dict[str, Channel]  # "spo2"/"pulse" -> channel, those present
+    wanted: list[int]  # every signal index read
+    fs_of: dict[int, float]  # signal index -> sample rate, Hz
 
-    Returns the meta dictionary. Raises ``PermanentError`` for files that cannot be prepared
-    (not EDF, no IMU channels, too short, overlapping EDF+D records).
+
+@dataclass
+class _Streamed:
+    """What one pass over the timeline accumulates (time 0 = the first record's onset)."""
+
+    derived: dict[str, np.ndarray]  # 10-Hz derived signals (``imu.derive``)
+    quality: np.ndarray  # (n1,) per-second quality bits, GAP set, NONWEAR not yet
+    slow_parts: dict[str, list[np.ndarray]]  # role -> 1-Hz pieces, NaN over gaps
+    gaps: list[dict]  # {"onset_s", "duration_s"} of each EDF+D gap
+
+
+def _checked_header(edf_path: Path) -> tuple[EdfHeader, dict[str, Channel], float]:
+    """Header, mapped channels and IMU rate (Hz) of a file fit for preparation.
+
+    Raises ``PermanentError`` for an unreadable header, an unusable IMU rate, a recording
+    shorter than 300 s or without a usable start time.
     """
-    edf_path, out_dir = Path(edf_path), Path(out_dir)
     try:
         header = read_header(edf_path)
     except EdfError as exc:
@@ -204,8 +222,11 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
         raise PermanentError("too_short", f"recording lasts {header.duration:.0f} s; need >= 300 s")
     if header.start is None:
         raise PermanentError("no_start_time", f"unusable start: {header.start_problem}")
-    onsets, origin, duration = _record_layout(edf_path, header)
+    return header, channels, fs
 
+
+def _layout(header: EdfHeader, channels: dict[str, Channel], fs: float) -> _Layout:
+    """The signals to read, their unit scales and the IMU channels' physical limits."""
     imu_idx = [channels[r].index for r in IMU_ROLES]
     scales = np.array([channels[r].scale for r in IMU_ROLES])[:, None]
     limits = np.array([[header.signals[i].physical_min, header.signals[i].physical_max]
@@ -214,14 +235,20 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
     slow = {r: channels[r] for r in ("spo2", "pulse") if r in channels}
     wanted = imu_idx + [c.index for c in slow.values()]
     fs_of = {i: header.signals[i].sample_rate for i in wanted}
+    return _Layout(fs, imu_idx, scales, limits, slow, wanted, fs_of)
 
+
+def _stream(edf_path: Path, header: EdfHeader, lay: _Layout, onsets: np.ndarray | None,
+            chunk_seconds: float) -> _Streamed:
+    """One pass over the timeline: derived signals, quality and 1-Hz SpO2/pulse, gaps filled."""
+    fs, scales = lay.fs, lay.scales
     seg = _Segmenter(fs, MARGIN_S)
-    quality = _QualityStream(fs, limits[:3], limits[3:])
-    slow_parts: dict[str, list[np.ndarray]] = {r: [] for r in slow}
+    quality = _QualityStream(fs, lay.limits[:3], lay.limits[3:])
+    slow_parts: dict[str, list[np.ndarray]] = {r: [] for r in lay.slow}
     gaps: list[dict] = []
     t = 0.0  # seconds of timeline emitted so far
     last = None  # last IMU sample column, for bridging a gap
-    pieces = _pieces(edf_path, header, chunk_seconds, wanted, onsets, fs_of)
+    pieces = _pieces(edf_path, header, chunk_seconds, lay.wanted, onsets, lay.fs_of)
     pending = next(pieces, None)
     while pending is not None:
         nxt = next(pieces, None)
@@ -230,41 +257,53 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
             # Bridge the IMU from the last sample before the gap to the first one after it:
             # no step for the zero-phase filters to ring on; every bridged second is GAP.
             n_fill = int(round(gap_s * fs))
-            first = np.stack([nxt[0][i][:1] for i in imu_idx]).astype(np.float64) * scales
+            first = np.stack([nxt[0][i][:1] for i in lay.imu_idx]).astype(np.float64) * scales
             w = (np.arange(1, n_fill + 1) / (n_fill + 1))[None, :]
             block = (last if last is not None else first) * (1 - w) + first * w
             quality.push(block, np.ones(n_fill, dtype=bool))
-            for role, ch in slow.items():
+            for role, ch in lay.slow.items():
                 slow_parts[role].append(np.full(int(round(gap_s * ch.sample_rate)), np.nan))
             gaps.append({"onset_s": round(t, 3), "duration_s": round(gap_s, 3)})
         else:
-            block = np.stack([data[i] for i in imu_idx]).astype(np.float64) * scales
+            block = np.stack([data[i] for i in lay.imu_idx]).astype(np.float64) * scales
             quality.push(block, np.zeros(block.shape[1], dtype=bool))
-            for role, ch in slow.items():
+            for role, ch in lay.slow.items():
                 lo, hi = (50.0, 100.0) if role == "spo2" else (25.0, 250.0)
                 slow_parts[role].append(_to_1hz(data[ch.index], ch.sample_rate, lo, hi))
         last = block[:, -1:]
         seg.push(block, final=nxt is None)
         t += block.shape[1] / fs
         pending = nxt
-    derived = seg.result()
+    return _Streamed(seg.result(), quality.result(), slow_parts, gaps)
 
-    n_epochs = int(math.floor(duration / EPOCH_S))
+
+def _arrays(st: _Streamed, n_epochs: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The ``prepped.npz`` arrays (NONWEAR marked in ``quality``) and the per-second non-wear
+    mask."""
+    derived = st.derived
     rate, regularity = breathing_rate(derived["breath_gyro"], n_epochs)
     arrays = {k: v for k, v in derived.items()}
-    q = quality.result()
+    q = st.quality
     nonwear = nonwear_seconds(derived["breath_gyro"], derived["mandible_angle_deg"],
                               derived["head_roll_deg"], derived["activity_dps"], FS_OUT, q.size,
                               valid=(q & INVALID) == 0)
     q[: nonwear.size][nonwear] |= NONWEAR
     arrays["quality"] = q
-    for role, parts in slow_parts.items():
+    for role, parts in st.slow_parts.items():
         arrays[role] = np.concatenate(parts).astype(np.float32)
     arrays["breathing_rate_bpm"] = rate
     arrays["breathing_regularity"] = regularity
+    return arrays, nonwear
 
+
+def _meta(header: EdfHeader, channels: dict[str, Channel], lay: _Layout,
+          arrays: dict[str, np.ndarray], nonwear: np.ndarray, gaps: list[dict],
+          onsets: np.ndarray | None, origin: float, duration: float, n_epochs: int,
+          chunk_seconds: float) -> dict:
+    """The ``meta.json`` dictionary of a prepared recording."""
     start = header.start
-    meta = {
+    q = arrays["quality"]
+    return {
         "kind": "sunrise",
         "prep_version": PREP_VERSION,
         "start_offset_s": time_of_day_offset_s(start.hour, start.minute,
@@ -275,25 +314,46 @@ def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600
         "gaps": gaps,
         "epoch_s": EPOCH_S,
         "n_epochs": n_epochs,
-        "fs_imu": fs,
+        "fs_imu": lay.fs,
         "fs_derived": FS_OUT,
         "fs_slow": 1.0,
         "n_derived": int(arrays["activity_g"].shape[-1]),
         "channels": {r: {"index": c.index, "label": c.label, "unit": c.unit,
                          "sample_rate": c.sample_rate} for r, c in channels.items()},
-        "has_spo2": "spo2" in slow,
-        "has_pulse": "pulse" in slow,
+        "has_spo2": "spo2" in lay.slow,
+        "has_pulse": "pulse" in lay.slow,
         "units": {"breath_gyro": "deg/s", "breath_acc": "g", "mandible_angle_deg": "deg",
                   "head_roll_deg": "deg", "activity_g": "g", "activity_dps": "deg/s",
                   "quality": QUALITY_UNIT, "spo2": "%", "pulse": "bpm",
                   "breathing_rate_bpm": "1/min", "breathing_regularity": "ratio"},
-        "quality_good_fraction": float(np.mean(arrays["quality"] == 0)) if arrays["quality"].size
-        else 0.0,
+        "quality_good_fraction": float(np.mean(q == 0)) if q.size else 0.0,
         "nonwear_s": float(nonwear.sum()),
         "valid_s": float(np.sum((q & INVALID) == 0)),
         "chunk_seconds": chunk_seconds,
         "margin_s": MARGIN_S,
     }
+
+
+def prepare_sunrise(edf_path: Path, out_dir: Path, *, chunk_seconds: float = 600.0) -> dict:
+    """Prepare a Sunrise EDF+ into ``out_dir/prepped.npz`` and ``out_dir/meta.json``.
+
+    EDF+D recordings keep their true timeline: a gap between records (sensor off, device
+    paused) becomes samples that every array carries at their true time, flagged ``GAP`` in the
+    quality mask (the IMU is bridged linearly so that filters do not ring, SpO2/pulse are NaN);
+    ``meta.json`` lists the gaps and the ``recorded_s`` beside the span ``duration_s``.
+
+    Returns the meta dictionary. Raises ``PermanentError`` for files that cannot be prepared
+    (not EDF, no IMU channels, too short, overlapping EDF+D records).
+    """
+    edf_path, out_dir = Path(edf_path), Path(out_dir)
+    header, channels, fs = _checked_header(edf_path)
+    onsets, origin, duration = _record_layout(edf_path, header)
+    lay = _layout(header, channels, fs)
+    streamed = _stream(edf_path, header, lay, onsets, chunk_seconds)
+    n_epochs = int(math.floor(duration / EPOCH_S))
+    arrays, nonwear = _arrays(streamed, n_epochs)
+    meta = _meta(header, channels, lay, arrays, nonwear, streamed.gaps, onsets, origin, duration,
+                 n_epochs, chunk_seconds)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "prepped.npz", **arrays)
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
