@@ -219,17 +219,20 @@ def _run_example(s: _Session, hours: float) -> int:
 def _seed_and_wait(s: _Session, *, seed: int, seed_hours: float, exit_when_done: bool) -> int:
     """Upload ``seed`` extra nights with PSG labels; with ``exit_when_done``, wait (at most 300 s)
     until every night is done. 0 unless that wait ran out."""
+    expected = sum(1 for _ in s.ctx.state.list("nights")) + seed
     seed_nights(s.ctx, s.run_dir / "example", n=seed, hours=seed_hours, console=s.console)
     s.console.print(f"uploaded {seed} more example nights with PSG labels, enough for "
                     "`uv run sunrise train --version mine-1` once they are done", soft_wrap=True)
     if not exit_when_done:
         return 0
     deadline = time.monotonic() + 300
-    while not s.stop.is_set() and not status_lib.all_done(s.ctx.state) and time.monotonic() < deadline:
+    # Until the seeded nights exist too: right after the upload only the example night does.
+    while (not s.stop.is_set() and not status_lib.all_done(s.ctx.state, min_nights=expected)
+           and time.monotonic() < deadline):
         s.watcher.poll()
         s.stop.wait(0.5)
     s.watcher.poll()
-    if not status_lib.all_done(s.ctx.state):
+    if not status_lib.all_done(s.ctx.state, min_nights=expected):
         s.console.print("[red]the extra example nights were not all scored within 300 s; "
                         "see `sunrise status`[/]")
         return 1

@@ -145,3 +145,22 @@ def test_json_status_keeps_every_field_for_scripts(ctx, ingest):
     deliver(ingest, put(ctx, "psg/namur/P1/night.edf", PSG))
     summary = json.loads(status("--json").output)
     assert summary["nights"] == 1 and summary["waiting_for_partner"][0]["waiting_for"] == "sunrise"
+
+
+def test_all_done_waits_for_nights_just_uploaded_not_only_for_the_nights_that_exist(tmp_path):
+    # `sunrise run --exit-when-done` seeds nights and waits: right after the upload only the
+    # example night has a document, and it is settled; that is not "done" for three nights.
+    from sunrise_common.state.sqlite import SqliteState
+
+    state = SqliteState(tmp_path / "state.db")
+    settled = {"stages": {"sunrise_prep": {"state": "done", "input_key": "a"},
+                          "sunalgo": {"state": "done", "outputs": {"sunrise_input": "a"}}}}
+    assert not status_lib.all_done(state)  # no night at all is not done
+    state.set("nights", "n1", settled)
+    assert status_lib.all_done(state)
+    assert not status_lib.all_done(state, min_nights=3)
+    state.set("nights", "n2", settled)
+    state.set("nights", "n3", {"stages": {"sunrise_prep": {"state": "running"}}})
+    assert not status_lib.all_done(state, min_nights=3)
+    state.set("nights", "n3", settled)
+    assert status_lib.all_done(state, min_nights=3)

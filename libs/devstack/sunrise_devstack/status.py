@@ -269,11 +269,13 @@ def night_settled(doc: dict[str, Any], *, with_psg: bool = True) -> bool:
     return True
 
 
-def all_done(state: StateStore, *, with_psg: bool = True) -> bool:
-    """True when every night is settled (see :func:`night_settled`) and there is at least one."""
-    any_night = False
+def all_done(state: StateStore, *, with_psg: bool = True, min_nights: int = 1) -> bool:
+    """True when every night is settled (see :func:`night_settled`) and there are at least
+    ``min_nights``: a caller that has just uploaded nights waits for their documents too, not
+    only for the nights that already exist to settle."""
+    n = 0
     for _, doc in state.list("nights"):
-        any_night = True
+        n += 1
         if not night_settled(doc, with_psg=with_psg):
             return False
-    return any_night
+    return n >= max(min_nights, 1)
