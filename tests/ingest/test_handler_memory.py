@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_KEY
-from tests.ports.conftest import PREFIX, PROJECT, emulators, emulators_session  # noqa: F401 - fixtures
+from tests.ports.conftest import emulators, emulators_session  # noqa: F401 - fixtures
+from tests.ports.conftest import child_backend as backend  # noqa: F401 - the fixture, by the name the tests use
 
 pytestmark = pytest.mark.slow
 
@@ -90,18 +90,6 @@ CHILD = textwrap.dedent(r'''
                       "tmp_bytes": tmp_bytes, "wall_s": wall, "cpu_s": time.process_time(),
                       "out_bytes": result["metrics"]["bytes"]}))
 ''')
-
-
-@pytest.fixture(params=["embedded", pytest.param("emulators", marks=pytest.mark.emulators)])
-def backend(request) -> dict:
-    """Settings of the child process: the embedded backend, or the emulators (fake-gcs-server:
-    the Cloud Storage path, range reads and a resumable upload, which Cloud Run runs)."""
-    base = {"pseudonym_key": TEST_KEY, "prefix": PREFIX, "project": PROJECT}
-    if request.param == "embedded":
-        return {**base, "backend": "embedded"}
-    emu = request.getfixturevalue("emulators")
-    return {**base, "backend": "emulators", "gcs_endpoint": emu.gcs_endpoint,
-            "pubsub_emulator_host": emu.pubsub_emulator_host, "firestore_emulator_host": emu.firestore_emulator_host}
 
 
 def ingest_in_a_fresh_process(tmp_path: Path, size: int, backend: dict) -> dict:

@@ -53,6 +53,21 @@ def emulators(emulators_session: Emulators) -> Emulators:
     return emulators_session
 
 
+@pytest.fixture(params=["embedded", pytest.param("emulators", marks=pytest.mark.emulators)])
+def child_backend(request: pytest.FixtureRequest) -> dict:
+    """Settings of a child process that measures a stage's memory (tests/*/test_handler_memory.py):
+    the embedded backend, or the emulators (fake-gcs-server: the Cloud Storage path, range reads,
+    resumable and part uploads, compose, which Cloud Run runs)."""
+    from tests.conftest import TEST_KEY
+
+    base = {"pseudonym_key": TEST_KEY, "prefix": PREFIX, "project": PROJECT}
+    if request.param == "embedded":
+        return {**base, "backend": "embedded"}
+    emu = request.getfixturevalue("emulators")
+    return {**base, "backend": "emulators", "gcs_endpoint": emu.gcs_endpoint,
+            "pubsub_emulator_host": emu.pubsub_emulator_host, "firestore_emulator_host": emu.firestore_emulator_host}
+
+
 def make_settings(tmp_path: Path, emulators: Emulators | None = None) -> Settings:
     if emulators is None:
         return Settings(backend="embedded", project=PROJECT, prefix=PREFIX, data_dir=tmp_path)

@@ -86,6 +86,18 @@ class _Member:
         return self.data_offset + 4 * self.n
 
 
+def _layout(arrays: list[tuple[str, int]]) -> tuple[list[_Member], int]:
+    """The members of an archive of ``arrays`` (name, float32 count) laid out one after the
+    other from offset 0, and the offset of the central directory after them."""
+    members: list[_Member] = []
+    offset = 0
+    for name, n in arrays:
+        m = _Member(name, int(n), offset)
+        members.append(m)
+        offset = m.end
+    return members, offset
+
+
 class NpzWriter:
     """``NpzWriter(path, [(name, n), ...])``; ``member(j)`` is the writer of array ``j``
     (``write``, ``pad_to``, ``n``); ``close()`` finishes the archive. An array that does not
@@ -97,15 +109,9 @@ class NpzWriter:
     def __init__(self, path: Path, arrays: list[tuple[str, int]]) -> None:
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
-        self.members: list[_Member] = []
-        offset = 0
-        for name, n in arrays:
-            m = _Member(name, int(n), offset)
-            self.members.append(m)
-            offset = m.end
-        self.cd_offset = offset
+        self.members, self.cd_offset = _layout(arrays)
         self.fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.ftruncate(self.fd, offset)
+        os.ftruncate(self.fd, self.cd_offset)
 
     def member(self, j: int) -> MemberWriter:
         return MemberWriter(self, self.members[j])
@@ -224,13 +230,7 @@ class StreamedNpzWriter:
 
     def __init__(self, storage: Storage, bucket: str, name: str, arrays: list[tuple[str, int]]) -> None:
         self.storage, self.bucket, self.name = storage, bucket, name
-        self.members: list[_Member] = []
-        offset = 0
-        for array_name, n in arrays:
-            m = _Member(array_name, int(n), offset)
-            self.members.append(m)
-            offset = m.end
-        self.cd_offset = offset
+        self.members, self.cd_offset = _layout(arrays)
         self.part_bytes = max(PART_MIN, min(PART_MAX, BUFFER_BUDGET // max(1, len(self.members))))
         self.part_bytes -= self.part_bytes % 4
         self.prefix = f"{PIECES}{uuid.uuid4().hex}/"
