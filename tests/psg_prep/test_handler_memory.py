@@ -1,7 +1,7 @@
 """A psg_prep request's memory is bounded and flat in the night's length (issues 25 and 26): on
 Cloud Run ``/tmp`` is memory, so the bound is on peak RSS plus ``/tmp`` bytes.
 
-Each night length (1, 8 and 16 h) is streamed into the raw bucket as a realistic PSG (20
+Each night length (1, 8 and 16 h embedded; 1 and 4 h on fake-gcs-server, see ``HOURS``) is streamed into the raw bucket as a realistic PSG (20
 channels at 256 Hz, 1-s records, the benchmark's channel set and signal sources: a 5-minute block
 of ``make_big_psg``'s night repeated, so that a 16-h night, 590 MB, is made in seconds and never
 held in memory or written to a file) and anonymised by the real ingest handler; then a fresh
@@ -147,7 +147,7 @@ def prepare_in_a_fresh_process(tmp_path: Path, hours: float, backend: dict, bloc
     tmpdir.mkdir()
     env = {**os.environ, "TMPDIR": str(tmpdir)}
     out = subprocess.run([sys.executable, "-c", CHILD, str(data_dir), json.dumps(backend), json.dumps(message)],
-                         env=env, capture_output=True, text=True, check=False)
+                         env=env, capture_output=True, text=True, check=False, timeout=CHILD_TIMEOUT_S)
     if out.returncode != 0:
         raise AssertionError(out.stderr[-3000:])
     run = json.loads(out.stdout.strip().splitlines()[-1])
@@ -159,23 +159,34 @@ def prepare_in_a_fresh_process(tmp_path: Path, hours: float, backend: dict, bloc
     return run
 
 
+#: Night lengths (h) per backend. fake-gcs-server keeps every object in memory (``-backend
+#: memory``), about 8 GB of its own RSS for the 1 + 8 + 16 h nights with their anonymised copies,
+#: outputs and parts (killed by the kernel's OOM killer on a shared 24-GB machine): on the
+#: emulators the Cloud Storage path (range reads, part uploads, compose) is measured on 1 h and
+#: 4 h; the 16-h night runs on the embedded backend, through the same handler and writer.
+HOURS = {"embedded": (1, 8, 16), "emulators": (1, 4)}
+#: A request that does not finish in this time is stuck (an emulator gone), not slow.
+CHILD_TIMEOUT_S = 1800
+
+
 def test_a_16_h_night_streams_through_psg_prep_in_the_memory_of_a_1_h_one(tmp_path, backend, block_file):
-    short = prepare_in_a_fresh_process(tmp_path, 1, backend, block_file)
-    middle = prepare_in_a_fresh_process(tmp_path, 8, backend, block_file)
-    long = prepare_in_a_fresh_process(tmp_path, 16, backend, block_file)
-    for run in (short, middle, long):
+    hours = HOURS[backend["backend"]]
+    runs = [prepare_in_a_fresh_process(tmp_path, h, backend, block_file) for h in hours]
+    short, long = runs[0], runs[-1]
+    for run in runs:
         assert run["status"] == "done" and "signals.npz" in run["files"]
         # Hundreds of samples: every piece of signals.npz that went up, and the end.
         assert len(run["tmp_bytes"]) > 20 and max(run["tmp_bytes"]) == 0
-    assert long["size"] > 580e6 and long["out_bytes"] > 400e6  # the night really is 16 h
-    summary = {k: {f: run[f] for f in ("size", "growth_mib", "tmp_mib", "request_mib", "cloud_run_mib", "hwm",
-                                       "rss_before", "wall_s", "cpu_s")}
-               for k, run in (("1h", short), ("8h", middle), ("16h", long))}
+    # The longest night really is that long (36.9 MB and > 25 MB of output per hour).
+    assert long["size"] > 36e6 * hours[-1] and long["out_bytes"] > 25e6 * hours[-1]
+    summary = {f"{h}h": {f: run[f] for f in ("size", "growth_mib", "tmp_mib", "request_mib", "cloud_run_mib", "hwm",
+                                             "rss_before", "wall_s", "cpu_s")}
+               for h, run in zip(hours, runs)}
     print(json.dumps({"backend": backend["backend"], **summary}))  # the numbers docs/limits.md quotes
-    assert all(run["request_mib"] <= BOUND_MIB for run in (short, middle, long)), summary
+    assert all(run["request_mib"] <= BOUND_MIB for run in runs), summary
     if backend["backend"] == "embedded":
-        assert all(run["cloud_run_mib"] <= TARGET_MIB for run in (short, middle, long)), summary
-    # Flat: 16 h of night cost at most a quarter more than 1 h, plus 16 MiB of allocator slack.
+        assert all(run["cloud_run_mib"] <= TARGET_MIB for run in runs), summary
+    # Flat: the longest night costs at most a quarter more than 1 h, plus 16 MiB of allocator slack.
     assert long["request_mib"] <= 1.25 * short["request_mib"] + 16, summary
     _same_as_the_local_path(tmp_path, short, backend)
 
