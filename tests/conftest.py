@@ -15,27 +15,32 @@ from sunrise_common.settings import Settings
 DATA = Path(__file__).resolve().parent / "data"  # the test data the repository carries (data/SOURCES.md)
 CORPUS = DATA / "corpus"
 REFERENCE_EVENTS = DATA / "cloudevents"
-# Files kept out of the repository because their licence is unstated (mne-testing-data's): read from a
-# ../shared/corpus beside the clone when there is one, skipped otherwise (tests/data/SOURCES.md).
-EXTRA_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+# Files kept out of the repository because their licence is unstated (mne-testing-data's,
+# tests/data/SOURCES.md): read from the folder SUNRISE_TEST_EXTRA_CORPUS names (laid out like
+# tests/data/corpus) when a developer has them, skipped otherwise. Nothing else is looked for.
+_EXTRA = os.environ.get("SUNRISE_TEST_EXTRA_CORPUS", "")
+EXTRA_CORPUS = Path(_EXTRA).resolve() if _EXTRA else None
 EXTRA_PREFIX = "mne__"
+_NOT_CARRIED = "is not carried by the repository (licence unstated); set SUNRISE_TEST_EXTRA_CORPUS to read it"
 
 
 def corpus_file(rel: str) -> Path:
     """A corpus file by its path under corpus/: the repository's copy, else the optional extra corpus's."""
     for root in (CORPUS, EXTRA_CORPUS):
-        if (root / rel).is_file():
+        if root is not None and (root / rel).is_file():
             return root / rel
-    pytest.skip(f"{rel} is not carried by the repository (licence unstated); read from ../shared/corpus when present")
+    pytest.skip(f"{rel} {_NOT_CARRIED}")
 
 
 def available(rels: list[str] | dict) -> list[str]:
     """The corpus paths of ``rels`` this checkout can read (repository files, plus extra ones when present)."""
-    return [rel for rel in rels if (CORPUS / rel).is_file() or (EXTRA_CORPUS / rel).is_file()]
+    return [rel for rel in rels if (CORPUS / rel).is_file() or (EXTRA_CORPUS is not None and (EXTRA_CORPUS / rel).is_file())]
 
 
 def extra_corpus_files(pattern: str) -> list[Path]:
-    """The licence-unstated extra files matching ``pattern`` (e.g. ``edf/*``), when ../shared/corpus is there."""
+    """The licence-unstated extra files matching ``pattern`` (e.g. ``edf/*``), when SUNRISE_TEST_EXTRA_CORPUS names them."""
+    if EXTRA_CORPUS is None:
+        return []
     return sorted(p for p in EXTRA_CORPUS.glob(pattern) if p.name.startswith(EXTRA_PREFIX))
 TEST_KEY = "test-pseudonym-key-0123456789abcdef"
 

@@ -1,5 +1,5 @@
 """Shared fixtures: the real EDF/BDF corpus in tests/data/corpus (see tests/data/SOURCES.md), plus the
-licence-unstated extra files of ../shared/corpus when it lies beside the clone."""
+licence-unstated extra files when SUNRISE_TEST_EXTRA_CORPUS names a folder holding them (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPUS, EXTRA_PREFIX, extra_corpus_files
+from tests.conftest import _NOT_CARRIED, CORPUS, EXTRA_PREFIX, extra_corpus_files
 
 CORPUS_FILES = sorted([*CORPUS.glob("edf/*"), *CORPUS.glob("bdf/*"), *extra_corpus_files("edf/*"),
                        *extra_corpus_files("bdf/*")])
@@ -25,7 +25,7 @@ def corpus_path(name: str) -> Path:
         if path.name == name:
             return path
     if name.startswith(EXTRA_PREFIX):
-        pytest.skip(f"{name} is not carried by the repository (licence unstated); read from ../shared/corpus when present")
+        pytest.skip(f"{name} {_NOT_CARRIED}")
     raise FileNotFoundError(name)
 
 
